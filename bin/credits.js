@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+'use strict';
+// Runs the compiled CLI (`npm run build` writes dist/). `npm start` and
+// `npm test` build first.
+require('../dist/src/cli/main.js')
+  .main(process.argv.slice(2))
+  .then((code) => {
+    process.exitCode = code;
+  });

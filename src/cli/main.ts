@@ -1,0 +1,113 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { openDatabase } from '../db/database';
+import { serve } from '../main';
+import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
+
+const USAGE = `usage: credits <command>
+
+  serve                              run the gRPC server (npm start)
+  migrate                            apply pending database migrations
+  tenant create <slug> [--currency USD] [--multi-currency]
+  api-key create --tenant <slug> --name <name> --scopes read,write
+                                     the new secret is the last line of stdout
+  api-key revoke --tenant <slug> --name <name>
+
+Environment: DATABASE_URL (absent: the embedded PostgreSQL in .data/),
+CREDITS_ADDRESS (default 0.0.0.0:50051), LOG_LEVEL, CREDITS_TLS_CERT,
+CREDITS_TLS_KEY, CREDITS_TLS_CLIENT_CA.`;
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  try {
+    const config = loadConfig();
+    switch (command) {
+      case 'serve':
+        await serve(config);
+        return 0;
+      case 'migrate':
+        return await withDatabase(config, async () => {
+          console.log('migrations applied');
+        });
+      case 'tenant':
+        if (sub !== 'create') throw new UsageError(`unknown tenant command "${sub ?? ''}"`);
+        return await tenantCreate(config, rest);
+      case 'api-key':
+        if (sub === 'create') return await apiKeyCreate(config, rest);
+        if (sub === 'revoke') return await apiKeyRevoke(config, rest);
+        throw new UsageError(`unknown api-key command "${sub ?? ''}"`);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`credits: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof TenantAdminError || err instanceof ConfigError) {
+      console.error(`credits: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+      console.error(`credits: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error('credits: failed:', err);
+    return 1;
+  }
+}
+
+async function withDatabase(config: Config, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<void>): Promise<number> {
+  const database = await openDatabase(config, { applicationName: 'credits-cli', poolSize: 2 });
+  try {
+    await work(database);
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>) {
+  return parseArgs({ args, options, allowPositionals: true, strict: true });
+}
+
+async function tenantCreate(config: Config, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { currency: { type: 'string' }, 'multi-currency': { type: 'boolean' } });
+  if (positionals.length !== 1) throw new UsageError('tenant create takes exactly one <slug>');
+  return withDatabase(config, async ({ dataSource }) => {
+    const tenant = await createTenant(dataSource, {
+      slug: positionals[0]!,
+      currency: (values.currency as string | undefined) ?? 'USD',
+      multiCurrency: values['multi-currency'] === true,
+    });
+    console.log(`created tenant ${tenant.slug} (${tenant.id}), default currency ${tenant.defaultCurrency}${tenant.multiCurrency ? ', multi-currency' : ''}`);
+  });
+}
+
+async function apiKeyCreate(config: Config, args: string[]): Promise<number> {
+  const { values } = parse(args, { tenant: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } });
+  if (!values.tenant || !values.name || !values.scopes) throw new UsageError('api-key create needs --tenant, --name and --scopes');
+  const scopes = parseScopes(values.scopes as string);
+  return withDatabase(config, async ({ dataSource }) => {
+    const { key, secret } = await createApiKey(dataSource, { tenantSlug: values.tenant as string, name: values.name as string, scopes });
+    console.log(`created API key "${key.name}" for tenant ${values.tenant as string} with scopes ${key.scopes.join(',')}; the secret follows and is not shown again:`);
+    console.log(secret);
+  });
+}
+
+async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
+  const { values } = parse(args, { tenant: { type: 'string' }, name: { type: 'string' } });
+  if (!values.tenant || !values.name) throw new UsageError('api-key revoke needs --tenant and --name');
+  return withDatabase(config, async ({ dataSource }) => {
+    await revokeApiKey(dataSource, { tenantSlug: values.tenant as string, name: values.name as string });
+    console.log(`revoked API key "${values.name as string}" of tenant ${values.tenant as string}`);
+  });
+}

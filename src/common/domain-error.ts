@@ -1,0 +1,65 @@
+/**
+ * Every reason a call can fail with, in UPPER_SNAKE as callers see it in
+ * google.rpc.ErrorInfo. Each has exactly one gRPC code, assigned in
+ * src/grpc/error-status.ts (the compiler checks that none is missing).
+ */
+export enum ErrorReason {
+  ValidationFailed = 'VALIDATION_FAILED',
+  ApiKeyMissing = 'API_KEY_MISSING',
+  ApiKeyInvalid = 'API_KEY_INVALID',
+  ScopeMissing = 'API_KEY_SCOPE_MISSING',
+  PromotionalCreditNotFound = 'PROMOTIONAL_CREDIT_NOT_FOUND',
+  InsufficientBalance = 'INSUFFICIENT_BALANCE',
+  BalanceLimitExceeded = 'BALANCE_LIMIT_EXCEEDED',
+  ConcurrencyConflict = 'CONCURRENCY_CONFLICT',
+  DatabaseUnavailable = 'DATABASE_UNAVAILABLE',
+  ShuttingDown = 'SHUTTING_DOWN',
+  Internal = 'INTERNAL',
+}
+
+/** One bad request field, named by its proto path (snake_case). */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** An expected failure with a reason and a sentence a developer can act on. */
+export class DomainError extends Error {
+  constructor(
+    readonly reason: ErrorReason,
+    message: string,
+    readonly violations: readonly FieldViolation[] = [],
+    readonly metadata: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+}
+
+/** Collects every bad field of a request so the caller learns them all at once. */
+export class Violations {
+  private readonly list: FieldViolation[] = [];
+
+  add(field: string, description: string): void {
+    this.list.push({ field, description });
+  }
+
+  get any(): boolean {
+    return this.list.length > 0;
+  }
+
+  /** Throws VALIDATION_FAILED listing every violation, if there is one. */
+  throwIfAny(): void {
+    if (this.list.length === 0) return;
+    const first = this.list[0]!;
+    const message =
+      this.list.length === 1
+        ? `Invalid request: ${first.field} ${first.description}.`
+        : `Invalid request: ${this.list.length} fields are invalid (${this.list.map((v) => v.field).join(', ')}); see BadRequest details.`;
+    throw new DomainError(ErrorReason.ValidationFailed, message, this.list);
+  }
+}
+
+export function assertUnreachable(value: never): never {
+  throw new Error(`unreachable: ${String(value)}`);
+}

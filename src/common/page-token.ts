@@ -1,0 +1,57 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { DomainError, ErrorReason } from './domain-error';
+
+export const DEFAULT_PAGE_SIZE = 10;
+export const MAX_PAGE_SIZE = 100;
+
+/** page_size as the contract reads it: 0 means 10, capped at 100. */
+export function effectivePageSize(requested: number): number {
+  if (requested === 0) return DEFAULT_PAGE_SIZE;
+  return Math.min(requested, MAX_PAGE_SIZE);
+}
+
+/**
+ * Opaque keyset page tokens: `<payload>.<mac>`, both base64url. The payload
+ * holds the position after the last row served and a hash of the filters;
+ * the MAC (HMAC-SHA256 with a key kept in the database, shared by every
+ * replica) binds it to the tenant, so an altered token, another tenant's
+ * token or one sent with other filters is rejected.
+ */
+export class PageTokenCodec {
+  constructor(private readonly key: Buffer) {}
+
+  encode(tenantId: string, filterKey: string, position: readonly string[]): string {
+    const payload = Buffer.from(JSON.stringify({ p: position, f: filterHash(filterKey) })).toString('base64url');
+    return `${payload}.${this.mac(tenantId, payload)}`;
+  }
+
+  /** The position a token points after, or undefined for an empty token. */
+  decode(tenantId: string, filterKey: string, token: string): string[] | undefined {
+    if (token === '') return undefined;
+    const invalid = (why: string) =>
+      new DomainError(ErrorReason.ValidationFailed, `Invalid request: page_token ${why}.`, [
+        { field: 'page_token', description: why },
+      ]);
+    const dot = token.indexOf('.');
+    if (token.length > 1024 || dot < 0) throw invalid('is not a token this service issued');
+    const payload = token.slice(0, dot);
+    const given = Buffer.from(token.slice(dot + 1), 'base64url');
+    const expected = Buffer.from(this.mac(tenantId, payload), 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw invalid('is not a token this service issued');
+    }
+    const parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { p: string[]; f: string };
+    if (parsed.f !== filterHash(filterKey)) {
+      throw invalid('was issued for different filters; send the same filters as the request that returned it');
+    }
+    return parsed.p;
+  }
+
+  private mac(tenantId: string, payload: string): string {
+    return createHmac('sha256', this.key).update(tenantId).update('\0').update(payload).digest().subarray(0, 16).toString('base64url');
+  }
+}
+
+function filterHash(filterKey: string): string {
+  return createHash('sha256').update(filterKey).digest().subarray(0, 12).toString('base64url');
+}

@@ -1,0 +1,70 @@
+import path from 'node:path';
+
+/** Settings read from the environment once, at start, and validated. */
+export interface Config {
+  /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
+  databaseUrl: string | undefined;
+  /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default). */
+  dataDir: string;
+  /** host:port the gRPC server binds to. */
+  address: string;
+  logLevel: string;
+  /** Connections in the pool of each process. */
+  dbPoolSize: number;
+  /** How long a new connection may take before the call fails with UNAVAILABLE. */
+  dbConnectTimeoutMs: number;
+  /** How long in-flight calls may take to finish on SIGTERM before they are cut. */
+  shutdownGraceMs: number;
+  tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+
+  const databaseUrl = env.DATABASE_URL === '' ? undefined : env.DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  const address = env.CREDITS_ADDRESS || '0.0.0.0:50051';
+  if (!/^.+:\d{1,5}$/.test(address)) problems.push(`CREDITS_ADDRESS must be host:port, got "${address}"`);
+
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`);
+  }
+
+  const certFile = env.CREDITS_TLS_CERT || undefined;
+  const keyFile = env.CREDITS_TLS_KEY || undefined;
+  const clientCaFile = env.CREDITS_TLS_CLIENT_CA || undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    problems.push('CREDITS_TLS_CERT and CREDITS_TLS_KEY must be given together');
+  }
+  if (clientCaFile !== undefined && certFile === undefined) {
+    problems.push('CREDITS_TLS_CLIENT_CA needs CREDITS_TLS_CERT and CREDITS_TLS_KEY');
+  }
+
+  const config: Config = {
+    databaseUrl,
+    dataDir: path.resolve(env.CREDITS_DATA_DIR || path.join(__dirname, '..', '..', '.data')),
+    address,
+    logLevel,
+    dbPoolSize: int('CREDITS_DB_POOL_SIZE', 20, 1, 500),
+    dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
+    shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
+  };
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  return config;
+}

@@ -1,0 +1,58 @@
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { ApiKeyEntity } from '../tenants/api-key.entity';
+import { TenantEntity } from '../tenants/tenant.entity';
+import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
+import { PromotionalCreditBalanceEntity } from '../promotional-credits/promotional-credit-balance.entity';
+import { InitialSchema1763800000000 } from './migrations/1763800000000-initial-schema';
+
+export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity];
+export const MIGRATIONS = [InitialSchema1763800000000];
+
+export interface DataSourceOptions {
+  url: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+  applicationName?: string;
+}
+
+export function createDataSource(options: DataSourceOptions): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url: options.url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTransactionMode: 'all',
+    synchronize: false,
+    logging: false,
+    poolSize: options.poolSize,
+    applicationName: options.applicationName ?? 'credits',
+    extra: {
+      // A database that is down must fail calls promptly (UNAVAILABLE), not hang.
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      // Backstop against a stuck statement holding a balance lock forever.
+      statement_timeout: 30_000,
+      idle_in_transaction_session_timeout: 60_000,
+    },
+  });
+}
+
+/** Any number between two server replicas; serialises their migrations. */
+const MIGRATION_LOCK = 7_341_882_001;
+
+/** Applies pending migrations; safe when several processes start at once. */
+export async function runMigrations(dataSource: DataSource): Promise<string[]> {
+  const runner = dataSource.createQueryRunner();
+  try {
+    await runner.connect();
+    await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      const applied = await dataSource.runMigrations({ transaction: 'all' });
+      return applied.map((m) => m.name);
+    } finally {
+      await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } finally {
+    await runner.release();
+  }
+}

@@ -1,0 +1,18 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { inTransaction, retryConflicts } from './transaction';
+
+/**
+ * How a use case runs its database work. The use case decides what the work
+ * is and whether it is one statement; the runner decides how it is wrapped
+ * (plain, or in a transaction together with an idempotency record).
+ */
+export type WorkRunner = <T>(work: (manager: EntityManager) => Promise<T>, shape: { singleStatement: boolean }) => Promise<T>;
+
+/**
+ * The plain runner: one statement runs on its own (PostgreSQL makes it
+ * atomic, and no BEGIN/COMMIT round trips hold a row lock longer); more than
+ * one runs in a transaction. Both retry deadlocks and serialization failures.
+ */
+export function plainRunner(dataSource: DataSource): WorkRunner {
+  return (work, shape) => (shape.singleStatement ? retryConflicts(() => work(dataSource.manager)) : inTransaction(dataSource, work));
+}

@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { DataSource } from 'typeorm';
+import { DomainError, ErrorReason } from '../common/domain-error';
+import { plainRunner, type WorkRunner } from '../db/unit-of-work';
+import type { Logger } from '../logger';
+import type { Scope } from '../tenants/api-key.entity';
+import { authenticate, type Principal } from '../tenants/tenants.service';
+import { toCallerError, toServiceError } from './error-status';
+
+/** What a handler knows about the call besides its request. */
+export interface CallContext {
+  principal: Principal;
+  requestId: string;
+  /** Runs the use case's database work (see WorkRunner). */
+  run: WorkRunner;
+}
+
+export type Handler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
+
+/** State shared by every call of one server. */
+export interface RpcDeps {
+  dataSource: DataSource;
+  logger: Logger;
+  /** False once shutdown began: new calls get UNAVAILABLE. */
+  accepting: () => boolean;
+  /** Counts calls in flight so shutdown can wait for them. */
+  inFlight: { enter(): void; leave(): void };
+}
+
+/**
+ * Turns an async handler into a grpc-js unary handler: authenticates the API
+ * key, checks the scope, runs the handler, maps any error to a status with
+ * google.rpc details (unknown errors become INTERNAL and are logged with
+ * their details), and logs one line per call.
+ */
+export class Rpc {
+  constructor(private readonly deps: RpcDeps) {}
+
+  read<Req, Res>(handler: Handler<Req, Res>) {
+    return this.unary('read', handler);
+  }
+
+  write<Req, Res>(handler: Handler<Req, Res>) {
+    return this.unary('write', handler);
+  }
+
+  private unary<Req, Res>(scope: Scope, handler: Handler<Req, Res>) {
+    const deps = this.deps;
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      const started = process.hrtime.bigint();
+      const method = call.getPath();
+      const requestId = requestIdOf(call.metadata);
+      let principal: Principal | undefined;
+      deps.inFlight.enter();
+      const finish = (code: status, reason: string | undefined, err?: unknown) => {
+        deps.inFlight.leave();
+        const line = {
+          method,
+          code: status[code],
+          reason,
+          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+          tenant: principal?.tenantSlug,
+          key: principal?.keyName,
+          request_id: requestId,
+        };
+        if (err !== undefined) deps.logger.error({ ...line, err }, 'call failed');
+        else deps.logger.info(line, 'call');
+      };
+      (async () => {
+        if (!deps.accepting()) throw new DomainError(ErrorReason.ShuttingDown, 'The server is shutting down; retry on another replica.');
+        principal = await authenticateCall(deps.dataSource, call.metadata);
+        if (!principal.scopes.has(scope)) {
+          throw new DomainError(ErrorReason.ScopeMissing, `The API key "${principal.keyName}" lacks the "${scope}" scope this method needs.`, [], {
+            scope,
+          });
+        }
+        return handler(call.request, { principal, requestId, run: plainRunner(deps.dataSource) });
+      })().then(
+        (response) => {
+          finish(status.OK, undefined);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const error = toCallerError(err);
+          finish(error.code, error.reason, error.expected ? undefined : err);
+          const trailer = new Metadata();
+          trailer.set('x-request-id', requestId);
+          callback(toServiceError(error, trailer));
+        },
+      );
+    };
+  }
+}
+
+async function authenticateCall(dataSource: DataSource, metadata: Metadata): Promise<Principal> {
+  const header = metadata.get('authorization')[0];
+  if (typeof header !== 'string' || header === '') {
+    throw new DomainError(ErrorReason.ApiKeyMissing, 'Missing API key: send metadata "authorization: Bearer <api key>".');
+  }
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match) throw new DomainError(ErrorReason.ApiKeyMissing, 'Malformed authorization metadata: expected "Bearer <api key>".');
+  const principal = await authenticate(dataSource.manager, match[1]!);
+  if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
+  return principal;
+}
+
+function requestIdOf(metadata: Metadata): string {
+  const given = metadata.get('x-request-id')[0];
+  return typeof given === 'string' && /^[\x21-\x7e]{1,100}$/.test(given) ? given : randomUUID();
+}

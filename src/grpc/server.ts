@@ -1,0 +1,94 @@
+import fs from 'node:fs';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { DataSource } from 'typeorm';
+import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
+import { PageTokenCodec } from '../common/page-token';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
+import { promotionalCreditHandlers } from './promotional-credit.handler';
+import { addReflection } from './reflection';
+import { Rpc } from './rpc';
+
+export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService'];
+
+/** Largest request or response message accepted, in bytes. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+export interface GrpcServer {
+  /** The port actually bound (useful with port 0). */
+  port: number;
+  /**
+   * Marks the server NOT_SERVING, refuses new calls, waits up to `graceMs`
+   * for calls in flight, then closes every connection.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(
+  deps: { dataSource: DataSource; logger: Logger },
+  options: { address: string; tls?: Config['tls'] },
+): Promise<GrpcServer> {
+  const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
+  let accepting = true;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const rpc = new Rpc({
+    dataSource: deps.dataSource,
+    logger: deps.logger,
+    accepting: () => accepting,
+    inFlight: {
+      enter: () => void inFlight++,
+      leave: () => {
+        if (--inFlight === 0) drained?.();
+      },
+    },
+  });
+
+  const server = new Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': 4 * MAX_MESSAGE_BYTES,
+  });
+  server.addService(
+    PromotionalCreditServiceService,
+    promotionalCreditHandlers(new PromotionalCreditsService(deps.dataSource, pageTokens), rpc),
+  );
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
+  health.addToServer(server);
+  addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+
+  return {
+    port,
+    shutdown: async (graceMs) => {
+      accepting = false;
+      for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
+      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
+      const graceOver = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await new Promise<void>((resolve) => {
+        server.tryShutdown(() => resolve());
+        void Promise.race([idle, graceOver]).then(() => {
+          if (inFlight > 0) deps.logger.warn({ in_flight: inFlight }, 'shutdown grace period over; cutting calls still in flight');
+          server.forceShutdown();
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+function credentialsFor(tls: Config['tls']): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  const ca = tls.clientCaFile ? fs.readFileSync(tls.clientCaFile) : null;
+  return ServerCredentials.createSsl(ca, [{ cert_chain: fs.readFileSync(tls.certFile), private_key: fs.readFileSync(tls.keyFile) }], ca !== null);
+}
+
+async function loadPageTokenKey(dataSource: DataSource): Promise<Buffer> {
+  const rows: Array<{ value: Buffer }> = await dataSource.query(`SELECT value FROM service_secrets WHERE name = 'page_token'`);
+  if (!rows[0]) throw new Error('service_secrets has no page_token key; run `credits migrate`');
+  return rows[0].value;
+}

@@ -1,0 +1,64 @@
+import type { Config } from './config';
+import { openDatabase } from './db/database';
+import { startGrpcServer } from './grpc/server';
+import { createLogger } from './logger';
+import { createApiKey, createTenant } from './tenants/tenants.service';
+import { TenantEntity } from './tenants/tenant.entity';
+
+/**
+ * `credits serve`: database, migrations, gRPC server, and a drain on
+ * SIGTERM/SIGINT. Resolves when the server has shut down.
+ */
+export async function serve(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  const database = await openDatabase(config, { log: (msg) => logger.info(msg) });
+  let server;
+  try {
+    if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
+    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls });
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  logger.info({ port: server.port, address: config.address, embedded_database: database.embedded, tls: config.tls !== undefined }, 'credits serving');
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'draining calls in flight');
+      void server
+        .shutdown(config.shutdownGraceMs)
+        .then(() => database.close())
+        .then(() => logger.info('stopped'))
+        .catch((err: unknown) => logger.error({ err }, 'error while stopping'))
+        .finally(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/**
+ * On the first start of an empty embedded database, make a `default` tenant
+ * and one read+write key so a newcomer can call the service at once. Never on
+ * a database given by DATABASE_URL.
+ */
+async function bootstrapDefaultTenant(dataSource: import('typeorm').DataSource): Promise<void> {
+  if ((await dataSource.getRepository(TenantEntity).count()) > 0) return;
+  await createTenant(dataSource, { slug: 'default', currency: 'USD', multiCurrency: true });
+  const { secret } = await createApiKey(dataSource, { tenantSlug: 'default', name: 'default', scopes: ['read', 'write'] });
+  process.stdout.write(
+    [
+      '',
+      'First start of the embedded database: created tenant "default" (USD, multi-currency)',
+      'and a read+write API key named "default". It is shown only this once:',
+      '',
+      `    ${secret}`,
+      '',
+      'Call the service with metadata "authorization: Bearer <key>" (see README.md).',
+      '',
+    ].join('\n') + '\n',
+  );
+}
