@@ -32,11 +32,11 @@ export interface StringFilter {
 /** A half-open time interval [start, end). */
 export interface TimeRange {
   /** Inclusive lower bound. Required. */
-  start:
+  start?:
     | Date
     | undefined;
   /** Exclusive upper bound. Required, and later than `start`. */
-  end: Date | undefined;
+  end?: Date | undefined;
 }
 
 /**
@@ -45,22 +45,22 @@ export interface TimeRange {
  */
 export interface TimeFilter {
   /** Matches times strictly after this instant. */
-  after:
+  after?:
     | Date
     | undefined;
   /** Matches times strictly before this instant. */
-  before:
+  before?:
     | Date
     | undefined;
   /**
    * Matches times on the same UTC calendar day as this instant
    * (00:00:00 inclusive to the next 00:00:00 exclusive).
    */
-  on:
+  on?:
     | Date
     | undefined;
   /** Matches times inside the interval: start inclusive, end exclusive. */
-  between: TimeRange | undefined;
+  between?: TimeRange | undefined;
 }
 
 function createBaseStringFilter(): StringFilter {

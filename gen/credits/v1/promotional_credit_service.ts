@@ -149,7 +149,7 @@ export interface PromotionalCredit {
   /** Name of the API key that wrote the entry. */
   doneBy: string;
   /** When the entry was written. */
-  createTime: Date | undefined;
+  createTime?: Date | undefined;
 }
 
 /** A customer's balance in one currency. */
@@ -209,11 +209,11 @@ export interface AddPromotionalCreditsRequest {
 /** Response of AddPromotionalCredits. */
 export interface AddPromotionalCreditsResponse {
   /** The INCREMENT entry that was written. */
-  promotionalCredit:
+  promotionalCredit?:
     | PromotionalCredit
     | undefined;
   /** The customer's balances in every currency after the change. */
-  balance: CustomerBalance | undefined;
+  balance?: CustomerBalance | undefined;
 }
 
 /** Request of DeductPromotionalCredits. */
@@ -250,11 +250,11 @@ export interface DeductPromotionalCreditsResponse {
    * The DECREMENT entry that was written; absent when the whole balance was
    * asked for and it was already zero.
    */
-  promotionalCredit:
+  promotionalCredit?:
     | PromotionalCredit
     | undefined;
   /** The customer's balances in every currency after the change. */
-  balance: CustomerBalance | undefined;
+  balance?: CustomerBalance | undefined;
 }
 
 /** Request of SetPromotionalCredits. */
@@ -288,11 +288,11 @@ export interface SetPromotionalCreditsResponse {
    * The INCREMENT or DECREMENT entry for the difference; absent when the
    * balance already had the requested value.
    */
-  promotionalCredit:
+  promotionalCredit?:
     | PromotionalCredit
     | undefined;
   /** The customer's balances in every currency after the change. */
-  balance: CustomerBalance | undefined;
+  balance?: CustomerBalance | undefined;
 }
 
 /** Request of GetPromotionalCredit. */
@@ -304,7 +304,7 @@ export interface GetPromotionalCreditRequest {
 /** Response of GetPromotionalCredit. */
 export interface GetPromotionalCreditResponse {
   /** The entry. */
-  promotionalCredit: PromotionalCredit | undefined;
+  promotionalCredit?: PromotionalCredit | undefined;
 }
 
 /** Filter on the entry type. */
@@ -336,19 +336,19 @@ export interface ListPromotionalCreditsRequest {
    */
   pageToken: string;
   /** Filter on the entry id (is, is_not, starts_with). */
-  id:
+  id?:
     | StringFilter
     | undefined;
   /** Filter on the customer id (is, is_not, starts_with). */
-  customerId:
+  customerId?:
     | StringFilter
     | undefined;
   /** Filter on the entry type (is, is_not, in, not_in). */
-  type:
+  type?:
     | PromotionalCreditTypeFilter
     | undefined;
   /** Filter on the creation time (after, before, on, between). */
-  createTime: TimeFilter | undefined;
+  createTime?: TimeFilter | undefined;
 }
 
 /** Response of ListPromotionalCredits. */
@@ -368,7 +368,7 @@ export interface GetCustomerBalanceRequest {
 /** Response of GetCustomerBalance. */
 export interface GetCustomerBalanceResponse {
   /** The customer's balances; empty for a customer never credited. */
-  balance: CustomerBalance | undefined;
+  balance?: CustomerBalance | undefined;
 }
 
 function createBasePromotionalCredit(): PromotionalCredit {

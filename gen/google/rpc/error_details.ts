@@ -29,7 +29,7 @@ export interface ErrorInfo_MetadataEntry {
 /** Describes when the clients can retry a failed request. */
 export interface RetryInfo {
   /** Clients should wait at least this long between retrying the same request. */
-  retryDelay: Duration | undefined;
+  retryDelay?: Duration | undefined;
 }
 
 /**
@@ -50,7 +50,7 @@ export interface BadRequest_FieldViolation {
   /** The reason of the field-level error, in UPPER_SNAKE_CASE. */
   reason: string;
   /** A localized version of the field-level error. */
-  localizedMessage: LocalizedMessage | undefined;
+  localizedMessage?: LocalizedMessage | undefined;
 }
 
 /** Describes what preconditions have failed. */

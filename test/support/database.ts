@@ -1,0 +1,45 @@
+import path from 'node:path';
+import type { DataSource } from 'typeorm';
+import { createDataSource, runMigrations } from '../../src/db/data-source';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
+
+/**
+ * The database tests run against: DATABASE_URL when set, otherwise an
+ * embedded PostgreSQL of its own in .data/test (never the dev database).
+ * Tests isolate themselves by creating a fresh tenant each, so one schema
+ * serves the whole run.
+ */
+let embedded: EmbeddedDatabase | undefined;
+let url: string | undefined;
+
+export const TEST_DATA_DIR = path.join(__dirname, '..', '..', '..', '.data', 'test');
+
+export async function testDatabaseUrl(): Promise<string> {
+  if (url) return url;
+  if (process.env.DATABASE_URL) {
+    url = process.env.DATABASE_URL;
+  } else {
+    embedded = await startEmbeddedPostgres(TEST_DATA_DIR);
+    url = embedded.url;
+  }
+  const dataSource = createDataSource({ url, poolSize: 2, connectTimeoutMs: 5000 });
+  await dataSource.initialize();
+  try {
+    await runMigrations(dataSource);
+  } finally {
+    await dataSource.destroy();
+  }
+  return url;
+}
+
+export async function openTestDataSource(poolSize = 10): Promise<DataSource> {
+  const dataSource = createDataSource({ url: await testDatabaseUrl(), poolSize, connectTimeoutMs: 5000, applicationName: 'credits-test' });
+  await dataSource.initialize();
+  return dataSource;
+}
+
+export async function stopTestDatabase(): Promise<void> {
+  await embedded?.stop();
+  embedded = undefined;
+  url = undefined;
+}

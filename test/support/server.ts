@@ -1,0 +1,89 @@
+import { credentials, InterceptingCall, Metadata, type CallOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import type { DataSource } from 'typeorm';
+import { PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
+import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
+import { createLogger } from '../../src/logger';
+import { openTestDataSource } from './database';
+
+/** A real server on 127.0.0.1:<random port> over the test database. */
+export interface TestServer {
+  address: string;
+  dataSource: DataSource;
+  grpc: GrpcServer;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(options: { poolSize?: number } = {}): Promise<TestServer> {
+  const dataSource = await openTestDataSource(options.poolSize ?? 20);
+  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const grpc = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0' });
+  return {
+    address: `127.0.0.1:${grpc.port}`,
+    dataSource,
+    grpc,
+    close: async () => {
+      await grpc.shutdown(5_000);
+      await dataSource.destroy();
+    },
+  };
+}
+
+let shared: Promise<TestServer> | undefined;
+
+/** One server shared by the suites that need nothing special. */
+export function sharedServer(): Promise<TestServer> {
+  shared ??= startTestServer();
+  return shared;
+}
+
+export async function stopSharedServer(): Promise<void> {
+  if (!shared) return;
+  const server = await shared;
+  shared = undefined;
+  await server.close();
+}
+
+/** A client interceptor that sends `authorization: Bearer <key>` on every call. */
+export function apiKeyInterceptor(apiKey: string | undefined): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        if (apiKey !== undefined) metadata.set('authorization', `Bearer ${apiKey}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, res: Res) => void) => unknown;
+
+/** Promise form of a generated client's unary method. */
+export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, request: Req, metadata = new Metadata()): Promise<Res> {
+  return new Promise((resolve, reject) => method.call(self, request, metadata, {}, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/** The generated clients with promise-returning methods, for tests. */
+export function promotionalCredits(address: string, apiKey: string | undefined) {
+  const client = new PromotionalCreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+  return promisify(client);
+}
+
+/** Wraps every unary method of a generated grpc-js client as `(request, metadata?) => Promise`. */
+export function promisify<C extends { close(): void }>(client: C) {
+  type Methods = {
+    [K in keyof C as C[K] extends (req: infer _Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: infer _Res) => void) => unknown ? K : never]: C[K] extends (
+      req: infer Req,
+      md: Metadata,
+      opts: Partial<CallOptions>,
+      cb: (err: ServiceError | null, res: infer Res) => void,
+    ) => unknown
+      ? (request: Req, metadata?: Metadata) => Promise<Res>
+      : never;
+  };
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (property === 'close' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+      return (request: unknown, metadata?: Metadata) => unary(value as UnaryMethod<unknown, unknown>, target, request, metadata);
+    },
+  }) as unknown as Methods & { close(): void };
+}
