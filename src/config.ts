@@ -15,6 +15,8 @@ export interface Config {
   dbConnectTimeoutMs: number;
   /** How long in-flight calls may take to finish on SIGTERM before they are cut. */
   shutdownGraceMs: number;
+  /** How long idempotency keys and their stored responses are kept. */
+  idempotencyRetentionHours: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
@@ -63,6 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: int('CREDITS_DB_POOL_SIZE', 20, 1, 500),
     dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', 168, 1, 24 * 3650),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

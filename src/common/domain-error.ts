@@ -12,6 +12,8 @@ export enum ErrorReason {
   InsufficientBalance = 'INSUFFICIENT_BALANCE',
   BalanceLimitExceeded = 'BALANCE_LIMIT_EXCEEDED',
   ConcurrencyConflict = 'CONCURRENCY_CONFLICT',
+  IdempotencyKeyReused = 'IDEMPOTENCY_KEY_REUSED',
+  IdempotencyKeyInUse = 'IDEMPOTENCY_KEY_IN_USE',
   DatabaseUnavailable = 'DATABASE_UNAVAILABLE',
   ShuttingDown = 'SHUTTING_DOWN',
   Internal = 'INTERNAL',

@@ -5,9 +5,10 @@ import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
 import { PromotionalCreditBalanceEntity } from '../promotional-credits/promotional-credit-balance.entity';
 import { InitialSchema1763800000000 } from './migrations/1763800000000-initial-schema';
+import { IdempotencyKeys1763850000000 } from './migrations/1763850000000-idempotency-keys';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity];
-export const MIGRATIONS = [InitialSchema1763800000000];
+export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000];
 
 export interface DataSourceOptions {
   url: string;

@@ -11,6 +11,7 @@ export const ERROR_DOMAIN = 'credits.v1';
 export function codeOf(reason: ErrorReason): status {
   switch (reason) {
     case ErrorReason.ValidationFailed:
+    case ErrorReason.IdempotencyKeyReused:
       return status.INVALID_ARGUMENT;
     case ErrorReason.ApiKeyMissing:
     case ErrorReason.ApiKeyInvalid:
@@ -23,6 +24,7 @@ export function codeOf(reason: ErrorReason): status {
     case ErrorReason.BalanceLimitExceeded:
       return status.FAILED_PRECONDITION;
     case ErrorReason.ConcurrencyConflict:
+    case ErrorReason.IdempotencyKeyInUse:
       return status.ABORTED;
     case ErrorReason.DatabaseUnavailable:
     case ErrorReason.ShuttingDown:

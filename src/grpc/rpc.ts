@@ -1,12 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  Metadata,
+  status,
+  type MethodDefinition,
+  type sendUnaryData,
+  type Server,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { plainRunner, type WorkRunner } from '../db/unit-of-work';
 import type { Logger } from '../logger';
 import type { Scope } from '../tenants/api-key.entity';
 import { authenticate, type Principal } from '../tenants/tenants.service';
-import { toCallerError, toServiceError } from './error-status';
+import { toCallerError, toServiceError, type CallerError } from './error-status';
+import { idempotencyKeyOf, REPLAYED_HEADER, type Idempotency } from './idempotency';
 
 /** What a handler knows about the call besides its request. */
 export interface CallContext {
@@ -26,6 +36,7 @@ export interface RpcDeps {
   accepting: () => boolean;
   /** Counts calls in flight so shutdown can wait for them. */
   inFlight: { enter(): void; leave(): void };
+  idempotency: Idempotency;
 }
 
 /**
@@ -35,7 +46,15 @@ export interface RpcDeps {
  * their details), and logs one line per call.
  */
 export class Rpc {
+  private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
+
   constructor(private readonly deps: RpcDeps) {}
+
+  /** Registers a service; its method definitions serve idempotent replays (they encode responses). */
+  addService<S extends ServiceDefinition>(server: Server, definition: S, implementation: UntypedServiceImplementation): void {
+    for (const method of Object.values(definition)) this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
+    server.addService(definition, implementation);
+  }
 
   read<Req, Res>(handler: Handler<Req, Res>) {
     return this.unary('read', handler);
@@ -67,19 +86,40 @@ export class Rpc {
         if (err !== undefined) deps.logger.error({ ...line, err }, 'call failed');
         else deps.logger.info(line, 'call');
       };
-      (async () => {
+      (async (): Promise<{ response: Res; replayed: boolean } | { error: CallerError; replayed: boolean }> => {
         if (!deps.accepting()) throw new DomainError(ErrorReason.ShuttingDown, 'The server is shutting down; retry on another replica.');
         principal = await authenticateCall(deps.dataSource, call.metadata);
-        if (!principal.scopes.has(scope)) {
-          throw new DomainError(ErrorReason.ScopeMissing, `The API key "${principal.keyName}" lacks the "${scope}" scope this method needs.`, [], {
+        const caller = principal;
+        if (!caller.scopes.has(scope)) {
+          throw new DomainError(ErrorReason.ScopeMissing, `The API key "${caller.keyName}" lacks the "${scope}" scope this method needs.`, [], {
             scope,
           });
         }
-        return handler(call.request, { principal, requestId, run: plainRunner(deps.dataSource) });
+        const key = scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
+        if (key === undefined) {
+          return { response: await handler(call.request, { principal: caller, requestId, run: plainRunner(deps.dataSource) }), replayed: false };
+        }
+        const definition = this.methods.get(method) as MethodDefinition<Req, Res> | undefined;
+        if (!definition) throw new Error(`${method} was not registered through Rpc.addService`);
+        return deps.idempotency.execute({ tenantId: caller.tenantId, key, definition, request: call.request }, (run) =>
+          handler(call.request, { principal: caller, requestId, run }),
+        );
       })().then(
-        (response) => {
-          finish(status.OK, undefined);
-          callback(null, response);
+        (outcome) => {
+          const trailer = new Metadata();
+          trailer.set('x-request-id', requestId);
+          if (outcome.replayed) {
+            const header = new Metadata();
+            header.set(REPLAYED_HEADER, 'true');
+            call.sendMetadata(header);
+          }
+          if ('response' in outcome) {
+            finish(status.OK, undefined);
+            callback(null, outcome.response, trailer);
+          } else {
+            finish(outcome.error.code, outcome.error.reason);
+            callback(toServiceError(outcome.error, trailer));
+          }
         },
         (err: unknown) => {
           const error = toCallerError(err);

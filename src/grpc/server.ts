@@ -8,10 +8,14 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
 import { promotionalCreditHandlers } from './promotional-credit.handler';
+import { Idempotency } from './idempotency';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService'];
+
+export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
+const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Largest request or response message accepted, in bytes. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
@@ -28,8 +32,9 @@ export interface GrpcServer {
 
 export async function startGrpcServer(
   deps: { dataSource: DataSource; logger: Logger },
-  options: { address: string; tls?: Config['tls'] },
+  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number },
 ): Promise<GrpcServer> {
+  const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
   let accepting = true;
   let inFlight = 0;
@@ -44,13 +49,21 @@ export async function startGrpcServer(
         if (--inFlight === 0) drained?.();
       },
     },
+    idempotency,
   });
+  // Every replica prunes expired idempotency keys now and then; DELETEs of
+  // disjoint or already-deleted rows are harmless when two do it at once.
+  const pruneTimer = setInterval(() => {
+    idempotency.prune().catch((err: unknown) => deps.logger.warn({ err }, 'pruning idempotency keys failed'));
+  }, PRUNE_INTERVAL_MS);
+  pruneTimer.unref();
 
   const server = new Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': 4 * MAX_MESSAGE_BYTES,
   });
-  server.addService(
+  rpc.addService(
+    server,
     PromotionalCreditServiceService,
     promotionalCreditHandlers(new PromotionalCreditsService(deps.dataSource, pageTokens), rpc),
   );
@@ -66,6 +79,7 @@ export async function startGrpcServer(
     port,
     shutdown: async (graceMs) => {
       accepting = false;
+      clearInterval(pruneTimer);
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
       const graceOver = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
+
+/** The error a call answered with, as stored for replays. */
+export interface StoredError {
+  code: number;
+  reason: string;
+  message: string;
+  violations: Array<{ field: string; description: string }>;
+  metadata: Record<string, string>;
+}
+
+export interface StoredOutcome {
+  fingerprint: Buffer;
+  response: Buffer | null;
+  error: StoredError | null;
+}
+
+/** Stores outcomes of mutating calls under (tenant, idempotency key). */
+export class IdempotencyRepository {
+  constructor(private readonly manager: EntityManager) {}
+
+  /**
+   * Takes a transaction-scoped advisory lock on (tenant, key) without
+   * waiting. False means another transaction holds it: the first call with
+   * this key is still in flight.
+   */
+  async tryLock(tenantId: string, key: string): Promise<boolean> {
+    const rows: Array<{ locked: boolean }> = await this.manager.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [lockId(tenantId, key)]);
+    return rows[0]!.locked;
+  }
+
+  /** The outcome stored under a key that has not expired. Call after tryLock, in a new statement. */
+  async find(tenantId: string, key: string): Promise<StoredOutcome | undefined> {
+    const rows: StoredOutcome[] = await this.manager.query(
+      `SELECT fingerprint, response, error FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expire_time > clock_timestamp()`,
+      [tenantId, key],
+    );
+    return rows[0];
+  }
+
+  /** Records an outcome; replaces an expired record of the same key. */
+  async save(
+    tenantId: string,
+    key: string,
+    method: string,
+    fingerprint: Buffer,
+    outcome: { response: Buffer } | { error: StoredError },
+    retentionHours: number,
+  ): Promise<void> {
+    await this.manager.query(
+      `INSERT INTO idempotency_keys AS k (tenant_id, key, method, fingerprint, response, error, expire_time)
+       VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp() + make_interval(hours => $7))
+       ON CONFLICT (tenant_id, key) DO UPDATE
+         SET method = EXCLUDED.method, fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response,
+             error = EXCLUDED.error, create_time = clock_timestamp(), expire_time = EXCLUDED.expire_time
+       WHERE k.expire_time <= clock_timestamp()`,
+      [
+        tenantId,
+        key,
+        method,
+        fingerprint,
+        'response' in outcome ? outcome.response : null,
+        'error' in outcome ? JSON.stringify(outcome.error) : null,
+        retentionHours,
+      ],
+    );
+  }
+
+  /** Deletes up to `batch` expired keys; answers how many. */
+  async pruneExpired(batch: number): Promise<number> {
+    // For DELETE, TypeORM's query() answers [rows, affected count].
+    const [, deleted]: [unknown[], number] = await this.manager.query(
+      `DELETE FROM idempotency_keys WHERE ctid IN (
+         SELECT ctid FROM idempotency_keys WHERE expire_time <= clock_timestamp() LIMIT $1)`,
+      [batch],
+    );
+    return deleted;
+  }
+}
+
+/** A signed 64-bit advisory lock id for (tenant, key). */
+function lockId(tenantId: string, key: string): string {
+  return createHash('sha256').update(tenantId).update('\0').update(key).digest().readBigInt64BE(0).toString();
+}
