@@ -78,19 +78,29 @@ export async function startGrpcServer(
   return {
     port,
     shutdown: async (graceMs) => {
+      // Stay reachable while draining, so health checks see NOT_SERVING and
+      // new calls get a clear UNAVAILABLE (SHUTTING_DOWN) instead of a reset.
       accepting = false;
       clearInterval(pruneTimer);
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
-      const graceOver = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-      await new Promise<void>((resolve) => {
-        server.tryShutdown(() => resolve());
-        void Promise.race([idle, graceOver]).then(() => {
-          if (inFlight > 0) deps.logger.warn({ in_flight: inFlight }, 'shutdown grace period over; cutting calls still in flight');
-          server.forceShutdown();
-          resolve();
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([idle, graceOver]);
+      if (inFlight > 0) {
+        deps.logger.warn({ in_flight: inFlight }, 'shutdown grace period over; cutting calls still in flight');
+        server.forceShutdown();
+      } else {
+        // Handlers are done; let the last responses flush, within what is left of the grace.
+        await new Promise<void>((resolve) => {
+          server.tryShutdown(() => resolve());
+          void graceOver.then(() => {
+            server.forceShutdown();
+            resolve();
+          });
         });
-      });
+      }
+      clearTimeout(timer);
     },
   };
 }
