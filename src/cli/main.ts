@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
 import { serve } from '../main';
+import { runLedgerAudit } from '../promotional-credits/ledger-audit';
 import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
 
 const USAGE = `usage: credits <command>
@@ -12,6 +13,9 @@ const USAGE = `usage: credits <command>
   api-key create --tenant <slug> --name <name> --scopes read,write
                                      the new secret is the last line of stdout
   api-key revoke --tenant <slug> --name <name>
+  verify                             audit the ledger: every balance equals the sum
+                                     of its entries and closing balances chain;
+                                     exits 1 and names each problem otherwise
 
 Environment: DATABASE_URL (absent: the embedded PostgreSQL in .data/),
 CREDITS_ADDRESS (default 0.0.0.0:50051), LOG_LEVEL, CREDITS_TLS_CERT,
@@ -38,6 +42,9 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === 'create') return await apiKeyCreate(config, rest);
         if (sub === 'revoke') return await apiKeyRevoke(config, rest);
         throw new UsageError(`unknown api-key command "${sub ?? ''}"`);
+      case 'verify':
+        if (sub !== undefined) throw new UsageError('verify takes no arguments');
+        return await verify(config);
       case undefined:
       case 'help':
       case '--help':
@@ -65,11 +72,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function withDatabase(config: Config, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<void>): Promise<number> {
+/** Runs `work` on the database; the exit code is what it answers, 0 when nothing. */
+async function withDatabase(config: Config, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<number | void>): Promise<number> {
   const database = await openDatabase(config, { applicationName: 'credits-cli', poolSize: 2 });
   try {
-    await work(database);
-    return 0;
+    return (await work(database)) ?? 0;
   } finally {
     await database.close();
   }
@@ -109,5 +116,23 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
   return withDatabase(config, async ({ dataSource }) => {
     await revokeApiKey(dataSource, { tenantSlug: values.tenant as string, name: values.name as string });
     console.log(`revoked API key "${values.name as string}" of tenant ${values.tenant as string}`);
+  });
+}
+
+/** `credits verify`: the ledger audit over every tenant; exit 1 on any problem. */
+async function verify(config: Config): Promise<number> {
+  return withDatabase(config, async ({ dataSource }) => {
+    const audit = await runLedgerAudit(dataSource.manager);
+    if (audit.brokenBalances === 0) {
+      console.log(`ledger ok: ${audit.balancesChecked} balances, ${audit.entriesChecked} entries checked`);
+      return 0;
+    }
+    for (const problem of audit.problems) console.log(`${problem.kind}: ${problem.message}`);
+    const unlisted = audit.brokenBalances - new Set(audit.problems.map((p) => `${p.tenantId}/${p.customerId}/${p.currencyCode}`)).size;
+    if (unlisted > 0) console.log(`... and ${unlisted} more broken balances not listed`);
+    console.error(
+      `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems`,
+    );
+    return 1;
   });
 }

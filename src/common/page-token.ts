@@ -35,8 +35,10 @@ export class PageTokenCodec {
     const dot = token.indexOf('.');
     if (token.length > 1024 || dot < 0) throw invalid('is not a token this service issued');
     const payload = token.slice(0, dot);
-    const given = Buffer.from(token.slice(dot + 1), 'base64url');
-    const expected = Buffer.from(this.mac(tenantId, payload), 'base64url');
+    // Compare the MAC text itself: decoding base64url first would ignore stray
+    // characters and the unused low bits of the last one, accepting altered tokens.
+    const given = Buffer.from(token.slice(dot + 1), 'utf8');
+    const expected = Buffer.from(this.mac(tenantId, payload), 'utf8');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw invalid('is not a token this service issued');
     }

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { Server } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 
 /** The descriptor set `npm run generate` writes with buf: proto/ as written, comments included. */
 export const DESCRIPTOR_SET = path.join(__dirname, '..', '..', '..', 'gen', 'credits.binpb');
@@ -15,8 +17,12 @@ export const DESCRIPTOR_SET = path.join(__dirname, '..', '..', '..', 'gen', 'cre
  */
 export function addReflection(server: Server, services: string[]): void {
   const fileDescriptorProtos = splitFileDescriptorSet(fs.readFileSync(DESCRIPTOR_SET));
-  // ReflectionService reads only `fileDescriptorProtos` of the package definition.
-  const packageDefinition = { descriptors: { fileDescriptorProtos } } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+  // grpc.health.v1 is not in proto/; its file comes from the health package's
+  // own proto (its field names are single words, so proto-loader keeps them).
+  const health = loadSync(HEALTH_PROTO, { keepCase: true });
+  // ReflectionService reads only `fileDescriptorProtos` of each package definition
+  // entry, and keeps the first file of each name: ours come first.
+  const packageDefinition = { descriptors: { fileDescriptorProtos }, ...health } as unknown as ConstructorParameters<typeof ReflectionService>[0];
   new ReflectionService(packageDefinition, { services }).addToServer(server);
 }
 

@@ -177,10 +177,13 @@ export class PromotionalCreditRepository {
       if (filter.types.length === 0) q.andWhere('false');
       else q.andWhere('e.type IN (:...types)', { types: filter.types });
     }
+    // Compared at millisecond precision, the precision create_time is answered
+    // with: "after" an entry's own create_time must not match that entry.
     const t = filter.createTime;
-    if (t.afterExclusive) q.andWhere('e.create_time > :after', { after: t.afterExclusive });
-    if (t.from) q.andWhere('e.create_time >= :from', { from: t.from });
-    if (t.until) q.andWhere('e.create_time < :until', { until: t.until });
+    const createTime = `date_trunc('milliseconds', e.create_time)`;
+    if (t.afterExclusive) q.andWhere(`${createTime} > :after`, { after: t.afterExclusive });
+    if (t.from) q.andWhere(`${createTime} >= :from`, { from: t.from });
+    if (t.until) q.andWhere(`${createTime} < :until`, { until: t.until });
     return q.orderBy('e.seq', 'DESC').limit(limit).getMany();
   }
 }
