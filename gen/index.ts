@@ -5,5 +5,5 @@
 
 /* eslint-disable */
 
-export * as google from "./index.google";
 export * as credits from "./index.credits";
+export * as google from "./index.google";

@@ -4,11 +4,14 @@ import { ApiKeyEntity } from '../tenants/api-key.entity';
 import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
 import { PromotionalCreditBalanceEntity } from '../promotional-credits/promotional-credit-balance.entity';
+import { CouponEntity } from '../coupons/coupon.entity';
+import { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import { InitialSchema1763800000000 } from './migrations/1763800000000-initial-schema';
 import { IdempotencyKeys1763850000000 } from './migrations/1763850000000-idempotency-keys';
+import { Coupons1763900000000 } from './migrations/1763900000000-coupons';
 
-export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity];
-export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000];
+export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity];
+export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000];
 
 export interface DataSourceOptions {
   url: string;

@@ -19,16 +19,27 @@ export function codeOf(reason: ErrorReason): status {
     case ErrorReason.ScopeMissing:
       return status.PERMISSION_DENIED;
     case ErrorReason.PromotionalCreditNotFound:
+    case ErrorReason.CouponNotFound:
       return status.NOT_FOUND;
     case ErrorReason.InsufficientBalance:
     case ErrorReason.BalanceLimitExceeded:
+    case ErrorReason.CouponRedeemed:
+    case ErrorReason.CouponDisabled:
+    case ErrorReason.CouponExpired:
+    case ErrorReason.CouponNotApplicable:
+    case ErrorReason.CouponMaxRedemptionsReached:
+    case ErrorReason.CouponCustomerLimitReached:
       return status.FAILED_PRECONDITION;
+    case ErrorReason.CouponCodeAlreadyExists:
+      return status.ALREADY_EXISTS;
     case ErrorReason.ConcurrencyConflict:
     case ErrorReason.IdempotencyKeyInUse:
       return status.ABORTED;
     case ErrorReason.DatabaseUnavailable:
     case ErrorReason.ShuttingDown:
       return status.UNAVAILABLE;
+    case ErrorReason.DeadlineExceeded:
+      return status.DEADLINE_EXCEEDED;
     case ErrorReason.Internal:
       return status.INTERNAL;
     default:

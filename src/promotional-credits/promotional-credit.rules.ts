@@ -1,7 +1,7 @@
 import { Violations } from '../common/domain-error';
 import { checkCustomerId, checkText } from '../common/text';
-import { isKnownCurrency } from '../money/currencies';
 import { parseDecimalAmount } from '../money/decimal';
+import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/tenants.service';
 import type { CreditType } from './promotional-credit.entity';
 
@@ -75,18 +75,4 @@ export function validateBalanceChange(kind: ChangeKind, input: BalanceChangeInpu
 function checkAmount(v: Violations, field: string, amount: bigint, kind: ChangeKind): void {
   if (amount < 0n) v.add(field, 'must not be negative');
   else if (amount === 0n && kind !== 'set') v.add(field, 'must be greater than zero');
-}
-
-/** The request's currency, or the tenant's default when it is empty. */
-export function resolveCurrency(v: Violations, given: string, principal: Principal, field = 'currency_code'): string | undefined {
-  if (given === '') return principal.defaultCurrency;
-  if (!isKnownCurrency(given)) {
-    v.add(field, `must be an ISO 4217 currency code in upper case such as USD, got "${given.slice(0, 20)}"`);
-    return undefined;
-  }
-  if (!principal.multiCurrency && given !== principal.defaultCurrency) {
-    v.add(field, `must be ${principal.defaultCurrency}: tenant ${principal.tenantSlug} is not multi-currency`);
-    return undefined;
-  }
-  return given;
 }

@@ -1,5 +1,6 @@
 import { credentials, InterceptingCall, Metadata, type CallOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import type { DataSource } from 'typeorm';
+import { CouponServiceClient } from '../../gen/credits/v1/coupon_service';
 import { PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
@@ -64,6 +65,11 @@ export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req
 /** The generated clients with promise-returning methods, for tests. */
 export function promotionalCredits(address: string, apiKey: string | undefined) {
   const client = new PromotionalCreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+  return promisify(client);
+}
+
+export function coupons(address: string, apiKey: string | undefined) {
+  const client = new CouponServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
   return promisify(client);
 }
 

@@ -1,0 +1,69 @@
+import { DomainError, ErrorReason, Violations } from '../common/domain-error';
+import { checkCustomerId, checkUuid } from '../common/text';
+import { checkCode } from './coupon.rules';
+
+export interface CouponListInput {
+  pageSize: number;
+  pageToken: string;
+  enabled: boolean | undefined;
+  /** Empty: no filter. */
+  codePrefix: string;
+}
+
+export interface CouponListFilter {
+  enabled?: boolean;
+  /** Lower case; matched against lower(code). */
+  codePrefix?: string;
+}
+
+export interface RedemptionListInput {
+  pageSize: number;
+  pageToken: string;
+  /** Empty: no filter. */
+  couponId: string;
+  customerId: string;
+}
+
+export interface RedemptionListFilter {
+  couponId?: string;
+  customerId?: string;
+}
+
+/** Validates ListCoupons input; `filterKey` binds page tokens to the filter. */
+export function validateCouponListInput(input: CouponListInput): { filter: CouponListFilter; filterKey: string } {
+  const v = new Violations();
+  checkPageSize(v, input.pageSize);
+  if (input.codePrefix !== '') checkCode(v, 'code_prefix', input.codePrefix);
+  v.throwIfAny();
+  const filter: CouponListFilter = {
+    enabled: input.enabled,
+    codePrefix: input.codePrefix === '' ? undefined : input.codePrefix.toLowerCase(),
+  };
+  return { filter, filterKey: JSON.stringify(['coupons', filter.enabled ?? null, filter.codePrefix ?? null]) };
+}
+
+/** Validates ListCouponRedemptions input; `filterKey` binds page tokens to the filter. */
+export function validateRedemptionListInput(input: RedemptionListInput): { filter: RedemptionListFilter; filterKey: string } {
+  const v = new Violations();
+  checkPageSize(v, input.pageSize);
+  const couponId = input.couponId === '' ? undefined : checkUuid(v, 'coupon_id', input.couponId);
+  if (input.customerId !== '') checkCustomerId(v, 'customer_id', input.customerId);
+  v.throwIfAny();
+  const filter: RedemptionListFilter = { couponId, customerId: input.customerId === '' ? undefined : input.customerId };
+  return { filter, filterKey: JSON.stringify(['coupon_redemptions', filter.couponId ?? null, filter.customerId ?? null]) };
+}
+
+function checkPageSize(v: Violations, pageSize: number): void {
+  if (!Number.isInteger(pageSize) || pageSize < 0) v.add('page_size', 'must not be negative');
+}
+
+/** The seq a page token points after (tokens are MAC-checked before this). */
+export function seqOfPosition(position: string[]): bigint {
+  const [seq] = position;
+  if (position.length !== 1 || seq === undefined || !/^\d{1,19}$/.test(seq)) {
+    throw new DomainError(ErrorReason.ValidationFailed, 'Invalid request: page_token is not a token this service issued.', [
+      { field: 'page_token', description: 'is not a token this service issued' },
+    ]);
+  }
+  return BigInt(seq);
+}

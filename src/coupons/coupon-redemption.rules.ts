@@ -1,0 +1,176 @@
+import { ErrorReason, Violations } from '../common/domain-error';
+import { checkCustomerId } from '../common/text';
+import { INT64_MAX } from '../money/decimal';
+import { resolveCurrency } from '../money/resolve-currency';
+import type { Principal } from '../tenants/tenants.service';
+import type { CouponEntity } from './coupon.entity';
+import { checkCode, checkReferenceId, type MoneyInput } from './coupon.rules';
+
+/** Exact money: minor units of a known currency. */
+export interface Money {
+  amount: bigint;
+  currencyCode: string;
+}
+
+/** A redemption (or its validation) as the transport hands it over. */
+export interface RedemptionInput {
+  code: string;
+  customerId: string;
+  planId: string;
+  productId: string;
+  amount: MoneyInput | undefined;
+}
+
+/** Who redeems what: validated. Shared with redemptions made through customer credits. */
+export interface RedemptionRequest {
+  customerId: string;
+  /** undefined: none given. */
+  planId: string | undefined;
+  productId: string | undefined;
+  /** The total the discount is computed on; undefined: none given (no discount is computed). */
+  amount: Money | undefined;
+}
+
+/** What the checks look at; plain values so they can be tested without a database. */
+export type CouponView = Pick<
+  CouponEntity,
+  | 'code'
+  | 'type'
+  | 'percentage'
+  | 'fixedAmount'
+  | 'fixedCurrencyCode'
+  | 'maxRedemptions'
+  | 'maxRedemptionsPerCustomer'
+  | 'expireTime'
+  | 'limitedToPlans'
+  | 'excludedFromPlans'
+  | 'limitedToProducts'
+  | 'excludedFromProducts'
+  | 'enabled'
+  | 'redemptionCount'
+>;
+
+export type RefusalReason =
+  | ErrorReason.CouponDisabled
+  | ErrorReason.CouponExpired
+  | ErrorReason.CouponNotApplicable
+  | ErrorReason.CouponMaxRedemptionsReached
+  | ErrorReason.CouponCustomerLimitReached;
+
+/** Why a coupon cannot be redeemed: the FAILED_PRECONDITION reason and a sentence. */
+export interface Refusal {
+  reason: RefusalReason;
+  message: string;
+  metadata: Record<string, string>;
+}
+
+/** Validates RedeemCoupon/ValidateCoupon input, listing every bad field at once. */
+export function validateRedemptionInput(input: RedemptionInput, principal: Principal): { code: string; request: RedemptionRequest } {
+  const v = new Violations();
+  checkCode(v, 'code', input.code);
+  checkCustomerId(v, 'customer_id', input.customerId);
+  checkReferenceId(v, 'plan_id', input.planId);
+  checkReferenceId(v, 'product_id', input.productId);
+  let amount: Money | undefined;
+  if (input.amount !== undefined) {
+    if (input.amount.amount < 0n) v.add('amount.amount', 'must not be negative');
+    const currencyCode = resolveCurrency(v, input.amount.currencyCode, principal, 'amount.currency_code');
+    if (currencyCode !== undefined) amount = { amount: input.amount.amount, currencyCode };
+  }
+  v.throwIfAny();
+  return {
+    code: input.code,
+    request: {
+      customerId: input.customerId,
+      planId: input.planId === '' ? undefined : input.planId,
+      productId: input.productId === '' ? undefined : input.productId,
+      amount,
+    },
+  };
+}
+
+/**
+ * The discount a coupon gives on `amount` (minor units, 0..2^63-1), exactly:
+ * a percentage rounds to the nearest minor unit with halves up; a fixed amount
+ * is capped at `amount`, so the total never goes below zero. Either way the
+ * discount is between 0 and `amount`.
+ */
+export function computeDiscount(coupon: Pick<CouponView, 'type' | 'percentage' | 'fixedAmount'>, amount: bigint): bigint {
+  if (amount < 0n || amount > INT64_MAX) throw new RangeError(`amount ${amount} is outside 0..2^63-1`);
+  if (coupon.type === 'PERCENTAGE') {
+    // amount * percentage / 100, plus one half before flooring: halves round up.
+    return (amount * BigInt(coupon.percentage!) + 50n) / 100n;
+  }
+  const fixed = coupon.fixedAmount!;
+  return fixed < amount ? fixed : amount;
+}
+
+/**
+ * Why the plan, product or currency of a redemption does not fit the coupon,
+ * or undefined when it fits. Plans first, then products, then currency.
+ */
+export function notApplicableBecause(coupon: CouponView, request: Pick<RedemptionRequest, 'planId' | 'productId' | 'amount'>): string | undefined {
+  const scope = (kind: 'plan' | 'product', id: string | undefined, limited: string[], excluded: string[]): string | undefined => {
+    if (limited.length > 0) {
+      if (id === undefined) return `it is limited to ${kind}s ${limited.join(', ')} and no ${kind}_id was given`;
+      if (!limited.includes(id)) return `it is limited to ${kind}s ${limited.join(', ')}, not ${kind} ${id}`;
+    }
+    if (id !== undefined && excluded.includes(id)) return `${kind} ${id} is excluded`;
+    return undefined;
+  };
+  const why =
+    scope('plan', request.planId, coupon.limitedToPlans, coupon.excludedFromPlans) ??
+    scope('product', request.productId, coupon.limitedToProducts, coupon.excludedFromProducts);
+  if (why) return why;
+  if (coupon.type === 'FIXED_AMOUNT' && request.amount !== undefined && request.amount.currencyCode !== coupon.fixedCurrencyCode) {
+    return `its fixed amount is in ${coupon.fixedCurrencyCode}, the amount in ${request.amount.currencyCode}`;
+  }
+  return undefined;
+}
+
+/**
+ * The first refusal among the checks that need only the coupon row, in the
+ * contract's order: disabled, expired, not applicable, total limit. The
+ * per-customer limit comes after (customerLimitRefusal) because it needs a count.
+ */
+export function couponRefusal(coupon: CouponView, request: Pick<RedemptionRequest, 'planId' | 'productId' | 'amount'>, now: Date): Refusal | undefined {
+  const metadata = { code: coupon.code };
+  if (!coupon.enabled) {
+    return { reason: ErrorReason.CouponDisabled, message: `Coupon ${coupon.code} is disabled.`, metadata };
+  }
+  if (isExpired(coupon, now)) {
+    return {
+      reason: ErrorReason.CouponExpired,
+      message: `Coupon ${coupon.code} expired at ${coupon.expireTime!.toISOString()}.`,
+      metadata: { ...metadata, expire_time: coupon.expireTime!.toISOString() },
+    };
+  }
+  const why = notApplicableBecause(coupon, request);
+  if (why !== undefined) {
+    return { reason: ErrorReason.CouponNotApplicable, message: `Coupon ${coupon.code} does not apply: ${why}.`, metadata };
+  }
+  if (coupon.maxRedemptions !== null && coupon.redemptionCount >= BigInt(coupon.maxRedemptions)) {
+    return {
+      reason: ErrorReason.CouponMaxRedemptionsReached,
+      message: `Coupon ${coupon.code} has been redeemed ${coupon.redemptionCount} times, its limit of ${coupon.maxRedemptions}.`,
+      metadata: { ...metadata, max_redemptions: String(coupon.maxRedemptions) },
+    };
+  }
+  return undefined;
+}
+
+/** The refusal when `customerRedemptions` (this customer's redemptions of the coupon) reached its per-customer limit. */
+export function customerLimitRefusal(coupon: CouponView, customerId: string, customerRedemptions: bigint): Refusal | undefined {
+  if (coupon.maxRedemptionsPerCustomer === null || customerRedemptions < BigInt(coupon.maxRedemptionsPerCustomer)) return undefined;
+  return {
+    reason: ErrorReason.CouponCustomerLimitReached,
+    message: `Customer ${customerId} has redeemed coupon ${coupon.code} ${customerRedemptions} times, its per-customer limit of ${coupon.maxRedemptionsPerCustomer}.`,
+    metadata: { code: coupon.code, customer_id: customerId, max_redemptions_per_customer: String(coupon.maxRedemptionsPerCustomer) },
+  };
+}
+
+/** Expired from the instant `expire_time` is reached; no background job involved. */
+export function isExpired(coupon: Pick<CouponView, 'expireTime'>, now: Date): boolean {
+  return coupon.expireTime !== null && coupon.expireTime.getTime() <= now.getTime();
+}
+

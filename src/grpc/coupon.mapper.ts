@@ -1,0 +1,142 @@
+import {
+  CouponType as CouponTypeProto,
+  Frequency as FrequencyProto,
+  type Coupon,
+  type CouponRedemption,
+  type CreateCouponRequest,
+  type ListCouponRedemptionsRequest,
+  type ListCouponsRequest,
+  type RedeemCouponRequest,
+  type ValidateCouponRequest,
+} from '../../gen/credits/v1/coupon_service';
+import type { Money } from '../../gen/credits/v1/money';
+import type { CouponListInput, RedemptionListInput } from '../coupons/coupon-list.rules';
+import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
+import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
+import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
+import type { CouponTermsInput, MoneyInput } from '../coupons/coupon.rules';
+
+const COUPON_TYPE_TO_PROTO: Record<CouponType, CouponTypeProto> = {
+  PERCENTAGE: CouponTypeProto.COUPON_TYPE_PERCENTAGE,
+  FIXED_AMOUNT: CouponTypeProto.COUPON_TYPE_FIXED_AMOUNT,
+};
+
+const FREQUENCY_TO_PROTO: Record<Frequency, FrequencyProto> = {
+  ONCE: FrequencyProto.FREQUENCY_ONCE,
+  LIMITED: FrequencyProto.FREQUENCY_LIMITED,
+  LIFETIME: FrequencyProto.FREQUENCY_LIFETIME,
+};
+
+function couponTypeFromProto(value: CouponTypeProto): CouponType | 'UNRECOGNIZED' | undefined {
+  switch (value) {
+    case CouponTypeProto.COUPON_TYPE_UNSPECIFIED:
+      return undefined;
+    case CouponTypeProto.COUPON_TYPE_PERCENTAGE:
+      return 'PERCENTAGE';
+    case CouponTypeProto.COUPON_TYPE_FIXED_AMOUNT:
+      return 'FIXED_AMOUNT';
+    default:
+      return 'UNRECOGNIZED';
+  }
+}
+
+function frequencyFromProto(value: FrequencyProto): Frequency | 'UNRECOGNIZED' | undefined {
+  switch (value) {
+    case FrequencyProto.FREQUENCY_UNSPECIFIED:
+      return undefined;
+    case FrequencyProto.FREQUENCY_ONCE:
+      return 'ONCE';
+    case FrequencyProto.FREQUENCY_LIMITED:
+      return 'LIMITED';
+    case FrequencyProto.FREQUENCY_LIFETIME:
+      return 'LIFETIME';
+    default:
+      return 'UNRECOGNIZED';
+  }
+}
+
+function moneyFromProto(money: Money | undefined): MoneyInput | undefined {
+  return money === undefined ? undefined : { amount: money.amount, currencyCode: money.currencyCode };
+}
+
+function moneyToProto(amount: bigint | null, currencyCode: string | null): Money | undefined {
+  return amount === null || currencyCode === null ? undefined : { amount, currencyCode };
+}
+
+/** The writable fields CreateCouponRequest and UpdateCouponRequest share. */
+export function couponTermsFromProto(request: CreateCouponRequest): CouponTermsInput {
+  return {
+    code: request.code,
+    name: request.name,
+    type: couponTypeFromProto(request.type),
+    percentage: request.percentage,
+    fixedAmount: moneyFromProto(request.fixedAmount),
+    frequency: frequencyFromProto(request.frequency),
+    frequencyInterval: request.frequencyInterval,
+    maxRedemptions: request.maxRedemptions,
+    maxRedemptionsPerCustomer: request.maxRedemptionsPerCustomer,
+    expireTime: request.expireTime,
+    limitedToPlans: request.limitedToPlans,
+    excludedFromPlans: request.excludedFromPlans,
+    limitedToProducts: request.limitedToProducts,
+    excludedFromProducts: request.excludedFromProducts,
+    enabled: request.enabled,
+  };
+}
+
+export function couponToProto(coupon: CouponEntity): Coupon {
+  return {
+    id: coupon.id,
+    code: coupon.code,
+    name: coupon.name,
+    type: COUPON_TYPE_TO_PROTO[coupon.type],
+    percentage: coupon.percentage ?? undefined,
+    fixedAmount: moneyToProto(coupon.fixedAmount, coupon.fixedCurrencyCode),
+    frequency: FREQUENCY_TO_PROTO[coupon.frequency],
+    frequencyInterval: coupon.frequencyInterval ?? undefined,
+    maxRedemptions: coupon.maxRedemptions ?? undefined,
+    maxRedemptionsPerCustomer: coupon.maxRedemptionsPerCustomer ?? undefined,
+    expireTime: coupon.expireTime ?? undefined,
+    limitedToPlans: coupon.limitedToPlans,
+    excludedFromPlans: coupon.excludedFromPlans,
+    limitedToProducts: coupon.limitedToProducts,
+    excludedFromProducts: coupon.excludedFromProducts,
+    enabled: coupon.enabled,
+    createTime: coupon.createTime,
+    updateTime: coupon.updateTime,
+    redeemed: coupon.redemptionCount > 0n,
+    redemptionCount: coupon.redemptionCount,
+  };
+}
+
+export function couponRedemptionToProto(redemption: CouponRedemptionEntity): CouponRedemption {
+  return {
+    id: redemption.id,
+    couponId: redemption.couponId,
+    customerId: redemption.customerId,
+    planId: redemption.planId ?? '',
+    productId: redemption.productId ?? '',
+    amount: moneyToProto(redemption.amount, redemption.currencyCode),
+    discount: moneyToProto(redemption.discount, redemption.currencyCode),
+    doneBy: redemption.doneBy,
+    createTime: redemption.createTime,
+  };
+}
+
+export function redemptionInputFromProto(request: RedeemCouponRequest | ValidateCouponRequest): RedemptionInput {
+  return {
+    code: request.code,
+    customerId: request.customerId,
+    planId: request.planId,
+    productId: request.productId,
+    amount: moneyFromProto(request.amount),
+  };
+}
+
+export function couponListInputFromProto(request: ListCouponsRequest): CouponListInput {
+  return { pageSize: request.pageSize, pageToken: request.pageToken, enabled: request.enabled, codePrefix: request.codePrefix };
+}
+
+export function redemptionListInputFromProto(request: ListCouponRedemptionsRequest): RedemptionListInput {
+  return { pageSize: request.pageSize, pageToken: request.pageToken, couponId: request.couponId, customerId: request.customerId };
+}

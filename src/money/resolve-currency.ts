@@ -1,0 +1,22 @@
+import type { Violations } from '../common/domain-error';
+import type { Principal } from '../tenants/tenants.service';
+import { isKnownCurrency } from './currencies';
+
+/**
+ * The currency a request names, checked against the tenant: empty means the
+ * tenant's default; an unknown code, or one other than the default for a
+ * tenant that is not multi-currency, is a violation of `field` (and answers
+ * undefined).
+ */
+export function resolveCurrency(v: Violations, given: string, principal: Principal, field = 'currency_code'): string | undefined {
+  if (given === '') return principal.defaultCurrency;
+  if (!isKnownCurrency(given)) {
+    v.add(field, `must be an ISO 4217 currency code in upper case such as USD, got "${given.slice(0, 20)}"`);
+    return undefined;
+  }
+  if (!principal.multiCurrency && given !== principal.defaultCurrency) {
+    v.add(field, `must be ${principal.defaultCurrency}: tenant ${principal.tenantSlug} is not multi-currency`);
+    return undefined;
+  }
+  return given;
+}

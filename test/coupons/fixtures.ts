@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import {
+  CouponType,
+  Frequency,
+  type Coupon,
+  type CreateCouponRequest,
+  type RedeemCouponRequest,
+  type UpdateCouponRequest,
+} from '../../gen/credits/v1/coupon_service';
+import type { coupons } from '../support/server';
+
+export type CouponClient = ReturnType<typeof coupons>;
+
+/** A code no other test uses. */
+export function uniqueCode(prefix = 'C'): string {
+  return `${prefix}${randomBytes(5).toString('hex').toUpperCase()}`;
+}
+
+/** A valid 10% coupon request with a fresh code; `overrides` replace fields. */
+export function percentageCoupon(overrides: Partial<CreateCouponRequest> = {}): CreateCouponRequest {
+  return {
+    code: uniqueCode(),
+    name: 'Ten percent off',
+    type: CouponType.COUPON_TYPE_PERCENTAGE,
+    percentage: 10,
+    frequency: Frequency.FREQUENCY_ONCE,
+    limitedToPlans: [],
+    excludedFromPlans: [],
+    limitedToProducts: [],
+    excludedFromProducts: [],
+    ...overrides,
+  };
+}
+
+/** A valid USD 5.00 fixed-amount coupon request with a fresh code. */
+export function fixedCoupon(overrides: Partial<CreateCouponRequest> = {}): CreateCouponRequest {
+  return percentageCoupon({
+    name: 'Five dollars off',
+    type: CouponType.COUPON_TYPE_FIXED_AMOUNT,
+    percentage: undefined,
+    fixedAmount: { amount: 500n, currencyCode: 'USD' },
+    ...overrides,
+  });
+}
+
+/** An UpdateCouponRequest that restates a coupon's current terms (PUT), with `overrides`. */
+export function sameTerms(coupon: Coupon, overrides: Partial<UpdateCouponRequest> = {}): UpdateCouponRequest {
+  return {
+    id: coupon.id,
+    code: coupon.code,
+    name: coupon.name,
+    type: coupon.type,
+    percentage: coupon.percentage,
+    fixedAmount: coupon.fixedAmount,
+    frequency: coupon.frequency,
+    frequencyInterval: coupon.frequencyInterval,
+    maxRedemptions: coupon.maxRedemptions,
+    maxRedemptionsPerCustomer: coupon.maxRedemptionsPerCustomer,
+    expireTime: coupon.expireTime,
+    limitedToPlans: coupon.limitedToPlans,
+    excludedFromPlans: coupon.excludedFromPlans,
+    limitedToProducts: coupon.limitedToProducts,
+    excludedFromProducts: coupon.excludedFromProducts,
+    enabled: coupon.enabled,
+    ...overrides,
+  };
+}
+
+/** A redemption request with empty plan/product and no amount. */
+export function redeemRequest(code: string, customerId: string, overrides: Partial<RedeemCouponRequest> = {}): RedeemCouponRequest {
+  return { code, customerId, planId: '', productId: '', ...overrides };
+}
