@@ -42,9 +42,14 @@ const UNAVAILABLE_MESSAGES = [
 /**
  * The database cannot be reached or is restarting: SQLSTATE class 08
  * (connection exception), 57P01..57P03 (shutdown, cannot connect now), 53300
- * (too many connections), or a socket-level failure of the driver.
+ * (too many connections), a socket-level failure of the driver, or TypeORM
+ * refusing to go on with a transaction whose connection died.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
+  // TypeORM releases a transaction's query runner when its connection dies;
+  // what the transaction tries next fails with these. Nothing was committed.
+  const name = typeof err === 'object' && err !== null ? (err as { name?: string }).name : undefined;
+  if (name === 'QueryRunnerAlreadyReleasedError' || name === 'QueryRunnerProviderAlreadyReleasedError') return true;
   const code = sqlState(err);
   if (code !== undefined) {
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;

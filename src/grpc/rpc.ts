@@ -95,6 +95,10 @@ export class Rpc {
             scope,
           });
         }
+        // Honour the caller's deadline: work it can no longer receive is not started.
+        if (call.cancelled || Number(call.getDeadline()) <= Date.now()) {
+          throw new DomainError(ErrorReason.DeadlineExceeded, 'The call was cancelled or passed its deadline before it started; nothing was done.');
+        }
         const key = scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
         if (key === undefined) {
           return { response: await handler(call.request, { principal: caller, requestId, run: plainRunner(deps.dataSource) }), replayed: false };

@@ -1,0 +1,20 @@
+import { makeGenericClientConstructor, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { service } from 'grpc-health-check';
+
+/** grpc.health.v1 serving states (grpc-health-check loads enums as strings). */
+export const HealthCheckResponse_ServingStatus = { SERVING: 'SERVING', NOT_SERVING: 'NOT_SERVING' } as const;
+
+interface HealthClientInstance {
+  check(
+    request: { service: string },
+    options: Partial<CallOptions>,
+    callback: (err: ServiceError | null, response: { status: string }) => void,
+  ): void;
+  close(): void;
+}
+
+/** A client of the standard health service, from the package's own service definition. */
+export const HealthClient = makeGenericClientConstructor(service, 'Health') as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+) => HealthClientInstance;
