@@ -41,7 +41,9 @@ export interface TimeRange {
 
 /**
  * Operators on a timestamp field of a list filter. Every operator that is set
- * must hold (they are combined with AND).
+ * must hold (they are combined with AND). Times are compared at millisecond
+ * precision, the precision the API answers with, so `after` a row's own
+ * `create_time` excludes that row.
  */
 export interface TimeFilter {
   /** Matches times strictly after this instant. */

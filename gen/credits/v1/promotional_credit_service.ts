@@ -2527,9 +2527,12 @@ export const PromotionalCreditServiceService = {
    * combined with AND. Keyset pagination: a page walk sees every entry that
    * existed when it began exactly once, even while entries are being added.
    *
+   * Filter operators that contradict each other (type is INCREMENT and
+   * is_not INCREMENT, say) are valid and match nothing.
+   *
    * Errors: INVALID_ARGUMENT for a page token that was altered, belongs to
-   * another tenant, or was issued for different filters, and for empty or
-   * contradictory filter operators.
+   * another tenant, or was issued for different filters, and for an operator
+   * with an empty or malformed value (e.g. `id.is` that is not a UUID).
    */
   listPromotionalCredits: {
     path: "/credits.v1.PromotionalCreditService/ListPromotionalCredits" as const,
@@ -2604,9 +2607,12 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * combined with AND. Keyset pagination: a page walk sees every entry that
    * existed when it began exactly once, even while entries are being added.
    *
+   * Filter operators that contradict each other (type is INCREMENT and
+   * is_not INCREMENT, say) are valid and match nothing.
+   *
    * Errors: INVALID_ARGUMENT for a page token that was altered, belongs to
-   * another tenant, or was issued for different filters, and for empty or
-   * contradictory filter operators.
+   * another tenant, or was issued for different filters, and for an operator
+   * with an empty or malformed value (e.g. `id.is` that is not a UUID).
    */
   listPromotionalCredits: handleUnaryCall<ListPromotionalCreditsRequest, ListPromotionalCreditsResponse>;
   /**
@@ -2716,9 +2722,12 @@ export interface PromotionalCreditServiceClient extends Client {
    * combined with AND. Keyset pagination: a page walk sees every entry that
    * existed when it began exactly once, even while entries are being added.
    *
+   * Filter operators that contradict each other (type is INCREMENT and
+   * is_not INCREMENT, say) are valid and match nothing.
+   *
    * Errors: INVALID_ARGUMENT for a page token that was altered, belongs to
-   * another tenant, or was issued for different filters, and for empty or
-   * contradictory filter operators.
+   * another tenant, or was issued for different filters, and for an operator
+   * with an empty or malformed value (e.g. `id.is` that is not a UUID).
    */
   listPromotionalCredits(
     request: ListPromotionalCreditsRequest,
