@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import { Client, credentials, Metadata, status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { ReadCallOptions, ServiceClient, WriteCallOptions } from './client-types';
+import { CreditsError, isServiceError, toCreditsError } from './credits-error';
+import { backoffMs, retryPolicyOf, sleep, type RetryOptions, type RetryPolicy } from './retry-policy';
+import { isReadMethod, requestCodecOf, SERVICE_DEFINITIONS, type Services, type UnaryMethodDefinition } from './services';
+
+/** PEM material for TLS; strings or Buffers of the files' contents (not paths). */
+export interface TlsOptions {
+  /** CA certificate(s) that signed the server's certificate; default: the system roots. */
+  ca?: string | Buffer;
+  /** Client certificate chain for mutual TLS (with `key`). */
+  cert?: string | Buffer;
+  /** Private key of `cert`. */
+  key?: string | Buffer;
+  /** Name to check the server's certificate against, when it is not the address's host. */
+  serverName?: string;
+}
+
+export interface CreditsClientOptions {
+  /** `host:port` of the credits service (any grpc-js target, e.g. `dns:///credits.internal:50051`). */
+  address: string;
+  /** The API key, sent as `authorization: Bearer <apiKey>` on every call. */
+  apiKey: string;
+  /** Absent: plaintext. `true`: TLS trusting the system roots. An object: a private CA and/or a client certificate (mutual TLS). */
+  tls?: true | TlsOptions;
+  /** Deadline of each call that gives none, in milliseconds, retries included (default 10000). */
+  defaultDeadlineMs?: number;
+  /** Retries of UNAVAILABLE (all calls) and ABORTED (mutating calls); `false` turns them off. */
+  retry?: RetryOptions | false;
+  /** Extra grpc-js channel options (keepalive, message sizes, ...). */
+  channelOptions?: ChannelOptions;
+}
+
+/** The client: one property per service, all sharing one channel. */
+export type CreditsClient = { readonly [S in keyof Services]: ServiceClient<Services[S]> } & {
+  /** Closes the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */
+  close(): void;
+};
+
+export const DEFAULT_DEADLINE_MS = 10_000;
+
+const RETRYABLE_READ: ReadonlySet<status> = new Set([status.UNAVAILABLE]);
+const RETRYABLE_MUTATING: ReadonlySet<status> = new Set([status.UNAVAILABLE, status.ABORTED]);
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+
+interface Settings {
+  apiKey: string;
+  defaultDeadlineMs: number;
+  retry: RetryPolicy;
+}
+
+/**
+ * Connects to the credits service. Every method returns a promise, takes a
+ * partial request (unset fields get their proto defaults) and throws
+ * `CreditsError`. Mutating calls carry an `idempotency-key` (a random UUID
+ * unless given) that their automatic retries reuse.
+ */
+export function createCreditsClient(options: CreditsClientOptions): CreditsClient {
+  if (typeof options.address !== 'string' || options.address === '') throw new TypeError('address is required (host:port)');
+  if (typeof options.apiKey !== 'string' || !/^[\x21-\x7e]+$/.test(options.apiKey)) throw new TypeError('apiKey is required (printable ASCII, no spaces)');
+  const settings: Settings = {
+    apiKey: options.apiKey,
+    defaultDeadlineMs: checkedDeadline(options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS, 'defaultDeadlineMs'),
+    retry: retryPolicyOf(options.retry),
+  };
+  const channel = new Client(options.address, channelCredentials(options.tls), {
+    // Reconnect about as fast as the retries come, so a retry after a restart finds the server.
+    'grpc.initial_reconnect_backoff_ms': Math.max(settings.retry.initialBackoffMs, 50),
+    'grpc.max_reconnect_backoff_ms': Math.max(settings.retry.maxBackoffMs, 1000),
+    'grpc.primary_user_agent': 'credits-client-ts',
+    ...(options.tls !== undefined && options.tls !== true && options.tls.serverName ? { 'grpc.ssl_target_name_override': options.tls.serverName } : {}),
+    ...options.channelOptions,
+  });
+
+  const client: Record<string, unknown> = { close: () => channel.close() };
+  for (const [serviceName, definition] of Object.entries(SERVICE_DEFINITIONS)) {
+    client[serviceName] = serviceClient(channel, definition as unknown as Record<string, UnaryMethodDefinition>, settings);
+  }
+  return client as CreditsClient;
+}
+
+function serviceClient(channel: Client, definition: Record<string, UnaryMethodDefinition>, settings: Settings): Record<string, unknown> {
+  const methods: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const codec = requestCodecOf(name);
+    const mutating = !isReadMethod(name);
+    const call = (request: unknown, options?: WriteCallOptions) => invoke(channel, method, () => codec.fromPartial(request ?? {}), mutating, options ?? {}, settings);
+    methods[name] = call;
+    if (name.startsWith('list')) methods[`${name}All`] = (filter?: object, options?: ReadCallOptions) => walkPages(call, filter ?? {}, options);
+  }
+  return methods;
+}
+
+async function invoke(
+  channel: Client,
+  method: UnaryMethodDefinition,
+  makeRequest: () => unknown,
+  mutating: boolean,
+  options: WriteCallOptions,
+  settings: Settings,
+): Promise<unknown> {
+  // Built here, inside the async function, so that a bad request rejects the promise instead of throwing.
+  const request = makeRequest();
+  const deadline = Date.now() + checkedDeadline(options.deadlineMs ?? settings.defaultDeadlineMs, 'deadlineMs');
+  let idempotencyKey: string | undefined;
+  if (mutating) {
+    idempotencyKey = options.idempotencyKey ?? randomUUID();
+    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new TypeError('idempotencyKey must be 1..255 printable ASCII characters');
+  }
+  const retryable = mutating ? RETRYABLE_MUTATING : RETRYABLE_READ;
+  const { signal } = options;
+  const cancelled = (attempts: number) =>
+    new CreditsError({ code: status.CANCELLED, message: 'The call was cancelled by its AbortSignal.', method: method.path, attempts, cause: signal?.reason });
+
+  for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted) throw cancelled(attempt - 1);
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${settings.apiKey}`);
+    if (idempotencyKey !== undefined) metadata.set('idempotency-key', idempotencyKey);
+    let error: CreditsError;
+    try {
+      return await unaryCall(channel, method, request, metadata, new Date(deadline), signal);
+    } catch (err) {
+      if (signal?.aborted) throw cancelled(attempt);
+      if (!isServiceError(err)) throw err;
+      error = toCreditsError(err, { method: method.path, attempts: attempt });
+    }
+    if (!retryable.has(error.code) || attempt >= settings.retry.maxAttempts) throw error;
+    const wait = backoffMs(settings.retry, attempt);
+    // A retry that cannot finish before the deadline only hides the real error.
+    if (Date.now() + wait >= deadline) throw error;
+    await sleep(wait, signal, () => cancelled(attempt));
+  }
+}
+
+function unaryCall(channel: Client, method: UnaryMethodDefinition, request: unknown, metadata: Metadata, deadline: Date, signal: AbortSignal | undefined): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const abort = () => call.cancel();
+    const call = channel.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, { deadline }, (err, response) => {
+      signal?.removeEventListener('abort', abort);
+      if (err) reject(err);
+      else resolve(response);
+    });
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+/** Yields every item of every page of a List RPC, fetching the next page only when the previous one is consumed. */
+async function* walkPages(call: (request: unknown, options?: ReadCallOptions) => Promise<unknown>, filter: object, options: ReadCallOptions | undefined) {
+  let pageToken = '';
+  do {
+    const page = (await call({ ...filter, pageToken }, options)) as Record<string, unknown> & { nextPageToken?: string };
+    // The page is the response's one repeated field (`promotional_credits`, `coupons`, ...).
+    const items = Object.values(page).find(Array.isArray) ?? [];
+    yield* items as unknown[];
+    pageToken = page.nextPageToken ?? '';
+  } while (pageToken !== '');
+}
+
+function channelCredentials(tls: CreditsClientOptions['tls']): ChannelCredentials {
+  if (tls === undefined) return credentials.createInsecure();
+  if (tls === true) return credentials.createSsl();
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new TypeError('tls.cert and tls.key must be given together');
+  const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
+  return credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+}
+
+function checkedDeadline(ms: number, name: string): number {
+  if (!Number.isFinite(ms) || ms <= 0) throw new TypeError(`${name} must be a positive number of milliseconds`);
+  return ms;
+}
