@@ -1,7 +1,7 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { CouponRedemption } from '../../gen/credits/v1/coupon_service';
-import { coupons, sharedServer, type TestServer } from '../support/server';
+import { coupons, replicaServer, sharedServer, type TestServer } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant, type TestTenant } from '../support/tenant';
 import { percentageCoupon, redeemRequest, type CouponClient } from './fixtures';
@@ -27,25 +27,35 @@ async function allRedemptions(client: CouponClient, couponId: string): Promise<C
   return all;
 }
 
-describe('CouponService under concurrency', () => {
+describe('CouponService under concurrency (two server processes)', () => {
   let server: TestServer;
+  let replicaAddress: string;
   let tenant: TestTenant;
   let client: CouponClient;
+  let replica: CouponClient;
+  /** Even calls go to the in-process server, odd ones to the replica process. */
+  const on = (i: number) => (i % 2 === 0 ? client : replica);
 
-  before(async () => {
+  before(async function () {
+    this.timeout(120_000);
     server = await sharedServer();
+    replicaAddress = (await replicaServer()).address;
   });
   beforeEach(async () => {
     tenant = await newTenant(server.dataSource);
     client = coupons(server.address, tenant.rwKey);
+    replica = coupons(replicaAddress, tenant.rwKey);
   });
-  afterEach(() => client.close());
+  afterEach(() => {
+    client.close();
+    replica.close();
+  });
 
   it('gives exactly 5 of 200 parallel redemptions from different customers of a max_redemptions 5 coupon', async function () {
     this.timeout(120_000);
     const coupon = (await client.createCoupon(percentageCoupon({ maxRedemptions: 5 }))).coupon!;
     const results = await Promise.allSettled(
-      Array.from({ length: 200 }, (_, i) => client.redeemCoupon(redeemRequest(coupon.code, `cust-${i}`, { amount: { amount: 1000n, currencyCode: 'USD' } }))),
+      Array.from({ length: 200 }, (_, i) => on(i).redeemCoupon(redeemRequest(coupon.code, `cust-${i}`, { amount: { amount: 1000n, currencyCode: 'USD' } }))),
     );
     expect(tally(results)).to.deep.equal({ OK: 5, COUPON_MAX_REDEMPTIONS_REACHED: 195 });
 
@@ -62,7 +72,7 @@ describe('CouponService under concurrency', () => {
   it('gives exactly 2 of 50 parallel redemptions by one customer of a max_redemptions_per_customer 2 coupon', async function () {
     this.timeout(120_000);
     const coupon = (await client.createCoupon(percentageCoupon({ maxRedemptionsPerCustomer: 2 }))).coupon!;
-    const results = await Promise.allSettled(Array.from({ length: 50 }, () => client.redeemCoupon(redeemRequest(coupon.code, 'same-customer'))));
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => on(i).redeemCoupon(redeemRequest(coupon.code, 'same-customer'))));
     expect(tally(results)).to.deep.equal({ OK: 2, COUPON_CUSTOMER_LIMIT_REACHED: 48 });
     expect(await allRedemptions(client, coupon.id)).to.have.length(2);
     // Other customers are not affected by that customer's limit.

@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditType, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger, runLedgerAudit } from '../../src/promotional-credits/ledger-audit';
-import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
+import { promotionalCredits, replicaServer, sharedServer, type TestServer } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant, type TestTenant } from '../support/tenant';
 
@@ -21,19 +21,29 @@ async function ledgerOf(client: ReturnType<typeof promotionalCredits>, customerI
   return entries.reverse();
 }
 
-describe('PromotionalCreditService under concurrency', () => {
+describe('PromotionalCreditService under concurrency (two server processes)', () => {
   let server: TestServer;
+  let replicaAddress: string;
   let tenant: TestTenant;
   let client: ReturnType<typeof promotionalCredits>;
+  let replica: ReturnType<typeof promotionalCredits>;
+  /** Even calls go to the in-process server, odd ones to the replica process. */
+  const on = (i: number) => (i % 2 === 0 ? client : replica);
 
-  before(async () => {
+  before(async function () {
+    this.timeout(120_000);
     server = await sharedServer();
+    replicaAddress = (await replicaServer()).address;
   });
   beforeEach(async () => {
     tenant = await newTenant(server.dataSource);
     client = promotionalCredits(server.address, tenant.rwKey);
+    replica = promotionalCredits(replicaAddress, tenant.rwKey);
   });
-  afterEach(() => client.close());
+  afterEach(() => {
+    client.close();
+    replica.close();
+  });
 
   it('keeps balance = sum of entries and an unbroken chain under 160 parallel adds and deducts on one customer', async function () {
     this.timeout(120_000);
@@ -52,8 +62,8 @@ describe('PromotionalCreditService under concurrency', () => {
     const results = await Promise.allSettled(
       ops.map((op, i) =>
         op === 'add'
-          ? client.addPromotionalCredits({ ...base, customerId, amount: 10n, reference: `op-${i}` })
-          : client.deductPromotionalCredits({ ...base, customerId, amount: 25n, reference: `op-${i}` }),
+          ? on(i).addPromotionalCredits({ ...base, customerId, amount: 10n, reference: `op-${i}` })
+          : on(i).deductPromotionalCredits({ ...base, customerId, amount: 25n, reference: `op-${i}` }),
       ),
     );
 
@@ -107,21 +117,21 @@ describe('PromotionalCreditService under concurrency', () => {
     const calls = Array.from({ length: 120 }, (_, i) => {
       switch (i % 6) {
         case 0:
-          return client.setPromotionalCredits({ ...base, customerId, amount: BigInt(100 + i) });
+          return on(i >> 1).setPromotionalCredits({ ...base, customerId, amount: BigInt(100 + i) });
         case 1:
-          return client.deductPromotionalCredits({ ...base, customerId });
+          return on(i >> 1).deductPromotionalCredits({ ...base, customerId });
         case 2:
         case 3:
-          return client.addPromotionalCredits({ ...base, customerId, amount: BigInt(1 + i) });
+          return on(i >> 1).addPromotionalCredits({ ...base, customerId, amount: BigInt(1 + i) });
         default:
-          return client.deductPromotionalCredits({ ...base, customerId, amount: 7n });
+          return on(i >> 1).deductPromotionalCredits({ ...base, customerId, amount: 7n });
       }
     });
     // Another currency of the same customer changes at the same time.
     const jpy = Array.from({ length: 40 }, (_, i) =>
       i % 2 === 0
-        ? client.addPromotionalCredits({ ...base, customerId, amount: 3n, currencyCode: 'JPY' })
-        : client.setPromotionalCredits({ ...base, customerId, amount: 1n, currencyCode: 'JPY' }),
+        ? on(i >> 1).addPromotionalCredits({ ...base, customerId, amount: 3n, currencyCode: 'JPY' })
+        : on(i >> 1).setPromotionalCredits({ ...base, customerId, amount: 1n, currencyCode: 'JPY' }),
     );
     const results = await Promise.allSettled([...calls, ...jpy]);
     for (const result of results) {

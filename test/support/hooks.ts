@@ -1,5 +1,5 @@
 import { stopTestDatabase, testDatabaseUrl } from './database';
-import { stopSharedServer } from './server';
+import { stopReplicaServer, stopSharedServer } from './server';
 
 /** Mocha root hooks: one test database and one shared server for the run. */
 export const mochaHooks = {
@@ -9,6 +9,7 @@ export const mochaHooks = {
   },
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
+    await stopReplicaServer();
     await stopSharedServer();
     await stopTestDatabase();
   },

@@ -4,7 +4,8 @@ import { CouponServiceClient } from '../../gen/credits/v1/coupon_service';
 import { PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
-import { openTestDataSource } from './database';
+import { spawnServer, freePort, type ChildServer } from './child-server';
+import { openTestDataSource, testDatabaseUrl } from './database';
 
 /** A real server on 127.0.0.1:<random port> over the test database. */
 export interface TestServer {
@@ -35,6 +36,28 @@ let shared: Promise<TestServer> | undefined;
 export function sharedServer(): Promise<TestServer> {
   shared ??= startTestServer();
   return shared;
+}
+
+let replica: Promise<ChildServer> | undefined;
+
+/**
+ * A second server in its own process (`credits serve`) on the same database:
+ * concurrency tests spread their calls over it and the shared server to show
+ * that every invariant lives in PostgreSQL, not in a process.
+ */
+export function replicaServer(): Promise<ChildServer> {
+  replica ??= (async () => spawnServer(await testDatabaseUrl(), await freePort()))();
+  return replica;
+}
+
+export async function stopReplicaServer(): Promise<void> {
+  if (!replica) return;
+  const server = await replica;
+  replica = undefined;
+  if (server.process.exitCode === null && server.process.signalCode === null) {
+    server.process.kill('SIGTERM');
+    await server.exited;
+  }
 }
 
 export async function stopSharedServer(): Promise<void> {
