@@ -7,5 +7,6 @@
 
 export * from "./credits/v1/money";
 export * from "./credits/v1/coupon_service";
+export * from "./credits/v1/credit_service";
 export * from "./credits/v1/filters";
 export * from "./credits/v1/promotional_credit_service";

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { likePrefix } from '../common/list-filters';
+import { isForeignKeyViolation } from '../db/db-errors';
 import type { CouponListFilter, RedemptionListFilter } from './coupon-list.rules';
 import type { CouponTerms } from './coupon.rules';
 import { CouponRedemptionEntity } from './coupon-redemption.entity';
@@ -10,6 +11,9 @@ export type CouponLocator = { id: string } | { code: string };
 
 /** The unique index that makes codes unique per tenant ignoring case. */
 export const CODE_UNIQUE_INDEX = 'coupons_tenant_code';
+
+/** The foreign key from customer credits to their coupon (src/db/migrations/1763950000000-customer-credits.ts). */
+const CREDITS_COUPON_FOREIGN_KEY = 'customer_credits_coupon';
 
 export interface RedemptionDraft {
   tenantId: string;
@@ -73,23 +77,36 @@ export class CouponRepository {
   }
 
   /**
-   * Deletes a coupon unless it has been redeemed, in one statement: a
-   * redemption holding the row lock makes the DELETE wait and then see the
-   * new count, so a coupon is never deleted under a redemption.
+   * Deletes a coupon unless it has been redeemed or customer credits were
+   * issued from it, in one statement: a redemption holding the row lock makes
+   * the DELETE wait and then see the new count, so a coupon is never deleted
+   * under a redemption; a credit issued meanwhile (not yet visible to the
+   * statement) makes the credits' foreign key refuse the DELETE.
    */
-  async deleteUnredeemed(tenantId: string, id: string): Promise<'deleted' | 'redeemed' | 'missing'> {
-    const rows: Array<{ found: string; deleted: string }> = await this.manager.query(
-      `WITH target AS (
-         SELECT id FROM coupons WHERE tenant_id = $1 AND id = $2
-       ), deleted AS (
-         DELETE FROM coupons WHERE tenant_id = $1 AND id = $2 AND redemption_count = 0 RETURNING id
-       )
-       SELECT (SELECT count(*) FROM target) AS found, (SELECT count(*) FROM deleted) AS deleted`,
-      [tenantId, id],
-    );
-    const { found, deleted } = rows[0]!;
+  async deleteUnused(tenantId: string, id: string): Promise<'deleted' | 'redeemed' | 'has-credits' | 'missing'> {
+    let rows: Array<{ found: string; deleted: string; redeemed: boolean; has_credits: boolean }>;
+    try {
+      rows = await this.manager.query(
+        `WITH target AS (
+           SELECT id, redemption_count FROM coupons WHERE tenant_id = $1 AND id = $2
+         ), credits AS (
+           SELECT EXISTS (SELECT 1 FROM customer_credits WHERE tenant_id = $1 AND coupon_id = $2) AS present
+         ), deleted AS (
+           DELETE FROM coupons WHERE tenant_id = $1 AND id = $2 AND redemption_count = 0 AND NOT (SELECT present FROM credits) RETURNING id
+         )
+         SELECT (SELECT count(*) FROM target) AS found, (SELECT count(*) FROM deleted) AS deleted,
+                coalesce((SELECT redemption_count > 0 FROM target), false) AS redeemed, (SELECT present FROM credits) AS has_credits`,
+        [tenantId, id],
+      );
+    } catch (err) {
+      if (isForeignKeyViolation(err, CREDITS_COUPON_FOREIGN_KEY)) return 'has-credits';
+      throw err;
+    }
+    const { found, deleted, redeemed, has_credits } = rows[0]!;
     if (deleted !== '0') return 'deleted';
-    return found !== '0' ? 'redeemed' : 'missing';
+    if (found === '0') return 'missing';
+    // Not deleted though found: redeemed, maybe by a redemption that committed while the DELETE waited.
+    return has_credits && !redeemed ? 'has-credits' : 'redeemed';
   }
 
   /** One page of coupons, newest first, strictly before the `beforeSeq` cursor; asks for `limit` rows. */

@@ -166,8 +166,16 @@ export class CouponsService {
     const v = new Violations();
     const couponId = checkUuid(v, 'id', id);
     v.throwIfAny();
-    const outcome = await run((m) => new CouponRepository(m).deleteUnredeemed(principal.tenantId, couponId), { singleStatement: true });
+    const outcome = await run((m) => new CouponRepository(m).deleteUnused(principal.tenantId, couponId), { singleStatement: true });
     if (outcome === 'missing') throw couponNotFound({ id: couponId });
+    if (outcome === 'has-credits') {
+      throw new DomainError(
+        ErrorReason.CouponHasCredits,
+        `Customer credits were issued from coupon ${couponId}, so it cannot be deleted; disable it with UpdateCoupon instead.`,
+        [],
+        { coupon_id: couponId },
+      );
+    }
     if (outcome === 'redeemed') {
       throw new DomainError(
         ErrorReason.CouponRedeemed,

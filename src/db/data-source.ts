@@ -6,12 +6,14 @@ import { PromotionalCreditEntity } from '../promotional-credits/promotional-cred
 import { PromotionalCreditBalanceEntity } from '../promotional-credits/promotional-credit-balance.entity';
 import { CouponEntity } from '../coupons/coupon.entity';
 import { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
+import { CustomerCreditEntity } from '../credits/customer-credit.entity';
 import { InitialSchema1763800000000 } from './migrations/1763800000000-initial-schema';
 import { IdempotencyKeys1763850000000 } from './migrations/1763850000000-idempotency-keys';
 import { Coupons1763900000000 } from './migrations/1763900000000-coupons';
+import { CustomerCredits1763950000000 } from './migrations/1763950000000-customer-credits';
 
-export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity];
-export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000];
+export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
+export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000];
 
 export interface DataSourceOptions {
   url: string;

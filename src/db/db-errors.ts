@@ -29,6 +29,14 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return (e.driverError?.constraint ?? e.constraint) === constraint;
 }
 
+/** A foreign key violation (23503), of `constraint` when given. */
+export function isForeignKeyViolation(err: unknown, constraint?: string): boolean {
+  if (sqlState(err) !== '23503') return false;
+  if (constraint === undefined) return true;
+  const e = err as { constraint?: string; driverError?: { constraint?: string } };
+  return (e.driverError?.constraint ?? e.constraint) === constraint;
+}
+
 const UNAVAILABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
 const UNAVAILABLE_MESSAGES = [
   'Connection terminated',

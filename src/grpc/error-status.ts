@@ -20,6 +20,7 @@ export function codeOf(reason: ErrorReason): status {
       return status.PERMISSION_DENIED;
     case ErrorReason.PromotionalCreditNotFound:
     case ErrorReason.CouponNotFound:
+    case ErrorReason.CreditNotFound:
       return status.NOT_FOUND;
     case ErrorReason.InsufficientBalance:
     case ErrorReason.BalanceLimitExceeded:
@@ -29,6 +30,10 @@ export function codeOf(reason: ErrorReason): status {
     case ErrorReason.CouponNotApplicable:
     case ErrorReason.CouponMaxRedemptionsReached:
     case ErrorReason.CouponCustomerLimitReached:
+    case ErrorReason.CouponHasCredits:
+    case ErrorReason.CreditAlreadyRedeemed:
+    case ErrorReason.CreditExpired:
+    case ErrorReason.CreditRevoked:
       return status.FAILED_PRECONDITION;
     case ErrorReason.CouponCodeAlreadyExists:
       return status.ALREADY_EXISTS;

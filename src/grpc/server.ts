@@ -3,19 +3,22 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { DataSource } from 'typeorm';
 import { CouponServiceService } from '../../gen/credits/v1/coupon_service';
+import { CreditServiceService } from '../../gen/credits/v1/credit_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
 import type { Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
+import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
 import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
 import { couponHandlers } from './coupon.handler';
+import { creditHandlers } from './credit.handler';
 import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { Idempotency } from './idempotency';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 
-export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService'];
+export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
@@ -71,6 +74,7 @@ export async function startGrpcServer(
     promotionalCreditHandlers(new PromotionalCreditsService(deps.dataSource, pageTokens), rpc),
   );
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
+  rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);

@@ -1,6 +1,7 @@
 import { credentials, InterceptingCall, Metadata, type CallOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import type { DataSource } from 'typeorm';
 import { CouponServiceClient } from '../../gen/credits/v1/coupon_service';
+import { CreditServiceClient } from '../../gen/credits/v1/credit_service';
 import { PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
@@ -93,6 +94,11 @@ export function promotionalCredits(address: string, apiKey: string | undefined) 
 
 export function coupons(address: string, apiKey: string | undefined) {
   const client = new CouponServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+  return promisify(client);
+}
+
+export function credits(address: string, apiKey: string | undefined) {
+  const client = new CreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
   return promisify(client);
 }
 

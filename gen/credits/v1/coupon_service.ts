@@ -3454,10 +3454,13 @@ export const CouponServiceService = {
     responseDeserialize: (value: Buffer): UpdateCouponResponse => UpdateCouponResponse.decode(value),
   },
   /**
-   * Deletes a coupon that has never been redeemed; its code becomes free.
+   * Deletes a coupon that has never been redeemed and from which no customer
+   * credit was ever issued; its code becomes free.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed (disable it with UpdateCoupon instead).
+   * when the coupon has been redeemed, or (COUPON_HAS_CREDITS) when customer
+   * credits were issued from it, revoked ones included (they are kept for
+   * audit and point to it). Disable it with UpdateCoupon instead.
    */
   deleteCoupon: {
     path: "/credits.v1.CouponService/DeleteCoupon" as const,
@@ -3586,10 +3589,13 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    */
   updateCoupon: handleUnaryCall<UpdateCouponRequest, UpdateCouponResponse>;
   /**
-   * Deletes a coupon that has never been redeemed; its code becomes free.
+   * Deletes a coupon that has never been redeemed and from which no customer
+   * credit was ever issued; its code becomes free.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed (disable it with UpdateCoupon instead).
+   * when the coupon has been redeemed, or (COUPON_HAS_CREDITS) when customer
+   * credits were issued from it, revoked ones included (they are kept for
+   * audit and point to it). Disable it with UpdateCoupon instead.
    */
   deleteCoupon: handleUnaryCall<DeleteCouponRequest, DeleteCouponResponse>;
   /**
@@ -3736,10 +3742,13 @@ export interface CouponServiceClient extends Client {
     callback: (error: ServiceError | null, response: UpdateCouponResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Deletes a coupon that has never been redeemed; its code becomes free.
+   * Deletes a coupon that has never been redeemed and from which no customer
+   * credit was ever issued; its code becomes free.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed (disable it with UpdateCoupon instead).
+   * when the coupon has been redeemed, or (COUPON_HAS_CREDITS) when customer
+   * credits were issued from it, revoked ones included (they are kept for
+   * audit and point to it). Disable it with UpdateCoupon instead.
    */
   deleteCoupon(
     request: DeleteCouponRequest,

@@ -1,0 +1,35 @@
+import { Violations } from '../common/domain-error';
+import { checkCustomerId } from '../common/text';
+import type { CreditState } from './credit.rules';
+
+export interface CreditListInput {
+  customerId: string;
+  pageSize: number;
+  pageToken: string;
+  includeRedeemed: boolean;
+  includeExpired: boolean;
+  includeRevoked: boolean;
+  /** undefined: both. */
+  multiUse: boolean | undefined;
+}
+
+export interface CreditListFilter {
+  customerId: string;
+  /** The states to list, never empty (ACTIVE is always among them), in a fixed order. */
+  states: CreditState[];
+  multiUse?: boolean;
+}
+
+/** Validates ListCustomerCredits input; `filterKey` binds page tokens to the customer and the filter. */
+export function validateCreditListInput(input: CreditListInput): { filter: CreditListFilter; filterKey: string } {
+  const v = new Violations();
+  checkCustomerId(v, 'customer_id', input.customerId);
+  if (!Number.isInteger(input.pageSize) || input.pageSize < 0) v.add('page_size', 'must not be negative');
+  v.throwIfAny();
+  const states: CreditState[] = ['ACTIVE'];
+  if (input.includeRedeemed) states.push('REDEEMED');
+  if (input.includeExpired) states.push('EXPIRED');
+  if (input.includeRevoked) states.push('REVOKED');
+  const filter: CreditListFilter = { customerId: input.customerId, states, multiUse: input.multiUse };
+  return { filter, filterKey: JSON.stringify(['customer_credits', filter.customerId, states, filter.multiUse ?? null]) };
+}

@@ -1,0 +1,215 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { DomainError, ErrorReason, Violations } from '../common/domain-error';
+import { effectivePageSize, type PageTokenCodec } from '../common/page-token';
+import { isForeignKeyViolation } from '../db/db-errors';
+import type { WorkRunner } from '../db/unit-of-work';
+import { seqOfPosition } from '../coupons/coupon-list.rules';
+import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
+import type { Money, Refusal } from '../coupons/coupon-redemption.rules';
+import type { CouponEntity } from '../coupons/coupon.entity';
+import { CouponRepository } from '../coupons/coupon.repository';
+import { redeemCouponInTransaction, type Clock, type Page } from '../coupons/coupons.service';
+import type { Principal } from '../tenants/tenants.service';
+import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
+import {
+  creditState,
+  issueRefusal,
+  redeemRefusal,
+  resolveExpireTime,
+  revokeRefusal,
+  usesFromFrequency,
+  validateBatchInput,
+  validateCreditLocator,
+  validateIssueInput,
+  validateRedeemInput,
+  type CreditDraft,
+  type CreditDraftInput,
+  type CreditLocator,
+  type CreditLocatorInput,
+  type CreditRefusal,
+  type CreditState,
+  type RedeemCreditInput,
+} from './credit.rules';
+import type { CustomerCreditEntity } from './customer-credit.entity';
+import { CustomerCreditRepository } from './customer-credit.repository';
+
+/** A credit with its state at the instant the use case looked at it. */
+export interface CreditView {
+  credit: CustomerCreditEntity;
+  state: CreditState;
+}
+
+export interface CreditRedemptionOutcome {
+  /** The credit after this use. */
+  credit: CreditView;
+  redemption: CouponRedemptionEntity;
+  /** The revenue allocated to this redemption; undefined when the credit has none. */
+  revenue: Money | undefined;
+}
+
+/** The foreign key that ties a credit to its coupon (and keeps a coupon with credits from being deleted). */
+const COUPON_FOREIGN_KEY = 'customer_credits_coupon';
+
+/** Use cases of customer credits. */
+export class CreditsService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly pageTokens: PageTokenCodec,
+    private readonly clock: Clock = () => new Date(),
+  ) {}
+
+  /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
+  async create(principal: Principal, input: { couponId: string } & CreditDraftInput, run: WorkRunner): Promise<CreditView> {
+    const now = this.clock();
+    const { couponId, drafts } = validateIssueInput({ couponId: input.couponId, drafts: [input] }, principal, now, (_i, field) => field);
+    const [credit] = await this.issue(principal, couponId, drafts, (_i, field) => field, run);
+    return credit!;
+  }
+
+  /** BatchCreateCustomerCredits: every entry is validated first, the coupon checked once, all rows inserted in one statement. */
+  async batchCreate(principal: Principal, input: { couponId: string; drafts: CreditDraftInput[] }, run: WorkRunner): Promise<CreditView[]> {
+    const now = this.clock();
+    const { couponId, drafts } = validateBatchInput(input, principal, now);
+    return this.issue(principal, couponId, drafts, (i, field) => `credits[${i}].${field}`, run);
+  }
+
+  async get(principal: Principal, input: CreditLocatorInput): Promise<CreditView> {
+    const locator = validateCreditLocator(input);
+    const credit = await new CustomerCreditRepository(this.dataSource.manager).findCredit(principal.tenantId, locator.customerId, locator.creditId);
+    if (!credit) throw creditNotFound(locator);
+    return this.view(credit, this.clock());
+  }
+
+  async list(principal: Principal, input: CreditListInput): Promise<Page<CreditView>> {
+    const { filter, filterKey } = validateCreditListInput(input);
+    const position = this.pageTokens.decode(principal.tenantId, filterKey, input.pageToken);
+    const beforeSeq = position ? seqOfPosition(position) : undefined;
+    const pageSize = effectivePageSize(input.pageSize);
+    // One instant for the filter and the states shown.
+    const now = this.clock();
+    const rows = await new CustomerCreditRepository(this.dataSource.manager).listCredits(principal.tenantId, filter, now, beforeSeq, pageSize + 1);
+    const items = rows.slice(0, pageSize);
+    const nextPageToken =
+      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
+    return { items: items.map((credit) => this.view(credit, now)), nextPageToken };
+  }
+
+  /** Revokes a never-redeemed credit under its row lock; the row stays, with revoke_time. */
+  async revoke(principal: Principal, input: CreditLocatorInput, run: WorkRunner): Promise<CreditView> {
+    const locator = validateCreditLocator(input);
+    return run(
+      async (manager) => {
+        const repo = new CustomerCreditRepository(manager);
+        const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
+        if (!credit) throw creditNotFound(locator);
+        const refusal = revokeRefusal(credit);
+        if (refusal) throw creditRefusalError(refusal);
+        return this.view(await repo.revoke(credit), this.clock());
+      },
+      { singleStatement: false },
+    );
+  }
+
+  /**
+   * Uses one use of a credit in one transaction: locks the credit row, checks
+   * it, then records the coupon redemption (which locks the coupon row: the
+   * lock order is always credit, then coupon) and counts the use.
+   */
+  async redeem(principal: Principal, input: RedeemCreditInput, run: WorkRunner): Promise<CreditRedemptionOutcome> {
+    const { locator, request } = validateRedeemInput(input, principal);
+    return run(
+      async (manager) => {
+        const repo = new CustomerCreditRepository(manager);
+        const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
+        if (!credit) throw creditNotFound(locator);
+        // Read the time after the lock is granted: a caller that waited for
+        // it must not use a credit that expired meanwhile.
+        const refusal = redeemRefusal(credit, this.clock());
+        if (refusal) throw creditRefusalError(refusal);
+        const { redemption } = await redeemCouponInTransaction(
+          manager,
+          principal.tenantId,
+          { id: credit.couponId },
+          request,
+          principal.keyName,
+          this.clock,
+        );
+        const counted = await repo.countRedemption(credit, redemption.id);
+        const revenue =
+          counted.revenueAmount === null || counted.revenueCurrencyCode === null
+            ? undefined
+            : { amount: counted.revenueAmount, currencyCode: counted.revenueCurrencyCode };
+        return { credit: this.view(counted, this.clock()), redemption, revenue };
+      },
+      { singleStatement: false },
+    );
+  }
+
+  /**
+   * Issues validated drafts from one coupon: the coupon must exist, be usable
+   * and outlast every given expiry; then one INSERT writes every credit.
+   */
+  private async issue(
+    principal: Principal,
+    couponId: string,
+    drafts: CreditDraft[],
+    fieldOf: (index: number, field: string) => string,
+    run: WorkRunner,
+  ): Promise<CreditView[]> {
+    try {
+      return await run(
+        async (manager) => {
+          const coupon = await findCoupon(manager, principal.tenantId, couponId);
+          const now = this.clock();
+          const refusal = issueRefusal(coupon, now);
+          if (refusal) throw couponRefusalError(refusal, coupon);
+          const v = new Violations();
+          const rows = drafts.map((draft, i) => ({
+            customerId: draft.customerId,
+            membershipId: draft.membershipId,
+            expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
+            revenueAmount: draft.revenue?.amount ?? null,
+            revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
+          }));
+          v.throwIfAny();
+          const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
+          return credits.map((credit) => this.view(credit, now));
+        },
+        { singleStatement: false },
+      );
+    } catch (err) {
+      // The coupon was deleted between the read and the insert.
+      if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound(couponId);
+      throw err;
+    }
+  }
+
+  private view(credit: CustomerCreditEntity, now: Date): CreditView {
+    return { credit, state: creditState(credit, now) };
+  }
+}
+
+async function findCoupon(manager: EntityManager, tenantId: string, couponId: string): Promise<CouponEntity> {
+  const coupon = await new CouponRepository(manager).findCoupon(tenantId, { id: couponId });
+  if (!coupon) throw couponNotFound(couponId);
+  return coupon;
+}
+
+function couponNotFound(couponId: string): DomainError {
+  return new DomainError(ErrorReason.CouponNotFound, `Coupon ${couponId} does not exist.`, [], { coupon_id: couponId });
+}
+
+function creditNotFound(locator: CreditLocator): DomainError {
+  return new DomainError(ErrorReason.CreditNotFound, `Customer ${locator.customerId} has no credit ${locator.creditId}.`, [], {
+    customer_id: locator.customerId,
+    credit_id: locator.creditId,
+  });
+}
+
+function creditRefusalError(refusal: CreditRefusal): DomainError {
+  return new DomainError(refusal.reason, refusal.message, [], refusal.metadata);
+}
+
+function couponRefusalError(refusal: Refusal, coupon: CouponEntity): DomainError {
+  return new DomainError(refusal.reason, `${refusal.message} No credit can be issued from it.`, [], { coupon_id: coupon.id, ...refusal.metadata });
+}

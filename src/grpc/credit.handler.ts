@@ -1,0 +1,32 @@
+import type { CreditServiceServer } from '../../gen/credits/v1/credit_service';
+import type { CreditsService } from '../credits/credits.service';
+import { couponRedemptionToProto } from './coupon.mapper';
+import { creditDraftFromProto, creditListInputFromProto, creditToProto, redeemCreditInputFromProto } from './credit.mapper';
+import type { Rpc } from './rpc';
+
+/** CreditService: translation between proto and the use cases, nothing else. */
+export function creditHandlers(service: CreditsService, rpc: Rpc): CreditServiceServer {
+  return {
+    createCustomerCredit: rpc.write(async (request, ctx) => ({
+      credit: creditToProto(await service.create(ctx.principal, { couponId: request.couponId, ...creditDraftFromProto(request) }, ctx.run)),
+    })),
+    batchCreateCustomerCredits: rpc.write(async (request, ctx) => {
+      const credits = await service.batchCreate(ctx.principal, { couponId: request.couponId, drafts: request.credits.map(creditDraftFromProto) }, ctx.run);
+      return { credits: credits.map(creditToProto) };
+    }),
+    getCustomerCredit: rpc.read(async (request, ctx) => ({
+      credit: creditToProto(await service.get(ctx.principal, { customerId: request.customerId, creditId: request.creditId })),
+    })),
+    listCustomerCredits: rpc.read(async (request, ctx) => {
+      const page = await service.list(ctx.principal, creditListInputFromProto(request));
+      return { credits: page.items.map(creditToProto), nextPageToken: page.nextPageToken };
+    }),
+    revokeCustomerCredit: rpc.write(async (request, ctx) => ({
+      credit: creditToProto(await service.revoke(ctx.principal, { customerId: request.customerId, creditId: request.creditId }, ctx.run)),
+    })),
+    redeemCustomerCredit: rpc.write(async (request, ctx) => {
+      const outcome = await service.redeem(ctx.principal, redeemCreditInputFromProto(request), ctx.run);
+      return { credit: creditToProto(outcome.credit), redemption: couponRedemptionToProto(outcome.redemption), revenue: outcome.revenue };
+    }),
+  };
+}

@@ -1,0 +1,73 @@
+import {
+  CreditState as CreditStateProto,
+  type BatchCreateCustomerCreditsEntry,
+  type CreateCustomerCreditRequest,
+  type CustomerCredit,
+  type ListCustomerCreditsRequest,
+  type RedeemCustomerCreditRequest,
+} from '../../gen/credits/v1/credit_service';
+import type { Money } from '../../gen/credits/v1/money';
+import type { CreditListInput } from '../credits/credit-list.rules';
+import { usesRemaining, type CreditDraftInput, type CreditState, type RedeemCreditInput } from '../credits/credit.rules';
+import type { CreditView } from '../credits/credits.service';
+
+const CREDIT_STATE_TO_PROTO: Record<CreditState, CreditStateProto> = {
+  ACTIVE: CreditStateProto.CREDIT_STATE_ACTIVE,
+  REDEEMED: CreditStateProto.CREDIT_STATE_REDEEMED,
+  EXPIRED: CreditStateProto.CREDIT_STATE_EXPIRED,
+  REVOKED: CreditStateProto.CREDIT_STATE_REVOKED,
+};
+
+function moneyToProto(amount: bigint | null, currencyCode: string | null): Money | undefined {
+  return amount === null || currencyCode === null ? undefined : { amount, currencyCode };
+}
+
+export function creditToProto({ credit, state }: CreditView): CustomerCredit {
+  return {
+    id: credit.id,
+    customerId: credit.customerId,
+    couponId: credit.couponId,
+    membershipId: credit.membershipId ?? undefined,
+    state: CREDIT_STATE_TO_PROTO[state],
+    multiUse: credit.multiUse,
+    usesRemaining: usesRemaining(credit) ?? undefined,
+    redemptionCount: credit.redemptionCount,
+    expireTime: credit.expireTime ?? undefined,
+    revenue: moneyToProto(credit.revenueAmount, credit.revenueCurrencyCode),
+    createTime: credit.createTime,
+    revokeTime: credit.revokeTime ?? undefined,
+    lastRedeemTime: credit.lastRedeemTime ?? undefined,
+  };
+}
+
+/** One credit to issue: CreateCustomerCreditRequest (without its coupon) or a batch entry. */
+export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchCreateCustomerCreditsEntry): CreditDraftInput {
+  return {
+    customerId: entry.customerId,
+    membershipId: entry.membershipId,
+    expireTime: entry.expireTime,
+    revenue: entry.revenue === undefined ? undefined : { amount: entry.revenue.amount, currencyCode: entry.revenue.currencyCode },
+  };
+}
+
+export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest): RedeemCreditInput {
+  return {
+    customerId: request.customerId,
+    creditId: request.creditId,
+    planId: request.planId,
+    productId: request.productId,
+    amount: request.amount === undefined ? undefined : { amount: request.amount.amount, currencyCode: request.amount.currencyCode },
+  };
+}
+
+export function creditListInputFromProto(request: ListCustomerCreditsRequest): CreditListInput {
+  return {
+    customerId: request.customerId,
+    pageSize: request.pageSize,
+    pageToken: request.pageToken,
+    includeRedeemed: request.includeRedeemed,
+    includeExpired: request.includeExpired,
+    includeRevoked: request.includeRevoked,
+    multiUse: request.multiUse,
+  };
+}

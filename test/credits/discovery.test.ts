@@ -1,0 +1,150 @@
+import path from 'node:path';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { expect } from 'chai';
+import { HealthClient } from '../support/health-status';
+import { sharedServer, type TestServer } from '../support/server';
+
+const REFLECTION_PROTO = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
+
+interface ReflectionResponse {
+  list_services_response?: { service: Array<{ name: string }> };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+}
+type ReflectionClient = Client & { ServerReflectionInfo(): ClientDuplexStream<Record<string, unknown>, ReflectionResponse> };
+
+function ask(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
+  return new Promise((resolve, reject) => {
+    const stream = client.ServerReflectionInfo();
+    stream.once('data', (response: ReflectionResponse) => {
+      resolve(response);
+      stream.end();
+    });
+    stream.once('error', reject);
+    stream.write(request);
+  });
+}
+
+describe('CreditService discovery (reflection and health)', () => {
+  let server: TestServer;
+  let reflection: ReflectionClient;
+  let file: FileDescriptorProto;
+
+  before(async () => {
+    server = await sharedServer();
+    const definition = loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    const grpcObject = loadPackageDefinition(definition) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
+    };
+    reflection = new grpcObject.grpc.reflection.v1.ServerReflection(server.address, credentials.createInsecure());
+    const list = await ask(reflection, { list_services: '' });
+    expect(list.list_services_response!.service.map((s) => s.name)).to.include('credits.v1.CreditService');
+    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.CreditService' });
+    const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    file = files.find((f) => f.name === 'credits/v1/credit_service.proto')!;
+  });
+  after(() => reflection.close());
+
+  it('serves the RPCs and the request shapes the contract pins, with snake_case fields', () => {
+    expect(file.service[0]!.method.map((m) => m.name)).to.deep.equal([
+      'CreateCustomerCredit',
+      'BatchCreateCustomerCredits',
+      'GetCustomerCredit',
+      'ListCustomerCredits',
+      'RevokeCustomerCredit',
+      'RedeemCustomerCredit',
+    ]);
+    const fields = (message: string) => file.messageType.find((m) => m.name === message)!.field.map((f) => f.name);
+    expect(fields('CustomerCredit')).to.deep.equal([
+      'id',
+      'customer_id',
+      'coupon_id',
+      'membership_id',
+      'state',
+      'multi_use',
+      'uses_remaining',
+      'redemption_count',
+      'expire_time',
+      'revenue',
+      'create_time',
+      'revoke_time',
+      'last_redeem_time',
+    ]);
+    expect(fields('CreateCustomerCreditRequest')).to.deep.equal(['customer_id', 'coupon_id', 'membership_id', 'expire_time', 'revenue']);
+    expect(fields('BatchCreateCustomerCreditsRequest')).to.deep.equal(['coupon_id', 'credits']);
+    expect(fields('BatchCreateCustomerCreditsEntry')).to.deep.equal(['customer_id', 'membership_id', 'expire_time', 'revenue']);
+    expect(fields('GetCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id']);
+    expect(fields('RevokeCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id']);
+    expect(fields('RedeemCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id', 'plan_id', 'product_id', 'amount']);
+    expect(fields('RedeemCustomerCreditResponse')).to.deep.equal(['credit', 'redemption', 'revenue']);
+    expect(fields('ListCustomerCreditsRequest')).to.deep.equal([
+      'customer_id',
+      'page_size',
+      'page_token',
+      'include_redeemed',
+      'include_expired',
+      'include_revoked',
+      'multi_use',
+    ]);
+    expect(fields('ListCustomerCreditsResponse')).to.deep.equal(['credits', 'next_page_token']);
+    expect(file.enumType.find((e) => e.name === 'CreditState')!.value.map((v) => v.name)).to.deep.equal([
+      'CREDIT_STATE_UNSPECIFIED',
+      'CREDIT_STATE_ACTIVE',
+      'CREDIT_STATE_REDEEMED',
+      'CREDIT_STATE_EXPIRED',
+      'CREDIT_STATE_REVOKED',
+    ]);
+  });
+
+  it('documents every message, field, enum value and RPC, and every error reason', () => {
+    const commented = new Set(
+      file.sourceCodeInfo!.location.filter((l) => (l.leadingComments ?? '').trim() !== '').map((l) => l.path.join('.')),
+    );
+    const missing: string[] = [];
+    // FileDescriptorProto field numbers: message_type 4, enum_type 5, service 6; DescriptorProto.field 2;
+    // EnumDescriptorProto.value 2; ServiceDescriptorProto.method 2.
+    file.messageType.forEach((m, i) => {
+      if (!commented.has(`4.${i}`)) missing.push(m.name);
+      m.field.forEach((f, j) => (commented.has(`4.${i}.2.${j}`) ? undefined : missing.push(`${m.name}.${f.name}`)));
+    });
+    file.enumType.forEach((e, i) => {
+      if (!commented.has(`5.${i}`)) missing.push(e.name);
+      e.value.forEach((v, j) => (commented.has(`5.${i}.2.${j}`) ? undefined : missing.push(v.name)));
+    });
+    file.service.forEach((s, i) => {
+      if (!commented.has(`6.${i}`)) missing.push(s.name);
+      s.method.forEach((m, j) => (commented.has(`6.${i}.2.${j}`) ? undefined : missing.push(m.name)));
+    });
+    expect(missing).to.deep.equal([]);
+    const comments = file.sourceCodeInfo!.location.map((l) => l.leadingComments).join('\n');
+    for (const reason of [
+      'CREDIT_NOT_FOUND',
+      'CREDIT_ALREADY_REDEEMED',
+      'CREDIT_EXPIRED',
+      'CREDIT_REVOKED',
+      'COUPON_NOT_FOUND',
+      'COUPON_DISABLED',
+      'COUPON_EXPIRED',
+      'COUPON_NOT_APPLICABLE',
+      'COUPON_MAX_REDEMPTIONS_REACHED',
+      'COUPON_CUSTOMER_LIMIT_REACHED',
+      'VALIDATION_FAILED',
+    ]) {
+      expect(comments).to.contain(reason);
+    }
+  });
+
+  it('reports CreditService SERVING in the health service', async () => {
+    const health = new HealthClient(server.address, credentials.createInsecure());
+    try {
+      const answer = await new Promise<string>((resolve, reject) =>
+        health.check({ service: 'credits.v1.CreditService' }, {}, (err, res) => (err ? reject(err) : resolve(res.status))),
+      );
+      expect(answer).to.equal('SERVING');
+    } finally {
+      health.close();
+    }
+  });
+});
