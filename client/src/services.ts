@@ -10,6 +10,7 @@ import * as v1 from '../../gen/index.credits.v1';
 export const SERVICES = {
   promotionalCredits: 'PromotionalCreditService',
   coupons: 'CouponService',
+  customerCredits: 'CreditService',
 } as const;
 
 type Generated = typeof v1;
