@@ -69,6 +69,21 @@ export function validateRedemptionInput(input: RedemptionInput, principal: Princ
   const v = new Violations();
   checkCode(v, 'code', input.code);
   checkCustomerId(v, 'customer_id', input.customerId);
+  const terms = checkRedemptionTerms(v, input, principal);
+  v.throwIfAny();
+  return { code: input.code, request: { customerId: input.customerId, ...terms } };
+}
+
+/**
+ * Checks what a redemption is asked for: plan and product ids (empty = none)
+ * and the optional amount the discount applies to. Shared by RedeemCoupon,
+ * ValidateCoupon and RedeemCustomerCredit.
+ */
+export function checkRedemptionTerms(
+  v: Violations,
+  input: { planId: string; productId: string; amount?: MoneyInput | undefined },
+  principal: Principal,
+): Omit<RedemptionRequest, 'customerId'> {
   checkReferenceId(v, 'plan_id', input.planId);
   checkReferenceId(v, 'product_id', input.productId);
   let amount: Money | undefined;
@@ -77,15 +92,10 @@ export function validateRedemptionInput(input: RedemptionInput, principal: Princ
     const currencyCode = resolveCurrency(v, input.amount.currencyCode, principal, 'amount.currency_code');
     if (currencyCode !== undefined) amount = { amount: input.amount.amount, currencyCode };
   }
-  v.throwIfAny();
   return {
-    code: input.code,
-    request: {
-      customerId: input.customerId,
-      planId: input.planId === '' ? undefined : input.planId,
-      productId: input.productId === '' ? undefined : input.productId,
-      amount,
-    },
+    planId: input.planId === '' ? undefined : input.planId,
+    productId: input.productId === '' ? undefined : input.productId,
+    amount,
   };
 }
 

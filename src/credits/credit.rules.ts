@@ -1,7 +1,7 @@
 import { ErrorReason, Violations } from '../common/domain-error';
 import { checkTime } from '../common/list-filters';
 import { checkCustomerId, checkUuid } from '../common/text';
-import { couponRefusal, type CouponView, type Money, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
+import { checkRedemptionTerms, couponRefusal, type CouponView, type Money, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { checkReferenceId, type MoneyInput } from '../coupons/coupon.rules';
 import { resolveCurrency } from '../money/resolve-currency';
@@ -231,24 +231,9 @@ export function validateCreditLocator(input: CreditLocatorInput): CreditLocator 
 export function validateRedeemInput(input: RedeemCreditInput, principal: Principal): { locator: CreditLocator; request: RedemptionRequest } {
   const v = new Violations();
   const locator = checkCreditLocator(v, input);
-  checkReferenceId(v, 'plan_id', input.planId);
-  checkReferenceId(v, 'product_id', input.productId);
-  let amount: Money | undefined;
-  if (input.amount !== undefined) {
-    if (input.amount.amount < 0n) v.add('amount.amount', 'must not be negative');
-    const currencyCode = resolveCurrency(v, input.amount.currencyCode, principal, 'amount.currency_code');
-    if (currencyCode !== undefined) amount = { amount: input.amount.amount, currencyCode };
-  }
+  const terms = checkRedemptionTerms(v, input, principal);
   v.throwIfAny();
-  return {
-    locator,
-    request: {
-      customerId: input.customerId,
-      planId: input.planId === '' ? undefined : input.planId,
-      productId: input.productId === '' ? undefined : input.productId,
-      amount,
-    },
-  };
+  return { locator, request: { customerId: input.customerId, ...terms } };
 }
 
 /** Validates BatchCreateCustomerCredits: 1..500 entries, each as for CreateCustomerCredit, named `credits[i].<field>`. */
