@@ -17,6 +17,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long idempotency keys and their stored responses are kept. */
   idempotencyRetentionHours: number;
+  /** How long a validated API key is remembered (a revoked key works at most this long). */
+  authCacheMs: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
@@ -66,6 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', 168, 1, 24 * 3650),
+    authCacheMs: int('CREDITS_AUTH_CACHE_MS', 5_000, 0, 300_000),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

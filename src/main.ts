@@ -15,7 +15,7 @@ export async function serve(config: Config): Promise<void> {
   let server;
   try {
     if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
-    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours });
+    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs });
   } catch (err) {
     await database.close();
     throw err;

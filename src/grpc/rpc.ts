@@ -14,7 +14,7 @@ import { DomainError, ErrorReason } from '../common/domain-error';
 import { plainRunner, type WorkRunner } from '../db/unit-of-work';
 import type { Logger } from '../logger';
 import type { Scope } from '../tenants/api-key.entity';
-import { authenticate, type Principal } from '../tenants/tenants.service';
+import type { Authenticator, Principal } from '../tenants/tenants.service';
 import { toCallerError, toServiceError, type CallerError } from './error-status';
 import { idempotencyKeyOf, REPLAYED_HEADER, type Idempotency } from './idempotency';
 
@@ -37,6 +37,7 @@ export interface RpcDeps {
   /** Counts calls in flight so shutdown can wait for them. */
   inFlight: { enter(): void; leave(): void };
   idempotency: Idempotency;
+  authenticator: Authenticator;
 }
 
 /**
@@ -88,7 +89,7 @@ export class Rpc {
       };
       (async (): Promise<{ response: Res; replayed: boolean } | { error: CallerError; replayed: boolean }> => {
         if (!deps.accepting()) throw new DomainError(ErrorReason.ShuttingDown, 'The server is shutting down; retry on another replica.');
-        principal = await authenticateCall(deps.dataSource, call.metadata);
+        principal = await authenticateCall(deps.authenticator, call.metadata);
         const caller = principal;
         if (!caller.scopes.has(scope)) {
           throw new DomainError(ErrorReason.ScopeMissing, `The API key "${caller.keyName}" lacks the "${scope}" scope this method needs.`, [], {
@@ -137,14 +138,14 @@ export class Rpc {
   }
 }
 
-async function authenticateCall(dataSource: DataSource, metadata: Metadata): Promise<Principal> {
+async function authenticateCall(authenticator: Authenticator, metadata: Metadata): Promise<Principal> {
   const header = metadata.get('authorization')[0];
   if (typeof header !== 'string' || header === '') {
     throw new DomainError(ErrorReason.ApiKeyMissing, 'Missing API key: send metadata "authorization: Bearer <api key>".');
   }
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match) throw new DomainError(ErrorReason.ApiKeyMissing, 'Malformed authorization metadata: expected "Bearer <api key>".');
-  const principal = await authenticate(dataSource.manager, match[1]!);
+  const principal = await authenticator.authenticate(match[1]!);
   if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
   return principal;
 }

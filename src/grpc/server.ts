@@ -17,10 +17,12 @@ import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { Idempotency } from './idempotency';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
+import { Authenticator } from '../tenants/tenants.service';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
+export const DEFAULT_AUTH_CACHE_MS = 5_000;
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Largest request or response message accepted, in bytes. */
@@ -38,7 +40,7 @@ export interface GrpcServer {
 
 export async function startGrpcServer(
   deps: { dataSource: DataSource; logger: Logger },
-  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number },
+  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number },
 ): Promise<GrpcServer> {
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
@@ -56,6 +58,7 @@ export async function startGrpcServer(
       },
     },
     idempotency,
+    authenticator: new Authenticator(deps.dataSource.manager, options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS),
   });
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.

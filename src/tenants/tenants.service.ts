@@ -90,13 +90,54 @@ export async function revokeApiKey(dataSource: DataSource, input: { tenantSlug: 
   });
 }
 
+interface StoredKey {
+  secretHash: Buffer;
+  principal: Principal;
+}
+
 /**
- * Resolves an API key to its principal, or undefined when the key is
- * malformed, unknown or revoked. The secret's hash is compared in constant time.
+ * Resolves API keys to principals, comparing the secret's hash in constant
+ * time. A key found in the database is remembered for `cacheMs`, so most
+ * calls cost no query; a revoked key therefore stops working within
+ * `cacheMs` on every replica. Unknown keys are never cached.
  */
+export class Authenticator {
+  private readonly cache = new Map<string, { key: StoredKey; expires: number }>();
+
+  constructor(
+    private readonly manager: EntityManager,
+    private readonly cacheMs: number,
+  ) {}
+
+  /** The principal of a key, or undefined when it is malformed, unknown or revoked. */
+  async authenticate(apiKey: string): Promise<Principal | undefined> {
+    const match = API_KEY.exec(apiKey);
+    if (!match) return undefined;
+    const keyId = formatUuid(match[1]!);
+    const now = Date.now();
+    let entry = this.cache.get(keyId);
+    if (!entry || entry.expires <= now) {
+      const key = await findKey(this.manager, keyId);
+      if (!key) {
+        this.cache.delete(keyId);
+        return undefined;
+      }
+      entry = { key, expires: now + this.cacheMs };
+      if (this.cacheMs > 0) {
+        if (this.cache.size >= 10_000) this.cache.clear();
+        this.cache.set(keyId, entry);
+      }
+    }
+    return timingSafeEqual(entry.key.secretHash, hashSecret(match[2]!)) ? entry.key.principal : undefined;
+  }
+}
+
+/** Resolves an API key without a cache (see Authenticator). */
 export async function authenticate(manager: EntityManager, apiKey: string): Promise<Principal | undefined> {
-  const match = API_KEY.exec(apiKey);
-  if (!match) return undefined;
+  return new Authenticator(manager, 0).authenticate(apiKey);
+}
+
+async function findKey(manager: EntityManager, keyId: string): Promise<StoredKey | undefined> {
   const rows: Array<{
     secret_hash: Buffer;
     name: string;
@@ -109,18 +150,20 @@ export async function authenticate(manager: EntityManager, apiKey: string): Prom
     `SELECT k.secret_hash, k.name, k.scopes, t.id AS tenant_id, t.slug, t.default_currency, t.multi_currency
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
       WHERE k.id = $1 AND k.revoke_time IS NULL`,
-    [formatUuid(match[1]!)],
+    [keyId],
   );
   const row = rows[0];
-  const given = hashSecret(match[2]!);
-  if (!row || !timingSafeEqual(row.secret_hash, given)) return undefined;
+  if (!row) return undefined;
   return {
-    tenantId: row.tenant_id,
-    tenantSlug: row.slug,
-    defaultCurrency: row.default_currency,
-    multiCurrency: row.multi_currency,
-    keyName: row.name,
-    scopes: new Set(row.scopes),
+    secretHash: row.secret_hash,
+    principal: {
+      tenantId: row.tenant_id,
+      tenantSlug: row.slug,
+      defaultCurrency: row.default_currency,
+      multiCurrency: row.multi_currency,
+      keyName: row.name,
+      scopes: new Set(row.scopes),
+    },
   };
 }
 

@@ -16,10 +16,11 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { poolSize?: number } = {}): Promise<TestServer> {
+export async function startTestServer(options: { poolSize?: number; authCacheMs?: number } = {}): Promise<TestServer> {
   const dataSource = await openTestDataSource(options.poolSize ?? 20);
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const grpc = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0' });
+  // No key cache: tests revoke keys and expect the next call to be refused.
+  const grpc = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0', authCacheMs: options.authCacheMs ?? 0 });
   return {
     address: `127.0.0.1:${grpc.port}`,
     dataSource,
