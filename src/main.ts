@@ -31,7 +31,10 @@ export async function serve(config: Config): Promise<void> {
       void server
         .shutdown(config.shutdownGraceMs)
         .then(() => database.close())
-        .then(() => logger.info('stopped'))
+        .then(() => {
+          logger.info('stopped');
+          logger.flush();
+        })
         .catch((err: unknown) => logger.error({ err }, 'error while stopping'))
         .finally(resolve);
     };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
+import { preparedQuery } from '../db/prepared-query';
 
 /** The error a call answered with, as stored for replays. */
 export interface StoredError {
@@ -26,13 +27,17 @@ export class IdempotencyRepository {
    * this key is still in flight.
    */
   async tryLock(tenantId: string, key: string): Promise<boolean> {
-    const rows: Array<{ locked: boolean }> = await this.manager.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [lockId(tenantId, key)]);
+    const { rows } = await preparedQuery<{ locked: boolean }>(this.manager, 'idempotency_try_lock', 'SELECT pg_try_advisory_xact_lock($1) AS locked', [
+      lockId(tenantId, key),
+    ]);
     return rows[0]!.locked;
   }
 
   /** The outcome stored under a key that has not expired. Call after tryLock, in a new statement. */
   async find(tenantId: string, key: string): Promise<StoredOutcome | undefined> {
-    const rows: StoredOutcome[] = await this.manager.query(
+    const { rows } = await preparedQuery<StoredOutcome>(
+      this.manager,
+      'idempotency_find',
       `SELECT fingerprint, response, error FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expire_time > clock_timestamp()`,
       [tenantId, key],
     );
@@ -48,7 +53,9 @@ export class IdempotencyRepository {
     outcome: { response: Buffer } | { error: StoredError },
     retentionHours: number,
   ): Promise<void> {
-    await this.manager.query(
+    await preparedQuery(
+      this.manager,
+      'idempotency_save',
       `INSERT INTO idempotency_keys AS k (tenant_id, key, method, fingerprint, response, error, expire_time)
        VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp() + make_interval(hours => $7))
        ON CONFLICT (tenant_id, key) DO UPDATE

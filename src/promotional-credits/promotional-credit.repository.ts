@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { preparedQuery } from '../db/prepared-query';
 import { likePrefix, type StringFilter, type TimeWindow } from '../common/list-filters';
 import { PromotionalCreditBalanceEntity } from './promotional-credit-balance.entity';
 import { PromotionalCreditEntity, type CreditType, type EntryType } from './promotional-credit.entity';
@@ -92,13 +93,13 @@ export class PromotionalCreditRepository {
 
   /** Adds `draft.amount`; throws pg 22003 if the balance would overflow int64. */
   async increment(draft: EntryDraft): Promise<EntryWithBalances> {
-    const rows: EntryRow[] = await this.manager.query(INCREMENT_SQL, params(draft));
+    const { rows } = await preparedQuery<EntryRow>(this.manager, 'promotional_credit_increment', INCREMENT_SQL, params(draft));
     return toEntryWithBalances('INCREMENT', draft, rows[0]!);
   }
 
   /** Deducts `draft.amount`, or answers undefined (writing nothing) when the balance is smaller. */
   async decrementIfCovered(draft: EntryDraft): Promise<EntryWithBalances | undefined> {
-    const rows: EntryRow[] = await this.manager.query(DECREMENT_SQL, params(draft));
+    const { rows } = await preparedQuery<EntryRow>(this.manager, 'promotional_credit_decrement', DECREMENT_SQL, params(draft));
     return rows[0] ? toEntryWithBalances('DECREMENT', draft, rows[0]) : undefined;
   }
 
@@ -144,12 +145,15 @@ export class PromotionalCreditRepository {
     return entryFrom(type, draft, { id: generated.id, seq: generated.seq, create_time: generated.create_time, closing_balance: closingBalance.toString() });
   }
 
+  /** A customer's balances by currency code; a read path, so one prepared statement. */
   async balances(tenantId: string, customerId: string): Promise<Balance[]> {
-    const rows = await this.manager.getRepository(PromotionalCreditBalanceEntity).find({
-      where: { tenantId, customerId },
-      order: { currencyCode: 'ASC' },
-    });
-    return rows.map((r) => ({ currencyCode: r.currencyCode, amount: r.amount }));
+    const { rows } = await preparedQuery<{ currency_code: string; amount: string }>(
+      this.manager,
+      'promotional_credit_balances',
+      `SELECT currency_code, amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 ORDER BY currency_code`,
+      [tenantId, customerId],
+    );
+    return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount) }));
   }
 
   async balance(tenantId: string, customerId: string, currencyCode: string): Promise<bigint> {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
+import { preparedQuery } from '../db/prepared-query';
 import { isKnownCurrency } from '../money/currencies';
 import { ApiKeyEntity, SCOPES, type Scope } from './api-key.entity';
 import { TenantEntity } from './tenant.entity';
@@ -146,12 +147,16 @@ async function findKey(manager: EntityManager, keyId: string): Promise<StoredKey
     slug: string;
     default_currency: string;
     multi_currency: boolean;
-  }> = await manager.query(
-    `SELECT k.secret_hash, k.name, k.scopes, t.id AS tenant_id, t.slug, t.default_currency, t.multi_currency
+  }> = (
+    await preparedQuery<never>(
+      manager,
+      'api_key_find',
+      `SELECT k.secret_hash, k.name, k.scopes, t.id AS tenant_id, t.slug, t.default_currency, t.multi_currency
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
       WHERE k.id = $1 AND k.revoke_time IS NULL`,
-    [keyId],
-  );
+      [keyId],
+    )
+  ).rows;
   const row = rows[0];
   if (!row) return undefined;
   return {
