@@ -52,6 +52,9 @@ export class DomainError extends Error {
   }
 }
 
+/** How many field names a VALIDATION_FAILED message lists; BadRequest carries the violations. */
+const MAX_FIELDS_NAMED = 10;
+
 /** Collects every bad field of a request so the caller learns them all at once. */
 export class Violations {
   private readonly list: FieldViolation[] = [];
@@ -68,10 +71,13 @@ export class Violations {
   throwIfAny(): void {
     if (this.list.length === 0) return;
     const first = this.list[0]!;
+    // The message travels in a header: name the first few fields, not thousands (a 500-entry batch of junk).
+    const named = this.list.slice(0, MAX_FIELDS_NAMED).map((v) => v.field);
+    if (this.list.length > MAX_FIELDS_NAMED) named.push(`and ${this.list.length - MAX_FIELDS_NAMED} more`);
     const message =
       this.list.length === 1
         ? `Invalid request: ${first.field} ${first.description}.`
-        : `Invalid request: ${this.list.length} fields are invalid (${this.list.map((v) => v.field).join(', ')}); see BadRequest details.`;
+        : `Invalid request: ${this.list.length} fields are invalid (${named.join(', ')}); see BadRequest details.`;
     throw new DomainError(ErrorReason.ValidationFailed, message, this.list);
   }
 }

@@ -5,6 +5,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // C0/C1 control characters other than tab, newline and carriage return.
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
 
+/** `text` with every lone UTF-16 surrogate replaced by U+FFFD, as ES2024's String.prototype.toWellFormed. */
+export function toWellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
 /** Checks the caller's opaque customer id: 1..50 of [A-Za-z0-9_.@:-]. */
 export function checkCustomerId(v: Violations, field: string, value: string): void {
   if (value === '') v.add(field, 'is required');

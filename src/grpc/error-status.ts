@@ -3,6 +3,7 @@ import { Any } from '../../gen/google/protobuf/any';
 import { BadRequest, ErrorInfo } from '../../gen/google/rpc/error_details';
 import { Status } from '../../gen/google/rpc/status';
 import { assertUnreachable, DomainError, ErrorReason } from '../common/domain-error';
+import { toWellFormed } from '../common/text';
 import { isDatabaseUnavailable } from '../db/db-errors';
 
 export const ERROR_DOMAIN = 'credits.v1';
@@ -88,25 +89,56 @@ export function toCallerError(err: unknown): CallerError {
   };
 }
 
+/**
+ * About the most bytes of google.rpc.BadRequest one error carries. Status
+ * details travel in a trailer, i.e. an HTTP/2 header block, which clients cap
+ * (a grpc-js client never sees an answer whose trailers pass about 100 KB and
+ * hangs until its deadline; gRPC core clients allow far less by default), so a
+ * request with thousands of bad fields (a 500-entry batch of junk) lists the
+ * first violations that fit, and ErrorInfo metadata `violations_total` and
+ * `violations_listed` say how many there are and how many are listed.
+ */
+export const MAX_BAD_REQUEST_BYTES = 4 * 1024;
+
+/** The violations that fit in MAX_BAD_REQUEST_BYTES, in order; at least one. */
+function listedViolations(violations: CallerError['violations']): CallerError['violations'] {
+  let bytes = 0;
+  let count = 0;
+  for (const v of violations) {
+    bytes += Buffer.byteLength(v.field) + Buffer.byteLength(v.description) + 8; // + tags and lengths
+    if (bytes > MAX_BAD_REQUEST_BYTES && count > 0) break;
+    count++;
+  }
+  return violations.slice(0, count);
+}
+
 /** A grpc-js error object carrying google.rpc.Status in grpc-status-details-bin. */
 export function toServiceError(error: CallerError, trailer: Metadata = new Metadata()): { code: status; details: string; metadata: Metadata } {
+  const listed = listedViolations(error.violations);
+  const metadata: Record<string, string> = { ...error.metadata };
+  if (listed.length < error.violations.length) {
+    metadata['violations_total'] = String(error.violations.length);
+    metadata['violations_listed'] = String(listed.length);
+  }
   const details: Any[] = [
     {
       typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo',
-      value: Buffer.from(ErrorInfo.encode({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } }).finish()),
+      value: Buffer.from(ErrorInfo.encode({ reason: error.reason, domain: ERROR_DOMAIN, metadata }).finish()),
     },
   ];
-  if (error.violations.length > 0) {
+  if (listed.length > 0) {
     details.push({
       typeUrl: 'type.googleapis.com/google.rpc.BadRequest',
       value: Buffer.from(
         BadRequest.encode({
-          fieldViolations: error.violations.map((v) => ({ field: v.field, description: v.description, reason: '', localizedMessage: undefined })),
+          fieldViolations: listed.map((v) => ({ field: v.field, description: v.description, reason: '', localizedMessage: undefined })),
         }).finish(),
       ),
     });
   }
-  const statusProto = Status.encode({ code: error.code, message: error.message, details }).finish();
+  // grpc-js sends the message through encodeURI, which throws on a lone surrogate (and takes the server down).
+  const message = toWellFormed(error.message);
+  const statusProto = Status.encode({ code: error.code, message, details }).finish();
   trailer.set('grpc-status-details-bin', Buffer.from(statusProto));
-  return { code: error.code, details: error.message, metadata: trailer };
+  return { code: error.code, details: message, metadata: trailer };
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { status, type Metadata, type MethodDefinition } from '@grpc/grpc-js';
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-error';
+import { toWellFormed } from '../common/text';
 import { retryConflicts } from '../db/transaction';
 import type { WorkRunner } from '../db/unit-of-work';
 import { IdempotencyRepository, type StoredError } from '../idempotency/idempotency.repository';
@@ -90,7 +91,8 @@ export class Idempotency {
           if (!(err instanceof DomainError) || !FINAL_CODES.has(error.code)) throw err;
           await manager.query('ROLLBACK TO SAVEPOINT idempotent_effect');
           record = { error: toStoredError(error) };
-          outcome = { replayed: false, error };
+          // Answer as the replays will: what was stored.
+          outcome = { replayed: false, error: fromStoredError(record.error) };
         }
         await store.save(tenantId, key, definition.path, fingerprint, record, this.retentionHours);
         return outcome;
@@ -120,8 +122,19 @@ function fingerprintOf(path: string, request: unknown): Buffer {
   return createHash('sha256').update(path).update('\0').update(canonical).digest();
 }
 
+/** PostgreSQL jsonb holds neither U+0000 nor lone surrogates: an error that echoes caller input is kept with U+FFFD in their place. */
+function storable(text: string): string {
+  return toWellFormed(text.replaceAll('\u0000', '\uFFFD'));
+}
+
 function toStoredError(error: CallerError): StoredError {
-  return { code: error.code, reason: error.reason, message: error.message, violations: [...error.violations], metadata: { ...error.metadata } };
+  return {
+    code: error.code,
+    reason: error.reason,
+    message: storable(error.message),
+    violations: error.violations.map((v) => ({ field: storable(v.field), description: storable(v.description) })),
+    metadata: Object.fromEntries(Object.entries(error.metadata).map(([k, v]) => [storable(k), storable(v)])),
+  };
 }
 
 function fromStoredError(stored: StoredError): CallerError {

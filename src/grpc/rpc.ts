@@ -51,10 +51,29 @@ export class Rpc {
 
   constructor(private readonly deps: RpcDeps) {}
 
-  /** Registers a service; its method definitions serve idempotent replays (they encode responses). */
+  /**
+   * Registers a service; its method definitions serve idempotent replays (they
+   * encode responses). A request that is not a decodable protobuf message
+   * reaches the handler as a MalformedRequest, to be answered INVALID_ARGUMENT
+   * after authentication like any bad input (grpc-js itself would answer
+   * INTERNAL without details).
+   */
   addService<S extends ServiceDefinition>(server: Server, definition: S, implementation: UntypedServiceImplementation): void {
-    for (const method of Object.values(definition)) this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
-    server.addService(definition, implementation);
+    const lenient: Record<string, MethodDefinition<unknown, unknown>> = {};
+    for (const [name, method] of Object.entries(definition)) {
+      this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
+      lenient[name] = {
+        ...(method as MethodDefinition<unknown, unknown>),
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return method.requestDeserialize(bytes);
+          } catch {
+            return new MalformedRequest(method.path);
+          }
+        },
+      };
+    }
+    server.addService(lenient, implementation);
   }
 
   read<Req, Res>(handler: Handler<Req, Res>) {
@@ -100,6 +119,7 @@ export class Rpc {
         if (call.cancelled || Number(call.getDeadline()) <= Date.now()) {
           throw new DomainError(ErrorReason.DeadlineExceeded, 'The call was cancelled or passed its deadline before it started; nothing was done.');
         }
+        if (call.request instanceof MalformedRequest) throw call.request.error();
         const key = scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
         if (key === undefined) {
           return { response: await handler(call.request, { principal: caller, requestId, run: plainRunner(deps.dataSource) }), replayed: false };
@@ -135,6 +155,18 @@ export class Rpc {
         },
       );
     };
+  }
+}
+
+/** Stands in for a request whose bytes are not a valid protobuf encoding of the method's request message. */
+class MalformedRequest {
+  constructor(private readonly path: string) {}
+
+  error(): DomainError {
+    const message = `${this.path.slice(this.path.lastIndexOf('/') + 1)}Request`;
+    return new DomainError(ErrorReason.ValidationFailed, `Invalid request: the bytes sent are not a valid ${message} protobuf message.`, [
+      { field: '', description: `is not a valid ${message} protobuf message` },
+    ]);
   }
 }
 

@@ -11,7 +11,8 @@ import { isKnownCurrency } from './currencies';
 export function resolveCurrency(v: Violations, given: string, principal: Principal, field = 'currency_code'): string | undefined {
   if (given === '') return principal.defaultCurrency;
   if (!isKnownCurrency(given)) {
-    v.add(field, `must be an ISO 4217 currency code in upper case such as USD, got "${given.slice(0, 20)}"`);
+    // Echo at most 20 characters, whole ones (no half surrogate pair), with control characters escaped.
+    v.add(field, `must be an ISO 4217 currency code in upper case such as USD, got ${JSON.stringify([...given].slice(0, 20).join(''))}`);
     return undefined;
   }
   if (!principal.multiCurrency && given !== principal.defaultCurrency) {

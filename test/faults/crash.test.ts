@@ -1,31 +1,45 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
+import type { CouponRedemption } from '../../gen/credits/v1/coupon_service';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
+import { redeemRequest } from '../coupons/fixtures';
+import { issueRequest, lifetime, redeemCreditRequest } from '../credits/fixtures';
 import { spawnServer, freePort, type ChildServer } from '../support/child-server';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
-import { promotionalCredits } from '../support/server';
+import { coupons, credits, promotionalCredits } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant, type TestTenant } from '../support/tenant';
 
 interface Op {
   key: string;
-  kind: 'add' | 'deduct';
+  /** add/deduct: a ledger entry; redeem-coupon: RedeemCoupon; redeem-credit: RedeemCustomerCredit of the LIFETIME credit. */
+  kind: 'add' | 'deduct' | 'redeem-coupon' | 'redeem-credit';
   customerId: string;
   amount: bigint;
-  /** 'ok' with the entry written, 'refused' for a final business error, undefined while unanswered. */
-  outcome?: { kind: 'ok'; entryId: string } | { kind: 'refused'; reason: string };
+  /** 'ok' with the id of the entry or redemption written, 'refused' for a final business error, undefined while unanswered. */
+  outcome?: { kind: 'ok'; id: string } | { kind: 'refused'; reason: string };
 }
 
 const CUSTOMERS = ['alice', 'bob', 'carol', 'dave'];
 const WORKERS = 24;
+/** The coupon's max_redemptions; RedeemCoupon and RedeemCustomerCredit both count toward it. */
+const MAX_REDEMPTIONS = 40;
+/** The workers start one redemption per this many ms (about MAX_REDEMPTIONS over the load), besides the bursts at each kill. */
+const REDEMPTION_EVERY_MS = 150;
+/** Redemptions fired just before each SIGKILL, so some are in flight when the server dies. */
+const BURST = 8;
+const CREDIT_OWNER = 'member-1';
 
 /**
  * Crash test: mixed writes with idempotency keys under sustained parallel
- * load, the server SIGKILLed mid-load (twice), restarted, every unanswered
- * call retried with its key. Then every acknowledged write is present exactly
- * once and the ledger audit passes.
+ * load (ledger adds and deducts, coupon redemptions by different customers
+ * and redemptions of a LIFETIME customer credit, both counting toward one
+ * coupon's max_redemptions), the server SIGKILLed mid-load (twice, with a
+ * burst of redemptions in flight), restarted, every unanswered call retried
+ * with its key. Then every acknowledged write is present exactly once, the
+ * coupon's cap held and the ledger audit passes.
  */
 describe('faults: server killed mid-load', function () {
   this.timeout(300_000);
@@ -54,14 +68,34 @@ describe('faults: server killed mid-load', function () {
     let calls = 0;
     let sequence = 0;
     const client = promotionalCredits(`127.0.0.1:${port}`, tenant.rwKey);
+    const couponClient = coupons(`127.0.0.1:${port}`, tenant.rwKey);
+    const creditClient = credits(`127.0.0.1:${port}`, tenant.rwKey);
+    let coupon = { id: '', code: '' };
+    let creditId = '';
     const send = async (op: Op): Promise<boolean> => {
       calls++;
       const md = new Metadata();
       md.set('idempotency-key', op.key);
       const request = { customerId: op.customerId, amount: op.amount, currencyCode: '', description: `crash ${op.key}`, creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: op.key };
+      const total = { amount: op.amount * 100n, currencyCode: 'USD' };
       try {
-        const res = op.kind === 'add' ? await client.addPromotionalCredits(request, md) : await client.deductPromotionalCredits(request, md);
-        op.outcome = { kind: 'ok', entryId: res.promotionalCredit!.id };
+        switch (op.kind) {
+          case 'add':
+            op.outcome = { kind: 'ok', id: (await client.addPromotionalCredits(request, md)).promotionalCredit!.id };
+            break;
+          case 'deduct':
+            op.outcome = { kind: 'ok', id: (await client.deductPromotionalCredits(request, md)).promotionalCredit!.id };
+            break;
+          case 'redeem-coupon':
+            op.outcome = { kind: 'ok', id: (await couponClient.redeemCoupon(redeemRequest(coupon.code, op.customerId, { amount: total }), md)).redemption!.id };
+            break;
+          case 'redeem-credit':
+            op.outcome = {
+              kind: 'ok',
+              id: (await creditClient.redeemCustomerCredit(redeemCreditRequest(op.customerId, creditId, { amount: total }), md)).redemption!.id,
+            };
+            break;
+        }
         return true;
       } catch (err) {
         const e = decodeError(err as ServiceError);
@@ -74,15 +108,25 @@ describe('faults: server killed mid-load', function () {
       }
     };
 
+    let redemptions = 0;
+    const redemptionOp = (key: string): Op => {
+      const n = redemptions++;
+      return n % 2 === 0
+        ? { key, kind: 'redeem-coupon', customerId: `shopper-${n}`, amount: BigInt(1 + (n % 50)) }
+        : { key, kind: 'redeem-credit', customerId: CREDIT_OWNER, amount: BigInt(1 + (n % 50)) };
+    };
+    let nextRedemptionAt = 0;
     let running = true;
     const worker = async (w: number) => {
       while (running) {
-        const op: Op = {
-          key: `w${w}-${sequence++}`,
-          kind: sequence % 3 === 0 ? 'deduct' : 'add',
-          customerId: CUSTOMERS[sequence % CUSTOMERS.length]!,
-          amount: BigInt(1 + (sequence % 50)),
-        };
+        const key = `w${w}-${sequence++}`;
+        let op: Op;
+        if (Date.now() >= nextRedemptionAt) {
+          nextRedemptionAt = Date.now() + REDEMPTION_EVERY_MS;
+          op = redemptionOp(key);
+        } else {
+          op = { key, kind: sequence % 3 === 0 ? 'deduct' : 'add', customerId: CUSTOMERS[sequence % CUSTOMERS.length]!, amount: BigInt(1 + (sequence % 50)) };
+        }
         ops.push(op);
         if (!(await send(op))) await new Promise((r) => setTimeout(r, 20));
       }
@@ -90,9 +134,19 @@ describe('faults: server killed mid-load', function () {
 
     const kills = 2;
     server = await spawnServer(url, port);
+    coupon = (await couponClient.createCoupon(lifetime({ maxRedemptions: MAX_REDEMPTIONS }))).coupon!;
+    creditId = (await creditClient.createCustomerCredit(issueRequest(coupon.id, CREDIT_OWNER))).credit!.id;
     const workers = Array.from({ length: WORKERS }, (_, w) => worker(w));
+    const bursts: Array<Promise<boolean>> = [];
     for (let k = 0; k < kills; k++) {
       await new Promise((r) => setTimeout(r, 1500));
+      // A burst of redemptions, then the kill while they are on their way or being committed.
+      for (let b = 0; b < BURST; b++) {
+        const op = redemptionOp(`burst${k}-${b}`);
+        ops.push(op);
+        bursts.push(send(op));
+      }
+      await new Promise((r) => setTimeout(r, 5 + 10 * k));
       server.process.kill('SIGKILL');
       await server.exited;
       await new Promise((r) => setTimeout(r, 300)); // calls fail while it is down
@@ -100,7 +154,7 @@ describe('faults: server killed mid-load', function () {
     }
     await new Promise((r) => setTimeout(r, 500));
     running = false;
-    await Promise.all(workers);
+    await Promise.all([...workers, ...bursts]);
 
     // Retry every call that got no answer, with its own key, until it has one.
     const unanswered = ops.filter((op) => op.outcome === undefined);
@@ -114,10 +168,10 @@ describe('faults: server killed mid-load', function () {
       );
       if (ops.some((op) => op.outcome === undefined)) await new Promise((r) => setTimeout(r, 100));
     }
-    client.close();
     expect(ops.filter((op) => op.outcome === undefined), 'every call answered after retries').to.have.length(0);
 
-    const acknowledged = ops.filter((op) => op.outcome?.kind === 'ok');
+    const ledgerOps = ops.filter((op) => op.kind === 'add' || op.kind === 'deduct');
+    const acknowledged = ledgerOps.filter((op) => op.outcome?.kind === 'ok');
     const entries: Array<{ id: string; reference: string }> = await dataSource.query(
       'SELECT id, reference FROM promotional_credits WHERE tenant_id = $1',
       [tenant.id],
@@ -127,7 +181,7 @@ describe('faults: server killed mid-load', function () {
     const byReference = new Map(entries.map((e) => [e.reference, e.id]));
     for (const op of acknowledged) {
       if (op.outcome?.kind !== 'ok') continue;
-      expect(byReference.get(op.key), `entry of ${op.key}`).to.equal(op.outcome.entryId);
+      expect(byReference.get(op.key), `entry of ${op.key}`).to.equal(op.outcome.id);
     }
     for (const customerId of CUSTOMERS) {
       const expected = acknowledged
@@ -140,9 +194,47 @@ describe('faults: server killed mid-load', function () {
       expect(BigInt(rows[0]?.amount ?? '0'), `balance of ${customerId}`).to.equal(expected);
     }
     expect(await auditLedger(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+
+    // Redemptions: every acknowledged one present exactly once (by id), none
+    // besides them, and the coupon's cap never exceeded.
+    const redemptionOps = ops.filter((op) => op.kind === 'redeem-coupon' || op.kind === 'redeem-credit');
+    const redeemed = redemptionOps.filter((op) => op.outcome?.kind === 'ok');
+    const refusedReasons = new Set(redemptionOps.flatMap((op) => (op.outcome?.kind === 'refused' ? [op.outcome.reason] : [])));
+    expect([...refusedReasons].filter((r) => r !== 'COUPON_MAX_REDEMPTIONS_REACHED'), 'redemptions are refused only at the cap').to.deep.equal([]);
+    const stored = (await couponClient.getCoupon({ id: coupon.id })).coupon!;
+    expect(stored.redemptionCount, 'coupon redemption_count = acknowledged redemptions').to.equal(BigInt(redeemed.length));
+    expect(redeemed.length, 'the cap held').to.be.at.most(MAX_REDEMPTIONS);
+    if (refusedReasons.size > 0) expect(redeemed.length, 'refused at the cap only once it was reached').to.equal(MAX_REDEMPTIONS);
+    const listed: CouponRedemption[] = [];
+    let pageToken = '';
+    do {
+      const page = await couponClient.listCouponRedemptions({ pageSize: 100, pageToken, couponId: coupon.id, customerId: '' });
+      listed.push(...page.redemptions);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    const idOf = (op: Op) => (op.outcome?.kind === 'ok' ? op.outcome.id : '');
+    expect(listed.map((r) => r.id).sort(), 'listed redemptions = acknowledged ones, by id').to.deep.equal(redeemed.map(idOf).sort());
+    const customerOf = new Map(redeemed.map((op) => [idOf(op), op.customerId]));
+    for (const r of listed) expect(r.customerId, `customer of redemption ${r.id}`).to.equal(customerOf.get(r.id));
+    const creditRedeemed = redeemed.filter((op) => op.kind === 'redeem-credit');
+    const credit = (await creditClient.getCustomerCredit({ customerId: CREDIT_OWNER, creditId })).credit!;
+    expect(credit.redemptionCount, 'credit redemption_count = acknowledged credit redemptions').to.equal(BigInt(creditRedeemed.length));
+    const links: Array<{ redemption_id: string }> = await dataSource.query(
+      'SELECT redemption_id FROM customer_credit_redemptions WHERE tenant_id = $1 AND credit_id = $2',
+      [tenant.id, creditId],
+    );
+    expect(links.map((l) => l.redemption_id).sort(), "the credit's redemptions = acknowledged ones").to.deep.equal(creditRedeemed.map(idOf).sort());
+    client.close();
+    couponClient.close();
+    creditClient.close();
+
+    const redemptionsRetried = unanswered.filter((op) => op.kind === 'redeem-coupon' || op.kind === 'redeem-credit').length;
     console.log(
       `      crash test: ${calls} calls, ${kills} kills, ${unanswered.length} unanswered calls retried with ${retries} attempts, ` +
-        `${acknowledged.length} writes acknowledged, ${ops.length - acknowledged.length} refused, 0 lost, 0 duplicated`,
+        `${acknowledged.length} writes acknowledged, ${ledgerOps.length - acknowledged.length} refused; ` +
+        `redemptions: ${redemptionOps.length} calls (${kills * BURST} fired at the kills, ${redemptionsRetried} unanswered and retried), ` +
+        `${redeemed.length - creditRedeemed.length} coupon + ${creditRedeemed.length} credit acknowledged = redemption_count ${stored.redemptionCount} ` +
+        `of max ${MAX_REDEMPTIONS}, ${redemptionOps.length - redeemed.length} refused at the cap; 0 lost, 0 duplicated`,
     );
   });
 });
