@@ -3371,6 +3371,19 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * Once a coupon has been redeemed its terms are frozen: only `enabled` may
  * change, so a leaked code can still be stopped. Expiry needs no background
  * job: a coupon whose `expire_time` has passed is refused from that instant.
+ *
+ * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
+ * printable ASCII, scoped to the tenant, kept 7 days by default). The first
+ * call's response or final error is stored in the same transaction as its
+ * effect; a retry with the same key and request answers it again without
+ * writing anything, with response metadata `idempotent-replayed: true`. The
+ * same key with a different request is INVALID_ARGUMENT
+ * (IDEMPOTENCY_KEY_REUSED); a retry while the first call is still running is
+ * ABORTED (IDEMPOTENCY_KEY_IN_USE), safe to retry after a short wait.
+ *
+ * A request with very many bad fields lists in BadRequest those that fit in
+ * about 4 KiB; ErrorInfo metadata `violations_total` and `violations_listed`
+ * then say how many there are and how many are listed.
  */
 export type CouponServiceService = typeof CouponServiceService;
 export const CouponServiceService = {

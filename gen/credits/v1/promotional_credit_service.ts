@@ -2440,6 +2440,19 @@ export const GetCustomerBalanceResponse: MessageFns<GetCustomerBalanceResponse> 
  *
  * A customer needs no prior registration: the first credit creates its
  * balance. Balances are never negative.
+ *
+ * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
+ * printable ASCII, scoped to the tenant, kept 7 days by default). The first
+ * call's response or final error is stored in the same transaction as its
+ * effect; a retry with the same key and request answers it again without
+ * writing anything, with response metadata `idempotent-replayed: true`. The
+ * same key with a different request is INVALID_ARGUMENT
+ * (IDEMPOTENCY_KEY_REUSED); a retry while the first call is still running is
+ * ABORTED (IDEMPOTENCY_KEY_IN_USE), safe to retry after a short wait.
+ *
+ * A request with very many bad fields lists in BadRequest those that fit in
+ * about 4 KiB; ErrorInfo metadata `violations_total` and `violations_listed`
+ * then say how many there are and how many are listed.
  */
 export type PromotionalCreditServiceService = typeof PromotionalCreditServiceService;
 export const PromotionalCreditServiceService = {
