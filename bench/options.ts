@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+export const BASELINES = ['echo', 'sql', 'pgbench'] as const;
+export type Baseline = (typeof BASELINES)[number];
+
+export interface BenchOptions {
+  soak: boolean;
+  durationSec: number;
+  warmupSec: number;
+  concurrency: number;
+  /** Scenario name filters (prefix match); empty means every scenario. */
+  scenarios: string[];
+  baselines: Set<Baseline>;
+  /** The server's LOG_LEVEL for the runs (variants may override it). */
+  logLevel: string;
+  /** The server's CREDITS_DB_POOL_SIZE, the same-SQL pool and pgbench's client count. */
+  poolSize: number;
+  cpuProf: boolean;
+  /** Where results go. */
+  outDir: string;
+  /** Soak: seconds between RSS samples. */
+  sampleSec: number;
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+
+Starts PostgreSQL (embedded in .data/bench, or DATABASE_URL), the server
+(node bin/credits.js serve) and a load generator as separate processes, runs
+each scenario and its baselines (grpc-js echo, the same SQL through pg, and
+pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}.
+
+  --duration <s>       measured seconds per run (default 10; soak 300)
+  --warmup <s>         warm-up seconds before each measured run (default 5)
+  --concurrency <n>    calls in flight (default 64)
+  --scenario <names>   comma-separated scenario names or prefixes (default all)
+  --baselines <list>   comma-separated subset of echo,sql,pgbench, or none (default all)
+  --log-level <level>  server LOG_LEVEL (default info, the service's default)
+  --pool-size <n>      server CREDITS_DB_POOL_SIZE = same-SQL pool = pgbench clients (default 20)
+  --cpu-prof           run the server under node --cpu-prof (one process per scenario)
+                       and summarise the profiles by function and by package
+  --soak               5 minutes of mixed load; samples server RSS and reports its growth
+  --sample <s>         soak: seconds between RSS samples (default 5)
+  --out <dir>          results folder (default bench/results)
+  -h, --help`;
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      soak: { type: 'boolean' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      concurrency: { type: 'string' },
+      scenario: { type: 'string' },
+      baselines: { type: 'string' },
+      'log-level': { type: 'string' },
+      'pool-size': { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      sample: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const number = (name: string, raw: string | undefined, fallback: number, min: number): number => {
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${raw}"`);
+    return n;
+  };
+  const soak = values.soak === true;
+  const baselines = new Set<Baseline>();
+  const baselineList = values.baselines ?? BASELINES.join(',');
+  if (baselineList !== 'none') {
+    for (const b of baselineList.split(',').map((s) => s.trim()).filter(Boolean)) {
+      if (!(BASELINES as readonly string[]).includes(b)) throw new UsageError(`--baselines takes ${BASELINES.join(', ')} or none, got "${b}"`);
+      baselines.add(b as Baseline);
+    }
+  }
+  const logLevel = values['log-level'] ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not a pino level`);
+  return {
+    soak,
+    durationSec: number('duration', values.duration, soak ? 300 : 10, 1),
+    warmupSec: number('warmup', values.warmup, 5, 0),
+    concurrency: number('concurrency', values.concurrency, 64, 1),
+    scenarios: (values.scenario ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    baselines,
+    logLevel,
+    poolSize: number('pool-size', values['pool-size'], 20, 1),
+    cpuProf: values['cpu-prof'] === true,
+    outDir: path.resolve(values.out ?? path.join(__dirname, '..', '..', 'bench', 'results')),
+    sampleSec: number('sample', values.sample, 5, 1),
+  };
+}

@@ -1,0 +1,58 @@
+import type { Histogram } from './histogram';
+import type { SqlUnit } from './sql-recorder';
+
+/** Messages between the orchestrator and the processes it forks (IPC, advanced serialization). */
+
+export interface GrpcTarget {
+  /** Scenario name, for per-target counts in mixed loads. */
+  name: string;
+  path: string;
+  /** Pre-encoded requests; call i sends requests[i % length]. */
+  requests: Uint8Array[];
+  /** Share of calls (mixed loads); any positive number. */
+  weight: number;
+}
+
+interface LoadTiming {
+  concurrency: number;
+  warmupSec: number;
+  durationSec: number;
+}
+
+export type LoadSpec =
+  | (LoadTiming & { mode: 'grpc'; address: string; apiKey: string; targets: GrpcTarget[] })
+  | (LoadTiming & {
+      mode: 'sql';
+      databaseUrl: string;
+      poolSize: number;
+      units: SqlUnit[];
+      /** The varying values of the recorded call, and those of each call of the cycle. */
+      sample: string[];
+      variants: string[][];
+    });
+
+export interface LoadResult {
+  /** Calls completed inside the measurement window. */
+  calls: number;
+  seconds: number;
+  histogram: ReturnType<Histogram['toJSON']>;
+  /** Failed calls in the window by gRPC status name or SQLSTATE. */
+  errors: Record<string, number>;
+  /** Calls and errors per target (mixed loads). */
+  perTarget: Record<string, { calls: number; errors: number }>;
+  /** Mean response size in bytes (gRPC). */
+  responseBytes: number | undefined;
+}
+
+export type FromLoadGenerator =
+  | { type: 'ready' }
+  | { type: 'window-start' }
+  | { type: 'window-end' }
+  | { type: 'progress'; second: number; phase: 'warm-up' | 'measure'; calls: number; errors: number; p50: number; p99: number }
+  | { type: 'result'; result: LoadResult }
+  | { type: 'failed'; message: string };
+
+export type ToLoadGenerator = { type: 'run'; spec: LoadSpec };
+
+export type ToEchoServer = { type: 'respond-with'; response: Uint8Array };
+export type FromEchoServer = { type: 'listening'; port: number } | { type: 'ok' };

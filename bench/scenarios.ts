@@ -1,0 +1,312 @@
+/**
+ * The benchmark's scenario table. One entry per measured call shape; add a
+ * row to measure another RPC. Everything a run needs comes from here: the
+ * method (looked up in gen/ at run time, so a service that has not landed yet
+ * is skipped with a note instead of breaking the build), the request of call
+ * i, what to set up before and check after, and the canonical pgbench scripts
+ * when there are any.
+ *
+ * The same-SQL baselines are not written here: the bench records the SQL the
+ * real server code sends for one call of each scenario and replays exactly
+ * that (see sql-recorder.ts), so they cannot drift from the service.
+ */
+
+/** Made by the orchestrator after seeding; sent to every load generator. */
+export interface BenchContext {
+  apiKey: string;
+  tenantId: string;
+  tenantSlug: string;
+  keyName: string;
+  /** Values the scenario setups made (a coupon code, a coupon id, ...). */
+  ids: Record<string, string>;
+  /** Lists the setups made (credit ids per customer, ...). */
+  lists: Record<string, string[]>;
+}
+
+/** Seeded before any scenario runs (see seed.ts). */
+export const CUSTOMERS = 10_000;
+export const HOT_CUSTOMER = 'hot';
+/** Customers with a full history for the list scenario. */
+export const HISTORY_CUSTOMERS = 100;
+export const HISTORY_ENTRIES = 25;
+export const customerId = (n: number): string => `c${n}`;
+export const historyCustomerId = (n: number): string => `h${n}`;
+
+/** Where a method lives in gen/: `module` under gen/, the service definition, the method and its request type. */
+export interface ScenarioRpc {
+  module: string;
+  service: string;
+  method: string;
+  requestType: string;
+}
+
+/** What setups and checks may do (run in the orchestrator, before and after measuring). */
+export interface SetupEnv {
+  ctx: BenchContext;
+  /** SQL on the bench database (not through the service). */
+  sql<T = Record<string, unknown>>(text: string, values?: unknown[]): Promise<T[]>;
+  /** One call through the real server code (the in-process recording server). */
+  call(rpc: ScenarioRpc, request: unknown): Promise<Record<string, unknown>>;
+}
+
+export interface PgbenchScript {
+  /** Row label, e.g. "pgbench 3-stmt". */
+  name: string;
+  /** The script; `:tenant` is set to the bench tenant's id. */
+  script: string;
+}
+
+export interface Scenario {
+  name: string;
+  title: string;
+  rpc: ScenarioRpc;
+  /** Distinct requests: call i sends request(i % cycle). */
+  cycle: number;
+  /** Request of call i, as a plain object (fromPartial fills the rest). */
+  request(i: number, ctx: BenchContext): Record<string, unknown>;
+  /**
+   * The values that differ between calls (a customer id). The recorded SQL of
+   * call 0 is replayed for call i with varying(0)[k] replaced by varying(i)[k].
+   */
+  varying(i: number, ctx: BenchContext): string[];
+  /** pgbench form of the varying values: a \set line and one SQL expression per value. */
+  pgbenchVarying: { set: string[]; expressions: string[] };
+  /** Work units per call, when a call does more than one (credits per batch). */
+  units?: { perCall: number; name: string };
+  setup?(env: SetupEnv): Promise<void>;
+  /** Checks after the runs; answers the problems found. */
+  check?(env: SetupEnv): Promise<string[]>;
+  /** The canonical pgbench scripts of this scenario's row-lock pattern. */
+  pgbench?: PgbenchScript[];
+  /** Runs only the service, with this server environment, against another scenario's baselines. */
+  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string };
+  /** Share of calls in the soak's mixed load (0 or absent: not in the soak). */
+  soakWeight?: number;
+}
+
+const PROMO: Omit<ScenarioRpc, 'method' | 'requestType'> = {
+  module: 'credits/v1/promotional_credit_service',
+  service: 'PromotionalCreditServiceService',
+};
+const COUPONS: Omit<ScenarioRpc, 'method' | 'requestType'> = { module: 'credits/v1/coupon_service', service: 'CouponServiceService' };
+const CREDITS: Omit<ScenarioRpc, 'method' | 'requestType'> = { module: 'credits/v1/credit_service', service: 'CreditServiceService' };
+
+const CREDIT_TYPE_GENERAL = 1;
+const COUPON_TYPE_FIXED_AMOUNT = 2;
+const FREQUENCY_LIFETIME = 3;
+
+/** A cap far above what a run reaches: every call takes the whole path (lock, every check, insert, count). */
+const COUPON_CAP = 2_000_000_000;
+const BATCH_SIZE = 500;
+
+const roundRobinCustomer = { set: [`\\set n random(0, ${CUSTOMERS - 1})`], expressions: [`('c' || :n::text)`] };
+
+/** The add's three statements as an application would send them: read under lock, compute, write. */
+const ADD_3_STMT = `\\set n random(0, ${CUSTOMERS - 1})
+BEGIN;
+SELECT amount AS balance FROM promotional_credit_balances
+ WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD' FOR UPDATE \\gset
+\\set closing :balance + 100
+UPDATE promotional_credit_balances SET amount = :closing, update_time = clock_timestamp()
+ WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD';
+INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+VALUES (:tenant, 'c' || :n::text, 'USD', 'INCREMENT', 100, 'pgbench add', 'GENERAL', '', :closing, 'pgbench');
+END;
+`;
+
+/** The same as one guarded statement: the UPDATE … RETURNING feeds the INSERT in a CTE, the lock lasts one round trip. */
+const ADD_1_STMT = `\\set n random(0, ${CUSTOMERS - 1})
+WITH balance AS (
+  UPDATE promotional_credit_balances SET amount = amount + 100, update_time = clock_timestamp()
+   WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD' AND amount + 100 >= 0
+  RETURNING amount
+)
+INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+SELECT :tenant, 'c' || :n::text, 'USD', 'INCREMENT', 100, 'pgbench add', 'GENERAL', '', balance.amount, 'pgbench' FROM balance;
+`;
+
+const DEDUCT_3_STMT = `BEGIN;
+SELECT amount AS balance FROM promotional_credit_balances
+ WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD' FOR UPDATE \\gset
+\\if :balance >= 1
+\\set closing :balance - 1
+UPDATE promotional_credit_balances SET amount = :closing, update_time = clock_timestamp()
+ WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD';
+INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+VALUES (:tenant, '${HOT_CUSTOMER}', 'USD', 'DECREMENT', 1, 'pgbench deduct', 'GENERAL', '', :closing, 'pgbench');
+\\endif
+END;
+`;
+
+const DEDUCT_1_STMT = `WITH balance AS (
+  UPDATE promotional_credit_balances SET amount = amount - 1, update_time = clock_timestamp()
+   WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD' AND amount - 1 >= 0
+  RETURNING amount
+)
+INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+SELECT :tenant, '${HOT_CUSTOMER}', 'USD', 'DECREMENT', 1, 'pgbench deduct', 'GENERAL', '', balance.amount, 'pgbench' FROM balance;
+`;
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'add',
+    title: 'AddPromotionalCredits, 10,000 customers (uncontended)',
+    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
+    cycle: CUSTOMERS,
+    request: (i) => ({
+      customerId: customerId(i % CUSTOMERS),
+      amount: 100n,
+      currencyCode: 'USD',
+      description: 'bench add',
+      creditType: CREDIT_TYPE_GENERAL,
+    }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    pgbench: [
+      { name: 'pgbench 3-stmt', script: ADD_3_STMT },
+      { name: 'pgbench 1-stmt', script: ADD_1_STMT },
+    ],
+    soakWeight: 40,
+  },
+  {
+    name: 'add-log-warn',
+    title: 'AddPromotionalCredits, server at LOG_LEVEL=warn (logging cost)',
+    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
+    cycle: CUSTOMERS,
+    request: (i) => ({
+      customerId: customerId(i % CUSTOMERS),
+      amount: 100n,
+      currencyCode: 'USD',
+      description: 'bench add',
+      creditType: CREDIT_TYPE_GENERAL,
+    }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    variantOf: { scenario: 'add', serverEnv: { LOG_LEVEL: 'warn' }, label: 'LOG_LEVEL=warn' },
+  },
+  {
+    name: 'deduct-hot',
+    title: 'DeductPromotionalCredits, one hot customer (row-lock bound)',
+    rpc: { ...PROMO, method: 'deductPromotionalCredits', requestType: 'DeductPromotionalCreditsRequest' },
+    cycle: 1,
+    request: () => ({ customerId: HOT_CUSTOMER, amount: 1n, currencyCode: 'USD', description: 'bench deduct', creditType: CREDIT_TYPE_GENERAL }),
+    varying: () => [],
+    pgbenchVarying: { set: [], expressions: [] },
+    pgbench: [
+      { name: 'pgbench 3-stmt', script: DEDUCT_3_STMT },
+      { name: 'pgbench 1-stmt', script: DEDUCT_1_STMT },
+    ],
+    soakWeight: 10,
+  },
+  {
+    name: 'redeem-coupon',
+    title: 'RedeemCoupon, 10,000 customers racing for one coupon’s cap (row lock)',
+    rpc: { ...COUPONS, method: 'redeemCoupon', requestType: 'RedeemCouponRequest' },
+    cycle: CUSTOMERS,
+    request: (i, ctx) => ({
+      code: ctx.ids.couponCode,
+      customerId: customerId(i % CUSTOMERS),
+      amount: { amount: 1000n, currencyCode: 'USD' },
+    }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    setup: async (env) => {
+      const code = `BENCH-CAP-${Date.now()}`;
+      const res = await env.call(
+        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
+        {
+          code,
+          name: 'Benchmark coupon',
+          type: COUPON_TYPE_FIXED_AMOUNT,
+          fixedAmount: { amount: 100n, currencyCode: 'USD' },
+          frequency: FREQUENCY_LIFETIME,
+          maxRedemptions: COUPON_CAP,
+        },
+      );
+      env.ctx.ids.couponCode = code;
+      env.ctx.ids.couponId = (res.coupon as { id: string }).id;
+    },
+    check: async (env) => {
+      const [row] = await env.sql<{ counted: string; rows: string }>(
+        `SELECT c.redemption_count::text AS counted,
+                (SELECT count(*) FROM coupon_redemptions r WHERE r.tenant_id = c.tenant_id AND r.coupon_id = c.id)::text AS rows
+           FROM coupons c WHERE c.tenant_id = $1 AND c.id = $2`,
+        [env.ctx.tenantId, env.ctx.ids.couponId],
+      );
+      if (!row) return ['the benchmark coupon is gone'];
+      const problems: string[] = [];
+      if (row.counted !== row.rows) problems.push(`coupon redemption_count is ${row.counted} but it has ${row.rows} redemptions`);
+      if (BigInt(row.rows) > BigInt(COUPON_CAP)) problems.push(`coupon has ${row.rows} redemptions, above its cap of ${COUPON_CAP}`);
+      return problems;
+    },
+    soakWeight: 10,
+  },
+  {
+    // Written from ../shared/design/API.md before CreditService existed: check the field names when it lands.
+    name: 'redeem-credit',
+    title: 'RedeemCustomerCredit, 10,000 multi-use credits',
+    rpc: { ...CREDITS, method: 'redeemCustomerCredit', requestType: 'RedeemCustomerCreditRequest' },
+    cycle: CUSTOMERS,
+    request: (i, ctx) => ({ customerId: customerId(i % CUSTOMERS), creditId: ctx.lists.creditIds![i % CUSTOMERS] }),
+    varying: (i, ctx) => [customerId(i % CUSTOMERS), ctx.lists.creditIds![i % CUSTOMERS]!],
+    // pgbench cannot look the credit id up from the customer number without a query of its own.
+    pgbenchVarying: { set: [], expressions: [] },
+    setup: async (env) => {
+      const coupon = await env.call(
+        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
+        { code: `BENCH-CREDIT-${Date.now()}`, name: 'Benchmark credit coupon', type: COUPON_TYPE_FIXED_AMOUNT, fixedAmount: { amount: 100n, currencyCode: 'USD' }, frequency: FREQUENCY_LIFETIME },
+      );
+      const couponId = (coupon.coupon as { id: string }).id;
+      const ids: string[] = new Array(CUSTOMERS);
+      for (let start = 0; start < CUSTOMERS; start += BATCH_SIZE) {
+        const credits = Array.from({ length: Math.min(BATCH_SIZE, CUSTOMERS - start) }, (_, k) => ({ customerId: customerId(start + k) }));
+        const res = await env.call({ ...CREDITS, method: 'batchCreateCustomerCredits', requestType: 'BatchCreateCustomerCreditsRequest' }, { couponId, credits });
+        (res.credits as Array<{ id: string; customerId: string }>).forEach((c) => (ids[Number(c.customerId.slice(1))] = c.id));
+      }
+      env.ctx.lists.creditIds = ids;
+    },
+    soakWeight: 0,
+  },
+  {
+    // Written from ../shared/design/API.md before CreditService existed: check the field names when it lands.
+    name: 'batch-credits',
+    title: `BatchCreateCustomerCredits, ${BATCH_SIZE} credits per call`,
+    rpc: { ...CREDITS, method: 'batchCreateCustomerCredits', requestType: 'BatchCreateCustomerCreditsRequest' },
+    cycle: CUSTOMERS / BATCH_SIZE,
+    units: { perCall: BATCH_SIZE, name: 'credits' },
+    request: (i, ctx) => {
+      const start = (i % (CUSTOMERS / BATCH_SIZE)) * BATCH_SIZE;
+      return { couponId: ctx.ids.batchCouponId, credits: Array.from({ length: BATCH_SIZE }, (_, k) => ({ customerId: customerId(start + k) })) };
+    },
+    varying: () => [],
+    pgbenchVarying: { set: [], expressions: [] },
+    setup: async (env) => {
+      const coupon = await env.call(
+        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
+        { code: `BENCH-BATCH-${Date.now()}`, name: 'Benchmark batch coupon', type: COUPON_TYPE_FIXED_AMOUNT, fixedAmount: { amount: 100n, currencyCode: 'USD' }, frequency: FREQUENCY_LIFETIME },
+      );
+      env.ctx.ids.batchCouponId = (coupon.coupon as { id: string }).id;
+    },
+    soakWeight: 0,
+  },
+  {
+    name: 'get-balance',
+    title: 'GetCustomerBalance, 10,000 customers (read)',
+    rpc: { ...PROMO, method: 'getCustomerBalance', requestType: 'GetCustomerBalanceRequest' },
+    cycle: CUSTOMERS,
+    request: (i) => ({ customerId: customerId(i % CUSTOMERS) }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    soakWeight: 30,
+  },
+  {
+    name: 'list-page',
+    title: `ListPromotionalCredits, first page of ${HISTORY_ENTRIES - 5} of a customer's history (read)`,
+    rpc: { ...PROMO, method: 'listPromotionalCredits', requestType: 'ListPromotionalCreditsRequest' },
+    cycle: HISTORY_CUSTOMERS,
+    request: (i) => ({ pageSize: HISTORY_ENTRIES - 5, customerId: { is: historyCustomerId(i % HISTORY_CUSTOMERS) } }),
+    varying: (i) => [historyCustomerId(i % HISTORY_CUSTOMERS)],
+    pgbenchVarying: { set: [`\\set n random(0, ${HISTORY_CUSTOMERS - 1})`], expressions: [`('h' || :n::text)`] },
+    soakWeight: 10,
+  },
+];
