@@ -31,7 +31,7 @@ each scenario and its baselines (grpc-js echo, the same SQL through pg, and
 pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}.
 
   --duration <s>       measured seconds per run (default 10; soak 300)
-  --warmup <s>         warm-up seconds before each measured run (default 5)
+  --warmup <s>         warm-up seconds before each measured run (default 5; soak 60)
   --concurrency <n>    calls in flight (default 64)
   --scenario <names>   comma-separated scenario names or prefixes (default all)
   --baselines <list>   comma-separated subset of echo,sql,pgbench, or none (default all)
@@ -86,7 +86,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   return {
     soak,
     durationSec: number('duration', values.duration, soak ? 300 : 10, 1),
-    warmupSec: number('warmup', values.warmup, 5, 0),
+    // The soak's first minute is compared with its last: let the heap settle first.
+    warmupSec: number('warmup', values.warmup, soak ? 60 : 5, 0),
     concurrency: number('concurrency', values.concurrency, 64, 1),
     scenarios: (values.scenario ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     baselines,
