@@ -57,3 +57,14 @@ export class PageTokenCodec {
 function filterHash(filterKey: string): string {
   return createHash('sha256').update(filterKey).digest().subarray(0, 12).toString('base64url');
 }
+
+/** The seq a keyset page token points after (tokens are MAC-checked before this). */
+export function seqOfPosition(position: readonly string[]): bigint {
+  const [seq] = position;
+  if (position.length !== 1 || seq === undefined || !/^\d{1,19}$/.test(seq)) {
+    throw new DomainError(ErrorReason.ValidationFailed, 'Invalid request: page_token is not a token this service issued.', [
+      { field: 'page_token', description: 'is not a token this service issued' },
+    ]);
+  }
+  return BigInt(seq);
+}

@@ -1,4 +1,4 @@
-import { DomainError, ErrorReason, Violations } from '../common/domain-error';
+import { Violations } from '../common/domain-error';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { checkCode } from './coupon.rules';
 
@@ -55,15 +55,4 @@ export function validateRedemptionListInput(input: RedemptionListInput): { filte
 
 function checkPageSize(v: Violations, pageSize: number): void {
   if (!Number.isInteger(pageSize) || pageSize < 0) v.add('page_size', 'must not be negative');
-}
-
-/** The seq a page token points after (tokens are MAC-checked before this). */
-export function seqOfPosition(position: string[]): bigint {
-  const [seq] = position;
-  if (position.length !== 1 || seq === undefined || !/^\d{1,19}$/.test(seq)) {
-    throw new DomainError(ErrorReason.ValidationFailed, 'Invalid request: page_token is not a token this service issued.', [
-      { field: 'page_token', description: 'is not a token this service issued' },
-    ]);
-  }
-  return BigInt(seq);
 }

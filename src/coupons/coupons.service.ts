@@ -1,12 +1,11 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, type PageTokenCodec } from '../common/page-token';
+import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Principal } from '../tenants/tenants.service';
 import {
-  seqOfPosition,
   validateCouponListInput,
   validateRedemptionListInput,
   type CouponListInput,

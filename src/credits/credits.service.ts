@@ -1,9 +1,8 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, type PageTokenCodec } from '../common/page-token';
+import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
-import { seqOfPosition } from '../coupons/coupon-list.rules';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { Money, Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, type PageTokenCodec } from '../common/page-token';
+import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { isNumericOverflow } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
@@ -106,7 +106,7 @@ export class PromotionalCreditsService {
   async list(principal: Principal, input: ListInput): Promise<ListResult> {
     const { filter, filterKey } = validateListInput(input);
     const position = this.pageTokens.decode(principal.tenantId, filterKey, input.pageToken);
-    const afterSeq = position ? parseSeq(position) : undefined;
+    const afterSeq = position ? seqOfPosition(position) : undefined;
     const pageSize = effectivePageSize(input.pageSize);
     const rows = await new PromotionalCreditRepository(this.dataSource.manager).list(principal.tenantId, filter, afterSeq, pageSize + 1);
     const entries = rows.slice(0, pageSize);
@@ -134,14 +134,4 @@ function draftOf(principal: Principal, change: BalanceChange, amount: bigint): E
     reference: change.reference,
     doneBy: principal.keyName,
   };
-}
-
-function parseSeq(position: string[]): bigint {
-  const [seq] = position;
-  if (position.length !== 1 || seq === undefined || !/^\d{1,19}$/.test(seq)) {
-    throw new DomainError(ErrorReason.ValidationFailed, 'Invalid request: page_token is not a token this service issued.', [
-      { field: 'page_token', description: 'is not a token this service issued' },
-    ]);
-  }
-  return BigInt(seq);
 }
