@@ -11,9 +11,10 @@ import { InitialSchema1763800000000 } from './migrations/1763800000000-initial-s
 import { IdempotencyKeys1763850000000 } from './migrations/1763850000000-idempotency-keys';
 import { Coupons1763900000000 } from './migrations/1763900000000-coupons';
 import { CustomerCredits1763950000000 } from './migrations/1763950000000-customer-credits';
+import { PromotionalCreditBatches1764000000000 } from './migrations/1764000000000-promotional-credit-batches';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
-export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000];
+export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000, PromotionalCreditBatches1764000000000];
 
 export interface DataSourceOptions {
   url: string;

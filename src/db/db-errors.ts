@@ -18,10 +18,6 @@ export function isRetryableConflict(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-export function isNumericOverflow(err: unknown): boolean {
-  return sqlState(err) === '22003';
-}
-
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   if (sqlState(err) !== '23505') return false;
   if (constraint === undefined) return true;

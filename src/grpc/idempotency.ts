@@ -4,7 +4,7 @@ import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
 import { retryConflicts } from '../db/transaction';
-import type { WorkRunner } from '../db/unit-of-work';
+import { transactionRunner, type WorkRunner } from '../db/unit-of-work';
 import { IdempotencyRepository, type StoredError } from '../idempotency/idempotency.repository';
 import { toCallerError, type CallerError } from './error-status';
 
@@ -79,7 +79,7 @@ export class Idempotency {
         }
 
         await manager.query('SAVEPOINT idempotent_effect');
-        const inThisTransaction: WorkRunner = (work) => work(manager);
+        const inThisTransaction = transactionRunner(manager);
         let outcome: IdempotentOutcome<Res>;
         let record: { response: Buffer } | { error: StoredError };
         try {

@@ -48,8 +48,11 @@ export interface RpcDeps {
  */
 export class Rpc {
   private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
+  private readonly plain: WorkRunner;
 
-  constructor(private readonly deps: RpcDeps) {}
+  constructor(private readonly deps: RpcDeps) {
+    this.plain = plainRunner(deps.dataSource);
+  }
 
   /**
    * Registers a service; its method definitions serve idempotent replays (they
@@ -122,7 +125,7 @@ export class Rpc {
         if (call.request instanceof MalformedRequest) throw call.request.error();
         const key = scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
         if (key === undefined) {
-          return { response: await handler(call.request, { principal: caller, requestId, run: plainRunner(deps.dataSource) }), replayed: false };
+          return { response: await handler(call.request, { principal: caller, requestId, run: this.plain }), replayed: false };
         }
         const definition = this.methods.get(method) as MethodDefinition<Req, Res> | undefined;
         if (!definition) throw new Error(`${method} was not registered through Rpc.addService`);

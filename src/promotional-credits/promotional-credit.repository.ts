@@ -35,72 +35,68 @@ export interface LedgerFilter {
   createTime: TimeWindow;
 }
 
-const ENTRY_COLUMNS = `id, seq, create_time, closing_balance`;
-
-// The customer's balances in the other currencies, read in the same statement.
-const OTHER_BALANCES = `
-  (SELECT coalesce(json_agg(json_build_object('c', o.currency_code, 'a', o.amount::text)), '[]')
-     FROM promotional_credit_balances o
-    WHERE o.tenant_id = $1 AND o.customer_id = $2 AND o.currency_code <> $3) AS others`;
-
-const ENTRY_VALUES = `$1, $2, $3, $TYPE, $4, $5, $6, $7, balance.amount, $8`;
-const ENTRY_INSERT = `INSERT INTO promotional_credits
-    (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)`;
+/** A balance change to apply: an INCREMENT, or a DECREMENT only if the balance covers it. */
+export interface LedgerWrite {
+  type: EntryType;
+  draft: EntryDraft;
+  /** Also answer the customer's balances in the other currencies (multi-currency tenants). */
+  withOtherCurrencies: boolean;
+}
 
 /**
- * Adds to a balance in ONE statement: the upsert takes the balance row's lock,
- * and the entry is written with the new balance while the lock is held, so
- * the lock lasts one round trip.
+ * What applying a LedgerWrite did: the entry and balances, or, when the guard
+ * did not hold (a DECREMENT larger than the balance, an INCREMENT past the
+ * largest amount), nothing written and the balance as it stands.
  */
-const INCREMENT_SQL = `
-  WITH balance AS (
-    INSERT INTO promotional_credit_balances AS b (tenant_id, customer_id, currency_code, amount)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (tenant_id, customer_id, currency_code)
-    DO UPDATE SET amount = b.amount + EXCLUDED.amount, update_time = clock_timestamp()
-    RETURNING amount
-  ), entry AS (
-    ${ENTRY_INSERT}
-    SELECT ${ENTRY_VALUES.replace('$TYPE', `'INCREMENT'`)} FROM balance
-    RETURNING ${ENTRY_COLUMNS}
-  )
-  SELECT entry.*, ${OTHER_BALANCES} FROM entry`;
+export type LedgerWriteOutcome = { written: EntryWithBalances } | { written: undefined; balance: bigint };
 
-/** Deducts in ONE guarded statement: no row comes back when the balance is too small. */
-const DECREMENT_SQL = `
-  WITH balance AS (
-    UPDATE promotional_credit_balances
-       SET amount = amount - $4, update_time = clock_timestamp()
-     WHERE tenant_id = $1 AND customer_id = $2 AND currency_code = $3 AND amount >= $4
-    RETURNING amount
-  ), entry AS (
-    ${ENTRY_INSERT}
-    SELECT ${ENTRY_VALUES.replace('$TYPE', `'DECREMENT'`)} FROM balance
-    RETURNING ${ENTRY_COLUMNS}
-  )
-  SELECT entry.*, ${OTHER_BALANCES} FROM entry`;
+/** See migration 1764000000000: one statement for a whole batch of changes. */
+const APPLY_SQL = `SELECT item, id, seq, create_time, balance, written, others
+  FROM promotional_credit_apply($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[])`;
 
-interface EntryRow {
-  id: string;
-  seq: string;
-  create_time: Date;
-  closing_balance: string;
-  others: Array<{ c: string; a: string }>;
+interface ApplyRow {
+  item: number;
+  id: string | null;
+  seq: string | null;
+  create_time: Date | null;
+  balance: string;
+  written: boolean;
+  others: Array<{ c: string; a: string }> | null;
 }
 
 export class PromotionalCreditRepository {
   constructor(private readonly manager: EntityManager) {}
 
-  /** Adds `draft.amount`; throws pg 22003 if the balance would overflow int64. */
-  async increment(draft: EntryDraft): Promise<EntryWithBalances> {
-    const { rows } = await preparedQuery<EntryRow>(this.manager, 'promotional_credit_increment', INCREMENT_SQL, params(draft));
-    return toEntryWithBalances('INCREMENT', draft, rows[0]!);
-  }
-
-  /** Deducts `draft.amount`, or answers undefined (writing nothing) when the balance is smaller. */
-  async decrementIfCovered(draft: EntryDraft): Promise<EntryWithBalances | undefined> {
-    const { rows } = await preparedQuery<EntryRow>(this.manager, 'promotional_credit_decrement', DECREMENT_SQL, params(draft));
-    return rows[0] ? toEntryWithBalances('DECREMENT', draft, rows[0]) : undefined;
+  /**
+   * Applies the writes in ONE statement: each takes its balance row's lock
+   * and writes its entry with the new balance while the lock is held, so a
+   * lock lasts one round trip however many writes share it. Rows are locked
+   * in balance-key order (the writes are sorted, stably, so that writes on one
+   * balance keep their order), which keeps concurrent batches from
+   * deadlocking. Outcomes come back in the order of `writes`.
+   */
+  async apply(writes: LedgerWrite[]): Promise<LedgerWriteOutcome[]> {
+    const order = writes.map((_, i) => i).sort((a, b) => compareBalanceKeys(writes[a]!.draft, writes[b]!.draft) || a - b);
+    const sorted = order.map((i) => writes[i]!);
+    const column = <T>(pick: (w: LedgerWrite) => T) => sorted.map(pick);
+    const { rows } = await preparedQuery<ApplyRow>(this.manager, 'promotional_credit_apply', APPLY_SQL, [
+      column((w) => w.draft.tenantId),
+      column((w) => w.draft.customerId),
+      column((w) => w.draft.currencyCode),
+      column((w) => w.type),
+      column((w) => w.draft.amount.toString()),
+      column((w) => w.draft.description),
+      column((w) => w.draft.creditType),
+      column((w) => w.draft.reference),
+      column((w) => w.draft.doneBy),
+      column((w) => w.withOtherCurrencies),
+    ]);
+    const outcomes = new Array<LedgerWriteOutcome>(writes.length);
+    for (const row of rows) {
+      const index = order[row.item - 1]!;
+      outcomes[index] = outcomeOf(writes[index]!, row);
+    }
+    return outcomes;
   }
 
   /** Locks a balance row (FOR UPDATE, no joins) for a read-modify-write; undefined if it does not exist. */
@@ -156,11 +152,6 @@ export class PromotionalCreditRepository {
     return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount) }));
   }
 
-  async balance(tenantId: string, customerId: string, currencyCode: string): Promise<bigint> {
-    const row = await this.manager.getRepository(PromotionalCreditBalanceEntity).findOneBy({ tenantId, customerId, currencyCode });
-    return row?.amount ?? 0n;
-  }
-
   async findById(tenantId: string, id: string): Promise<PromotionalCreditEntity | undefined> {
     return (await this.manager.getRepository(PromotionalCreditEntity).findOneBy({ tenantId, id })) ?? undefined;
   }
@@ -192,16 +183,22 @@ export class PromotionalCreditRepository {
   }
 }
 
-function params(d: EntryDraft): unknown[] {
-  return [d.tenantId, d.customerId, d.currencyCode, d.amount.toString(), d.description, d.creditType, d.reference, d.doneBy];
+function compareBalanceKeys(a: EntryDraft, b: EntryDraft): number {
+  return compare(a.tenantId, b.tenantId) || compare(a.customerId, b.customerId) || compare(a.currencyCode, b.currencyCode);
 }
 
-function toEntryWithBalances(type: EntryType, draft: EntryDraft, row: EntryRow): EntryWithBalances {
-  const entry = entryFrom(type, draft, row);
-  const balances = row.others.map((o) => ({ currencyCode: o.c, amount: BigInt(o.a) }));
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function outcomeOf(write: LedgerWrite, row: ApplyRow): LedgerWriteOutcome {
+  const { draft } = write;
+  if (!row.written) return { written: undefined, balance: BigInt(row.balance) };
+  const entry = entryFrom(write.type, draft, { id: row.id!, seq: row.seq!, create_time: row.create_time!, closing_balance: row.balance });
+  const balances: Balance[] = (row.others ?? []).map((o) => ({ currencyCode: o.c, amount: BigInt(o.a) }));
   balances.push({ currencyCode: draft.currencyCode, amount: entry.closingBalance });
-  balances.sort((a, b) => (a.currencyCode < b.currencyCode ? -1 : 1));
-  return { entry, balances };
+  balances.sort((a, b) => compare(a.currencyCode, b.currencyCode));
+  return { written: { entry, balances } };
 }
 
 function entryFrom(

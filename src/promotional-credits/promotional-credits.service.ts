@@ -2,13 +2,13 @@ import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkCustomerId, checkUuid } from '../common/text';
-import { isNumericOverflow } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
 import type { Principal } from '../tenants/tenants.service';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
 import type { PromotionalCreditEntity } from './promotional-credit.entity';
-import { PromotionalCreditRepository, type Balance, type EntryDraft } from './promotional-credit.repository';
+import { LedgerBatcher } from './ledger-batcher';
+import { PromotionalCreditRepository, type Balance, type EntryDraft, type LedgerWrite, type LedgerWriteOutcome } from './promotional-credit.repository';
 import { validateBalanceChange, type BalanceChange, type BalanceChangeInput } from './promotional-credit.rules';
 
 /** The outcome of a balance change: the entry (if one was written) and the balances after it. */
@@ -24,44 +24,53 @@ export interface ListResult {
 
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
+  private readonly ledger: LedgerBatcher;
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-  ) {}
+  ) {
+    this.ledger = new LedgerBatcher(dataSource);
+  }
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const change = validateBalanceChange('add', input, principal);
     const draft = draftOf(principal, change, change.amount!);
-    try {
-      const { entry, balances } = await run((m) => new PromotionalCreditRepository(m).increment(draft), { singleStatement: true });
-      return { entry, balances };
-    } catch (err) {
-      if (isNumericOverflow(err)) {
-        throw new DomainError(
-          ErrorReason.BalanceLimitExceeded,
-          `Adding ${formatMinorUnits(draft.amount, draft.currencyCode)} ${draft.currencyCode} would take the balance of customer ${draft.customerId} past the largest amount a balance can hold.`,
-        );
-      }
-      throw err;
+    const outcome = await this.write({ type: 'INCREMENT', draft, withOtherCurrencies: principal.multiCurrency }, run);
+    if (!outcome.written) {
+      throw new DomainError(
+        ErrorReason.BalanceLimitExceeded,
+        `Adding ${formatMinorUnits(draft.amount, draft.currencyCode)} ${draft.currencyCode} would take the balance of customer ${draft.customerId} past the largest amount a balance can hold.`,
+      );
     }
+    return outcome.written;
   }
 
   async deduct(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const change = validateBalanceChange('deduct', input, principal);
     if (change.amount === undefined) return this.setTo(principal, change, 0n, run);
     const draft = draftOf(principal, change, change.amount);
-    const written = await run((m) => new PromotionalCreditRepository(m).decrementIfCovered(draft), { singleStatement: true });
-    if (!written) {
-      const balance = await new PromotionalCreditRepository(this.dataSource.manager).balance(principal.tenantId, draft.customerId, draft.currencyCode);
+    const outcome = await this.write({ type: 'DECREMENT', draft, withOtherCurrencies: principal.multiCurrency }, run);
+    if (!outcome.written) {
       const fmt = (amount: bigint) => `${formatMinorUnits(amount, draft.currencyCode)} ${draft.currencyCode}`;
       throw new DomainError(
         ErrorReason.InsufficientBalance,
-        `Cannot deduct ${fmt(draft.amount)} from customer ${draft.customerId}: the balance is ${fmt(balance)}.`,
+        `Cannot deduct ${fmt(draft.amount)} from customer ${draft.customerId}: the balance is ${fmt(outcome.balance)}.`,
         [],
-        { balance: balance.toString(), requested: draft.amount.toString(), currency_code: draft.currencyCode },
+        { balance: outcome.balance.toString(), requested: draft.amount.toString(), currency_code: draft.currencyCode },
       );
     }
-    return written;
+    return outcome.written;
+  }
+
+  /**
+   * One guarded balance change: shared with concurrent calls in a batch when
+   * it runs on its own, in the caller's transaction otherwise.
+   */
+  private async write(write: LedgerWrite, run: WorkRunner): Promise<LedgerWriteOutcome> {
+    if (run.standalone) return this.ledger.apply(write);
+    const [outcome] = await run((m) => new PromotionalCreditRepository(m).apply([write]), { singleStatement: true });
+    return outcome!;
   }
 
   async set(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
