@@ -193,7 +193,10 @@ export function substitute(
     values = values.map((v) => {
       if (typeof v !== 'string') return v;
       const k = sample.indexOf(v);
-      return k === -1 ? v : actual[k]!;
+      if (k !== -1) return actual[k]!;
+      const element = singleElementOf(v);
+      const j = element === undefined ? -1 : sample.indexOf(element);
+      return j === -1 ? v : arrayLiteralOf(actual[j]!);
     });
   }
   if (statement.fromResult) {
@@ -209,7 +212,22 @@ export function substitute(
 
 /** The sample values that appear in no parameter (the replay could not vary them). */
 export function unmatchedVarying(statements: RecordedStatement[], sample: string[]): string[] {
-  return sample.filter((s) => !statements.some((st) => st.values.includes(s)));
+  return sample.filter((s) => !statements.some((st) => st.values.some((v) => v === s || (typeof v === 'string' && singleElementOf(v) === s))));
+}
+
+/**
+ * The element of a one-element array literal as pg sends it (`{"c7"}`, from
+ * a batch of one), or undefined: a varying value can hide in there.
+ */
+export function singleElementOf(literal: string): string | undefined {
+  const quoted = /^\{"((?:[^"\\]|\\.)*)"\}$/.exec(literal);
+  if (quoted) return quoted[1]!.replace(/\\(.)/g, '$1');
+  const bare = /^\{([^",{}\\\s]+)\}$/.exec(literal);
+  return bare ? bare[1] : undefined;
+}
+
+function arrayLiteralOf(element: string): string {
+  return `{"${element.replace(/["\\]/g, '\\$&')}"}`;
 }
 
 /** A one-line description of a statement for reports. */
@@ -249,6 +267,9 @@ export function toPgbenchScript(
       if (Buffer.isBuffer(value)) return `'\\x${value.toString('hex')}'::bytea`;
       const k = sample.indexOf(value);
       if (k !== -1) return varying.expressions[k]!;
+      const element = singleElementOf(value);
+      const j = element === undefined ? -1 : sample.indexOf(element);
+      if (j !== -1) return `ARRAY[${varying.expressions[j]!}]`;
       // pgbench -D refuses an empty value.
       if (value === '') return `''`;
       const variable = `p${s}_${digits}`;
