@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
 import { Histogram } from './histogram';
@@ -68,6 +69,7 @@ async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
     const target = targets[schedule[turn++ % schedule.length]!]!;
     const metadata = new Metadata();
     metadata.set('authorization', authorization);
+    if (target.idempotencyKeys) metadata.set('idempotency-key', randomUUID());
     return new Promise((resolve) =>
       client.makeUnaryRequest<Buffer, Buffer>(
         target.path,

@@ -224,7 +224,7 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
         mode: 'grpc',
         address: server.address,
         apiKey: ctx.apiKey,
-        targets: [{ name: p.scenario.name, path: p.rpc.method.path, requests: p.requests, weight: 1 }],
+        targets: [{ name: p.scenario.name, path: p.rpc.method.path, requests: p.requests, weight: 1, idempotencyKeys: p.scenario.idempotencyKeys }],
         concurrency: options.concurrency,
         warmupSec: options.warmupSec,
         durationSec: options.durationSec,

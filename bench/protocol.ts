@@ -11,6 +11,8 @@ export interface GrpcTarget {
   requests: Uint8Array[];
   /** Share of calls (mixed loads); any positive number. */
   weight: number;
+  /** Send a fresh `idempotency-key` with every call, as @credits/client does. */
+  idempotencyKeys?: boolean;
 }
 
 interface LoadTiming {

@@ -78,6 +78,8 @@ export interface Scenario {
   check?(env: SetupEnv): Promise<string[]>;
   /** The canonical pgbench scripts of this scenario's row-lock pattern. */
   pgbench?: PgbenchScript[];
+  /** Every call sends a fresh `idempotency-key` (the exactly-once path @credits/client takes by default). */
+  idempotencyKeys?: boolean;
   /** Runs only the service, with this server environment, against another scenario's baselines. */
   variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string };
   /** Share of calls in the soak's mixed load (0 or absent: not in the soak). */
@@ -147,19 +149,21 @@ INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, am
 SELECT :tenant, '${HOT_CUSTOMER}', 'USD', 'DECREMENT', 1, 'pgbench deduct', 'GENERAL', '', balance.amount, 'pgbench' FROM balance;
 `;
 
+const addRequest = (i: number): Record<string, unknown> => ({
+  customerId: customerId(i % CUSTOMERS),
+  amount: 100n,
+  currencyCode: 'USD',
+  description: 'bench add',
+  creditType: CREDIT_TYPE_GENERAL,
+});
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'add',
     title: 'AddPromotionalCredits, 10,000 customers (uncontended)',
     rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
     cycle: CUSTOMERS,
-    request: (i) => ({
-      customerId: customerId(i % CUSTOMERS),
-      amount: 100n,
-      currencyCode: 'USD',
-      description: 'bench add',
-      creditType: CREDIT_TYPE_GENERAL,
-    }),
+    request: addRequest,
     varying: (i) => [customerId(i % CUSTOMERS)],
     pgbenchVarying: roundRobinCustomer,
     pgbench: [
@@ -173,16 +177,21 @@ export const SCENARIOS: Scenario[] = [
     title: 'AddPromotionalCredits, server at LOG_LEVEL=warn (logging cost)',
     rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
     cycle: CUSTOMERS,
-    request: (i) => ({
-      customerId: customerId(i % CUSTOMERS),
-      amount: 100n,
-      currencyCode: 'USD',
-      description: 'bench add',
-      creditType: CREDIT_TYPE_GENERAL,
-    }),
+    request: addRequest,
     varying: (i) => [customerId(i % CUSTOMERS)],
     pgbenchVarying: roundRobinCustomer,
     variantOf: { scenario: 'add', serverEnv: { LOG_LEVEL: 'warn' }, label: 'LOG_LEVEL=warn' },
+  },
+  {
+    name: 'add-keyed',
+    title: 'AddPromotionalCredits with an idempotency-key per call (what @credits/client sends)',
+    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
+    cycle: CUSTOMERS,
+    request: addRequest,
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    idempotencyKeys: true,
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'with idempotency-key' },
   },
   {
     name: 'deduct-hot',
