@@ -7,6 +7,8 @@ import type { FromEchoServer, FromLoadGenerator, LoadResult, LoadSpec, ToEchoSer
 
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'credits.js');
+/** Node flags the server runs with, as `npm start` runs it (package.json). */
+const SERVER_NODE_FLAGS = ['--max-semi-space-size=4'];
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,7 +31,7 @@ export interface ServiceProcess {
 }
 
 /**
- * `node bin/credits.js serve` as a process of its own. Its log (pino JSON on
+ * `node --max-semi-space-size=4 bin/credits.js serve` as a process of its own. Its log (pino JSON on
  * stdout) goes to `logFile`, not through this process, so reading it costs
  * the benchmark nothing.
  */
@@ -44,7 +46,7 @@ export async function startService(options: {
   const address = `127.0.0.1:${port}`;
   const fd = fs.openSync(options.logFile, 'a');
   const nodeArgs = options.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfile.dir}`, `--cpu-prof-name=${options.cpuProfile.name}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, BIN, 'serve'], {
     env: { ...process.env, ...options.env, DATABASE_URL: options.databaseUrl, CREDITS_ADDRESS: address },
     stdio: ['ignore', fd, fd],
   });
