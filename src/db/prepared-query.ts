@@ -8,8 +8,8 @@ interface PgClient {
  * Runs one statement as a named prepared statement on the manager's
  * connection (its transaction's, or one borrowed from the pool for just this
  * statement). PostgreSQL parses and plans it once per connection instead of
- * on every call, which on the hot paths (a CTE that upserts a balance and
- * writes a ledger entry) is most of the database's CPU per call. `name` must
+ * on every call, which for short statements (reads by key, the idempotency
+ * lock and lookup) is much of the database's CPU per call. `name` must
  * be unique per statement text. Goes through TypeORM's logger like any query.
  */
 export async function preparedQuery<T>(manager: EntityManager, name: string, text: string, values: unknown[]): Promise<{ rows: T[]; rowCount: number }> {
