@@ -157,15 +157,20 @@ const addRequest = (i: number): Record<string, unknown> => ({
   creditType: CREDIT_TYPE_GENERAL,
 });
 
+/** The AddPromotionalCredits call of `add` and of its variants. */
+const ADD_CALL = {
+  rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
+  cycle: CUSTOMERS,
+  request: addRequest,
+  varying: (i: number) => [customerId(i % CUSTOMERS)],
+  pgbenchVarying: roundRobinCustomer,
+};
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'add',
     title: 'AddPromotionalCredits, 10,000 customers (uncontended)',
-    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
-    cycle: CUSTOMERS,
-    request: addRequest,
-    varying: (i) => [customerId(i % CUSTOMERS)],
-    pgbenchVarying: roundRobinCustomer,
+    ...ADD_CALL,
     pgbench: [
       { name: 'pgbench 3-stmt', script: ADD_3_STMT },
       { name: 'pgbench 1-stmt', script: ADD_1_STMT },
@@ -175,21 +180,13 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'add-log-warn',
     title: 'AddPromotionalCredits, server at LOG_LEVEL=warn (logging cost)',
-    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
-    cycle: CUSTOMERS,
-    request: addRequest,
-    varying: (i) => [customerId(i % CUSTOMERS)],
-    pgbenchVarying: roundRobinCustomer,
+    ...ADD_CALL,
     variantOf: { scenario: 'add', serverEnv: { LOG_LEVEL: 'warn' }, label: 'LOG_LEVEL=warn' },
   },
   {
     name: 'add-keyed',
     title: 'AddPromotionalCredits with an idempotency-key per call (what @credits/client sends)',
-    rpc: { ...PROMO, method: 'addPromotionalCredits', requestType: 'AddPromotionalCreditsRequest' },
-    cycle: CUSTOMERS,
-    request: addRequest,
-    varying: (i) => [customerId(i % CUSTOMERS)],
-    pgbenchVarying: roundRobinCustomer,
+    ...ADD_CALL,
     idempotencyKeys: true,
     variantOf: { scenario: 'add', serverEnv: {}, label: 'with idempotency-key' },
   },
