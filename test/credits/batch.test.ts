@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { CreditState, type BatchCreateCustomerCreditsEntry } from '../../gen/credits/v1/credit_service';
 import { expectError } from '../support/status';
-import { creditContext, limited, listRequest, once } from './fixtures';
+import { creditContext, limited, listRequest, once, withIdempotencyKey } from './fixtures';
 
 /** Records the SQL the data source sends (every statement goes through its logger's logQuery) until stopped. */
 function recordStatements(dataSource: DataSource): { statements: string[]; stop(): void } {
@@ -81,6 +81,29 @@ describe('CreditService: BatchCreateCustomerCredits', () => {
     expect(touchingCredits[0]).to.match(/^\s*INSERT INTO customer_credits/);
     // The whole call is a handful of statements (auth, BEGIN, coupon, INSERT, COMMIT), not one per credit.
     expect(recorder.statements.length, recorder.statements.join('\n---\n')).to.be.below(10);
+  });
+
+  it('issues every credit of 28 parallel 500-credit batches exactly once, keyed and keyless, more than the pool holds', async function () {
+    // Keyless batches queue for a share of the inserts; keyed ones run inside
+    // their idempotency transaction (24 of them hold more connections than
+    // the pool's 20): none may wait on the other for ever, and none may lose
+    // or mix up a credit.
+    this.timeout(120_000);
+    const coupon = await t.coupon(once());
+    const batches = Array.from({ length: 28 }, (_, b) => Array.from({ length: 500 }, (_, i) => entry(`b${b}-c${i}`, { membershipId: `m${b}` })));
+    const responses = await Promise.all(
+      batches.map((credits, b) =>
+        b % 7 === 0
+          ? t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits })
+          : t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits }, withIdempotencyKey(`batch-${coupon.id}-${b}`)),
+      ),
+    );
+    responses.forEach((res, b) => {
+      expect(res.credits.map((c) => c.customerId)).to.deep.equal(batches[b]!.map((c) => c.customerId));
+      expect(new Set(res.credits.map((c) => c.membershipId))).to.deep.equal(new Set([`m${b}`]));
+    });
+    expect(new Set(responses.flatMap((res) => res.credits.map((c) => c.id))).size).to.equal(28 * 500);
+    expect(await creditsOfCoupon(coupon.id)).to.equal(28 * 500);
   });
 
   it('writes nothing when one entry is bad, and names it', async () => {
