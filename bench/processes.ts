@@ -46,7 +46,9 @@ export async function startService(options: {
   const address = `127.0.0.1:${port}`;
   const fd = fs.openSync(options.logFile, 'a');
   const nodeArgs = options.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfile.dir}`, `--cpu-prof-name=${options.cpuProfile.name}`] : [];
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, BIN, 'serve'], {
+  // For A/B runs of server flags: BENCH_SERVER_NODE_FLAGS="--max-semi-space-size=16".
+  const extra = (process.env.BENCH_SERVER_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...extra, ...nodeArgs, BIN, 'serve'], {
     env: { ...process.env, ...options.env, DATABASE_URL: options.databaseUrl, CREDITS_ADDRESS: address },
     stdio: ['ignore', fd, fd],
   });
