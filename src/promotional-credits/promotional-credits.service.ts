@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkCustomerId, checkUuid } from '../common/text';
-import type { WorkRunner } from '../db/unit-of-work';
+import type { Coalescer, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
 import type { Principal } from '../tenants/tenants.service';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
@@ -21,6 +21,12 @@ export interface ListResult {
   entries: PromotionalCreditEntity[];
   nextPageToken: string;
 }
+
+/** Guarded balance changes, many in one statement (a refused change writes nothing). */
+const LEDGER_WRITES: Coalescer<LedgerWrite, LedgerWriteOutcome> = {
+  runAll: (manager, writes) => new PromotionalCreditRepository(manager).apply(writes),
+  wrote: (outcome) => outcome.written !== undefined,
+};
 
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
@@ -65,12 +71,12 @@ export class PromotionalCreditsService {
 
   /**
    * One guarded balance change: shared with concurrent calls in a batch when
-   * it runs on its own, in the caller's transaction otherwise.
+   * it runs on its own; in the caller's transaction otherwise, in one
+   * statement with the other calls' changes when that transaction is shared.
    */
   private async write(write: LedgerWrite, run: WorkRunner): Promise<LedgerWriteOutcome> {
     if (run.standalone) return this.ledger.apply(write);
-    const [outcome] = await run((m) => new PromotionalCreditRepository(m).apply([write]), { singleStatement: true });
-    return outcome!;
+    return run.coalesce(LEDGER_WRITES, write);
   }
 
   async set(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
