@@ -15,11 +15,15 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
     balance: customerBalanceToProto(customerId, result.balances),
   });
   return {
-    addPromotionalCredits: rpc.write(async (request, ctx) =>
-      changed(request.customerId, await service.add(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+    // Their balance change is coalesced and a refused change writes nothing,
+    // so keyed calls may share a transaction (see Idempotency.execute).
+    addPromotionalCredits: rpc.write(
+      async (request, ctx) => changed(request.customerId, await service.add(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+      { sharedTransaction: true },
     ),
-    deductPromotionalCredits: rpc.write(async (request, ctx) =>
-      changed(request.customerId, await service.deduct(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+    deductPromotionalCredits: rpc.write(
+      async (request, ctx) => changed(request.customerId, await service.deduct(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+      { sharedTransaction: true },
     ),
     setPromotionalCredits: rpc.write(async (request, ctx) =>
       changed(request.customerId, await service.set(ctx.principal, balanceChangeFromProto(request), ctx.run)),

@@ -83,11 +83,16 @@ export class Rpc {
     return this.unary('read', handler);
   }
 
-  write<Req, Res>(handler: Handler<Req, Res>) {
-    return this.unary('write', handler);
+  /**
+   * `sharedTransaction`: with an idempotency key, the call may share its
+   * transaction with other such calls (see Idempotency.execute for what the
+   * handler must promise).
+   */
+  write<Req, Res>(handler: Handler<Req, Res>, options: { sharedTransaction?: boolean } = {}) {
+    return this.unary('write', handler, options.sharedTransaction ?? false);
   }
 
-  private unary<Req, Res>(scope: Scope, handler: Handler<Req, Res>) {
+  private unary<Req, Res>(scope: Scope, handler: Handler<Req, Res>, sharedTransaction = false) {
     const deps = this.deps;
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
@@ -129,8 +134,10 @@ export class Rpc {
         }
         const definition = this.methods.get(method) as MethodDefinition<Req, Res> | undefined;
         if (!definition) throw new Error(`${method} was not registered through Rpc.addService`);
-        return deps.idempotency.execute({ tenantId: caller.tenantId, key, definition, request: call.request }, (run) =>
-          handler(call.request, { principal: caller, requestId, run }),
+        return deps.idempotency.execute(
+          { tenantId: caller.tenantId, key, definition, request: call.request },
+          (run) => handler(call.request, { principal: caller, requestId, run }),
+          { shared: sharedTransaction },
         );
       })().then(
         (outcome) => {

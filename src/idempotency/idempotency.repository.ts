@@ -74,6 +74,63 @@ export class IdempotencyRepository {
     );
   }
 
+  /**
+   * tryLock for many keys in ONE statement; answers, per key in order,
+   * whether its lock was taken. Keys must be distinct (a transaction may take
+   * its own lock twice).
+   */
+  async tryLockAll(keys: ReadonlyArray<{ tenantId: string; key: string }>): Promise<boolean[]> {
+    const { rows } = await preparedQuery<{ locked: boolean }>(
+      this.manager,
+      'idempotency_try_lock_all',
+      `SELECT pg_try_advisory_xact_lock(t.id) AS locked FROM unnest($1::bigint[]) WITH ORDINALITY AS t (id, n) ORDER BY t.n`,
+      [keys.map((k) => lockId(k.tenantId, k.key))],
+    );
+    return rows.map((row) => row.locked);
+  }
+
+  /** find for many keys in ONE statement (after tryLockAll, in a new statement); per key in order. */
+  async findAll(keys: ReadonlyArray<{ tenantId: string; key: string }>): Promise<Array<StoredOutcome | undefined>> {
+    const { rows } = await preparedQuery<StoredOutcome & { n: string }>(
+      this.manager,
+      'idempotency_find_all',
+      `SELECT t.n, k.fingerprint, k.response, k.error
+         FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS t (tenant_id, key, n)
+         JOIN idempotency_keys k ON k.tenant_id = t.tenant_id AND k.key = t.key AND k.expire_time > clock_timestamp()`,
+      [keys.map((k) => k.tenantId), keys.map((k) => k.key)],
+    );
+    const found = new Array<StoredOutcome | undefined>(keys.length);
+    for (const { n, ...stored } of rows) found[Number(n) - 1] = stored;
+    return found;
+  }
+
+  /** save for many distinct keys in ONE statement. */
+  async saveAll(
+    records: ReadonlyArray<{ tenantId: string; key: string; method: string; fingerprint: Buffer; outcome: { response: Buffer } | { error: StoredError } }>,
+    retentionHours: number,
+  ): Promise<void> {
+    await preparedQuery(
+      this.manager,
+      'idempotency_save_all',
+      `INSERT INTO idempotency_keys AS k (tenant_id, key, method, fingerprint, response, error, expire_time)
+       SELECT t.tenant_id, t.key, t.method, t.fingerprint, t.response, t.error::jsonb, clock_timestamp() + make_interval(hours => $7)
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[]) AS t (tenant_id, key, method, fingerprint, response, error)
+       ON CONFLICT (tenant_id, key) DO UPDATE
+         SET method = EXCLUDED.method, fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response,
+             error = EXCLUDED.error, create_time = clock_timestamp(), expire_time = EXCLUDED.expire_time
+       WHERE k.expire_time <= clock_timestamp()`,
+      [
+        records.map((r) => r.tenantId),
+        records.map((r) => r.key),
+        records.map((r) => r.method),
+        records.map((r) => r.fingerprint),
+        records.map((r) => ('response' in r.outcome ? r.outcome.response : null)),
+        records.map((r) => ('error' in r.outcome ? JSON.stringify(r.outcome.error) : null)),
+        retentionHours,
+      ],
+    );
+  }
+
   /** Deletes up to `batch` expired keys; answers how many. */
   async pruneExpired(batch: number): Promise<number> {
     // For DELETE, TypeORM's query() answers [rows, affected count].
