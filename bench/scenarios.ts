@@ -175,7 +175,7 @@ export const SCENARIOS: Scenario[] = [
       { name: 'pgbench 3-stmt', script: ADD_3_STMT },
       { name: 'pgbench 1-stmt', script: ADD_1_STMT },
     ],
-    soakWeight: 40,
+    soakWeight: 30,
   },
   {
     name: 'add-log-warn',
@@ -189,6 +189,7 @@ export const SCENARIOS: Scenario[] = [
     ...ADD_CALL,
     idempotencyKeys: true,
     variantOf: { scenario: 'add', serverEnv: {}, label: 'with idempotency-key' },
+    soakWeight: 10,
   },
   {
     name: 'deduct-hot',
