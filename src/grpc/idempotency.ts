@@ -6,7 +6,7 @@ import { toWellFormed } from '../common/text';
 import { isDatabaseUnavailable } from '../db/db-errors';
 import { retryConflicts } from '../db/transaction';
 import { SharedTransaction, transactionRunner, type WorkRunner } from '../db/unit-of-work';
-import { IdempotencyRepository, type StoredError, type StoredOutcome } from '../idempotency/idempotency.repository';
+import { IdempotencyRepository, type IdempotencyRecord, type StoredError, type StoredOutcome } from '../idempotency/idempotency.repository';
 import { toCallerError, type CallerError } from './error-status';
 
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
@@ -113,7 +113,7 @@ export class Idempotency {
           // Answer as the replays will: what was stored.
           outcome = { replayed: false, error: fromStoredError(record.error) };
         }
-        await store.save(tenantId, key, definition.path, fingerprint, record, this.retentionHours);
+        await store.save([{ tenantId, key, method: definition.path, fingerprint, outcome: record }], this.retentionHours);
         return outcome;
       }),
     );
@@ -200,7 +200,7 @@ export class Idempotency {
     const runners = fresh.map(() => shared.runnerForCall());
     // Every handler settles before the transaction ends, whatever happens.
     const results = await Promise.allSettled(fresh.map((i, n) => Promise.resolve().then(() => group[i]!.handler(runners[n]!.run))));
-    const records: Parameters<IdempotencyRepository['saveAll']>[0][number][] = [];
+    const records: IdempotencyRecord[] = [];
     for (const [n, i] of fresh.entries()) {
       const { call, fingerprint } = group[i]!;
       const result = results[n]!;
@@ -223,7 +223,7 @@ export class Idempotency {
       }
       records.push({ tenantId: call.tenantId, key: call.key, method: call.definition.path, fingerprint, outcome: record });
     }
-    if (records.length > 0) await store.saveAll(records, this.retentionHours);
+    if (records.length > 0) await store.save(records, this.retentionHours);
     return answers;
   }
 

@@ -17,6 +17,15 @@ export interface StoredOutcome {
   error: StoredError | null;
 }
 
+/** The outcome of one call, to store under its key. */
+export interface IdempotencyRecord {
+  tenantId: string;
+  key: string;
+  method: string;
+  fingerprint: Buffer;
+  outcome: { response: Buffer } | { error: StoredError };
+}
+
 /** Stores outcomes of mutating calls under (tenant, idempotency key). */
 export class IdempotencyRepository {
   constructor(private readonly manager: EntityManager) {}
@@ -42,36 +51,6 @@ export class IdempotencyRepository {
       [tenantId, key],
     );
     return rows[0];
-  }
-
-  /** Records an outcome; replaces an expired record of the same key. */
-  async save(
-    tenantId: string,
-    key: string,
-    method: string,
-    fingerprint: Buffer,
-    outcome: { response: Buffer } | { error: StoredError },
-    retentionHours: number,
-  ): Promise<void> {
-    await preparedQuery(
-      this.manager,
-      'idempotency_save',
-      `INSERT INTO idempotency_keys AS k (tenant_id, key, method, fingerprint, response, error, expire_time)
-       VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp() + make_interval(hours => $7))
-       ON CONFLICT (tenant_id, key) DO UPDATE
-         SET method = EXCLUDED.method, fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response,
-             error = EXCLUDED.error, create_time = clock_timestamp(), expire_time = EXCLUDED.expire_time
-       WHERE k.expire_time <= clock_timestamp()`,
-      [
-        tenantId,
-        key,
-        method,
-        fingerprint,
-        'response' in outcome ? outcome.response : null,
-        'error' in outcome ? JSON.stringify(outcome.error) : null,
-        retentionHours,
-      ],
-    );
   }
 
   /**
@@ -104,14 +83,11 @@ export class IdempotencyRepository {
     return found;
   }
 
-  /** save for many distinct keys in ONE statement. */
-  async saveAll(
-    records: ReadonlyArray<{ tenantId: string; key: string; method: string; fingerprint: Buffer; outcome: { response: Buffer } | { error: StoredError } }>,
-    retentionHours: number,
-  ): Promise<void> {
+  /** Records outcomes of distinct keys in ONE statement; a key's expired record is replaced. */
+  async save(records: readonly IdempotencyRecord[], retentionHours: number): Promise<void> {
     await preparedQuery(
       this.manager,
-      'idempotency_save_all',
+      'idempotency_save',
       `INSERT INTO idempotency_keys AS k (tenant_id, key, method, fingerprint, response, error, expire_time)
        SELECT t.tenant_id, t.key, t.method, t.fingerprint, t.response, t.error::jsonb, clock_timestamp() + make_interval(hours => $7)
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[]) AS t (tenant_id, key, method, fingerprint, response, error)
