@@ -13,6 +13,7 @@ import {
 } from '../../src/promotional-credits/promotional-credit.repository';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import { openTestDataSource } from '../support/database';
+import { ledgerWrite } from '../support/ledger';
 import { newTenant } from '../support/tenant';
 
 /** What the test "method" answers: the entry written and the balance after it. */
@@ -60,19 +61,9 @@ describe('idempotency: keyed calls sharing a transaction', () => {
   });
 
   function write(customerId: string, type: EntryType, amount: bigint, extra: Partial<EntryDraft> = {}): LedgerWrite {
-    const draft: EntryDraft = {
-      tenantId,
-      customerId,
-      currencyCode: 'USD',
-      amount,
-      description: `${type} ${amount}`,
-      creditType: 'GENERAL',
-      reference: '',
-      doneBy: 'shared-test',
-      ...extra,
-    };
-    return { type, draft, withOtherCurrencies: false };
+    return ledgerWrite(tenantId, customerId, type, amount, { extra, doneBy: 'shared-test', withOtherCurrencies: false });
   }
+
 
   /** The use case: one coalesced balance change, refused with INSUFFICIENT_BALANCE when the guard does not hold. */
   async function change(run: WorkRunner, w: LedgerWrite): Promise<Answer> {

@@ -5,6 +5,7 @@ import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import type { EntryDraft, LedgerWrite, LedgerWriteOutcome } from '../../src/promotional-credits/promotional-credit.repository';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import { openTestDataSource } from '../support/database';
+import { ledgerWrite } from '../support/ledger';
 import { newTenant } from '../support/tenant';
 
 const INT64_MAX = 9223372036854775807n;
@@ -25,18 +26,7 @@ describe('ledger batcher (group commit of balance changes)', () => {
   });
 
   function write(tenantId: string, customerId: string, type: EntryType, amount: bigint, extra: Partial<EntryDraft> = {}): LedgerWrite {
-    const draft: EntryDraft = {
-      tenantId,
-      customerId,
-      currencyCode: 'USD',
-      amount,
-      description: `${type} ${amount}`,
-      creditType: 'GENERAL',
-      reference: '',
-      doneBy: 'batcher-test',
-      ...extra,
-    };
-    return { type, draft, withOtherCurrencies: true };
+    return ledgerWrite(tenantId, customerId, type, amount, { extra, doneBy: 'batcher-test', withOtherCurrencies: true });
   }
 
   const closing = (o: LedgerWriteOutcome) => o.written?.entry.closingBalance;

@@ -1,0 +1,24 @@
+import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
+import type { EntryDraft, LedgerWrite } from '../../src/promotional-credits/promotional-credit.repository';
+
+/** A USD balance change for tests that drive the ledger below the gRPC layer; `extra` replaces draft fields. */
+export function ledgerWrite(
+  tenantId: string,
+  customerId: string,
+  type: EntryType,
+  amount: bigint,
+  options: { extra?: Partial<EntryDraft>; doneBy: string; withOtherCurrencies: boolean },
+): LedgerWrite {
+  const draft: EntryDraft = {
+    tenantId,
+    customerId,
+    currencyCode: 'USD',
+    amount,
+    description: `${type} ${amount}`,
+    creditType: 'GENERAL',
+    reference: '',
+    doneBy: options.doneBy,
+    ...options.extra,
+  };
+  return { type, draft, withOtherCurrencies: options.withOtherCurrencies };
+}
