@@ -177,6 +177,25 @@ describe('idempotency: keyed calls sharing a transaction', () => {
     expect(answerOf(await first)!.closingBalance).to.equal('6');
   });
 
+  it('commits plain work of a call with its groupmates, and runs the group again when plain work then fails', async () => {
+    // Plain work (not coalesced), as DeductPromotionalCredits without an amount does.
+    const plain = (w: LedgerWrite, fail: boolean) => async (run: WorkRunner) => {
+      const [outcome] = await run((m) => new PromotionalCreditRepository(m).apply([w]), { singleStatement: true });
+      if (fail) throw new DomainError(ErrorReason.ValidationFailed, 'refused after plain work');
+      return { entryId: outcome!.written!.entry.id, closingBalance: outcome!.written!.entry.closingBalance.toString() };
+    };
+    const together = await Promise.all([keyed('p-1', write('p', 'INCREMENT', 1n)), keyed('p-2', write('p', 'INCREMENT', 2n), plain(write('p', 'INCREMENT', 2n), false))]);
+    // The plain work runs at once, the coalesced change at the end of the turn: p-2 first.
+    expect(together.map((o) => answerOf(o)!.closingBalance)).to.deep.equal(['3', '2']);
+    expect((await xminsOf('idempotency_keys', ['p-1', 'p-2'])).size).to.equal(1);
+
+    const apart = await Promise.all([keyed('p-3', write('p', 'INCREMENT', 4n)), keyed('p-4', write('p', 'INCREMENT', 100n), plain(write('p', 'INCREMENT', 100n), true))]);
+    expect(answerOf(apart[0]!)!.closingBalance).to.equal('7');
+    expect('error' in apart[1]! && apart[1].error.reason).to.equal(ErrorReason.ValidationFailed);
+    expect(await balanceOf('p')).to.equal(7n);
+    expect((await xminsOf('idempotency_keys', ['p-3', 'p-4'])).size).to.equal(2);
+  });
+
   it('runs the group again call by call when a call fails after it wrote; its write is taken back, its error stored', async () => {
     const outcomes = await Promise.all([
       keyed('ok-1', write('w', 'INCREMENT', 10n)),
