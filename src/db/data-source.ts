@@ -12,9 +12,11 @@ import { IdempotencyKeys1763850000000 } from './migrations/1763850000000-idempot
 import { Coupons1763900000000 } from './migrations/1763900000000-coupons';
 import { CustomerCredits1763950000000 } from './migrations/1763950000000-customer-credits';
 import { PromotionalCreditBatches1764000000000 } from './migrations/1764000000000-promotional-credit-batches';
+import { AppendOnlyLedger1764100000000 } from './migrations/1764100000000-append-only-ledger';
+import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
-export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000, PromotionalCreditBatches1764000000000];
+export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000, PromotionalCreditBatches1764000000000, AppendOnlyLedger1764100000000];
 
 export interface DataSourceOptions {
   url: string;
@@ -47,7 +49,10 @@ export function createDataSource(options: DataSourceOptions): DataSource {
 /** Any number between two server replicas; serialises their migrations. */
 const MIGRATION_LOCK = 7_341_882_001;
 
-/** Applies pending migrations; safe when several processes start at once. */
+/**
+ * Applies pending migrations, then the SQL functions kept beside their code
+ * (src/db/sql-definitions.ts); safe when several processes start at once.
+ */
 export async function runMigrations(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   try {
@@ -55,7 +60,7 @@ export async function runMigrations(dataSource: DataSource): Promise<string[]> {
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
       const applied = await dataSource.runMigrations({ transaction: 'all' });
-      return applied.map((m) => m.name);
+      return [...applied.map((m) => m.name), ...(await applySqlDefinitions(runner))];
     } finally {
       await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }

@@ -15,8 +15,9 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
     balance: customerBalanceToProto(customerId, result.balances),
   });
   return {
-    // Their balance change is coalesced and a refused change writes nothing,
-    // so keyed calls may share a transaction (see Idempotency.execute).
+    // Each balance change is one coalesced write computed in SQL from the
+    // locked balance, and a refused change writes nothing, so keyed calls may
+    // share a transaction (see Idempotency.execute).
     addPromotionalCredits: rpc.write(
       async (request, ctx) => changed(request.customerId, await service.add(ctx.principal, balanceChangeFromProto(request), ctx.run)),
       { sharedTransaction: true },
@@ -25,8 +26,9 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
       async (request, ctx) => changed(request.customerId, await service.deduct(ctx.principal, balanceChangeFromProto(request), ctx.run)),
       { sharedTransaction: true },
     ),
-    setPromotionalCredits: rpc.write(async (request, ctx) =>
-      changed(request.customerId, await service.set(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+    setPromotionalCredits: rpc.write(
+      async (request, ctx) => changed(request.customerId, await service.set(ctx.principal, balanceChangeFromProto(request), ctx.run)),
+      { sharedTransaction: true },
     ),
     getPromotionalCredit: rpc.read(async (request, ctx) => ({
       promotionalCredit: promotionalCreditToProto(await service.get(ctx.principal, request.id)),

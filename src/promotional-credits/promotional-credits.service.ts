@@ -41,72 +41,57 @@ export class PromotionalCreditsService {
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const change = validateBalanceChange('add', input, principal);
-    const draft = draftOf(principal, change, change.amount!);
-    const outcome = await this.write({ type: 'INCREMENT', draft, withOtherCurrencies: principal.multiCurrency }, run);
-    if (!outcome.written) {
+    const draft = draftOf(principal, change);
+    const amount = change.amount!;
+    const outcome = await this.write({ op: 'ADD', amount, draft, withOtherCurrencies: principal.multiCurrency }, run);
+    if ('balance' in outcome) {
       throw new DomainError(
         ErrorReason.BalanceLimitExceeded,
-        `Adding ${formatMinorUnits(draft.amount, draft.currencyCode)} ${draft.currencyCode} would take the balance of customer ${draft.customerId} past the largest amount a balance can hold.`,
+        `Adding ${formatMinorUnits(amount, draft.currencyCode)} ${draft.currencyCode} would take the balance of customer ${draft.customerId} past the largest amount a balance can hold.`,
       );
     }
-    return outcome.written;
+    return resultOf(outcome);
   }
 
+  /** Deducts the amount, or, without one, the whole balance. */
   async deduct(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const change = validateBalanceChange('deduct', input, principal);
-    if (change.amount === undefined) return this.setTo(principal, change, 0n, run);
-    const draft = draftOf(principal, change, change.amount);
-    const outcome = await this.write({ type: 'DECREMENT', draft, withOtherCurrencies: principal.multiCurrency }, run);
-    if (!outcome.written) {
+    const draft = draftOf(principal, change);
+    const write: LedgerWrite =
+      change.amount === undefined
+        ? { op: 'DEDUCT_ALL', amount: 0n, draft, withOtherCurrencies: principal.multiCurrency }
+        : { op: 'DEDUCT', amount: change.amount, draft, withOtherCurrencies: principal.multiCurrency };
+    const outcome = await this.write(write, run);
+    if ('balance' in outcome) {
       const fmt = (amount: bigint) => `${formatMinorUnits(amount, draft.currencyCode)} ${draft.currencyCode}`;
       throw new DomainError(
         ErrorReason.InsufficientBalance,
-        `Cannot deduct ${fmt(draft.amount)} from customer ${draft.customerId}: the balance is ${fmt(outcome.balance)}.`,
+        `Cannot deduct ${fmt(write.amount)} from customer ${draft.customerId}: the balance is ${fmt(outcome.balance)}.`,
         [],
-        { balance: outcome.balance.toString(), requested: draft.amount.toString(), currency_code: draft.currencyCode },
+        { balance: outcome.balance.toString(), requested: write.amount.toString(), currency_code: draft.currencyCode },
       );
     }
-    return outcome.written;
+    return resultOf(outcome);
+  }
+
+  /** Brings the balance to the amount with one entry for the difference; writes nothing when it already has that value. */
+  async set(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
+    const change = validateBalanceChange('set', input, principal);
+    const outcome = await this.write({ op: 'SET', amount: change.amount!, draft: draftOf(principal, change), withOtherCurrencies: principal.multiCurrency }, run);
+    // A target is at most the largest amount, so SET is never refused.
+    if ('balance' in outcome) throw new Error('promotional_credit_apply refused a SET');
+    return resultOf(outcome);
   }
 
   /**
-   * One guarded balance change: shared with concurrent calls in a batch when
-   * it runs on its own; in the caller's transaction otherwise, in one
-   * statement with the other calls' changes when that transaction is shared.
+   * The one way a balance changes (see sql/promotional-credit-apply.sql):
+   * shared with concurrent calls in a batch when it runs on its own; in the
+   * caller's transaction otherwise, in one statement with the other calls'
+   * changes when that transaction is shared.
    */
   private async write(write: LedgerWrite, run: WorkRunner): Promise<LedgerWriteOutcome> {
     if (run.standalone) return this.ledger.apply(write);
     return run.coalesce(LEDGER_WRITES, write);
-  }
-
-  async set(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
-    const change = validateBalanceChange('set', input, principal);
-    return this.setTo(principal, change, change.amount!, run);
-  }
-
-  /**
-   * Brings a balance to `target` with one entry for the difference, under the
-   * balance row's lock; writes nothing when it already has that value.
-   */
-  private async setTo(principal: Principal, change: BalanceChange, target: bigint, run: WorkRunner): Promise<BalanceChangeResult> {
-    const { tenantId } = principal;
-    const { customerId, currencyCode } = change;
-    return run(
-      async (manager) => {
-        const repo = new PromotionalCreditRepository(manager);
-        if (target > 0n) await repo.ensureBalance(tenantId, customerId, currencyCode);
-        const locked = await repo.lockBalance(tenantId, customerId, currencyCode);
-        const current = locked?.amount ?? 0n;
-        let entry: PromotionalCreditEntity | undefined;
-        if (current !== target) {
-          const type = target > current ? 'INCREMENT' : 'DECREMENT';
-          const amount = target > current ? target - current : current - target;
-          entry = await repo.writeLocked(type, draftOf(principal, change, amount), target);
-        }
-        return { entry, balances: await repo.balances(tenantId, customerId) };
-      },
-      { singleStatement: false },
-    );
   }
 
   async get(principal: Principal, id: string): Promise<PromotionalCreditEntity> {
@@ -138,12 +123,15 @@ export class PromotionalCreditsService {
   }
 }
 
-function draftOf(principal: Principal, change: BalanceChange, amount: bigint): EntryDraft {
+function resultOf(outcome: Exclude<LedgerWriteOutcome, { balance: bigint }>): BalanceChangeResult {
+  return outcome.written ? outcome.written : { entry: undefined, balances: outcome.unchanged };
+}
+
+function draftOf(principal: Principal, change: BalanceChange): EntryDraft {
   return {
     tenantId: principal.tenantId,
     customerId: change.customerId,
     currencyCode: change.currencyCode,
-    amount,
     description: change.description,
     creditType: change.creditType,
     reference: change.reference,

@@ -68,12 +68,13 @@ describe('idempotency: keyed calls sharing a transaction', () => {
   /** The use case: one coalesced balance change, refused with INSUFFICIENT_BALANCE when the guard does not hold. */
   async function change(run: WorkRunner, w: LedgerWrite): Promise<Answer> {
     const outcome = await run.coalesce(LEDGER, w);
-    if (!outcome.written) throw new DomainError(ErrorReason.InsufficientBalance, `balance ${outcome.balance}`, [], { balance: outcome.balance.toString() });
+    if ('balance' in outcome) throw new DomainError(ErrorReason.InsufficientBalance, `balance ${outcome.balance}`, [], { balance: outcome.balance.toString() });
+    if (!outcome.written) throw new Error('an ADD or DEDUCT always writes or is refused');
     return { entryId: outcome.written.entry.id, closingBalance: outcome.written.entry.closingBalance.toString() };
   }
 
   function keyed(key: string, w: LedgerWrite, handler: (run: WorkRunner) => Promise<Answer> = (run) => change(run, w)): Promise<IdempotentOutcome<Answer>> {
-    const request = { type: w.type, customerId: w.draft.customerId, amount: w.draft.amount.toString(), description: w.draft.description };
+    const request = { op: w.op, customerId: w.draft.customerId, amount: w.amount.toString(), description: w.draft.description };
     return idempotency.execute({ tenantId, key, definition: METHOD, request }, handler, { shared: true });
   }
 

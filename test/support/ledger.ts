@@ -1,7 +1,10 @@
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import type { EntryDraft, LedgerWrite } from '../../src/promotional-credits/promotional-credit.repository';
 
-/** A USD balance change for tests that drive the ledger below the gRPC layer; `extra` replaces draft fields. */
+/**
+ * A USD Add (INCREMENT) or Deduct (DECREMENT) for tests that drive the ledger
+ * below the gRPC layer; `extra` replaces draft fields.
+ */
 export function ledgerWrite(
   tenantId: string,
   customerId: string,
@@ -13,12 +16,11 @@ export function ledgerWrite(
     tenantId,
     customerId,
     currencyCode: 'USD',
-    amount,
     description: `${type} ${amount}`,
     creditType: 'GENERAL',
     reference: '',
     doneBy: options.doneBy,
     ...options.extra,
   };
-  return { type, draft, withOtherCurrencies: options.withOtherCurrencies };
+  return { op: type === 'INCREMENT' ? 'ADD' : 'DEDUCT', amount, draft, withOtherCurrencies: options.withOtherCurrencies };
 }
