@@ -106,7 +106,7 @@ export class CouponsService {
   async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
     const terms = validateCouponTerms(new Violations(), input, principal, this.clock());
     return withCodeUniqueness(terms.code, () =>
-      run((m) => new CouponRepository(m).insertCoupon(principal.tenantId, terms), { singleStatement: true }),
+      run.statement((m) => new CouponRepository(m).insertCoupon(principal.tenantId, terms)),
     );
   }
 
@@ -138,7 +138,7 @@ export class CouponsService {
     // stored value (an unchanged passed expiry is fine); checked again below.
     const terms = validateCouponTerms(v, input, principal, now, input.expireTime ?? null);
     return withCodeUniqueness(terms.code, () =>
-      run(
+      run.transaction(
         async (manager) => {
           const repo = new CouponRepository(manager);
           const current = await repo.findCoupon(principal.tenantId, { id: couponId }, true);
@@ -156,7 +156,6 @@ export class CouponsService {
           }
           return changed.length === 0 ? current : repo.updateCoupon(current, terms);
         },
-        { singleStatement: false },
       ),
     );
   }
@@ -165,7 +164,7 @@ export class CouponsService {
     const v = new Violations();
     const couponId = checkUuid(v, 'id', id);
     v.throwIfAny();
-    const outcome = await run((m) => new CouponRepository(m).deleteUnused(principal.tenantId, couponId), { singleStatement: true });
+    const outcome = await run.statement((m) => new CouponRepository(m).deleteUnused(principal.tenantId, couponId));
     if (outcome === 'missing') throw couponNotFound({ id: couponId });
     if (outcome === 'has-credits') {
       throw new DomainError(
@@ -205,9 +204,7 @@ export class CouponsService {
 
   async redeem(principal: Principal, input: RedemptionInput, run: WorkRunner): Promise<RedemptionOutcome> {
     const { code, request } = validateRedemptionInput(input, principal);
-    return run((m) => redeemCouponInTransaction(m, principal.tenantId, { code }, request, principal.keyName, this.clock), {
-      singleStatement: false,
-    });
+    return run.transaction((m) => redeemCouponInTransaction(m, principal.tenantId, { code }, request, principal.keyName, this.clock));
   }
 
   async listRedemptions(principal: Principal, input: RedemptionListInput): Promise<Page<CouponRedemptionEntity>> {

@@ -108,7 +108,7 @@ export class CreditsService {
   /** Revokes a never-redeemed credit under its row lock; the row stays, with revoke_time. */
   async revoke(principal: Principal, input: CreditLocatorInput, run: WorkRunner): Promise<CreditView> {
     const locator = validateCreditLocator(input);
-    return run(
+    return run.transaction(
       async (manager) => {
         const repo = new CustomerCreditRepository(manager);
         const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
@@ -117,7 +117,6 @@ export class CreditsService {
         if (refusal) throw creditRefusalError(refusal);
         return this.view(await repo.revoke(credit), this.clock());
       },
-      { singleStatement: false },
     );
   }
 
@@ -128,7 +127,7 @@ export class CreditsService {
    */
   async redeem(principal: Principal, input: RedeemCreditInput, run: WorkRunner): Promise<CreditRedemptionOutcome> {
     const { locator, request } = validateRedeemInput(input, principal);
-    return run(
+    return run.transaction(
       async (manager) => {
         const repo = new CustomerCreditRepository(manager);
         const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
@@ -152,7 +151,6 @@ export class CreditsService {
             : { amount: counted.revenueAmount, currencyCode: counted.revenueCurrencyCode };
         return { credit: this.view(counted, this.clock()), redemption, revenue };
       },
-      { singleStatement: false },
     );
   }
 
@@ -181,7 +179,7 @@ export class CreditsService {
     run: WorkRunner,
   ): Promise<CreditView[]> {
     try {
-      return await run(
+      return await run.transaction(
         async (manager) => {
           const coupon = await findCoupon(manager, principal.tenantId, couponId);
           const now = this.clock();
@@ -199,7 +197,6 @@ export class CreditsService {
           const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
           return credits.map((credit) => this.view(credit, now));
         },
-        { singleStatement: false },
       );
     } catch (err) {
       // The coupon was deleted between the read and the insert.

@@ -1,128 +1,172 @@
 import type { DataSource, EntityManager } from 'typeorm';
+import { GroupCommit, type GroupCommitOptions, type MemberResult } from './group-commit';
 import { inTransaction, retryConflicts } from './transaction';
 
 /**
- * Work that many use cases can share in ONE statement: `runAll` does every
- * item at once and answers their outcomes in the order of `items`; each item
+ * Work that many calls can share in ONE statement: `runAll` does every item
+ * at once and answers their outcomes in the order of `items`; each item
  * succeeds or is refused on its own (a refused item writes nothing). `wrote`
  * tells whether an outcome changed anything.
  */
-export interface Coalescer<I, O> {
+export interface SharedWork<I, O> {
   runAll(manager: EntityManager, items: I[]): Promise<O[]>;
   wrote(outcome: O): boolean;
 }
 
 /**
- * How a use case runs its database work. The use case decides what the work
- * is and whether it is one statement; the runner decides how it is wrapped
- * (plain, or in a transaction together with an idempotency record).
+ * How a use case runs its database work. The use case says what the work is
+ * and its shape; the runner decides where it runs: on its own, or inside the
+ * call's transaction (the one its idempotency record commits in), which
+ * other calls may share.
  */
-export type WorkRunner = (<T>(work: (manager: EntityManager) => Promise<T>, shape: { singleStatement: boolean }) => Promise<T>) & {
+export interface WorkRunner {
+  /** Several statements that must be atomic: a transaction, or the call's. */
+  transaction<T>(work: (manager: EntityManager) => Promise<T>): Promise<T>;
+  /** One statement, atomic by itself: on its own it needs no BEGIN/COMMIT round trips holding its locks. */
+  statement<T>(work: (manager: EntityManager) => Promise<T>): Promise<T>;
   /**
-   * True when the work is not part of a caller's transaction (no idempotency
-   * record to commit with it), so a use case may hand it to a shared batch
-   * instead (see LedgerBatcher).
+   * One item of shared work: in ONE statement with the items other calls
+   * submit meanwhile (group commit). On its own, the statement commits at
+   * once; in a call's transaction, with it.
+   */
+  submit<I, O>(work: SharedWork<I, O>, item: I): Promise<O>;
+  /**
+   * True when the work is not part of a caller's transaction: it takes
+   * pooled connections of its own (and may wait for them).
    */
   readonly standalone: boolean;
-  /**
-   * Runs one item of coalescable work. In a transaction shared by several
-   * calls (see Idempotency) the items given in one turn of the event loop go
-   * out as ONE statement; elsewhere the item runs alone.
-   */
-  coalesce<I, O>(coalescer: Coalescer<I, O>, item: I): Promise<O>;
-};
+}
+
+const ok = <R>(value: R): MemberResult<R> => ({ ok: true, value });
 
 /**
- * The plain runner: one statement runs on its own (PostgreSQL makes it
- * atomic, and no BEGIN/COMMIT round trips hold a row lock longer); more than
- * one runs in a transaction. Both retry deadlocks and serialization failures.
+ * The runner of calls without a transaction of their own (no idempotency
+ * key): one statement runs on its own (PostgreSQL makes it atomic); more than
+ * one run in a transaction; submitted items are group-committed across calls,
+ * one GroupCommit per kind of shared work. All retry deadlocks and
+ * serialization failures.
  */
-export function plainRunner(dataSource: DataSource): WorkRunner {
-  const run = <T>(work: (manager: EntityManager) => Promise<T>, shape: { singleStatement: boolean }) =>
-    shape.singleStatement ? retryConflicts(() => work(dataSource.manager)) : inTransaction(dataSource, work);
-  const coalesce = <I, O>(coalescer: Coalescer<I, O>, item: I) => retryConflicts(() => runOne(coalescer, dataSource.manager, item));
-  return Object.assign(run, { standalone: true, coalesce });
+export class PlainRunner implements WorkRunner {
+  readonly standalone = true;
+  private readonly groups = new Map<SharedWork<unknown, unknown>, GroupCommit<unknown, unknown>>();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly groupCommit: Partial<GroupCommitOptions> = {},
+  ) {}
+
+  transaction<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return inTransaction(this.dataSource, work);
+  }
+
+  statement<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return retryConflicts(() => work(this.dataSource.manager));
+  }
+
+  submit<I, O>(work: SharedWork<I, O>, item: I): Promise<O> {
+    let group = this.groups.get(work as SharedWork<unknown, unknown>) as GroupCommit<I, O> | undefined;
+    if (!group) {
+      group = new GroupCommit<I, O>(
+        {
+          runGroup: async (items) => (await retryConflicts(() => work.runAll(this.dataSource.manager, items))).map(ok),
+          // A statement that fails for one item (bad text, a value PostgreSQL
+          // refuses) fails the others with it: each runs again alone.
+          onGroupFailure: 'split',
+        },
+        this.groupCommit,
+      );
+      this.groups.set(work as SharedWork<unknown, unknown>, group as GroupCommit<unknown, unknown>);
+    }
+    return group.submit(item);
+  }
 }
 
-/** The runner of work inside a transaction the caller owns (the idempotency record's). */
-export function transactionRunner(manager: EntityManager): WorkRunner {
-  const coalesce = <I, O>(coalescer: Coalescer<I, O>, item: I) => runOne(coalescer, manager, item);
-  return Object.assign(<T>(work: (manager: EntityManager) => Promise<T>) => work(manager), { standalone: false, coalesce });
+/** The runner of a call that has a transaction to itself (its idempotency record's). */
+export class TransactionRunner implements WorkRunner {
+  readonly standalone = false;
+
+  constructor(private readonly manager: EntityManager) {}
+
+  transaction<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return work(this.manager);
+  }
+
+  statement<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return work(this.manager);
+  }
+
+  async submit<I, O>(work: SharedWork<I, O>, item: I): Promise<O> {
+    const [outcome] = await work.runAll(this.manager, [item]);
+    return outcome!;
+  }
 }
 
-async function runOne<I, O>(coalescer: Coalescer<I, O>, manager: EntityManager, item: I): Promise<O> {
-  const [outcome] = await coalescer.runAll(manager, [item]);
-  return outcome!;
+interface Submitted {
+  work: SharedWork<unknown, unknown>;
+  item: unknown;
 }
 
 /**
- * Runners for several calls sharing ONE transaction: coalesced items given in
- * the same turn of the event loop, by any of the calls, run as one statement
- * per coalescer. Each call gets its own runner, which records whether that
- * call's work may have written anything (a coalesced item that wrote, or any
- * plain work), so that the owner of the transaction knows whether a call that
+ * ONE transaction shared by several calls: items they submit in the same
+ * turn of the event loop run as one statement per kind of work (a group
+ * commit inside the transaction; one statement at a time, since they share
+ * its connection). Each call gets its own runner, which records whether that
+ * call's work may have written anything (an item that wrote, or any work of
+ * its own), so that the owner of the transaction knows whether a call that
  * failed left something behind.
  */
 export class SharedTransaction {
-  private readonly pending = new Map<Coalescer<unknown, unknown>, Array<{ item: unknown; resolve(o: unknown): void; reject(e: unknown): void }>>();
-  private scheduled = false;
+  private readonly statements: GroupCommit<Submitted, unknown>;
 
-  constructor(private readonly manager: EntityManager) {}
+  constructor(private readonly manager: EntityManager) {
+    this.statements = new GroupCommit<Submitted, unknown>(
+      {
+        runGroup: async (submitted) => {
+          const results = new Array<MemberResult<unknown>>(submitted.length);
+          for (const work of new Set(submitted.map((s) => s.work))) {
+            const indexes = submitted.flatMap((s, i) => (s.work === work ? [i] : []));
+            const outcomes = await work.runAll(this.manager, indexes.map((i) => submitted[i]!.item));
+            indexes.forEach((index, n) => (results[index] = ok(outcomes[n])));
+          }
+          return results;
+        },
+        // A failed statement aborts the transaction: nothing of it can be kept.
+        onGroupFailure: 'share-error',
+      },
+      { maxGroups: 1, maxGroupSize: Number.MAX_SAFE_INTEGER },
+    );
+  }
 
   /** A runner for one call; `wrote()` answers whether its work may have written. */
   runnerForCall(): { run: WorkRunner; wrote(): boolean } {
     const manager = this.manager;
+    const statements = this.statements;
     let wroteAny = false;
     let inFlight = 0;
-    const run = <T>(work: (manager: EntityManager) => Promise<T>) => {
+    const own = <T>(work: (manager: EntityManager) => Promise<T>) => {
       wroteAny = true;
       return work(manager);
     };
-    const coalesce = async <I, O>(coalescer: Coalescer<I, O>, item: I): Promise<O> => {
-      inFlight++;
-      let outcome: O;
-      try {
-        outcome = await this.enqueue(coalescer, item);
-      } catch (err) {
-        // The statement may have written before it failed.
-        wroteAny = true;
-        throw err;
-      } finally {
-        inFlight--;
-      }
-      if (coalescer.wrote(outcome)) wroteAny = true;
-      return outcome;
+    const run: WorkRunner = {
+      standalone: false,
+      transaction: own,
+      statement: own,
+      async submit<I, O>(work: SharedWork<I, O>, item: I): Promise<O> {
+        inFlight++;
+        let outcome: O;
+        try {
+          outcome = (await statements.submit({ work: work as SharedWork<unknown, unknown>, item })) as O;
+        } catch (err) {
+          // The statement may have written before it failed.
+          wroteAny = true;
+          throw err;
+        } finally {
+          inFlight--;
+        }
+        if (work.wrote(outcome)) wroteAny = true;
+        return outcome;
+      },
     };
-    return { run: Object.assign(run, { standalone: false, coalesce }), wrote: () => wroteAny || inFlight > 0 };
-  }
-
-  private enqueue<I, O>(coalescer: Coalescer<I, O>, item: I): Promise<O> {
-    return new Promise<O>((resolve, reject) => {
-      const key = coalescer as Coalescer<unknown, unknown>;
-      let queue = this.pending.get(key);
-      if (!queue) this.pending.set(key, (queue = []));
-      queue.push({ item, resolve: resolve as (o: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          void this.flush();
-        });
-      }
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batches = [...this.pending];
-    this.pending.clear();
-    // One statement at a time: they share the transaction's connection.
-    for (const [coalescer, queue] of batches) {
-      try {
-        const outcomes = await coalescer.runAll(this.manager, queue.map((q) => q.item));
-        queue.forEach((q, i) => q.resolve(outcomes[i]));
-      } catch (err) {
-        for (const q of queue) q.reject(err);
-      }
-    }
+    return { run, wrote: () => wroteAny || inFlight > 0 };
   }
 }

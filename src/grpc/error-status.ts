@@ -5,6 +5,7 @@ import { Status } from '../../gen/google/rpc/status';
 import { assertUnreachable, DomainError, ErrorReason } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
 import { isDatabaseUnavailable } from '../db/db-errors';
+import type { StoredError } from '../idempotency/idempotency';
 
 export const ERROR_DOMAIN = 'credits.v1';
 
@@ -86,6 +87,29 @@ export function toCallerError(err: unknown): CallerError {
     violations: [],
     metadata: {},
     expected: false,
+  };
+}
+
+/** Errors that are the request's fate; others (UNAVAILABLE, ABORTED, INTERNAL) may go away on a retry. */
+const FINAL_CODES = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.FAILED_PRECONDITION, status.ALREADY_EXISTS]);
+
+/** The error an idempotency record keeps and replays: what the caller was told, when it is final (see Idempotency). */
+export function finalErrorOf(err: unknown): StoredError | undefined {
+  if (!(err instanceof DomainError)) return undefined;
+  const error = toCallerError(err);
+  if (!FINAL_CODES.has(error.code)) return undefined;
+  return { code: error.code, reason: error.reason, message: error.message, violations: [...error.violations], metadata: { ...error.metadata } };
+}
+
+/** A stored error as the caller is told it again. */
+export function fromStoredError(stored: StoredError): CallerError {
+  return {
+    code: stored.code as status,
+    reason: stored.reason as ErrorReason,
+    message: stored.message,
+    violations: stored.violations,
+    metadata: stored.metadata,
+    expected: true,
   };
 }
 

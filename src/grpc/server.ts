@@ -14,7 +14,11 @@ import { PromotionalCreditsService } from '../promotional-credits/promotional-cr
 import { couponHandlers } from './coupon.handler';
 import { creditHandlers } from './credit.handler';
 import { promotionalCreditHandlers } from './promotional-credit.handler';
-import { Idempotency } from './idempotency';
+import { PlainRunner } from '../db/unit-of-work';
+import { Idempotency } from '../idempotency/idempotency';
+import { finalErrorOf } from './error-status';
+import { answerErrors, authenticate, drain, exactlyOnce, logCalls, refuseGoneCalls, refuseMalformed, requireScope } from './middleware';
+import { compose } from './pipeline';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/tenants.service';
@@ -42,24 +46,31 @@ export async function startGrpcServer(
   deps: { dataSource: DataSource; logger: Logger },
   options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number },
 ): Promise<GrpcServer> {
-  const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS);
+  const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const rpc = new Rpc({
-    dataSource: deps.dataSource,
-    logger: deps.logger,
-    accepting: () => accepting,
-    inFlight: {
-      enter: () => void inFlight++,
-      leave: () => {
-        if (--inFlight === 0) drained?.();
-      },
-    },
-    idempotency,
-    authenticator: new Authenticator(deps.dataSource.manager, options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS),
-  });
+  const authenticator = new Authenticator(deps.dataSource.manager, options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS);
+  // The call pipeline, outermost first (src/grpc/middleware.ts).
+  const rpc = new Rpc(
+    compose(
+      logCalls(deps.logger),
+      answerErrors(),
+      drain({
+        accepting: () => accepting,
+        enter: () => void inFlight++,
+        leave: () => {
+          if (--inFlight === 0) drained?.();
+        },
+      }),
+      authenticate(authenticator),
+      requireScope(),
+      refuseGoneCalls(),
+      refuseMalformed(),
+      exactlyOnce(idempotency, new PlainRunner(deps.dataSource)),
+    ),
+  );
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
   const pruneTimer = setInterval(() => {

@@ -2,12 +2,11 @@ import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkCustomerId, checkUuid } from '../common/text';
-import type { Coalescer, WorkRunner } from '../db/unit-of-work';
+import type { SharedWork, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
 import type { Principal } from '../tenants/tenants.service';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
 import type { PromotionalCreditEntity } from './promotional-credit.entity';
-import { LedgerBatcher } from './ledger-batcher';
 import { PromotionalCreditRepository, type Balance, type EntryDraft, type LedgerWrite, type LedgerWriteOutcome } from './promotional-credit.repository';
 import { validateBalanceChange, type BalanceChange, type BalanceChangeInput } from './promotional-credit.rules';
 
@@ -23,21 +22,17 @@ export interface ListResult {
 }
 
 /** Guarded balance changes, many in one statement (a refused change writes nothing). */
-const LEDGER_WRITES: Coalescer<LedgerWrite, LedgerWriteOutcome> = {
+export const LEDGER_WRITES: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
   runAll: (manager, writes) => new PromotionalCreditRepository(manager).apply(writes),
   wrote: (outcome) => outcome.written !== undefined,
 };
 
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
-  private readonly ledger: LedgerBatcher;
-
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-  ) {
-    this.ledger = new LedgerBatcher(dataSource);
-  }
+  ) {}
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const change = validateBalanceChange('add', input, principal);
@@ -84,14 +79,11 @@ export class PromotionalCreditsService {
   }
 
   /**
-   * The one way a balance changes (see sql/promotional-credit-apply.sql):
-   * shared with concurrent calls in a batch when it runs on its own; in the
-   * caller's transaction otherwise, in one statement with the other calls'
-   * changes when that transaction is shared.
+   * The one way a balance changes (see sql/promotional-credit-apply.sql), in
+   * one statement with the changes other calls submit meanwhile.
    */
-  private async write(write: LedgerWrite, run: WorkRunner): Promise<LedgerWriteOutcome> {
-    if (run.standalone) return this.ledger.apply(write);
-    return run.coalesce(LEDGER_WRITES, write);
+  private write(write: LedgerWrite, run: WorkRunner): Promise<LedgerWriteOutcome> {
+    return run.submit(LEDGER_WRITES, write);
   }
 
   async get(principal: Principal, id: string): Promise<PromotionalCreditEntity> {

@@ -2,7 +2,8 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { expect } from 'chai';
 import { AddPromotionalCreditsResponse, CreditType, PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
 import { IdempotencyRepository } from '../../src/idempotency/idempotency.repository';
-import { Idempotency } from '../../src/grpc/idempotency';
+import { finalErrorOf } from '../../src/grpc/error-status';
+import { Idempotency } from '../../src/idempotency/idempotency';
 import { apiKeyInterceptor, promotionalCredits, sharedServer, type TestServer } from '../support/server';
 import { decodeError, expectError } from '../support/status';
 import { newTenant, type TestTenant } from '../support/tenant';
@@ -111,7 +112,7 @@ describe('idempotency keys', () => {
   it('prunes expired keys, after which the key is free again', async () => {
     await client.addPromotionalCredits({ ...base, customerId: 'c7', amount: 1n }, withKey('old'));
     await server.dataSource.query(`UPDATE idempotency_keys SET expire_time = now() - interval '1 second' WHERE tenant_id = $1`, [tenant.id]);
-    const pruned = await new Idempotency(server.dataSource, 168).prune();
+    const pruned = await new Idempotency(server.dataSource, 168, finalErrorOf).prune();
     expect(pruned).to.be.greaterThan(0);
     expect(await new IdempotencyRepository(server.dataSource.manager).find(tenant.id, 'old')).to.equal(undefined);
     const again = await client.addPromotionalCredits({ ...base, customerId: 'c7', amount: 3n }, withKey('old'));

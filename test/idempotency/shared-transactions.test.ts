@@ -2,8 +2,9 @@ import { status, type MethodDefinition } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason } from '../../src/common/domain-error';
-import type { Coalescer, WorkRunner } from '../../src/db/unit-of-work';
-import { Idempotency, type IdempotentOutcome } from '../../src/grpc/idempotency';
+import type { SharedWork, WorkRunner } from '../../src/db/unit-of-work';
+import { finalErrorOf } from '../../src/grpc/error-status';
+import { Idempotency, type IdempotentOutcome } from '../../src/idempotency/idempotency';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import {
   PromotionalCreditRepository,
@@ -33,7 +34,7 @@ const METHOD = {
   responseDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as Answer,
 } as MethodDefinition<unknown, Answer>;
 
-const LEDGER: Coalescer<LedgerWrite, LedgerWriteOutcome> = {
+const LEDGER: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
   runAll: (manager, writes) => new PromotionalCreditRepository(manager).apply(writes),
   wrote: (outcome) => outcome.written !== undefined,
 };
@@ -51,7 +52,7 @@ describe('idempotency: keyed calls sharing a transaction', () => {
 
   before(async () => {
     dataSource = await openTestDataSource(8);
-    idempotency = new Idempotency(dataSource, 24);
+    idempotency = new Idempotency(dataSource, 24, finalErrorOf);
   });
   after(async () => {
     await dataSource.destroy();
@@ -65,9 +66,9 @@ describe('idempotency: keyed calls sharing a transaction', () => {
   }
 
 
-  /** The use case: one coalesced balance change, refused with INSUFFICIENT_BALANCE when the guard does not hold. */
+  /** The use case: one submitted balance change, refused with INSUFFICIENT_BALANCE when the guard does not hold. */
   async function change(run: WorkRunner, w: LedgerWrite): Promise<Answer> {
-    const outcome = await run.coalesce(LEDGER, w);
+    const outcome = await run.submit(LEDGER, w);
     if ('balance' in outcome) throw new DomainError(ErrorReason.InsufficientBalance, `balance ${outcome.balance}`, [], { balance: outcome.balance.toString() });
     if (!outcome.written) throw new Error('an ADD or DEDUCT always writes or is refused');
     return { entryId: outcome.written.entry.id, closingBalance: outcome.written.entry.closingBalance.toString() };
@@ -181,7 +182,7 @@ describe('idempotency: keyed calls sharing a transaction', () => {
   it('commits plain work of a call with its groupmates, and runs the group again when plain work then fails', async () => {
     // Plain work (not coalesced), as DeductPromotionalCredits without an amount does.
     const plain = (w: LedgerWrite, fail: boolean) => async (run: WorkRunner) => {
-      const [outcome] = await run((m) => new PromotionalCreditRepository(m).apply([w]), { singleStatement: true });
+      const [outcome] = await run.statement((m) => new PromotionalCreditRepository(m).apply([w]));
       if (fail) throw new DomainError(ErrorReason.ValidationFailed, 'refused after plain work');
       return { entryId: outcome!.written!.entry.id, closingBalance: outcome!.written!.entry.closingBalance.toString() };
     };

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
-import { LedgerBatcher } from '../../src/promotional-credits/ledger-batcher';
+import { PlainRunner } from '../../src/db/unit-of-work';
+import { LEDGER_WRITES } from '../../src/promotional-credits/promotional-credits.service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import type { EntryDraft, LedgerWrite, LedgerWriteOutcome } from '../../src/promotional-credits/promotional-credit.repository';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
@@ -9,6 +10,19 @@ import { ledgerWrite } from '../support/ledger';
 import { newTenant } from '../support/tenant';
 
 const INT64_MAX = 9223372036854775807n;
+
+/** Ledger writes group-committed the way keyless calls' are (PlainRunner.submit), with `maxGroups` groups at once. */
+class LedgerBatcher {
+  private readonly runner: PlainRunner;
+
+  constructor(dataSource: DataSource, options: { maxBatches?: number } = {}) {
+    this.runner = new PlainRunner(dataSource, options.maxBatches === undefined ? {} : { maxGroups: options.maxBatches });
+  }
+
+  apply(write: LedgerWrite): Promise<LedgerWriteOutcome> {
+    return this.runner.submit(LEDGER_WRITES, write);
+  }
+}
 
 /**
  * The group commit behind keyless Add/Deduct calls, against the real

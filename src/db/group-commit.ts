@@ -1,0 +1,103 @@
+import { isDatabaseUnavailable } from './db-errors';
+
+/** One member's result within a group: its own value or its own error. */
+export type MemberResult<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+export interface GroupCommitOptions {
+  /** Groups running at once (each holds one pooled connection while it runs). */
+  maxGroups: number;
+  /** Members in one group at most. */
+  maxGroupSize: number;
+}
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { maxGroups: 4, maxGroupSize: 32 };
+
+export interface GroupWork<M, R> {
+  /**
+   * Runs the members as one unit (one statement, or one transaction) and
+   * answers each member's result in order. Throwing fails the whole group.
+   */
+  runGroup(members: M[]): Promise<Array<MemberResult<R>>>;
+  /**
+   * What the members of a failed group do, so that one bad member cannot fail
+   * the members that happened to share its group:
+   * - 'split': each runs again as a group of its own (when there were others);
+   * - a function: each runs on its own that way (a path that can do what a
+   *   group cannot, e.g. take back one member's writes);
+   * - 'share-error': each gets the group's error (work that cannot be taken
+   *   apart, such as statements of one transaction).
+   */
+  onGroupFailure: 'split' | 'share-error' | ((member: M) => Promise<R>);
+}
+
+/**
+ * Group commit, the one mechanism behind every "many calls, one statement,
+ * one commit" path (keyless ledger writes, keyed calls sharing a transaction,
+ * items coalesced within a shared transaction). Members submitted while
+ * `maxGroups` groups run wait, and the next group takes all of them (up to
+ * `maxGroupSize`). A member first waits for the rest of the current turn of
+ * the event loop, so that calls that arrived in one read from the socket go
+ * out together. Under light load a member runs at once, alone; under heavy
+ * load round trips, commits and row-lock waits are shared.
+ *
+ * A group that fails is taken apart (onGroupFailure), unless the database
+ * is unreachable: then running members alone would only fail again, slower,
+ * and every member gets that error.
+ */
+export class GroupCommit<M, R> {
+  private readonly options: GroupCommitOptions;
+  private readonly queue: Array<{ member: M; resolve(value: R): void; reject(err: unknown): void }> = [];
+  private running = 0;
+  private scheduled = false;
+
+  constructor(
+    private readonly work: GroupWork<M, R>,
+    options: Partial<GroupCommitOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_GROUP_COMMIT, ...options };
+  }
+
+  submit(member: M): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ member, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.dispatch();
+        });
+      }
+    });
+  }
+
+  private dispatch(): void {
+    while (this.running < this.options.maxGroups && this.queue.length > 0) {
+      const group = this.queue.splice(0, this.options.maxGroupSize);
+      this.running++;
+      void this.run(group).finally(() => {
+        this.running--;
+        this.dispatch();
+      });
+    }
+  }
+
+  private async run(group: GroupCommit<M, R>['queue']): Promise<void> {
+    let results: Array<MemberResult<R>>;
+    try {
+      results = await this.work.runGroup(group.map((g) => g.member));
+    } catch (err) {
+      const onFailure = this.work.onGroupFailure;
+      if (onFailure === 'share-error' || (onFailure === 'split' && group.length === 1) || isDatabaseUnavailable(err)) {
+        for (const g of group) g.reject(err);
+        return;
+      }
+      await Promise.all(group.map((g) => (onFailure === 'split' ? this.run([g]) : onFailure(g.member).then(g.resolve, g.reject))));
+      return;
+    }
+    group.forEach((g, i) => {
+      const result = results[i]!;
+      if (result.ok) g.resolve(result.value);
+      else g.reject(result.error);
+    });
+  }
+}

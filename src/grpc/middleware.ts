@@ -1,0 +1,161 @@
+import { status, type Metadata } from '@grpc/grpc-js';
+import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-error';
+import type { WorkRunner } from '../db/unit-of-work';
+import type { Idempotency } from '../idempotency/idempotency';
+import type { Logger } from '../logger';
+import type { Authenticator } from '../tenants/tenants.service';
+import { fromStoredError, toCallerError } from './error-status';
+import { MalformedRequest, type Middleware } from './pipeline';
+
+/*
+ * The call pipeline, outermost first (see Rpc): logCalls → answerErrors →
+ * drain → authenticate → requireScope → refuseGoneCalls → refuseMalformed →
+ * exactlyOnce → the handler. Each is a small function of (call, next),
+ * tested alone in test/grpc/middleware.unit.test.ts.
+ */
+
+/** One log line per call: method, code, reason, duration, tenant, key name, request id; unexpected errors with their details. */
+export function logCalls(logger: Logger): Middleware {
+  return async (call, next) => {
+    const started = process.hrtime.bigint();
+    const outcome = await next(call);
+    const line = {
+      method: call.path,
+      code: status['error' in outcome ? outcome.error.code : status.OK],
+      reason: 'error' in outcome ? outcome.error.reason : undefined,
+      duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+      tenant: call.principal?.tenantSlug,
+      key: call.principal?.keyName,
+      request_id: call.requestId,
+    };
+    if ('error' in outcome && outcome.cause !== undefined) logger.error({ ...line, err: outcome.cause }, 'call failed');
+    else logger.info(line, 'call');
+    return outcome;
+  };
+}
+
+/**
+ * Turns anything thrown further in into the error the caller may see (never
+ * SQL, stack or driver text); an unexpected one keeps its cause for the log.
+ */
+export function answerErrors(): Middleware {
+  return async (call, next) => {
+    try {
+      return await next(call);
+    } catch (err) {
+      const error = toCallerError(err);
+      return error.expected ? { replayed: false, error } : { replayed: false, error, cause: err };
+    }
+  };
+}
+
+/** Counts calls in flight so that shutdown can wait for them; once shutdown began, new calls get UNAVAILABLE (SHUTTING_DOWN). */
+export function drain(state: { accepting(): boolean; enter(): void; leave(): void }): Middleware {
+  return async (call, next) => {
+    if (!state.accepting()) throw new DomainError(ErrorReason.ShuttingDown, 'The server is shutting down; retry on another replica.');
+    state.enter();
+    try {
+      return await next(call);
+    } finally {
+      state.leave();
+    }
+  };
+}
+
+/** Resolves `authorization: Bearer <api key>` to the caller's principal. */
+export function authenticate(authenticator: Pick<Authenticator, 'authenticate'>): Middleware {
+  return async (call, next) => {
+    const header = call.metadata.get('authorization')[0];
+    if (typeof header !== 'string' || header === '') {
+      throw new DomainError(ErrorReason.ApiKeyMissing, 'Missing API key: send metadata "authorization: Bearer <api key>".');
+    }
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) throw new DomainError(ErrorReason.ApiKeyMissing, 'Malformed authorization metadata: expected "Bearer <api key>".');
+    const principal = await authenticator.authenticate(match[1]!);
+    if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
+    call.principal = principal;
+    return next(call);
+  };
+}
+
+/** The method's scope (read or write) must be one of the key's. */
+export function requireScope(): Middleware {
+  return (call, next) => {
+    const principal = call.principal!;
+    if (!principal.scopes.has(call.scope)) {
+      throw new DomainError(ErrorReason.ScopeMissing, `The API key "${principal.keyName}" lacks the "${call.scope}" scope this method needs.`, [], {
+        scope: call.scope,
+      });
+    }
+    return next(call);
+  };
+}
+
+/** Honours the caller's deadline: work it can no longer receive is not started. */
+export function refuseGoneCalls(): Middleware {
+  return (call, next) => {
+    if (call.gone()) {
+      throw new DomainError(ErrorReason.DeadlineExceeded, 'The call was cancelled or passed its deadline before it started; nothing was done.');
+    }
+    return next(call);
+  };
+}
+
+/**
+ * A request whose bytes did not decode is answered INVALID_ARGUMENT after
+ * authentication, like any bad input (grpc-js itself would answer INTERNAL
+ * without details).
+ */
+export function refuseMalformed(): Middleware {
+  return (call, next) => {
+    if (call.request instanceof MalformedRequest) {
+      const message = `${call.path.slice(call.path.lastIndexOf('/') + 1)}Request`;
+      throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: the bytes sent are not a valid ${message} protobuf message.`, [
+        { field: '', description: `is not a valid ${message} protobuf message` },
+      ]);
+    }
+    return next(call);
+  };
+}
+
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+export const REPLAYED_HEADER = 'idempotent-replayed';
+
+const KEY_FORMAT = /^[\x20-\x7e]{1,255}$/;
+
+/** The caller's idempotency key, validated; undefined when none was sent. */
+export function idempotencyKeyOf(metadata: Metadata): string | undefined {
+  const values = metadata.get(IDEMPOTENCY_KEY_HEADER);
+  if (values.length === 0) return undefined;
+  const key = values[0];
+  const bad = (description: string): never => {
+    const violation: FieldViolation = { field: IDEMPOTENCY_KEY_HEADER, description };
+    throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: metadata ${IDEMPOTENCY_KEY_HEADER} ${description}.`, [violation]);
+  };
+  if (values.length > 1) bad('must be sent once');
+  if (typeof key !== 'string' || !KEY_FORMAT.test(key)) bad('must be 1 to 255 printable ASCII characters');
+  return key as string;
+}
+
+/**
+ * Gives the handler its WorkRunner: a write with an `idempotency-key` runs
+ * exactly once per key (its work in the transaction that stores its
+ * outcome; a replay answers the stored outcome); anything else runs plain.
+ */
+export function exactlyOnce(idempotency: Idempotency, plain: WorkRunner): Middleware {
+  return async (call, next) => {
+    const key = call.scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
+    if (key === undefined) return next({ ...call, run: plain });
+    const outcome = await idempotency.execute(
+      { tenantId: call.principal!.tenantId, key, definition: call.method, request: call.request },
+      async (run) => {
+        // What follows throws its errors (answerErrors, which turns them into answers, is further out).
+        const inner = await next({ ...call, run });
+        if (!('response' in inner)) throw new Error('middleware after exactlyOnce must throw errors, not answer them');
+        return inner.response;
+      },
+      { shared: call.sharesTransaction },
+    );
+    return 'response' in outcome ? outcome : { replayed: outcome.replayed, error: fromStoredError(outcome.error) };
+  };
+}

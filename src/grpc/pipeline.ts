@@ -1,0 +1,53 @@
+import type { Metadata } from '@grpc/grpc-js';
+import type { WorkRunner } from '../db/unit-of-work';
+import type { IdempotentMethod } from '../idempotency/idempotency';
+import type { Scope } from '../tenants/api-key.entity';
+import type { Principal } from '../tenants/tenants.service';
+import type { CallerError } from './error-status';
+
+/**
+ * One unary call on its way through the pipeline. The transport fills in
+ * what it read off the wire; middleware fill in what they establish
+ * (`principal`, `run`) for those after them.
+ */
+export interface Call {
+  /** '/credits.v1.Service/Method'. */
+  readonly path: string;
+  readonly method: IdempotentMethod<unknown>;
+  /** The scope the method needs. */
+  readonly scope: Scope;
+  /** The decoded request, or a MalformedRequest when its bytes were not a valid message. */
+  readonly request: unknown;
+  readonly metadata: Metadata;
+  /** The caller's x-request-id, or one made up. */
+  readonly requestId: string;
+  /** Whether the caller can no longer receive an answer (cancelled, or past its deadline). */
+  gone(): boolean;
+  /** With an idempotency key, the call may share its transaction with others (see Idempotency.execute). */
+  readonly sharesTransaction: boolean;
+  /** Set by authentication. */
+  principal?: Principal;
+  /** How the handler runs its database work; set by the idempotency middleware. */
+  run?: WorkRunner;
+}
+
+/** What a call answers; `cause` is the thrown error behind an unexpected (logged) failure. */
+export type Outcome = { replayed: boolean } & ({ response: unknown } | { error: CallerError; cause?: unknown });
+
+export type Next = (call: Call) => Promise<Outcome>;
+
+/** One step of the pipeline: does its part, then hands the call to `next` (or answers itself). */
+export type Middleware = (call: Call, next: Next) => Promise<Outcome>;
+
+/** Composes middleware, the first outermost (nice-grpc's composeServerMiddleware, for one call shape). */
+export function compose(...middleware: Middleware[]): Middleware {
+  return middleware.reduceRight<Middleware>(
+    (inner, outer) => (call, next) => outer(call, (c) => inner(c, next)),
+    (call, next) => next(call),
+  );
+}
+
+/** Stands in for a request whose bytes are not a valid protobuf encoding of the method's request message. */
+export class MalformedRequest {
+  constructor(readonly path: string) {}
+}

@@ -1,0 +1,70 @@
+import { expect } from 'chai';
+import { GroupCommit, type GroupWork, type MemberResult } from '../../src/db/group-commit';
+
+/** A group work that records its groups and answers each member doubled; `fail` decides whether a group throws. */
+function recording(fail: (members: number[]) => unknown = () => undefined, onGroupFailure: GroupWork<number, number>['onGroupFailure'] = 'split') {
+  const groups: number[][] = [];
+  let running = 0;
+  let maxRunning = 0;
+  const work: GroupWork<number, number> = {
+    runGroup: async (members) => {
+      groups.push(members);
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      running--;
+      const err = fail(members);
+      if (err) throw err;
+      return members.map((m): MemberResult<number> => (m < 0 ? { ok: false, error: new Error(`member ${m} refused`) } : { ok: true, value: m * 2 }));
+    },
+    onGroupFailure,
+  };
+  return { work, groups, maxRunning: () => maxRunning };
+}
+
+describe('GroupCommit (unit)', () => {
+  it('puts the members of one turn in one group, each answered its own result', async () => {
+    const { work, groups } = recording();
+    const commit = new GroupCommit(work, { maxGroups: 1, maxGroupSize: 10 });
+    const results = await Promise.allSettled([1, 2, -3, 4].map((m) => commit.submit(m)));
+    expect(groups).to.deep.equal([[1, 2, -3, 4]]);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).to.deep.equal([2, 4, 'member -3 refused', 8]);
+  });
+
+  it('runs at most maxGroups groups at once; members arriving meanwhile form the next groups, at most maxGroupSize each', async () => {
+    const { work, groups, maxRunning } = recording();
+    const commit = new GroupCommit(work, { maxGroups: 2, maxGroupSize: 3 });
+    const members = Array.from({ length: 10 }, (_, i) => i);
+    expect(await Promise.all(members.map((m) => commit.submit(m)))).to.deep.equal(members.map((m) => m * 2));
+    expect(maxRunning()).to.equal(2);
+    expect(groups.map((g) => g.length)).to.deep.equal([3, 3, 3, 1]);
+    expect(groups.flat()).to.deep.equal(members);
+  });
+
+  it("'split': a failed group's members run again as groups of their own, so only the bad one fails", async () => {
+    const { work, groups } = recording((members) => (members.includes(13) ? new Error('statement failed') : undefined));
+    const commit = new GroupCommit(work, { maxGroups: 1 });
+    const results = await Promise.allSettled([12, 13, 14].map((m) => commit.submit(m)));
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    expect(groups).to.deep.equal([[12, 13, 14], [12], [13], [14]]);
+  });
+
+  it("a function: a failed group's members each run that way; 'share-error': they all get the group's error", async () => {
+    const alone = recording(() => new Error('group failed'), async (m) => m * 100);
+    expect(await Promise.all([1, 2].map((m) => new GroupCommit(alone.work).submit(m)))).to.deep.equal([100, 200]);
+    const shared = recording(() => new Error('group failed'), 'share-error');
+    const commit = new GroupCommit(shared.work);
+    const results = await Promise.allSettled([1, 2].map((m) => commit.submit(m)));
+    expect(results.map((r) => (r as PromiseRejectedResult).reason.message)).to.deep.equal(['group failed', 'group failed']);
+    expect(shared.groups).to.deep.equal([[1, 2]]);
+  });
+
+  it('does not take a group apart when the database is unreachable: every member gets that error at once', async () => {
+    const unreachable = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const { work, groups } = recording(() => unreachable, 'split');
+    const commit = new GroupCommit(work);
+    const results = await Promise.allSettled([1, 2, 3].map((m) => commit.submit(m)));
+    expect(results.every((r) => r.status === 'rejected' && r.reason === unreachable)).to.equal(true);
+    expect(groups).to.deep.equal([[1, 2, 3]]);
+  });
+});
