@@ -4,6 +4,7 @@ import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
+import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
 import {
   validateCouponListInput,
@@ -17,7 +18,6 @@ import {
   couponRefusal,
   customerLimitRefusal,
   validateRedemptionInput,
-  type Money,
   type Refusal,
   type RedemptionInput,
   type RedemptionRequest,

@@ -1,9 +1,10 @@
 import { ErrorReason, Violations } from '../common/domain-error';
 import { checkTime } from '../common/list-filters';
 import { checkCustomerId, checkUuid } from '../common/text';
-import { checkRedemptionTerms, couponRefusal, type CouponView, type Money, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
+import { checkRedemptionTerms, couponRefusal, type CouponView, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
-import { checkReferenceId, type MoneyInput } from '../coupons/coupon.rules';
+import { checkReferenceId } from '../coupons/coupon.rules';
+import type { Money, MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/tenants.service';
 

@@ -5,10 +5,11 @@ import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
-import type { Money, Refusal } from '../coupons/coupon-redemption.rules';
+import type { Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { CouponRepository } from '../coupons/coupon.repository';
 import { redeemCouponInTransaction, type Clock, type Page } from '../coupons/coupons.service';
+import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
 import {

@@ -14,7 +14,8 @@ import type { CouponListInput, RedemptionListInput } from '../coupons/coupon-lis
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
-import type { CouponTermsInput, MoneyInput } from '../coupons/coupon.rules';
+import type { CouponTermsInput } from '../coupons/coupon.rules';
+import type { MoneyInput } from '../money/money';
 
 const COUPON_TYPE_TO_PROTO: Record<CouponType, CouponTypeProto> = {
   PERCENTAGE: CouponTypeProto.COUPON_TYPE_PERCENTAGE,
