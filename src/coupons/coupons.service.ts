@@ -1,4 +1,5 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource } from 'typeorm';
+import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
 import { checkUuid } from '../common/text';
@@ -13,24 +14,12 @@ import {
   type RedemptionListInput,
 } from './coupon-list.rules';
 import type { CouponRedemptionEntity } from './coupon-redemption.entity';
-import {
-  computeDiscount,
-  couponRefusal,
-  customerLimitRefusal,
-  validateRedemptionInput,
-  type Refusal,
-  type RedemptionInput,
-  type RedemptionRequest,
-} from './coupon-redemption.rules';
+import { computeDiscount, validateRedemptionInput, type Refusal, type RedemptionInput } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
+import { couponNotFound } from './coupon.errors';
 import { CODE_UNIQUE_INDEX, CouponRepository, type CouponLocator } from './coupon.repository';
 import { changedFields, checkCode, validateCouponTerms, type CouponTermsInput } from './coupon.rules';
-
-export interface RedemptionOutcome {
-  /** The coupon after the redemption. */
-  coupon: CouponEntity;
-  redemption: CouponRedemptionEntity;
-}
+import { redeemCouponInTransaction, redemptionRefusal, type RedemptionOutcome } from './redeem-coupon';
 
 export interface ValidationOutcome {
   coupon: CouponEntity;
@@ -45,62 +34,12 @@ export interface Page<T> {
   nextPageToken: string;
 }
 
-export type Clock = () => Date;
-
-/**
- * Records one redemption of a coupon inside the caller's transaction (which
- * `manager` must belong to): locks the coupon row (SELECT … FOR UPDATE), runs
- * the checks in the contract's order (COUPON_DISABLED, COUPON_EXPIRED,
- * COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED,
- * COUPON_CUSTOMER_LIMIT_REACHED), then inserts the redemption and counts it on
- * the coupon while the lock is held, so the limits hold however many callers
- * race. Throws DomainError (COUPON_NOT_FOUND or a refusal); the caller's
- * transaction must then roll back.
- *
- * RedeemCoupon uses it, and so can anything else that redeems a coupon (a
- * customer credit's redemption) in its own transaction.
- */
-export async function redeemCouponInTransaction(
-  manager: EntityManager,
-  tenantId: string,
-  locator: CouponLocator,
-  request: RedemptionRequest,
-  doneBy: string,
-  clock: Clock = () => new Date(),
-): Promise<RedemptionOutcome> {
-  const repo = new CouponRepository(manager);
-  const coupon = await repo.findCoupon(tenantId, locator, true);
-  if (!coupon) throw couponNotFound(locator);
-  // Read the time after the lock is granted: a caller that waited for it must
-  // not redeem a coupon that expired meanwhile.
-  const refusal =
-    couponRefusal(coupon, request, clock()) ??
-    (coupon.maxRedemptionsPerCustomer === null
-      ? undefined
-      : customerLimitRefusal(coupon, request.customerId, await repo.countCustomerRedemptions(tenantId, coupon.id, request.customerId)));
-  if (refusal) throw refusalError(refusal, coupon);
-  const discount = request.amount === undefined ? null : computeDiscount(coupon, request.amount.amount);
-  const { redemption, redemptionCount } = await repo.insertRedemption({
-    tenantId,
-    couponId: coupon.id,
-    customerId: request.customerId,
-    planId: request.planId ?? null,
-    productId: request.productId ?? null,
-    amount: request.amount?.amount ?? null,
-    discount,
-    currencyCode: request.amount?.currencyCode ?? null,
-    doneBy,
-  });
-  coupon.redemptionCount = redemptionCount;
-  return { coupon, redemption };
-}
-
 /** Use cases of coupons and their redemptions. */
 export class CouponsService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-    private readonly clock: Clock = () => new Date(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
@@ -191,11 +130,7 @@ export class CouponsService {
     const repo = new CouponRepository(this.dataSource.manager);
     const coupon = await repo.findCoupon(principal.tenantId, { code });
     if (!coupon) throw couponNotFound({ code });
-    const refusal =
-      couponRefusal(coupon, request, this.clock()) ??
-      (coupon.maxRedemptionsPerCustomer === null
-        ? undefined
-        : customerLimitRefusal(coupon, request.customerId, await repo.countCustomerRedemptions(principal.tenantId, coupon.id, request.customerId)));
+    const refusal = await redemptionRefusal(repo, principal.tenantId, coupon, request, this.clock());
     const discount =
       refusal === undefined && request.amount !== undefined
         ? { amount: computeDiscount(coupon, request.amount.amount), currencyCode: request.amount.currencyCode }
@@ -246,16 +181,6 @@ function checkLocator(lookup: { id?: string; code?: string }): CouponLocator {
   } else v.add('id', 'or code is required: give one of them');
   v.throwIfAny();
   return locator!;
-}
-
-function couponNotFound(locator: CouponLocator): DomainError {
-  return 'id' in locator
-    ? new DomainError(ErrorReason.CouponNotFound, `Coupon ${locator.id} does not exist.`, [], { id: locator.id })
-    : new DomainError(ErrorReason.CouponNotFound, `No coupon has the code ${locator.code}.`, [], { code: locator.code });
-}
-
-function refusalError(refusal: Refusal, coupon: CouponEntity): DomainError {
-  return new DomainError(refusal.reason, refusal.message, [], { coupon_id: coupon.id, ...refusal.metadata });
 }
 
 /** Turns a unique violation of the code index into ALREADY_EXISTS. */

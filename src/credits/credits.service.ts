@@ -1,4 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
+import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { Semaphore } from '../common/semaphore';
 import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
@@ -8,7 +9,8 @@ import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity
 import type { Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { CouponRepository } from '../coupons/coupon.repository';
-import { redeemCouponInTransaction, type Clock, type Page } from '../coupons/coupons.service';
+import { type Page } from '../coupons/coupons.service';
+import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
 import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
@@ -67,7 +69,7 @@ export class CreditsService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-    private readonly clock: Clock = () => new Date(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
