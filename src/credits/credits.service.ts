@@ -6,8 +6,8 @@ import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
-import type { Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
+import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository } from '../coupons/coupon.repository';
 import { type Page } from '../coupons/coupons.service';
 import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
@@ -189,7 +189,7 @@ export class CreditsService {
           const coupon = await findCoupon(manager, principal.tenantId, couponId);
           const now = this.clock();
           const refusal = issueRefusal(coupon, now);
-          if (refusal) throw couponRefusalError(refusal, coupon);
+          if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
           const v = new Violations();
           const rows = drafts.map((draft, i) => ({
             customerId: draft.customerId,
@@ -206,7 +206,7 @@ export class CreditsService {
       );
     } catch (err) {
       // The coupon was deleted between the read and the insert.
-      if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound(couponId);
+      if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
       throw err;
     }
   }
@@ -218,12 +218,8 @@ export class CreditsService {
 
 async function findCoupon(manager: EntityManager, tenantId: string, couponId: string): Promise<CouponEntity> {
   const coupon = await new CouponRepository(manager).findCoupon(tenantId, { id: couponId });
-  if (!coupon) throw couponNotFound(couponId);
+  if (!coupon) throw couponNotFound({ id: couponId });
   return coupon;
-}
-
-function couponNotFound(couponId: string): DomainError {
-  return new DomainError(ErrorReason.CouponNotFound, `Coupon ${couponId} does not exist.`, [], { coupon_id: couponId });
 }
 
 function creditNotFound(locator: CreditLocator): DomainError {
@@ -235,8 +231,4 @@ function creditNotFound(locator: CreditLocator): DomainError {
 
 function creditRefusalError(refusal: CreditRefusal): DomainError {
   return new DomainError(refusal.reason, refusal.message, [], refusal.metadata);
-}
-
-function couponRefusalError(refusal: Refusal, coupon: CouponEntity): DomainError {
-  return new DomainError(refusal.reason, `${refusal.message} No credit can be issued from it.`, [], { coupon_id: coupon.id, ...refusal.metadata });
 }

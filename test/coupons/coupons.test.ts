@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CouponType, Frequency, type Coupon } from '../../gen/credits/v1/coupon_service';
-import { coupons, sharedServer, type TestServer } from '../support/server';
+import { coupons, credits, sharedServer, type TestServer } from '../support/server';
 import { expectError } from '../support/status';
 import { newTenant, type TestTenant } from '../support/tenant';
 import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms, uniqueCode, type CouponClient } from './fixtures';
@@ -202,6 +202,20 @@ describe('CouponService coupons', () => {
     await expectError(client.updateCoupon({ ...missing, id: '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b' }), status.NOT_FOUND, 'COUPON_NOT_FOUND');
     await expectError(client.deleteCoupon({ id: '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b' }), status.NOT_FOUND, 'COUPON_NOT_FOUND');
     await expectError(client.deleteCoupon({ id: 'x' }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+  });
+
+  it('names the missing coupon in COUPON_NOT_FOUND metadata as coupon_id (or code), in the coupon and the credit RPCs alike', async () => {
+    const id = '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b';
+    expect((await expectError(client.getCoupon({ id }), status.NOT_FOUND, 'COUPON_NOT_FOUND')).metadata).to.deep.equal({ coupon_id: id });
+    expect((await expectError(client.deleteCoupon({ id }), status.NOT_FOUND, 'COUPON_NOT_FOUND')).metadata).to.deep.equal({ coupon_id: id });
+    expect((await expectError(client.getCoupon({ code: 'NOPE' }), status.NOT_FOUND, 'COUPON_NOT_FOUND')).metadata).to.deep.equal({ code: 'NOPE' });
+    const creditClient = credits(server.address, tenant.rwKey);
+    try {
+      const err = await expectError(creditClient.createCustomerCredit({ couponId: id, customerId: 'c', membershipId: '' }), status.NOT_FOUND, 'COUPON_NOT_FOUND');
+      expect(err.metadata).to.deep.equal({ coupon_id: id });
+    } finally {
+      creditClient.close();
+    }
   });
 
   it('replaces every writable field on update (PUT) and writes nothing when nothing changes', async () => {
