@@ -1,7 +1,8 @@
 import type { DataSource } from 'typeorm';
 import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
+import type { PageTokenCodec } from '../common/page-token';
+import { Pager, type Page } from '../common/pager';
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
@@ -29,18 +30,17 @@ export interface ValidationOutcome {
   discount: Money | undefined;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextPageToken: string;
-}
-
 /** Use cases of coupons and their redemptions. */
 export class CouponsService {
+  private readonly pager: Pager;
+
   constructor(
     private readonly dataSource: DataSource,
-    private readonly pageTokens: PageTokenCodec,
+    pageTokens: PageTokenCodec,
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.pager = new Pager(pageTokens);
+  }
 
   async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
     const terms = validateCouponTerms(new Violations(), input, principal, this.clock());
@@ -58,10 +58,8 @@ export class CouponsService {
 
   async list(principal: Principal, input: CouponListInput): Promise<Page<CouponEntity>> {
     const { filter, filterKey } = validateCouponListInput(input);
-    const beforeSeq = this.cursor(principal, filterKey, input.pageToken);
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await new CouponRepository(this.dataSource.manager).listCoupons(principal.tenantId, filter, beforeSeq, pageSize + 1);
-    return this.page(principal, filterKey, rows, pageSize);
+    const repo = new CouponRepository(this.dataSource.manager);
+    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.listCoupons(principal.tenantId, filter, beforeSeq, limit));
   }
 
   /**
@@ -147,26 +145,14 @@ export class CouponsService {
 
   async listRedemptions(principal: Principal, input: RedemptionListInput): Promise<Page<CouponRedemptionEntity>> {
     const { filter, filterKey } = validateRedemptionListInput(input);
-    const beforeSeq = this.cursor(principal, filterKey, input.pageToken);
     const repo = new CouponRepository(this.dataSource.manager);
-    if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }))) {
-      throw couponNotFound({ id: filter.couponId });
-    }
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await repo.listRedemptions(principal.tenantId, filter, beforeSeq, pageSize + 1);
-    return this.page(principal, filterKey, rows, pageSize);
-  }
-
-  private cursor(principal: Principal, filterKey: string, pageToken: string): bigint | undefined {
-    const position = this.pageTokens.decode(principal.tenantId, filterKey, pageToken);
-    return position ? seqOfPosition(position) : undefined;
-  }
-
-  private page<T extends { seq: bigint }>(principal: Principal, filterKey: string, rows: T[], pageSize: number): Page<T> {
-    const items = rows.slice(0, pageSize);
-    const nextPageToken =
-      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
-    return { items, nextPageToken };
+    return this.pager.page(principal.tenantId, filterKey, input, async (beforeSeq, limit) => {
+      // After the token is read: a bad token is INVALID_ARGUMENT whatever the coupon.
+      if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }))) {
+        throw couponNotFound({ id: filter.couponId });
+      }
+      return repo.listRedemptions(principal.tenantId, filter, beforeSeq, limit);
+    });
   }
 }
 

@@ -2,14 +2,14 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { Semaphore } from '../common/semaphore';
-import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
+import type { PageTokenCodec } from '../common/page-token';
+import { Pager, type Page } from '../common/pager';
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository } from '../coupons/coupon.repository';
-import { type Page } from '../coupons/coupons.service';
 import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
 import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
@@ -65,12 +65,15 @@ const ISSUING_CREDITS_AT_ONCE = 2_000;
 /** Use cases of customer credits. */
 export class CreditsService {
   private readonly issuing = new Semaphore(ISSUING_CREDITS_AT_ONCE);
+  private readonly pager: Pager;
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly pageTokens: PageTokenCodec,
+    pageTokens: PageTokenCodec,
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.pager = new Pager(pageTokens);
+  }
 
   /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
   async create(principal: Principal, input: { couponId: string } & CreditDraftInput, run: WorkRunner): Promise<CreditView> {
@@ -96,16 +99,13 @@ export class CreditsService {
 
   async list(principal: Principal, input: CreditListInput): Promise<Page<CreditView>> {
     const { filter, filterKey } = validateCreditListInput(input);
-    const position = this.pageTokens.decode(principal.tenantId, filterKey, input.pageToken);
-    const beforeSeq = position ? seqOfPosition(position) : undefined;
-    const pageSize = effectivePageSize(input.pageSize);
+    const repo = new CustomerCreditRepository(this.dataSource.manager);
     // One instant for the filter and the states shown.
     const now = this.clock();
-    const rows = await new CustomerCreditRepository(this.dataSource.manager).listCredits(principal.tenantId, filter, now, beforeSeq, pageSize + 1);
-    const items = rows.slice(0, pageSize);
-    const nextPageToken =
-      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
-    return { items: items.map((credit) => this.view(credit, now)), nextPageToken };
+    const page = await this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) =>
+      repo.listCredits(principal.tenantId, filter, now, beforeSeq, limit),
+    );
+    return { items: page.items.map((credit) => this.view(credit, now)), nextPageToken: page.nextPageToken };
   }
 
   /** Revokes a never-redeemed credit under its row lock; the row stays, with revoke_time. */

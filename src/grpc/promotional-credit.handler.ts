@@ -35,7 +35,7 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
     })),
     listPromotionalCredits: rpc.read(async (request, ctx) => {
       const page = await service.list(ctx.principal, listInputFromProto(request));
-      return { promotionalCredits: page.entries.map(promotionalCreditToProto), nextPageToken: page.nextPageToken };
+      return { promotionalCredits: page.items.map(promotionalCreditToProto), nextPageToken: page.nextPageToken };
     }),
     getCustomerBalance: rpc.read(async (request, ctx) => ({
       balance: customerBalanceToProto(request.customerId, await service.balances(ctx.principal, request.customerId)),
