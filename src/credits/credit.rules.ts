@@ -12,7 +12,6 @@ import type { Principal } from '../tenants/tenants.service';
 export const MAX_BATCH_CREDITS = 500;
 
 export type CreditState = 'ACTIVE' | 'REDEEMED' | 'EXPIRED' | 'REVOKED';
-export const CREDIT_STATES: readonly CreditState[] = ['ACTIVE', 'REDEEMED', 'EXPIRED', 'REVOKED'];
 
 /** What the state depends on; plain values so it can be tested without a database. */
 export interface CreditCounters {
