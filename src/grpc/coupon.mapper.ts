@@ -9,13 +9,12 @@ import {
   type RedeemCouponRequest,
   type ValidateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
-import type { Money } from '../../gen/credits/v1/money';
 import type { CouponListInput, RedemptionListInput } from '../coupons/coupon-list.rules';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
 import type { CouponTermsInput } from '../coupons/coupon.rules';
-import type { MoneyInput } from '../money/money';
+import { moneyFromProto, moneyToProto } from './money.mapper';
 
 const COUPON_TYPE_TO_PROTO: Record<CouponType, CouponTypeProto> = {
   PERCENTAGE: CouponTypeProto.COUPON_TYPE_PERCENTAGE,
@@ -54,14 +53,6 @@ function frequencyFromProto(value: FrequencyProto): Frequency | 'UNRECOGNIZED' |
     default:
       return 'UNRECOGNIZED';
   }
-}
-
-function moneyFromProto(money: Money | undefined): MoneyInput | undefined {
-  return money === undefined ? undefined : { amount: money.amount, currencyCode: money.currencyCode };
-}
-
-function moneyToProto(amount: bigint | null, currencyCode: string | null): Money | undefined {
-  return amount === null || currencyCode === null ? undefined : { amount, currencyCode };
 }
 
 /** The writable fields CreateCouponRequest and UpdateCouponRequest share. */
