@@ -32,15 +32,13 @@ export interface ValidationOutcome {
 
 /** Use cases of coupons and their redemptions. */
 export class CouponsService {
-  private readonly pager: Pager;
+  private readonly pager = new Pager(this.pageTokens);
 
   constructor(
     private readonly dataSource: DataSource,
-    pageTokens: PageTokenCodec,
+    private readonly pageTokens: PageTokenCodec,
     private readonly clock: Clock = systemClock,
-  ) {
-    this.pager = new Pager(pageTokens);
-  }
+  ) {}
 
   async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
     const terms = validateCouponTerms(new Violations(), input, principal, this.clock());

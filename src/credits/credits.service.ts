@@ -65,15 +65,13 @@ const ISSUING_CREDITS_AT_ONCE = 2_000;
 /** Use cases of customer credits. */
 export class CreditsService {
   private readonly issuing = new Semaphore(ISSUING_CREDITS_AT_ONCE);
-  private readonly pager: Pager;
+  private readonly pager = new Pager(this.pageTokens);
 
   constructor(
     private readonly dataSource: DataSource,
-    pageTokens: PageTokenCodec,
+    private readonly pageTokens: PageTokenCodec,
     private readonly clock: Clock = systemClock,
-  ) {
-    this.pager = new Pager(pageTokens);
-  }
+  ) {}
 
   /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
   async create(principal: Principal, input: { couponId: string } & CreditDraftInput, run: WorkRunner): Promise<CreditView> {

@@ -27,14 +27,13 @@ const LEDGER_WRITES: Coalescer<LedgerWrite, LedgerWriteOutcome> = {
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
   private readonly ledger: LedgerBatcher;
-  private readonly pager: Pager;
+  private readonly pager = new Pager(this.pageTokens);
 
   constructor(
     private readonly dataSource: DataSource,
-    pageTokens: PageTokenCodec,
+    private readonly pageTokens: PageTokenCodec,
   ) {
     this.ledger = new LedgerBatcher(dataSource);
-    this.pager = new Pager(pageTokens);
   }
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
