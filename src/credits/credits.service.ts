@@ -168,45 +168,37 @@ export class CreditsService {
     fieldOf: (index: number, field: string) => string,
     run: WorkRunner,
   ): Promise<CreditView[]> {
+    const insert = async (): Promise<CreditView[]> => {
+      try {
+        return await run(
+          async (manager) => {
+            const coupon = await findCoupon(manager, principal.tenantId, couponId);
+            const now = this.clock();
+            const refusal = issueRefusal(coupon, now);
+            if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
+            const v = new Violations();
+            const rows = drafts.map((draft, i) => ({
+              customerId: draft.customerId,
+              membershipId: draft.membershipId,
+              expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
+              revenueAmount: draft.revenue?.amount ?? null,
+              revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
+            }));
+            v.throwIfAny();
+            const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
+            return credits.map((credit) => this.view(credit, now));
+          },
+          { singleStatement: false },
+        );
+      } catch (err) {
+        // The coupon was deleted between the read and the insert.
+        if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
+        throw err;
+      }
+    };
     // A call inside a caller's transaction already holds a pooled connection:
     // it must not wait for permits held by calls that still need one.
-    if (run.standalone) return this.issuing.use(drafts.length, () => this.insertIssued(principal, couponId, drafts, fieldOf, run));
-    return this.insertIssued(principal, couponId, drafts, fieldOf, run);
-  }
-
-  private async insertIssued(
-    principal: Principal,
-    couponId: string,
-    drafts: CreditDraft[],
-    fieldOf: (index: number, field: string) => string,
-    run: WorkRunner,
-  ): Promise<CreditView[]> {
-    try {
-      return await run(
-        async (manager) => {
-          const coupon = await findCoupon(manager, principal.tenantId, couponId);
-          const now = this.clock();
-          const refusal = issueRefusal(coupon, now);
-          if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
-          const v = new Violations();
-          const rows = drafts.map((draft, i) => ({
-            customerId: draft.customerId,
-            membershipId: draft.membershipId,
-            expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
-            revenueAmount: draft.revenue?.amount ?? null,
-            revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
-          }));
-          v.throwIfAny();
-          const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
-          return credits.map((credit) => this.view(credit, now));
-        },
-        { singleStatement: false },
-      );
-    } catch (err) {
-      // The coupon was deleted between the read and the insert.
-      if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
-      throw err;
-    }
+    return run.standalone ? this.issuing.use(drafts.length, insert) : insert();
   }
 
   private view(credit: CustomerCreditEntity, now: Date): CreditView {
