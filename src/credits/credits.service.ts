@@ -9,7 +9,7 @@ import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
-import { CouponRepository } from '../coupons/coupon.repository';
+import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
 import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
 import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
@@ -49,9 +49,6 @@ export interface CreditRedemptionOutcome {
   /** The revenue allocated to this redemption; undefined when the credit has none. */
   revenue: Money | undefined;
 }
-
-/** The foreign key that ties a credit to its coupon (and keeps a coupon with credits from being deleted). */
-const COUPON_FOREIGN_KEY = 'customer_credits_coupon';
 
 /**
  * Credits that standalone issue calls may be inserting at once: four full
@@ -192,7 +189,7 @@ export class CreditsService {
         );
       } catch (err) {
         // The coupon was deleted between the read and the insert.
-        if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
+        if (isForeignKeyViolation(err, CREDITS_COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
         throw err;
       }
     };
