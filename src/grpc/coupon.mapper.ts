@@ -14,6 +14,7 @@ import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity
 import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
 import type { CouponTermsInput } from '../coupons/coupon.rules';
+import { enumFromProto } from './enum.mapper';
 import { moneyFromProto, moneyToProto } from './money.mapper';
 
 const COUPON_TYPE_TO_PROTO: Record<CouponType, CouponTypeProto> = {
@@ -27,33 +28,8 @@ const FREQUENCY_TO_PROTO: Record<Frequency, FrequencyProto> = {
   LIFETIME: FrequencyProto.FREQUENCY_LIFETIME,
 };
 
-function couponTypeFromProto(value: CouponTypeProto): CouponType | 'UNRECOGNIZED' | undefined {
-  switch (value) {
-    case CouponTypeProto.COUPON_TYPE_UNSPECIFIED:
-      return undefined;
-    case CouponTypeProto.COUPON_TYPE_PERCENTAGE:
-      return 'PERCENTAGE';
-    case CouponTypeProto.COUPON_TYPE_FIXED_AMOUNT:
-      return 'FIXED_AMOUNT';
-    default:
-      return 'UNRECOGNIZED';
-  }
-}
-
-function frequencyFromProto(value: FrequencyProto): Frequency | 'UNRECOGNIZED' | undefined {
-  switch (value) {
-    case FrequencyProto.FREQUENCY_UNSPECIFIED:
-      return undefined;
-    case FrequencyProto.FREQUENCY_ONCE:
-      return 'ONCE';
-    case FrequencyProto.FREQUENCY_LIMITED:
-      return 'LIMITED';
-    case FrequencyProto.FREQUENCY_LIFETIME:
-      return 'LIFETIME';
-    default:
-      return 'UNRECOGNIZED';
-  }
-}
+const couponTypeFromProto = enumFromProto(COUPON_TYPE_TO_PROTO);
+const frequencyFromProto = enumFromProto(FREQUENCY_TO_PROTO);
 
 /** The writable fields CreateCouponRequest and UpdateCouponRequest share. */
 export function couponTermsFromProto(request: CreateCouponRequest): CouponTermsInput {
