@@ -1,45 +1,9 @@
-import path from 'node:path';
-import { fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
-import { credentials, loadPackageDefinition, makeGenericClientConstructor, status, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type { FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { service as healthService } from 'grpc-health-check';
+import { checkHealth } from '../support/health-status';
+import { ask, descriptorFiles, reflectionClient, type ReflectionClient } from '../support/reflection';
 import { sharedServer, type TestServer } from '../support/server';
-
-const REFLECTION_PROTO = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
-
-interface ReflectionResponse {
-  list_services_response?: { service: Array<{ name: string }> };
-  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-  error_response?: { error_code: number; error_message: string };
-}
-
-type ReflectionClient = Client & {
-  ServerReflectionInfo(): ClientDuplexStream<Record<string, unknown>, ReflectionResponse>;
-};
-
-/** A plain grpc.reflection.v1 client, as grpcurl would be: keepCase so the wire names are used. */
-function reflectionClient(address: string): ReflectionClient {
-  const definition = loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  const grpcObject = loadPackageDefinition(definition) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
-  };
-  return new grpcObject.grpc.reflection.v1.ServerReflection(address, credentials.createInsecure());
-}
-
-/** Sends one reflection request on a fresh stream (no API key) and answers the one response. */
-function ask(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
-  return new Promise((resolve, reject) => {
-    const stream = client.ServerReflectionInfo();
-    stream.once('data', (response: ReflectionResponse) => {
-      resolve(response);
-      stream.end();
-    });
-    stream.once('error', reject);
-    stream.write(request);
-  });
-}
 
 describe('server reflection and health', () => {
   let server: TestServer;
@@ -64,7 +28,7 @@ describe('server reflection and health', () => {
     before(async () => {
       const response = await ask(reflection, { file_containing_symbol: 'credits.v1.PromotionalCreditService' });
       expect(response.error_response, response.error_response?.error_message).to.equal(undefined);
-      files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+      files = descriptorFiles(response);
       file = files.find((f) => f.name === 'credits/v1/promotional_credit_service.proto')!;
       expect(file, `files: ${files.map((f) => f.name).join(', ')}`).to.not.equal(undefined);
     });
@@ -111,7 +75,7 @@ describe('server reflection and health', () => {
 
   it('describes the health service too', async () => {
     const response = await ask(reflection, { file_containing_symbol: 'grpc.health.v1.Health' });
-    const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const files = descriptorFiles(response);
     const health = files.find((f) => f.service.some((s) => s.name === 'Health'))!;
     expect(health.package).to.equal('grpc.health.v1');
     expect(health.service[0]!.method.map((m) => m.name)).to.include.members(['Check', 'Watch']);
@@ -123,18 +87,7 @@ describe('server reflection and health', () => {
   });
 
   describe('grpc.health.v1.Health', () => {
-    const HealthClient = makeGenericClientConstructor(healthService, 'Health');
-    type HealthClientT = Client & {
-      check(request: { service: string }, callback: (err: ServiceError | null, response: { status: string }) => void): void;
-    };
-    let health: HealthClientT;
-    const check = (service: string) =>
-      new Promise<string>((resolve, reject) => health.check({ service }, (err, res) => (err ? reject(err) : resolve(res.status))));
-
-    before(() => {
-      health = new HealthClient(server.address, credentials.createInsecure()) as unknown as HealthClientT;
-    });
-    after(() => health.close());
+    const check = (service: string) => checkHealth(server.address, service);
 
     it('answers SERVING for the server and for the credits service, without an API key', async () => {
       expect(await check('')).to.equal('SERVING');
