@@ -3,13 +3,15 @@ import {
   CouponType,
   Frequency,
   type Coupon,
+  type CouponRedemption,
   type CreateCouponRequest,
   type RedeemCouponRequest,
   type UpdateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
-import type { coupons } from '../support/server';
+import { walkPages } from '../support/pages';
+import type { CouponClient } from '../support/server';
 
-export type CouponClient = ReturnType<typeof coupons>;
+export type { CouponClient };
 
 /** A code no other test uses. */
 export function uniqueCode(prefix = 'C'): string {
@@ -69,4 +71,12 @@ export function sameTerms(coupon: Coupon, overrides: Partial<UpdateCouponRequest
 /** A redemption request with empty plan/product and no amount. */
 export function redeemRequest(code: string, customerId: string, overrides: Partial<RedeemCouponRequest> = {}): RedeemCouponRequest {
   return { code, customerId, planId: '', productId: '', ...overrides };
+}
+
+/** Every redemption of a coupon, newest first, read through ListCouponRedemptions. */
+export function allRedemptions(client: CouponClient, couponId: string): Promise<CouponRedemption[]> {
+  return walkPages(
+    (pageToken) => client.listCouponRedemptions({ pageSize: 100, pageToken, couponId, customerId: '' }),
+    (page) => page.redemptions,
+  );
 }
