@@ -1,23 +1,15 @@
 import { expect } from 'chai';
 import { checkHealth } from '../support/health-status';
-import { ask, descriptorFiles, reflectionClient, type ReflectionClient } from '../support/reflection';
-import { sharedServer, type TestServer } from '../support/server';
+import { descriptorFiles, useReflection } from '../support/reflection';
 
 describe('CouponService discovery (reflection and health)', () => {
-  let server: TestServer;
-  let reflection: ReflectionClient;
-
-  before(async () => {
-    server = await sharedServer();
-    reflection = reflectionClient(server.address);
-  });
-  after(() => reflection.close());
+  const discovery = useReflection();
 
   it('lists CouponService and serves its descriptor with snake_case fields and comments', async () => {
-    const list = await ask(reflection, { list_services: '' });
+    const list = await discovery.ask({ list_services: '' });
     expect(list.list_services_response!.service.map((s) => s.name)).to.include('credits.v1.CouponService');
 
-    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.CouponService' });
+    const response = await discovery.ask({ file_containing_symbol: 'credits.v1.CouponService' });
     const files = descriptorFiles(response);
     const file = files.find((f) => f.name === 'credits/v1/coupon_service.proto')!;
     expect(files.map((f) => f.name)).to.include('credits/v1/money.proto');
@@ -43,7 +35,7 @@ describe('CouponService discovery (reflection and health)', () => {
   });
 
   it('reports CouponService SERVING in the health service', async () => {
-    const answer = await checkHealth(server.address, 'credits.v1.CouponService');
+    const answer = await checkHealth(discovery.server.address, 'credits.v1.CouponService');
     expect(answer).to.equal('SERVING');
   });
 });

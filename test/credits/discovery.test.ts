@@ -1,24 +1,19 @@
 import type { FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
 import { checkHealth } from '../support/health-status';
-import { ask, descriptorFiles, reflectionClient, type ReflectionClient } from '../support/reflection';
-import { sharedServer, type TestServer } from '../support/server';
+import { descriptorFiles, useReflection } from '../support/reflection';
 
 describe('CreditService discovery (reflection and health)', () => {
-  let server: TestServer;
-  let reflection: ReflectionClient;
+  const discovery = useReflection();
   let file: FileDescriptorProto;
 
   before(async () => {
-    server = await sharedServer();
-    reflection = reflectionClient(server.address);
-    const list = await ask(reflection, { list_services: '' });
+    const list = await discovery.ask({ list_services: '' });
     expect(list.list_services_response!.service.map((s) => s.name)).to.include('credits.v1.CreditService');
-    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.CreditService' });
+    const response = await discovery.ask({ file_containing_symbol: 'credits.v1.CreditService' });
     const files = descriptorFiles(response);
     file = files.find((f) => f.name === 'credits/v1/credit_service.proto')!;
   });
-  after(() => reflection.close());
 
   it('serves the RPCs and the request shapes the contract pins, with snake_case fields', () => {
     expect(file.service[0]!.method.map((m) => m.name)).to.deep.equal([
@@ -110,7 +105,7 @@ describe('CreditService discovery (reflection and health)', () => {
   });
 
   it('reports CreditService SERVING in the health service', async () => {
-    const answer = await checkHealth(server.address, 'credits.v1.CreditService');
+    const answer = await checkHealth(discovery.server.address, 'credits.v1.CreditService');
     expect(answer).to.equal('SERVING');
   });
 });

@@ -2,21 +2,13 @@ import type { FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { checkHealth } from '../support/health-status';
-import { ask, descriptorFiles, reflectionClient, type ReflectionClient } from '../support/reflection';
-import { sharedServer, type TestServer } from '../support/server';
+import { descriptorFiles, useReflection } from '../support/reflection';
 
 describe('server reflection and health', () => {
-  let server: TestServer;
-  let reflection: ReflectionClient;
-
-  before(async () => {
-    server = await sharedServer();
-    reflection = reflectionClient(server.address);
-  });
-  after(() => reflection.close());
+  const discovery = useReflection();
 
   it('lists the credits and health services without an API key', async () => {
-    const response = await ask(reflection, { list_services: '' });
+    const response = await discovery.ask({ list_services: '' });
     const names = response.list_services_response!.service.map((s) => s.name);
     expect(names).to.include.members(['credits.v1.PromotionalCreditService', 'grpc.health.v1.Health']);
   });
@@ -26,7 +18,7 @@ describe('server reflection and health', () => {
     let file: FileDescriptorProto;
 
     before(async () => {
-      const response = await ask(reflection, { file_containing_symbol: 'credits.v1.PromotionalCreditService' });
+      const response = await discovery.ask({ file_containing_symbol: 'credits.v1.PromotionalCreditService' });
       expect(response.error_response, response.error_response?.error_message).to.equal(undefined);
       files = descriptorFiles(response);
       file = files.find((f) => f.name === 'credits/v1/promotional_credit_service.proto')!;
@@ -74,7 +66,7 @@ describe('server reflection and health', () => {
   });
 
   it('describes the health service too', async () => {
-    const response = await ask(reflection, { file_containing_symbol: 'grpc.health.v1.Health' });
+    const response = await discovery.ask({ file_containing_symbol: 'grpc.health.v1.Health' });
     const files = descriptorFiles(response);
     const health = files.find((f) => f.service.some((s) => s.name === 'Health'))!;
     expect(health.package).to.equal('grpc.health.v1');
@@ -82,12 +74,12 @@ describe('server reflection and health', () => {
   });
 
   it('answers NOT_FOUND for unknown symbols', async () => {
-    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.NoSuchService' });
+    const response = await discovery.ask({ file_containing_symbol: 'credits.v1.NoSuchService' });
     expect(response.error_response!.error_code).to.equal(status.NOT_FOUND);
   });
 
   describe('grpc.health.v1.Health', () => {
-    const check = (service: string) => checkHealth(server.address, service);
+    const check = (service: string) => checkHealth(discovery.server.address, service);
 
     it('answers SERVING for the server and for the credits service, without an API key', async () => {
       expect(await check('')).to.equal('SERVING');
