@@ -8,6 +8,7 @@ import {
   type RedeemCouponRequest,
   type UpdateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
+import type { CouponView } from '../../src/coupons/coupon-redemption.rules';
 import { walkPages } from '../support/pages';
 import type { CouponClient } from '../support/server';
 
@@ -79,4 +80,25 @@ export function allRedemptions(client: CouponClient, couponId: string): Promise<
     (pageToken) => client.listCouponRedemptions({ pageSize: 100, pageToken, couponId, customerId: '' }),
     (page) => page.redemptions,
   );
+}
+
+/** The coupon fields the redemption rules look at: an enabled 10% coupon without limits, expiry or plan lists; `overrides` replace fields. */
+export function couponView(overrides: Partial<CouponView> = {}): CouponView {
+  return {
+    code: 'SAVE',
+    type: 'PERCENTAGE',
+    percentage: 10,
+    fixedAmount: null,
+    fixedCurrencyCode: null,
+    maxRedemptions: null,
+    maxRedemptionsPerCustomer: null,
+    expireTime: null,
+    limitedToPlans: [],
+    excludedFromPlans: [],
+    limitedToProducts: [],
+    excludedFromProducts: [],
+    enabled: true,
+    redemptionCount: 0n,
+    ...overrides,
+  };
 }
