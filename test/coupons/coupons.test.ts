@@ -4,6 +4,7 @@ import { CouponType, Frequency, type Coupon } from '../../gen/credits/v1/coupon_
 import { coupons } from '../support/server';
 import { expectError } from '../support/status';
 import { newTenant } from '../support/tenant';
+import { walkPages } from '../support/pages';
 import { useTenantClients } from '../support/tenant-clients';
 import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms, uniqueCode } from './fixtures';
 
@@ -347,16 +348,14 @@ describe('CouponService coupons', () => {
   });
 
   describe('ListCoupons', () => {
-    async function walk(request: { enabled?: boolean; codePrefix: string }, pageSize: number): Promise<Coupon[]> {
-      const all: Coupon[] = [];
-      let pageToken = '';
-      do {
-        const page = await t.coupons.listCoupons({ ...request, pageSize, pageToken });
-        expect(page.coupons.length).to.be.at.most(pageSize === 0 ? 10 : pageSize);
-        all.push(...page.coupons);
-        pageToken = page.nextPageToken;
-      } while (pageToken !== '');
-      return all;
+    function walk(request: { enabled?: boolean; codePrefix: string }, pageSize: number): Promise<Coupon[]> {
+      return walkPages(
+        (pageToken) => t.coupons.listCoupons({ ...request, pageSize, pageToken }),
+        (page) => {
+          expect(page.coupons.length).to.be.at.most(pageSize === 0 ? 10 : pageSize);
+          return page.coupons;
+        },
+      );
     }
 
     it('filters by enabled and by code prefix ignoring case, newest first, across pages', async () => {

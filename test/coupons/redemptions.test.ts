@@ -2,6 +2,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { Coupon, CouponRedemption, CreateCouponRequest, RedeemCouponRequest } from '../../gen/credits/v1/coupon_service';
 import { decodeError, expectError } from '../support/status';
+import { walkPages } from '../support/pages';
 import { useTenantClients } from '../support/tenant-clients';
 import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms } from './fixtures';
 
@@ -204,15 +205,11 @@ describe('CouponService redemptions', () => {
   });
 
   describe('ListCouponRedemptions', () => {
-    async function walk(couponId: string, customerId: string, pageSize: number): Promise<CouponRedemption[]> {
-      const all: CouponRedemption[] = [];
-      let pageToken = '';
-      do {
-        const page = await t.coupons.listCouponRedemptions({ pageSize, pageToken, couponId, customerId });
-        all.push(...page.redemptions);
-        pageToken = page.nextPageToken;
-      } while (pageToken !== '');
-      return all;
+    function walk(couponId: string, customerId: string, pageSize: number): Promise<CouponRedemption[]> {
+      return walkPages(
+        (pageToken) => t.coupons.listCouponRedemptions({ pageSize, pageToken, couponId, customerId }),
+        (page) => page.redemptions,
+      );
     }
 
     it('lists redemptions per coupon, per customer and both, newest first, across pages', async () => {
