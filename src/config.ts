@@ -22,6 +22,10 @@ export interface Config {
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
+/** Defaults that also apply where a server is started without a Config (tests, the benchmark). */
+export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
+export const DEFAULT_AUTH_CACHE_MS = 5_000;
+
 export class ConfigError extends Error {}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -67,8 +71,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: int('CREDITS_DB_POOL_SIZE', 20, 1, 500),
     dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
-    idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', 168, 1, 24 * 3650),
-    authCacheMs: int('CREDITS_AUTH_CACHE_MS', 5_000, 0, 300_000),
+    idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
+    authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

@@ -81,7 +81,3 @@ export class Violations {
     throw new DomainError(ErrorReason.ValidationFailed, message, this.list);
   }
 }
-
-export function assertUnreachable(value: never): never {
-  throw new Error(`unreachable: ${String(value)}`);
-}

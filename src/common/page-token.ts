@@ -1,15 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { DomainError, ErrorReason } from './domain-error';
 
-export const DEFAULT_PAGE_SIZE = 10;
-export const MAX_PAGE_SIZE = 100;
-
-/** page_size as the contract reads it: 0 means 10, capped at 100. */
-export function effectivePageSize(requested: number): number {
-  if (requested === 0) return DEFAULT_PAGE_SIZE;
-  return Math.min(requested, MAX_PAGE_SIZE);
-}
-
 /**
  * Opaque keyset page tokens: `<payload>.<mac>`, both base64url. The payload
  * holds the position after the last row served and a hash of the filters;

@@ -1,10 +1,9 @@
 import { Violations } from '../common/domain-error';
+import { checkPageSize, type PageInput } from '../common/pager';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { checkCode } from './coupon.rules';
 
-export interface CouponListInput {
-  pageSize: number;
-  pageToken: string;
+export interface CouponListInput extends PageInput {
   enabled: boolean | undefined;
   /** Empty: no filter. */
   codePrefix: string;
@@ -16,9 +15,7 @@ export interface CouponListFilter {
   codePrefix?: string;
 }
 
-export interface RedemptionListInput {
-  pageSize: number;
-  pageToken: string;
+export interface RedemptionListInput extends PageInput {
   /** Empty: no filter. */
   couponId: string;
   customerId: string;
@@ -51,8 +48,4 @@ export function validateRedemptionListInput(input: RedemptionListInput): { filte
   v.throwIfAny();
   const filter: RedemptionListFilter = { couponId, customerId: input.customerId === '' ? undefined : input.customerId };
   return { filter, filterKey: JSON.stringify(['coupon_redemptions', filter.couponId ?? null, filter.customerId ?? null]) };
-}
-
-function checkPageSize(v: Violations, pageSize: number): void {
-  if (!Number.isInteger(pageSize) || pageSize < 0) v.add('page_size', 'must not be negative');
 }

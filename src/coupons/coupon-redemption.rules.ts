@@ -1,16 +1,11 @@
 import { ErrorReason, Violations } from '../common/domain-error';
 import { checkCustomerId } from '../common/text';
 import { INT64_MAX } from '../money/decimal';
+import type { Money, MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/tenants.service';
 import type { CouponEntity } from './coupon.entity';
-import { checkCode, checkReferenceId, type MoneyInput } from './coupon.rules';
-
-/** Exact money: minor units of a known currency. */
-export interface Money {
-  amount: bigint;
-  currencyCode: string;
-}
+import { checkCode, checkReferenceId } from './coupon.rules';
 
 /** A redemption (or its validation) as the transport hands it over. */
 export interface RedemptionInput {

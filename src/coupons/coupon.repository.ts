@@ -13,8 +13,12 @@ export type CouponLocator = { id: string } | { code: string };
 /** The unique index that makes codes unique per tenant ignoring case. */
 export const CODE_UNIQUE_INDEX = 'coupons_tenant_code';
 
-/** The foreign key from customer credits to their coupon (src/db/migrations/1763950000000-customer-credits.ts). */
-const CREDITS_COUPON_FOREIGN_KEY = 'customer_credits_coupon';
+/**
+ * The foreign key from customer credits to their coupon
+ * (src/db/migrations/1763950000000-customer-credits.ts): it keeps a coupon
+ * with credits from being deleted, and a credit from outliving its coupon.
+ */
+export const CREDITS_COUPON_FOREIGN_KEY = 'customer_credits_coupon';
 
 export interface RedemptionDraft {
   tenantId: string;

@@ -1,15 +1,10 @@
 import { Violations } from '../common/domain-error';
 import { checkTime } from '../common/list-filters';
 import { checkText } from '../common/text';
+import type { MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/tenants.service';
 import type { CouponType, Frequency } from './coupon.entity';
-
-/** An amount of money as a request gives it: minor units and a currency code (empty: the tenant's default). */
-export interface MoneyInput {
-  amount: bigint;
-  currencyCode: string;
-}
 
 /** The writable fields of a coupon as the transport hands them over, before validation. */
 export interface CouponTermsInput {

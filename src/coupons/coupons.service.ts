@@ -1,9 +1,12 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource } from 'typeorm';
+import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
+import type { PageTokenCodec } from '../common/page-token';
+import { Pager, type Page } from '../common/pager';
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
+import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
 import {
   validateCouponListInput,
@@ -12,25 +15,12 @@ import {
   type RedemptionListInput,
 } from './coupon-list.rules';
 import type { CouponRedemptionEntity } from './coupon-redemption.entity';
-import {
-  computeDiscount,
-  couponRefusal,
-  customerLimitRefusal,
-  validateRedemptionInput,
-  type Money,
-  type Refusal,
-  type RedemptionInput,
-  type RedemptionRequest,
-} from './coupon-redemption.rules';
+import { computeDiscount, validateRedemptionInput, type Refusal, type RedemptionInput } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
+import { couponNotFound } from './coupon.errors';
 import { CODE_UNIQUE_INDEX, CouponRepository, type CouponLocator } from './coupon.repository';
 import { changedFields, checkCode, validateCouponTerms, type CouponTermsInput } from './coupon.rules';
-
-export interface RedemptionOutcome {
-  /** The coupon after the redemption. */
-  coupon: CouponEntity;
-  redemption: CouponRedemptionEntity;
-}
+import { redeemCouponInTransaction, redemptionRefusal, type RedemptionOutcome } from './redeem-coupon';
 
 export interface ValidationOutcome {
   coupon: CouponEntity;
@@ -40,67 +30,14 @@ export interface ValidationOutcome {
   discount: Money | undefined;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextPageToken: string;
-}
-
-export type Clock = () => Date;
-
-/**
- * Records one redemption of a coupon inside the caller's transaction (which
- * `manager` must belong to): locks the coupon row (SELECT … FOR UPDATE), runs
- * the checks in the contract's order (COUPON_DISABLED, COUPON_EXPIRED,
- * COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED,
- * COUPON_CUSTOMER_LIMIT_REACHED), then inserts the redemption and counts it on
- * the coupon while the lock is held, so the limits hold however many callers
- * race. Throws DomainError (COUPON_NOT_FOUND or a refusal); the caller's
- * transaction must then roll back.
- *
- * RedeemCoupon uses it, and so can anything else that redeems a coupon (a
- * customer credit's redemption) in its own transaction.
- */
-export async function redeemCouponInTransaction(
-  manager: EntityManager,
-  tenantId: string,
-  locator: CouponLocator,
-  request: RedemptionRequest,
-  doneBy: string,
-  clock: Clock = () => new Date(),
-): Promise<RedemptionOutcome> {
-  const repo = new CouponRepository(manager);
-  const coupon = await repo.findCoupon(tenantId, locator, true);
-  if (!coupon) throw couponNotFound(locator);
-  // Read the time after the lock is granted: a caller that waited for it must
-  // not redeem a coupon that expired meanwhile.
-  const refusal =
-    couponRefusal(coupon, request, clock()) ??
-    (coupon.maxRedemptionsPerCustomer === null
-      ? undefined
-      : customerLimitRefusal(coupon, request.customerId, await repo.countCustomerRedemptions(tenantId, coupon.id, request.customerId)));
-  if (refusal) throw refusalError(refusal, coupon);
-  const discount = request.amount === undefined ? null : computeDiscount(coupon, request.amount.amount);
-  const { redemption, redemptionCount } = await repo.insertRedemption({
-    tenantId,
-    couponId: coupon.id,
-    customerId: request.customerId,
-    planId: request.planId ?? null,
-    productId: request.productId ?? null,
-    amount: request.amount?.amount ?? null,
-    discount,
-    currencyCode: request.amount?.currencyCode ?? null,
-    doneBy,
-  });
-  coupon.redemptionCount = redemptionCount;
-  return { coupon, redemption };
-}
-
 /** Use cases of coupons and their redemptions. */
 export class CouponsService {
+  private readonly pager = new Pager(this.pageTokens);
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-    private readonly clock: Clock = () => new Date(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
@@ -119,10 +56,8 @@ export class CouponsService {
 
   async list(principal: Principal, input: CouponListInput): Promise<Page<CouponEntity>> {
     const { filter, filterKey } = validateCouponListInput(input);
-    const beforeSeq = this.cursor(principal, filterKey, input.pageToken);
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await new CouponRepository(this.dataSource.manager).listCoupons(principal.tenantId, filter, beforeSeq, pageSize + 1);
-    return this.page(principal, filterKey, rows, pageSize);
+    const repo = new CouponRepository(this.dataSource.manager);
+    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.listCoupons(principal.tenantId, filter, beforeSeq, limit));
   }
 
   /**
@@ -190,11 +125,7 @@ export class CouponsService {
     const repo = new CouponRepository(this.dataSource.manager);
     const coupon = await repo.findCoupon(principal.tenantId, { code });
     if (!coupon) throw couponNotFound({ code });
-    const refusal =
-      couponRefusal(coupon, request, this.clock()) ??
-      (coupon.maxRedemptionsPerCustomer === null
-        ? undefined
-        : customerLimitRefusal(coupon, request.customerId, await repo.countCustomerRedemptions(principal.tenantId, coupon.id, request.customerId)));
+    const refusal = await redemptionRefusal(repo, principal.tenantId, coupon, request, this.clock());
     const discount =
       refusal === undefined && request.amount !== undefined
         ? { amount: computeDiscount(coupon, request.amount.amount), currencyCode: request.amount.currencyCode }
@@ -209,26 +140,14 @@ export class CouponsService {
 
   async listRedemptions(principal: Principal, input: RedemptionListInput): Promise<Page<CouponRedemptionEntity>> {
     const { filter, filterKey } = validateRedemptionListInput(input);
-    const beforeSeq = this.cursor(principal, filterKey, input.pageToken);
     const repo = new CouponRepository(this.dataSource.manager);
-    if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }))) {
-      throw couponNotFound({ id: filter.couponId });
-    }
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await repo.listRedemptions(principal.tenantId, filter, beforeSeq, pageSize + 1);
-    return this.page(principal, filterKey, rows, pageSize);
-  }
-
-  private cursor(principal: Principal, filterKey: string, pageToken: string): bigint | undefined {
-    const position = this.pageTokens.decode(principal.tenantId, filterKey, pageToken);
-    return position ? seqOfPosition(position) : undefined;
-  }
-
-  private page<T extends { seq: bigint }>(principal: Principal, filterKey: string, rows: T[], pageSize: number): Page<T> {
-    const items = rows.slice(0, pageSize);
-    const nextPageToken =
-      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
-    return { items, nextPageToken };
+    return this.pager.page(principal.tenantId, filterKey, input, async (beforeSeq, limit) => {
+      // After the token is read: a bad token is INVALID_ARGUMENT whatever the coupon.
+      if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }))) {
+        throw couponNotFound({ id: filter.couponId });
+      }
+      return repo.listRedemptions(principal.tenantId, filter, beforeSeq, limit);
+    });
   }
 }
 
@@ -243,16 +162,6 @@ function checkLocator(lookup: { id?: string; code?: string }): CouponLocator {
   } else v.add('id', 'or code is required: give one of them');
   v.throwIfAny();
   return locator!;
-}
-
-function couponNotFound(locator: CouponLocator): DomainError {
-  return 'id' in locator
-    ? new DomainError(ErrorReason.CouponNotFound, `Coupon ${locator.id} does not exist.`, [], { id: locator.id })
-    : new DomainError(ErrorReason.CouponNotFound, `No coupon has the code ${locator.code}.`, [], { code: locator.code });
-}
-
-function refusalError(refusal: Refusal, coupon: CouponEntity): DomainError {
-  return new DomainError(refusal.reason, refusal.message, [], { coupon_id: coupon.id, ...refusal.metadata });
 }
 
 /** Turns a unique violation of the code index into ALREADY_EXISTS. */

@@ -1,11 +1,10 @@
 import { Violations } from '../common/domain-error';
+import { checkPageSize, type PageInput } from '../common/pager';
 import { checkCustomerId } from '../common/text';
 import type { CreditState } from './credit.rules';
 
-export interface CreditListInput {
+export interface CreditListInput extends PageInput {
   customerId: string;
-  pageSize: number;
-  pageToken: string;
   includeRedeemed: boolean;
   includeExpired: boolean;
   includeRevoked: boolean;
@@ -24,7 +23,7 @@ export interface CreditListFilter {
 export function validateCreditListInput(input: CreditListInput): { filter: CreditListFilter; filterKey: string } {
   const v = new Violations();
   checkCustomerId(v, 'customer_id', input.customerId);
-  if (!Number.isInteger(input.pageSize) || input.pageSize < 0) v.add('page_size', 'must not be negative');
+  checkPageSize(v, input.pageSize);
   v.throwIfAny();
   const states: CreditState[] = ['ACTIVE'];
   if (input.includeRedeemed) states.push('REDEEMED');

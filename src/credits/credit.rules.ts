@@ -1,9 +1,10 @@
 import { ErrorReason, Violations } from '../common/domain-error';
 import { checkTime } from '../common/list-filters';
 import { checkCustomerId, checkUuid } from '../common/text';
-import { checkRedemptionTerms, couponRefusal, type CouponView, type Money, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
+import { checkRedemptionTerms, couponRefusal, type CouponView, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
-import { checkReferenceId, type MoneyInput } from '../coupons/coupon.rules';
+import { checkReferenceId } from '../coupons/coupon.rules';
+import type { Money, MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/tenants.service';
 
@@ -11,7 +12,6 @@ import type { Principal } from '../tenants/tenants.service';
 export const MAX_BATCH_CREDITS = 500;
 
 export type CreditState = 'ACTIVE' | 'REDEEMED' | 'EXPIRED' | 'REVOKED';
-export const CREDIT_STATES: readonly CreditState[] = ['ACTIVE', 'REDEEMED', 'EXPIRED', 'REVOKED'];
 
 /** What the state depends on; plain values so it can be tested without a database. */
 export interface CreditCounters {

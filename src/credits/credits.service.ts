@@ -1,14 +1,17 @@
 import type { DataSource, EntityManager } from 'typeorm';
+import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { Semaphore } from '../common/semaphore';
-import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
+import type { PageTokenCodec } from '../common/page-token';
+import { Pager, type Page } from '../common/pager';
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
-import type { Money, Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
-import { CouponRepository } from '../coupons/coupon.repository';
-import { redeemCouponInTransaction, type Clock, type Page } from '../coupons/coupons.service';
+import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
+import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
+import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
+import type { Money } from '../money/money';
 import type { Principal } from '../tenants/tenants.service';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
 import {
@@ -47,9 +50,6 @@ export interface CreditRedemptionOutcome {
   revenue: Money | undefined;
 }
 
-/** The foreign key that ties a credit to its coupon (and keeps a coupon with credits from being deleted). */
-const COUPON_FOREIGN_KEY = 'customer_credits_coupon';
-
 /**
  * Credits that standalone issue calls may be inserting at once: four full
  * batches, enough to keep PostgreSQL busy (measured: 2,000 issues as many
@@ -62,11 +62,12 @@ const ISSUING_CREDITS_AT_ONCE = 2_000;
 /** Use cases of customer credits. */
 export class CreditsService {
   private readonly issuing = new Semaphore(ISSUING_CREDITS_AT_ONCE);
+  private readonly pager = new Pager(this.pageTokens);
 
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
-    private readonly clock: Clock = () => new Date(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
@@ -93,16 +94,13 @@ export class CreditsService {
 
   async list(principal: Principal, input: CreditListInput): Promise<Page<CreditView>> {
     const { filter, filterKey } = validateCreditListInput(input);
-    const position = this.pageTokens.decode(principal.tenantId, filterKey, input.pageToken);
-    const beforeSeq = position ? seqOfPosition(position) : undefined;
-    const pageSize = effectivePageSize(input.pageSize);
+    const repo = new CustomerCreditRepository(this.dataSource.manager);
     // One instant for the filter and the states shown.
     const now = this.clock();
-    const rows = await new CustomerCreditRepository(this.dataSource.manager).listCredits(principal.tenantId, filter, now, beforeSeq, pageSize + 1);
-    const items = rows.slice(0, pageSize);
-    const nextPageToken =
-      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
-    return { items: items.map((credit) => this.view(credit, now)), nextPageToken };
+    const page = await this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) =>
+      repo.listCredits(principal.tenantId, filter, now, beforeSeq, limit),
+    );
+    return { items: page.items.map((credit) => this.view(credit, now)), nextPageToken: page.nextPageToken };
   }
 
   /** Revokes a never-redeemed credit under its row lock; the row stays, with revoke_time. */
@@ -165,44 +163,36 @@ export class CreditsService {
     fieldOf: (index: number, field: string) => string,
     run: WorkRunner,
   ): Promise<CreditView[]> {
+    const insert = async (): Promise<CreditView[]> => {
+      try {
+        return await run.transaction(
+          async (manager) => {
+            const coupon = await findCoupon(manager, principal.tenantId, couponId);
+            const now = this.clock();
+            const refusal = issueRefusal(coupon, now);
+            if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
+            const v = new Violations();
+            const rows = drafts.map((draft, i) => ({
+              customerId: draft.customerId,
+              membershipId: draft.membershipId,
+              expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
+              revenueAmount: draft.revenue?.amount ?? null,
+              revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
+            }));
+            v.throwIfAny();
+            const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
+            return credits.map((credit) => this.view(credit, now));
+          },
+        );
+      } catch (err) {
+        // The coupon was deleted between the read and the insert.
+        if (isForeignKeyViolation(err, CREDITS_COUPON_FOREIGN_KEY)) throw couponNotFound({ id: couponId });
+        throw err;
+      }
+    };
     // A call inside a caller's transaction already holds a pooled connection:
     // it must not wait for permits held by calls that still need one.
-    if (run.standalone) return this.issuing.use(drafts.length, () => this.insertIssued(principal, couponId, drafts, fieldOf, run));
-    return this.insertIssued(principal, couponId, drafts, fieldOf, run);
-  }
-
-  private async insertIssued(
-    principal: Principal,
-    couponId: string,
-    drafts: CreditDraft[],
-    fieldOf: (index: number, field: string) => string,
-    run: WorkRunner,
-  ): Promise<CreditView[]> {
-    try {
-      return await run.transaction(
-        async (manager) => {
-          const coupon = await findCoupon(manager, principal.tenantId, couponId);
-          const now = this.clock();
-          const refusal = issueRefusal(coupon, now);
-          if (refusal) throw couponRefusalError(refusal, coupon);
-          const v = new Violations();
-          const rows = drafts.map((draft, i) => ({
-            customerId: draft.customerId,
-            membershipId: draft.membershipId,
-            expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
-            revenueAmount: draft.revenue?.amount ?? null,
-            revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
-          }));
-          v.throwIfAny();
-          const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
-          return credits.map((credit) => this.view(credit, now));
-        },
-      );
-    } catch (err) {
-      // The coupon was deleted between the read and the insert.
-      if (isForeignKeyViolation(err, COUPON_FOREIGN_KEY)) throw couponNotFound(couponId);
-      throw err;
-    }
+    return run.standalone ? this.issuing.use(drafts.length, insert) : insert();
   }
 
   private view(credit: CustomerCreditEntity, now: Date): CreditView {
@@ -212,12 +202,8 @@ export class CreditsService {
 
 async function findCoupon(manager: EntityManager, tenantId: string, couponId: string): Promise<CouponEntity> {
   const coupon = await new CouponRepository(manager).findCoupon(tenantId, { id: couponId });
-  if (!coupon) throw couponNotFound(couponId);
+  if (!coupon) throw couponNotFound({ id: couponId });
   return coupon;
-}
-
-function couponNotFound(couponId: string): DomainError {
-  return new DomainError(ErrorReason.CouponNotFound, `Coupon ${couponId} does not exist.`, [], { coupon_id: couponId });
 }
 
 function creditNotFound(locator: CreditLocator): DomainError {
@@ -229,8 +215,4 @@ function creditNotFound(locator: CreditLocator): DomainError {
 
 function creditRefusalError(refusal: CreditRefusal): DomainError {
   return new DomainError(refusal.reason, refusal.message, [], refusal.metadata);
-}
-
-function couponRefusalError(refusal: Refusal, coupon: CouponEntity): DomainError {
-  return new DomainError(refusal.reason, `${refusal.message} No credit can be issued from it.`, [], { coupon_id: coupon.id, ...refusal.metadata });
 }

@@ -8,6 +8,7 @@ import {
   redemptionInputFromProto,
   redemptionListInputFromProto,
 } from './coupon.mapper';
+import { pageToProto } from './page.mapper';
 import type { Rpc } from './rpc';
 
 /** CouponService: translation between proto and the use cases, nothing else. */
@@ -19,10 +20,9 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
     getCoupon: rpc.read(async (request, ctx) => ({
       coupon: couponToProto(await service.get(ctx.principal, { id: request.id, code: request.code })),
     })),
-    listCoupons: rpc.read(async (request, ctx) => {
-      const page = await service.list(ctx.principal, couponListInputFromProto(request));
-      return { coupons: page.items.map(couponToProto), nextPageToken: page.nextPageToken };
-    }),
+    listCoupons: rpc.read(async (request, ctx) =>
+      pageToProto('coupons', await service.list(ctx.principal, couponListInputFromProto(request)), couponToProto),
+    ),
     updateCoupon: rpc.write(async (request, ctx) => ({
       coupon: couponToProto(await service.update(ctx.principal, request.id, couponTermsFromProto(request), ctx.run)),
     })),
@@ -44,9 +44,8 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
       const outcome = await service.redeem(ctx.principal, redemptionInputFromProto(request), ctx.run);
       return { redemption: couponRedemptionToProto(outcome.redemption), coupon: couponToProto(outcome.coupon) };
     }),
-    listCouponRedemptions: rpc.read(async (request, ctx) => {
-      const page = await service.listRedemptions(ctx.principal, redemptionListInputFromProto(request));
-      return { redemptions: page.items.map(couponRedemptionToProto), nextPageToken: page.nextPageToken };
-    }),
+    listCouponRedemptions: rpc.read(async (request, ctx) =>
+      pageToProto('redemptions', await service.listRedemptions(ctx.principal, redemptionListInputFromProto(request)), couponRedemptionToProto),
+    ),
   };
 }

@@ -9,12 +9,13 @@ import {
   type RedeemCouponRequest,
   type ValidateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
-import type { Money } from '../../gen/credits/v1/money';
 import type { CouponListInput, RedemptionListInput } from '../coupons/coupon-list.rules';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
-import type { CouponTermsInput, MoneyInput } from '../coupons/coupon.rules';
+import type { CouponTermsInput } from '../coupons/coupon.rules';
+import { enumFromProto } from './enum.mapper';
+import { moneyFromProto, moneyToProto } from './money.mapper';
 
 const COUPON_TYPE_TO_PROTO: Record<CouponType, CouponTypeProto> = {
   PERCENTAGE: CouponTypeProto.COUPON_TYPE_PERCENTAGE,
@@ -27,41 +28,8 @@ const FREQUENCY_TO_PROTO: Record<Frequency, FrequencyProto> = {
   LIFETIME: FrequencyProto.FREQUENCY_LIFETIME,
 };
 
-function couponTypeFromProto(value: CouponTypeProto): CouponType | 'UNRECOGNIZED' | undefined {
-  switch (value) {
-    case CouponTypeProto.COUPON_TYPE_UNSPECIFIED:
-      return undefined;
-    case CouponTypeProto.COUPON_TYPE_PERCENTAGE:
-      return 'PERCENTAGE';
-    case CouponTypeProto.COUPON_TYPE_FIXED_AMOUNT:
-      return 'FIXED_AMOUNT';
-    default:
-      return 'UNRECOGNIZED';
-  }
-}
-
-function frequencyFromProto(value: FrequencyProto): Frequency | 'UNRECOGNIZED' | undefined {
-  switch (value) {
-    case FrequencyProto.FREQUENCY_UNSPECIFIED:
-      return undefined;
-    case FrequencyProto.FREQUENCY_ONCE:
-      return 'ONCE';
-    case FrequencyProto.FREQUENCY_LIMITED:
-      return 'LIMITED';
-    case FrequencyProto.FREQUENCY_LIFETIME:
-      return 'LIFETIME';
-    default:
-      return 'UNRECOGNIZED';
-  }
-}
-
-function moneyFromProto(money: Money | undefined): MoneyInput | undefined {
-  return money === undefined ? undefined : { amount: money.amount, currencyCode: money.currencyCode };
-}
-
-function moneyToProto(amount: bigint | null, currencyCode: string | null): Money | undefined {
-  return amount === null || currencyCode === null ? undefined : { amount, currencyCode };
-}
+const couponTypeFromProto = enumFromProto(COUPON_TYPE_TO_PROTO);
+const frequencyFromProto = enumFromProto(FREQUENCY_TO_PROTO);
 
 /** The writable fields CreateCouponRequest and UpdateCouponRequest share. */
 export function couponTermsFromProto(request: CreateCouponRequest): CouponTermsInput {

@@ -2,6 +2,7 @@ import type { CreditServiceServer } from '../../gen/credits/v1/credit_service';
 import type { CreditsService } from '../credits/credits.service';
 import { couponRedemptionToProto } from './coupon.mapper';
 import { creditDraftFromProto, creditListInputFromProto, creditToProto, redeemCreditInputFromProto } from './credit.mapper';
+import { pageToProto } from './page.mapper';
 import type { Rpc } from './rpc';
 
 /** CreditService: translation between proto and the use cases, nothing else. */
@@ -17,10 +18,9 @@ export function creditHandlers(service: CreditsService, rpc: Rpc): CreditService
     getCustomerCredit: rpc.read(async (request, ctx) => ({
       credit: creditToProto(await service.get(ctx.principal, { customerId: request.customerId, creditId: request.creditId })),
     })),
-    listCustomerCredits: rpc.read(async (request, ctx) => {
-      const page = await service.list(ctx.principal, creditListInputFromProto(request));
-      return { credits: page.items.map(creditToProto), nextPageToken: page.nextPageToken };
-    }),
+    listCustomerCredits: rpc.read(async (request, ctx) =>
+      pageToProto('credits', await service.list(ctx.principal, creditListInputFromProto(request)), creditToProto),
+    ),
     revokeCustomerCredit: rpc.write(async (request, ctx) => ({
       credit: creditToProto(await service.revoke(ctx.principal, { customerId: request.customerId, creditId: request.creditId }, ctx.run)),
     })),

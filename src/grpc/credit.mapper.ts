@@ -6,10 +6,10 @@ import {
   type ListCustomerCreditsRequest,
   type RedeemCustomerCreditRequest,
 } from '../../gen/credits/v1/credit_service';
-import type { Money } from '../../gen/credits/v1/money';
 import type { CreditListInput } from '../credits/credit-list.rules';
 import { usesRemaining, type CreditDraftInput, type CreditState, type RedeemCreditInput } from '../credits/credit.rules';
 import type { CreditView } from '../credits/credits.service';
+import { moneyFromProto, moneyToProto } from './money.mapper';
 
 const CREDIT_STATE_TO_PROTO: Record<CreditState, CreditStateProto> = {
   ACTIVE: CreditStateProto.CREDIT_STATE_ACTIVE,
@@ -17,10 +17,6 @@ const CREDIT_STATE_TO_PROTO: Record<CreditState, CreditStateProto> = {
   EXPIRED: CreditStateProto.CREDIT_STATE_EXPIRED,
   REVOKED: CreditStateProto.CREDIT_STATE_REVOKED,
 };
-
-function moneyToProto(amount: bigint | null, currencyCode: string | null): Money | undefined {
-  return amount === null || currencyCode === null ? undefined : { amount, currencyCode };
-}
 
 export function creditToProto({ credit, state }: CreditView): CustomerCredit {
   return {
@@ -46,7 +42,7 @@ export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchC
     customerId: entry.customerId,
     membershipId: entry.membershipId,
     expireTime: entry.expireTime,
-    revenue: entry.revenue === undefined ? undefined : { amount: entry.revenue.amount, currencyCode: entry.revenue.currencyCode },
+    revenue: moneyFromProto(entry.revenue),
   };
 }
 
@@ -56,7 +52,7 @@ export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest)
     creditId: request.creditId,
     planId: request.planId,
     productId: request.productId,
-    amount: request.amount === undefined ? undefined : { amount: request.amount.amount, currencyCode: request.amount.currencyCode },
+    amount: moneyFromProto(request.amount),
   };
 }
 

@@ -6,6 +6,7 @@ import {
   listInputFromProto,
   promotionalCreditToProto,
 } from './promotional-credit.mapper';
+import { pageToProto } from './page.mapper';
 import type { Rpc } from './rpc';
 
 /** PromotionalCreditService: translation between proto and the use cases, nothing else. */
@@ -33,10 +34,9 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
     getPromotionalCredit: rpc.read(async (request, ctx) => ({
       promotionalCredit: promotionalCreditToProto(await service.get(ctx.principal, request.id)),
     })),
-    listPromotionalCredits: rpc.read(async (request, ctx) => {
-      const page = await service.list(ctx.principal, listInputFromProto(request));
-      return { promotionalCredits: page.entries.map(promotionalCreditToProto), nextPageToken: page.nextPageToken };
-    }),
+    listPromotionalCredits: rpc.read(async (request, ctx) =>
+      pageToProto('promotionalCredits', await service.list(ctx.principal, listInputFromProto(request)), promotionalCreditToProto),
+    ),
     getCustomerBalance: rpc.read(async (request, ctx) => ({
       balance: customerBalanceToProto(request.customerId, await service.balances(ctx.principal, request.customerId)),
     })),

@@ -12,6 +12,7 @@ import type { ListInput } from '../promotional-credits/promotional-credit-list.r
 import type { CreditType, EntryType, PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
 import type { Balance } from '../promotional-credits/promotional-credit.repository';
 import type { BalanceChangeInput } from '../promotional-credits/promotional-credit.rules';
+import { enumFromProto } from './enum.mapper';
 
 const CREDIT_TYPE_TO_PROTO: Record<CreditType, CreditTypeProto> = {
   GENERAL: CreditTypeProto.CREDIT_TYPE_GENERAL,
@@ -19,30 +20,17 @@ const CREDIT_TYPE_TO_PROTO: Record<CreditType, CreditTypeProto> = {
   REFERRAL_REWARDS: CreditTypeProto.CREDIT_TYPE_REFERRAL_REWARDS,
 };
 
-export function creditTypeFromProto(value: CreditTypeProto): CreditType | 'UNRECOGNIZED' | undefined {
-  switch (value) {
-    case CreditTypeProto.CREDIT_TYPE_UNSPECIFIED:
-      return undefined;
-    case CreditTypeProto.CREDIT_TYPE_GENERAL:
-      return 'GENERAL';
-    case CreditTypeProto.CREDIT_TYPE_LOYALTY_CREDITS:
-      return 'LOYALTY_CREDITS';
-    case CreditTypeProto.CREDIT_TYPE_REFERRAL_REWARDS:
-      return 'REFERRAL_REWARDS';
-    default:
-      return 'UNRECOGNIZED';
-  }
-}
+const ENTRY_TYPE_TO_PROTO: Record<EntryType, PromotionalCreditType> = {
+  INCREMENT: PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT,
+  DECREMENT: PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_DECREMENT,
+};
 
+export const creditTypeFromProto = enumFromProto(CREDIT_TYPE_TO_PROTO);
+const entryTypeOrUnset = enumFromProto(ENTRY_TYPE_TO_PROTO);
+
+/** Entry types appear only in filters, where unset is as wrong as unknown. */
 function entryTypeFromProto(value: PromotionalCreditType): EntryType | 'UNRECOGNIZED' {
-  switch (value) {
-    case PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT:
-      return 'INCREMENT';
-    case PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_DECREMENT:
-      return 'DECREMENT';
-    default:
-      return 'UNRECOGNIZED';
-  }
+  return entryTypeOrUnset(value) ?? 'UNRECOGNIZED';
 }
 
 /** The fields Add, Deduct and Set share. */
@@ -70,10 +58,7 @@ export function promotionalCreditToProto(entry: PromotionalCreditEntity): Promot
   return {
     id: entry.id,
     customerId: entry.customerId,
-    type:
-      entry.type === 'INCREMENT'
-        ? PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT
-        : PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_DECREMENT,
+    type: ENTRY_TYPE_TO_PROTO[entry.type],
     amount: entry.amount,
     amountDecimal: formatMinorUnits(entry.amount, entry.currencyCode),
     currencyCode: entry.currencyCode,

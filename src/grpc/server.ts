@@ -6,7 +6,7 @@ import { CouponServiceService } from '../../gen/credits/v1/coupon_service';
 import { CreditServiceService } from '../../gen/credits/v1/credit_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
-import type { Config } from '../config';
+import { DEFAULT_AUTH_CACHE_MS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
 import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
@@ -25,8 +25,6 @@ import { Authenticator } from '../tenants/tenants.service';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 
-export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
-export const DEFAULT_AUTH_CACHE_MS = 5_000;
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Largest request or response message accepted, in bytes. */

@@ -1,13 +1,12 @@
 import { Violations } from '../common/domain-error';
 import { checkStringFilter, checkTimeFilter, type StringFilter, type TimeFilter } from '../common/list-filters';
+import { checkPageSize, type PageInput } from '../common/pager';
 import type { EntryType } from './promotional-credit.entity';
 import type { LedgerFilter } from './promotional-credit.repository';
 
 type TypeValue = EntryType | 'UNRECOGNIZED';
 
-export interface ListInput {
-  pageSize: number;
-  pageToken: string;
+export interface ListInput extends PageInput {
   id?: StringFilter;
   customerId?: StringFilter;
   type?: { is?: TypeValue; isNot?: TypeValue; in: TypeValue[]; notIn: TypeValue[] };
@@ -24,7 +23,7 @@ const TYPE_NAMES = 'PROMOTIONAL_CREDIT_TYPE_INCREMENT or PROMOTIONAL_CREDIT_TYPE
  */
 export function validateListInput(input: ListInput): { filter: LedgerFilter; filterKey: string } {
   const v = new Violations();
-  if (!Number.isInteger(input.pageSize) || input.pageSize < 0) v.add('page_size', 'must not be negative');
+  checkPageSize(v, input.pageSize);
   checkStringFilter(v, 'id', input.id, /^[0-9A-Fa-f-]+$/, 'hexadecimal digits and -', 36);
   for (const op of ['is', 'isNot'] as const) {
     const value = input.id?.[op];

@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
-import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common/page-token';
+import type { PageTokenCodec } from '../common/page-token';
+import { Pager, type Page } from '../common/pager';
 import { checkCustomerId, checkUuid } from '../common/text';
 import type { SharedWork, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
@@ -16,11 +17,6 @@ export interface BalanceChangeResult {
   balances: Balance[];
 }
 
-export interface ListResult {
-  entries: PromotionalCreditEntity[];
-  nextPageToken: string;
-}
-
 /** Guarded balance changes, many in one statement (a refused change writes nothing). */
 export const LEDGER_WRITES: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
   runAll: (manager, writes) => new PromotionalCreditRepository(manager).apply(writes),
@@ -29,6 +25,8 @@ export const LEDGER_WRITES: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
 
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
+  private readonly pager = new Pager(this.pageTokens);
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
@@ -95,16 +93,10 @@ export class PromotionalCreditsService {
     return entry;
   }
 
-  async list(principal: Principal, input: ListInput): Promise<ListResult> {
+  async list(principal: Principal, input: ListInput): Promise<Page<PromotionalCreditEntity>> {
     const { filter, filterKey } = validateListInput(input);
-    const position = this.pageTokens.decode(principal.tenantId, filterKey, input.pageToken);
-    const afterSeq = position ? seqOfPosition(position) : undefined;
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await new PromotionalCreditRepository(this.dataSource.manager).list(principal.tenantId, filter, afterSeq, pageSize + 1);
-    const entries = rows.slice(0, pageSize);
-    const nextPageToken =
-      rows.length > pageSize ? this.pageTokens.encode(principal.tenantId, filterKey, [entries[entries.length - 1]!.seq.toString()]) : '';
-    return { entries, nextPageToken };
+    const repo = new PromotionalCreditRepository(this.dataSource.manager);
+    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.list(principal.tenantId, filter, beforeSeq, limit));
   }
 
   async balances(principal: Principal, customerId: string): Promise<Balance[]> {

@@ -1,64 +1,53 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { createCreditsClient, CreditType, DEFAULT_DEADLINE_MS, PromotionalCreditType, type CreditsClient, type PromotionalCredit } from '../../client/src';
+import { createCreditsClient, CreditType, DEFAULT_DEADLINE_MS, PromotionalCreditType, type PromotionalCredit } from '../../client/src';
 import { isReadMethod, requestCodecOf, SERVICE_DEFINITIONS } from '../../client/src/services';
-import { sharedServer, type TestServer } from '../support/server';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { useCreditsClient } from './fixtures';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
 
 const REPO = path.join(__dirname, '..', '..', '..');
 
 describe('credits client calls', () => {
-  let server: TestServer;
-  let tenant: TestTenant;
-  let client: CreditsClient;
-  before(async () => {
-    server = await sharedServer();
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = createCreditsClient({ address: server.address, apiKey: tenant.rwKey });
-  });
-  afterEach(() => client.close());
+  const t = useCreditsClient();
 
   it('takes partial requests and answers decoded responses with bigint money and Date times', async () => {
-    const added = await client.promotionalCredits.addPromotionalCredits({ customerId: 'cust-1', amountDecimal: '10.50', description: 'welcome', creditType: CreditType.CREDIT_TYPE_LOYALTY_CREDITS });
+    const added = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'cust-1', amountDecimal: '10.50', description: 'welcome', creditType: CreditType.CREDIT_TYPE_LOYALTY_CREDITS });
     const entry = added.promotionalCredit!;
     expect([entry.amount, entry.currencyCode, entry.type, entry.doneBy]).to.deep.equal([1050n, 'USD', PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT, 'rw-key']);
     expect(entry.createTime).to.be.instanceOf(Date);
-    const big = await client.promotionalCredits.addPromotionalCredits({ customerId: 'big', amount: 9007199254740993n, description: 'big' });
+    const big = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'big', amount: 9007199254740993n, description: 'big' });
     expect(big.promotionalCredit!.amount).to.equal(9007199254740993n);
-    const got = await client.promotionalCredits.getPromotionalCredit({ id: entry.id });
+    const got = await t.client.promotionalCredits.getPromotionalCredit({ id: entry.id });
     expect(got.promotionalCredit!.amountDecimal).to.equal('10.50');
   });
 
   it('walks every page of a List RPC with listPromotionalCreditsAll, newest first', async () => {
-    for (let i = 1; i <= 23; i++) await client.promotionalCredits.addPromotionalCredits({ customerId: 'walker', amount: BigInt(i), description: `entry ${i}` });
-    await client.promotionalCredits.addPromotionalCredits({ customerId: 'someone-else', amount: 1n, description: 'not mine' });
+    for (let i = 1; i <= 23; i++) await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'walker', amount: BigInt(i), description: `entry ${i}` });
+    await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'someone-else', amount: 1n, description: 'not mine' });
 
     const seen: PromotionalCredit[] = [];
-    for await (const credit of client.promotionalCredits.listPromotionalCreditsAll({ customerId: { is: 'walker' }, pageSize: 5 })) seen.push(credit);
+    for await (const credit of t.client.promotionalCredits.listPromotionalCreditsAll({ customerId: { is: 'walker' }, pageSize: 5 })) seen.push(credit);
     expect(seen.map((c) => c.amount)).to.deep.equal(Array.from({ length: 23 }, (_, i) => BigInt(23 - i)));
     expect(new Set(seen.map((c) => c.id)).size).to.equal(23);
 
-    const first = await client.promotionalCredits.listPromotionalCreditsAll({ customerId: { is: 'walker' }, pageSize: 5 }).next();
+    const first = await t.client.promotionalCredits.listPromotionalCreditsAll({ customerId: { is: 'walker' }, pageSize: 5 }).next();
     expect(first.value?.amount).to.equal(23n);
 
     let everything = 0;
-    for await (const _ of client.promotionalCredits.listPromotionalCreditsAll()) everything++;
+    for await (const _ of t.client.promotionalCredits.listPromotionalCreditsAll()) everything++;
     expect(everything).to.equal(24);
   });
 
   describe('metadata on the wire', () => {
     let proxy: RecordingProxy;
     beforeEach(async () => {
-      proxy = await startRecordingProxy(server.address);
+      proxy = await startRecordingProxy(t.server.address);
     });
     afterEach(() => proxy.close());
 
     it('sends the API key on every call, a fresh idempotency key on each mutating call only, and the default deadline', async () => {
-      const viaProxy = createCreditsClient({ address: proxy.address, apiKey: tenant.rwKey, defaultDeadlineMs: 4_000 });
+      const viaProxy = createCreditsClient({ address: proxy.address, apiKey: t.tenant.rwKey, defaultDeadlineMs: 4_000 });
       try {
         const started = Date.now();
         await viaProxy.promotionalCredits.addPromotionalCredits({ customerId: 'm', amount: 10n, description: 'a' });
@@ -75,7 +64,7 @@ describe('credits client calls', () => {
           'GetCustomerBalance',
           'ListPromotionalCredits',
         ]);
-        for (const call of calls) expect(call.metadata.authorization).to.equal(`Bearer ${tenant.rwKey}`);
+        for (const call of calls) expect(call.metadata.authorization).to.equal(`Bearer ${t.tenant.rwKey}`);
         const keys = calls.map((c) => c.metadata['idempotency-key']);
         expect(keys[0]).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
         expect(keys[1]).to.match(/^[0-9a-f-]{36}$/).and.not.equal(keys[0]);
@@ -93,7 +82,7 @@ describe('credits client calls', () => {
     expect(() => createCreditsClient({ address: 'localhost:1', apiKey: '' })).to.throw(TypeError, /apiKey/);
     expect(() => createCreditsClient({ address: 'localhost:1', apiKey: 'k', defaultDeadlineMs: 0 })).to.throw(TypeError, /defaultDeadlineMs/);
     expect(() => createCreditsClient({ address: 'localhost:1', apiKey: 'k', retry: { maxAttempts: 0 } })).to.throw(TypeError, /maxAttempts/);
-    const err = await client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x' }, { idempotencyKey: 'ü' }).catch((e: unknown) => e);
+    const err = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x' }, { idempotencyKey: 'ü' }).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(TypeError);
   });
 
@@ -110,11 +99,11 @@ describe('credits client calls', () => {
     // Compile-time checks of the method types (never called).
     void (() => {
       // @ts-expect-error reads take no idempotency key
-      void client.promotionalCredits.getCustomerBalance({ customerId: 'x' }, { idempotencyKey: 'k' });
+      void t.client.promotionalCredits.getCustomerBalance({ customerId: 'x' }, { idempotencyKey: 'k' });
       // @ts-expect-error money is a bigint, never a number
-      void client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 5 });
+      void t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 5 });
       // @ts-expect-error the iterator owns the page token
-      void client.promotionalCredits.listPromotionalCreditsAll({ pageToken: 'abc' });
+      void t.client.promotionalCredits.listPromotionalCreditsAll({ pageToken: 'abc' });
     });
   });
 

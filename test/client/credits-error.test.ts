@@ -1,21 +1,11 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { createCreditsClient, CreditsError, type CreditsClient } from '../../client/src';
+import { createCreditsClient } from '../../client/src';
 import { toCreditsError } from '../../client/src/credits-error';
 import { Any } from '../../gen/google/protobuf/any';
 import { BadRequest, ErrorInfo } from '../../gen/google/rpc/error_details';
 import { Status } from '../../gen/google/rpc/status';
-import { sharedServer, type TestServer } from '../support/server';
-import { newTenant, type TestTenant } from '../support/tenant';
-
-async function rejection(call: Promise<unknown>): Promise<CreditsError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'the call should have failed').to.be.instanceOf(CreditsError);
-  return err as CreditsError;
-}
+import { rejection, useCreditsClient } from './fixtures';
 
 function serviceError(code: status, details: string, statusDetails?: Uint8Array): ServiceError {
   const metadata = new Metadata();
@@ -25,21 +15,11 @@ function serviceError(code: status, details: string, statusDetails?: Uint8Array)
 
 describe('CreditsError', () => {
   describe('from a running server', () => {
-    let server: TestServer;
-    let tenant: TestTenant;
-    let client: CreditsClient;
-    before(async () => {
-      server = await sharedServer();
-    });
-    beforeEach(async () => {
-      tenant = await newTenant(server.dataSource);
-      client = createCreditsClient({ address: server.address, apiKey: tenant.rwKey });
-    });
-    afterEach(() => client.close());
+    const t = useCreditsClient();
 
     it('decodes the reason and metadata of INSUFFICIENT_BALANCE', async () => {
-      await client.promotionalCredits.addPromotionalCredits({ customerId: 'c1', amount: 500n, description: 'start' });
-      const err = await rejection(client.promotionalCredits.deductPromotionalCredits({ customerId: 'c1', amount: 501n, description: 'too much' }));
+      await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'c1', amount: 500n, description: 'start' });
+      const err = await rejection(t.client.promotionalCredits.deductPromotionalCredits({ customerId: 'c1', amount: 501n, description: 'too much' }));
       expect(err).to.be.instanceOf(Error);
       expect(err.name).to.equal('CreditsError');
       expect([err.code, err.codeName, err.reason, err.domain]).to.deep.equal([status.FAILED_PRECONDITION, 'FAILED_PRECONDITION', 'INSUFFICIENT_BALANCE', 'credits.v1']);
@@ -52,7 +32,7 @@ describe('CreditsError', () => {
 
     it('lists every bad field of a VALIDATION_FAILED request', async () => {
       const err = await rejection(
-        client.promotionalCredits.addPromotionalCredits({ customerId: 'bad id!', amount: 0n, currencyCode: 'usd', description: '' }),
+        t.client.promotionalCredits.addPromotionalCredits({ customerId: 'bad id!', amount: 0n, currencyCode: 'usd', description: '' }),
       );
       expect([err.codeName, err.reason]).to.deep.equal(['INVALID_ARGUMENT', 'VALIDATION_FAILED']);
       expect(err.fieldViolations.map((v) => v.field).sort()).to.deep.equal(['amount', 'currency_code', 'customer_id', 'description']);
@@ -60,14 +40,14 @@ describe('CreditsError', () => {
     });
 
     it('decodes UNAUTHENTICATED and PERMISSION_DENIED', async () => {
-      const stranger = createCreditsClient({ address: server.address, apiKey: 'ck_not_a_key' });
+      const stranger = createCreditsClient({ address: t.server.address, apiKey: 'ck_not_a_key' });
       try {
         const err = await rejection(stranger.promotionalCredits.getCustomerBalance({ customerId: 'c1' }));
         expect([err.codeName, err.reason]).to.deep.equal(['UNAUTHENTICATED', 'API_KEY_INVALID']);
       } finally {
         stranger.close();
       }
-      const reader = createCreditsClient({ address: server.address, apiKey: tenant.readKey });
+      const reader = createCreditsClient({ address: t.server.address, apiKey: t.tenant.readKey });
       try {
         const err = await rejection(reader.promotionalCredits.addPromotionalCredits({ customerId: 'c1', amount: 1n, description: 'x' }));
         expect([err.codeName, err.reason]).to.deep.equal(['PERMISSION_DENIED', 'API_KEY_SCOPE_MISSING']);
@@ -77,7 +57,7 @@ describe('CreditsError', () => {
     });
 
     it('reports DEADLINE_EXCEEDED when the deadline passes', async () => {
-      const err = await rejection(client.promotionalCredits.getCustomerBalance({ customerId: 'c1' }, { deadlineMs: 1 }));
+      const err = await rejection(t.client.promotionalCredits.getCustomerBalance({ customerId: 'c1' }, { deadlineMs: 1 }));
       expect(err.codeName).to.equal('DEADLINE_EXCEEDED');
       expect(err.reason).to.equal(undefined);
     });

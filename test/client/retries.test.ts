@@ -1,25 +1,17 @@
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
-import { createCreditsClient, CreditsError, status, type CreditsClient } from '../../client/src';
+import { createCreditsClient, status, type CreditsClient } from '../../client/src';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { openTestDataSource } from '../support/database';
 import { newTenant, type TestTenant } from '../support/tenant';
+import { rejection } from './fixtures';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
 
 const ADD = '/credits.v1.PromotionalCreditService/AddPromotionalCredits';
 const GET_BALANCE = '/credits.v1.PromotionalCreditService/GetCustomerBalance';
 const logger = createLogger('silent');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function rejection(call: Promise<unknown>): Promise<CreditsError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'the call should have failed').to.be.instanceOf(CreditsError);
-  return err as CreditsError;
-}
 
 describe('credits client retries', () => {
   let dataSource: DataSource;

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { DomainError, ErrorReason } from '../../src/common/domain-error';
-import { DEFAULT_PAGE_SIZE, effectivePageSize, MAX_PAGE_SIZE, PageTokenCodec } from '../../src/common/page-token';
+import { PageTokenCodec } from '../../src/common/page-token';
+import { DEFAULT_PAGE_SIZE, effectivePageSize, MAX_PAGE_SIZE } from '../../src/common/pager';
 
 const TENANT = '7d1c5f8e-3a52-4d7b-9c1e-0f2a6b8c4d10';
 const OTHER_TENANT = '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b';

@@ -1,29 +1,10 @@
 import { expect } from 'chai';
 import { ErrorReason } from '../../src/common/domain-error';
-import { couponRefusal, customerLimitRefusal, notApplicableBecause, type CouponView } from '../../src/coupons/coupon-redemption.rules';
+import { couponRefusal, customerLimitRefusal, notApplicableBecause } from '../../src/coupons/coupon-redemption.rules';
 import { changedFields, type CouponTerms } from '../../src/coupons/coupon.rules';
+import { couponView as coupon } from './fixtures';
 
 const NOW = new Date('2030-01-01T00:00:00Z');
-
-function coupon(overrides: Partial<CouponView> = {}): CouponView {
-  return {
-    code: 'SAVE',
-    type: 'PERCENTAGE',
-    percentage: 10,
-    fixedAmount: null,
-    fixedCurrencyCode: null,
-    maxRedemptions: null,
-    maxRedemptionsPerCustomer: null,
-    expireTime: null,
-    limitedToPlans: [],
-    excludedFromPlans: [],
-    limitedToProducts: [],
-    excludedFromProducts: [],
-    enabled: true,
-    redemptionCount: 0n,
-    ...overrides,
-  };
-}
 
 const none = { planId: undefined, productId: undefined, amount: undefined };
 

@@ -1,67 +1,25 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import type { CouponRedemption } from '../../gen/credits/v1/coupon_service';
-import { coupons, replicaServer, sharedServer, type TestServer } from '../support/server';
-import { decodeError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
-import { percentageCoupon, redeemRequest, type CouponClient } from './fixtures';
-
-/** Outcome counts of settled redemptions: 'OK' or the error reason. */
-function tally(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const result of results) {
-    const key = result.status === 'fulfilled' ? 'OK' : `${decodeError(result.reason as ServiceError).reason}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
-
-async function allRedemptions(client: CouponClient, couponId: string): Promise<CouponRedemption[]> {
-  const all: CouponRedemption[] = [];
-  let pageToken = '';
-  do {
-    const page = await client.listCouponRedemptions({ pageSize: 100, pageToken, couponId, customerId: '' });
-    all.push(...page.redemptions);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== '');
-  return all;
-}
+import { decodeError, tally } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+import { allRedemptions, percentageCoupon, redeemRequest } from './fixtures';
 
 describe('CouponService under concurrency (two server processes)', () => {
-  let server: TestServer;
-  let replicaAddress: string;
-  let tenant: TestTenant;
-  let client: CouponClient;
-  let replica: CouponClient;
+  const t = useTenantClients({ replica: true });
   /** Even calls go to the in-process server, odd ones to the replica process. */
-  const on = (i: number) => (i % 2 === 0 ? client : replica);
-
-  before(async function () {
-    this.timeout(120_000);
-    server = await sharedServer();
-    replicaAddress = (await replicaServer()).address;
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = coupons(server.address, tenant.rwKey);
-    replica = coupons(replicaAddress, tenant.rwKey);
-  });
-  afterEach(() => {
-    client.close();
-    replica.close();
-  });
+  const on = (i: number) => (i % 2 === 0 ? t.coupons : t.replica.coupons);
 
   it('gives exactly 5 of 200 parallel redemptions from different customers of a max_redemptions 5 coupon', async function () {
     this.timeout(120_000);
-    const coupon = (await client.createCoupon(percentageCoupon({ maxRedemptions: 5 }))).coupon!;
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: 5 }))).coupon!;
     const results = await Promise.allSettled(
       Array.from({ length: 200 }, (_, i) => on(i).redeemCoupon(redeemRequest(coupon.code, `cust-${i}`, { amount: { amount: 1000n, currencyCode: 'USD' } }))),
     );
     expect(tally(results)).to.deep.equal({ OK: 5, COUPON_MAX_REDEMPTIONS_REACHED: 195 });
 
-    const after = (await client.getCoupon({ id: coupon.id })).coupon!;
+    const after = (await t.coupons.getCoupon({ id: coupon.id })).coupon!;
     expect(after.redemptionCount).to.equal(5n);
-    const recorded = await allRedemptions(client, coupon.id);
+    const recorded = await allRedemptions(t.coupons, coupon.id);
     expect(recorded).to.have.length(5);
     expect(new Set(recorded.map((r) => r.customerId)).size).to.equal(5);
     // Each successful response counted its own redemption: 1..5, once each.
@@ -71,21 +29,21 @@ describe('CouponService under concurrency (two server processes)', () => {
 
   it('gives exactly 2 of 50 parallel redemptions by one customer of a max_redemptions_per_customer 2 coupon', async function () {
     this.timeout(120_000);
-    const coupon = (await client.createCoupon(percentageCoupon({ maxRedemptionsPerCustomer: 2 }))).coupon!;
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptionsPerCustomer: 2 }))).coupon!;
     const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => on(i).redeemCoupon(redeemRequest(coupon.code, 'same-customer'))));
     expect(tally(results)).to.deep.equal({ OK: 2, COUPON_CUSTOMER_LIMIT_REACHED: 48 });
-    expect(await allRedemptions(client, coupon.id)).to.have.length(2);
+    expect(await allRedemptions(t.coupons, coupon.id)).to.have.length(2);
     // Other customers are not affected by that customer's limit.
-    await client.redeemCoupon(redeemRequest(coupon.code, 'other-customer'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'other-customer'));
   });
 
   it('never deletes a coupon under a racing redemption', async function () {
     this.timeout(60_000);
     for (let round = 0; round < 10; round++) {
-      const coupon = (await client.createCoupon(percentageCoupon())).coupon!;
+      const coupon = (await t.coupons.createCoupon(percentageCoupon())).coupon!;
       const [redeemed, deleted] = await Promise.allSettled([
-        client.redeemCoupon(redeemRequest(coupon.code, 'racer')),
-        client.deleteCoupon({ id: coupon.id }),
+        t.coupons.redeemCoupon(redeemRequest(coupon.code, 'racer')),
+        t.coupons.deleteCoupon({ id: coupon.id }),
       ]);
       const outcome = [
         redeemed.status === 'fulfilled' ? 'OK' : decodeError(redeemed.reason as ServiceError).reason,

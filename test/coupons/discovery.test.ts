@@ -1,52 +1,16 @@
-import path from 'node:path';
-import { fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { expect } from 'chai';
-import { HealthClient } from '../support/health-status';
-import { sharedServer, type TestServer } from '../support/server';
-
-const REFLECTION_PROTO = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
-
-interface ReflectionResponse {
-  list_services_response?: { service: Array<{ name: string }> };
-  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-}
-type ReflectionClient = Client & { ServerReflectionInfo(): ClientDuplexStream<Record<string, unknown>, ReflectionResponse> };
-
-function ask(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
-  return new Promise((resolve, reject) => {
-    const stream = client.ServerReflectionInfo();
-    stream.once('data', (response: ReflectionResponse) => {
-      resolve(response);
-      stream.end();
-    });
-    stream.once('error', reject);
-    stream.write(request);
-  });
-}
+import { checkHealth } from '../support/health-status';
+import { descriptorFiles, useReflection } from '../support/reflection';
 
 describe('CouponService discovery (reflection and health)', () => {
-  let server: TestServer;
-  let reflection: ReflectionClient;
-
-  before(async () => {
-    server = await sharedServer();
-    const definition = loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-    const grpcObject = loadPackageDefinition(definition) as unknown as {
-      grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
-    };
-    reflection = new grpcObject.grpc.reflection.v1.ServerReflection(server.address, credentials.createInsecure());
-  });
-  after(() => reflection.close());
+  const discovery = useReflection();
 
   it('lists CouponService and serves its descriptor with snake_case fields and comments', async () => {
-    const list = await ask(reflection, { list_services: '' });
+    const list = await discovery.ask({ list_services: '' });
     expect(list.list_services_response!.service.map((s) => s.name)).to.include('credits.v1.CouponService');
 
-    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.CouponService' });
-    const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const response = await discovery.ask({ file_containing_symbol: 'credits.v1.CouponService' });
+    const files = descriptorFiles(response);
     const file = files.find((f) => f.name === 'credits/v1/coupon_service.proto')!;
     expect(files.map((f) => f.name)).to.include('credits/v1/money.proto');
     expect(file.service[0]!.method.map((m) => m.name)).to.deep.equal([
@@ -71,14 +35,7 @@ describe('CouponService discovery (reflection and health)', () => {
   });
 
   it('reports CouponService SERVING in the health service', async () => {
-    const health = new HealthClient(server.address, credentials.createInsecure());
-    try {
-      const answer = await new Promise<string>((resolve, reject) =>
-        health.check({ service: 'credits.v1.CouponService' }, {}, (err, res) => (err ? reject(err) : resolve(res.status))),
-      );
-      expect(answer).to.equal('SERVING');
-    } finally {
-      health.close();
-    }
+    const answer = await checkHealth(discovery.server.address, 'credits.v1.CouponService');
+    expect(answer).to.equal('SERVING');
   });
 });

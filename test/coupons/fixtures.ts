@@ -3,13 +3,16 @@ import {
   CouponType,
   Frequency,
   type Coupon,
+  type CouponRedemption,
   type CreateCouponRequest,
   type RedeemCouponRequest,
   type UpdateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
-import type { coupons } from '../support/server';
+import type { CouponView } from '../../src/coupons/coupon-redemption.rules';
+import { walkPages } from '../support/pages';
+import type { CouponClient } from '../support/server';
 
-export type CouponClient = ReturnType<typeof coupons>;
+export type { CouponClient };
 
 /** A code no other test uses. */
 export function uniqueCode(prefix = 'C'): string {
@@ -69,4 +72,33 @@ export function sameTerms(coupon: Coupon, overrides: Partial<UpdateCouponRequest
 /** A redemption request with empty plan/product and no amount. */
 export function redeemRequest(code: string, customerId: string, overrides: Partial<RedeemCouponRequest> = {}): RedeemCouponRequest {
   return { code, customerId, planId: '', productId: '', ...overrides };
+}
+
+/** Every redemption of a coupon, newest first, read through ListCouponRedemptions. */
+export function allRedemptions(client: CouponClient, couponId: string): Promise<CouponRedemption[]> {
+  return walkPages(
+    (pageToken) => client.listCouponRedemptions({ pageSize: 100, pageToken, couponId, customerId: '' }),
+    (page) => page.redemptions,
+  );
+}
+
+/** The coupon fields the redemption rules look at: an enabled 10% coupon without limits, expiry or plan lists; `overrides` replace fields. */
+export function couponView(overrides: Partial<CouponView> = {}): CouponView {
+  return {
+    code: 'SAVE',
+    type: 'PERCENTAGE',
+    percentage: 10,
+    fixedAmount: null,
+    fixedCurrencyCode: null,
+    maxRedemptions: null,
+    maxRedemptionsPerCustomer: null,
+    expireTime: null,
+    limitedToPlans: [],
+    excludedFromPlans: [],
+    limitedToProducts: [],
+    excludedFromProducts: [],
+    enabled: true,
+    redemptionCount: 0n,
+    ...overrides,
+  };
 }

@@ -1,42 +1,31 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { Coupon, CouponRedemption, CreateCouponRequest, RedeemCouponRequest } from '../../gen/credits/v1/coupon_service';
-import { coupons, sharedServer, type TestServer } from '../support/server';
 import { decodeError, expectError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
-import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms, type CouponClient } from './fixtures';
+import { walkPages } from '../support/pages';
+import { useTenantClients } from '../support/tenant-clients';
+import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms } from './fixtures';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('CouponService redemptions', () => {
-  let server: TestServer;
-  let tenant: TestTenant;
-  let client: CouponClient;
+  const t = useTenantClients();
 
-  before(async () => {
-    server = await sharedServer();
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = coupons(server.address, tenant.rwKey);
-  });
-  afterEach(() => client.close());
-
-  const create = async (request: CreateCouponRequest): Promise<Coupon> => (await client.createCoupon(request)).coupon!;
+  const create = async (request: CreateCouponRequest): Promise<Coupon> => (await t.coupons.createCoupon(request)).coupon!;
 
   /** RedeemCoupon must fail with `reason`, and ValidateCoupon must answer the same reason without an error. */
   async function expectRefused(request: RedeemCouponRequest, reason: string): Promise<void> {
-    const validation = await client.validateCoupon(request);
+    const validation = await t.coupons.validateCoupon(request);
     expect({ valid: validation.valid, reason: validation.reason }, validation.message).to.deep.equal({ valid: false, reason });
     expect(validation.message).to.not.equal('');
     expect(validation.discount).to.equal(undefined);
-    const err = await expectError(client.redeemCoupon(request), status.FAILED_PRECONDITION, reason);
+    const err = await expectError(t.coupons.redeemCoupon(request), status.FAILED_PRECONDITION, reason);
     expect(err.message).to.contain(validation.coupon!.code);
   }
 
   it('redeems a percentage coupon: records the redemption, the discount rounded half up, and counts it', async () => {
     const coupon = await create(percentageCoupon({ percentage: 10 }));
-    const res = await client.redeemCoupon(
+    const res = await t.coupons.redeemCoupon(
       redeemRequest(coupon.code.toLowerCase(), 'cust-1', { planId: 'pro', productId: 'seat', amount: { amount: 1005n, currencyCode: 'EUR' } }),
     );
     const r = res.redemption!;
@@ -53,27 +42,27 @@ describe('CouponService redemptions', () => {
     expect(r.createTime).to.be.instanceOf(Date);
     expect(res.coupon).to.deep.include({ id: coupon.id, redeemed: true, redemptionCount: 1n, updateTime: coupon.updateTime });
 
-    const again = await client.redeemCoupon(redeemRequest(coupon.code, 'cust-1', { amount: { amount: 1004n, currencyCode: '' } }));
+    const again = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'cust-1', { amount: { amount: 1004n, currencyCode: '' } }));
     expect(again.redemption!.discount).to.deep.equal({ amount: 100n, currencyCode: 'USD' }); // 100.4 rounds down
     expect(again.coupon!.redemptionCount).to.equal(2n);
   });
 
   it('caps a fixed amount at the amount so the total never goes below zero', async () => {
     const coupon = await create(fixedCoupon({ fixedAmount: { amount: 500n, currencyCode: 'USD' } }));
-    const small = await client.redeemCoupon(redeemRequest(coupon.code, 'a', { amount: { amount: 300n, currencyCode: 'USD' } }));
+    const small = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'a', { amount: { amount: 300n, currencyCode: 'USD' } }));
     expect(small.redemption!.discount).to.deep.equal({ amount: 300n, currencyCode: 'USD' });
-    const large = await client.redeemCoupon(redeemRequest(coupon.code, 'b', { amount: { amount: 9007199254740993n, currencyCode: 'USD' } }));
+    const large = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'b', { amount: { amount: 9007199254740993n, currencyCode: 'USD' } }));
     expect(large.redemption!.discount).to.deep.equal({ amount: 500n, currencyCode: 'USD' });
     expect(large.redemption!.amount).to.deep.equal({ amount: 9007199254740993n, currencyCode: 'USD' });
-    const zero = await client.redeemCoupon(redeemRequest(coupon.code, 'c', { amount: { amount: 0n, currencyCode: 'USD' } }));
+    const zero = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c', { amount: { amount: 0n, currencyCode: 'USD' } }));
     expect(zero.redemption!.discount).to.deep.equal({ amount: 0n, currencyCode: 'USD' });
   });
 
   it('records a redemption without an amount with no discount', async () => {
     const coupon = await create(fixedCoupon());
-    const res = await client.redeemCoupon(redeemRequest(coupon.code, 'cust-9'));
+    const res = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'cust-9'));
     expect(res.redemption).to.deep.include({ planId: '', productId: '', amount: undefined, discount: undefined });
-    const validation = await client.validateCoupon(redeemRequest(coupon.code, 'cust-9'));
+    const validation = await t.coupons.validateCoupon(redeemRequest(coupon.code, 'cust-9'));
     expect(validation).to.deep.include({ valid: true, reason: '', message: '', discount: undefined });
   });
 
@@ -81,13 +70,13 @@ describe('CouponService redemptions', () => {
     const coupon = await create(percentageCoupon({ percentage: 50, maxRedemptions: 1 }));
     const request = redeemRequest(coupon.code, 'cust-1', { amount: { amount: 1n, currencyCode: 'USD' } });
     for (let i = 0; i < 3; i++) {
-      const validation = await client.validateCoupon(request);
+      const validation = await t.coupons.validateCoupon(request);
       expect(validation).to.deep.include({ valid: true, reason: '', message: '', discount: { amount: 1n, currencyCode: 'USD' } });
       expect(validation.coupon).to.deep.include({ id: coupon.id, redemptionCount: 0n, redeemed: false });
     }
-    const list = await client.listCouponRedemptions({ pageSize: 0, pageToken: '', couponId: coupon.id, customerId: '' });
+    const list = await t.coupons.listCouponRedemptions({ pageSize: 0, pageToken: '', couponId: coupon.id, customerId: '' });
     expect(list.redemptions).to.deep.equal([]);
-    await client.redeemCoupon(request);
+    await t.coupons.redeemCoupon(request);
     await expectRefused(request, 'COUPON_MAX_REDEMPTIONS_REACHED');
   });
 
@@ -99,11 +88,11 @@ describe('CouponService redemptions', () => {
   it('expires without any background job (COUPON_EXPIRED), and an expired redeemed coupon can still be disabled', async function () {
     this.timeout(20_000);
     const coupon = await create(percentageCoupon({ expireTime: new Date(Date.now() + 1_500) }));
-    await client.redeemCoupon(redeemRequest(coupon.code, 'early'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'early'));
     await sleep(1_700);
     await expectRefused(redeemRequest(coupon.code, 'late'), 'COUPON_EXPIRED');
-    const current = (await client.getCoupon({ id: coupon.id })).coupon!;
-    const disabled = (await client.updateCoupon(sameTerms(current, { enabled: false }))).coupon!;
+    const current = (await t.coupons.getCoupon({ id: coupon.id })).coupon!;
+    const disabled = (await t.coupons.updateCoupon(sameTerms(current, { enabled: false }))).coupon!;
     expect(disabled.enabled).to.equal(false);
     expect(disabled.expireTime).to.deep.equal(coupon.expireTime);
   });
@@ -114,23 +103,23 @@ describe('CouponService redemptions', () => {
       await expectRefused(redeemRequest(limited.code, 'c', { planId: 'bronze' }), 'COUPON_NOT_APPLICABLE');
       await expectRefused(redeemRequest(limited.code, 'c', { planId: 'platinum' }), 'COUPON_NOT_APPLICABLE');
       await expectRefused(redeemRequest(limited.code, 'c'), 'COUPON_NOT_APPLICABLE');
-      await client.redeemCoupon(redeemRequest(limited.code, 'c', { planId: 'gold' }));
+      await t.coupons.redeemCoupon(redeemRequest(limited.code, 'c', { planId: 'gold' }));
 
       const excluded = await create(percentageCoupon({ excludedFromPlans: ['free'] }));
       await expectRefused(redeemRequest(excluded.code, 'c', { planId: 'free' }), 'COUPON_NOT_APPLICABLE');
-      await client.redeemCoupon(redeemRequest(excluded.code, 'c', { planId: 'pro' }));
-      await client.redeemCoupon(redeemRequest(excluded.code, 'c'));
+      await t.coupons.redeemCoupon(redeemRequest(excluded.code, 'c', { planId: 'pro' }));
+      await t.coupons.redeemCoupon(redeemRequest(excluded.code, 'c'));
     });
 
     it('follows the product rules', async () => {
       const limited = await create(percentageCoupon({ limitedToProducts: ['seat'] }));
       await expectRefused(redeemRequest(limited.code, 'c', { productId: 'storage' }), 'COUPON_NOT_APPLICABLE');
       await expectRefused(redeemRequest(limited.code, 'c', { planId: 'seat' }), 'COUPON_NOT_APPLICABLE');
-      await client.redeemCoupon(redeemRequest(limited.code, 'c', { productId: 'seat' }));
+      await t.coupons.redeemCoupon(redeemRequest(limited.code, 'c', { productId: 'seat' }));
 
       const excluded = await create(percentageCoupon({ excludedFromProducts: ['storage'] }));
       await expectRefused(redeemRequest(excluded.code, 'c', { productId: 'storage' }), 'COUPON_NOT_APPLICABLE');
-      await client.redeemCoupon(redeemRequest(excluded.code, 'c', { productId: 'seat' }));
+      await t.coupons.redeemCoupon(redeemRequest(excluded.code, 'c', { productId: 'seat' }));
     });
 
     it('refuses an amount in another currency than a fixed-amount coupon', async () => {
@@ -138,25 +127,25 @@ describe('CouponService redemptions', () => {
       await expectRefused(redeemRequest(fixed.code, 'c', { amount: { amount: 1000n, currencyCode: 'EUR' } }), 'COUPON_NOT_APPLICABLE');
       // A percentage coupon applies in any currency.
       const percentage = await create(percentageCoupon());
-      const res = await client.redeemCoupon(redeemRequest(percentage.code, 'c', { amount: { amount: 1000n, currencyCode: 'JPY' } }));
+      const res = await t.coupons.redeemCoupon(redeemRequest(percentage.code, 'c', { amount: { amount: 1000n, currencyCode: 'JPY' } }));
       expect(res.redemption!.discount).to.deep.equal({ amount: 100n, currencyCode: 'JPY' });
     });
   });
 
   it('stops at max_redemptions (COUPON_MAX_REDEMPTIONS_REACHED)', async () => {
     const coupon = await create(percentageCoupon({ maxRedemptions: 2 }));
-    await client.redeemCoupon(redeemRequest(coupon.code, 'a'));
-    await client.redeemCoupon(redeemRequest(coupon.code, 'b'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'a'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'b'));
     await expectRefused(redeemRequest(coupon.code, 'c'), 'COUPON_MAX_REDEMPTIONS_REACHED');
-    expect((await client.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(2n);
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(2n);
   });
 
   it('stops at max_redemptions_per_customer (COUPON_CUSTOMER_LIMIT_REACHED) for that customer only', async () => {
     const coupon = await create(percentageCoupon({ maxRedemptionsPerCustomer: 2 }));
-    await client.redeemCoupon(redeemRequest(coupon.code, 'a'));
-    await client.redeemCoupon(redeemRequest(coupon.code, 'a'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'a'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'a'));
     await expectRefused(redeemRequest(coupon.code, 'a'), 'COUPON_CUSTOMER_LIMIT_REACHED');
-    await client.redeemCoupon(redeemRequest(coupon.code, 'b'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'b'));
   });
 
   it('reports the first failing check in the contract order', async function () {
@@ -165,25 +154,25 @@ describe('CouponService redemptions', () => {
     const coupon = await create(
       percentageCoupon({ maxRedemptions: 1, maxRedemptionsPerCustomer: 1, excludedFromPlans: ['x'], expireTime: new Date(Date.now() + 1_500) }),
     );
-    await client.redeemCoupon(redeemRequest(coupon.code, 'a'));
+    await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'a'));
     await sleep(1_700);
-    const current = (await client.getCoupon({ id: coupon.id })).coupon!;
-    await client.updateCoupon(sameTerms(current, { enabled: false }));
+    const current = (await t.coupons.getCoupon({ id: coupon.id })).coupon!;
+    await t.coupons.updateCoupon(sameTerms(current, { enabled: false }));
     await expectRefused(redeemRequest(coupon.code, 'a', { planId: 'x' }), 'COUPON_DISABLED');
-    await client.updateCoupon(sameTerms(current, { enabled: true }));
+    await t.coupons.updateCoupon(sameTerms(current, { enabled: true }));
     await expectRefused(redeemRequest(coupon.code, 'a', { planId: 'x' }), 'COUPON_EXPIRED');
 
     const live = await create(percentageCoupon({ maxRedemptions: 1, maxRedemptionsPerCustomer: 1, excludedFromPlans: ['x'] }));
-    await client.redeemCoupon(redeemRequest(live.code, 'a'));
+    await t.coupons.redeemCoupon(redeemRequest(live.code, 'a'));
     await expectRefused(redeemRequest(live.code, 'a', { planId: 'x' }), 'COUPON_NOT_APPLICABLE');
     await expectRefused(redeemRequest(live.code, 'a'), 'COUPON_MAX_REDEMPTIONS_REACHED');
   });
 
   it('answers NOT_FOUND for an unknown code and lists every bad field at once', async () => {
-    await expectError(client.redeemCoupon(redeemRequest('UNKNOWN', 'c')), status.NOT_FOUND, 'COUPON_NOT_FOUND');
-    await expectError(client.validateCoupon(redeemRequest('UNKNOWN', 'c')), status.NOT_FOUND, 'COUPON_NOT_FOUND');
+    await expectError(t.coupons.redeemCoupon(redeemRequest('UNKNOWN', 'c')), status.NOT_FOUND, 'COUPON_NOT_FOUND');
+    await expectError(t.coupons.validateCoupon(redeemRequest('UNKNOWN', 'c')), status.NOT_FOUND, 'COUPON_NOT_FOUND');
     const bad = { code: '', customerId: 'bad id!', planId: 'p'.repeat(51), productId: 'no spaces', amount: { amount: -1n, currencyCode: 'EURO' } };
-    for (const call of [client.redeemCoupon(bad), client.validateCoupon(bad)]) {
+    for (const call of [t.coupons.redeemCoupon(bad), t.coupons.validateCoupon(bad)]) {
       const err = await expectError(call, status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
       expect(Object.keys(err.fields).sort()).to.deep.equal(['amount.amount', 'amount.currency_code', 'code', 'customer_id', 'plan_id', 'product_id']);
     }
@@ -197,34 +186,30 @@ describe('CouponService redemptions', () => {
       return metadata;
     };
     const request = redeemRequest(coupon.code, 'cust-1', { amount: { amount: 999n, currencyCode: 'USD' } });
-    const results = await Promise.allSettled(Array.from({ length: 10 }, () => client.redeemCoupon(request, withKey('checkout-42'))));
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => t.coupons.redeemCoupon(request, withKey('checkout-42'))));
     const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     expect(ok.length, 'at least the first call succeeds; the others replay it or are told it is in flight').to.be.greaterThan(0);
     for (const response of ok) expect(response.redemption).to.deep.equal(ok[0]!.redemption);
     for (const r of results) {
       if (r.status === 'rejected') expect(decodeError(r.reason as ServiceError).reason).to.equal('IDEMPOTENCY_KEY_IN_USE');
     }
-    const replay = await client.redeemCoupon(request, withKey('checkout-42'));
+    const replay = await t.coupons.redeemCoupon(request, withKey('checkout-42'));
     expect(replay.redemption).to.deep.equal(ok[0]!.redemption);
-    expect((await client.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
     // A refusal is the call's fate too: it is replayed, not re-evaluated.
     const disabled = await create(percentageCoupon({ enabled: false }));
-    await expectError(client.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-2')), status.FAILED_PRECONDITION, 'COUPON_DISABLED');
-    await client.updateCoupon(sameTerms(disabled, { enabled: true }));
-    await expectError(client.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-2')), status.FAILED_PRECONDITION, 'COUPON_DISABLED');
-    await client.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-3'));
+    await expectError(t.coupons.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-2')), status.FAILED_PRECONDITION, 'COUPON_DISABLED');
+    await t.coupons.updateCoupon(sameTerms(disabled, { enabled: true }));
+    await expectError(t.coupons.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-2')), status.FAILED_PRECONDITION, 'COUPON_DISABLED');
+    await t.coupons.redeemCoupon(redeemRequest(disabled.code, 'c'), withKey('k-3'));
   });
 
   describe('ListCouponRedemptions', () => {
-    async function walk(couponId: string, customerId: string, pageSize: number): Promise<CouponRedemption[]> {
-      const all: CouponRedemption[] = [];
-      let pageToken = '';
-      do {
-        const page = await client.listCouponRedemptions({ pageSize, pageToken, couponId, customerId });
-        all.push(...page.redemptions);
-        pageToken = page.nextPageToken;
-      } while (pageToken !== '');
-      return all;
+    function walk(couponId: string, customerId: string, pageSize: number): Promise<CouponRedemption[]> {
+      return walkPages(
+        (pageToken) => t.coupons.listCouponRedemptions({ pageSize, pageToken, couponId, customerId }),
+        (page) => page.redemptions,
+      );
     }
 
     it('lists redemptions per coupon, per customer and both, newest first, across pages', async () => {
@@ -238,7 +223,7 @@ describe('CouponService redemptions', () => {
         [a, 'alice'],
         [b, 'carol'],
       ] as const) {
-        made.push((await client.redeemCoupon(redeemRequest(coupon.code, customer))).redemption!);
+        made.push((await t.coupons.redeemCoupon(redeemRequest(coupon.code, customer))).redemption!);
       }
       const newestFirst = [...made].reverse();
       const ids = (list: CouponRedemption[]) => list.map((r) => r.id);
@@ -253,21 +238,21 @@ describe('CouponService redemptions', () => {
 
     it('rejects an unknown coupon, bad filters and a token used with other filters', async () => {
       const a = await create(percentageCoupon());
-      await client.redeemCoupon(redeemRequest(a.code, 'x'));
-      await client.redeemCoupon(redeemRequest(a.code, 'y'));
+      await t.coupons.redeemCoupon(redeemRequest(a.code, 'x'));
+      await t.coupons.redeemCoupon(redeemRequest(a.code, 'y'));
       await expectError(
-        client.listCouponRedemptions({ pageSize: 0, pageToken: '', couponId: '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b', customerId: '' }),
+        t.coupons.listCouponRedemptions({ pageSize: 0, pageToken: '', couponId: '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b', customerId: '' }),
         status.NOT_FOUND,
         'COUPON_NOT_FOUND',
       );
       const err = await expectError(
-        client.listCouponRedemptions({ pageSize: -5, pageToken: '', couponId: 'abc', customerId: 'bad id!' }),
+        t.coupons.listCouponRedemptions({ pageSize: -5, pageToken: '', couponId: 'abc', customerId: 'bad id!' }),
         status.INVALID_ARGUMENT,
         'VALIDATION_FAILED',
       );
       expect(Object.keys(err.fields).sort()).to.deep.equal(['coupon_id', 'customer_id', 'page_size']);
-      const page = await client.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: a.id, customerId: '' });
-      await expectError(client.listCouponRedemptions({ pageSize: 1, pageToken: page.nextPageToken, couponId: '', customerId: '' }), status.INVALID_ARGUMENT);
+      const page = await t.coupons.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: a.id, customerId: '' });
+      await expectError(t.coupons.listCouponRedemptions({ pageSize: 1, pageToken: page.nextPageToken, couponId: '', customerId: '' }), status.INVALID_ARGUMENT);
     });
   });
 });

@@ -1,18 +1,8 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditState } from '../../gen/credits/v1/credit_service';
-import { decodeError } from '../support/status';
+import { decodeError, tally } from '../support/status';
 import { creditContext, limited, once, redeemCreditRequest } from './fixtures';
-
-/** Outcome counts of settled calls: 'OK' or the error reason. */
-function tally(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const result of results) {
-    const key = result.status === 'fulfilled' ? 'OK' : `${decodeError(result.reason as ServiceError).reason}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
 
 describe('CreditService under concurrency', () => {
   const t = creditContext();

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import { DomainError, ErrorReason, Violations } from '../../src/common/domain-error';
-import type { CouponView } from '../../src/coupons/coupon-redemption.rules';
 import { validateCreditListInput } from '../../src/credits/credit-list.rules';
 import {
   creditState,
@@ -18,6 +17,7 @@ import {
   type CreditDraftInput,
 } from '../../src/credits/credit.rules';
 import type { Principal } from '../../src/tenants/tenants.service';
+import { couponView as coupon } from '../coupons/fixtures';
 
 const NOW = new Date('2030-01-01T00:00:00Z');
 const EARLIER = new Date(NOW.getTime() - 1);
@@ -35,26 +35,6 @@ const principal: Principal = {
 
 function credit(overrides: Partial<CreditCounters> = {}): CreditCounters & { id: string } {
   return { id: 'c-1', usesTotal: 1, redemptionCount: 0n, expireTime: null, revokeTime: null, ...overrides };
-}
-
-function coupon(overrides: Partial<CouponView> = {}): CouponView {
-  return {
-    code: 'SAVE',
-    type: 'PERCENTAGE',
-    percentage: 10,
-    fixedAmount: null,
-    fixedCurrencyCode: null,
-    maxRedemptions: null,
-    maxRedemptionsPerCustomer: null,
-    expireTime: null,
-    limitedToPlans: [],
-    excludedFromPlans: [],
-    limitedToProducts: [],
-    excludedFromProducts: [],
-    enabled: true,
-    redemptionCount: 0n,
-    ...overrides,
-  };
 }
 
 function draft(overrides: Partial<CreditDraftInput> = {}): CreditDraftInput {

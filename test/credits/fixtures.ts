@@ -7,11 +7,11 @@ import type {
   ListCustomerCreditsRequest,
   RedeemCustomerCreditRequest,
 } from '../../gen/credits/v1/credit_service';
-import { percentageCoupon, type CouponClient } from '../coupons/fixtures';
-import { coupons, credits, sharedServer, type TestServer } from '../support/server';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { percentageCoupon } from '../coupons/fixtures';
+import type { CreditClient } from '../support/server';
+import { useTenantClients, type TenantClients } from '../support/tenant-clients';
 
-export type CreditClient = ReturnType<typeof credits>;
+export type { CreditClient };
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -42,35 +42,20 @@ export const limited = (interval: number, overrides: Partial<CreateCouponRequest
   percentageCoupon({ frequency: Frequency.FREQUENCY_LIMITED, frequencyInterval: interval, ...overrides });
 export const lifetime = (overrides: Partial<CreateCouponRequest> = {}) => percentageCoupon({ frequency: Frequency.FREQUENCY_LIFETIME, ...overrides });
 
-/** Per-test context: a fresh tenant with a coupon client and a credit client on the shared server. */
-export interface CreditContext {
-  server: TestServer;
-  tenant: TestTenant;
-  coupons: CouponClient;
-  credits: CreditClient;
+/** useTenantClients() with two shortcuts for credit tests. */
+export interface CreditContext extends TenantClients {
   /** Creates a coupon and answers it. */
   coupon(request: CreateCouponRequest): Promise<Coupon>;
   /** Issues a credit and answers it. */
   issue(couponId: string, customerId: string, overrides?: Partial<CreateCustomerCreditRequest>): Promise<CustomerCredit>;
 }
 
-/** Registers mocha hooks that give each test a fresh CreditContext. */
+/** Registers mocha hooks that give each test a fresh tenant with coupon and credit clients (see useTenantClients). */
 export function creditContext(): CreditContext {
-  const ctx = {} as CreditContext;
-  before(async () => {
-    ctx.server = await sharedServer();
+  const t = useTenantClients();
+  return Object.assign(t, {
+    coupon: async (request: CreateCouponRequest) => (await t.coupons.createCoupon(request)).coupon!,
+    issue: async (couponId: string, customerId: string, overrides: Partial<CreateCustomerCreditRequest> = {}) =>
+      (await t.credits.createCustomerCredit(issueRequest(couponId, customerId, overrides))).credit!,
   });
-  beforeEach(async () => {
-    ctx.tenant = await newTenant(ctx.server.dataSource);
-    ctx.coupons = coupons(ctx.server.address, ctx.tenant.rwKey);
-    ctx.credits = credits(ctx.server.address, ctx.tenant.rwKey);
-    ctx.coupon = async (request) => (await ctx.coupons.createCoupon(request)).coupon!;
-    ctx.issue = async (couponId, customerId, overrides = {}) =>
-      (await ctx.credits.createCustomerCredit(issueRequest(couponId, customerId, overrides))).credit!;
-  });
-  afterEach(() => {
-    ctx.coupons.close();
-    ctx.credits.close();
-  });
-  return ctx;
 }

@@ -2,22 +2,21 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditState, type CustomerCredit, type ListCustomerCreditsRequest } from '../../gen/credits/v1/credit_service';
 import { credits } from '../support/server';
+import { walkPages } from '../support/pages';
 import { expectError } from '../support/status';
 import { newTenant } from '../support/tenant';
 import { creditContext, lifetime, limited, listRequest, once, redeemCreditRequest, sleep, type CreditClient } from './fixtures';
 
 type Flags = Pick<ListCustomerCreditsRequest, 'includeRedeemed' | 'includeExpired' | 'includeRevoked' | 'multiUse'>;
 
-async function walk(client: CreditClient, request: ListCustomerCreditsRequest): Promise<CustomerCredit[]> {
-  const all: CustomerCredit[] = [];
-  let pageToken = '';
-  do {
-    const page = await client.listCustomerCredits({ ...request, pageToken });
-    expect(page.credits.length).to.be.at.most(request.pageSize || 10);
-    all.push(...page.credits);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== '');
-  return all;
+function walk(client: CreditClient, request: ListCustomerCreditsRequest): Promise<CustomerCredit[]> {
+  return walkPages(
+    (pageToken) => client.listCustomerCredits({ ...request, pageToken }),
+    (page) => {
+      expect(page.credits.length).to.be.at.most(request.pageSize || 10);
+      return page.credits;
+    },
+  );
 }
 
 describe('CreditService: ListCustomerCredits', () => {

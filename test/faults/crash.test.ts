@@ -1,10 +1,9 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
-import type { CouponRedemption } from '../../gen/credits/v1/coupon_service';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
-import { redeemRequest } from '../coupons/fixtures';
+import { allRedemptions, redeemRequest } from '../coupons/fixtures';
 import { issueRequest, lifetime, redeemCreditRequest } from '../credits/fixtures';
 import { spawnServer, freePort, type ChildServer } from '../support/child-server';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
@@ -205,13 +204,7 @@ describe('faults: server killed mid-load', function () {
     expect(stored.redemptionCount, 'coupon redemption_count = acknowledged redemptions').to.equal(BigInt(redeemed.length));
     expect(redeemed.length, 'the cap held').to.be.at.most(MAX_REDEMPTIONS);
     if (refusedReasons.size > 0) expect(redeemed.length, 'refused at the cap only once it was reached').to.equal(MAX_REDEMPTIONS);
-    const listed: CouponRedemption[] = [];
-    let pageToken = '';
-    do {
-      const page = await couponClient.listCouponRedemptions({ pageSize: 100, pageToken, couponId: coupon.id, customerId: '' });
-      listed.push(...page.redemptions);
-      pageToken = page.nextPageToken;
-    } while (pageToken !== '');
+    const listed = await allRedemptions(couponClient, coupon.id);
     const idOf = (op: Op) => (op.outcome?.kind === 'ok' ? op.outcome.id : '');
     expect(listed.map((r) => r.id).sort(), 'listed redemptions = acknowledged ones, by id').to.deep.equal(redeemed.map(idOf).sort());
     const customerOf = new Map(redeemed.map((op) => [idOf(op), op.customerId]));

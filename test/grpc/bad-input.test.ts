@@ -8,9 +8,10 @@ import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotiona
 import { Timestamp } from '../../gen/google/protobuf/timestamp';
 import { fixedCoupon, percentageCoupon, redeemRequest, sameTerms } from '../coupons/fixtures';
 import { issueRequest, lifetime, limited, listRequest as creditListRequest, once, redeemCreditRequest } from '../credits/fixtures';
-import { apiKeyInterceptor, coupons, credits, promotionalCredits, sharedServer, type TestServer } from '../support/server';
+import { apiKeyInterceptor, coupons, credits, promotionalCredits, type TestServer } from '../support/server';
 import { decodeError, expectError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { newTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 
 /** Answers a hostile caller may get: never INTERNAL, UNKNOWN or a crash. */
@@ -286,47 +287,37 @@ async function couponAndCreditInvariants(server: TestServer, tenantId: string): 
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const USD_MULTI_CURRENCY = { currency: 'USD', multiCurrency: true };
 
 describe('bad input: property-based', function () {
   this.timeout(180_000);
-  let server: TestServer;
-  let tenant: TestTenant;
-  let client: ReturnType<typeof promotionalCredits>;
+  const t = useTenantClients({ per: 'suite', tenant: USD_MULTI_CURRENCY });
   const answers = new Answers();
   const answer = (rpc: string, call: () => Promise<unknown>) => answers.check(rpc, call);
-
-  before(async () => {
-    server = await sharedServer();
-    tenant = await newTenant(server.dataSource, { currency: 'USD', multiCurrency: true });
-    client = promotionalCredits(server.address, tenant.rwKey);
-  });
-  after(() => client.close());
 
   const runs = { numRuns: 150 };
 
   it('AddPromotionalCredits', () =>
-    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Add', () => client.addPromotionalCredits(req))), runs));
+    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Add', () => t.promotionalCredits.addPromotionalCredits(req))), runs));
   it('DeductPromotionalCredits', () =>
-    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Deduct', () => client.deductPromotionalCredits(req))), runs));
+    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Deduct', () => t.promotionalCredits.deductPromotionalCredits(req))), runs));
   it('SetPromotionalCredits', () =>
-    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Set', () => client.setPromotionalCredits(req))), runs));
+    fc.assert(fc.asyncProperty(balanceChange, (req) => answer('Set', () => t.promotionalCredits.setPromotionalCredits(req))), runs));
   it('GetPromotionalCredit', () =>
-    fc.assert(fc.asyncProperty(fc.oneof(fc.uuid(), text(40)), (id) => answer('Get', () => client.getPromotionalCredit({ id }))), runs));
+    fc.assert(fc.asyncProperty(fc.oneof(fc.uuid(), text(40)), (id) => answer('Get', () => t.promotionalCredits.getPromotionalCredit({ id }))), runs));
   it('GetCustomerBalance', () =>
-    fc.assert(fc.asyncProperty(customerId, (id) => answer('Balance', () => client.getCustomerBalance({ customerId: id }))), runs));
+    fc.assert(fc.asyncProperty(customerId, (id) => answer('Balance', () => t.promotionalCredits.getCustomerBalance({ customerId: id }))), runs));
   it('ListPromotionalCredits', () =>
-    fc.assert(fc.asyncProperty(listRequest, (req) => answer('List', () => client.listPromotionalCredits(req))), runs));
+    fc.assert(fc.asyncProperty(listRequest, (req) => answer('List', () => t.promotionalCredits.listPromotionalCredits(req))), runs));
 
   it('leaves the server serving and the ledger consistent', async () => {
-    await client.getCustomerBalance({ customerId: 'still-alive' });
-    expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+    await t.promotionalCredits.getCustomerBalance({ customerId: 'still-alive' });
+    expect(await auditLedger(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
     expect(answers.ok('Add'), 'some adds were valid').to.be.greaterThan(0);
   });
 
   describe('CouponService', () => {
-    let tenant: TestTenant;
-    let couponClient: ReturnType<typeof coupons>;
-    let creditClient: ReturnType<typeof credits>;
+    const t = useTenantClients({ per: 'suite', tenant: USD_MULTI_CURRENCY });
     const answers = new Answers();
     const answer = (rpc: string, call: () => Promise<unknown>) => answers.check(rpc, call);
     /** Filled in before(): what the near-valid requests name. */
@@ -342,10 +333,7 @@ describe('bad input: property-based', function () {
     const runs = { numRuns: 100 };
 
     before(async () => {
-      tenant = await newTenant(server.dataSource, { currency: 'USD', multiCurrency: true });
-      couponClient = coupons(server.address, tenant.rwKey);
-      creditClient = credits(server.address, tenant.rwKey);
-      const create = async (request: CreateCouponRequest) => (await couponClient.createCoupon(request)).coupon!;
+      const create = async (request: CreateCouponRequest) => (await t.coupons.createCoupon(request)).coupon!;
       const expiresAt = Date.now() + 1500;
       const expiring = await create(percentageCoupon({ expireTime: new Date(expiresAt) }));
       const redeemable = await Promise.all([
@@ -358,9 +346,9 @@ describe('bad input: property-based', function () {
         create(percentageCoupon({ enabled: false })),
       ]);
       const redeemed = await create(lifetime());
-      for (const customer of ['a', 'b', 'c']) await couponClient.redeemCoupon(redeemRequest(redeemed.code, customer));
+      for (const customer of ['a', 'b', 'c']) await t.coupons.redeemCoupon(redeemRequest(redeemed.code, customer));
       const withCredits = await create(lifetime());
-      await creditClient.createCustomerCredit(issueRequest(withCredits.id, 'holder'));
+      await t.credits.createCustomerCredit(issueRequest(withCredits.id, 'holder'));
       known.updatable = [...(await Promise.all([create(lifetime()), create(fixedCoupon()), create(limited(2))])), redeemed];
       const deletable = await Promise.all(Array.from({ length: 25 }, () => create(percentageCoupon())));
       known.deletable = [...deletable.map((c) => c.id), redeemed.id, withCredits.id];
@@ -369,17 +357,13 @@ describe('bad input: property-based', function () {
       known.codes = all.map((c) => c.code);
       known.ids = all.map((c) => c.id);
       known.tokens = [
-        (await couponClient.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' })).nextPageToken,
-        (await couponClient.listCoupons({ pageSize: 2, pageToken: '', enabled: true, codePrefix: '' })).nextPageToken,
-        (await couponClient.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: redeemed.id, customerId: '' })).nextPageToken,
-        (await couponClient.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: '', customerId: '' })).nextPageToken,
+        (await t.coupons.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' })).nextPageToken,
+        (await t.coupons.listCoupons({ pageSize: 2, pageToken: '', enabled: true, codePrefix: '' })).nextPageToken,
+        (await t.coupons.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: redeemed.id, customerId: '' })).nextPageToken,
+        (await t.coupons.listCouponRedemptions({ pageSize: 1, pageToken: '', couponId: '', customerId: '' })).nextPageToken,
       ];
       expect(known.tokens.every((t) => t !== '')).to.equal(true);
       await sleep(expiresAt - Date.now());
-    });
-    after(() => {
-      couponClient.close();
-      creditClient.close();
     });
 
     it('CreateCoupon', () =>
@@ -392,7 +376,7 @@ describe('bad input: property-based', function () {
             fc.tuple(plausibleTerms, fc.constantFrom(...known.codes, ...known.codes.map((c) => c.toLowerCase()))).map(([terms, code]) => ({ ...terms, code })),
           ),
           idempotencyKey,
-          (req, key) => answer('CreateCoupon', () => couponClient.createCoupon(req, keyed(key))),
+          (req, key) => answer('CreateCoupon', () => t.coupons.createCoupon(req, keyed(key))),
         ),
         runs,
       ));
@@ -406,7 +390,7 @@ describe('bad input: property-based', function () {
             fc.record({ id: uuidOf(known.ids), code: codeOf(known.codes) }),
             fc.constant({}),
           ),
-          (req) => answer('GetCoupon', () => couponClient.getCoupon(req)),
+          (req) => answer('GetCoupon', () => t.coupons.getCoupon(req)),
         ),
         runs,
       ));
@@ -420,7 +404,7 @@ describe('bad input: property-based', function () {
             enabled: optionalBool,
             codePrefix: fc.oneof(fc.constant(''), codeOf(known.codes), fc.constantFrom('P', 'C', 'c', '_', '%')),
           }),
-          (req) => answer('ListCoupons', () => couponClient.listCoupons(req)),
+          (req) => answer('ListCoupons', () => t.coupons.listCoupons(req)),
         ),
         runs,
       ));
@@ -446,7 +430,7 @@ describe('bad input: property-based', function () {
               .map(([coupon, override]) => sameTerms(coupon, override)),
           ),
           idempotencyKey,
-          (req, key) => answer('UpdateCoupon', () => couponClient.updateCoupon(req, keyed(key))),
+          (req, key) => answer('UpdateCoupon', () => t.coupons.updateCoupon(req, keyed(key))),
         ),
         runs,
       ));
@@ -466,8 +450,8 @@ describe('bad input: property-based', function () {
           ),
           idempotencyKey,
           async (req, key) => {
-            await answer('ValidateCoupon', () => couponClient.validateCoupon(req));
-            await answer('RedeemCoupon', () => couponClient.redeemCoupon(req, keyed(key)));
+            await answer('ValidateCoupon', () => t.coupons.validateCoupon(req));
+            await answer('RedeemCoupon', () => t.coupons.redeemCoupon(req, keyed(key)));
           },
         ),
         runs,
@@ -482,7 +466,7 @@ describe('bad input: property-based', function () {
             couponId: fc.oneof(fc.constant(''), uuidOf(known.ids)),
             customerId: fc.oneof(fc.constant(''), fc.constantFrom('a', 'b', 'shopper-1'), customerId),
           }),
-          (req) => answer('ListCouponRedemptions', () => couponClient.listCouponRedemptions(req)),
+          (req) => answer('ListCouponRedemptions', () => t.coupons.listCouponRedemptions(req)),
         ),
         runs,
       ));
@@ -490,14 +474,14 @@ describe('bad input: property-based', function () {
     it('DeleteCoupon', () =>
       fc.assert(
         fc.asyncProperty(fc.oneof(fc.constantFrom(...known.deletable), uuidOf(known.ids)), idempotencyKey, (id, key) =>
-          answer('DeleteCoupon', () => couponClient.deleteCoupon({ id }, keyed(key))),
+          answer('DeleteCoupon', () => t.coupons.deleteCoupon({ id }, keyed(key))),
         ),
         runs,
       ));
 
     it('leaves the server serving, the counters right and every RPC with successes', async () => {
-      await couponClient.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' });
-      expect(await couponAndCreditInvariants(server, tenant.id)).to.deep.equal([]);
+      await t.coupons.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' });
+      expect(await couponAndCreditInvariants(t.server, t.tenant.id)).to.deep.equal([]);
       for (const rpc of ['CreateCoupon', 'GetCoupon', 'ListCoupons', 'UpdateCoupon', 'ValidateCoupon', 'RedeemCoupon', 'ListCouponRedemptions', 'DeleteCoupon']) {
         expect(answers.ok(rpc), `${rpc} succeeded at least once (${answers.summary()})`).to.be.greaterThan(0);
       }
@@ -505,9 +489,7 @@ describe('bad input: property-based', function () {
   });
 
   describe('CreditService', () => {
-    let tenant: TestTenant;
-    let couponClient: ReturnType<typeof coupons>;
-    let creditClient: ReturnType<typeof credits>;
+    const t = useTenantClients({ per: 'suite', tenant: USD_MULTI_CURRENCY });
     const answers = new Answers();
     const answer = (rpc: string, call: () => Promise<unknown>) => answers.check(rpc, call);
     const known = {
@@ -523,13 +505,10 @@ describe('bad input: property-based', function () {
     const runs = { numRuns: 100 };
 
     before(async () => {
-      tenant = await newTenant(server.dataSource, { currency: 'USD', multiCurrency: true });
-      couponClient = coupons(server.address, tenant.rwKey);
-      creditClient = credits(server.address, tenant.rwKey);
-      const create = async (request: CreateCouponRequest) => (await couponClient.createCoupon(request)).coupon!;
+      const create = async (request: CreateCouponRequest) => (await t.coupons.createCoupon(request)).coupon!;
       const issue = async (couponId: string, customer: string, overrides = {}): Promise<[string, string]> => [
         customer,
-        (await creditClient.createCustomerCredit(issueRequest(couponId, customer, overrides))).credit!.id,
+        (await t.credits.createCustomerCredit(issueRequest(couponId, customer, overrides))).credit!.id,
       ];
       const expiresAt = Date.now() + 1500;
       const [expiringCoupon, forever, limitedCoupon, onceCoupon, disabled, usedUp] = await Promise.all([
@@ -542,9 +521,9 @@ describe('bad input: property-based', function () {
       ]);
       const expiringCredit = await issue(expiringCoupon.id, 'm3');
       const usedUpCredit = await issue(usedUp.id, 'm4');
-      await couponClient.redeemCoupon(redeemRequest(usedUp.code, 'someone'));
+      await t.coupons.redeemCoupon(redeemRequest(usedUp.code, 'someone'));
       const revoked = await issue(forever.id, 'm2');
-      await creditClient.revokeCustomerCredit({ customerId: revoked[0], creditId: revoked[1] });
+      await t.credits.revokeCustomerCredit({ customerId: revoked[0], creditId: revoked[1] });
       known.redeemable = [
         await issue(forever.id, 'm1', { revenue: { amount: 700n, currencyCode: 'USD' } }),
         await issue(limitedCoupon.id, 'm1'),
@@ -558,16 +537,12 @@ describe('bad input: property-based', function () {
       known.creditIds = [...known.redeemable, ...known.revocable].map(([, id]) => id);
       known.customers = ['m1', 'm2', 'm3', 'm4', 'r0', 'r1', 'r2'];
       known.tokens = [
-        (await creditClient.listCustomerCredits(creditListRequest('r0', { pageSize: 1 }))).nextPageToken,
-        (await creditClient.listCustomerCredits(creditListRequest('r1', { pageSize: 1, includeRevoked: true, multiUse: true }))).nextPageToken,
-        (await couponClient.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' })).nextPageToken,
+        (await t.credits.listCustomerCredits(creditListRequest('r0', { pageSize: 1 }))).nextPageToken,
+        (await t.credits.listCustomerCredits(creditListRequest('r1', { pageSize: 1, includeRevoked: true, multiUse: true }))).nextPageToken,
+        (await t.coupons.listCoupons({ pageSize: 1, pageToken: '', codePrefix: '' })).nextPageToken,
       ];
       expect(known.tokens.every((t) => t !== '')).to.equal(true);
       await sleep(expiresAt - Date.now());
-    });
-    after(() => {
-      couponClient.close();
-      creditClient.close();
     });
 
     const customerOf = () => fc.oneof(fc.constantFrom(...known.customers), customerId);
@@ -586,7 +561,7 @@ describe('bad input: property-based', function () {
             }),
           ),
           idempotencyKey,
-          (req, key) => answer('CreateCustomerCredit', () => creditClient.createCustomerCredit(req, keyed(key))),
+          (req, key) => answer('CreateCustomerCredit', () => t.credits.createCustomerCredit(req, keyed(key))),
         ),
         runs,
       ));
@@ -599,7 +574,7 @@ describe('bad input: property-based', function () {
             credits: fc.oneof(fc.array(batchEntry, { maxLength: 8 }), fc.array(plausibleEntry, { minLength: 1, maxLength: 8 })),
           }),
           idempotencyKey,
-          (req, key) => answer('BatchCreateCustomerCredits', () => creditClient.batchCreateCustomerCredits(req, keyed(key))),
+          (req, key) => answer('BatchCreateCustomerCredits', () => t.credits.batchCreateCustomerCredits(req, keyed(key))),
         ),
         runs,
       ));
@@ -618,7 +593,7 @@ describe('bad input: property-based', function () {
                 ),
               ),
           }),
-          (req) => answer('BatchCreateCustomerCredits', () => creditClient.batchCreateCustomerCredits(req)),
+          (req) => answer('BatchCreateCustomerCredits', () => t.credits.batchCreateCustomerCredits(req)),
         ),
         { numRuns: 12 },
       ));
@@ -630,7 +605,7 @@ describe('bad input: property-based', function () {
             fc.record({ customerId: customerOf(), creditId: uuidOf(known.creditIds) }),
             fc.constantFrom(...known.redeemable, ...known.revocable).map(([customerId, creditId]) => ({ customerId, creditId })),
           ),
-          (req) => answer('GetCustomerCredit', () => creditClient.getCustomerCredit(req)),
+          (req) => answer('GetCustomerCredit', () => t.credits.getCustomerCredit(req)),
         ),
         runs,
       ));
@@ -647,7 +622,7 @@ describe('bad input: property-based', function () {
             includeRevoked: fc.boolean(),
             multiUse: optionalBool,
           }),
-          (req) => answer('ListCustomerCredits', () => creditClient.listCustomerCredits(req)),
+          (req) => answer('ListCustomerCredits', () => t.credits.listCustomerCredits(req)),
         ),
         runs,
       ));
@@ -667,7 +642,7 @@ describe('bad input: property-based', function () {
               .map(({ credit: [customer, creditId], ...rest }) => redeemCreditRequest(customer, creditId, rest)),
           ),
           idempotencyKey,
-          (req, key) => answer('RedeemCustomerCredit', () => creditClient.redeemCustomerCredit(req, keyed(key))),
+          (req, key) => answer('RedeemCustomerCredit', () => t.credits.redeemCustomerCredit(req, keyed(key))),
         ),
         runs,
       ));
@@ -680,14 +655,14 @@ describe('bad input: property-based', function () {
             fc.constantFrom(...known.revocable, ...known.redeemable).map(([customerId, creditId]) => ({ customerId, creditId })),
           ),
           idempotencyKey,
-          (req, key) => answer('RevokeCustomerCredit', () => creditClient.revokeCustomerCredit(req, keyed(key))),
+          (req, key) => answer('RevokeCustomerCredit', () => t.credits.revokeCustomerCredit(req, keyed(key))),
         ),
         runs,
       ));
 
     it('leaves the server serving, the counters right and every RPC with successes', async () => {
-      await creditClient.listCustomerCredits(creditListRequest('m1'));
-      expect(await couponAndCreditInvariants(server, tenant.id)).to.deep.equal([]);
+      await t.credits.listCustomerCredits(creditListRequest('m1'));
+      expect(await couponAndCreditInvariants(t.server, t.tenant.id)).to.deep.equal([]);
       for (const rpc of ['CreateCustomerCredit', 'BatchCreateCustomerCredits', 'GetCustomerCredit', 'ListCustomerCredits', 'RedeemCustomerCredit', 'RevokeCustomerCredit']) {
         expect(answers.ok(rpc), `${rpc} succeeded at least once (${answers.summary()})`).to.be.greaterThan(0);
       }
@@ -695,19 +670,15 @@ describe('bad input: property-based', function () {
   });
 
   describe('caller text echoed in errors', () => {
-    let tenant: TestTenant;
-
-    before(async () => {
-      tenant = await newTenant(server.dataSource, { currency: 'USD', multiCurrency: true });
-    });
+    const t = useTenantClients({ per: 'suite', tenant: USD_MULTI_CURRENCY });
 
     // A junk currency code is echoed in the message (the only bad field, so the message carries it): cut
     // inside a surrogate pair it once made grpc-js throw while sending the status, which stopped the
     // server; with U+0000 or the half pair the idempotency record could not be stored (INTERNAL).
     it('answers a junk currency code with INVALID_ARGUMENT on every RPC that takes one, with and without a key', async () => {
-      const promo = promotionalCredits(server.address, tenant.rwKey);
-      const couponClient = coupons(server.address, tenant.rwKey);
-      const creditClient = credits(server.address, tenant.rwKey);
+      const promo = promotionalCredits(t.server.address, t.tenant.rwKey);
+      const couponClient = coupons(t.server.address, t.tenant.rwKey);
+      const creditClient = credits(t.server.address, t.tenant.rwKey);
       try {
         const coupon = (await couponClient.createCoupon(lifetime())).coupon!;
         const credit = (await creditClient.createCustomerCredit(issueRequest(coupon.id, 'c1'))).credit!;
@@ -751,9 +722,9 @@ describe('bad input: property-based', function () {
     // 500 junk entries are 2,500 violations: listed in full they made trailers of ~250 KB, which a grpc-js
     // client never receives (the call hung until its deadline).
     it('answers a 500-entry batch of junk at once, listing the violations that fit and how many there are', async () => {
-      const tenant = await newTenant(server.dataSource);
-      const creditClient = credits(server.address, tenant.rwKey);
-      const couponClient = coupons(server.address, tenant.rwKey);
+      const tenant = await newTenant(t.server.dataSource);
+      const creditClient = credits(t.server.address, tenant.rwKey);
+      const couponClient = coupons(t.server.address, tenant.rwKey);
       try {
         const coupon = (await couponClient.createCoupon(lifetime())).coupon!;
         const junk = Array.from({ length: 500 }, (): BatchCreateCustomerCreditsEntry => ({
@@ -825,7 +796,7 @@ describe('bad input: property-based', function () {
         Object.entries(definition).map(([name, method]) => [name, { ...method, requestSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b }]),
       );
       const Client = makeGenericClientConstructor(methods, 'Raw');
-      const client = new Client(server.address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+      const client = new Client(t.server.address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
       const call = (name: string, bytes: Buffer) =>
         new Promise<void>((resolve, reject) => {
           const method = (client as unknown as Record<string, Function>)[name]!;
@@ -840,7 +811,7 @@ describe('bad input: property-based', function () {
       ['CreditService', CreditServiceService],
     ] as const) {
       it(`${service}: every method answers arbitrary bytes with a status callers can handle`, async () => {
-        const raw = rawClient(definition, tenant.rwKey);
+        const raw = rawClient(definition, t.tenant.rwKey);
         try {
           await fc.assert(
             fc.asyncProperty(fc.constantFrom(...raw.names), message, (name, bytes) => answers.check(`${service}.${name}`, () => raw.call(name, bytes))),
@@ -853,7 +824,7 @@ describe('bad input: property-based', function () {
     }
 
     it('leaves the server serving', async () => {
-      await client.getCustomerBalance({ customerId: 'still-alive' });
+      await t.promotionalCredits.getCustomerBalance({ customerId: 'still-alive' });
       expect(answers.summary()).to.match(/INVALID_ARGUMENT/);
     });
   });

@@ -1,58 +1,14 @@
-import path from 'node:path';
-import { fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
-import { credentials, loadPackageDefinition, makeGenericClientConstructor, status, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type { FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { service as healthService } from 'grpc-health-check';
-import { sharedServer, type TestServer } from '../support/server';
-
-const REFLECTION_PROTO = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
-
-interface ReflectionResponse {
-  list_services_response?: { service: Array<{ name: string }> };
-  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-  error_response?: { error_code: number; error_message: string };
-}
-
-type ReflectionClient = Client & {
-  ServerReflectionInfo(): ClientDuplexStream<Record<string, unknown>, ReflectionResponse>;
-};
-
-/** A plain grpc.reflection.v1 client, as grpcurl would be: keepCase so the wire names are used. */
-function reflectionClient(address: string): ReflectionClient {
-  const definition = loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  const grpcObject = loadPackageDefinition(definition) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
-  };
-  return new grpcObject.grpc.reflection.v1.ServerReflection(address, credentials.createInsecure());
-}
-
-/** Sends one reflection request on a fresh stream (no API key) and answers the one response. */
-function ask(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
-  return new Promise((resolve, reject) => {
-    const stream = client.ServerReflectionInfo();
-    stream.once('data', (response: ReflectionResponse) => {
-      resolve(response);
-      stream.end();
-    });
-    stream.once('error', reject);
-    stream.write(request);
-  });
-}
+import { checkHealth } from '../support/health-status';
+import { descriptorFiles, useReflection } from '../support/reflection';
 
 describe('server reflection and health', () => {
-  let server: TestServer;
-  let reflection: ReflectionClient;
-
-  before(async () => {
-    server = await sharedServer();
-    reflection = reflectionClient(server.address);
-  });
-  after(() => reflection.close());
+  const discovery = useReflection();
 
   it('lists the credits and health services without an API key', async () => {
-    const response = await ask(reflection, { list_services: '' });
+    const response = await discovery.ask({ list_services: '' });
     const names = response.list_services_response!.service.map((s) => s.name);
     expect(names).to.include.members(['credits.v1.PromotionalCreditService', 'grpc.health.v1.Health']);
   });
@@ -62,9 +18,9 @@ describe('server reflection and health', () => {
     let file: FileDescriptorProto;
 
     before(async () => {
-      const response = await ask(reflection, { file_containing_symbol: 'credits.v1.PromotionalCreditService' });
+      const response = await discovery.ask({ file_containing_symbol: 'credits.v1.PromotionalCreditService' });
       expect(response.error_response, response.error_response?.error_message).to.equal(undefined);
-      files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+      files = descriptorFiles(response);
       file = files.find((f) => f.name === 'credits/v1/promotional_credit_service.proto')!;
       expect(file, `files: ${files.map((f) => f.name).join(', ')}`).to.not.equal(undefined);
     });
@@ -110,31 +66,20 @@ describe('server reflection and health', () => {
   });
 
   it('describes the health service too', async () => {
-    const response = await ask(reflection, { file_containing_symbol: 'grpc.health.v1.Health' });
-    const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const response = await discovery.ask({ file_containing_symbol: 'grpc.health.v1.Health' });
+    const files = descriptorFiles(response);
     const health = files.find((f) => f.service.some((s) => s.name === 'Health'))!;
     expect(health.package).to.equal('grpc.health.v1');
     expect(health.service[0]!.method.map((m) => m.name)).to.include.members(['Check', 'Watch']);
   });
 
   it('answers NOT_FOUND for unknown symbols', async () => {
-    const response = await ask(reflection, { file_containing_symbol: 'credits.v1.NoSuchService' });
+    const response = await discovery.ask({ file_containing_symbol: 'credits.v1.NoSuchService' });
     expect(response.error_response!.error_code).to.equal(status.NOT_FOUND);
   });
 
   describe('grpc.health.v1.Health', () => {
-    const HealthClient = makeGenericClientConstructor(healthService, 'Health');
-    type HealthClientT = Client & {
-      check(request: { service: string }, callback: (err: ServiceError | null, response: { status: string }) => void): void;
-    };
-    let health: HealthClientT;
-    const check = (service: string) =>
-      new Promise<string>((resolve, reject) => health.check({ service }, (err, res) => (err ? reject(err) : resolve(res.status))));
-
-    before(() => {
-      health = new HealthClient(server.address, credentials.createInsecure()) as unknown as HealthClientT;
-    });
-    after(() => health.close());
+    const check = (service: string) => checkHealth(discovery.server.address, service);
 
     it('answers SERVING for the server and for the credits service, without an API key', async () => {
       expect(await check('')).to.equal('SERVING');

@@ -1,12 +1,11 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { CreateCouponResponse, RedeemCouponResponse, type CouponRedemption } from '../../gen/credits/v1/coupon_service';
+import { CreateCouponResponse, RedeemCouponResponse } from '../../gen/credits/v1/coupon_service';
 import { BatchCreateCustomerCreditsResponse, RedeemCustomerCreditResponse } from '../../gen/credits/v1/credit_service';
-import { percentageCoupon, redeemRequest, type CouponClient } from '../coupons/fixtures';
-import { issueRequest, lifetime, limited, listRequest, redeemCreditRequest, withIdempotencyKey, type CreditClient } from '../credits/fixtures';
-import { coupons, credits, replicaServer, sharedServer, type TestServer } from '../support/server';
+import { allRedemptions, percentageCoupon, redeemRequest } from '../coupons/fixtures';
+import { issueRequest, lifetime, limited, listRequest, redeemCreditRequest, withIdempotencyKey } from '../credits/fixtures';
 import { decodeError, expectError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 
 const PARALLEL = 50;
 
@@ -39,17 +38,6 @@ async function sameKeyInParallel<T>(type: Encoder<T>, count: number, call: (i: n
   return first;
 }
 
-async function allRedemptions(client: CouponClient, couponId: string): Promise<CouponRedemption[]> {
-  const all: CouponRedemption[] = [];
-  let pageToken = '';
-  do {
-    const page = await client.listCouponRedemptions({ pageSize: 100, pageToken, couponId, customerId: '' });
-    all.push(...page.redemptions);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== '');
-  return all;
-}
-
 /**
  * Exactly once for coupon and credit writes: the same call sent 50 times at
  * once with one idempotency-key, spread over two server processes on one
@@ -59,26 +47,10 @@ async function allRedemptions(client: CouponClient, couponId: string): Promise<C
  */
 describe('idempotency keys: coupon and credit writes', function () {
   this.timeout(120_000);
-  let server: TestServer;
-  let replicaAddress: string;
-  let tenant: TestTenant;
-  let couponClients: [CouponClient, CouponClient];
-  let creditClients: [CreditClient, CreditClient];
-  const couponsOn = (i: number) => couponClients[i % 2]!;
-  const creditsOn = (i: number) => creditClients[i % 2]!;
-
-  before(async () => {
-    server = await sharedServer();
-    replicaAddress = (await replicaServer()).address;
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    couponClients = [coupons(server.address, tenant.rwKey), coupons(replicaAddress, tenant.rwKey)];
-    creditClients = [credits(server.address, tenant.rwKey), credits(replicaAddress, tenant.rwKey)];
-  });
-  afterEach(() => {
-    for (const client of [...couponClients, ...creditClients]) client.close();
-  });
+  const t = useTenantClients({ replica: true });
+  /** Even calls go to the in-process server, odd ones to the replica process. */
+  const couponsOn = (i: number) => (i % 2 === 0 ? t.coupons : t.replica.coupons);
+  const creditsOn = (i: number) => (i % 2 === 0 ? t.credits : t.replica.credits);
 
   it('records one redemption for RedeemCoupon sent 50 times in parallel with one key, and replays it byte for byte', async () => {
     // No limits: a second application would show as a second redemption.
@@ -185,9 +157,9 @@ describe('idempotency keys: coupon and credit writes', function () {
 
     const issued = BatchCreateCustomerCreditsResponse.decode(bytes).credits;
     const countOfCoupon = async () => {
-      const rows: Array<{ n: string }> = await server.dataSource.query(
+      const rows: Array<{ n: string }> = await t.server.dataSource.query(
         `SELECT count(*) AS n FROM customer_credits WHERE tenant_id = $1 AND coupon_id = $2`,
-        [tenant.id, coupon.id],
+        [t.tenant.id, coupon.id],
       );
       return rows[0]!.n;
     };

@@ -1,40 +1,30 @@
 import { expect } from 'chai';
 import { CreditType, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
-import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { promotionalCredits } from '../support/server';
+import { newTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'goodwill', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
 
 describe('PromotionalCreditService balance changes', () => {
-  let server: TestServer;
-  let tenant: TestTenant;
-  let client: ReturnType<typeof promotionalCredits>;
-
-  before(async () => {
-    server = await sharedServer();
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = promotionalCredits(server.address, tenant.rwKey);
-  });
+  const t = useTenantClients();
   afterEach(async function () {
-    client.close();
     // Whatever a test did through the API, the tenant's ledger must be sound.
-    if (tenant) expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+    expect(await auditLedger(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
   });
 
   /** Every entry of one customer, oldest first. */
   async function entriesOf(customerId: string): Promise<PromotionalCredit[]> {
-    const page = await client.listPromotionalCredits({ pageSize: 100, pageToken: '', customerId: { is: customerId } });
+    const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 100, pageToken: '', customerId: { is: customerId } });
     return page.promotionalCredits.reverse();
   }
 
   async function balanceRow(customerId: string, currencyCode = 'USD'): Promise<{ amount: string; update_time: Date } | undefined> {
-    const rows: Array<{ amount: string; update_time: Date }> = await server.dataSource.query(
+    const rows: Array<{ amount: string; update_time: Date }> = await t.server.dataSource.query(
       `SELECT amount::text AS amount, update_time FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 AND currency_code = $3`,
-      [tenant.id, customerId, currencyCode],
+      [t.tenant.id, customerId, currencyCode],
     );
     return rows[0];
   }
@@ -42,7 +32,7 @@ describe('PromotionalCreditService balance changes', () => {
   describe('AddPromotionalCredits', () => {
     it('adds by amount in minor units and answers every field of the entry', async () => {
       const before = Date.now();
-      const res = await client.addPromotionalCredits({
+      const res = await t.promotionalCredits.addPromotionalCredits({
         ...base,
         customerId: 'cust.1@x:y-z_',
         amount: 1234n,
@@ -69,7 +59,7 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('records the name of the key that wrote the entry as done_by', async () => {
-      const writeOnly = promotionalCredits(server.address, tenant.writeKey);
+      const writeOnly = promotionalCredits(t.server.address, t.tenant.writeKey);
       try {
         const res = await writeOnly.addPromotionalCredits({ ...base, customerId: 'c', amount: 1n });
         expect(res.promotionalCredit!.doneBy).to.equal('write-key');
@@ -90,19 +80,19 @@ describe('PromotionalCreditService balance changes', () => {
       ];
       for (const [currencyCode, amountDecimal, minor, formatted] of cases) {
         const customerId = `dec-${currencyCode}-${amountDecimal}`;
-        const res = await client.addPromotionalCredits({ ...base, customerId, currencyCode, amountDecimal });
+        const res = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, currencyCode, amountDecimal });
         expect(res.promotionalCredit!, `${amountDecimal} ${currencyCode}`).to.deep.include({ amount: minor, amountDecimal: formatted, currencyCode });
         expect(res.balance!.balances).to.deep.equal([{ currencyCode, amount: minor, amountDecimal: formatted }]);
       }
     });
 
     it('uses the tenant default currency when currency_code is empty', async () => {
-      const jpyTenant = await newTenant(server.dataSource, { currency: 'JPY', multiCurrency: false });
-      const jpy = promotionalCredits(server.address, jpyTenant.rwKey);
+      const jpyTenant = await newTenant(t.server.dataSource, { currency: 'JPY', multiCurrency: false });
+      const jpy = promotionalCredits(t.server.address, jpyTenant.rwKey);
       try {
         const res = await jpy.addPromotionalCredits({ ...base, customerId: 'c', amountDecimal: '500' });
         expect(res.promotionalCredit!).to.deep.include({ currencyCode: 'JPY', amount: 500n, amountDecimal: '500' });
-        // Naming the default explicitly is fine for a single-currency tenant.
+        // Naming the default explicitly is fine for a single-currency t.tenant.
         const named = await jpy.addPromotionalCredits({ ...base, customerId: 'c', amount: 5n, currencyCode: 'JPY' });
         expect(named.promotionalCredit!.closingBalance).to.equal(505n);
       } finally {
@@ -111,10 +101,10 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('keeps one balance per currency, each with its own closing balances', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'multi', amount: 100n });
-      await client.addPromotionalCredits({ ...base, customerId: 'multi', amount: 2000n, currencyCode: 'JPY' });
-      await client.addPromotionalCredits({ ...base, customerId: 'multi', amount: 3n, currencyCode: 'BHD' });
-      const res = await client.addPromotionalCredits({ ...base, customerId: 'multi', amount: 50n, currencyCode: 'EUR' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'multi', amount: 100n });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'multi', amount: 2000n, currencyCode: 'JPY' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'multi', amount: 3n, currencyCode: 'BHD' });
+      const res = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'multi', amount: 50n, currencyCode: 'EUR' });
       expect(res.promotionalCredit!.closingBalance).to.equal(50n);
       const expected = [
         { currencyCode: 'BHD', amount: 3n, amountDecimal: '0.003' },
@@ -123,9 +113,9 @@ describe('PromotionalCreditService balance changes', () => {
         { currencyCode: 'USD', amount: 100n, amountDecimal: '1.00' },
       ];
       expect(res.balance!.balances).to.deep.equal(expected);
-      const deducted = await client.deductPromotionalCredits({ ...base, customerId: 'multi', amount: 500n, currencyCode: 'JPY' });
+      const deducted = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'multi', amount: 500n, currencyCode: 'JPY' });
       expect(deducted.promotionalCredit!.closingBalance).to.equal(1500n);
-      expect((await client.getCustomerBalance({ customerId: 'multi' })).balance!.balances).to.deep.equal([
+      expect((await t.promotionalCredits.getCustomerBalance({ customerId: 'multi' })).balance!.balances).to.deep.equal([
         expected[0],
         expected[1],
         { currencyCode: 'JPY', amount: 1500n, amountDecimal: '1500' },
@@ -134,7 +124,7 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('accepts the largest int64 amount', async () => {
-      const res = await client.addPromotionalCredits({ ...base, customerId: 'max', amount: 9_223_372_036_854_775_807n });
+      const res = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'max', amount: 9_223_372_036_854_775_807n });
       expect(res.promotionalCredit!.closingBalance).to.equal(9_223_372_036_854_775_807n);
       expect(res.promotionalCredit!.amountDecimal).to.equal('92233720368547758.07');
     });
@@ -142,8 +132,8 @@ describe('PromotionalCreditService balance changes', () => {
 
   describe('DeductPromotionalCredits', () => {
     it('deducts an amount and records a DECREMENT with the closing balance', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'd', amount: 1000n });
-      const res = await client.deductPromotionalCredits({
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'd', amount: 1000n });
+      const res = await t.promotionalCredits.deductPromotionalCredits({
         ...base,
         customerId: 'd',
         amount: 300n,
@@ -162,17 +152,17 @@ describe('PromotionalCreditService balance changes', () => {
         doneBy: 'rw-key',
       });
       expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 700n, amountDecimal: '7.00' }]);
-      const byDecimal = await client.deductPromotionalCredits({ ...base, customerId: 'd', amountDecimal: '6.99' });
+      const byDecimal = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'd', amountDecimal: '6.99' });
       expect(byDecimal.promotionalCredit!).to.deep.include({ amount: 699n, closingBalance: 1n });
       // Deducting exactly the balance is allowed and leaves a zero balance that is still listed.
-      const last = await client.deductPromotionalCredits({ ...base, customerId: 'd', amount: 1n });
+      const last = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'd', amount: 1n });
       expect(last.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 0n, amountDecimal: '0.00' }]);
     });
 
     it('deducts the whole balance when no amount is given', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'all', amount: 4321n, currencyCode: 'BHD' });
-      await client.addPromotionalCredits({ ...base, customerId: 'all', amount: 99n });
-      const res = await client.deductPromotionalCredits({ ...base, customerId: 'all', currencyCode: 'BHD', description: 'expired' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'all', amount: 4321n, currencyCode: 'BHD' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'all', amount: 99n });
+      const res = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'all', currencyCode: 'BHD', description: 'expired' });
       expect(res.promotionalCredit!).to.deep.include({ type: DECREMENT, amount: 4321n, amountDecimal: '4.321', currencyCode: 'BHD', closingBalance: 0n });
       expect(res.balance!.balances).to.deep.equal([
         { currencyCode: 'BHD', amount: 0n, amountDecimal: '0.000' },
@@ -181,11 +171,11 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('writes nothing when the whole balance is asked for and it is zero', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'z', amount: 10n });
-      await client.deductPromotionalCredits({ ...base, customerId: 'z' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'z', amount: 10n });
+      await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'z' });
       const entries = (await entriesOf('z')).length;
       const row = await balanceRow('z');
-      const res = await client.deductPromotionalCredits({ ...base, customerId: 'z' });
+      const res = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'z' });
       expect(res.promotionalCredit).to.equal(undefined);
       expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 0n, amountDecimal: '0.00' }]);
       expect(await entriesOf('z')).to.have.length(entries);
@@ -193,7 +183,7 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('writes nothing for a whole-balance deduct of a customer never seen', async () => {
-      const res = await client.deductPromotionalCredits({ ...base, customerId: 'ghost' });
+      const res = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'ghost' });
       expect(res.promotionalCredit).to.equal(undefined);
       expect(res.balance).to.deep.equal({ customerId: 'ghost', balances: [] });
       expect(await balanceRow('ghost')).to.equal(undefined);
@@ -202,30 +192,30 @@ describe('PromotionalCreditService balance changes', () => {
 
   describe('SetPromotionalCredits', () => {
     it('sets a balance up with one INCREMENT for the difference', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 's', amount: 100n });
-      const res = await client.setPromotionalCredits({ ...base, customerId: 's', amountDecimal: '2.50', description: 'correction' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 's', amount: 100n });
+      const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 's', amountDecimal: '2.50', description: 'correction' });
       expect(res.promotionalCredit!).to.deep.include({ type: INCREMENT, amount: 150n, closingBalance: 250n, description: 'correction' });
       expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 250n, amountDecimal: '2.50' }]);
     });
 
     it('sets a balance down with one DECREMENT for the difference, down to zero', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 's', amount: 1000n, currencyCode: 'JPY' });
-      const down = await client.setPromotionalCredits({ ...base, customerId: 's', amount: 400n, currencyCode: 'JPY' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 's', amount: 1000n, currencyCode: 'JPY' });
+      const down = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 's', amount: 400n, currencyCode: 'JPY' });
       expect(down.promotionalCredit!).to.deep.include({ type: DECREMENT, amount: 600n, closingBalance: 400n, currencyCode: 'JPY' });
-      const zero = await client.setPromotionalCredits({ ...base, customerId: 's', amount: 0n, currencyCode: 'JPY' });
+      const zero = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 's', amount: 0n, currencyCode: 'JPY' });
       expect(zero.promotionalCredit!).to.deep.include({ type: DECREMENT, amount: 400n, closingBalance: 0n });
     });
 
     it('creates the balance of a customer never seen', async () => {
-      const res = await client.setPromotionalCredits({ ...base, customerId: 'new', amount: 42n });
+      const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 'new', amount: 42n });
       expect(res.promotionalCredit!).to.deep.include({ type: INCREMENT, amount: 42n, closingBalance: 42n });
     });
 
     it('writes nothing when the balance already has the value', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'same', amount: 300n });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'same', amount: 300n });
       const entries = (await entriesOf('same')).length;
       const row = await balanceRow('same');
-      const res = await client.setPromotionalCredits({ ...base, customerId: 'same', amountDecimal: '3.00' });
+      const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 'same', amountDecimal: '3.00' });
       expect(res.promotionalCredit).to.equal(undefined);
       expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 300n, amountDecimal: '3.00' }]);
       expect(await entriesOf('same')).to.have.length(entries);
@@ -233,7 +223,7 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('writes nothing when setting zero for a customer never seen', async () => {
-      const res = await client.setPromotionalCredits({ ...base, customerId: 'nobody', amount: 0n });
+      const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 'nobody', amount: 0n });
       expect(res.promotionalCredit).to.equal(undefined);
       expect(res.balance).to.deep.equal({ customerId: 'nobody', balances: [] });
       expect(await balanceRow('nobody')).to.equal(undefined);
@@ -242,16 +232,16 @@ describe('PromotionalCreditService balance changes', () => {
 
   describe('GetPromotionalCredit and GetCustomerBalance', () => {
     it('gets an entry by id exactly as it was answered when written, in any letter case', async () => {
-      const written = (await client.addPromotionalCredits({ ...base, customerId: 'g', amount: 77n, reference: 'r' })).promotionalCredit!;
-      const got = await client.getPromotionalCredit({ id: written.id });
+      const written = (await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'g', amount: 77n, reference: 'r' })).promotionalCredit!;
+      const got = await t.promotionalCredits.getPromotionalCredit({ id: written.id });
       expect(got.promotionalCredit).to.deep.equal(written);
-      const upper = await client.getPromotionalCredit({ id: written.id.toUpperCase() });
+      const upper = await t.promotionalCredits.getPromotionalCredit({ id: written.id.toUpperCase() });
       expect(upper.promotionalCredit).to.deep.equal(written);
     });
 
     it('reads with a read-only key', async () => {
-      const written = (await client.addPromotionalCredits({ ...base, customerId: 'r', amount: 5n })).promotionalCredit!;
-      const reader = promotionalCredits(server.address, tenant.readKey);
+      const written = (await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'r', amount: 5n })).promotionalCredit!;
+      const reader = promotionalCredits(t.server.address, t.tenant.readKey);
       try {
         expect((await reader.getPromotionalCredit({ id: written.id })).promotionalCredit).to.deep.equal(written);
         expect((await reader.getCustomerBalance({ customerId: 'r' })).balance!.balances).to.have.length(1);
@@ -262,15 +252,15 @@ describe('PromotionalCreditService balance changes', () => {
     });
 
     it('answers empty balances for a customer never seen', async () => {
-      const res = await client.getCustomerBalance({ customerId: 'never-seen' });
+      const res = await t.promotionalCredits.getCustomerBalance({ customerId: 'never-seen' });
       expect(res.balance).to.deep.equal({ customerId: 'never-seen', balances: [] });
     });
 
     it('lists the entries of a customer, newest first', async () => {
-      await client.addPromotionalCredits({ ...base, customerId: 'l', amount: 10n });
-      await client.deductPromotionalCredits({ ...base, customerId: 'l', amount: 4n });
-      await client.addPromotionalCredits({ ...base, customerId: 'l', amount: 1n });
-      const page = await client.listPromotionalCredits({ pageSize: 0, pageToken: '' });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'l', amount: 10n });
+      await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'l', amount: 4n });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'l', amount: 1n });
+      const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '' });
       expect(page.promotionalCredits.map((e) => [e.type, e.amount, e.closingBalance])).to.deep.equal([
         [INCREMENT, 1n, 7n],
         [DECREMENT, 4n, 6n],

@@ -2,54 +2,25 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditType, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger, runLedgerAudit } from '../../src/promotional-credits/ledger-audit';
-import { promotionalCredits, replicaServer, sharedServer, type TestServer } from '../support/server';
+import { ledgerOf } from '../support/ledger';
+import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
 import { decodeError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { newTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'load', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT } = PromotionalCreditType;
 
-/** Every entry of one customer in one currency, oldest first. */
-async function ledgerOf(client: ReturnType<typeof promotionalCredits>, customerId: string): Promise<PromotionalCredit[]> {
-  const entries: PromotionalCredit[] = [];
-  let pageToken = '';
-  do {
-    const page = await client.listPromotionalCredits({ pageSize: 100, pageToken, customerId: { is: customerId } });
-    entries.push(...page.promotionalCredits);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== '');
-  return entries.reverse();
-}
-
 describe('PromotionalCreditService under concurrency (two server processes)', () => {
-  let server: TestServer;
-  let replicaAddress: string;
-  let tenant: TestTenant;
-  let client: ReturnType<typeof promotionalCredits>;
-  let replica: ReturnType<typeof promotionalCredits>;
+  const t = useTenantClients({ replica: true });
   /** Even calls go to the in-process server, odd ones to the replica process. */
-  const on = (i: number) => (i % 2 === 0 ? client : replica);
-
-  before(async function () {
-    this.timeout(120_000);
-    server = await sharedServer();
-    replicaAddress = (await replicaServer()).address;
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = promotionalCredits(server.address, tenant.rwKey);
-    replica = promotionalCredits(replicaAddress, tenant.rwKey);
-  });
-  afterEach(() => {
-    client.close();
-    replica.close();
-  });
+  const on = (i: number) => (i % 2 === 0 ? t.promotionalCredits : t.replica.promotionalCredits);
 
   it('keeps balance = sum of entries and an unbroken chain under 160 parallel adds and deducts on one customer', async function () {
     this.timeout(120_000);
     const customerId = 'hot';
     const initial = 500n;
-    await client.addPromotionalCredits({ ...base, customerId, amount: initial });
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: initial });
 
     // 80 adds of 10 (800 in all) and 80 deducts of 25 (2000 in all), shuffled and sent at once.
     // At most 500 + 800 = 1300 can ever be deducted, so at least 28 deducts must fail;
@@ -93,9 +64,9 @@ describe('PromotionalCreditService under concurrency (two server processes)', ()
     expect(expectedBalance >= 0n).to.equal(true);
 
     // The balance is what the acknowledged calls add up to, and what the ledger adds up to.
-    const balance = (await client.getCustomerBalance({ customerId })).balance!.balances;
+    const balance = (await t.promotionalCredits.getCustomerBalance({ customerId })).balance!.balances;
     expect(balance.map((b) => [b.currencyCode, b.amount])).to.deep.equal([['USD', expectedBalance]]);
-    const ledger = await ledgerOf(client, customerId);
+    const ledger = await ledgerOf(t.promotionalCredits, customerId);
     expect(ledger).to.have.length(1 + written.length);
     expect(new Set(ledger.map((e) => e.id))).to.deep.equal(new Set([ledger[0]!.id, ...written.map((e) => e.id)]));
 
@@ -107,13 +78,13 @@ describe('PromotionalCreditService under concurrency (two server processes)', ()
       expect(entry.closingBalance).to.equal(running);
     }
     expect(running).to.equal(expectedBalance);
-    expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+    expect(await auditLedger(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
   });
 
   it('keeps the chain when Set and whole-balance deducts race with adds and deducts', async function () {
     this.timeout(120_000);
     const customerId = 'mixed';
-    await client.addPromotionalCredits({ ...base, customerId, amount: 1000n });
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1000n });
     const calls = Array.from({ length: 120 }, (_, i) => {
       switch (i % 6) {
         case 0:
@@ -137,10 +108,10 @@ describe('PromotionalCreditService under concurrency (two server processes)', ()
     for (const result of results) {
       if (result.status === 'rejected') expect(decodeError(result.reason as ServiceError).reason).to.equal('INSUFFICIENT_BALANCE');
     }
-    expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
-    const ledger = await ledgerOf(client, customerId);
+    expect(await auditLedger(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
+    const ledger = await ledgerOf(t.promotionalCredits, customerId);
     const usd = ledger.filter((e) => e.currencyCode === 'USD');
-    const balances = (await client.getCustomerBalance({ customerId })).balance!.balances;
+    const balances = (await t.promotionalCredits.getCustomerBalance({ customerId })).balance!.balances;
     expect(balances.find((b) => b.currencyCode === 'USD')!.amount).to.equal(usd[usd.length - 1]!.closingBalance);
   });
 });

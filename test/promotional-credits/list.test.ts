@@ -10,7 +10,9 @@ import {
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
 import { expectError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { walkPages } from '../support/pages';
+import { newTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'goodwill', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
@@ -21,17 +23,14 @@ function typeFilter(filter: Partial<PromotionalCreditTypeFilter>): PromotionalCr
 }
 
 /** Every page of a listing, walked with `pageSize`; checks that each page but the last is full. */
-async function walk(client: Client, request: Partial<ListPromotionalCreditsRequest>, pageSize = 100): Promise<PromotionalCredit[]> {
-  const all: PromotionalCredit[] = [];
-  let pageToken = '';
-  for (let pages = 0; pages < 1000; pages++) {
-    const page = await client.listPromotionalCredits({ ...request, pageSize, pageToken });
-    all.push(...page.promotionalCredits);
-    if (page.nextPageToken === '') return all;
-    expect(page.promotionalCredits).to.have.length(Math.min(pageSize, 100));
-    pageToken = page.nextPageToken;
-  }
-  throw new Error('page walk did not end');
+function walk(client: Client, request: Partial<ListPromotionalCreditsRequest>, pageSize = 100): Promise<PromotionalCredit[]> {
+  return walkPages(
+    (pageToken) => client.listPromotionalCredits({ ...request, pageSize, pageToken }),
+    (page) => {
+      if (page.nextPageToken !== '') expect(page.promotionalCredits).to.have.length(Math.min(pageSize, 100));
+      return page.promotionalCredits;
+    },
+  );
 }
 
 describe('ListPromotionalCredits', () => {
@@ -42,27 +41,23 @@ describe('ListPromotionalCredits', () => {
   });
 
   describe('filters', () => {
-    let tenant: TestTenant;
-    let client: Client;
+    const t = useTenantClients({ per: 'suite' });
     /** Every entry of the tenant, newest first. */
     let entries: PromotionalCredit[];
     const ids = (list: PromotionalCredit[]) => list.map((e) => e.id);
-    const list = async (request: Partial<ListPromotionalCreditsRequest>) => ids(await walk(client, request));
+    const list = async (request: Partial<ListPromotionalCreditsRequest>) => ids(await walk(t.promotionalCredits, request));
     const expected = (keep: (e: PromotionalCredit) => boolean) => ids(entries.filter(keep));
 
     before(async () => {
-      tenant = await newTenant(server.dataSource);
-      client = promotionalCredits(server.address, tenant.rwKey);
       // Customer ids chosen so a LIKE without escaping would match too much: a_1 and ab1 for the prefix "a_".
       for (const customerId of ['a_1', 'ab1', 'a_2', 'b', 'a%b'.replace('%', '.')]) {
-        await client.addPromotionalCredits({ ...base, customerId, amount: 100n });
-        await client.deductPromotionalCredits({ ...base, customerId, amount: 30n });
-        await client.addPromotionalCredits({ ...base, customerId, amount: 5n, currencyCode: 'JPY' });
+        await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 100n });
+        await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId, amount: 30n });
+        await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 5n, currencyCode: 'JPY' });
       }
-      entries = await walk(client, {});
+      entries = await walk(t.promotionalCredits, {});
       expect(entries).to.have.length(15);
     });
-    after(() => client.close());
 
     it('answers newest first with no filter', async () => {
       const seqOrder = entries.map((e) => e.createTime!.getTime());
@@ -161,37 +156,30 @@ describe('ListPromotionalCredits', () => {
     it('walks filtered pages of every size without gaps or repeats', async () => {
       const all = expected((e) => e.customerId !== 'ab1');
       for (const pageSize of [1, 2, 3, 7, 10, 11]) {
-        expect(ids(await walk(client, { customerId: { isNot: 'ab1' } }, pageSize)), `page size ${pageSize}`).to.deep.equal(all);
+        expect(ids(await walk(t.promotionalCredits, { customerId: { isNot: 'ab1' } }, pageSize)), `page size ${pageSize}`).to.deep.equal(all);
       }
     });
   });
 
   describe('pagination', () => {
-    let tenant: TestTenant;
-    let client: Client;
-
-    beforeEach(async () => {
-      tenant = await newTenant(server.dataSource);
-      client = promotionalCredits(server.address, tenant.rwKey);
-    });
-    afterEach(() => client.close());
+    const t = useTenantClients();
 
     async function addMany(count: number, customerId = 'c'): Promise<void> {
       for (let i = 0; i < count; i += 20) {
         await Promise.all(
-          Array.from({ length: Math.min(20, count - i) }, () => client.addPromotionalCredits({ ...base, customerId, amount: 1n })),
+          Array.from({ length: Math.min(20, count - i) }, () => t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1n })),
         );
       }
     }
 
     it('page_size 0 means 10 and sizes above 100 are capped at 100', async () => {
       await addMany(105);
-      const first = await client.listPromotionalCredits({ pageSize: 0, pageToken: '' });
+      const first = await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '' });
       expect(first.promotionalCredits).to.have.length(10);
       expect(first.nextPageToken).to.not.equal('');
-      const capped = await client.listPromotionalCredits({ pageSize: 1000, pageToken: '' });
+      const capped = await t.promotionalCredits.listPromotionalCredits({ pageSize: 1000, pageToken: '' });
       expect(capped.promotionalCredits).to.have.length(100);
-      const rest = await client.listPromotionalCredits({ pageSize: 1000, pageToken: capped.nextPageToken });
+      const rest = await t.promotionalCredits.listPromotionalCredits({ pageSize: 1000, pageToken: capped.nextPageToken });
       expect(rest.promotionalCredits).to.have.length(5);
       expect(rest.nextPageToken).to.equal('');
       // Closing balances of one customer descend by one down the newest-first listing.
@@ -201,29 +189,29 @@ describe('ListPromotionalCredits', () => {
 
     it('walks pages newest first, each entry once, and the last page has no token', async () => {
       await addMany(10);
-      const all = (await client.listPromotionalCredits({ pageSize: 100, pageToken: '' })).promotionalCredits;
+      const all = (await t.promotionalCredits.listPromotionalCredits({ pageSize: 100, pageToken: '' })).promotionalCredits;
       const pages: string[][] = [];
       let pageToken = '';
       do {
-        const page = await client.listPromotionalCredits({ pageSize: 3, pageToken });
+        const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 3, pageToken });
         pages.push(page.promotionalCredits.map((e) => e.id));
         pageToken = page.nextPageToken;
       } while (pageToken !== '');
       expect(pages.map((p) => p.length)).to.deep.equal([3, 3, 3, 1]);
       expect(pages.flat()).to.deep.equal(all.map((e) => e.id));
       // A full last page still ends the walk: exactly 10 with page size 5 is two pages.
-      const second = await client.listPromotionalCredits({ pageSize: 5, pageToken: (await client.listPromotionalCredits({ pageSize: 5, pageToken: '' })).nextPageToken });
+      const second = await t.promotionalCredits.listPromotionalCredits({ pageSize: 5, pageToken: (await t.promotionalCredits.listPromotionalCredits({ pageSize: 5, pageToken: '' })).nextPageToken });
       expect(second.promotionalCredits).to.have.length(5);
       expect(second.nextPageToken).to.equal('');
     });
 
     it('answers an empty page for a tenant with no entries', async () => {
-      expect(await client.listPromotionalCredits({ pageSize: 0, pageToken: '' })).to.deep.equal({ promotionalCredits: [], nextPageToken: '' });
+      expect(await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '' })).to.deep.equal({ promotionalCredits: [], nextPageToken: '' });
     });
 
     it('refuses a tampered, foreign or malformed token with INVALID_ARGUMENT on page_token', async () => {
       await addMany(4);
-      const { nextPageToken: token } = await client.listPromotionalCredits({ pageSize: 2, pageToken: '' });
+      const { nextPageToken: token } = await t.promotionalCredits.listPromotionalCredits({ pageSize: 2, pageToken: '' });
       const [payload, mac] = token.split('.') as [string, string];
       const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
       const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), p: ['999999999'] })).toString('base64url');
@@ -242,16 +230,16 @@ describe('ListPromotionalCredits', () => {
         'x'.repeat(2000),
       ];
       for (const pageToken of bad) {
-        const err = await expectError(client.listPromotionalCredits({ pageSize: 2, pageToken }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+        const err = await expectError(t.promotionalCredits.listPromotionalCredits({ pageSize: 2, pageToken }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
         expect(Object.keys(err.fields), pageToken).to.deep.equal(['page_token']);
       }
       // The genuine token still works.
-      expect((await client.listPromotionalCredits({ pageSize: 2, pageToken: token })).promotionalCredits).to.have.length(2);
+      expect((await t.promotionalCredits.listPromotionalCredits({ pageSize: 2, pageToken: token })).promotionalCredits).to.have.length(2);
     });
 
     it('refuses a token sent with different filters', async () => {
       await addMany(4);
-      const { nextPageToken: token } = await client.listPromotionalCredits({ pageSize: 2, pageToken: '', customerId: { is: 'c' } });
+      const { nextPageToken: token } = await t.promotionalCredits.listPromotionalCredits({ pageSize: 2, pageToken: '', customerId: { is: 'c' } });
       for (const filters of [
         {},
         { customerId: { is: 'd' } },
@@ -259,16 +247,16 @@ describe('ListPromotionalCredits', () => {
         { customerId: { startsWith: 'c' } },
         { customerId: { is: 'c' }, createTime: { before: new Date() } },
       ]) {
-        const err = await expectError(client.listPromotionalCredits({ pageSize: 2, pageToken: token, ...filters }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+        const err = await expectError(t.promotionalCredits.listPromotionalCredits({ pageSize: 2, pageToken: token, ...filters }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
         expect(err.fields.page_token).to.match(/different filters/);
       }
       // The page size may change between pages; the filters may not.
-      expect((await client.listPromotionalCredits({ pageSize: 10, pageToken: token, customerId: { is: 'c' } })).promotionalCredits).to.have.length(2);
+      expect((await t.promotionalCredits.listPromotionalCredits({ pageSize: 10, pageToken: token, customerId: { is: 'c' } })).promotionalCredits).to.have.length(2);
     });
 
     it("refuses another tenant's token", async () => {
       await addMany(3);
-      const { nextPageToken: token } = await client.listPromotionalCredits({ pageSize: 1, pageToken: '' });
+      const { nextPageToken: token } = await t.promotionalCredits.listPromotionalCredits({ pageSize: 1, pageToken: '' });
       const other = await newTenant(server.dataSource);
       const otherClient = promotionalCredits(server.address, other.rwKey);
       try {
@@ -282,21 +270,21 @@ describe('ListPromotionalCredits', () => {
 
     it('a page walk during concurrent inserts sees each entry that existed when it began exactly once', async () => {
       await addMany(60, 'old');
-      const existing = (await walk(client, {}, 100)).map((e) => e.id);
+      const existing = (await walk(t.promotionalCredits, {}, 100)).map((e) => e.id);
       expect(existing).to.have.length(60);
       const inserting = (async () => {
         for (let i = 0; i < 15; i++) {
           await Promise.all([
-            client.addPromotionalCredits({ ...base, customerId: 'new', amount: 1n }),
-            client.addPromotionalCredits({ ...base, customerId: 'old', amount: 1n }),
-            client.deductPromotionalCredits({ ...base, customerId: 'old', amount: 1n }),
+            t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'new', amount: 1n }),
+            t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'old', amount: 1n }),
+            t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'old', amount: 1n }),
           ]);
         }
       })();
       const seen: string[] = [];
       let pageToken = '';
       do {
-        const page = await client.listPromotionalCredits({ pageSize: 4, pageToken });
+        const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 4, pageToken });
         seen.push(...page.promotionalCredits.map((e) => e.id));
         pageToken = page.nextPageToken;
         await new Promise((resolve) => setImmediate(resolve));
@@ -307,8 +295,8 @@ describe('ListPromotionalCredits', () => {
       expect(existing.filter((id) => !seenSet.has(id)), 'pre-existing entries missed').to.deep.equal([]);
       // Entries added later are newer than every pre-existing one: past the first page the cursor excludes them.
       expect(seen.slice(4).filter((id) => !existing.includes(id))).to.deep.equal([]);
-      expect(await walk(client, {}, 100)).to.have.length(60 + 45);
-      expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+      expect(await walk(t.promotionalCredits, {}, 100)).to.have.length(60 + 45);
+      expect(await auditLedger(server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
     });
   });
 

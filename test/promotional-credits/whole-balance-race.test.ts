@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { CreditType, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
+import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
-import { promotionalCredits, replicaServer, sharedServer, type TestServer } from '../support/server';
+import { ledgerOf } from '../support/ledger';
 import { decodeError } from '../support/status';
-import { newTenant, type TestTenant } from '../support/tenant';
+import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'race', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT } = PromotionalCreditType;
@@ -14,18 +14,6 @@ function keyed(): Metadata {
   const metadata = new Metadata();
   metadata.set('idempotency-key', randomUUID());
   return metadata;
-}
-
-/** Every entry of one customer in USD, oldest first. */
-async function ledgerOf(client: ReturnType<typeof promotionalCredits>, customerId: string): Promise<PromotionalCredit[]> {
-  const entries: PromotionalCredit[] = [];
-  let pageToken = '';
-  do {
-    const page = await client.listPromotionalCredits({ pageSize: 100, pageToken, customerId: { is: customerId } });
-    entries.push(...page.promotionalCredits);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== '');
-  return entries.reverse().filter((e) => e.currencyCode === 'USD');
 }
 
 /**
@@ -37,38 +25,19 @@ async function ledgerOf(client: ReturnType<typeof promotionalCredits>, customerI
  * that the balance is the sum of the entries and the closing balances chain.
  */
 describe('whole-balance Deduct and Set racing Adds (two server processes)', () => {
-  let server: TestServer;
-  let replicaAddress: string;
-  let tenant: TestTenant;
-  let client: ReturnType<typeof promotionalCredits>;
-  let replica: ReturnType<typeof promotionalCredits>;
-  const on = (i: number) => (i % 2 === 0 ? client : replica);
-
-  before(async function () {
-    this.timeout(120_000);
-    server = await sharedServer();
-    replicaAddress = (await replicaServer()).address;
-  });
-  beforeEach(async () => {
-    tenant = await newTenant(server.dataSource);
-    client = promotionalCredits(server.address, tenant.rwKey);
-    replica = promotionalCredits(replicaAddress, tenant.rwKey);
-  });
-  afterEach(() => {
-    client.close();
-    replica.close();
-  });
+  const t = useTenantClients({ replica: true });
+  const on = (i: number) => (i % 2 === 0 ? t.promotionalCredits : t.replica.promotionalCredits);
 
   /** Checks the customer's USD ledger: a chain from zero whose end is the balance; answers the balance. */
   async function expectExactLedger(customerId: string, round: number): Promise<bigint> {
-    const ledger = await ledgerOf(client, customerId);
+    const ledger = (await ledgerOf(t.promotionalCredits, customerId)).filter((e) => e.currencyCode === 'USD');
     let running = 0n;
     for (const entry of ledger) {
       running += entry.type === INCREMENT ? entry.amount : -entry.amount;
       expect(running >= 0n, `round ${round}: the running sum never goes below zero`).to.equal(true);
       expect(entry.closingBalance, `round ${round}: entry ${entry.id} chains`).to.equal(running);
     }
-    const balances = (await client.getCustomerBalance({ customerId })).balance!.balances;
+    const balances = (await t.promotionalCredits.getCustomerBalance({ customerId })).balance!.balances;
     expect(balances.find((b) => b.currencyCode === 'USD')?.amount ?? 0n, `round ${round}: balance = sum of entries`).to.equal(running);
     return running;
   }
@@ -78,7 +47,7 @@ describe('whole-balance Deduct and Set racing Adds (two server processes)', () =
       this.timeout(180_000);
       const customerId = 'whole';
       const md = () => (withKeys ? keyed() : new Metadata());
-      await client.addPromotionalCredits({ ...base, customerId, amount: 1000n }, md());
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1000n }, md());
       for (let round = 1; round <= 5; round++) {
         const calls = [
           ...Array.from({ length: 30 }, (_, i) => () => on(i).deductPromotionalCredits({ ...base, customerId, reference: `all-${round}-${i}` }, md())),
@@ -97,7 +66,7 @@ describe('whole-balance Deduct and Set racing Adds (two server processes)', () =
           if (entry) expect(result.value.balance!.balances.find((b) => b.currencyCode === 'USD')!.amount).to.equal(entry.closingBalance);
         }
         await expectExactLedger(customerId, round);
-        expect(await auditLedger(server.dataSource.manager, { tenantId: tenant.id }), `round ${round}: audit`).to.deep.equal([]);
+        expect(await auditLedger(t.server.dataSource.manager, { tenantId: t.tenant.id }), `round ${round}: audit`).to.deep.equal([]);
       }
     });
   }

@@ -1,4 +1,4 @@
-import { makeGenericClientConstructor, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { service } from 'grpc-health-check';
 
 /** grpc.health.v1 serving states (grpc-health-check loads enums as strings). */
@@ -18,3 +18,13 @@ export const HealthClient = makeGenericClientConstructor(service, 'Health') as u
   address: string,
   credentials: ChannelCredentials,
 ) => HealthClientInstance;
+
+/** One grpc.health.v1 Check of `service` ('' for the server), without an API key; rejects with the call's error. */
+export async function checkHealth(address: string, service: string): Promise<string> {
+  const health = new HealthClient(address, credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve, reject) => health.check({ service }, {}, (err, res) => (err ? reject(err) : resolve(res.status))));
+  } finally {
+    health.close();
+  }
+}

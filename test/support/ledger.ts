@@ -1,5 +1,8 @@
+import type { PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import type { EntryDraft, LedgerWrite } from '../../src/promotional-credits/promotional-credit.repository';
+import { walkPages } from './pages';
+import type { PromotionalCreditClient } from './server';
 
 /**
  * A USD Add (INCREMENT) or Deduct (DECREMENT) for tests that drive the ledger
@@ -23,4 +26,13 @@ export function ledgerWrite(
     ...options.extra,
   };
   return { op: type === 'INCREMENT' ? 'ADD' : 'DEDUCT', amount, draft, withOtherCurrencies: options.withOtherCurrencies };
+}
+
+/** Every entry of one customer (all currencies), oldest first, read through ListPromotionalCredits. */
+export async function ledgerOf(client: PromotionalCreditClient, customerId: string): Promise<PromotionalCredit[]> {
+  const newestFirst = await walkPages(
+    (pageToken) => client.listPromotionalCredits({ pageSize: 100, pageToken, customerId: { is: customerId } }),
+    (page) => page.promotionalCredits,
+  );
+  return newestFirst.reverse();
 }

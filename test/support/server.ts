@@ -103,6 +103,10 @@ export function credits(address: string, apiKey: string | undefined) {
   return promisify(client);
 }
 
+export type PromotionalCreditClient = ReturnType<typeof promotionalCredits>;
+export type CouponClient = ReturnType<typeof coupons>;
+export type CreditClient = ReturnType<typeof credits>;
+
 /** Wraps every unary method of a generated grpc-js client as `(request, metadata?) => Promise`. */
 export function promisify<C extends { close(): void }>(client: C) {
   type Methods = {

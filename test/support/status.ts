@@ -50,3 +50,13 @@ export async function expectError(call: Promise<unknown>, code: status, reason?:
   }
   return decoded;
 }
+
+/** Outcome counts of settled calls: 'OK' or the error reason. */
+export function tally(results: PromiseSettledResult<unknown>[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const result of results) {
+    const key = result.status === 'fulfilled' ? 'OK' : `${decodeError(result.reason as ServiceError).reason}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
