@@ -4,7 +4,7 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
   databaseUrl: string | undefined;
-  /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default). */
+  /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default; as root it only names the cluster, see embedded-postgres.ts). */
   dataDir: string;
   /** host:port the gRPC server binds to. */
   address: string;
