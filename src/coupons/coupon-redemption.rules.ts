@@ -2,7 +2,7 @@ import { ErrorReason, Violations } from '../common/domain-error';
 import { checkCustomerId } from '../common/text';
 import { INT64_MAX } from '../money/decimal';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CouponEntity } from './coupon.entity';
 import { checkCode, checkReferenceId, type MoneyInput } from './coupon.rules';
 

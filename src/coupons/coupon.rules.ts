@@ -2,7 +2,7 @@ import { Violations } from '../common/domain-error';
 import { checkTime } from '../common/list-filters';
 import { checkText } from '../common/text';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CouponType, Frequency } from './coupon.entity';
 
 /** An amount of money as a request gives it: minor units and a currency code (empty: the tenant's default). */

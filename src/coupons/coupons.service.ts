@@ -4,7 +4,7 @@ import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import {
   validateCouponListInput,
   validateRedemptionListInput,

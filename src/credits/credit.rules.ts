@@ -5,7 +5,7 @@ import { checkRedemptionTerms, couponRefusal, type CouponView, type Money, type 
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { checkReferenceId, type MoneyInput } from '../coupons/coupon.rules';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 
 /** Most credits one BatchCreateCustomerCredits call issues. */
 export const MAX_BATCH_CREDITS = 500;

@@ -9,7 +9,7 @@ import type { Money, Refusal } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { CouponRepository } from '../coupons/coupon.repository';
 import { redeemCouponInTransaction, type Clock, type Page } from '../coupons/coupons.service';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
 import {
   creditState,

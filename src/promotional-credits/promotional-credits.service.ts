@@ -4,7 +4,7 @@ import { effectivePageSize, seqOfPosition, type PageTokenCodec } from '../common
 import { checkCustomerId, checkUuid } from '../common/text';
 import type { Coalescer, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
 import type { PromotionalCreditEntity } from './promotional-credit.entity';
 import { LedgerBatcher } from './ledger-batcher';

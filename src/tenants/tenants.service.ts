@@ -3,17 +3,8 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { preparedQuery } from '../db/prepared-query';
 import { isKnownCurrency } from '../money/currencies';
 import { ApiKeyEntity, SCOPES, type Scope } from './api-key.entity';
+import type { Principal } from './principal';
 import { TenantEntity } from './tenant.entity';
-
-/** Who is calling: resolved from the API key on every call. */
-export interface Principal {
-  tenantId: string;
-  tenantSlug: string;
-  defaultCurrency: string;
-  multiCurrency: boolean;
-  keyName: string;
-  scopes: ReadonlySet<Scope>;
-}
 
 /** Problems of operator commands (the CLI), not of gRPC callers. */
 export class TenantAdminError extends Error {}

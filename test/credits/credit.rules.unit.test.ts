@@ -17,7 +17,7 @@ import {
   type CreditCounters,
   type CreditDraftInput,
 } from '../../src/credits/credit.rules';
-import type { Principal } from '../../src/tenants/tenants.service';
+import type { Principal } from '../../src/tenants/principal';
 
 const NOW = new Date('2030-01-01T00:00:00Z');
 const EARLIER = new Date(NOW.getTime() - 1);
