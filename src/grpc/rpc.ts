@@ -14,8 +14,8 @@ import { DomainError, ErrorReason } from '../common/domain-error';
 import { plainRunner, type WorkRunner } from '../db/unit-of-work';
 import type { Logger } from '../logger';
 import type { Scope } from '../tenants/api-key.entity';
+import type { Authenticator } from '../tenants/authenticator';
 import type { Principal } from '../tenants/principal';
-import type { Authenticator } from '../tenants/tenants.service';
 import { toCallerError, toServiceError, type CallerError } from './error-status';
 import { idempotencyKeyOf, REPLAYED_HEADER, type Idempotency } from './idempotency';
 

@@ -17,7 +17,7 @@ import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { Idempotency } from './idempotency';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
-import { Authenticator } from '../tenants/tenants.service';
+import { Authenticator } from '../tenants/authenticator';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 

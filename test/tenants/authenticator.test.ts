@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
-import { Authenticator, revokeApiKey } from '../../src/tenants/tenants.service';
+import { Authenticator } from '../../src/tenants/authenticator';
+import { revokeApiKey } from '../../src/tenants/tenants.service';
 import { openTestDataSource } from '../support/database';
 import { newTenant } from '../support/tenant';
 
