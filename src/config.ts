@@ -17,7 +17,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long idempotency keys and their stored responses are kept. */
   idempotencyRetentionHours: number;
-  /** How long a validated API key is remembered (a revoked key works at most this long). */
+  /** How long a validated API key is remembered; revocations are pushed (see Authenticator), not waited out. */
   authCacheMs: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }

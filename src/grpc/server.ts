@@ -44,6 +44,8 @@ export async function startGrpcServer(
 ): Promise<GrpcServer> {
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
+  const authenticator = new Authenticator(deps.dataSource, { cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS, logger: deps.logger });
+  await authenticator.start();
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -58,7 +60,7 @@ export async function startGrpcServer(
       },
     },
     idempotency,
-    authenticator: new Authenticator(deps.dataSource.manager, options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS),
+    authenticator,
   });
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
@@ -82,9 +84,16 @@ export async function startGrpcServer(
   health.addToServer(server);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+  } catch (err) {
+    clearInterval(pruneTimer);
+    await authenticator.close();
+    throw err;
+  }
 
   return {
     port,
@@ -112,6 +121,7 @@ export async function startGrpcServer(
         });
       }
       clearTimeout(timer);
+      await authenticator.close();
     },
   };
 }

@@ -2,6 +2,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { isKnownCurrency } from '../money/currencies';
 import { ApiKeyEntity, SCOPES, type Scope } from './api-key.entity';
 import { newApiKey } from './api-key.secret';
+import { API_KEY_REVOKED_CHANNEL } from './authenticator';
 import { TenantEntity } from './tenant.entity';
 
 /** Problems of operator commands (the CLI), not of gRPC callers. */
@@ -61,16 +62,23 @@ export async function createApiKey(
   });
 }
 
+/**
+ * Revokes the tenant's active key of that name. The same transaction notifies
+ * every server's revocation listener (delivered when it commits), so each
+ * forgets the key at once instead of when its cache entry expires.
+ */
 export async function revokeApiKey(dataSource: DataSource, input: { tenantSlug: string; name: string }): Promise<number> {
   return dataSource.transaction(async (manager) => {
     const tenant = await findTenant(manager, input.tenantSlug);
-    const result = await manager
-      .createQueryBuilder()
-      .update(ApiKeyEntity)
-      .set({ revokeTime: () => 'clock_timestamp()' })
-      .where('tenant_id = :t AND name = :n AND revoke_time IS NULL', { t: tenant.id, n: input.name })
-      .execute();
-    if (!result.affected) throw new TenantAdminError(`tenant "${tenant.slug}" has no active key named "${input.name}"`);
-    return result.affected;
+    const revoked: unknown[] = await manager.query(
+      `WITH revoked AS (
+         UPDATE api_keys SET revoke_time = clock_timestamp()
+          WHERE tenant_id = $1 AND name = $2 AND revoke_time IS NULL
+         RETURNING id)
+       SELECT pg_notify($3, id::text) FROM revoked`,
+      [tenant.id, input.name, API_KEY_REVOKED_CHANNEL],
+    );
+    if (revoked.length === 0) throw new TenantAdminError(`tenant "${tenant.slug}" has no active key named "${input.name}"`);
+    return revoked.length;
   });
 }
