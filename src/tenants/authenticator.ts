@@ -11,8 +11,8 @@ import type { Principal } from './principal';
 /** `credits api-key revoke` notifies this channel, with the key's id, in the revoking transaction. */
 export const API_KEY_REVOKED_CHANNEL = 'credits_api_key_revoked';
 
-/** How the listener's connection shows in pg_stat_activity. */
-export const LISTENER_APPLICATION_NAME = 'credits-auth-listener';
+/** How the listener's connection shows in pg_stat_activity: which process's it is, too. */
+export const LISTENER_APPLICATION_NAME = `credits-auth-listener (pid ${process.pid})`;
 
 const MAX_CACHED_KEYS = 10_000;
 const FIRST_RETRY_MS = 100;

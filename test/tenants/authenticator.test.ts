@@ -88,7 +88,7 @@ describe('Authenticator: key cache and revocation listener', () => {
     await revokeUnannounced(tenant, 'read-key');
     expect(await name(auth, tenant.readKey), 'cached').to.equal('read-key');
 
-    // Cut the listener's connection (every process's listener: each must recover anyway).
+    // Cut the listener's connection (this process's listeners, found by their application_name).
     const [{ terminated }]: Array<{ terminated: string }> = await dataSource.query(
       'SELECT count(pg_terminate_backend(pid)) AS terminated FROM pg_stat_activity WHERE application_name = $1',
       [LISTENER_APPLICATION_NAME],
