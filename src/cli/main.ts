@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
+import { EmbeddedPostgresError } from '../db/embedded-postgres';
 import { serve } from '../main';
 import { runLedgerAudit } from '../promotional-credits/ledger-audit';
 import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
@@ -17,7 +18,8 @@ const USAGE = `usage: credits <command>
                                      of its entries and closing balances chain;
                                      exits 1 and names each problem otherwise
 
-Environment: DATABASE_URL (absent: the embedded PostgreSQL in .data/),
+Environment: DATABASE_URL (absent: the embedded PostgreSQL, in .data/ or,
+as root, /var/lib/credits/),
 CREDITS_ADDRESS (default 0.0.0.0:50051), LOG_LEVEL, CREDITS_TLS_CERT,
 CREDITS_TLS_KEY, CREDITS_TLS_CLIENT_CA.`;
 
@@ -59,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`credits: ${err.message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof TenantAdminError || err instanceof ConfigError) {
+    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError) {
       console.error(`credits: ${err.message}`);
       return 1;
     }

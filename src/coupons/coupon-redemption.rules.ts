@@ -3,7 +3,7 @@ import { checkCustomerId } from '../common/text';
 import { INT64_MAX } from '../money/decimal';
 import type { Money, MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CouponEntity } from './coupon.entity';
 import { checkCode, checkReferenceId } from './coupon.rules';
 

@@ -3,7 +3,7 @@ import { checkTime } from '../common/list-filters';
 import { checkText } from '../common/text';
 import type { MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CouponType, Frequency } from './coupon.entity';
 
 /** The writable fields of a coupon as the transport hands them over, before validation. */

@@ -7,7 +7,7 @@ import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Money } from '../money/money';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import {
   validateCouponListInput,
   validateRedemptionListInput,

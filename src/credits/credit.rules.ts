@@ -6,7 +6,7 @@ import type { CouponEntity } from '../coupons/coupon.entity';
 import { checkReferenceId } from '../coupons/coupon.rules';
 import type { Money, MoneyInput } from '../money/money';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 
 /** Most credits one BatchCreateCustomerCredits call issues. */
 export const MAX_BATCH_CREDITS = 500;

@@ -12,7 +12,7 @@ import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
 import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
 import type { Money } from '../money/money';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
 import {
   creditState,

@@ -3,7 +3,7 @@ import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Idempotency } from '../idempotency/idempotency';
 import type { Logger } from '../logger';
-import type { Authenticator } from '../tenants/tenants.service';
+import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
 import { MalformedRequest, type Middleware } from './pipeline';
 

@@ -2,7 +2,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { IdempotentMethod } from '../idempotency/idempotency';
 import type { Scope } from '../tenants/api-key.entity';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CallerError } from './error-status';
 
 /**

@@ -10,7 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Scope } from '../tenants/api-key.entity';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { toCallerError, toServiceError } from './error-status';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';

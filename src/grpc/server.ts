@@ -21,7 +21,7 @@ import { answerErrors, authenticate, drain, exactlyOnce, logCalls, refuseGoneCal
 import { compose } from './pipeline';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
-import { Authenticator } from '../tenants/tenants.service';
+import { Authenticator } from '../tenants/authenticator';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 
@@ -46,10 +46,11 @@ export async function startGrpcServer(
 ): Promise<GrpcServer> {
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
+  const authenticator = new Authenticator(deps.dataSource, { cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS, logger: deps.logger });
+  await authenticator.start();
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const authenticator = new Authenticator(deps.dataSource.manager, options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS);
   // The call pipeline, outermost first (src/grpc/middleware.ts).
   const rpc = new Rpc(
     compose(
@@ -91,9 +92,16 @@ export async function startGrpcServer(
   health.addToServer(server);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+  } catch (err) {
+    clearInterval(pruneTimer);
+    await authenticator.close();
+    throw err;
+  }
 
   return {
     port,
@@ -121,6 +129,7 @@ export async function startGrpcServer(
         });
       }
       clearTimeout(timer);
+      await authenticator.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Violations } from '../common/domain-error';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { isKnownCurrency } from './currencies';
 
 /**

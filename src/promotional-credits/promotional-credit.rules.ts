@@ -2,7 +2,7 @@ import { Violations } from '../common/domain-error';
 import { checkCustomerId, checkText } from '../common/text';
 import { parseDecimalAmount } from '../money/decimal';
 import { resolveCurrency } from '../money/resolve-currency';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import type { CreditType } from './promotional-credit.entity';
 
 /** A balance change as the transport hands it over, before validation. */

@@ -5,7 +5,7 @@ import { Pager, type Page } from '../common/pager';
 import { checkCustomerId, checkUuid } from '../common/text';
 import type { SharedWork, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
-import type { Principal } from '../tenants/tenants.service';
+import type { Principal } from '../tenants/principal';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
 import type { PromotionalCreditEntity } from './promotional-credit.entity';
 import { PromotionalCreditRepository, type Balance, type EntryDraft, type LedgerWrite, type LedgerWriteOutcome } from './promotional-credit.repository';

@@ -103,14 +103,24 @@ describe('@credits/client as an installed package', function () {
     if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
   });
 
-  it('builds and packs, installs from the tarball into a fresh project, compiles with tsc --strict and calls a running server', async () => {
-    // Build and pack, as a release would.
-    await run('npm', ['run', '--silent', 'build:client'], { cwd: REPO, env: childEnv() });
-    const { stdout: packJson } = await run('npm', ['pack', '--json', '--pack-destination', workDir], { cwd: path.join(REPO, 'client'), env: childEnv() });
-    const [packed] = JSON.parse(packJson) as Array<{ filename: string; name: string; version: string; files: Array<{ path: string }> }>;
+  it('packs with a plain npm pack, installs from the tarball into a fresh project, compiles with tsc --strict and calls a running server', async () => {
+    // Exactly what a release runs: `npm pack` in client/, whose prepack builds
+    // the package. No build beforehand, so a package that does not build
+    // itself when packed fails here.
+    const clientDir = path.join(REPO, 'client');
+    fs.rmSync(path.join(clientDir, 'dist'), { recursive: true, force: true });
+    const { stdout: packOut } = await run('npm', ['pack'], { cwd: clientDir, env: childEnv() });
+    const filename = packOut.trim().split('\n').at(-1)!;
     const rootPackage = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'));
-    expect([packed!.name, packed!.version]).to.deep.equal(['@credits/client', rootPackage.version]);
-    const files = packed!.files.map((f) => f.path);
+    expect(filename).to.equal(`credits-client-${rootPackage.version}.tgz`);
+    const tarball = path.join(workDir, filename);
+    fs.copyFileSync(path.join(clientDir, filename), tarball);
+    fs.rmSync(path.join(clientDir, filename));
+    const { stdout: listing } = await run('tar', ['-tzf', tarball]);
+    const files = listing
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => line.replace(/^package\//, ''));
     expect(files).to.include.members([
       'package.json',
       'README.md',
@@ -127,10 +137,12 @@ describe('@credits/client as an installed package', function () {
     fs.mkdirSync(project);
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'credits-consumer', version: '1.0.0', private: true }, null, 2));
     const typesNode = `@types/node@${rootPackage.devDependencies['@types/node']}`;
-    await run('npm', ['install', path.join(workDir, packed!.filename), typesNode, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: project, env: childEnv() });
+    await run('npm', ['install', tarball, typesNode, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: project, env: childEnv() });
     const installed = JSON.parse(fs.readFileSync(path.join(project, 'package.json'), 'utf8'));
     expect(installed.dependencies['@credits/client']).to.match(/^file:/);
     expect(fs.existsSync(path.join(project, 'node_modules', '@grpc', 'grpc-js', 'package.json')), 'runtime dependency installed').to.equal(true);
+    const manifest = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', '@credits', 'client', 'package.json'), 'utf8'));
+    expect([manifest.name, manifest.version]).to.deep.equal(['@credits/client', rootPackage.version]);
 
     // Compile the consumer with the repository's TypeScript in strict mode.
     fs.writeFileSync(path.join(project, 'consumer.ts'), CONSUMER_SNIPPET);

@@ -16,7 +16,7 @@ import {
   type CreditCounters,
   type CreditDraftInput,
 } from '../../src/credits/credit.rules';
-import type { Principal } from '../../src/tenants/tenants.service';
+import type { Principal } from '../../src/tenants/principal';
 import { couponView as coupon } from '../coupons/fixtures';
 
 const NOW = new Date('2030-01-01T00:00:00Z');

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { createDataSource, runMigrations } from '../../src/db/data-source';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
+import { embeddedHome, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
@@ -30,7 +30,6 @@ describe('faults: database outage', function () {
   let port: number;
 
   before(async () => {
-    fs.chmodSync(dataDir, 0o755); // the postgres user must reach it when we run as root
     port = await freePort();
     db = await startEmbeddedPostgres(dataDir, () => {}, { port });
     dataSource = createDataSource({ url: db.url, poolSize: 8, connectTimeoutMs: 1000 });
@@ -42,6 +41,7 @@ describe('faults: database outage', function () {
     await grpc?.shutdown(1000);
     await dataSource?.destroy();
     await db?.stop();
+    fs.rmSync(embeddedHome(dataDir), { recursive: true, force: true }); // as root, the cluster is not under dataDir
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 

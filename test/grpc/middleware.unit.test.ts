@@ -17,7 +17,7 @@ import {
   requireScope,
 } from '../../src/grpc/middleware';
 import { compose, MalformedRequest, type Call, type Middleware, type Next, type Outcome } from '../../src/grpc/pipeline';
-import type { Principal } from '../../src/tenants/tenants.service';
+import type { Principal } from '../../src/tenants/principal';
 
 const PRINCIPAL: Principal = {
   tenantId: '00000000-0000-4000-8000-000000000001',

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { DomainError } from '../../src/common/domain-error';
 import { validateBalanceChange, type BalanceChangeInput, type ChangeKind } from '../../src/promotional-credits/promotional-credit.rules';
-import type { Principal } from '../../src/tenants/tenants.service';
+import type { Principal } from '../../src/tenants/principal';
 
 const multi: Principal = {
   tenantId: '0b6d1f0e-2c4a-4f5e-9a7b-3c2d1e0f9a8b',

@@ -5,7 +5,8 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embed
 
 /**
  * The database tests run against: DATABASE_URL when set, otherwise an
- * embedded PostgreSQL of its own in .data/test (never the dev database).
+ * embedded PostgreSQL of its own for .data/test (never the dev database; as
+ * root its cluster lives under /var/lib/credits, see embedded-postgres.ts).
  * Tests isolate themselves by creating a fresh tenant each, so one schema
  * serves the whole run.
  */

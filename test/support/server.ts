@@ -19,7 +19,8 @@ export interface TestServer {
 export async function startTestServer(options: { poolSize?: number; authCacheMs?: number } = {}): Promise<TestServer> {
   const dataSource = await openTestDataSource(options.poolSize ?? 20);
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  // No key cache: tests revoke keys and expect the next call to be refused.
+  // No key cache unless asked: tests revoke keys and expect the very next call
+  // to be refused, while a pushed revocation takes a moment to arrive.
   const grpc = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0', authCacheMs: options.authCacheMs ?? 0 });
   return {
     address: `127.0.0.1:${grpc.port}`,

@@ -1,37 +1,129 @@
+import { Writable } from 'node:stream';
 import { expect } from 'chai';
+import pino from 'pino';
 import type { DataSource } from 'typeorm';
-import { Authenticator, revokeApiKey } from '../../src/tenants/tenants.service';
+import { Authenticator, LISTENER_APPLICATION_NAME } from '../../src/tenants/authenticator';
+import { revokeApiKey } from '../../src/tenants/tenants.service';
+import { freePort } from '../support/child-server';
 import { openTestDataSource } from '../support/database';
-import { newTenant } from '../support/tenant';
+import { newTenant, type TestTenant } from '../support/tenant';
 
-describe('Authenticator key cache', () => {
+interface LogLine {
+  level: number;
+  msg: string;
+  retry_in_ms?: number;
+}
+
+/** A logger whose lines the test reads. */
+function memoryLogger() {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+/** Polls `condition` every 10 ms; answers whether it held before `ms` passed. */
+async function within(ms: number, condition: () => Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('Authenticator: key cache and revocation listener', () => {
   let dataSource: DataSource;
+  const started: Authenticator[] = [];
+
+  /** An authenticator that would remember a key for a minute. */
+  async function authenticator(options: Partial<ConstructorParameters<typeof Authenticator>[1]> = {}) {
+    const { logger, lines } = memoryLogger();
+    const auth = new Authenticator(dataSource, { cacheMs: 60_000, logger, ...options });
+    started.push(auth);
+    await auth.start();
+    return { auth, lines };
+  }
+
+  /** Revokes a key behind every listener's back (no notification): only a cache in use still accepts it. */
+  async function revokeUnannounced(tenant: TestTenant, name: string): Promise<void> {
+    await dataSource.query('UPDATE api_keys SET revoke_time = now() WHERE tenant_id = $1 AND name = $2', [tenant.id, name]);
+  }
+
+  const name = async (auth: Authenticator, key: string) => (await auth.authenticate(key))?.keyName;
 
   before(async () => {
-    dataSource = await openTestDataSource(2);
+    dataSource = await openTestDataSource(4);
   });
-  after(() => dataSource.destroy());
+  after(async () => {
+    for (const auth of started) await auth.close();
+    await dataSource.destroy();
+  });
 
-  it('remembers a key for the cache time, then sees its revocation', async () => {
+  it('forgets a key revoked with revokeApiKey within a second, though it remembers keys for a minute', async () => {
     const tenant = await newTenant(dataSource);
-    const authenticator = new Authenticator(dataSource.manager, 300);
-    expect((await authenticator.authenticate(tenant.rwKey))?.keyName).to.equal('rw-key');
+    const { auth } = await authenticator();
+    expect(await name(auth, tenant.rwKey)).to.equal('rw-key');
+    expect(await name(auth, tenant.readKey)).to.equal('read-key');
+    // The cache is in use: a revocation no one is told of goes unseen.
+    await revokeUnannounced(tenant, 'read-key');
+    expect(await name(auth, tenant.readKey)).to.equal('read-key');
+
     await revokeApiKey(dataSource, { tenantSlug: tenant.slug, name: 'rw-key' });
-    // Within the cache time the revoked key still works (documented trade-off)...
-    expect((await authenticator.authenticate(tenant.rwKey))?.keyName).to.equal('rw-key');
-    await new Promise((r) => setTimeout(r, 350));
-    // ...after it, never again.
-    expect(await authenticator.authenticate(tenant.rwKey)).to.equal(undefined);
-    // Without a cache the revocation takes effect at once.
-    expect(await new Authenticator(dataSource.manager, 0).authenticate(tenant.readKey)).to.not.equal(undefined);
+    expect(await within(1000, async () => (await auth.authenticate(tenant.rwKey)) === undefined), 'refused within 1 s').to.equal(true);
+    // Only the revoked key was forgotten.
+    expect(await name(auth, tenant.readKey)).to.equal('read-key');
+  });
+
+  it('drops its cache when the listener connection is lost, checks the database until it listens again, and listens again', async () => {
+    const tenant = await newTenant(dataSource);
+    const { auth, lines } = await authenticator();
+    expect(lines.filter((l) => l.msg.startsWith('listening for API key revocations'))).to.have.length(1);
+    expect(await name(auth, tenant.readKey)).to.equal('read-key');
+    expect(await name(auth, tenant.writeKey)).to.equal('write-key');
+    await revokeUnannounced(tenant, 'read-key');
+    expect(await name(auth, tenant.readKey), 'cached').to.equal('read-key');
+
+    // Cut the listener's connection (this process's listeners, found by their application_name).
+    const [{ terminated }]: Array<{ terminated: string }> = await dataSource.query(
+      'SELECT count(pg_terminate_backend(pid)) AS terminated FROM pg_stat_activity WHERE application_name = $1',
+      [LISTENER_APPLICATION_NAME],
+    );
+    expect(Number(terminated)).to.be.at.least(1);
+    const lost = () => lines.find((l) => l.msg.startsWith('lost the connection listening for API key revocations'));
+    expect(await within(10_000, async () => lost() !== undefined), 'the loss is logged').to.equal(true);
+    expect(lost()).to.include({ level: 40, retry_in_ms: 100 });
+    // Revocations sent while it was not listening are lost, so nothing cached is trusted any more.
+    expect(await auth.authenticate(tenant.readKey), 'cache dropped').to.equal(undefined);
+
+    const listening = () => lines.filter((l) => l.msg.startsWith('listening for API key revocations')).length === 2;
+    expect(await within(10_000, async () => listening()), 'listens again').to.equal(true);
+    // The new connection hears revocations of keys cached after it came back.
+    expect(await name(auth, tenant.writeKey)).to.equal('write-key');
+    await revokeApiKey(dataSource, { tenantSlug: tenant.slug, name: 'write-key' });
+    expect(await within(1000, async () => (await auth.authenticate(tenant.writeKey)) === undefined), 'refused within 1 s').to.equal(true);
+  });
+
+  it('never uses its cache while it cannot listen', async () => {
+    const tenant = await newTenant(dataSource);
+    const nobody = await freePort();
+    const { auth, lines } = await authenticator({ listenerConnection: { host: '127.0.0.1', port: nobody, user: 'credits', database: 'credits' } });
+    expect(lines.map((l) => [l.level, l.msg])).to.deep.include([40, 'cannot listen for API key revocations yet: every call checks the database meanwhile']);
+    expect(await name(auth, tenant.rwKey)).to.equal('rw-key');
+    await revokeUnannounced(tenant, 'rw-key');
+    expect(await auth.authenticate(tenant.rwKey)).to.equal(undefined);
   });
 
   it('checks the secret on every call, cached or not', async () => {
     const tenant = await newTenant(dataSource);
-    const authenticator = new Authenticator(dataSource.manager, 60_000);
-    expect(await authenticator.authenticate(tenant.rwKey)).to.not.equal(undefined);
+    const { auth } = await authenticator();
+    expect(await auth.authenticate(tenant.rwKey)).to.not.equal(undefined);
     const forged = tenant.rwKey.slice(0, -3) + (tenant.rwKey.endsWith('AAA') ? 'BBB' : 'AAA');
-    expect(await authenticator.authenticate(forged)).to.equal(undefined);
-    expect(await authenticator.authenticate('ck_nope')).to.equal(undefined);
+    expect(await auth.authenticate(forged)).to.equal(undefined);
+    expect(await auth.authenticate('ck_nope')).to.equal(undefined);
   });
 });

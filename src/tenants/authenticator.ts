@@ -1,0 +1,241 @@
+import { timingSafeEqual } from 'node:crypto';
+import { Client, type ClientConfig } from 'pg';
+import type { DataSource, EntityManager } from 'typeorm';
+import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
+import { preparedQuery } from '../db/prepared-query';
+import type { Logger } from '../logger';
+import type { Scope } from './api-key.entity';
+import { parseApiKey } from './api-key.secret';
+import type { Principal } from './principal';
+
+/** `credits api-key revoke` notifies this channel, with the key's id, in the revoking transaction. */
+export const API_KEY_REVOKED_CHANNEL = 'credits_api_key_revoked';
+
+/** How the listener's connection shows in pg_stat_activity: which process's it is, too. */
+export const LISTENER_APPLICATION_NAME = `credits-auth-listener (pid ${process.pid})`;
+
+const MAX_CACHED_KEYS = 10_000;
+const FIRST_RETRY_MS = 100;
+const LAST_RETRY_MS = 5_000;
+
+export interface AuthenticatorOptions {
+  /** How long a valid key is remembered; 0 checks the database on every call (and listens for nothing). */
+  cacheMs: number;
+  logger: Logger;
+  /** The listener's connection; by default the data source's database. */
+  listenerConnection?: ClientConfig;
+}
+
+interface StoredKey {
+  secretHash: Buffer;
+  principal: Principal;
+}
+
+/**
+ * Resolves API keys to principals, comparing the secret's hash in constant
+ * time. A key found in the database is remembered for `cacheMs` so that most
+ * calls cost no query, but only while this process listens for revocations:
+ * a revocation forgets the key at once, on every replica. Without a working
+ * listener (not yet connected, or its connection lost) every call checks the
+ * database, so the cache can make a valid key's check faster and never let a
+ * revoked key in for longer. Unknown keys are never cached.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, { key: StoredKey; expires: number }>();
+  private readonly listener: RevocationListener | undefined;
+  private readonly manager: EntityManager;
+  private readonly cacheMs: number;
+
+  constructor(dataSource: DataSource, options: AuthenticatorOptions) {
+    this.manager = dataSource.manager;
+    this.cacheMs = options.cacheMs;
+    if (this.cacheMs > 0) {
+      this.listener = new RevocationListener(options.listenerConnection ?? connectionOf(dataSource), options.logger, {
+        revoked: (keyId) => this.cache.delete(keyId),
+        // Revocations sent while it was not listening are lost: forget everything.
+        lost: () => this.cache.clear(),
+      });
+    }
+  }
+
+  /** Starts listening; resolves once the first attempt succeeded or failed (the listener then keeps retrying). */
+  async start(): Promise<void> {
+    await this.listener?.start();
+  }
+
+  /** Stops listening (on server shutdown). */
+  async close(): Promise<void> {
+    await this.listener?.close();
+  }
+
+  /** The principal of a key, or undefined when it is malformed, unknown or revoked. */
+  async authenticate(apiKey: string): Promise<Principal | undefined> {
+    const parsed = parseApiKey(apiKey);
+    if (!parsed) return undefined;
+    const { keyId } = parsed;
+    const listening = this.listener?.generation();
+    const now = Date.now();
+    let entry = listening === undefined ? undefined : this.cache.get(keyId);
+    if (!entry || entry.expires <= now) {
+      const key = await findKey(this.manager, keyId);
+      if (!key) {
+        this.cache.delete(keyId);
+        return undefined;
+      }
+      entry = { key, expires: now + this.cacheMs };
+      // Remember it only if the listener listened throughout the lookup: a
+      // revocation (or a lost connection) meanwhile may have come after the
+      // row was read, and its notification has already been handled.
+      if (listening !== undefined && this.listener!.generation() === listening) {
+        if (this.cache.size >= MAX_CACHED_KEYS) this.cache.clear();
+        this.cache.set(keyId, entry);
+      }
+    }
+    return timingSafeEqual(entry.key.secretHash, parsed.secretHash) ? entry.key.principal : undefined;
+  }
+}
+
+/**
+ * One connection outside the pool that LISTENs for revocations. On a lost
+ * connection it tells its owner (who drops the cache), logs it and connects
+ * again, waiting 0.1 s, then twice as long each failed attempt, up to 5 s.
+ */
+class RevocationListener {
+  private client: Client | undefined;
+  private listening = false;
+  /** Changes on every notification, loss and new connection: see generation(). */
+  private epoch = 0;
+  private retryMs = FIRST_RETRY_MS;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly connection: ClientConfig,
+    private readonly logger: Logger,
+    private readonly on: { revoked(keyId: string): void; lost(): void },
+  ) {}
+
+  /**
+   * Undefined while not listening; otherwise a number that stays the same
+   * only as long as no revocation arrived and the connection was not lost.
+   */
+  generation(): number | undefined {
+    return this.listening ? this.epoch : undefined;
+  }
+
+  start(): Promise<void> {
+    return this.connect();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.listening = false;
+    if (client) await this.discard(client);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new Client({ ...this.connection, application_name: LISTENER_APPLICATION_NAME, keepAlive: true });
+    this.client = client;
+    client.on('notification', (message) => {
+      if (message.channel !== API_KEY_REVOKED_CHANNEL || !message.payload) return;
+      this.epoch++;
+      this.on.revoked(message.payload);
+    });
+    client.on('error', (err) => this.lose(client, err));
+    client.on('end', () => this.lose(client, new Error('the connection was closed')));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${API_KEY_REVOKED_CHANNEL}`);
+    } catch (err) {
+      this.lose(client, err);
+      return;
+    }
+    if (this.client !== client) return; // closed, or lost, meanwhile
+    this.epoch++;
+    this.listening = true;
+    this.retryMs = FIRST_RETRY_MS;
+    this.logger.info({ application_name: LISTENER_APPLICATION_NAME }, 'listening for API key revocations; the key cache is in use');
+  }
+
+  private lose(client: Client, err: unknown): void {
+    if (this.client !== client) return; // a connection already given up
+    const wasListening = this.listening;
+    this.client = undefined;
+    this.listening = false;
+    this.epoch++;
+    this.on.lost();
+    void this.discard(client);
+    if (this.closed) return;
+    this.logger.warn(
+      { err, retry_in_ms: this.retryMs },
+      wasListening
+        ? 'lost the connection listening for API key revocations: dropped the key cache; every call checks the database until it listens again'
+        : 'cannot listen for API key revocations yet: every call checks the database meanwhile',
+    );
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, this.retryMs);
+    this.retryTimer.unref(); // the server it serves keeps the process alive, not its retries
+    this.retryMs = Math.min(this.retryMs * 2, LAST_RETRY_MS);
+  }
+
+  private async discard(client: Client): Promise<void> {
+    client.removeAllListeners();
+    client.on('error', () => {}); // a late socket error of a connection given up
+    await client.end().catch(() => {});
+  }
+}
+
+/** The data source's database, as a plain pg client configuration. */
+function connectionOf(dataSource: DataSource): ClientConfig {
+  const options = dataSource.options as PostgresDataSourceOptions;
+  const extra = (options.extra ?? {}) as { connectionTimeoutMillis?: number };
+  return {
+    connectionString: options.url,
+    host: options.host,
+    port: options.port,
+    user: options.username,
+    password: typeof options.password === 'string' ? options.password : undefined,
+    database: options.database,
+    ssl: options.ssl as ClientConfig['ssl'],
+    connectionTimeoutMillis: extra.connectionTimeoutMillis,
+  };
+}
+
+async function findKey(manager: EntityManager, keyId: string): Promise<StoredKey | undefined> {
+  const rows: Array<{
+    secret_hash: Buffer;
+    name: string;
+    scopes: Scope[];
+    tenant_id: string;
+    slug: string;
+    default_currency: string;
+    multi_currency: boolean;
+  }> = (
+    await preparedQuery<never>(
+      manager,
+      'api_key_find',
+      `SELECT k.secret_hash, k.name, k.scopes, t.id AS tenant_id, t.slug, t.default_currency, t.multi_currency
+       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+      WHERE k.id = $1 AND k.revoke_time IS NULL`,
+      [keyId],
+    )
+  ).rows;
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    secretHash: row.secret_hash,
+    principal: {
+      tenantId: row.tenant_id,
+      tenantSlug: row.slug,
+      defaultCurrency: row.default_currency,
+      multiCurrency: row.multi_currency,
+      keyName: row.name,
+      scopes: new Set(row.scopes),
+    },
+  };
+}

@@ -1,0 +1,11 @@
+import type { Scope } from './api-key.entity';
+
+/** Who is calling: resolved from the API key on every call. */
+export interface Principal {
+  tenantId: string;
+  tenantSlug: string;
+  defaultCurrency: string;
+  multiCurrency: boolean;
+  keyName: string;
+  scopes: ReadonlySet<Scope>;
+}
