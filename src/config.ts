@@ -19,12 +19,15 @@ export interface Config {
   idempotencyRetentionHours: number;
   /** How long a validated API key is remembered; revocations are pushed (see Authenticator), not waited out. */
   authCacheMs: number;
+  /** How often each replica sweeps expirations due (lots and holds); a write settles its own balance first anyway. */
+  expirySweepSeconds: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
 /** Defaults that also apply where a server is started without a Config (tests, the benchmark). */
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 export const DEFAULT_AUTH_CACHE_MS = 5_000;
+export const DEFAULT_EXPIRY_SWEEP_SECONDS = 60;
 
 export class ConfigError extends Error {}
 
@@ -73,6 +76,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
+    expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

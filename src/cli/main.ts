@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
 import { EmbeddedPostgresError } from '../db/embedded-postgres';
 import { serve } from '../main';
-import { runLedgerAudit } from '../promotional-credits/ledger-audit';
+import { verifyLedger } from '../promotional-credits/ledger-audit';
 import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
 
 const USAGE = `usage: credits <command>
@@ -15,8 +15,9 @@ const USAGE = `usage: credits <command>
                                      the new secret is the last line of stdout
   api-key revoke --tenant <slug> --name <name>
   verify                             audit the ledger: every balance equals the sum
-                                     of its entries and closing balances chain;
-                                     exits 1 and names each problem otherwise
+                                     of its entries, closing balances and hashes
+                                     chain, lots and holds add up; exits 1 and
+                                     names each problem otherwise
 
 Environment: DATABASE_URL (absent: the embedded PostgreSQL, in .data/ or,
 as root, /var/lib/credits/),
@@ -121,19 +122,19 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
   });
 }
 
-/** `credits verify`: the ledger audit over every tenant; exit 1 on any problem. */
+/** `credits verify`: the whole ledger check over every tenant (balances, chains, lots, holds, hashes); exit 1 on any problem. */
 async function verify(config: Config): Promise<number> {
   return withDatabase(config, async ({ dataSource }) => {
-    const audit = await runLedgerAudit(dataSource.manager);
-    if (audit.brokenBalances === 0) {
+    const { audit, details } = await verifyLedger(dataSource.manager);
+    if (audit.brokenBalances === 0 && details.length === 0) {
       console.log(`ledger ok: ${audit.balancesChecked} balances, ${audit.entriesChecked} entries checked`);
       return 0;
     }
-    for (const problem of audit.problems) console.log(`${problem.kind}: ${problem.message}`);
+    for (const problem of [...audit.problems, ...details]) console.log(`${problem.kind}: ${problem.message}`);
     const unlisted = audit.brokenBalances - new Set(audit.problems.map((p) => `${p.tenantId}/${p.customerId}/${p.currencyCode}`)).size;
     if (unlisted > 0) console.log(`... and ${unlisted} more broken balances not listed`);
     console.error(
-      `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems`,
+      `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems; ${details.length} lot, hold or hash chain problems`,
     );
     return 1;
   });

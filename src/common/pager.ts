@@ -50,13 +50,41 @@ export class Pager {
    * before the cursor) to learn whether another page follows, and answers the
    * page with the token of the next one.
    */
-  async page<T extends { seq: bigint }>(tenantId: string, filterKey: string, input: PageInput, fetch: FetchBefore<T>): Promise<Page<T>> {
-    const position = this.tokens.decode(tenantId, filterKey, input.pageToken);
-    const beforeSeq = position ? seqOfPosition(position) : undefined;
-    const pageSize = effectivePageSize(input.pageSize);
-    const rows = await fetch(beforeSeq, pageSize + 1);
-    const items = rows.slice(0, pageSize);
-    const nextPageToken = rows.length > pageSize ? this.tokens.encode(tenantId, filterKey, [items[items.length - 1]!.seq.toString()]) : '';
-    return { items, nextPageToken };
+  page<T extends { seq: bigint }>(tenantId: string, filterKey: string, input: PageInput, fetch: FetchBefore<T>): Promise<Page<T>> {
+    return pageAfter(
+      this.tokens,
+      tenantId,
+      filterKey,
+      input,
+      (row) => [row.seq.toString()],
+      (position, limit) => fetch(position ? seqOfPosition(position) : undefined, limit),
+    );
   }
+
+  /** Paging in another order: see pageAfter. */
+  pageAfter<T>(tenantId: string, filterKey: string, input: PageInput, positionOf: (row: T) => string[], fetch: (after: string[] | undefined, limit: number) => Promise<T[]>): Promise<Page<T>> {
+    return pageAfter(this.tokens, tenantId, filterKey, input, positionOf, fetch);
+  }
+}
+
+/**
+ * Keyset paging in an order of its own (not newest first): the token holds
+ * the position of the last row served, as `positionOf` writes it, and
+ * `fetch` reads rows strictly after a position. Tokens are bound to the
+ * tenant and `filterKey` as with Pager.page.
+ */
+export async function pageAfter<T>(
+  tokens: PageTokenCodec,
+  tenantId: string,
+  filterKey: string,
+  input: PageInput,
+  positionOf: (row: T) => string[],
+  fetch: (after: string[] | undefined, limit: number) => Promise<T[]>,
+): Promise<Page<T>> {
+  const after = tokens.decode(tenantId, filterKey, input.pageToken);
+  const pageSize = effectivePageSize(input.pageSize);
+  const rows = await fetch(after, pageSize + 1);
+  const items = rows.slice(0, pageSize);
+  const nextPageToken = rows.length > pageSize ? tokens.encode(tenantId, filterKey, positionOf(items[items.length - 1]!)) : '';
+  return { items, nextPageToken };
 }

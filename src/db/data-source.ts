@@ -3,7 +3,6 @@ import { DataSource } from 'typeorm';
 import { ApiKeyEntity } from '../tenants/api-key.entity';
 import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
-import { PromotionalCreditBalanceEntity } from '../promotional-credits/promotional-credit-balance.entity';
 import { CouponEntity } from '../coupons/coupon.entity';
 import { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import { CustomerCreditEntity } from '../credits/customer-credit.entity';
@@ -13,10 +12,21 @@ import { Coupons1763900000000 } from './migrations/1763900000000-coupons';
 import { CustomerCredits1763950000000 } from './migrations/1763950000000-customer-credits';
 import { PromotionalCreditBatches1764000000000 } from './migrations/1764000000000-promotional-credit-batches';
 import { AppendOnlyLedger1764100000000 } from './migrations/1764100000000-append-only-ledger';
+import { CreditLots1764200000000 } from './migrations/1764200000000-credit-lots';
+import { LedgerAudit1764300000000 } from './migrations/1764300000000-ledger-audit';
+import { CreditHolds1764400000000 } from './migrations/1764400000000-credit-holds';
+import { Events1764500000000 } from './migrations/1764500000000-events';
 import { applySqlDefinitions } from './sql-definitions';
 
-export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, PromotionalCreditBalanceEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
-export const MIGRATIONS = [InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000, PromotionalCreditBatches1764000000000, AppendOnlyLedger1764100000000];
+export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
+export const MIGRATIONS = [
+  InitialSchema1763800000000, IdempotencyKeys1763850000000, Coupons1763900000000, CustomerCredits1763950000000, PromotionalCreditBatches1764000000000,
+  AppendOnlyLedger1764100000000,
+  CreditLots1764200000000,
+  LedgerAudit1764300000000,
+  CreditHolds1764400000000,
+  Events1764500000000,
+];
 
 export interface DataSourceOptions {
   url: string;

@@ -6,7 +6,7 @@ import { CouponServiceService } from '../../gen/credits/v1/coupon_service';
 import { CreditServiceService } from '../../gen/credits/v1/credit_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
-import { DEFAULT_AUTH_CACHE_MS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
+import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
 import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
@@ -42,7 +42,7 @@ export interface GrpcServer {
 
 export async function startGrpcServer(
   deps: { dataSource: DataSource; logger: Logger },
-  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number },
+  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number; expirySweepSeconds?: number },
 ): Promise<GrpcServer> {
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
@@ -81,11 +81,9 @@ export async function startGrpcServer(
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': 4 * MAX_MESSAGE_BYTES,
   });
-  rpc.addService(
-    server,
-    PromotionalCreditServiceService,
-    promotionalCreditHandlers(new PromotionalCreditsService(deps.dataSource, pageTokens), rpc),
-  );
+  const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens);
+  rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
+  const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger);
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
@@ -99,6 +97,7 @@ export async function startGrpcServer(
     );
   } catch (err) {
     clearInterval(pruneTimer);
+    await sweeper.stop();
     await authenticator.close();
     throw err;
   }
@@ -110,6 +109,7 @@ export async function startGrpcServer(
       // new calls get a clear UNAVAILABLE (SHUTTING_DOWN) instead of a reset.
       accepting = false;
       clearInterval(pruneTimer);
+      await sweeper.stop();
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
       let timer: NodeJS.Timeout | undefined;
@@ -130,6 +130,42 @@ export async function startGrpcServer(
       }
       clearTimeout(timer);
       await authenticator.close();
+    },
+  };
+}
+
+/**
+ * Every replica sweeps expirations due now and then (promotional_credit_sweep
+ * skips balances another replica is settling, and settles each from its lots
+ * as they stand, so sweeps at once never expire a lot twice). Runs never
+ * overlap; the first comes after a random part of the interval, so replicas
+ * started together spread out.
+ */
+function startExpirySweep(service: PromotionalCreditsService, intervalMs: number, logger: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = (delay: number) => {
+    timer = setTimeout(() => {
+      running = service
+        .sweepExpired()
+        .then((settled) => {
+          if (settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
+        })
+        .catch((err: unknown) => logger.warn({ err }, 'expiry sweep failed'))
+        .finally(() => {
+          running = undefined;
+          if (!stopped) schedule(intervalMs);
+        });
+    }, delay);
+    timer.unref();
+  };
+  schedule(Math.random() * intervalMs);
+  return {
+    stop: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
     },
   };
 }

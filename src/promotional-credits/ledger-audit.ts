@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { entryHash } from './entry-hash';
 
 /** What can be wrong with one balance of the promotional credit ledger. */
 export type LedgerProblemKind =
@@ -175,4 +176,242 @@ function problemsOf(row: BrokenBalanceRow): LedgerProblem[] {
     );
   }
   return problems;
+}
+
+/** What can be wrong with the lots, holds or hash chain of a balance (see verifyLedger). */
+export type LedgerDetailProblemKind =
+  /** The lots' remaining amounts do not sum to the balance. */
+  | 'LOTS_NOT_SUM_OF_BALANCE'
+  /** A lot's granted amount less what is left differs from what entries drew from it (less what reversals put back). */
+  | 'LOT_ALLOCATIONS_MISMATCH'
+  /** An entry's allocations do not sum to its amount, or name a lot of another balance. */
+  | 'ALLOCATIONS_NOT_ENTRY'
+  /** The balance's held amount differs from the sum of its active holds. */
+  | 'HELD_NOT_SUM_OF_HOLDS'
+  /** A captured hold's amount differs from its capture entry's. */
+  | 'CAPTURE_MISMATCH'
+  /** An entry's hash is not the one its fields and the previous entry's hash give. */
+  | 'HASH_CHAIN_BROKEN';
+
+/**
+ * The lot and hold invariants, as one statement (one snapshot): for every
+ * balance, its lots' remaining sum to it and its active holds to its held
+ * amount; for every lot, amount - remaining = what entries drew from it -
+ * what reversals put back + what deductions written before lots took; every
+ * entry's allocations sum to its amount and name lots of its own balance;
+ * every captured hold matches its capture entry.
+ */
+function detailAuditSql(tenantFilter: boolean): string {
+  const and = (alias: string) => (tenantFilter ? `AND ${alias}.tenant_id = $2` : '');
+  const where = (alias: string) => (tenantFilter ? `WHERE ${alias}.tenant_id = $2` : '');
+  return `
+  WITH allocation AS (
+    SELECT e.id AS entry_id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount AS entry_amount,
+           (a.value->>'lot_id')::uuid AS lot_id, (a.value->>'amount')::numeric AS amount
+      FROM promotional_credits e, jsonb_array_elements(e.allocations) AS a (value)
+     WHERE e.allocations IS NOT NULL ${and('e')}
+  ), problems AS (
+    SELECT 'LOTS_NOT_SUM_OF_BALANCE' AS kind, b.tenant_id, b.customer_id, b.currency_code,
+           format('balance is %s but its lots hold %s', b.amount, coalesce(l.remaining, 0)) AS detail
+      FROM promotional_credit_balances b
+      LEFT JOIN (SELECT tenant_id, customer_id, currency_code, sum(remaining) AS remaining FROM promotional_credit_lots GROUP BY 1, 2, 3) l
+             USING (tenant_id, customer_id, currency_code)
+     WHERE b.amount <> coalesce(l.remaining, 0) ${and('b')}
+    UNION ALL
+    SELECT 'LOT_ALLOCATIONS_MISMATCH', l.tenant_id, l.customer_id, l.currency_code,
+           format('lot %s granted %s and has %s left, but entries drew %s from it', l.id, l.amount, l.remaining,
+                  l.consumed_before_lots + coalesce(u.used, 0))
+      FROM promotional_credit_lots l
+      LEFT JOIN (SELECT lot_id, sum(CASE type WHEN 'DECREMENT' THEN amount ELSE -amount END) AS used FROM allocation GROUP BY lot_id) u
+             ON u.lot_id = l.id
+     WHERE l.amount - l.remaining <> l.consumed_before_lots + coalesce(u.used, 0) ${and('l')}
+    UNION ALL
+    SELECT 'ALLOCATIONS_NOT_ENTRY', x.tenant_id, x.customer_id, x.currency_code,
+           format('entry %s of %s lists allocations of %s%s', x.entry_id, x.entry_amount, x.allocated,
+                  CASE WHEN x.foreign_lots > 0 THEN format(', %s of them from lots of another balance', x.foreign_lots) ELSE '' END)
+      FROM (SELECT a.entry_id, a.tenant_id, a.customer_id, a.currency_code, a.entry_amount, sum(a.amount) AS allocated,
+                   count(*) FILTER (WHERE l.id IS NULL OR (l.tenant_id, l.customer_id, l.currency_code) <> (a.tenant_id, a.customer_id, a.currency_code)) AS foreign_lots
+              FROM allocation a LEFT JOIN promotional_credit_lots l ON l.id = a.lot_id
+             GROUP BY 1, 2, 3, 4, 5) x
+     WHERE x.allocated <> x.entry_amount OR x.foreign_lots > 0
+    UNION ALL
+    SELECT 'HELD_NOT_SUM_OF_HOLDS', b.tenant_id, b.customer_id, b.currency_code,
+           format('held is %s but its active holds sum to %s', b.held, coalesce(h.held, 0))
+      FROM promotional_credit_balances b
+      LEFT JOIN (SELECT tenant_id, customer_id, currency_code, sum(amount) AS held FROM promotional_credit_holds WHERE status = 'ACTIVE' GROUP BY 1, 2, 3) h
+             USING (tenant_id, customer_id, currency_code)
+     WHERE b.held <> coalesce(h.held, 0) ${and('b')}
+    UNION ALL
+    SELECT 'CAPTURE_MISMATCH', h.tenant_id, h.customer_id, h.currency_code,
+           format('hold %s captured %s but its capture entry %s is %s', h.id, h.captured_amount, h.capture_id,
+                  coalesce(e.amount::text || ' (' || e.origin || ')', 'missing'))
+      FROM promotional_credit_holds h
+      LEFT JOIN promotional_credits e ON e.id = h.capture_id
+     WHERE h.status = 'CAPTURED' ${and('h')}
+       AND (e.id IS NULL OR e.amount <> h.captured_amount OR e.origin IS DISTINCT FROM 'HOLD_CAPTURE'
+            OR (e.tenant_id, e.customer_id, e.currency_code) <> (h.tenant_id, h.customer_id, h.currency_code))
+  )
+  SELECT p.kind, p.tenant_id, t.slug AS tenant_slug, p.customer_id, p.currency_code, p.detail
+    FROM problems p LEFT JOIN tenants t ON t.id = p.tenant_id
+   ${where('p').replace('p.tenant_id = $2', 'true')}
+   ORDER BY t.slug, p.customer_id, p.currency_code, p.kind, p.detail
+   LIMIT $1`;
+}
+
+/** A problem with the lots, holds or hash chain of one balance. */
+export interface LedgerDetailProblem {
+  kind: LedgerDetailProblemKind;
+  tenantSlug: string;
+  tenantId: string;
+  customerId: string;
+  currencyCode: string;
+  message: string;
+}
+
+async function auditDetails(manager: EntityManager, options: { tenantId?: string }): Promise<LedgerDetailProblem[]> {
+  const params: unknown[] = [MAX_LISTED_BALANCES];
+  if (options.tenantId !== undefined) params.push(options.tenantId);
+  const rows: Array<{ kind: LedgerDetailProblemKind; tenant_id: string; tenant_slug: string | null; customer_id: string; currency_code: string; detail: string }> =
+    await manager.query(detailAuditSql(options.tenantId !== undefined), params);
+  return rows.map((r) => {
+    const slug = r.tenant_slug ?? `<unknown tenant ${r.tenant_id}>`;
+    return {
+      kind: r.kind,
+      tenantSlug: slug,
+      tenantId: r.tenant_id,
+      customerId: r.customer_id,
+      currencyCode: r.currency_code,
+      message: `tenant ${slug}, customer ${r.customer_id}, ${r.currency_code}: ${r.detail}`,
+    };
+  });
+}
+
+interface HashRow {
+  id: string;
+  tenant_id: string;
+  tenant_slug: string | null;
+  customer_id: string;
+  currency_code: string;
+  type: string;
+  origin: string | null;
+  amount: string;
+  closing_balance: string;
+  description: string;
+  credit_type: string;
+  reference: string;
+  done_by: string;
+  create_micros: string;
+  expire_micros: string | null;
+  reverses_id: string | null;
+  allocations: Array<{ lot_id: string; amount: string }> | null;
+  metadata: Record<string, string>;
+  hash: string | null;
+  seq: string;
+}
+
+/**
+ * Recomputes every hash chain in TypeScript (entryHash, independent of the
+ * SQL that wrote them), balance by balance in ledger order, reading the
+ * ledger in pages; names the first entry of each balance whose hash does not
+ * match (and stops that balance there: what follows chains from a wrong hash).
+ */
+async function auditHashes(manager: EntityManager, options: { tenantId?: string }): Promise<LedgerDetailProblem[]> {
+  const problems: LedgerDetailProblem[] = [];
+  const PAGE = 5000;
+  let after: [string, string, string, string] = ['00000000-0000-0000-0000-000000000000', '', '', '0'];
+  let key = '';
+  let previous = '';
+  let broken = false;
+  for (;;) {
+    const params: unknown[] = [...after, PAGE];
+    if (options.tenantId !== undefined) params.push(options.tenantId);
+    const rows: HashRow[] = await manager.query(
+      `SELECT e.id, e.tenant_id, t.slug AS tenant_slug, e.customer_id, e.currency_code, e.type, e.origin, e.amount::text, e.closing_balance::text,
+              e.description, e.credit_type, e.reference, e.done_by,
+              (extract(epoch FROM e.create_time) * 1000000)::bigint::text AS create_micros,
+              (extract(epoch FROM e.expire_time) * 1000000)::bigint::text AS expire_micros,
+              e.reverses_id, e.allocations, e.metadata, e.hash, e.seq::text
+         FROM promotional_credits e LEFT JOIN tenants t ON t.id = e.tenant_id
+        WHERE (e.tenant_id, e.customer_id COLLATE "C", e.currency_code COLLATE "C", e.seq) > ($1::uuid, $2 COLLATE "C", $3 COLLATE "C", $4::bigint)
+          ${options.tenantId !== undefined ? 'AND e.tenant_id = $6' : ''}
+        ORDER BY e.tenant_id, e.customer_id COLLATE "C", e.currency_code COLLATE "C", e.seq
+        LIMIT $5`,
+      params,
+    );
+    for (const r of rows) {
+      const balance = `${r.tenant_id}/${r.customer_id}/${r.currency_code}`;
+      if (balance !== key) {
+        key = balance;
+        previous = '';
+        broken = false;
+      }
+      if (broken) continue;
+      const expected = entryHash(previous, {
+        id: r.id,
+        tenantId: r.tenant_id,
+        customerId: r.customer_id,
+        currencyCode: r.currency_code,
+        type: r.type,
+        origin: r.origin ?? '',
+        amount: BigInt(r.amount),
+        closingBalance: BigInt(r.closing_balance),
+        description: r.description,
+        creditType: r.credit_type,
+        reference: r.reference,
+        doneBy: r.done_by,
+        createTimeMicros: BigInt(r.create_micros),
+        expireTimeMicros: r.expire_micros === null ? undefined : BigInt(r.expire_micros),
+        reversesId: r.reverses_id ?? undefined,
+        allocations: (r.allocations ?? []).map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) })),
+        metadata: r.metadata,
+      });
+      if (r.hash !== expected) {
+        broken = true;
+        const slug = r.tenant_slug ?? `<unknown tenant ${r.tenant_id}>`;
+        if (problems.length < MAX_LISTED_BALANCES) {
+          problems.push({
+            kind: 'HASH_CHAIN_BROKEN',
+            tenantSlug: slug,
+            tenantId: r.tenant_id,
+            customerId: r.customer_id,
+            currencyCode: r.currency_code,
+            message: `tenant ${slug}, customer ${r.customer_id}, ${r.currency_code}: entry ${r.id} (seq ${r.seq}) has hash ${r.hash ?? '(none)'}, expected ${expected}`,
+          });
+        }
+      }
+      previous = r.hash ?? '';
+    }
+    if (rows.length < PAGE) return problems;
+    const last = rows[rows.length - 1]!;
+    after = [last.tenant_id, last.customer_id, last.currency_code, last.seq];
+  }
+}
+
+/** Everything `credits verify` checks, read in one snapshot. */
+export interface LedgerVerification {
+  audit: LedgerAudit;
+  /** Lot, hold and hash chain problems. */
+  details: LedgerDetailProblem[];
+}
+
+/**
+ * The whole ledger check (`credits verify`): balances and closing-balance
+ * chains (runLedgerAudit), lots and holds (one statement), and every hash
+ * chain recomputed. Outside a transaction it opens a REPEATABLE READ one, so
+ * that every part reads the same snapshot while writes go on.
+ */
+export async function verifyLedger(manager: EntityManager, options: { tenantId?: string } = {}): Promise<LedgerVerification> {
+  const run = async (m: EntityManager): Promise<LedgerVerification> => {
+    const audit = await runLedgerAudit(m, options);
+    const details = [...(await auditDetails(m, options)), ...(await auditHashes(m, options))];
+    return { audit, details };
+  };
+  if (manager.queryRunner?.isTransactionActive) return run(manager);
+  return manager.connection.transaction('REPEATABLE READ', run);
+}
+
+/** verifyLedger's problems as one list (empty: healthy), for tests and callers that only need the verdict. */
+export async function ledgerProblems(manager: EntityManager, options: { tenantId?: string } = {}): Promise<Array<LedgerProblem | LedgerDetailProblem>> {
+  const { audit, details } = await verifyLedger(manager, options);
+  return [...audit.problems, ...details];
 }

@@ -1,20 +1,30 @@
 import { Violations } from '../common/domain-error';
 import { checkStringFilter, checkTimeFilter, type StringFilter, type TimeFilter } from '../common/list-filters';
 import { checkPageSize, type PageInput } from '../common/pager';
-import type { EntryType } from './promotional-credit.entity';
+import { checkMetadata } from '../common/metadata';
+import { ORIGINS, type EntryType, type Origin } from './promotional-credit.entity';
 import type { LedgerFilter } from './promotional-credit.repository';
 
-type TypeValue = EntryType | 'UNRECOGNIZED';
+/** An enum filter's operators as the transport hands them over; 'UNRECOGNIZED' for values the contract does not define. */
+interface EnumFilterInput<T> {
+  is?: T | 'UNRECOGNIZED';
+  isNot?: T | 'UNRECOGNIZED';
+  in: Array<T | 'UNRECOGNIZED'>;
+  notIn: Array<T | 'UNRECOGNIZED'>;
+}
 
 export interface ListInput extends PageInput {
   id?: StringFilter;
   customerId?: StringFilter;
-  type?: { is?: TypeValue; isNot?: TypeValue; in: TypeValue[]; notIn: TypeValue[] };
+  type?: EnumFilterInput<EntryType>;
+  origin?: EnumFilterInput<Origin>;
   createTime?: TimeFilter;
+  metadata?: Record<string, string>;
 }
 
 const ALL_TYPES: readonly EntryType[] = ['INCREMENT', 'DECREMENT'];
 const TYPE_NAMES = 'PROMOTIONAL_CREDIT_TYPE_INCREMENT or PROMOTIONAL_CREDIT_TYPE_DECREMENT';
+const ORIGIN_NAMES = ORIGINS.map((o) => `ORIGIN_${o}`).join(', ');
 
 /**
  * Validates ListPromotionalCredits filters and reduces them to a LedgerFilter.
@@ -34,29 +44,18 @@ export function validateListInput(input: ListInput): { filter: LedgerFilter; fil
   checkStringFilter(v, 'customer_id', input.customerId, /^[A-Za-z0-9_.@:-]+$/, 'A-Z, a-z, 0-9 and _ . @ : -', 50);
   const createTime = checkTimeFilter(v, 'create_time', input.createTime);
 
-  // Fold the type operators into the one set of types that satisfies all of them.
-  let types: EntryType[] | undefined;
-  const t = input.type;
-  if (t) {
-    const known = (field: string, values: TypeValue[]): EntryType[] => {
-      if (values.some((value) => value === 'UNRECOGNIZED')) v.add(field, `must contain only ${TYPE_NAMES}`);
-      return values.filter((value): value is EntryType => value !== 'UNRECOGNIZED');
-    };
-    if (t.in.length > 10) v.add('type.in', 'must have at most 10 values');
-    if (t.notIn.length > 10) v.add('type.not_in', 'must have at most 10 values');
-    let allowed = new Set<EntryType>(ALL_TYPES);
-    if (t.is !== undefined) allowed = intersect(allowed, known('type.is', [t.is]));
-    if (t.in.length > 0) allowed = intersect(allowed, known('type.in', t.in));
-    if (t.isNot !== undefined) for (const x of known('type.is_not', [t.isNot])) allowed.delete(x);
-    for (const x of known('type.not_in', t.notIn)) allowed.delete(x);
-    if (allowed.size < ALL_TYPES.length) types = [...allowed].sort();
-  }
+  const types = foldEnumFilter(v, 'type', input.type, ALL_TYPES, TYPE_NAMES);
+  // Entries written before origins were recorded have none (null): is_not and not_in keep them.
+  const origins = foldEnumFilter<Origin | null>(v, 'origin', input.origin, [...ORIGINS, null], ORIGIN_NAMES);
+  const metadata = checkMetadata(v, 'metadata', input.metadata);
   v.throwIfAny();
 
   const filter: LedgerFilter = {
     id: normaliseId(input.id),
     customerId: input.customerId,
     types,
+    origins,
+    metadata: Object.keys(metadata).length > 0 ? metadata : undefined,
     createTime,
   };
   const filterKey = JSON.stringify([
@@ -68,6 +67,8 @@ export function validateListInput(input: ListInput): { filter: LedgerFilter; fil
     filter.customerId?.isNot ?? null,
     filter.customerId?.startsWith ?? null,
     filter.types ?? null,
+    filter.origins ?? null,
+    filter.metadata ? Object.entries(filter.metadata).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null,
     createTime.afterExclusive?.toISOString() ?? null,
     createTime.from?.toISOString() ?? null,
     createTime.until?.toISOString() ?? null,
@@ -82,6 +83,34 @@ function normaliseId(filter: StringFilter | undefined): StringFilter | undefined
     isNot: filter.isNot?.toLowerCase(),
     startsWith: filter.startsWith?.toLowerCase(),
   };
+}
+
+/**
+ * Folds an enum filter's operators (combined with AND) into the one set of
+ * values that satisfies all of them: undefined when that is every value (no
+ * filter), empty when nothing can match.
+ */
+function foldEnumFilter<T extends string | null>(
+  v: Violations,
+  field: string,
+  filter: EnumFilterInput<Exclude<T, null>> | undefined,
+  all: readonly T[],
+  names: string,
+): T[] | undefined {
+  if (!filter) return undefined;
+  const known = (name: string, values: Array<Exclude<T, null> | 'UNRECOGNIZED'>): T[] => {
+    if (values.some((value) => value === 'UNRECOGNIZED')) v.add(`${field}.${name}`, `must contain only ${names}`);
+    return values.filter((value) => value !== 'UNRECOGNIZED') as T[];
+  };
+  if (filter.in.length > 10) v.add(`${field}.in`, 'must have at most 10 values');
+  if (filter.notIn.length > 10) v.add(`${field}.not_in`, 'must have at most 10 values');
+  let allowed = new Set<T>(all);
+  if (filter.is !== undefined) allowed = intersect(allowed, known('is', [filter.is]));
+  if (filter.in.length > 0) allowed = intersect(allowed, known('in', filter.in));
+  if (filter.isNot !== undefined) for (const x of known('is_not', [filter.isNot])) allowed.delete(x);
+  for (const x of known('not_in', filter.notIn)) allowed.delete(x);
+  if (allowed.size === all.length) return undefined;
+  return [...allowed].sort((a, b) => (a === null ? 1 : b === null ? -1 : a < b ? -1 : a > b ? 1 : 0));
 }
 
 function intersect<T>(set: Set<T>, values: readonly T[]): Set<T> {

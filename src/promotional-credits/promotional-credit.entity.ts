@@ -2,6 +2,15 @@ import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import { bigintColumn } from '../db/bigint-column';
 
 export type EntryType = 'INCREMENT' | 'DECREMENT';
+/** What wrote an entry; null for entries written before origins were recorded. */
+export type Origin = 'ADD' | 'DEDUCT' | 'SET' | 'EXPIRATION' | 'REVERSAL' | 'HOLD_CAPTURE';
+export const ORIGINS: readonly Origin[] = ['ADD', 'DEDUCT', 'SET', 'EXPIRATION', 'REVERSAL', 'HOLD_CAPTURE'];
+
+/** What a DECREMENT drew from one lot (or a reversal put back). */
+export interface LotAllocation {
+  lotId: string;
+  amount: bigint;
+}
 export type CreditType = 'GENERAL' | 'LOYALTY_CREDITS' | 'REFERRAL_REWARDS';
 
 /** One immutable ledger entry; corrections are new entries. */
@@ -46,4 +55,29 @@ export class PromotionalCreditEntity {
 
   @Column({ name: 'create_time', type: 'timestamptz', insert: false, update: false })
   createTime!: Date;
+
+  @Column({ type: 'text', nullable: true })
+  origin!: Origin | null;
+
+  /** INCREMENT: when its lot expires; EXPIRATION: when its lot expired. */
+  @Column({ name: 'expire_time', type: 'timestamptz', nullable: true })
+  expireTime!: Date | null;
+
+  @Column({ type: 'jsonb', nullable: true, transformer: { to: (v: unknown) => v, from: allocationsFromJson } })
+  allocations!: LotAllocation[];
+
+  @Column({ name: 'reverses_id', type: 'uuid', nullable: true })
+  reversesId!: string | null;
+
+  @Column({ type: 'jsonb' })
+  metadata!: Record<string, string>;
+
+  /** Null only for an entry written before hashes existed and not hashed since (none: the migration hashed them all). */
+  @Column({ type: 'text', nullable: true })
+  hash!: string | null;
+}
+
+/** Allocations as stored (`[{lot_id, amount}]`, amounts as strings), exact. */
+export function allocationsFromJson(value: Array<{ lot_id: string; amount: string }> | null): LotAllocation[] {
+  return (value ?? []).map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) }));
 }

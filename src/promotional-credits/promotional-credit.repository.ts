@@ -1,14 +1,17 @@
 import type { EntityManager } from 'typeorm';
-import { preparedQuery } from '../db/prepared-query';
 import { likePrefix, type StringFilter, type TimeWindow } from '../common/list-filters';
-import { PromotionalCreditEntity, type CreditType, type EntryType } from './promotional-credit.entity';
+import type { Metadata } from '../common/metadata';
+import { preparedQuery } from '../db/prepared-query';
+import { allocationsFromJson, PromotionalCreditEntity, type CreditType, type EntryType, type Origin } from './promotional-credit.entity';
 
+/** A customer's balance in one currency: `held` of `amount` is reserved by active holds. */
 export interface Balance {
   currencyCode: string;
   amount: bigint;
+  held: bigint;
 }
 
-/** What to write with a ledger entry; its amount, balance and id come from the database. */
+/** What to write with a ledger entry or a hold; its amount, balance and id come from the database. */
 export interface EntryDraft {
   tenantId: string;
   customerId: string;
@@ -17,9 +20,10 @@ export interface EntryDraft {
   creditType: CreditType;
   reference: string;
   doneBy: string;
+  metadata: Metadata;
 }
 
-/** An entry just written and the customer's other balances. */
+/** An entry just written and the customer's balances after it. */
 export interface EntryWithBalances {
   entry: PromotionalCreditEntity;
   balances: Balance[];
@@ -30,51 +34,163 @@ export interface LedgerFilter {
   customerId?: StringFilter;
   /** Allowed entry types; undefined means any, empty means none. */
   types?: EntryType[];
+  /** Allowed origins (null: unspecified); undefined means any, empty means none. */
+  origins?: Array<Origin | null>;
+  /** Pairs an entry's metadata must all have. */
+  metadata?: Metadata;
   createTime: TimeWindow;
 }
 
-/**
- * How a balance change computes its entry from the locked balance (see
- * sql/promotional-credit-apply.sql): ADD and DEDUCT move it by `amount`;
- * DEDUCT_ALL takes all of it; SET brings it to `amount`.
- */
-export type LedgerOp = 'ADD' | 'DEDUCT' | 'DEDUCT_ALL' | 'SET';
+export type HoldStatus = 'ACTIVE' | 'CAPTURED' | 'RELEASED' | 'EXPIRED';
 
-/** A balance change to apply, guarded: a DEDUCT only if the balance covers it, an ADD only below the largest amount. */
+/** A hold as stored; its status as read at a given instant is holdStatusAt. */
+export interface HoldRecord {
+  id: string;
+  seq: bigint;
+  tenantId: string;
+  customerId: string;
+  currencyCode: string;
+  amount: bigint;
+  capturedAmount: bigint;
+  status: HoldStatus;
+  description: string;
+  reference: string;
+  metadata: Metadata;
+  doneBy: string;
+  expireTime: Date;
+  createTime: Date;
+  updateTime: Date;
+}
+
+/** What is left of one INCREMENT. */
+export interface LotRecord {
+  id: string;
+  seq: bigint;
+  customerId: string;
+  currencyCode: string;
+  amount: bigint;
+  remaining: bigint;
+  expireTime: Date | null;
+  creditType: CreditType;
+  createTime: Date;
+}
+
+/**
+ * How a change computes from the locked balance (see
+ * sql/promotional-credit-apply.sql for each op).
+ */
+export type LedgerOp = 'ADD' | 'DEDUCT' | 'DEDUCT_ALL' | 'SET' | 'REVERSE' | 'HOLD' | 'CAPTURE' | 'RELEASE' | 'SETTLE';
+
+/** Why the write path refused a change; nothing was written. */
+export type LedgerRefusal =
+  | 'INSUFFICIENT_BALANCE'
+  | 'BALANCE_LIMIT_EXCEEDED'
+  | 'NOT_FOUND'
+  | 'NOT_REVERSIBLE'
+  | 'ALREADY_REVERSED'
+  | 'NOTHING_TO_REVERSE'
+  | 'HOLD_NOT_ACTIVE'
+  | 'CAPTURE_EXCEEDS_HOLD';
+
+/** A balance change to apply through the one guarded write path. */
 export interface LedgerWrite {
   op: LedgerOp;
-  /** The amount of ADD and DEDUCT, the target of SET; unused by DEDUCT_ALL. */
-  amount: bigint;
+  /** ADD/DEDUCT/HOLD: the amount; SET: the target; CAPTURE: the amount or undefined (all); others: unused. */
+  amount?: bigint | undefined;
   draft: EntryDraft;
+  /** ADD/SET: when the new lot expires; HOLD: when the hold does. */
+  expireTime?: Date | undefined;
+  /** REVERSE: the entry; CAPTURE/RELEASE: the hold. */
+  targetId?: string | undefined;
+  /** Run every check and answer what would be written, but write nothing. */
+  validateOnly?: boolean | undefined;
   /** Also answer the customer's balances in the other currencies (multi-currency tenants). */
   withOtherCurrencies: boolean;
 }
 
 /**
- * What applying a LedgerWrite did: the entry and balances; or, when the guard
- * did not hold (a DEDUCT larger than the balance, an ADD past the largest
- * amount), nothing written and the balance as it stands; or, when there was
- * nothing to write (SET to the current value, DEDUCT_ALL of nothing), the
- * balances as they stand.
+ * What applying a LedgerWrite did: the entry written and the balances; or,
+ * when the write path refused it, nothing written and why, with the balance
+ * as it stands; or, when there was nothing to write (SET to the current
+ * value, DEDUCT_ALL of nothing, HOLD, RELEASE), the balances. Hold ops also
+ * answer the hold.
  */
-export type LedgerWriteOutcome =
+export type LedgerWriteOutcome = { hold?: HoldRecord | undefined } & (
   | { written: EntryWithBalances }
-  | { written: undefined; balance: bigint }
-  | { written: undefined; unchanged: Balance[] };
+  | { written: undefined; refused: LedgerRefusal; balance: bigint; held: bigint }
+  | { written: undefined; unchanged: Balance[] }
+);
 
 /** The write path itself: src/promotional-credits/sql/promotional-credit-apply.sql. */
-const APPLY_SQL = `SELECT item, outcome, entry_id, entry_seq, entry_time, entry_type, entry_amount, balance, others FROM promotional_credit_apply($1::jsonb)`;
+const APPLY_SQL = `SELECT item, outcome, reason, entry_id, entry_seq, entry_time, entry_type, entry_origin, entry_amount, entry_expire_time,
+       entry_allocations, entry_hash, entry_reverses_id, entry_description, entry_credit_type, entry_reference, entry_metadata,
+       balance, held, hold, others
+  FROM promotional_credit_apply($1::jsonb)`;
 
 interface ApplyRow {
   item: number;
   outcome: 'written' | 'unchanged' | 'refused';
+  reason: LedgerRefusal | null;
   entry_id: string | null;
   entry_seq: string | null;
   entry_time: Date | null;
   entry_type: EntryType | null;
+  entry_origin: Origin | null;
   entry_amount: string | null;
+  entry_expire_time: Date | null;
+  entry_allocations: Array<{ lot_id: string; amount: string }> | null;
+  entry_hash: string | null;
+  entry_reverses_id: string | null;
+  entry_description: string | null;
+  entry_credit_type: CreditType | null;
+  entry_reference: string | null;
+  entry_metadata: Metadata | null;
   balance: string | null;
-  others: Array<{ c: string; a: string }> | null;
+  held: string | null;
+  hold: HoldJson | null;
+  others: Array<{ c: string; a: string; h: string }> | null;
+}
+
+/** A hold as promotional_credit_hold_json answers it. */
+interface HoldJson {
+  id: string;
+  customer_id: string;
+  currency_code: string;
+  amount: string;
+  captured_amount: string;
+  status: HoldStatus;
+  description: string;
+  reference: string;
+  metadata: Metadata;
+  done_by: string;
+  expire_time: string;
+  create_time: string;
+  update_time: string;
+}
+
+const ENTRY_COLUMNS = `e.id, e.seq, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount, e.description, e.credit_type, e.reference,
+  e.closing_balance, e.done_by, e.create_time, e.origin, e.expire_time, e.allocations, e.reverses_id, e.metadata, e.hash`;
+
+interface EntryRow {
+  id: string;
+  seq: string;
+  tenant_id: string;
+  customer_id: string;
+  currency_code: string;
+  type: EntryType;
+  amount: string;
+  description: string;
+  credit_type: CreditType;
+  reference: string;
+  closing_balance: string;
+  done_by: string;
+  create_time: Date;
+  origin: Origin | null;
+  expire_time: Date | null;
+  allocations: Array<{ lot_id: string; amount: string }> | null;
+  reverses_id: string | null;
+  metadata: Metadata;
+  hash: string | null;
 }
 
 export class PromotionalCreditRepository {
@@ -82,27 +198,32 @@ export class PromotionalCreditRepository {
 
   /**
    * Applies the writes in ONE statement: each takes its balance row's lock
-   * and writes its entry with the new balance while the lock is held, so a
-   * lock lasts one round trip however many writes share it. Rows are locked
-   * in balance-key order (the writes are sorted, stably, so that writes on one
-   * balance keep their order), which keeps concurrent batches from
-   * deadlocking. Outcomes come back in the order of `writes`.
+   * and computes from it, so a lock lasts one round trip however many writes
+   * share it. Rows are locked in balance-key order (the writes are sorted,
+   * stably, so that writes on one balance keep their order), which keeps
+   * concurrent batches from deadlocking. Outcomes come back in the order of
+   * `writes`.
    */
   async apply(writes: LedgerWrite[]): Promise<LedgerWriteOutcome[]> {
     const order = writes.map((_, i) => i).sort((a, b) => compareBalanceKeys(writes[a]!.draft, writes[b]!.draft) || a - b);
     const items = order.map((i) => {
-      const { op, amount, draft, withOtherCurrencies } = writes[i]!;
+      const w = writes[i]!;
+      const { draft } = w;
       return {
-        op,
+        op: w.op,
         tenant_id: draft.tenantId,
         customer_id: draft.customerId,
         currency_code: draft.currencyCode,
-        amount: amount.toString(),
+        amount: w.amount?.toString(),
         description: draft.description,
         credit_type: draft.creditType,
         reference: draft.reference,
         done_by: draft.doneBy,
-        with_others: withOtherCurrencies,
+        metadata: draft.metadata,
+        expire_time: w.expireTime?.toISOString(),
+        target_id: w.targetId,
+        validate_only: w.validateOnly === true,
+        with_others: w.withOtherCurrencies,
       };
     });
     const { rows } = await preparedQuery<ApplyRow>(this.manager, 'promotional_credit_apply', APPLY_SQL, [JSON.stringify(items)]);
@@ -114,19 +235,65 @@ export class PromotionalCreditRepository {
     return outcomes;
   }
 
-  /** A customer's balances by currency code; a read path, so one prepared statement. */
-  async balances(tenantId: string, customerId: string): Promise<Balance[]> {
-    const { rows } = await preparedQuery<{ currency_code: string; amount: string }>(
+  /**
+   * Settles up to `maxBalances` balances with expirations due (the
+   * background sweep, safe with any number of replicas); answers how many.
+   */
+  async sweepExpired(maxBalances: number): Promise<number> {
+    const { rows } = await preparedQuery<{ settled: number }>(this.manager, 'promotional_credit_sweep', `SELECT promotional_credit_sweep($1) AS settled`, [
+      maxBalances,
+    ]);
+    return rows[0]!.settled;
+  }
+
+  /**
+   * A customer's balances by currency code as readers see them at `at`
+   * (expired credits and holds left out even before a write or the sweep
+   * settles them); one prepared statement.
+   */
+  async balances(tenantId: string, customerId: string, at: Date): Promise<Balance[]> {
+    const { rows } = await preparedQuery<{ currency_code: string; amount: string; held: string }>(
       this.manager,
       'promotional_credit_balances',
-      `SELECT currency_code, amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 ORDER BY currency_code`,
-      [tenantId, customerId],
+      `SELECT b.currency_code,
+              CASE WHEN b.next_expire_time <= $3 THEN (promotional_credit_balance_at(b, $3)).amount ELSE b.amount END AS amount,
+              CASE WHEN b.next_expire_time <= $3 THEN (promotional_credit_balance_at(b, $3)).held ELSE b.held END AS held
+         FROM promotional_credit_balances b WHERE b.tenant_id = $1 AND b.customer_id = $2 ORDER BY b.currency_code`,
+      [tenantId, customerId, at],
     );
-    return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount) }));
+    return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) }));
+  }
+
+  /** A customer's balances as they were at `at` (see promotional_credit_balances_as_of). */
+  async balancesAsOf(tenantId: string, customerId: string, at: Date): Promise<Balance[]> {
+    const { rows } = await preparedQuery<{ currency_code: string; amount: string; held: string }>(
+      this.manager,
+      'promotional_credit_balances_as_of',
+      `SELECT currency_code, amount, held FROM promotional_credit_balances_as_of($1, $2, $3)`,
+      [tenantId, customerId, at],
+    );
+    return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) }));
   }
 
   async findById(tenantId: string, id: string): Promise<PromotionalCreditEntity | undefined> {
-    return (await this.manager.getRepository(PromotionalCreditEntity).findOneBy({ tenantId, id })) ?? undefined;
+    const { rows } = await preparedQuery<EntryRow>(
+      this.manager,
+      'promotional_credit_find',
+      `SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE e.tenant_id = $1 AND e.id = $2`,
+      [tenantId, id],
+    );
+    return rows[0] && entryOfRow(rows[0]);
+  }
+
+  /** The balance an entry belongs to (its customer and currency never change). */
+  async entryBalanceKey(tenantId: string, id: string): Promise<{ customerId: string; currencyCode: string } | undefined> {
+    const { rows } = await preparedQuery<{ customer_id: string; currency_code: string }>(
+      this.manager,
+      'promotional_credit_key',
+      `SELECT customer_id, currency_code FROM promotional_credits WHERE tenant_id = $1 AND id = $2`,
+      [tenantId, id],
+    );
+    return rows[0] && { customerId: rows[0].customer_id, currencyCode: rows[0].currency_code };
   }
 
   /** One page, newest first, strictly after the `beforeSeq` cursor; asks for `limit` rows. */
@@ -145,6 +312,15 @@ export class PromotionalCreditRepository {
       if (filter.types.length === 0) q.andWhere('false');
       else q.andWhere('e.type IN (:...types)', { types: filter.types });
     }
+    if (filter.origins) {
+      const named = filter.origins.filter((o): o is Origin => o !== null);
+      const unspecified = filter.origins.includes(null);
+      if (filter.origins.length === 0) q.andWhere('false');
+      else if (named.length === 0) q.andWhere('e.origin IS NULL');
+      else q.andWhere(`(e.origin IN (:...origins)${unspecified ? ' OR e.origin IS NULL' : ''})`, { origins: named });
+    }
+    // Containment on the GIN index (jsonb_path_ops): one pair finds its entries without reading the tenant's ledger.
+    if (filter.metadata && Object.keys(filter.metadata).length > 0) q.andWhere('e.metadata @> :metadata::jsonb', { metadata: JSON.stringify(filter.metadata) });
     // Compared at millisecond precision, the precision create_time is answered
     // with: "after" an entry's own create_time must not match that entry.
     const t = filter.createTime;
@@ -154,6 +330,180 @@ export class PromotionalCreditRepository {
     if (t.until) q.andWhere(`${createTime} < :until`, { until: t.until });
     return q.orderBy('e.seq', 'DESC').limit(limit).getMany();
   }
+
+  /**
+   * One page of a balance's lots in consumption order (expire_time, never
+   * last, then oldest), strictly after `after`; with `includeEmpty` also lots
+   * with nothing left. Without it, lots past their expire_time at `at` are
+   * left out (what an active hold keeps of them is not available to anyone).
+   */
+  async listLots(
+    tenantId: string,
+    customerId: string,
+    currencyCode: string,
+    options: { includeEmpty: boolean; at: Date; after: { expireTime: Date | null; seq: bigint } | undefined; limit: number },
+  ): Promise<LotRecord[]> {
+    const params: unknown[] = [tenantId, customerId, currencyCode, options.at, options.limit];
+    let position = '';
+    if (options.after) {
+      params.push(options.after.expireTime, options.after.seq.toString());
+      // Keyset on (expire_time NULLS LAST, seq).
+      position =
+        options.after.expireTime === null
+          ? `AND l.expire_time IS NULL AND l.seq > $7`
+          : `AND (l.expire_time IS NULL OR l.expire_time > $6 OR (l.expire_time = $6 AND l.seq > $7))`;
+    }
+    const rows: Array<{
+      id: string;
+      seq: string;
+      amount: string;
+      remaining: string;
+      expire_time: Date | null;
+      credit_type: CreditType;
+      create_time: Date;
+    }> = await this.manager.query(
+      `SELECT l.id, l.seq, l.amount, CASE WHEN l.expire_time <= $4 THEN 0 ELSE l.remaining END AS remaining, l.expire_time, l.credit_type, l.create_time
+         FROM promotional_credit_lots l
+        WHERE l.tenant_id = $1 AND l.customer_id = $2 AND l.currency_code = $3
+          ${options.includeEmpty ? '' : 'AND l.remaining > 0 AND (l.expire_time IS NULL OR l.expire_time > $4)'}
+          ${position}
+        ORDER BY l.expire_time, l.seq
+        LIMIT $5`,
+      params,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      seq: BigInt(r.seq),
+      customerId,
+      currencyCode,
+      amount: BigInt(r.amount),
+      remaining: BigInt(r.remaining),
+      expireTime: r.expire_time,
+      creditType: r.credit_type,
+      createTime: r.create_time,
+    }));
+  }
+
+  async findHold(tenantId: string, id: string): Promise<HoldRecord | undefined> {
+    const rows: HoldRow[] = await this.manager.query(`SELECT ${HOLD_COLUMNS} FROM promotional_credit_holds h WHERE h.tenant_id = $1 AND h.id = $2`, [tenantId, id]);
+    return rows[0] && holdOfRow(rows[0]);
+  }
+
+  /**
+   * One page of holds, newest first, strictly before `beforeSeq`; `status`
+   * as read at `at` (an ACTIVE hold past its expire_time is EXPIRED).
+   */
+  async listHolds(
+    tenantId: string,
+    filter: { customerId: string | undefined; status: HoldStatus | undefined; at: Date },
+    beforeSeq: bigint | undefined,
+    limit: number,
+  ): Promise<HoldRecord[]> {
+    const params: unknown[] = [tenantId, limit];
+    const where: string[] = [];
+    const param = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (filter.customerId !== undefined) where.push(`h.customer_id = ${param(filter.customerId)}`);
+    if (beforeSeq !== undefined) where.push(`h.seq < ${param(beforeSeq.toString())}`);
+    if (filter.status === 'ACTIVE') where.push(`h.status = 'ACTIVE' AND h.expire_time > ${param(filter.at)}`);
+    else if (filter.status === 'EXPIRED') where.push(`(h.status = 'EXPIRED' OR (h.status = 'ACTIVE' AND h.expire_time <= ${param(filter.at)}))`);
+    else if (filter.status !== undefined) where.push(`h.status = ${param(filter.status)}`);
+    const rows: HoldRow[] = await this.manager.query(
+      `SELECT ${HOLD_COLUMNS} FROM promotional_credit_holds h
+        WHERE h.tenant_id = $1 ${where.map((w) => `AND ${w}`).join(' ')}
+        ORDER BY h.seq DESC LIMIT $2`,
+      params,
+    );
+    return rows.map(holdOfRow);
+  }
+}
+
+const HOLD_COLUMNS = `h.id, h.seq, h.tenant_id, h.customer_id, h.currency_code, h.amount, h.captured_amount, h.status, h.description, h.reference,
+  h.metadata, h.done_by, h.expire_time, h.create_time, h.update_time`;
+
+interface HoldRow {
+  id: string;
+  seq: string;
+  tenant_id: string;
+  customer_id: string;
+  currency_code: string;
+  amount: string;
+  captured_amount: string;
+  status: HoldStatus;
+  description: string;
+  reference: string;
+  metadata: Metadata;
+  done_by: string;
+  expire_time: Date;
+  create_time: Date;
+  update_time: Date;
+}
+
+function holdOfRow(r: HoldRow): HoldRecord {
+  return {
+    id: r.id,
+    seq: BigInt(r.seq),
+    tenantId: r.tenant_id,
+    customerId: r.customer_id,
+    currencyCode: r.currency_code,
+    amount: BigInt(r.amount),
+    capturedAmount: BigInt(r.captured_amount),
+    status: r.status,
+    description: r.description,
+    reference: r.reference,
+    metadata: r.metadata,
+    doneBy: r.done_by,
+    expireTime: r.expire_time,
+    createTime: r.create_time,
+    updateTime: r.update_time,
+  };
+}
+
+function holdOfJson(tenantId: string, h: HoldJson): HoldRecord {
+  return {
+    id: h.id,
+    seq: 0n,
+    tenantId,
+    customerId: h.customer_id,
+    currencyCode: h.currency_code,
+    amount: BigInt(h.amount),
+    capturedAmount: BigInt(h.captured_amount),
+    status: h.status,
+    description: h.description,
+    reference: h.reference,
+    metadata: h.metadata,
+    doneBy: h.done_by,
+    expireTime: new Date(h.expire_time),
+    createTime: new Date(h.create_time),
+    updateTime: new Date(h.update_time),
+  };
+}
+
+function entryOfRow(r: EntryRow): PromotionalCreditEntity {
+  const entry: PromotionalCreditEntity = {
+    id: r.id,
+    seq: BigInt(r.seq),
+    tenantId: r.tenant_id,
+    customerId: r.customer_id,
+    currencyCode: r.currency_code,
+    type: r.type,
+    amount: BigInt(r.amount),
+    description: r.description,
+    creditType: r.credit_type,
+    reference: r.reference,
+    closingBalance: BigInt(r.closing_balance),
+    doneBy: r.done_by,
+    createTime: r.create_time,
+    origin: r.origin,
+    expireTime: r.expire_time,
+    allocations: allocationsFromJson(r.allocations),
+    reversesId: r.reverses_id,
+    metadata: r.metadata,
+    hash: r.hash,
+  };
+  return Object.assign(new PromotionalCreditEntity(), entry);
 }
 
 function compareBalanceKeys(a: EntryDraft, b: EntryDraft): number {
@@ -166,26 +516,35 @@ function compare(a: string, b: string): number {
 
 function outcomeOf(write: LedgerWrite, row: ApplyRow): LedgerWriteOutcome {
   const { draft } = write;
-  if (row.outcome === 'refused') return { written: undefined, balance: BigInt(row.balance ?? 0) };
-  const balances: Balance[] = (row.others ?? []).map((o) => ({ currencyCode: o.c, amount: BigInt(o.a) }));
-  if (row.balance !== null) balances.push({ currencyCode: draft.currencyCode, amount: BigInt(row.balance) });
+  const hold = row.hold ? { hold: holdOfJson(draft.tenantId, row.hold) } : {};
+  if (row.outcome === 'refused') {
+    return { written: undefined, refused: row.reason!, balance: BigInt(row.balance ?? 0), held: BigInt(row.held ?? 0), ...hold };
+  }
+  const balances: Balance[] = (row.others ?? []).map((o) => ({ currencyCode: o.c, amount: BigInt(o.a), held: BigInt(o.h) }));
+  if (row.balance !== null) balances.push({ currencyCode: draft.currencyCode, amount: BigInt(row.balance), held: BigInt(row.held!) });
   balances.sort((a, b) => compare(a.currencyCode, b.currencyCode));
-  if (row.outcome === 'unchanged') return { written: undefined, unchanged: balances };
+  if (row.outcome === 'unchanged') return { written: undefined, unchanged: balances, ...hold };
   // Every field spelled out: `{ ...draft, … }` cost ~4 µs per entry on Node 20, a literal ~0.3 µs.
   const entry: PromotionalCreditEntity = {
-    id: row.entry_id!,
+    id: write.validateOnly ? '' : row.entry_id!,
     seq: BigInt(row.entry_seq!),
     tenantId: draft.tenantId,
     customerId: draft.customerId,
     currencyCode: draft.currencyCode,
     type: row.entry_type!,
     amount: BigInt(row.entry_amount!),
-    description: draft.description,
-    creditType: draft.creditType,
-    reference: draft.reference,
+    description: row.entry_description!,
+    creditType: row.entry_credit_type!,
+    reference: row.entry_reference!,
     closingBalance: BigInt(row.balance!),
     doneBy: draft.doneBy,
     createTime: row.entry_time!,
+    origin: row.entry_origin,
+    expireTime: row.entry_expire_time,
+    allocations: allocationsFromJson(row.entry_allocations),
+    reversesId: row.entry_reverses_id,
+    metadata: row.entry_metadata!,
+    hash: write.validateOnly ? '' : row.entry_hash,
   };
-  return { written: { entry: Object.assign(new PromotionalCreditEntity(), entry), balances } };
+  return { written: { entry: Object.assign(new PromotionalCreditEntity(), entry), balances }, ...hold };
 }

@@ -1,15 +1,39 @@
 import type { DataSource } from 'typeorm';
+import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import type { PageTokenCodec } from '../common/page-token';
-import { Pager, type Page } from '../common/pager';
+import { checkPageSize, Pager, type Page, type PageInput } from '../common/pager';
 import { checkCustomerId, checkUuid } from '../common/text';
 import type { SharedWork, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
+import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/principal';
 import { validateListInput, type ListInput } from './promotional-credit-list.rules';
 import type { PromotionalCreditEntity } from './promotional-credit.entity';
-import { PromotionalCreditRepository, type Balance, type EntryDraft, type LedgerWrite, type LedgerWriteOutcome } from './promotional-credit.repository';
-import { validateBalanceChange, type BalanceChange, type BalanceChangeInput } from './promotional-credit.rules';
+import {
+  PromotionalCreditRepository,
+  type Balance,
+  type EntryDraft,
+  type HoldRecord,
+  type HoldStatus,
+  type LedgerRefusal,
+  type LedgerWrite,
+  type LedgerWriteOutcome,
+  type LotRecord,
+} from './promotional-credit.repository';
+import {
+  readCaptureAmount,
+  validateBalanceChange,
+  validateCapture,
+  validateHold,
+  validateHoldId,
+  validateReversal,
+  type BalanceChange,
+  type BalanceChangeInput,
+  type CaptureInput,
+  type HoldInput,
+  type ReversalInput,
+} from './promotional-credit.rules';
 
 /** The outcome of a balance change: the entry (if one was written) and the balances after it. */
 export interface BalanceChangeResult {
@@ -17,11 +41,29 @@ export interface BalanceChangeResult {
   balances: Balance[];
 }
 
+/** The outcome of a hold operation: the hold, the capture entry if any, and the balances after it. */
+export interface HoldResult {
+  hold: HoldView;
+  entry: PromotionalCreditEntity | undefined;
+  balances: Balance[];
+}
+
+/** A hold with its status as read at one instant (ACTIVE past expire_time reads EXPIRED). */
+export interface HoldView {
+  hold: HoldRecord;
+  status: HoldStatus;
+}
+
 /** Guarded balance changes, many in one statement (a refused change writes nothing). */
 export const LEDGER_WRITES: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
   runAll: (manager, writes) => new PromotionalCreditRepository(manager).apply(writes),
-  wrote: (outcome) => outcome.written !== undefined,
+  wrote: (outcome) => outcome.written !== undefined || (outcome.hold !== undefined && !('refused' in outcome)),
 };
+
+/** The status a hold reads as at `now`: an ACTIVE one past its expire_time is EXPIRED at once, swept or not. */
+export function holdStatusAt(hold: HoldRecord, now: Date): HoldStatus {
+  return hold.status === 'ACTIVE' && hold.expireTime.getTime() <= now.getTime() ? 'EXPIRED' : hold.status;
+}
 
 /** Use cases of the promotional credit ledger. */
 export class PromotionalCreditsService {
@@ -30,50 +72,152 @@ export class PromotionalCreditsService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
-    const change = validateBalanceChange('add', input, principal);
-    const draft = draftOf(principal, change);
-    const amount = change.amount!;
-    const outcome = await this.write({ op: 'ADD', amount, draft, withOtherCurrencies: principal.multiCurrency }, run);
-    if ('balance' in outcome) {
-      throw new DomainError(
-        ErrorReason.BalanceLimitExceeded,
-        `Adding ${formatMinorUnits(amount, draft.currencyCode)} ${draft.currencyCode} would take the balance of customer ${draft.customerId} past the largest amount a balance can hold.`,
-      );
-    }
-    return resultOf(outcome);
+    const change = validateBalanceChange('add', input, principal, this.clock());
+    return this.change(principal, change, { op: 'ADD', amount: change.amount!, expireTime: change.expireTime }, run);
   }
 
-  /** Deducts the amount, or, without one, the whole balance. */
+  /** Deducts the amount, or, without one, all of the available amount. */
   async deduct(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
-    const change = validateBalanceChange('deduct', input, principal);
-    const draft = draftOf(principal, change);
-    const write: LedgerWrite =
-      change.amount === undefined
-        ? { op: 'DEDUCT_ALL', amount: 0n, draft, withOtherCurrencies: principal.multiCurrency }
-        : { op: 'DEDUCT', amount: change.amount, draft, withOtherCurrencies: principal.multiCurrency };
-    const outcome = await this.write(write, run);
-    if ('balance' in outcome) {
-      const fmt = (amount: bigint) => `${formatMinorUnits(amount, draft.currencyCode)} ${draft.currencyCode}`;
-      throw new DomainError(
-        ErrorReason.InsufficientBalance,
-        `Cannot deduct ${fmt(write.amount)} from customer ${draft.customerId}: the balance is ${fmt(outcome.balance)}.`,
-        [],
-        { balance: outcome.balance.toString(), requested: write.amount.toString(), currency_code: draft.currencyCode },
-      );
-    }
-    return resultOf(outcome);
+    const change = validateBalanceChange('deduct', input, principal, this.clock());
+    const op = change.amount === undefined ? { op: 'DEDUCT_ALL' as const } : { op: 'DEDUCT' as const, amount: change.amount };
+    return this.change(principal, change, op, run);
   }
 
   /** Brings the balance to the amount with one entry for the difference; writes nothing when it already has that value. */
   async set(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {
-    const change = validateBalanceChange('set', input, principal);
-    const outcome = await this.write({ op: 'SET', amount: change.amount!, draft: draftOf(principal, change), withOtherCurrencies: principal.multiCurrency }, run);
-    // A target is at most the largest amount, so SET is never refused.
-    if ('balance' in outcome) throw new Error('promotional_credit_apply refused a SET');
+    const change = validateBalanceChange('set', input, principal, this.clock());
+    return this.change(principal, change, { op: 'SET', amount: change.amount!, expireTime: change.expireTime }, run);
+  }
+
+  private async change(
+    principal: Principal,
+    change: BalanceChange,
+    op: Pick<LedgerWrite, 'op' | 'amount' | 'expireTime'>,
+    run: WorkRunner,
+  ): Promise<BalanceChangeResult> {
+    const draft = draftOf(principal, change);
+    const outcome = await this.write({ ...op, draft, validateOnly: change.validateOnly, withOtherCurrencies: principal.multiCurrency }, run);
+    if ('refused' in outcome) throw refusalError(outcome, draft, op.amount);
     return resultOf(outcome);
+  }
+
+  /** Writes the opposite of an entry (see ReversePromotionalCredit). */
+  async reverse(principal: Principal, input: ReversalInput, run: WorkRunner): Promise<BalanceChangeResult> {
+    const reversal = validateReversal(input);
+    const key = await new PromotionalCreditRepository(this.dataSource.manager).entryBalanceKey(principal.tenantId, reversal.id);
+    if (!key) throw entryNotFound(reversal.id);
+    const draft: EntryDraft = {
+      tenantId: principal.tenantId,
+      customerId: key.customerId,
+      currencyCode: key.currencyCode,
+      description: reversal.description,
+      creditType: 'GENERAL',
+      reference: reversal.reference,
+      doneBy: principal.keyName,
+      metadata: reversal.metadata,
+    };
+    const outcome = await this.write(
+      { op: 'REVERSE', targetId: reversal.id, draft, validateOnly: reversal.validateOnly, withOtherCurrencies: principal.multiCurrency },
+      run,
+    );
+    if ('refused' in outcome) throw refusalError(outcome, draft, undefined, reversal.id);
+    return resultOf(outcome);
+  }
+
+  async hold(principal: Principal, input: HoldInput, run: WorkRunner): Promise<HoldResult> {
+    const request = validateHold(input, principal, this.clock());
+    const draft: EntryDraft = {
+      tenantId: principal.tenantId,
+      customerId: request.customerId,
+      currencyCode: request.currencyCode,
+      description: request.description,
+      creditType: 'GENERAL',
+      reference: request.reference,
+      doneBy: principal.keyName,
+      metadata: request.metadata,
+    };
+    const outcome = await this.write(
+      {
+        op: 'HOLD',
+        amount: request.amount,
+        expireTime: request.expireTime,
+        draft,
+        validateOnly: request.validateOnly,
+        withOtherCurrencies: principal.multiCurrency,
+      },
+      run,
+    );
+    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount);
+    const hold = outcome.hold!;
+    return { hold: { hold: request.validateOnly ? { ...hold, id: '' } : hold, status: 'ACTIVE' }, entry: undefined, balances: balancesOf(outcome) };
+  }
+
+  async capture(principal: Principal, input: CaptureInput, run: WorkRunner): Promise<HoldResult> {
+    const request = validateCapture(input);
+    const found = await this.findHold(principal, request.holdId);
+    const amount = readCaptureAmount(input, found.currencyCode);
+    return this.settleHold(principal, found, { op: 'CAPTURE', amount, description: request.description, validateOnly: request.validateOnly }, run);
+  }
+
+  async release(principal: Principal, input: { holdId: string; validateOnly: boolean }, run: WorkRunner): Promise<HoldResult> {
+    const found = await this.findHold(principal, validateHoldId(input.holdId));
+    return this.settleHold(principal, found, { op: 'RELEASE', amount: undefined, description: undefined, validateOnly: input.validateOnly }, run);
+  }
+
+  private async settleHold(
+    principal: Principal,
+    found: HoldRecord,
+    request: { op: 'CAPTURE' | 'RELEASE'; amount: bigint | undefined; description: string | undefined; validateOnly: boolean },
+    run: WorkRunner,
+  ): Promise<HoldResult> {
+    const draft: EntryDraft = {
+      tenantId: principal.tenantId,
+      customerId: found.customerId,
+      currencyCode: found.currencyCode,
+      description: request.description ?? found.description,
+      creditType: 'GENERAL',
+      reference: found.reference,
+      doneBy: principal.keyName,
+      metadata: found.metadata,
+    };
+    const outcome = await this.write(
+      { op: request.op, amount: request.amount, targetId: found.id, draft, validateOnly: request.validateOnly, withOtherCurrencies: principal.multiCurrency },
+      run,
+    );
+    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount, found.id, 'hold');
+    const hold = outcome.hold!;
+    return { hold: { hold, status: hold.status }, entry: outcome.written?.entry, balances: balancesOf(outcome) };
+  }
+
+  async getHold(principal: Principal, holdId: string): Promise<HoldView> {
+    const hold = await this.findHold(principal, validateHoldId(holdId));
+    return { hold, status: holdStatusAt(hold, this.clock()) };
+  }
+
+  async listHolds(principal: Principal, input: PageInput & { customerId: string; status: HoldStatus | 'UNRECOGNIZED' | undefined }): Promise<Page<HoldView>> {
+    const v = new Violations();
+    checkPageSize(v, input.pageSize);
+    if (input.customerId !== '') checkCustomerId(v, 'customer_id', input.customerId);
+    if (input.status === 'UNRECOGNIZED') v.add('status', 'must be one of HOLD_STATUS_ACTIVE, HOLD_STATUS_CAPTURED, HOLD_STATUS_RELEASED, HOLD_STATUS_EXPIRED');
+    v.throwIfAny();
+    const status = input.status as HoldStatus | undefined;
+    const filterKey = JSON.stringify(['holds', input.customerId, status ?? null]);
+    const now = this.clock();
+    const repo = new PromotionalCreditRepository(this.dataSource.manager);
+    const page = await this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) =>
+      repo.listHolds(principal.tenantId, { customerId: input.customerId === '' ? undefined : input.customerId, status, at: now }, beforeSeq, limit),
+    );
+    return { items: page.items.map((hold) => ({ hold, status: holdStatusAt(hold, now) })), nextPageToken: page.nextPageToken };
+  }
+
+  private async findHold(principal: Principal, holdId: string): Promise<HoldRecord> {
+    const hold = await new PromotionalCreditRepository(this.dataSource.manager).findHold(principal.tenantId, holdId);
+    if (!hold) throw holdNotFound(holdId);
+    return hold;
   }
 
   /**
@@ -89,7 +233,7 @@ export class PromotionalCreditsService {
     const canonical = checkUuid(v, 'id', id);
     v.throwIfAny();
     const entry = await new PromotionalCreditRepository(this.dataSource.manager).findById(principal.tenantId, canonical);
-    if (!entry) throw new DomainError(ErrorReason.PromotionalCreditNotFound, `Promotional credit ${canonical} does not exist.`, [], { id: canonical });
+    if (!entry) throw entryNotFound(canonical);
     return entry;
   }
 
@@ -99,16 +243,60 @@ export class PromotionalCreditsService {
     return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.list(principal.tenantId, filter, beforeSeq, limit));
   }
 
-  async balances(principal: Principal, customerId: string): Promise<Balance[]> {
+  /** A customer's lots in one currency, in consumption order. */
+  async listLots(principal: Principal, input: PageInput & { customerId: string; currencyCode: string; includeEmpty: boolean }): Promise<Page<LotRecord>> {
+    const v = new Violations();
+    checkPageSize(v, input.pageSize);
+    checkCustomerId(v, 'customer_id', input.customerId);
+    const currencyCode = resolveCurrency(v, input.currencyCode, principal);
+    v.throwIfAny();
+    const filterKey = JSON.stringify(['lots', input.customerId, currencyCode, input.includeEmpty]);
+    const repo = new PromotionalCreditRepository(this.dataSource.manager);
+    const at = this.clock();
+    return this.pager.pageAfter<LotRecord>(
+      principal.tenantId,
+      filterKey,
+      input,
+      (lot) => [lot.expireTime === null ? '' : lot.expireTime.toISOString(), lot.seq.toString()],
+      (after, limit) =>
+        repo.listLots(principal.tenantId, input.customerId, currencyCode!, {
+          includeEmpty: input.includeEmpty,
+          at,
+          after: after && { expireTime: after[0] === '' ? null : new Date(after[0]!), seq: BigInt(after[1]!) },
+          limit,
+        }),
+    );
+  }
+
+  /** A customer's balances now, or as they were at `asOf` (not in the future). */
+  async balances(principal: Principal, customerId: string, asOf?: Date): Promise<Balance[]> {
     const v = new Violations();
     checkCustomerId(v, 'customer_id', customerId);
+    const now = this.clock();
+    if (asOf !== undefined && (Number.isNaN(asOf.getTime()) || asOf.getTime() > now.getTime())) v.add('as_of_time', 'must not be in the future');
     v.throwIfAny();
-    return new PromotionalCreditRepository(this.dataSource.manager).balances(principal.tenantId, customerId);
+    const repo = new PromotionalCreditRepository(this.dataSource.manager);
+    return asOf === undefined ? repo.balances(principal.tenantId, customerId, now) : repo.balancesAsOf(principal.tenantId, customerId, asOf);
+  }
+
+  /** Settles balances with expirations due (the background sweep); answers how many it settled. */
+  async sweepExpired(maxBalancesPerStatement = 500): Promise<number> {
+    const repo = new PromotionalCreditRepository(this.dataSource.manager);
+    let total = 0;
+    for (;;) {
+      const settled = await repo.sweepExpired(maxBalancesPerStatement);
+      total += settled;
+      if (settled < maxBalancesPerStatement) return total;
+    }
   }
 }
 
-function resultOf(outcome: Exclude<LedgerWriteOutcome, { balance: bigint }>): BalanceChangeResult {
+function resultOf(outcome: Exclude<LedgerWriteOutcome, { refused: LedgerRefusal }>): BalanceChangeResult {
   return outcome.written ? outcome.written : { entry: undefined, balances: outcome.unchanged };
+}
+
+function balancesOf(outcome: Exclude<LedgerWriteOutcome, { refused: LedgerRefusal }>): Balance[] {
+  return outcome.written ? outcome.written.balances : outcome.unchanged;
 }
 
 function draftOf(principal: Principal, change: BalanceChange): EntryDraft {
@@ -120,5 +308,75 @@ function draftOf(principal: Principal, change: BalanceChange): EntryDraft {
     creditType: change.creditType,
     reference: change.reference,
     doneBy: principal.keyName,
+    metadata: change.metadata,
   };
+}
+
+function entryNotFound(id: string): DomainError {
+  return new DomainError(ErrorReason.PromotionalCreditNotFound, `Promotional credit ${id} does not exist.`, [], { id });
+}
+
+function holdNotFound(holdId: string): DomainError {
+  return new DomainError(ErrorReason.HoldNotFound, `Hold ${holdId} does not exist.`, [], { hold_id: holdId });
+}
+
+/** The error a refusal of the write path answers, with a sentence that says why. */
+function refusalError(
+  outcome: Extract<LedgerWriteOutcome, { refused: LedgerRefusal }>,
+  draft: EntryDraft,
+  amount: bigint | undefined,
+  targetId?: string,
+  kind: 'entry' | 'hold' = 'entry',
+): DomainError {
+  const { currencyCode, customerId } = draft;
+  const fmt = (value: bigint) => `${formatMinorUnits(value, currencyCode)} ${currencyCode}`;
+  const available = outcome.balance - outcome.held;
+  switch (outcome.refused) {
+    case 'INSUFFICIENT_BALANCE':
+      return new DomainError(
+        ErrorReason.InsufficientBalance,
+        amount === undefined
+          ? `Cannot set the balance of customer ${customerId} below what active holds keep (${fmt(outcome.held)}).`
+          : `Cannot take ${fmt(amount)} from customer ${customerId}: ${fmt(available)} is available (balance ${fmt(outcome.balance)}, held ${fmt(outcome.held)}).`,
+        [],
+        {
+          balance: outcome.balance.toString(),
+          held: outcome.held.toString(),
+          available: available.toString(),
+          ...(amount === undefined ? {} : { requested: amount.toString() }),
+          currency_code: currencyCode,
+        },
+      );
+    case 'BALANCE_LIMIT_EXCEEDED':
+      return new DomainError(
+        ErrorReason.BalanceLimitExceeded,
+        `This change would take the balance of customer ${customerId} in ${currencyCode} past the largest amount a balance can hold.`,
+      );
+    case 'NOT_FOUND':
+      // Looked up before the write; gone only if it was never this balance's.
+      return kind === 'hold' ? holdNotFound(targetId!) : entryNotFound(targetId!);
+    case 'NOT_REVERSIBLE':
+      return new DomainError(ErrorReason.NotReversible, `Promotional credit ${targetId} is an expiration or a reversal, which cannot be reversed.`, [], {
+        id: targetId!,
+      });
+    case 'ALREADY_REVERSED':
+      return new DomainError(ErrorReason.AlreadyReversed, `Promotional credit ${targetId} has already been reversed.`, [], { id: targetId! });
+    case 'NOTHING_TO_REVERSE':
+      return new DomainError(
+        ErrorReason.NothingToReverse,
+        `Nothing is left of promotional credit ${targetId} to reverse: its lot is spent, expired, or held.`,
+        [],
+        { id: targetId! },
+      );
+    case 'HOLD_NOT_ACTIVE': {
+      const status = outcome.hold!.status;
+      return new DomainError(ErrorReason.HoldNotActive, `Hold ${targetId} is ${status.toLowerCase()}, not active.`, [], { hold_id: targetId!, status });
+    }
+    case 'CAPTURE_EXCEEDS_HOLD':
+      return new DomainError(
+        ErrorReason.ValidationFailed,
+        `Invalid request: amount ${fmt(amount!)} is more than hold ${targetId} holds.`,
+        [{ field: 'amount', description: 'must be at most the held amount' }],
+      );
+  }
 }

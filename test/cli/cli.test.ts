@@ -138,10 +138,19 @@ describe('the credits command', function () {
       const run = await credits(['verify'], url);
       expect(run.code).to.equal(1);
       const out = lines(run.stdout);
-      expect(out).to.have.length(2);
+      expect(out).to.have.length(6);
       expect(out[0]).to.equal('BALANCE_NOT_SUM_OF_ENTRIES: tenant acme, customer cust-9, USD: balance is 250 but its 2 entries sum to 300');
       expect(out[1]).to.match(/^CLOSING_BALANCE_CHAIN_BROKEN: tenant acme, customer cust-9, USD: closing balances do not chain: entry [0-9a-f-]{36} \(seq \d+\) has closing_balance 250, expected closing_balance 300$/);
-      expect(run.stderr).to.include('ledger broken: 1 of 2 balances (3 entries checked) have problems');
+      // Forged rows have neither lots nor hashes, which verify also checks.
+      expect(out.slice(2, 4)).to.deep.equal([
+        'LOTS_NOT_SUM_OF_BALANCE: tenant acme, customer cust-9, USD: balance is 250 but its lots hold 0',
+        'LOTS_NOT_SUM_OF_BALANCE: tenant acme, customer fine, EUR: balance is 5 but its lots hold 0',
+      ]);
+      expect(out.slice(4).map((l) => l.replace(/[0-9a-f]{64}/, '<hash>').replace(/[0-9a-f-]{36}/, '<id>').replace(/seq \d+/, 'seq N'))).to.have.members([
+        'HASH_CHAIN_BROKEN: tenant acme, customer cust-9, USD: entry <id> (seq N) has hash (none), expected <hash>',
+        'HASH_CHAIN_BROKEN: tenant acme, customer fine, EUR: entry <id> (seq N) has hash (none), expected <hash>',
+      ]);
+      expect(run.stderr).to.include('ledger broken: 1 of 2 balances (3 entries checked) have problems; 4 lot, hold or hash chain problems');
     } finally {
       await server.dataSource.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     }

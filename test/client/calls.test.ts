@@ -94,6 +94,10 @@ describe('credits client calls', () => {
       'addPromotionalCredits',
       'deductPromotionalCredits',
       'setPromotionalCredits',
+      'reversePromotionalCredit',
+      'holdPromotionalCredits',
+      'capturePromotionalCreditHold',
+      'releasePromotionalCreditHold',
     ]);
     expect(DEFAULT_DEADLINE_MS).to.equal(10_000);
     // Compile-time checks of the method types (never called).

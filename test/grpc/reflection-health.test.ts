@@ -25,7 +25,7 @@ describe('server reflection and health', () => {
       expect(file, `files: ${files.map((f) => f.name).join(', ')}`).to.not.equal(undefined);
     });
 
-    it('has the package, the service and its six RPCs', () => {
+    it('has the package, the service and its RPCs', () => {
       expect(file.package).to.equal('credits.v1');
       const service = file.service.find((s) => s.name === 'PromotionalCreditService')!;
       expect(service.method.map((m) => m.name)).to.deep.equal([
@@ -35,15 +35,33 @@ describe('server reflection and health', () => {
         'GetPromotionalCredit',
         'ListPromotionalCredits',
         'GetCustomerBalance',
+        'ListPromotionalCreditLots',
+        'ReversePromotionalCredit',
+        'HoldPromotionalCredits',
+        'CapturePromotionalCreditHold',
+        'ReleasePromotionalCreditHold',
+        'GetPromotionalCreditHold',
+        'ListPromotionalCreditHolds',
       ]);
       expect(service.method[0]!.inputType).to.equal('.credits.v1.AddPromotionalCreditsRequest');
     });
 
     it('has snake_case field names as written in proto/', () => {
       const fields = (message: string) => file.messageType.find((m) => m.name === message)!.field.map((f) => f.name);
-      expect(fields('AddPromotionalCreditsRequest')).to.deep.equal(['customer_id', 'amount', 'amount_decimal', 'currency_code', 'description', 'credit_type', 'reference']);
+      expect(fields('AddPromotionalCreditsRequest')).to.deep.equal([
+        'customer_id',
+        'amount',
+        'amount_decimal',
+        'currency_code',
+        'description',
+        'credit_type',
+        'reference',
+        'expire_time',
+        'metadata',
+        'validate_only',
+      ]);
       expect(fields('PromotionalCredit')).to.include.members(['customer_id', 'amount_decimal', 'closing_balance', 'done_by', 'create_time']);
-      expect(fields('ListPromotionalCreditsRequest')).to.deep.equal(['page_size', 'page_token', 'id', 'customer_id', 'type', 'create_time']);
+      expect(fields('ListPromotionalCreditsRequest')).to.deep.equal(['page_size', 'page_token', 'id', 'customer_id', 'type', 'create_time', 'origin', 'metadata']);
       for (const message of file.messageType) {
         for (const field of message.field) expect(field.name, `${message.name}.${field.name}`).to.match(/^[a-z][a-z0-9_]*$/);
       }

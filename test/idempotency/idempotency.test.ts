@@ -1,6 +1,6 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { AddPromotionalCreditsResponse, CreditType, PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
+import { AddPromotionalCreditsRequest, AddPromotionalCreditsResponse, CreditType, PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
 import { IdempotencyRepository } from '../../src/idempotency/idempotency.repository';
 import { finalErrorOf } from '../../src/grpc/error-status';
 import { Idempotency } from '../../src/idempotency/idempotency';
@@ -50,7 +50,7 @@ describe('idempotency keys', () => {
     try {
       for (let i = 0; i < 2; i++) {
         await new Promise<void>((resolve, reject) => {
-          const call = raw.addPromotionalCredits(request, withKey('k-2'), (err) => (err ? reject(err) : resolve()));
+          const call = raw.addPromotionalCredits(AddPromotionalCreditsRequest.fromPartial(request), withKey('k-2'), (err) => (err ? reject(err) : resolve()));
           call.on('metadata', (md: Metadata) => headers.push(md));
         });
       }

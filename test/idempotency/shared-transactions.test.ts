@@ -75,7 +75,7 @@ describe('idempotency: keyed calls sharing a transaction', () => {
   }
 
   function keyed(key: string, w: LedgerWrite, handler: (run: WorkRunner) => Promise<Answer> = (run) => change(run, w)): Promise<IdempotentOutcome<Answer>> {
-    const request = { op: w.op, customerId: w.draft.customerId, amount: w.amount.toString(), description: w.draft.description };
+    const request = { op: w.op, customerId: w.draft.customerId, amount: w.amount!.toString(), description: w.draft.description };
     return idempotency.execute({ tenantId, key, definition: METHOD, request }, handler, { shared: true });
   }
 

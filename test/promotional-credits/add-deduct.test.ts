@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { currencyBalance } from '../support/ledger';
 import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
@@ -20,7 +21,7 @@ describe('PromotionalCreditService add and deduct', () => {
     expect(entry.doneBy).to.equal('rw-key');
     expect(entry.creditType).to.equal(CreditType.CREDIT_TYPE_GENERAL);
     expect(entry.reference).to.equal('inv-7');
-    expect(res.balance).to.deep.equal({ customerId: 'cust-1', balances: [{ currencyCode: 'USD', amount: 1050n, amountDecimal: '10.50' }] });
+    expect(res.balance).to.deep.equal({ customerId: 'cust-1', balances: [currencyBalance('USD', 1050n, '10.50')] });
 
     const again = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'cust-1', amount: 25n });
     expect(again.promotionalCredit!.closingBalance).to.equal(1075n);

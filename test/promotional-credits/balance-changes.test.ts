@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { currencyBalance } from '../support/ledger';
 import { CreditType, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import { promotionalCredits } from '../support/server';
@@ -55,7 +56,7 @@ describe('PromotionalCreditService balance changes', () => {
         doneBy: 'rw-key',
       });
       expect(entry.createTime!.getTime()).to.be.within(before - 5_000, Date.now() + 5_000);
-      expect(res.balance).to.deep.equal({ customerId: 'cust.1@x:y-z_', balances: [{ currencyCode: 'USD', amount: 1234n, amountDecimal: '12.34' }] });
+      expect(res.balance).to.deep.equal({ customerId: 'cust.1@x:y-z_', balances: [currencyBalance('USD', 1234n, '12.34')] });
     });
 
     it('records the name of the key that wrote the entry as done_by', async () => {
@@ -82,7 +83,7 @@ describe('PromotionalCreditService balance changes', () => {
         const customerId = `dec-${currencyCode}-${amountDecimal}`;
         const res = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, currencyCode, amountDecimal });
         expect(res.promotionalCredit!, `${amountDecimal} ${currencyCode}`).to.deep.include({ amount: minor, amountDecimal: formatted, currencyCode });
-        expect(res.balance!.balances).to.deep.equal([{ currencyCode, amount: minor, amountDecimal: formatted }]);
+        expect(res.balance!.balances).to.deep.equal([currencyBalance(currencyCode, minor, formatted)]);
       }
     });
 
@@ -107,10 +108,10 @@ describe('PromotionalCreditService balance changes', () => {
       const res = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'multi', amount: 50n, currencyCode: 'EUR' });
       expect(res.promotionalCredit!.closingBalance).to.equal(50n);
       const expected = [
-        { currencyCode: 'BHD', amount: 3n, amountDecimal: '0.003' },
-        { currencyCode: 'EUR', amount: 50n, amountDecimal: '0.50' },
-        { currencyCode: 'JPY', amount: 2000n, amountDecimal: '2000' },
-        { currencyCode: 'USD', amount: 100n, amountDecimal: '1.00' },
+        currencyBalance('BHD', 3n, '0.003'),
+        currencyBalance('EUR', 50n, '0.50'),
+        currencyBalance('JPY', 2000n, '2000'),
+        currencyBalance('USD', 100n, '1.00'),
       ];
       expect(res.balance!.balances).to.deep.equal(expected);
       const deducted = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'multi', amount: 500n, currencyCode: 'JPY' });
@@ -118,7 +119,7 @@ describe('PromotionalCreditService balance changes', () => {
       expect((await t.promotionalCredits.getCustomerBalance({ customerId: 'multi' })).balance!.balances).to.deep.equal([
         expected[0],
         expected[1],
-        { currencyCode: 'JPY', amount: 1500n, amountDecimal: '1500' },
+        currencyBalance('JPY', 1500n, '1500'),
         expected[3],
       ]);
     });
@@ -151,12 +152,12 @@ describe('PromotionalCreditService balance changes', () => {
         reference: 'inv-1',
         doneBy: 'rw-key',
       });
-      expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 700n, amountDecimal: '7.00' }]);
+      expect(res.balance!.balances).to.deep.equal([currencyBalance('USD', 700n, '7.00')]);
       const byDecimal = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'd', amountDecimal: '6.99' });
       expect(byDecimal.promotionalCredit!).to.deep.include({ amount: 699n, closingBalance: 1n });
       // Deducting exactly the balance is allowed and leaves a zero balance that is still listed.
       const last = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'd', amount: 1n });
-      expect(last.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 0n, amountDecimal: '0.00' }]);
+      expect(last.balance!.balances).to.deep.equal([currencyBalance('USD', 0n, '0.00')]);
     });
 
     it('deducts the whole balance when no amount is given', async () => {
@@ -165,8 +166,8 @@ describe('PromotionalCreditService balance changes', () => {
       const res = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'all', currencyCode: 'BHD', description: 'expired' });
       expect(res.promotionalCredit!).to.deep.include({ type: DECREMENT, amount: 4321n, amountDecimal: '4.321', currencyCode: 'BHD', closingBalance: 0n });
       expect(res.balance!.balances).to.deep.equal([
-        { currencyCode: 'BHD', amount: 0n, amountDecimal: '0.000' },
-        { currencyCode: 'USD', amount: 99n, amountDecimal: '0.99' },
+        currencyBalance('BHD', 0n, '0.000'),
+        currencyBalance('USD', 99n, '0.99'),
       ]);
     });
 
@@ -177,7 +178,7 @@ describe('PromotionalCreditService balance changes', () => {
       const row = await balanceRow('z');
       const res = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'z' });
       expect(res.promotionalCredit).to.equal(undefined);
-      expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 0n, amountDecimal: '0.00' }]);
+      expect(res.balance!.balances).to.deep.equal([currencyBalance('USD', 0n, '0.00')]);
       expect(await entriesOf('z')).to.have.length(entries);
       expect(await balanceRow('z')).to.deep.equal(row);
     });
@@ -195,7 +196,7 @@ describe('PromotionalCreditService balance changes', () => {
       await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 's', amount: 100n });
       const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 's', amountDecimal: '2.50', description: 'correction' });
       expect(res.promotionalCredit!).to.deep.include({ type: INCREMENT, amount: 150n, closingBalance: 250n, description: 'correction' });
-      expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 250n, amountDecimal: '2.50' }]);
+      expect(res.balance!.balances).to.deep.equal([currencyBalance('USD', 250n, '2.50')]);
     });
 
     it('sets a balance down with one DECREMENT for the difference, down to zero', async () => {
@@ -217,7 +218,7 @@ describe('PromotionalCreditService balance changes', () => {
       const row = await balanceRow('same');
       const res = await t.promotionalCredits.setPromotionalCredits({ ...base, customerId: 'same', amountDecimal: '3.00' });
       expect(res.promotionalCredit).to.equal(undefined);
-      expect(res.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 300n, amountDecimal: '3.00' }]);
+      expect(res.balance!.balances).to.deep.equal([currencyBalance('USD', 300n, '3.00')]);
       expect(await entriesOf('same')).to.have.length(entries);
       expect(await balanceRow('same'), 'balance row untouched').to.deep.equal(row);
     });

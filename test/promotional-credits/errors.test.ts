@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { currencyBalance } from '../support/ledger';
 import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { revokeApiKey } from '../../src/tenants/tenants.service';
 import { promotionalCredits } from '../support/server';
@@ -331,7 +332,7 @@ describe('PromotionalCreditService errors', () => {
         status.FAILED_PRECONDITION,
         'INSUFFICIENT_BALANCE',
       );
-      expect(err.metadata).to.deep.equal({ balance: '5', requested: '6', currency_code: 'BHD' });
+      expect(err.metadata).to.deep.equal({ balance: '5', held: '0', available: '5', requested: '6', currency_code: 'BHD' });
       expect(err.message).to.include('0.006 BHD').and.include('0.005 BHD');
       await expectError(t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'never-seen', amount: 1n }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
       const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '' });
@@ -347,7 +348,7 @@ describe('PromotionalCreditService errors', () => {
       expect(err.message).to.include('rich');
       await expectError(t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'rich', amount: INT64_MAX }), status.FAILED_PRECONDITION, 'BALANCE_LIMIT_EXCEEDED');
       const balance = await t.promotionalCredits.getCustomerBalance({ customerId: 'rich' });
-      expect(balance.balance!.balances).to.deep.equal([{ currencyCode: 'USD', amount: INT64_MAX, amountDecimal: '92233720368547758.07' }]);
+      expect(balance.balance!.balances).to.deep.equal([currencyBalance('USD', INT64_MAX, '92233720368547758.07')]);
       expect((await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '' })).promotionalCredits).to.have.length(2);
       // Other currencies of the same customer are not affected.
       await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'rich', amount: INT64_MAX, currencyCode: 'JPY' });

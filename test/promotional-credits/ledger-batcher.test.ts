@@ -79,8 +79,8 @@ describe('ledger batcher (group commit of balance changes)', () => {
       ].map((w) => batcher.apply(w)),
     );
     expect(outcomes.map(closing)).to.deep.equal([5n, 2n, undefined, 0n, undefined]);
-    expect(outcomes[2]).to.deep.equal({ written: undefined, balance: 2n });
-    expect(outcomes[4], 'a customer never seen has a zero balance').to.deep.equal({ written: undefined, balance: 0n });
+    expect(outcomes[2]).to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 2n, held: 0n });
+    expect(outcomes[4], 'a customer never seen has a zero balance').to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 0n, held: 0n });
     const [{ n }] = await dataSource.query(`SELECT count(*)::int AS n FROM promotional_credits WHERE tenant_id = $1`, [tenant.id]);
     expect(n).to.equal(3);
   });
@@ -96,7 +96,7 @@ describe('ledger batcher (group commit of balance changes)', () => {
       ].map((w) => batcher.apply(w)),
     );
     expect(outcomes.map(closing)).to.deep.equal([INT64_MAX - 1n, undefined, INT64_MAX]);
-    expect(outcomes[1]).to.deep.equal({ written: undefined, balance: INT64_MAX - 1n });
+    expect(outcomes[1]).to.deep.equal({ written: undefined, refused: 'BALANCE_LIMIT_EXCEEDED', balance: INT64_MAX - 1n, held: 0n });
   });
 
   it('answers the balances in the other currencies after each write when asked, and only its own otherwise', async () => {
@@ -108,12 +108,12 @@ describe('ledger batcher (group commit of balance changes)', () => {
       batcher.apply({ ...write(tenant.id, 'c1', 'INCREMENT', 1n), withOtherCurrencies: false }),
     ]);
     // Sorted by balance key, EUR is applied first, then the two USD writes.
-    expect(eur!.written!.balances).to.deep.equal([{ currencyCode: 'EUR', amount: 7n }]);
+    expect(eur!.written!.balances).to.deep.equal([{ currencyCode: 'EUR', amount: 7n, held: 0n }]);
     expect(usd!.written!.balances).to.deep.equal([
-      { currencyCode: 'EUR', amount: 7n },
-      { currencyCode: 'USD', amount: 100n },
+      { currencyCode: 'EUR', amount: 7n, held: 0n },
+      { currencyCode: 'USD', amount: 100n, held: 0n },
     ]);
-    expect(single!.written!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 101n }]);
+    expect(single!.written!.balances).to.deep.equal([{ currencyCode: 'USD', amount: 101n, held: 0n }]);
   });
 
   it('runs the writes of a batch that failed one by one, so that only the bad write fails', async () => {

@@ -19,7 +19,7 @@ function fieldsOf(over: Partial<ListInput>): string[] {
 describe('promotional credit list rules (unit)', () => {
   it('accepts no filters', () => {
     const { filter } = validateListInput(input());
-    expect(filter).to.deep.equal({ id: undefined, customerId: undefined, types: undefined, createTime: {} });
+    expect(filter).to.deep.equal({ id: undefined, customerId: undefined, types: undefined, origins: undefined, metadata: undefined, createTime: {} });
   });
 
   it('normalises id filters to lower case', () => {

@@ -42,6 +42,9 @@ describe('balance change rules (unit)', () => {
       description: 'why',
       creditType: 'GENERAL',
       reference: '',
+      expireTime: undefined,
+      metadata: {},
+      validateOnly: false,
     });
     expect(validateBalanceChange('add', change({ amountDecimal: '1.5', currencyCode: 'BHD', creditType: 'LOYALTY_CREDITS' }), multi)).to.deep.include({
       amount: 1500n,

@@ -23,8 +23,9 @@ export function ledgerWrite(
     creditType: 'GENERAL',
     reference: '',
     doneBy: options.doneBy,
+    metadata: {},
     ...options.extra,
-  };
+  } as EntryDraft;
   return { op: type === 'INCREMENT' ? 'ADD' : 'DEDUCT', amount, draft, withOtherCurrencies: options.withOtherCurrencies };
 }
 
@@ -35,4 +36,11 @@ export async function ledgerOf(client: PromotionalCreditClient, customerId: stri
     (page) => page.promotionalCredits,
   );
   return newestFirst.reverse();
+}
+
+/** A CurrencyBalance as the API answers it for a balance with no active holds. */
+export function currencyBalance(currencyCode: string, amount: bigint, amountDecimal: string) {
+  const point = amountDecimal.indexOf('.');
+  const zeroDecimal = point < 0 ? '0' : `0.${'0'.repeat(amountDecimal.length - point - 1)}`;
+  return { currencyCode, amount, amountDecimal, held: 0n, heldDecimal: zeroDecimal, available: amount, availableDecimal: amountDecimal };
 }

@@ -1,8 +1,8 @@
 import { credentials, InterceptingCall, Metadata, type CallOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import type { DataSource } from 'typeorm';
-import { CouponServiceClient } from '../../gen/credits/v1/coupon_service';
-import { CreditServiceClient } from '../../gen/credits/v1/credit_service';
-import { PromotionalCreditServiceClient } from '../../gen/credits/v1/promotional_credit_service';
+import * as couponService from '../../gen/credits/v1/coupon_service';
+import * as creditService from '../../gen/credits/v1/credit_service';
+import * as promotionalCreditService from '../../gen/credits/v1/promotional_credit_service';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { spawnServer, freePort, type ChildServer } from './child-server';
@@ -16,12 +16,17 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { poolSize?: number; authCacheMs?: number } = {}): Promise<TestServer> {
+export async function startTestServer(options: { poolSize?: number; authCacheMs?: number; expirySweepSeconds?: number } = {}): Promise<TestServer> {
   const dataSource = await openTestDataSource(options.poolSize ?? 20);
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   // No key cache unless asked: tests revoke keys and expect the very next call
   // to be refused, while a pushed revocation takes a moment to arrive.
-  const grpc = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0', authCacheMs: options.authCacheMs ?? 0 });
+  const grpc = await startGrpcServer({ dataSource, logger }, {
+    address: '127.0.0.1:0',
+    authCacheMs: options.authCacheMs ?? 0,
+    // Tests of expiry use expirations a second or two ahead; the sweep must come soon after.
+    expirySweepSeconds: options.expirySweepSeconds ?? 1,
+  });
   return {
     address: `127.0.0.1:${grpc.port}`,
     dataSource,
@@ -90,26 +95,42 @@ export function unary<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req
 
 /** The generated clients with promise-returning methods, for tests. */
 export function promotionalCredits(address: string, apiKey: string | undefined) {
-  const client = new PromotionalCreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
-  return promisify(client);
+  const client = new promotionalCreditService.PromotionalCreditServiceClient(address, credentials.createInsecure(), {
+    interceptors: [apiKeyInterceptor(apiKey)],
+  });
+  return promisify(client, promotionalCreditService);
 }
 
 export function coupons(address: string, apiKey: string | undefined) {
-  const client = new CouponServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
-  return promisify(client);
+  const client = new couponService.CouponServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+  return promisify(client, couponService);
 }
 
 export function credits(address: string, apiKey: string | undefined) {
-  const client = new CreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
-  return promisify(client);
+  const client = new creditService.CreditServiceClient(address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(apiKey)] });
+  return promisify(client, creditService);
 }
 
 export type PromotionalCreditClient = ReturnType<typeof promotionalCredits>;
 export type CouponClient = ReturnType<typeof coupons>;
 export type CreditClient = ReturnType<typeof credits>;
 
-/** Wraps every unary method of a generated grpc-js client as `(request, metadata?) => Promise`. */
-export function promisify<C extends { close(): void }>(client: C) {
+/** A request where any field may be left out, as the generated `fromPartial` takes it. */
+export type PartialRequest<T> = T extends Date | bigint | string | number | boolean | Buffer
+  ? T
+  : T extends Array<infer U>
+    ? Array<PartialRequest<U>>
+    : T extends object
+      ? { [K in keyof T]?: PartialRequest<T[K]> }
+      : T;
+
+/**
+ * Wraps every unary method of a generated grpc-js client as `(request,
+ * metadata?) => Promise`. Requests may leave fields out: the service module's
+ * `<Method>Request.fromPartial` fills the defaults (as @credits/client does),
+ * so tests only spell out what they are about.
+ */
+export function promisify<C extends { close(): void }>(client: C, messages: object) {
   type Methods = {
     [K in keyof C as C[K] extends (req: infer _Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: infer _Res) => void) => unknown ? K : never]: C[K] extends (
       req: infer Req,
@@ -117,14 +138,18 @@ export function promisify<C extends { close(): void }>(client: C) {
       opts: Partial<CallOptions>,
       cb: (err: ServiceError | null, res: infer Res) => void,
     ) => unknown
-      ? (request: Req, metadata?: Metadata) => Promise<Res>
+      ? (request: PartialRequest<Req>, metadata?: Metadata) => Promise<Res>
       : never;
   };
+  const codecs = messages as Record<string, { fromPartial?(request: unknown): unknown }>;
   return new Proxy(client, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
       if (property === 'close' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
-      return (request: unknown, metadata?: Metadata) => unary(value as UnaryMethod<unknown, unknown>, target, request, metadata);
+      const name = String(property);
+      const codec = codecs[`${name[0]!.toUpperCase()}${name.slice(1)}Request`];
+      return (request: unknown, metadata?: Metadata) =>
+        unary(value as UnaryMethod<unknown, unknown>, target, codec?.fromPartial ? codec.fromPartial(request) : request, metadata);
     },
   }) as unknown as Methods & { close(): void };
 }

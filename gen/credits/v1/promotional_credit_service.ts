@@ -21,6 +21,143 @@ import {
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { StringFilter, TimeFilter } from "./filters";
 
+/** What wrote a ledger entry. `type` stays the direction. */
+export enum Origin {
+  /**
+   * ORIGIN_UNSPECIFIED - Entries written before origins were recorded (the first release), and
+   * never set by the service since; rejected in filters.
+   */
+  ORIGIN_UNSPECIFIED = 0,
+  /** ORIGIN_ADD - AddPromotionalCredits. */
+  ORIGIN_ADD = 1,
+  /** ORIGIN_DEDUCT - DeductPromotionalCredits. */
+  ORIGIN_DEDUCT = 2,
+  /** ORIGIN_SET - SetPromotionalCredits (either direction). */
+  ORIGIN_SET = 3,
+  /**
+   * ORIGIN_EXPIRATION - What was left of a lot at its expire_time; written by the service (its
+   * `done_by` is "(expiry)", which no API key can be named).
+   */
+  ORIGIN_EXPIRATION = 4,
+  /** ORIGIN_REVERSAL - ReversePromotionalCredit; `reverses_id` names the reversed entry. */
+  ORIGIN_REVERSAL = 5,
+  /** ORIGIN_HOLD_CAPTURE - CapturePromotionalCreditHold. */
+  ORIGIN_HOLD_CAPTURE = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function originFromJSON(object: any): Origin {
+  switch (object) {
+    case 0:
+    case "ORIGIN_UNSPECIFIED":
+      return Origin.ORIGIN_UNSPECIFIED;
+    case 1:
+    case "ORIGIN_ADD":
+      return Origin.ORIGIN_ADD;
+    case 2:
+    case "ORIGIN_DEDUCT":
+      return Origin.ORIGIN_DEDUCT;
+    case 3:
+    case "ORIGIN_SET":
+      return Origin.ORIGIN_SET;
+    case 4:
+    case "ORIGIN_EXPIRATION":
+      return Origin.ORIGIN_EXPIRATION;
+    case 5:
+    case "ORIGIN_REVERSAL":
+      return Origin.ORIGIN_REVERSAL;
+    case 6:
+    case "ORIGIN_HOLD_CAPTURE":
+      return Origin.ORIGIN_HOLD_CAPTURE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Origin.UNRECOGNIZED;
+  }
+}
+
+export function originToJSON(object: Origin): string {
+  switch (object) {
+    case Origin.ORIGIN_UNSPECIFIED:
+      return "ORIGIN_UNSPECIFIED";
+    case Origin.ORIGIN_ADD:
+      return "ORIGIN_ADD";
+    case Origin.ORIGIN_DEDUCT:
+      return "ORIGIN_DEDUCT";
+    case Origin.ORIGIN_SET:
+      return "ORIGIN_SET";
+    case Origin.ORIGIN_EXPIRATION:
+      return "ORIGIN_EXPIRATION";
+    case Origin.ORIGIN_REVERSAL:
+      return "ORIGIN_REVERSAL";
+    case Origin.ORIGIN_HOLD_CAPTURE:
+      return "ORIGIN_HOLD_CAPTURE";
+    case Origin.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The state of a hold. */
+export enum HoldStatus {
+  /** HOLD_STATUS_UNSPECIFIED - Never set on a hold; in a filter it means any status. */
+  HOLD_STATUS_UNSPECIFIED = 0,
+  /** HOLD_STATUS_ACTIVE - Its credits are held: not available to Deduct, Hold or Set downwards. */
+  HOLD_STATUS_ACTIVE = 1,
+  /** HOLD_STATUS_CAPTURED - Captured (fully or partly); what was not captured was released. */
+  HOLD_STATUS_CAPTURED = 2,
+  /** HOLD_STATUS_RELEASED - Released by ReleasePromotionalCreditHold. */
+  HOLD_STATUS_RELEASED = 3,
+  /**
+   * HOLD_STATUS_EXPIRED - Reached its expire_time before being captured or released; its credits
+   * are available again.
+   */
+  HOLD_STATUS_EXPIRED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function holdStatusFromJSON(object: any): HoldStatus {
+  switch (object) {
+    case 0:
+    case "HOLD_STATUS_UNSPECIFIED":
+      return HoldStatus.HOLD_STATUS_UNSPECIFIED;
+    case 1:
+    case "HOLD_STATUS_ACTIVE":
+      return HoldStatus.HOLD_STATUS_ACTIVE;
+    case 2:
+    case "HOLD_STATUS_CAPTURED":
+      return HoldStatus.HOLD_STATUS_CAPTURED;
+    case 3:
+    case "HOLD_STATUS_RELEASED":
+      return HoldStatus.HOLD_STATUS_RELEASED;
+    case 4:
+    case "HOLD_STATUS_EXPIRED":
+      return HoldStatus.HOLD_STATUS_EXPIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return HoldStatus.UNRECOGNIZED;
+  }
+}
+
+export function holdStatusToJSON(object: HoldStatus): string {
+  switch (object) {
+    case HoldStatus.HOLD_STATUS_UNSPECIFIED:
+      return "HOLD_STATUS_UNSPECIFIED";
+    case HoldStatus.HOLD_STATUS_ACTIVE:
+      return "HOLD_STATUS_ACTIVE";
+    case HoldStatus.HOLD_STATUS_CAPTURED:
+      return "HOLD_STATUS_CAPTURED";
+    case HoldStatus.HOLD_STATUS_RELEASED:
+      return "HOLD_STATUS_RELEASED";
+    case HoldStatus.HOLD_STATUS_EXPIRED:
+      return "HOLD_STATUS_EXPIRED";
+    case HoldStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Direction of a ledger entry. */
 export enum PromotionalCreditType {
   /** PROMOTIONAL_CREDIT_TYPE_UNSPECIFIED - Never set on an entry; in filters it is rejected. */
@@ -149,17 +286,175 @@ export interface PromotionalCredit {
   /** Name of the API key that wrote the entry. */
   doneBy: string;
   /** When the entry was written. */
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * What wrote the entry (ORIGIN_UNSPECIFIED for entries written before
+   * origins were recorded).
+   */
+  origin: Origin;
+  /**
+   * On an INCREMENT that opened an expiring lot: when what is left of it
+   * expires. On an ORIGIN_EXPIRATION entry: when its lot expired (the entry
+   * itself may be written later, but before any other change of the balance).
+   * Absent otherwise.
+   */
+  expireTime?:
+    | Date
+    | undefined;
+  /**
+   * What a DECREMENT drew from each lot, in the order drawn (they sum to
+   * `amount`); on a reversal of a DECREMENT, what went back into each lot.
+   * Empty otherwise, and on entries written before lots existed.
+   */
+  allocations: LotAllocation[];
+  /** On an ORIGIN_REVERSAL entry: the id of the entry it reverses. */
+  reversesId: string;
+  /** The caller's key/value pairs, as given (see AddPromotionalCreditsRequest.metadata). */
+  metadata: { [key: string]: string };
+  /**
+   * Tamper evidence: the lowercase hex SHA-256 of this entry chained to the
+   * previous entry of the same balance (customer and currency). The input is
+   * the concatenation, in this order, of these fields, each encoded as a
+   * netstring `<length in UTF-8 bytes, decimal>:<UTF-8 text>,`:
+   * previous entry's hash ("" for the balance's first entry), id, tenant id
+   * (UUID, lowercase), customer_id, currency_code, type ("INCREMENT" or
+   * "DECREMENT"), origin without its prefix ("ADD", ..., "" when
+   * unspecified), amount, closing_balance (decimal integers), description,
+   * credit_type without its prefix ("GENERAL", ...), reference, done_by,
+   * create_time and expire_time (whole microseconds since the Unix epoch,
+   * decimal; "" when absent), reverses_id ("" when absent), allocations (the
+   * concatenation of netstring(lot_id) netstring(amount) per allocation, in
+   * order, as one netstring), metadata (the concatenation of netstring(key)
+   * netstring(value) per pair, keys in byte order, as one netstring).
+   * `credits verify` recomputes every chain and names the first entry that
+   * does not match.
+   */
+  hash: string;
+}
+
+export interface PromotionalCredit_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/** What one DECREMENT drew from one lot (or a reversal put back into it). */
+export interface LotAllocation {
+  /** The lot: the id of the INCREMENT entry that opened it. */
+  lotId: string;
+  /** Minor units drawn from (or put back into) the lot; > 0. */
+  amount: bigint;
+  /** `amount` as a decimal string in major units. */
+  amountDecimal: string;
+}
+
+/**
+ * What is left of one INCREMENT: deductions draw from lots, and at its
+ * `expire_time` what is left of a lot expires.
+ */
+export interface CreditLot {
+  /** The id of the INCREMENT entry that opened the lot. */
+  id: string;
+  /** The customer the lot belongs to. */
+  customerId: string;
+  /** ISO 4217 alpha-3 currency code of the lot. */
+  currencyCode: string;
+  /** Minor units granted by the INCREMENT. */
+  amount: bigint;
+  /** `amount` as a decimal string in major units. */
+  amountDecimal: string;
+  /**
+   * Minor units left: not yet drawn nor expired. 0 for an expired lot,
+   * except credits an active hold still needs (they stay until the hold is
+   * captured or released).
+   */
+  remaining: bigint;
+  /** `remaining` as a decimal string in major units. */
+  remainingDecimal: string;
+  /** When what is left expires; absent for credits that never expire. */
+  expireTime?:
+    | Date
+    | undefined;
+  /** The credit type of the INCREMENT. */
+  creditType: CreditType;
+  /** When the lot was opened (the INCREMENT's create_time). */
   createTime?: Date | undefined;
+}
+
+/** Credits reserved during a checkout. */
+export interface Hold {
+  /** Server-assigned UUID of the hold. */
+  id: string;
+  /** The customer whose credits are held. */
+  customerId: string;
+  /** ISO 4217 alpha-3 currency code of the held credits. */
+  currencyCode: string;
+  /** Minor units held; > 0. */
+  amount: bigint;
+  /** `amount` as a decimal string in major units. */
+  amountDecimal: string;
+  /** Minor units captured (0 unless CAPTURED). */
+  capturedAmount: bigint;
+  /** `captured_amount` as a decimal string in major units. */
+  capturedAmountDecimal: string;
+  /**
+   * ACTIVE, CAPTURED, RELEASED or EXPIRED. An ACTIVE hold past its
+   * `expire_time` reads as EXPIRED at once.
+   */
+  status: HoldStatus;
+  /** Free text given by the caller, 1..250 characters. */
+  description: string;
+  /** The caller's own reference, 0..500 characters. */
+  reference: string;
+  /** The caller's key/value pairs, as given. */
+  metadata: { [key: string]: string };
+  /** When the hold expires if it is neither captured nor released. */
+  expireTime?:
+    | Date
+    | undefined;
+  /** When the hold was created. */
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * When the status last changed (create_time while ACTIVE; the
+   * `expire_time` for an EXPIRED hold).
+   */
+  updateTime?:
+    | Date
+    | undefined;
+  /** Name of the API key that created the hold. */
+  doneBy: string;
+}
+
+export interface Hold_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** A customer's balance in one currency. */
 export interface CurrencyBalance {
   /** ISO 4217 alpha-3 currency code. */
   currencyCode: string;
-  /** The balance in minor units; never negative. */
+  /**
+   * The balance in minor units; never negative. Expired credits are never
+   * in it; held credits are.
+   */
   amount: bigint;
   /** `amount` as a decimal string in major units, e.g. "10.50". */
   amountDecimal: string;
+  /** Minor units reserved by active holds; never more than `amount`. */
+  held: bigint;
+  /** `held` as a decimal string in major units. */
+  heldDecimal: string;
+  /**
+   * `amount` - `held`: what Deduct, Hold and Set downwards can take; never
+   * negative.
+   */
+  available: bigint;
+  /** `available` as a decimal string in major units. */
+  availableDecimal: string;
 }
 
 /** A customer's balances in every currency it has held credits in. */
@@ -204,6 +499,32 @@ export interface AddPromotionalCreditsRequest {
   creditType: CreditType;
   /** The caller's own reference, 0..500 characters. */
   reference: string;
+  /**
+   * When these credits expire: after now, at most 10 years ahead. Absent:
+   * they never expire.
+   */
+  expireTime?:
+    | Date
+    | undefined;
+  /**
+   * The caller's key/value pairs, stored with the entry and returned as given
+   * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * 0..500 characters.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check against the current state and
+   * answers exactly what it would answer (an error, or the response with the
+   * entry it would write, whose `id` and `hash` are empty), and writes
+   * nothing: no entry, no event, no idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface AddPromotionalCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of AddPromotionalCredits. */
@@ -242,6 +563,25 @@ export interface DeductPromotionalCreditsRequest {
   creditType: CreditType;
   /** The caller's own reference, 0..500 characters. */
   reference: string;
+  /**
+   * The caller's key/value pairs, stored with the entry and returned as given
+   * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * 0..500 characters.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check against the current state and
+   * answers exactly what it would answer (an error, or the response with the
+   * entry it would write, whose `id` and `hash` are empty), and writes
+   * nothing: no entry, no event, no idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface DeductPromotionalCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of DeductPromotionalCredits. */
@@ -280,6 +620,32 @@ export interface SetPromotionalCreditsRequest {
   creditType: CreditType;
   /** The caller's own reference, 0..500 characters. */
   reference: string;
+  /**
+   * When these credits expire: after now, at most 10 years ahead. Absent:
+   * they never expire. Applies only when Set increments the balance.
+   */
+  expireTime?:
+    | Date
+    | undefined;
+  /**
+   * The caller's key/value pairs, stored with the entry and returned as given
+   * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * 0..500 characters.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check against the current state and
+   * answers exactly what it would answer (an error, or the response with the
+   * entry it would write, whose `id` and `hash` are empty), and writes
+   * nothing: no entry, no event, no idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface SetPromotionalCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of SetPromotionalCredits. */
@@ -348,7 +714,39 @@ export interface ListPromotionalCreditsRequest {
     | PromotionalCreditTypeFilter
     | undefined;
   /** Filter on the creation time (after, before, on, between). */
-  createTime?: TimeFilter | undefined;
+  createTime?:
+    | TimeFilter
+    | undefined;
+  /** Filter on what wrote the entry (is, is_not, in, not_in). */
+  origin?:
+    | OriginFilter
+    | undefined;
+  /**
+   * Matches entries whose metadata has every one of these pairs (at most 20;
+   * served by an index).
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface ListPromotionalCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/** Filter on the entry origin. */
+export interface OriginFilter {
+  /** Matches entries of this origin. */
+  is?:
+    | Origin
+    | undefined;
+  /** Matches entries of any other origin (entries of unspecified origin too). */
+  isNot?:
+    | Origin
+    | undefined;
+  /** Matches entries whose origin is one of these (1..10 values). */
+  in: Origin[];
+  /** Matches entries whose origin is none of these (1..10 values). */
+  notIn: Origin[];
 }
 
 /** Response of ListPromotionalCredits. */
@@ -363,12 +761,212 @@ export interface ListPromotionalCreditsResponse {
 export interface GetCustomerBalanceRequest {
   /** The customer: 1..50 characters of [A-Za-z0-9_.@:-]. Required. */
   customerId: string;
+  /**
+   * The balances as they were at this instant (not in the future), with the
+   * expirations due by then counted even if their entries were written
+   * later. Currencies without an entry by then are left out. Absent: now.
+   */
+  asOfTime?: Date | undefined;
 }
 
 /** Response of GetCustomerBalance. */
 export interface GetCustomerBalanceResponse {
   /** The customer's balances; empty for a customer never credited. */
   balance?: CustomerBalance | undefined;
+}
+
+/** Request of ListPromotionalCreditLots. */
+export interface ListPromotionalCreditLotsRequest {
+  /** The customer: 1..50 characters of [A-Za-z0-9_.@:-]. Required. */
+  customerId: string;
+  /** ISO 4217 alpha-3 code; empty means the tenant's default currency. */
+  currencyCode: string;
+  /** Also list lots with nothing left (spent, expired or reversed). */
+  includeEmpty: boolean;
+  /** Lots per page: 0 means 10, larger values are capped at 100. */
+  pageSize: number;
+  /** `next_page_token` of the previous page, sent with the same parameters. */
+  pageToken: string;
+}
+
+/** Response of ListPromotionalCreditLots. */
+export interface ListPromotionalCreditLotsResponse {
+  /** The page of lots, in consumption order. */
+  lots: CreditLot[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Request of ReversePromotionalCredit. */
+export interface ReversePromotionalCreditRequest {
+  /** UUID of the entry to reverse. Required. */
+  id: string;
+  /** Why it is reversed, 1..250 characters. Required. */
+  description: string;
+  /** The caller's own reference, 0..500 characters. */
+  reference: string;
+  /** Key/value pairs of the reversal entry (see AddPromotionalCreditsRequest.metadata). */
+  metadata: { [key: string]: string };
+  /** Check only; see AddPromotionalCreditsRequest.validate_only. */
+  validateOnly: boolean;
+}
+
+export interface ReversePromotionalCreditRequest_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/** Response of ReversePromotionalCredit. */
+export interface ReversePromotionalCreditResponse {
+  /** The reversal entry. */
+  promotionalCredit?:
+    | PromotionalCredit
+    | undefined;
+  /** The customer's balances in every currency after the reversal. */
+  balance?: CustomerBalance | undefined;
+}
+
+/** Request of HoldPromotionalCredits. */
+export interface HoldPromotionalCreditsRequest {
+  /** The customer whose credits are held: 1..50 characters of [A-Za-z0-9_.@:-]. */
+  customerId: string;
+  /** Minor units to hold, > 0. Give exactly one of `amount` and `amount_decimal`. */
+  amount?:
+    | bigint
+    | undefined;
+  /** The amount as a decimal string in major units, > 0. */
+  amountDecimal?:
+    | string
+    | undefined;
+  /** ISO 4217 alpha-3 code; empty means the tenant's default currency. */
+  currencyCode: string;
+  /** What the hold is for, 1..250 characters. Required. */
+  description: string;
+  /** The caller's own reference (e.g. the checkout id), 0..500 characters. */
+  reference: string;
+  /**
+   * When the hold expires if neither captured nor released: after now, at
+   * most 7 days ahead. Absent: 15 minutes from now.
+   */
+  expireTime?:
+    | Date
+    | undefined;
+  /**
+   * Key/value pairs of the hold, given again to its capture entry (see
+   * AddPromotionalCreditsRequest.metadata for the limits).
+   */
+  metadata: { [key: string]: string };
+  /**
+   * Check only; see AddPromotionalCreditsRequest.validate_only (the answered
+   * hold has an empty `id`).
+   */
+  validateOnly: boolean;
+}
+
+export interface HoldPromotionalCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/** Response of HoldPromotionalCredits. */
+export interface HoldPromotionalCreditsResponse {
+  /** The hold, ACTIVE. */
+  hold?:
+    | Hold
+    | undefined;
+  /** The customer's balances in every currency after the hold. */
+  balance?: CustomerBalance | undefined;
+}
+
+/** Request of CapturePromotionalCreditHold. */
+export interface CapturePromotionalCreditHoldRequest {
+  /** UUID of the hold. Required. */
+  holdId: string;
+  /**
+   * Minor units to capture, > 0 and at most the held amount. Absent (and no
+   * `amount_decimal`): all of it.
+   */
+  amount?:
+    | bigint
+    | undefined;
+  /** The amount as a decimal string in major units. */
+  amountDecimal?:
+    | string
+    | undefined;
+  /** Description of the capture entry, 0..250 characters; empty: the hold's. */
+  description: string;
+  /** Check only; see AddPromotionalCreditsRequest.validate_only. */
+  validateOnly: boolean;
+}
+
+/** Response of CapturePromotionalCreditHold. */
+export interface CapturePromotionalCreditHoldResponse {
+  /** The hold, CAPTURED. */
+  hold?:
+    | Hold
+    | undefined;
+  /**
+   * The DECREMENT entry of the capture (`origin` ORIGIN_HOLD_CAPTURE; its
+   * reference and metadata are the hold's).
+   */
+  promotionalCredit?:
+    | PromotionalCredit
+    | undefined;
+  /** The customer's balances in every currency after the capture. */
+  balance?: CustomerBalance | undefined;
+}
+
+/** Request of ReleasePromotionalCreditHold. */
+export interface ReleasePromotionalCreditHoldRequest {
+  /** UUID of the hold. Required. */
+  holdId: string;
+  /** Check only; see AddPromotionalCreditsRequest.validate_only. */
+  validateOnly: boolean;
+}
+
+/** Response of ReleasePromotionalCreditHold. */
+export interface ReleasePromotionalCreditHoldResponse {
+  /** The hold, RELEASED. */
+  hold?:
+    | Hold
+    | undefined;
+  /** The customer's balances in every currency after the release. */
+  balance?: CustomerBalance | undefined;
+}
+
+/** Request of GetPromotionalCreditHold. */
+export interface GetPromotionalCreditHoldRequest {
+  /** UUID of the hold. Required. */
+  holdId: string;
+}
+
+/** Response of GetPromotionalCreditHold. */
+export interface GetPromotionalCreditHoldResponse {
+  /** The hold. */
+  hold?: Hold | undefined;
+}
+
+/** Request of ListPromotionalCreditHolds. */
+export interface ListPromotionalCreditHoldsRequest {
+  /** Only this customer's holds; empty: every customer's. */
+  customerId: string;
+  /**
+   * Only holds with this status (as read now: an ACTIVE hold past its
+   * expire_time is EXPIRED); unspecified: any.
+   */
+  status: HoldStatus;
+  /** Holds per page: 0 means 10, larger values are capped at 100. */
+  pageSize: number;
+  /** `next_page_token` of the previous page, sent with the same filters. */
+  pageToken: string;
+}
+
+/** Response of ListPromotionalCreditHolds. */
+export interface ListPromotionalCreditHoldsResponse {
+  /** The page of holds, newest first. */
+  holds: Hold[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBasePromotionalCredit(): PromotionalCredit {
@@ -385,6 +983,12 @@ function createBasePromotionalCredit(): PromotionalCredit {
     closingBalance: 0n,
     doneBy: "",
     createTime: undefined,
+    origin: 0,
+    expireTime: undefined,
+    allocations: [],
+    reversesId: "",
+    metadata: {},
+    hash: "",
   };
 }
 
@@ -431,6 +1035,24 @@ export const PromotionalCredit: MessageFns<PromotionalCredit> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(98).fork()).join();
+    }
+    if (message.origin !== 0) {
+      writer.uint32(104).int32(message.origin);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(114).fork()).join();
+    }
+    for (const v of message.allocations) {
+      LotAllocation.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.reversesId !== "") {
+      writer.uint32(130).string(message.reversesId);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      PromotionalCredit_MetadataEntry.encode({ key: key as any, value }, writer.uint32(138).fork()).join();
+    });
+    if (message.hash !== "") {
+      writer.uint32(146).string(message.hash);
     }
     return writer;
   },
@@ -544,6 +1166,57 @@ export const PromotionalCredit: MessageFns<PromotionalCredit> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.origin = reader.int32() as any;
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.allocations.push(LotAllocation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.reversesId = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            const entry17 = PromotionalCredit_MetadataEntry.decode(reader, reader.uint32());
+            if (entry17.value !== undefined) {
+              message.metadata[entry17.key] = entry17.value;
+            }
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -598,6 +1271,35 @@ export const PromotionalCredit: MessageFns<PromotionalCredit> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      origin: isSet(object.origin) ? originFromJSON(object.origin) : 0,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      allocations: globalThis.Array.isArray(object?.allocations)
+        ? object.allocations.map((e: any) => LotAllocation.fromJSON(e))
+        : [],
+      reversesId: isSet(object.reversesId)
+        ? globalThis.String(object.reversesId)
+        : isSet(object.reverses_id)
+        ? globalThis.String(object.reverses_id)
+        : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
     };
   },
 
@@ -639,6 +1341,30 @@ export const PromotionalCredit: MessageFns<PromotionalCredit> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.origin !== 0) {
+      obj.origin = originToJSON(message.origin);
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.allocations?.length) {
+      obj.allocations = message.allocations.map((e) => LotAllocation.toJSON(e));
+    }
+    if (message.reversesId !== "") {
+      obj.reversesId = message.reversesId;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
     return obj;
   },
 
@@ -661,12 +1387,957 @@ export const PromotionalCredit: MessageFns<PromotionalCredit> = {
       : 0n;
     message.doneBy = object.doneBy ?? "";
     message.createTime = object.createTime ?? undefined;
+    message.origin = object.origin ?? 0;
+    message.expireTime = object.expireTime ?? undefined;
+    message.allocations = object.allocations?.map((e) => LotAllocation.fromPartial(e)) || [];
+    message.reversesId = object.reversesId ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.hash = object.hash ?? "";
+    return message;
+  },
+};
+
+function createBasePromotionalCredit_MetadataEntry(): PromotionalCredit_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const PromotionalCredit_MetadataEntry: MessageFns<PromotionalCredit_MetadataEntry> = {
+  encode(message: PromotionalCredit_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromotionalCredit_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromotionalCredit_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromotionalCredit_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: PromotionalCredit_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromotionalCredit_MetadataEntry>): PromotionalCredit_MetadataEntry {
+    return PromotionalCredit_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromotionalCredit_MetadataEntry>): PromotionalCredit_MetadataEntry {
+    const message = createBasePromotionalCredit_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseLotAllocation(): LotAllocation {
+  return { lotId: "", amount: 0n, amountDecimal: "" };
+}
+
+export const LotAllocation: MessageFns<LotAllocation> = {
+  encode(message: LotAllocation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lotId !== "") {
+      writer.uint32(10).string(message.lotId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.amountDecimal !== "") {
+      writer.uint32(26).string(message.amountDecimal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LotAllocation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLotAllocation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lotId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amountDecimal = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LotAllocation {
+    return {
+      lotId: isSet(object.lotId)
+        ? globalThis.String(object.lotId)
+        : isSet(object.lot_id)
+        ? globalThis.String(object.lot_id)
+        : "",
+      amount: isSet(object.amount) ? BigInt(object.amount) : 0n,
+      amountDecimal: isSet(object.amountDecimal)
+        ? globalThis.String(object.amountDecimal)
+        : isSet(object.amount_decimal)
+        ? globalThis.String(object.amount_decimal)
+        : "",
+    };
+  },
+
+  toJSON(message: LotAllocation): unknown {
+    const obj: any = {};
+    if (message.lotId !== "") {
+      obj.lotId = message.lotId;
+    }
+    if (message.amount !== 0n) {
+      obj.amount = message.amount.toString();
+    }
+    if (message.amountDecimal !== "") {
+      obj.amountDecimal = message.amountDecimal;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LotAllocation>): LotAllocation {
+    return LotAllocation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LotAllocation>): LotAllocation {
+    const message = createBaseLotAllocation();
+    message.lotId = object.lotId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.amountDecimal = object.amountDecimal ?? "";
+    return message;
+  },
+};
+
+function createBaseCreditLot(): CreditLot {
+  return {
+    id: "",
+    customerId: "",
+    currencyCode: "",
+    amount: 0n,
+    amountDecimal: "",
+    remaining: 0n,
+    remainingDecimal: "",
+    expireTime: undefined,
+    creditType: 0,
+    createTime: undefined,
+  };
+}
+
+export const CreditLot: MessageFns<CreditLot> = {
+  encode(message: CreditLot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.customerId !== "") {
+      writer.uint32(18).string(message.customerId);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(26).string(message.currencyCode);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(32).int64(message.amount);
+    }
+    if (message.amountDecimal !== "") {
+      writer.uint32(42).string(message.amountDecimal);
+    }
+    if (message.remaining !== 0n) {
+      if (BigInt.asIntN(64, message.remaining) !== message.remaining) {
+        throw new globalThis.Error("value provided for field message.remaining of type int64 too large");
+      }
+      writer.uint32(48).int64(message.remaining);
+    }
+    if (message.remainingDecimal !== "") {
+      writer.uint32(58).string(message.remainingDecimal);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(66).fork()).join();
+    }
+    if (message.creditType !== 0) {
+      writer.uint32(72).int32(message.creditType);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreditLot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreditLot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.customerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amountDecimal = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.remaining = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.remainingDecimal = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.creditType = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreditLot {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      customerId: isSet(object.customerId)
+        ? globalThis.String(object.customerId)
+        : isSet(object.customer_id)
+        ? globalThis.String(object.customer_id)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? BigInt(object.amount) : 0n,
+      amountDecimal: isSet(object.amountDecimal)
+        ? globalThis.String(object.amountDecimal)
+        : isSet(object.amount_decimal)
+        ? globalThis.String(object.amount_decimal)
+        : "",
+      remaining: isSet(object.remaining) ? BigInt(object.remaining) : 0n,
+      remainingDecimal: isSet(object.remainingDecimal)
+        ? globalThis.String(object.remainingDecimal)
+        : isSet(object.remaining_decimal)
+        ? globalThis.String(object.remaining_decimal)
+        : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      creditType: isSet(object.creditType)
+        ? creditTypeFromJSON(object.creditType)
+        : isSet(object.credit_type)
+        ? creditTypeFromJSON(object.credit_type)
+        : 0,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CreditLot): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.customerId !== "") {
+      obj.customerId = message.customerId;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== 0n) {
+      obj.amount = message.amount.toString();
+    }
+    if (message.amountDecimal !== "") {
+      obj.amountDecimal = message.amountDecimal;
+    }
+    if (message.remaining !== 0n) {
+      obj.remaining = message.remaining.toString();
+    }
+    if (message.remainingDecimal !== "") {
+      obj.remainingDecimal = message.remainingDecimal;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.creditType !== 0) {
+      obj.creditType = creditTypeToJSON(message.creditType);
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreditLot>): CreditLot {
+    return CreditLot.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreditLot>): CreditLot {
+    const message = createBaseCreditLot();
+    message.id = object.id ?? "";
+    message.customerId = object.customerId ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.amountDecimal = object.amountDecimal ?? "";
+    message.remaining = (object.remaining !== undefined && object.remaining !== null) ? BigInt(object.remaining) : 0n;
+    message.remainingDecimal = object.remainingDecimal ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.creditType = object.creditType ?? 0;
+    message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseHold(): Hold {
+  return {
+    id: "",
+    customerId: "",
+    currencyCode: "",
+    amount: 0n,
+    amountDecimal: "",
+    capturedAmount: 0n,
+    capturedAmountDecimal: "",
+    status: 0,
+    description: "",
+    reference: "",
+    metadata: {},
+    expireTime: undefined,
+    createTime: undefined,
+    updateTime: undefined,
+    doneBy: "",
+  };
+}
+
+export const Hold: MessageFns<Hold> = {
+  encode(message: Hold, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.customerId !== "") {
+      writer.uint32(18).string(message.customerId);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(26).string(message.currencyCode);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(32).int64(message.amount);
+    }
+    if (message.amountDecimal !== "") {
+      writer.uint32(42).string(message.amountDecimal);
+    }
+    if (message.capturedAmount !== 0n) {
+      if (BigInt.asIntN(64, message.capturedAmount) !== message.capturedAmount) {
+        throw new globalThis.Error("value provided for field message.capturedAmount of type int64 too large");
+      }
+      writer.uint32(48).int64(message.capturedAmount);
+    }
+    if (message.capturedAmountDecimal !== "") {
+      writer.uint32(58).string(message.capturedAmountDecimal);
+    }
+    if (message.status !== 0) {
+      writer.uint32(64).int32(message.status);
+    }
+    if (message.description !== "") {
+      writer.uint32(74).string(message.description);
+    }
+    if (message.reference !== "") {
+      writer.uint32(82).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      Hold_MetadataEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(98).fork()).join();
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(106).fork()).join();
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(114).fork()).join();
+    }
+    if (message.doneBy !== "") {
+      writer.uint32(122).string(message.doneBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Hold {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHold();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.customerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amountDecimal = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.capturedAmount = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.capturedAmountDecimal = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            const entry11 = Hold_MetadataEntry.decode(reader, reader.uint32());
+            if (entry11.value !== undefined) {
+              message.metadata[entry11.key] = entry11.value;
+            }
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.doneBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Hold {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      customerId: isSet(object.customerId)
+        ? globalThis.String(object.customerId)
+        : isSet(object.customer_id)
+        ? globalThis.String(object.customer_id)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? BigInt(object.amount) : 0n,
+      amountDecimal: isSet(object.amountDecimal)
+        ? globalThis.String(object.amountDecimal)
+        : isSet(object.amount_decimal)
+        ? globalThis.String(object.amount_decimal)
+        : "",
+      capturedAmount: isSet(object.capturedAmount)
+        ? BigInt(object.capturedAmount)
+        : isSet(object.captured_amount)
+        ? BigInt(object.captured_amount)
+        : 0n,
+      capturedAmountDecimal: isSet(object.capturedAmountDecimal)
+        ? globalThis.String(object.capturedAmountDecimal)
+        : isSet(object.captured_amount_decimal)
+        ? globalThis.String(object.captured_amount_decimal)
+        : "",
+      status: isSet(object.status) ? holdStatusFromJSON(object.status) : 0,
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+      doneBy: isSet(object.doneBy)
+        ? globalThis.String(object.doneBy)
+        : isSet(object.done_by)
+        ? globalThis.String(object.done_by)
+        : "",
+    };
+  },
+
+  toJSON(message: Hold): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.customerId !== "") {
+      obj.customerId = message.customerId;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== 0n) {
+      obj.amount = message.amount.toString();
+    }
+    if (message.amountDecimal !== "") {
+      obj.amountDecimal = message.amountDecimal;
+    }
+    if (message.capturedAmount !== 0n) {
+      obj.capturedAmount = message.capturedAmount.toString();
+    }
+    if (message.capturedAmountDecimal !== "") {
+      obj.capturedAmountDecimal = message.capturedAmountDecimal;
+    }
+    if (message.status !== 0) {
+      obj.status = holdStatusToJSON(message.status);
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    if (message.doneBy !== "") {
+      obj.doneBy = message.doneBy;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Hold>): Hold {
+    return Hold.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Hold>): Hold {
+    const message = createBaseHold();
+    message.id = object.id ?? "";
+    message.customerId = object.customerId ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.amountDecimal = object.amountDecimal ?? "";
+    message.capturedAmount = (object.capturedAmount !== undefined && object.capturedAmount !== null)
+      ? BigInt(object.capturedAmount)
+      : 0n;
+    message.capturedAmountDecimal = object.capturedAmountDecimal ?? "";
+    message.status = object.status ?? 0;
+    message.description = object.description ?? "";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.expireTime = object.expireTime ?? undefined;
+    message.createTime = object.createTime ?? undefined;
+    message.updateTime = object.updateTime ?? undefined;
+    message.doneBy = object.doneBy ?? "";
+    return message;
+  },
+};
+
+function createBaseHold_MetadataEntry(): Hold_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const Hold_MetadataEntry: MessageFns<Hold_MetadataEntry> = {
+  encode(message: Hold_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Hold_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHold_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Hold_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Hold_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Hold_MetadataEntry>): Hold_MetadataEntry {
+    return Hold_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Hold_MetadataEntry>): Hold_MetadataEntry {
+    const message = createBaseHold_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseCurrencyBalance(): CurrencyBalance {
-  return { currencyCode: "", amount: 0n, amountDecimal: "" };
+  return {
+    currencyCode: "",
+    amount: 0n,
+    amountDecimal: "",
+    held: 0n,
+    heldDecimal: "",
+    available: 0n,
+    availableDecimal: "",
+  };
 }
 
 export const CurrencyBalance: MessageFns<CurrencyBalance> = {
@@ -682,6 +2353,24 @@ export const CurrencyBalance: MessageFns<CurrencyBalance> = {
     }
     if (message.amountDecimal !== "") {
       writer.uint32(26).string(message.amountDecimal);
+    }
+    if (message.held !== 0n) {
+      if (BigInt.asIntN(64, message.held) !== message.held) {
+        throw new globalThis.Error("value provided for field message.held of type int64 too large");
+      }
+      writer.uint32(32).int64(message.held);
+    }
+    if (message.heldDecimal !== "") {
+      writer.uint32(42).string(message.heldDecimal);
+    }
+    if (message.available !== 0n) {
+      if (BigInt.asIntN(64, message.available) !== message.available) {
+        throw new globalThis.Error("value provided for field message.available of type int64 too large");
+      }
+      writer.uint32(48).int64(message.available);
+    }
+    if (message.availableDecimal !== "") {
+      writer.uint32(58).string(message.availableDecimal);
     }
     return writer;
   },
@@ -723,6 +2412,38 @@ export const CurrencyBalance: MessageFns<CurrencyBalance> = {
             message.amountDecimal = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.held = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.heldDecimal = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.available = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.availableDecimal = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -748,6 +2469,18 @@ export const CurrencyBalance: MessageFns<CurrencyBalance> = {
         : isSet(object.amount_decimal)
         ? globalThis.String(object.amount_decimal)
         : "",
+      held: isSet(object.held) ? BigInt(object.held) : 0n,
+      heldDecimal: isSet(object.heldDecimal)
+        ? globalThis.String(object.heldDecimal)
+        : isSet(object.held_decimal)
+        ? globalThis.String(object.held_decimal)
+        : "",
+      available: isSet(object.available) ? BigInt(object.available) : 0n,
+      availableDecimal: isSet(object.availableDecimal)
+        ? globalThis.String(object.availableDecimal)
+        : isSet(object.available_decimal)
+        ? globalThis.String(object.available_decimal)
+        : "",
     };
   },
 
@@ -762,6 +2495,18 @@ export const CurrencyBalance: MessageFns<CurrencyBalance> = {
     if (message.amountDecimal !== "") {
       obj.amountDecimal = message.amountDecimal;
     }
+    if (message.held !== 0n) {
+      obj.held = message.held.toString();
+    }
+    if (message.heldDecimal !== "") {
+      obj.heldDecimal = message.heldDecimal;
+    }
+    if (message.available !== 0n) {
+      obj.available = message.available.toString();
+    }
+    if (message.availableDecimal !== "") {
+      obj.availableDecimal = message.availableDecimal;
+    }
     return obj;
   },
 
@@ -773,6 +2518,10 @@ export const CurrencyBalance: MessageFns<CurrencyBalance> = {
     message.currencyCode = object.currencyCode ?? "";
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.amountDecimal = object.amountDecimal ?? "";
+    message.held = (object.held !== undefined && object.held !== null) ? BigInt(object.held) : 0n;
+    message.heldDecimal = object.heldDecimal ?? "";
+    message.available = (object.available !== undefined && object.available !== null) ? BigInt(object.available) : 0n;
+    message.availableDecimal = object.availableDecimal ?? "";
     return message;
   },
 };
@@ -877,6 +2626,9 @@ function createBaseAddPromotionalCreditsRequest(): AddPromotionalCreditsRequest 
     description: "",
     creditType: 0,
     reference: "",
+    expireTime: undefined,
+    metadata: {},
+    validateOnly: false,
   };
 }
 
@@ -905,6 +2657,15 @@ export const AddPromotionalCreditsRequest: MessageFns<AddPromotionalCreditsReque
     }
     if (message.reference !== "") {
       writer.uint32(58).string(message.reference);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(66).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      AddPromotionalCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(80).bool(message.validateOnly);
     }
     return writer;
   },
@@ -978,6 +2739,33 @@ export const AddPromotionalCreditsRequest: MessageFns<AddPromotionalCreditsReque
             message.reference = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = AddPromotionalCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.metadata[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1015,6 +2803,30 @@ export const AddPromotionalCreditsRequest: MessageFns<AddPromotionalCreditsReque
         ? creditTypeFromJSON(object.credit_type)
         : 0,
       reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1041,6 +2853,21 @@ export const AddPromotionalCreditsRequest: MessageFns<AddPromotionalCreditsReque
     if (message.reference !== "") {
       obj.reference = message.reference;
     }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1056,6 +2883,104 @@ export const AddPromotionalCreditsRequest: MessageFns<AddPromotionalCreditsReque
     message.description = object.description ?? "";
     message.creditType = object.creditType ?? 0;
     message.reference = object.reference ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseAddPromotionalCreditsRequest_MetadataEntry(): AddPromotionalCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const AddPromotionalCreditsRequest_MetadataEntry: MessageFns<AddPromotionalCreditsRequest_MetadataEntry> = {
+  encode(message: AddPromotionalCreditsRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddPromotionalCreditsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddPromotionalCreditsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddPromotionalCreditsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: AddPromotionalCreditsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddPromotionalCreditsRequest_MetadataEntry>): AddPromotionalCreditsRequest_MetadataEntry {
+    return AddPromotionalCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<AddPromotionalCreditsRequest_MetadataEntry>,
+  ): AddPromotionalCreditsRequest_MetadataEntry {
+    const message = createBaseAddPromotionalCreditsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1162,6 +3087,8 @@ function createBaseDeductPromotionalCreditsRequest(): DeductPromotionalCreditsRe
     description: "",
     creditType: 0,
     reference: "",
+    metadata: {},
+    validateOnly: false,
   };
 }
 
@@ -1190,6 +3117,12 @@ export const DeductPromotionalCreditsRequest: MessageFns<DeductPromotionalCredit
     }
     if (message.reference !== "") {
       writer.uint32(58).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      DeductPromotionalCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(72).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1263,6 +3196,25 @@ export const DeductPromotionalCreditsRequest: MessageFns<DeductPromotionalCredit
             message.reference = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = DeductPromotionalCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.metadata[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1300,6 +3252,25 @@ export const DeductPromotionalCreditsRequest: MessageFns<DeductPromotionalCredit
         ? creditTypeFromJSON(object.credit_type)
         : 0,
       reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1326,6 +3297,18 @@ export const DeductPromotionalCreditsRequest: MessageFns<DeductPromotionalCredit
     if (message.reference !== "") {
       obj.reference = message.reference;
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1341,9 +3324,112 @@ export const DeductPromotionalCreditsRequest: MessageFns<DeductPromotionalCredit
     message.description = object.description ?? "";
     message.creditType = object.creditType ?? 0;
     message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
     return message;
   },
 };
+
+function createBaseDeductPromotionalCreditsRequest_MetadataEntry(): DeductPromotionalCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const DeductPromotionalCreditsRequest_MetadataEntry: MessageFns<DeductPromotionalCreditsRequest_MetadataEntry> =
+  {
+    encode(
+      message: DeductPromotionalCreditsRequest_MetadataEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== "") {
+        writer.uint32(18).string(message.value);
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): DeductPromotionalCreditsRequest_MetadataEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseDeductPromotionalCreditsRequest_MetadataEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = reader.string();
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): DeductPromotionalCreditsRequest_MetadataEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? globalThis.String(object.value) : "",
+      };
+    },
+
+    toJSON(message: DeductPromotionalCreditsRequest_MetadataEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== "") {
+        obj.value = message.value;
+      }
+      return obj;
+    },
+
+    create(
+      base?: DeepPartial<DeductPromotionalCreditsRequest_MetadataEntry>,
+    ): DeductPromotionalCreditsRequest_MetadataEntry {
+      return DeductPromotionalCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+    },
+    fromPartial(
+      object: DeepPartial<DeductPromotionalCreditsRequest_MetadataEntry>,
+    ): DeductPromotionalCreditsRequest_MetadataEntry {
+      const message = createBaseDeductPromotionalCreditsRequest_MetadataEntry();
+      message.key = object.key ?? "";
+      message.value = object.value ?? "";
+      return message;
+    },
+  };
 
 function createBaseDeductPromotionalCreditsResponse(): DeductPromotionalCreditsResponse {
   return { promotionalCredit: undefined, balance: undefined };
@@ -1447,6 +3533,9 @@ function createBaseSetPromotionalCreditsRequest(): SetPromotionalCreditsRequest 
     description: "",
     creditType: 0,
     reference: "",
+    expireTime: undefined,
+    metadata: {},
+    validateOnly: false,
   };
 }
 
@@ -1475,6 +3564,15 @@ export const SetPromotionalCreditsRequest: MessageFns<SetPromotionalCreditsReque
     }
     if (message.reference !== "") {
       writer.uint32(58).string(message.reference);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(66).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      SetPromotionalCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(80).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1548,6 +3646,33 @@ export const SetPromotionalCreditsRequest: MessageFns<SetPromotionalCreditsReque
             message.reference = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = SetPromotionalCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.metadata[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1585,6 +3710,30 @@ export const SetPromotionalCreditsRequest: MessageFns<SetPromotionalCreditsReque
         ? creditTypeFromJSON(object.credit_type)
         : 0,
       reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1611,6 +3760,21 @@ export const SetPromotionalCreditsRequest: MessageFns<SetPromotionalCreditsReque
     if (message.reference !== "") {
       obj.reference = message.reference;
     }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1626,6 +3790,104 @@ export const SetPromotionalCreditsRequest: MessageFns<SetPromotionalCreditsReque
     message.description = object.description ?? "";
     message.creditType = object.creditType ?? 0;
     message.reference = object.reference ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseSetPromotionalCreditsRequest_MetadataEntry(): SetPromotionalCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const SetPromotionalCreditsRequest_MetadataEntry: MessageFns<SetPromotionalCreditsRequest_MetadataEntry> = {
+  encode(message: SetPromotionalCreditsRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPromotionalCreditsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPromotionalCreditsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPromotionalCreditsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SetPromotionalCreditsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetPromotionalCreditsRequest_MetadataEntry>): SetPromotionalCreditsRequest_MetadataEntry {
+    return SetPromotionalCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<SetPromotionalCreditsRequest_MetadataEntry>,
+  ): SetPromotionalCreditsRequest_MetadataEntry {
+    const message = createBaseSetPromotionalCreditsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2019,7 +4281,16 @@ export const PromotionalCreditTypeFilter: MessageFns<PromotionalCreditTypeFilter
 };
 
 function createBaseListPromotionalCreditsRequest(): ListPromotionalCreditsRequest {
-  return { pageSize: 0, pageToken: "", id: undefined, customerId: undefined, type: undefined, createTime: undefined };
+  return {
+    pageSize: 0,
+    pageToken: "",
+    id: undefined,
+    customerId: undefined,
+    type: undefined,
+    createTime: undefined,
+    origin: undefined,
+    metadata: {},
+  };
 }
 
 export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsRequest> = {
@@ -2042,6 +4313,12 @@ export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsReq
     if (message.createTime !== undefined) {
       TimeFilter.encode(message.createTime, writer.uint32(50).fork()).join();
     }
+    if (message.origin !== undefined) {
+      OriginFilter.encode(message.origin, writer.uint32(58).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ListPromotionalCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
     return writer;
   },
 
@@ -2106,6 +4383,25 @@ export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsReq
             message.createTime = TimeFilter.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.origin = OriginFilter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = ListPromotionalCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.metadata[entry8.key] = entry8.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2142,6 +4438,21 @@ export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsReq
         : isSet(object.create_time)
         ? TimeFilter.fromJSON(object.create_time)
         : undefined,
+      origin: isSet(object.origin) ? OriginFilter.fromJSON(object.origin) : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2165,6 +4476,18 @@ export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsReq
     if (message.createTime !== undefined) {
       obj.createTime = TimeFilter.toJSON(message.createTime);
     }
+    if (message.origin !== undefined) {
+      obj.origin = OriginFilter.toJSON(message.origin);
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2185,6 +4508,261 @@ export const ListPromotionalCreditsRequest: MessageFns<ListPromotionalCreditsReq
     message.createTime = (object.createTime !== undefined && object.createTime !== null)
       ? TimeFilter.fromPartial(object.createTime)
       : undefined;
+    message.origin = (object.origin !== undefined && object.origin !== null)
+      ? OriginFilter.fromPartial(object.origin)
+      : undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListPromotionalCreditsRequest_MetadataEntry(): ListPromotionalCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ListPromotionalCreditsRequest_MetadataEntry: MessageFns<ListPromotionalCreditsRequest_MetadataEntry> = {
+  encode(
+    message: ListPromotionalCreditsRequest_MetadataEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPromotionalCreditsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPromotionalCreditsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPromotionalCreditsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListPromotionalCreditsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListPromotionalCreditsRequest_MetadataEntry>): ListPromotionalCreditsRequest_MetadataEntry {
+    return ListPromotionalCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<ListPromotionalCreditsRequest_MetadataEntry>,
+  ): ListPromotionalCreditsRequest_MetadataEntry {
+    const message = createBaseListPromotionalCreditsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseOriginFilter(): OriginFilter {
+  return { is: undefined, isNot: undefined, in: [], notIn: [] };
+}
+
+export const OriginFilter: MessageFns<OriginFilter> = {
+  encode(message: OriginFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.is !== undefined) {
+      writer.uint32(8).int32(message.is);
+    }
+    if (message.isNot !== undefined) {
+      writer.uint32(16).int32(message.isNot);
+    }
+    if (message.in.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.in) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.notIn.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.notIn) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OriginFilter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOriginFilter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.is = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.isNot = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.in.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.in.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.notIn.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.notIn.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OriginFilter {
+    return {
+      is: isSet(object.is) ? originFromJSON(object.is) : undefined,
+      isNot: isSet(object.isNot)
+        ? originFromJSON(object.isNot)
+        : isSet(object.is_not)
+        ? originFromJSON(object.is_not)
+        : undefined,
+      in: globalThis.Array.isArray(object?.in) ? object.in.map((e: any) => originFromJSON(e)) : [],
+      notIn: globalThis.Array.isArray(object?.notIn)
+        ? object.notIn.map((e: any) => originFromJSON(e))
+        : globalThis.Array.isArray(object?.not_in)
+        ? object.not_in.map((e: any) => originFromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: OriginFilter): unknown {
+    const obj: any = {};
+    if (message.is !== undefined) {
+      obj.is = originToJSON(message.is);
+    }
+    if (message.isNot !== undefined) {
+      obj.isNot = originToJSON(message.isNot);
+    }
+    if (message.in?.length) {
+      obj.in = message.in.map((e) => originToJSON(e));
+    }
+    if (message.notIn?.length) {
+      obj.notIn = message.notIn.map((e) => originToJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OriginFilter>): OriginFilter {
+    return OriginFilter.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OriginFilter>): OriginFilter {
+    const message = createBaseOriginFilter();
+    message.is = object.is ?? undefined;
+    message.isNot = object.isNot ?? undefined;
+    message.in = object.in?.map((e) => e) || [];
+    message.notIn = object.notIn?.map((e) => e) || [];
     return message;
   },
 };
@@ -2283,13 +4861,16 @@ export const ListPromotionalCreditsResponse: MessageFns<ListPromotionalCreditsRe
 };
 
 function createBaseGetCustomerBalanceRequest(): GetCustomerBalanceRequest {
-  return { customerId: "" };
+  return { customerId: "", asOfTime: undefined };
 }
 
 export const GetCustomerBalanceRequest: MessageFns<GetCustomerBalanceRequest> = {
   encode(message: GetCustomerBalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.customerId !== "") {
       writer.uint32(10).string(message.customerId);
+    }
+    if (message.asOfTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.asOfTime), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2315,6 +4896,14 @@ export const GetCustomerBalanceRequest: MessageFns<GetCustomerBalanceRequest> = 
             message.customerId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.asOfTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2334,6 +4923,11 @@ export const GetCustomerBalanceRequest: MessageFns<GetCustomerBalanceRequest> = 
         : isSet(object.customer_id)
         ? globalThis.String(object.customer_id)
         : "",
+      asOfTime: isSet(object.asOfTime)
+        ? fromJsonTimestamp(object.asOfTime)
+        : isSet(object.as_of_time)
+        ? fromJsonTimestamp(object.as_of_time)
+        : undefined,
     };
   },
 
@@ -2341,6 +4935,9 @@ export const GetCustomerBalanceRequest: MessageFns<GetCustomerBalanceRequest> = 
     const obj: any = {};
     if (message.customerId !== "") {
       obj.customerId = message.customerId;
+    }
+    if (message.asOfTime !== undefined) {
+      obj.asOfTime = message.asOfTime.toISOString();
     }
     return obj;
   },
@@ -2351,6 +4948,7 @@ export const GetCustomerBalanceRequest: MessageFns<GetCustomerBalanceRequest> = 
   fromPartial(object: DeepPartial<GetCustomerBalanceRequest>): GetCustomerBalanceRequest {
     const message = createBaseGetCustomerBalanceRequest();
     message.customerId = object.customerId ?? "";
+    message.asOfTime = object.asOfTime ?? undefined;
     return message;
   },
 };
@@ -2424,14 +5022,1841 @@ export const GetCustomerBalanceResponse: MessageFns<GetCustomerBalanceResponse> 
   },
 };
 
+function createBaseListPromotionalCreditLotsRequest(): ListPromotionalCreditLotsRequest {
+  return { customerId: "", currencyCode: "", includeEmpty: false, pageSize: 0, pageToken: "" };
+}
+
+export const ListPromotionalCreditLotsRequest: MessageFns<ListPromotionalCreditLotsRequest> = {
+  encode(message: ListPromotionalCreditLotsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.customerId !== "") {
+      writer.uint32(10).string(message.customerId);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(18).string(message.currencyCode);
+    }
+    if (message.includeEmpty !== false) {
+      writer.uint32(24).bool(message.includeEmpty);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPromotionalCreditLotsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPromotionalCreditLotsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.customerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includeEmpty = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPromotionalCreditLotsRequest {
+    return {
+      customerId: isSet(object.customerId)
+        ? globalThis.String(object.customerId)
+        : isSet(object.customer_id)
+        ? globalThis.String(object.customer_id)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      includeEmpty: isSet(object.includeEmpty)
+        ? globalThis.Boolean(object.includeEmpty)
+        : isSet(object.include_empty)
+        ? globalThis.Boolean(object.include_empty)
+        : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPromotionalCreditLotsRequest): unknown {
+    const obj: any = {};
+    if (message.customerId !== "") {
+      obj.customerId = message.customerId;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.includeEmpty !== false) {
+      obj.includeEmpty = message.includeEmpty;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListPromotionalCreditLotsRequest>): ListPromotionalCreditLotsRequest {
+    return ListPromotionalCreditLotsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListPromotionalCreditLotsRequest>): ListPromotionalCreditLotsRequest {
+    const message = createBaseListPromotionalCreditLotsRequest();
+    message.customerId = object.customerId ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.includeEmpty = object.includeEmpty ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListPromotionalCreditLotsResponse(): ListPromotionalCreditLotsResponse {
+  return { lots: [], nextPageToken: "" };
+}
+
+export const ListPromotionalCreditLotsResponse: MessageFns<ListPromotionalCreditLotsResponse> = {
+  encode(message: ListPromotionalCreditLotsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lots) {
+      CreditLot.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPromotionalCreditLotsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPromotionalCreditLotsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lots.push(CreditLot.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPromotionalCreditLotsResponse {
+    return {
+      lots: globalThis.Array.isArray(object?.lots) ? object.lots.map((e: any) => CreditLot.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPromotionalCreditLotsResponse): unknown {
+    const obj: any = {};
+    if (message.lots?.length) {
+      obj.lots = message.lots.map((e) => CreditLot.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListPromotionalCreditLotsResponse>): ListPromotionalCreditLotsResponse {
+    return ListPromotionalCreditLotsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListPromotionalCreditLotsResponse>): ListPromotionalCreditLotsResponse {
+    const message = createBaseListPromotionalCreditLotsResponse();
+    message.lots = object.lots?.map((e) => CreditLot.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseReversePromotionalCreditRequest(): ReversePromotionalCreditRequest {
+  return { id: "", description: "", reference: "", metadata: {}, validateOnly: false };
+}
+
+export const ReversePromotionalCreditRequest: MessageFns<ReversePromotionalCreditRequest> = {
+  encode(message: ReversePromotionalCreditRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.reference !== "") {
+      writer.uint32(26).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ReversePromotionalCreditRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(40).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReversePromotionalCreditRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReversePromotionalCreditRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ReversePromotionalCreditRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReversePromotionalCreditRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ReversePromotionalCreditRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReversePromotionalCreditRequest>): ReversePromotionalCreditRequest {
+    return ReversePromotionalCreditRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReversePromotionalCreditRequest>): ReversePromotionalCreditRequest {
+    const message = createBaseReversePromotionalCreditRequest();
+    message.id = object.id ?? "";
+    message.description = object.description ?? "";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseReversePromotionalCreditRequest_MetadataEntry(): ReversePromotionalCreditRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ReversePromotionalCreditRequest_MetadataEntry: MessageFns<ReversePromotionalCreditRequest_MetadataEntry> =
+  {
+    encode(
+      message: ReversePromotionalCreditRequest_MetadataEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== "") {
+        writer.uint32(18).string(message.value);
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): ReversePromotionalCreditRequest_MetadataEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseReversePromotionalCreditRequest_MetadataEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = reader.string();
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): ReversePromotionalCreditRequest_MetadataEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? globalThis.String(object.value) : "",
+      };
+    },
+
+    toJSON(message: ReversePromotionalCreditRequest_MetadataEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== "") {
+        obj.value = message.value;
+      }
+      return obj;
+    },
+
+    create(
+      base?: DeepPartial<ReversePromotionalCreditRequest_MetadataEntry>,
+    ): ReversePromotionalCreditRequest_MetadataEntry {
+      return ReversePromotionalCreditRequest_MetadataEntry.fromPartial(base ?? {});
+    },
+    fromPartial(
+      object: DeepPartial<ReversePromotionalCreditRequest_MetadataEntry>,
+    ): ReversePromotionalCreditRequest_MetadataEntry {
+      const message = createBaseReversePromotionalCreditRequest_MetadataEntry();
+      message.key = object.key ?? "";
+      message.value = object.value ?? "";
+      return message;
+    },
+  };
+
+function createBaseReversePromotionalCreditResponse(): ReversePromotionalCreditResponse {
+  return { promotionalCredit: undefined, balance: undefined };
+}
+
+export const ReversePromotionalCreditResponse: MessageFns<ReversePromotionalCreditResponse> = {
+  encode(message: ReversePromotionalCreditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.promotionalCredit !== undefined) {
+      PromotionalCredit.encode(message.promotionalCredit, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      CustomerBalance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReversePromotionalCreditResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReversePromotionalCreditResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.promotionalCredit = PromotionalCredit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = CustomerBalance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReversePromotionalCreditResponse {
+    return {
+      promotionalCredit: isSet(object.promotionalCredit)
+        ? PromotionalCredit.fromJSON(object.promotionalCredit)
+        : isSet(object.promotional_credit)
+        ? PromotionalCredit.fromJSON(object.promotional_credit)
+        : undefined,
+      balance: isSet(object.balance) ? CustomerBalance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: ReversePromotionalCreditResponse): unknown {
+    const obj: any = {};
+    if (message.promotionalCredit !== undefined) {
+      obj.promotionalCredit = PromotionalCredit.toJSON(message.promotionalCredit);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = CustomerBalance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReversePromotionalCreditResponse>): ReversePromotionalCreditResponse {
+    return ReversePromotionalCreditResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReversePromotionalCreditResponse>): ReversePromotionalCreditResponse {
+    const message = createBaseReversePromotionalCreditResponse();
+    message.promotionalCredit = (object.promotionalCredit !== undefined && object.promotionalCredit !== null)
+      ? PromotionalCredit.fromPartial(object.promotionalCredit)
+      : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? CustomerBalance.fromPartial(object.balance)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHoldPromotionalCreditsRequest(): HoldPromotionalCreditsRequest {
+  return {
+    customerId: "",
+    amount: undefined,
+    amountDecimal: undefined,
+    currencyCode: "",
+    description: "",
+    reference: "",
+    expireTime: undefined,
+    metadata: {},
+    validateOnly: false,
+  };
+}
+
+export const HoldPromotionalCreditsRequest: MessageFns<HoldPromotionalCreditsRequest> = {
+  encode(message: HoldPromotionalCreditsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.customerId !== "") {
+      writer.uint32(10).string(message.customerId);
+    }
+    if (message.amount !== undefined) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.amountDecimal !== undefined) {
+      writer.uint32(26).string(message.amountDecimal);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(34).string(message.currencyCode);
+    }
+    if (message.description !== "") {
+      writer.uint32(42).string(message.description);
+    }
+    if (message.reference !== "") {
+      writer.uint32(50).string(message.reference);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(58).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      HoldPromotionalCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(72).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldPromotionalCreditsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldPromotionalCreditsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.customerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amountDecimal = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = HoldPromotionalCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.metadata[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldPromotionalCreditsRequest {
+    return {
+      customerId: isSet(object.customerId)
+        ? globalThis.String(object.customerId)
+        : isSet(object.customer_id)
+        ? globalThis.String(object.customer_id)
+        : "",
+      amount: isSet(object.amount) ? BigInt(object.amount) : undefined,
+      amountDecimal: isSet(object.amountDecimal)
+        ? globalThis.String(object.amountDecimal)
+        : isSet(object.amount_decimal)
+        ? globalThis.String(object.amount_decimal)
+        : undefined,
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: HoldPromotionalCreditsRequest): unknown {
+    const obj: any = {};
+    if (message.customerId !== "") {
+      obj.customerId = message.customerId;
+    }
+    if (message.amount !== undefined) {
+      obj.amount = message.amount.toString();
+    }
+    if (message.amountDecimal !== undefined) {
+      obj.amountDecimal = message.amountDecimal;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HoldPromotionalCreditsRequest>): HoldPromotionalCreditsRequest {
+    return HoldPromotionalCreditsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldPromotionalCreditsRequest>): HoldPromotionalCreditsRequest {
+    const message = createBaseHoldPromotionalCreditsRequest();
+    message.customerId = object.customerId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : undefined;
+    message.amountDecimal = object.amountDecimal ?? undefined;
+    message.currencyCode = object.currencyCode ?? "";
+    message.description = object.description ?? "";
+    message.reference = object.reference ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseHoldPromotionalCreditsRequest_MetadataEntry(): HoldPromotionalCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const HoldPromotionalCreditsRequest_MetadataEntry: MessageFns<HoldPromotionalCreditsRequest_MetadataEntry> = {
+  encode(
+    message: HoldPromotionalCreditsRequest_MetadataEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldPromotionalCreditsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldPromotionalCreditsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldPromotionalCreditsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HoldPromotionalCreditsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HoldPromotionalCreditsRequest_MetadataEntry>): HoldPromotionalCreditsRequest_MetadataEntry {
+    return HoldPromotionalCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<HoldPromotionalCreditsRequest_MetadataEntry>,
+  ): HoldPromotionalCreditsRequest_MetadataEntry {
+    const message = createBaseHoldPromotionalCreditsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseHoldPromotionalCreditsResponse(): HoldPromotionalCreditsResponse {
+  return { hold: undefined, balance: undefined };
+}
+
+export const HoldPromotionalCreditsResponse: MessageFns<HoldPromotionalCreditsResponse> = {
+  encode(message: HoldPromotionalCreditsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      CustomerBalance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldPromotionalCreditsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldPromotionalCreditsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = CustomerBalance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldPromotionalCreditsResponse {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      balance: isSet(object.balance) ? CustomerBalance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: HoldPromotionalCreditsResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = CustomerBalance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HoldPromotionalCreditsResponse>): HoldPromotionalCreditsResponse {
+    return HoldPromotionalCreditsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldPromotionalCreditsResponse>): HoldPromotionalCreditsResponse {
+    const message = createBaseHoldPromotionalCreditsResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? CustomerBalance.fromPartial(object.balance)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCapturePromotionalCreditHoldRequest(): CapturePromotionalCreditHoldRequest {
+  return { holdId: "", amount: undefined, amountDecimal: undefined, description: "", validateOnly: false };
+}
+
+export const CapturePromotionalCreditHoldRequest: MessageFns<CapturePromotionalCreditHoldRequest> = {
+  encode(message: CapturePromotionalCreditHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.amount !== undefined) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.amountDecimal !== undefined) {
+      writer.uint32(26).string(message.amountDecimal);
+    }
+    if (message.description !== "") {
+      writer.uint32(34).string(message.description);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(40).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CapturePromotionalCreditHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapturePromotionalCreditHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amountDecimal = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CapturePromotionalCreditHoldRequest {
+    return {
+      holdId: isSet(object.holdId)
+        ? globalThis.String(object.holdId)
+        : isSet(object.hold_id)
+        ? globalThis.String(object.hold_id)
+        : "",
+      amount: isSet(object.amount) ? BigInt(object.amount) : undefined,
+      amountDecimal: isSet(object.amountDecimal)
+        ? globalThis.String(object.amountDecimal)
+        : isSet(object.amount_decimal)
+        ? globalThis.String(object.amount_decimal)
+        : undefined,
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: CapturePromotionalCreditHoldRequest): unknown {
+    const obj: any = {};
+    if (message.holdId !== "") {
+      obj.holdId = message.holdId;
+    }
+    if (message.amount !== undefined) {
+      obj.amount = message.amount.toString();
+    }
+    if (message.amountDecimal !== undefined) {
+      obj.amountDecimal = message.amountDecimal;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CapturePromotionalCreditHoldRequest>): CapturePromotionalCreditHoldRequest {
+    return CapturePromotionalCreditHoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CapturePromotionalCreditHoldRequest>): CapturePromotionalCreditHoldRequest {
+    const message = createBaseCapturePromotionalCreditHoldRequest();
+    message.holdId = object.holdId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : undefined;
+    message.amountDecimal = object.amountDecimal ?? undefined;
+    message.description = object.description ?? "";
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseCapturePromotionalCreditHoldResponse(): CapturePromotionalCreditHoldResponse {
+  return { hold: undefined, promotionalCredit: undefined, balance: undefined };
+}
+
+export const CapturePromotionalCreditHoldResponse: MessageFns<CapturePromotionalCreditHoldResponse> = {
+  encode(message: CapturePromotionalCreditHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.promotionalCredit !== undefined) {
+      PromotionalCredit.encode(message.promotionalCredit, writer.uint32(18).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      CustomerBalance.encode(message.balance, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CapturePromotionalCreditHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapturePromotionalCreditHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.promotionalCredit = PromotionalCredit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.balance = CustomerBalance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CapturePromotionalCreditHoldResponse {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      promotionalCredit: isSet(object.promotionalCredit)
+        ? PromotionalCredit.fromJSON(object.promotionalCredit)
+        : isSet(object.promotional_credit)
+        ? PromotionalCredit.fromJSON(object.promotional_credit)
+        : undefined,
+      balance: isSet(object.balance) ? CustomerBalance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: CapturePromotionalCreditHoldResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.promotionalCredit !== undefined) {
+      obj.promotionalCredit = PromotionalCredit.toJSON(message.promotionalCredit);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = CustomerBalance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CapturePromotionalCreditHoldResponse>): CapturePromotionalCreditHoldResponse {
+    return CapturePromotionalCreditHoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CapturePromotionalCreditHoldResponse>): CapturePromotionalCreditHoldResponse {
+    const message = createBaseCapturePromotionalCreditHoldResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.promotionalCredit = (object.promotionalCredit !== undefined && object.promotionalCredit !== null)
+      ? PromotionalCredit.fromPartial(object.promotionalCredit)
+      : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? CustomerBalance.fromPartial(object.balance)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReleasePromotionalCreditHoldRequest(): ReleasePromotionalCreditHoldRequest {
+  return { holdId: "", validateOnly: false };
+}
+
+export const ReleasePromotionalCreditHoldRequest: MessageFns<ReleasePromotionalCreditHoldRequest> = {
+  encode(message: ReleasePromotionalCreditHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(16).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleasePromotionalCreditHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleasePromotionalCreditHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleasePromotionalCreditHoldRequest {
+    return {
+      holdId: isSet(object.holdId)
+        ? globalThis.String(object.holdId)
+        : isSet(object.hold_id)
+        ? globalThis.String(object.hold_id)
+        : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ReleasePromotionalCreditHoldRequest): unknown {
+    const obj: any = {};
+    if (message.holdId !== "") {
+      obj.holdId = message.holdId;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReleasePromotionalCreditHoldRequest>): ReleasePromotionalCreditHoldRequest {
+    return ReleasePromotionalCreditHoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReleasePromotionalCreditHoldRequest>): ReleasePromotionalCreditHoldRequest {
+    const message = createBaseReleasePromotionalCreditHoldRequest();
+    message.holdId = object.holdId ?? "";
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseReleasePromotionalCreditHoldResponse(): ReleasePromotionalCreditHoldResponse {
+  return { hold: undefined, balance: undefined };
+}
+
+export const ReleasePromotionalCreditHoldResponse: MessageFns<ReleasePromotionalCreditHoldResponse> = {
+  encode(message: ReleasePromotionalCreditHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      CustomerBalance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleasePromotionalCreditHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleasePromotionalCreditHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = CustomerBalance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleasePromotionalCreditHoldResponse {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      balance: isSet(object.balance) ? CustomerBalance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: ReleasePromotionalCreditHoldResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = CustomerBalance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReleasePromotionalCreditHoldResponse>): ReleasePromotionalCreditHoldResponse {
+    return ReleasePromotionalCreditHoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReleasePromotionalCreditHoldResponse>): ReleasePromotionalCreditHoldResponse {
+    const message = createBaseReleasePromotionalCreditHoldResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? CustomerBalance.fromPartial(object.balance)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetPromotionalCreditHoldRequest(): GetPromotionalCreditHoldRequest {
+  return { holdId: "" };
+}
+
+export const GetPromotionalCreditHoldRequest: MessageFns<GetPromotionalCreditHoldRequest> = {
+  encode(message: GetPromotionalCreditHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPromotionalCreditHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPromotionalCreditHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPromotionalCreditHoldRequest {
+    return {
+      holdId: isSet(object.holdId)
+        ? globalThis.String(object.holdId)
+        : isSet(object.hold_id)
+        ? globalThis.String(object.hold_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetPromotionalCreditHoldRequest): unknown {
+    const obj: any = {};
+    if (message.holdId !== "") {
+      obj.holdId = message.holdId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetPromotionalCreditHoldRequest>): GetPromotionalCreditHoldRequest {
+    return GetPromotionalCreditHoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetPromotionalCreditHoldRequest>): GetPromotionalCreditHoldRequest {
+    const message = createBaseGetPromotionalCreditHoldRequest();
+    message.holdId = object.holdId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetPromotionalCreditHoldResponse(): GetPromotionalCreditHoldResponse {
+  return { hold: undefined };
+}
+
+export const GetPromotionalCreditHoldResponse: MessageFns<GetPromotionalCreditHoldResponse> = {
+  encode(message: GetPromotionalCreditHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPromotionalCreditHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPromotionalCreditHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPromotionalCreditHoldResponse {
+    return { hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined };
+  },
+
+  toJSON(message: GetPromotionalCreditHoldResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetPromotionalCreditHoldResponse>): GetPromotionalCreditHoldResponse {
+    return GetPromotionalCreditHoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetPromotionalCreditHoldResponse>): GetPromotionalCreditHoldResponse {
+    const message = createBaseGetPromotionalCreditHoldResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    return message;
+  },
+};
+
+function createBaseListPromotionalCreditHoldsRequest(): ListPromotionalCreditHoldsRequest {
+  return { customerId: "", status: 0, pageSize: 0, pageToken: "" };
+}
+
+export const ListPromotionalCreditHoldsRequest: MessageFns<ListPromotionalCreditHoldsRequest> = {
+  encode(message: ListPromotionalCreditHoldsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.customerId !== "") {
+      writer.uint32(10).string(message.customerId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPromotionalCreditHoldsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPromotionalCreditHoldsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.customerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPromotionalCreditHoldsRequest {
+    return {
+      customerId: isSet(object.customerId)
+        ? globalThis.String(object.customerId)
+        : isSet(object.customer_id)
+        ? globalThis.String(object.customer_id)
+        : "",
+      status: isSet(object.status) ? holdStatusFromJSON(object.status) : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPromotionalCreditHoldsRequest): unknown {
+    const obj: any = {};
+    if (message.customerId !== "") {
+      obj.customerId = message.customerId;
+    }
+    if (message.status !== 0) {
+      obj.status = holdStatusToJSON(message.status);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListPromotionalCreditHoldsRequest>): ListPromotionalCreditHoldsRequest {
+    return ListPromotionalCreditHoldsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListPromotionalCreditHoldsRequest>): ListPromotionalCreditHoldsRequest {
+    const message = createBaseListPromotionalCreditHoldsRequest();
+    message.customerId = object.customerId ?? "";
+    message.status = object.status ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListPromotionalCreditHoldsResponse(): ListPromotionalCreditHoldsResponse {
+  return { holds: [], nextPageToken: "" };
+}
+
+export const ListPromotionalCreditHoldsResponse: MessageFns<ListPromotionalCreditHoldsResponse> = {
+  encode(message: ListPromotionalCreditHoldsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.holds) {
+      Hold.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPromotionalCreditHoldsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPromotionalCreditHoldsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holds.push(Hold.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPromotionalCreditHoldsResponse {
+    return {
+      holds: globalThis.Array.isArray(object?.holds) ? object.holds.map((e: any) => Hold.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPromotionalCreditHoldsResponse): unknown {
+    const obj: any = {};
+    if (message.holds?.length) {
+      obj.holds = message.holds.map((e) => Hold.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListPromotionalCreditHoldsResponse>): ListPromotionalCreditHoldsResponse {
+    return ListPromotionalCreditHoldsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListPromotionalCreditHoldsResponse>): ListPromotionalCreditHoldsResponse {
+    const message = createBaseListPromotionalCreditHoldsResponse();
+    message.holds = object.holds?.map((e) => Hold.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Promotional credits: a per-customer, per-currency balance kept as an
  * immutable ledger. Every change is a new PromotionalCredit entry that records
  * the balance right after it (`closing_balance`) and the API key that made it
  * (`done_by`); entries are never edited or deleted.
  *
- * All RPCs need `authorization: Bearer <api key>` metadata: reads need the
- * `read` scope, Add/Deduct/Set the `write` scope. Errors common to every RPC:
+ * All RPCs need `authorization: Bearer <api key>` metadata: reads (Get*,
+ * List*) need the `read` scope, the others the `write` scope. Errors common to every RPC:
  * UNAUTHENTICATED (no, unknown or revoked key), PERMISSION_DENIED (the key
  * lacks the scope), INVALID_ARGUMENT with reason VALIDATION_FAILED and a
  * google.rpc.BadRequest listing every bad field, UNAVAILABLE (the database is
@@ -2440,6 +6865,17 @@ export const GetCustomerBalanceResponse: MessageFns<GetCustomerBalanceResponse> 
  *
  * A customer needs no prior registration: the first credit creates its
  * balance. Balances are never negative.
+ *
+ * Lots and expiry: every INCREMENT opens a lot (its id is the entry's id)
+ * holding what is left of it; every DECREMENT draws from the lots, soonest
+ * `expire_time` first, never-expiring last, then oldest first, and lists what
+ * it drew in `allocations`. At its `expire_time` what is left of a lot leaves
+ * the balance: no RPC ever counts expired credits, and an ORIGIN_EXPIRATION
+ * entry records it before any later change of that balance, otherwise within
+ * CREDITS_EXPIRY_SWEEP_SECONDS (a background sweep).
+ *
+ * Holds: credits reserved during a checkout stay in `amount` but not in
+ * `available`; Deduct, Hold and Set downwards work on `available`.
  *
  * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
  * printable ASCII, scoped to the tenant, kept 7 days by default). The first
@@ -2458,7 +6894,7 @@ export type PromotionalCreditServiceService = typeof PromotionalCreditServiceSer
 export const PromotionalCreditServiceService = {
   /**
    * Adds credits to a customer's balance in one currency and records an
-   * INCREMENT entry.
+   * INCREMENT entry, which opens a lot (expiring at `expire_time`, if given).
    *
    * Errors: INVALID_ARGUMENT (VALIDATION_FAILED) for a missing or non-positive
    * amount, both or neither of `amount` and `amount_decimal`, an unknown
@@ -2478,13 +6914,14 @@ export const PromotionalCreditServiceService = {
     responseDeserialize: (value: Buffer): AddPromotionalCreditsResponse => AddPromotionalCreditsResponse.decode(value),
   },
   /**
-   * Deducts credits from a customer's balance in one currency and records a
-   * DECREMENT entry. With neither `amount` nor `amount_decimal` it deducts the
-   * whole balance; if that balance is zero nothing is written and the
-   * response has no entry.
+   * Deducts credits from a customer's available balance in one currency and
+   * records a DECREMENT entry drawn from its lots. With neither `amount` nor
+   * `amount_decimal` it deducts all of the available amount; if that is zero
+   * nothing is written and the response has no entry.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the amount is
-   * larger than the balance; nothing is written. INVALID_ARGUMENT as for Add.
+   * larger than the available amount; nothing is written. INVALID_ARGUMENT as
+   * for Add.
    */
   deductPromotionalCredits: {
     path: "/credits.v1.PromotionalCreditService/DeductPromotionalCredits" as const,
@@ -2501,11 +6938,14 @@ export const PromotionalCreditServiceService = {
   },
   /**
    * Sets a customer's balance in one currency to an exact value by recording
-   * one INCREMENT or DECREMENT entry for the difference. Setting the current
-   * value writes nothing and answers with no entry.
+   * one INCREMENT (opening a lot) or DECREMENT (drawn from the lots) entry for
+   * the difference. Setting the current value writes nothing and answers with
+   * no entry.
    *
    * Errors: INVALID_ARGUMENT as for Add (here zero is a valid target and
-   * exactly one of `amount` and `amount_decimal` is required).
+   * exactly one of `amount` and `amount_decimal` is required);
+   * FAILED_PRECONDITION (INSUFFICIENT_BALANCE) for a target below what active
+   * holds keep.
    */
   setPromotionalCredits: {
     path: "/credits.v1.PromotionalCreditService/SetPromotionalCredits" as const,
@@ -2562,7 +7002,11 @@ export const PromotionalCreditServiceService = {
   /**
    * Returns a customer's balance in every currency it has held credits in. A
    * customer that was never credited has an empty list of balances (not an
-   * error).
+   * error). Expired credits are never counted, whether or not their
+   * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
+   * they were at that instant.
+   *
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
   getCustomerBalance: {
     path: "/credits.v1.PromotionalCreditService/GetCustomerBalance" as const,
@@ -2575,12 +7019,162 @@ export const PromotionalCreditServiceService = {
       Buffer.from(GetCustomerBalanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetCustomerBalanceResponse => GetCustomerBalanceResponse.decode(value),
   },
+  /**
+   * Lists a customer's lots in one currency in consumption order: the order
+   * in which deductions draw from them (soonest `expire_time` first, lots
+   * that never expire last, then oldest first). By default only lots with
+   * something left that have not expired.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
+   * token that was altered or issued for other parameters.
+   */
+  listPromotionalCreditLots: {
+    path: "/credits.v1.PromotionalCreditService/ListPromotionalCreditLots" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPromotionalCreditLotsRequest): Buffer =>
+      Buffer.from(ListPromotionalCreditLotsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPromotionalCreditLotsRequest =>
+      ListPromotionalCreditLotsRequest.decode(value),
+    responseSerialize: (value: ListPromotionalCreditLotsResponse): Buffer =>
+      Buffer.from(ListPromotionalCreditLotsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPromotionalCreditLotsResponse =>
+      ListPromotionalCreditLotsResponse.decode(value),
+  },
+  /**
+   * Reverses one entry by writing its opposite (`origin` ORIGIN_REVERSAL,
+   * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
+   * back into the lots they came from, each with its own `expire_time` (a
+   * part whose lot has expired meanwhile expires at once, in an EXPIRATION
+   * entry right after the reversal). Reversing an INCREMENT removes what is
+   * left of its lot (as far as active holds leave it available). An entry is
+   * reversed at most once, however many calls race.
+   *
+   * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
+   * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
+   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   */
+  reversePromotionalCredit: {
+    path: "/credits.v1.PromotionalCreditService/ReversePromotionalCredit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReversePromotionalCreditRequest): Buffer =>
+      Buffer.from(ReversePromotionalCreditRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReversePromotionalCreditRequest =>
+      ReversePromotionalCreditRequest.decode(value),
+    responseSerialize: (value: ReversePromotionalCreditResponse): Buffer =>
+      Buffer.from(ReversePromotionalCreditResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReversePromotionalCreditResponse =>
+      ReversePromotionalCreditResponse.decode(value),
+  },
+  /**
+   * Reserves credits during a checkout: the amount leaves `available` (it is
+   * `held`) until the hold is captured, released, or reaches its
+   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   *
+   * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
+   * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
+   * not in the future or more than 7 days ahead.
+   */
+  holdPromotionalCredits: {
+    path: "/credits.v1.PromotionalCreditService/HoldPromotionalCredits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HoldPromotionalCreditsRequest): Buffer =>
+      Buffer.from(HoldPromotionalCreditsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HoldPromotionalCreditsRequest => HoldPromotionalCreditsRequest.decode(value),
+    responseSerialize: (value: HoldPromotionalCreditsResponse): Buffer =>
+      Buffer.from(HoldPromotionalCreditsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HoldPromotionalCreditsResponse =>
+      HoldPromotionalCreditsResponse.decode(value),
+  },
+  /**
+   * Captures an active hold: one DECREMENT entry (`origin`
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
+   * order; the rest of the hold is released. Credits a hold kept after their
+   * lot expired can still be captured.
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
+   * a hold that was captured, released or has reached its `expire_time`
+   * (swept or not); NOT_FOUND (HOLD_NOT_FOUND); INVALID_ARGUMENT for an
+   * amount larger than the hold.
+   */
+  capturePromotionalCreditHold: {
+    path: "/credits.v1.PromotionalCreditService/CapturePromotionalCreditHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CapturePromotionalCreditHoldRequest): Buffer =>
+      Buffer.from(CapturePromotionalCreditHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CapturePromotionalCreditHoldRequest =>
+      CapturePromotionalCreditHoldRequest.decode(value),
+    responseSerialize: (value: CapturePromotionalCreditHoldResponse): Buffer =>
+      Buffer.from(CapturePromotionalCreditHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CapturePromotionalCreditHoldResponse =>
+      CapturePromotionalCreditHoldResponse.decode(value),
+  },
+  /**
+   * Releases an active hold: its credits are available again (credits it kept
+   * after their lot expired expire now).
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
+   * NOT_FOUND (HOLD_NOT_FOUND).
+   */
+  releasePromotionalCreditHold: {
+    path: "/credits.v1.PromotionalCreditService/ReleasePromotionalCreditHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReleasePromotionalCreditHoldRequest): Buffer =>
+      Buffer.from(ReleasePromotionalCreditHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReleasePromotionalCreditHoldRequest =>
+      ReleasePromotionalCreditHoldRequest.decode(value),
+    responseSerialize: (value: ReleasePromotionalCreditHoldResponse): Buffer =>
+      Buffer.from(ReleasePromotionalCreditHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReleasePromotionalCreditHoldResponse =>
+      ReleasePromotionalCreditHoldResponse.decode(value),
+  },
+  /**
+   * Returns one hold. A hold past its `expire_time` reads as EXPIRED at once.
+   *
+   * Errors: NOT_FOUND (HOLD_NOT_FOUND) for an unknown id or one of another tenant.
+   */
+  getPromotionalCreditHold: {
+    path: "/credits.v1.PromotionalCreditService/GetPromotionalCreditHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPromotionalCreditHoldRequest): Buffer =>
+      Buffer.from(GetPromotionalCreditHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPromotionalCreditHoldRequest =>
+      GetPromotionalCreditHoldRequest.decode(value),
+    responseSerialize: (value: GetPromotionalCreditHoldResponse): Buffer =>
+      Buffer.from(GetPromotionalCreditHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPromotionalCreditHoldResponse =>
+      GetPromotionalCreditHoldResponse.decode(value),
+  },
+  /**
+   * Lists holds, newest first, optionally of one customer and one status.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or an altered page token.
+   */
+  listPromotionalCreditHolds: {
+    path: "/credits.v1.PromotionalCreditService/ListPromotionalCreditHolds" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPromotionalCreditHoldsRequest): Buffer =>
+      Buffer.from(ListPromotionalCreditHoldsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPromotionalCreditHoldsRequest =>
+      ListPromotionalCreditHoldsRequest.decode(value),
+    responseSerialize: (value: ListPromotionalCreditHoldsResponse): Buffer =>
+      Buffer.from(ListPromotionalCreditHoldsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPromotionalCreditHoldsResponse =>
+      ListPromotionalCreditHoldsResponse.decode(value),
+  },
 } as const;
 
 export interface PromotionalCreditServiceServer extends UntypedServiceImplementation {
   /**
    * Adds credits to a customer's balance in one currency and records an
-   * INCREMENT entry.
+   * INCREMENT entry, which opens a lot (expiring at `expire_time`, if given).
    *
    * Errors: INVALID_ARGUMENT (VALIDATION_FAILED) for a missing or non-positive
    * amount, both or neither of `amount` and `amount_decimal`, an unknown
@@ -2590,22 +7184,26 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    */
   addPromotionalCredits: handleUnaryCall<AddPromotionalCreditsRequest, AddPromotionalCreditsResponse>;
   /**
-   * Deducts credits from a customer's balance in one currency and records a
-   * DECREMENT entry. With neither `amount` nor `amount_decimal` it deducts the
-   * whole balance; if that balance is zero nothing is written and the
-   * response has no entry.
+   * Deducts credits from a customer's available balance in one currency and
+   * records a DECREMENT entry drawn from its lots. With neither `amount` nor
+   * `amount_decimal` it deducts all of the available amount; if that is zero
+   * nothing is written and the response has no entry.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the amount is
-   * larger than the balance; nothing is written. INVALID_ARGUMENT as for Add.
+   * larger than the available amount; nothing is written. INVALID_ARGUMENT as
+   * for Add.
    */
   deductPromotionalCredits: handleUnaryCall<DeductPromotionalCreditsRequest, DeductPromotionalCreditsResponse>;
   /**
    * Sets a customer's balance in one currency to an exact value by recording
-   * one INCREMENT or DECREMENT entry for the difference. Setting the current
-   * value writes nothing and answers with no entry.
+   * one INCREMENT (opening a lot) or DECREMENT (drawn from the lots) entry for
+   * the difference. Setting the current value writes nothing and answers with
+   * no entry.
    *
    * Errors: INVALID_ARGUMENT as for Add (here zero is a valid target and
-   * exactly one of `amount` and `amount_decimal` is required).
+   * exactly one of `amount` and `amount_decimal` is required);
+   * FAILED_PRECONDITION (INSUFFICIENT_BALANCE) for a target below what active
+   * holds keep.
    */
   setPromotionalCredits: handleUnaryCall<SetPromotionalCreditsRequest, SetPromotionalCreditsResponse>;
   /**
@@ -2631,15 +7229,92 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
   /**
    * Returns a customer's balance in every currency it has held credits in. A
    * customer that was never credited has an empty list of balances (not an
-   * error).
+   * error). Expired credits are never counted, whether or not their
+   * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
+   * they were at that instant.
+   *
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
   getCustomerBalance: handleUnaryCall<GetCustomerBalanceRequest, GetCustomerBalanceResponse>;
+  /**
+   * Lists a customer's lots in one currency in consumption order: the order
+   * in which deductions draw from them (soonest `expire_time` first, lots
+   * that never expire last, then oldest first). By default only lots with
+   * something left that have not expired.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
+   * token that was altered or issued for other parameters.
+   */
+  listPromotionalCreditLots: handleUnaryCall<ListPromotionalCreditLotsRequest, ListPromotionalCreditLotsResponse>;
+  /**
+   * Reverses one entry by writing its opposite (`origin` ORIGIN_REVERSAL,
+   * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
+   * back into the lots they came from, each with its own `expire_time` (a
+   * part whose lot has expired meanwhile expires at once, in an EXPIRATION
+   * entry right after the reversal). Reversing an INCREMENT removes what is
+   * left of its lot (as far as active holds leave it available). An entry is
+   * reversed at most once, however many calls race.
+   *
+   * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
+   * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
+   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   */
+  reversePromotionalCredit: handleUnaryCall<ReversePromotionalCreditRequest, ReversePromotionalCreditResponse>;
+  /**
+   * Reserves credits during a checkout: the amount leaves `available` (it is
+   * `held`) until the hold is captured, released, or reaches its
+   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   *
+   * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
+   * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
+   * not in the future or more than 7 days ahead.
+   */
+  holdPromotionalCredits: handleUnaryCall<HoldPromotionalCreditsRequest, HoldPromotionalCreditsResponse>;
+  /**
+   * Captures an active hold: one DECREMENT entry (`origin`
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
+   * order; the rest of the hold is released. Credits a hold kept after their
+   * lot expired can still be captured.
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
+   * a hold that was captured, released or has reached its `expire_time`
+   * (swept or not); NOT_FOUND (HOLD_NOT_FOUND); INVALID_ARGUMENT for an
+   * amount larger than the hold.
+   */
+  capturePromotionalCreditHold: handleUnaryCall<
+    CapturePromotionalCreditHoldRequest,
+    CapturePromotionalCreditHoldResponse
+  >;
+  /**
+   * Releases an active hold: its credits are available again (credits it kept
+   * after their lot expired expire now).
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
+   * NOT_FOUND (HOLD_NOT_FOUND).
+   */
+  releasePromotionalCreditHold: handleUnaryCall<
+    ReleasePromotionalCreditHoldRequest,
+    ReleasePromotionalCreditHoldResponse
+  >;
+  /**
+   * Returns one hold. A hold past its `expire_time` reads as EXPIRED at once.
+   *
+   * Errors: NOT_FOUND (HOLD_NOT_FOUND) for an unknown id or one of another tenant.
+   */
+  getPromotionalCreditHold: handleUnaryCall<GetPromotionalCreditHoldRequest, GetPromotionalCreditHoldResponse>;
+  /**
+   * Lists holds, newest first, optionally of one customer and one status.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or an altered page token.
+   */
+  listPromotionalCreditHolds: handleUnaryCall<ListPromotionalCreditHoldsRequest, ListPromotionalCreditHoldsResponse>;
 }
 
 export interface PromotionalCreditServiceClient extends Client {
   /**
    * Adds credits to a customer's balance in one currency and records an
-   * INCREMENT entry.
+   * INCREMENT entry, which opens a lot (expiring at `expire_time`, if given).
    *
    * Errors: INVALID_ARGUMENT (VALIDATION_FAILED) for a missing or non-positive
    * amount, both or neither of `amount` and `amount_decimal`, an unknown
@@ -2663,13 +7338,14 @@ export interface PromotionalCreditServiceClient extends Client {
     callback: (error: ServiceError | null, response: AddPromotionalCreditsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Deducts credits from a customer's balance in one currency and records a
-   * DECREMENT entry. With neither `amount` nor `amount_decimal` it deducts the
-   * whole balance; if that balance is zero nothing is written and the
-   * response has no entry.
+   * Deducts credits from a customer's available balance in one currency and
+   * records a DECREMENT entry drawn from its lots. With neither `amount` nor
+   * `amount_decimal` it deducts all of the available amount; if that is zero
+   * nothing is written and the response has no entry.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the amount is
-   * larger than the balance; nothing is written. INVALID_ARGUMENT as for Add.
+   * larger than the available amount; nothing is written. INVALID_ARGUMENT as
+   * for Add.
    */
   deductPromotionalCredits(
     request: DeductPromotionalCreditsRequest,
@@ -2688,11 +7364,14 @@ export interface PromotionalCreditServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Sets a customer's balance in one currency to an exact value by recording
-   * one INCREMENT or DECREMENT entry for the difference. Setting the current
-   * value writes nothing and answers with no entry.
+   * one INCREMENT (opening a lot) or DECREMENT (drawn from the lots) entry for
+   * the difference. Setting the current value writes nothing and answers with
+   * no entry.
    *
    * Errors: INVALID_ARGUMENT as for Add (here zero is a valid target and
-   * exactly one of `amount` and `amount_decimal` is required).
+   * exactly one of `amount` and `amount_decimal` is required);
+   * FAILED_PRECONDITION (INSUFFICIENT_BALANCE) for a target below what active
+   * holds keep.
    */
   setPromotionalCredits(
     request: SetPromotionalCreditsRequest,
@@ -2760,7 +7439,11 @@ export interface PromotionalCreditServiceClient extends Client {
   /**
    * Returns a customer's balance in every currency it has held credits in. A
    * customer that was never credited has an empty list of balances (not an
-   * error).
+   * error). Expired credits are never counted, whether or not their
+   * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
+   * they were at that instant.
+   *
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
   getCustomerBalance(
     request: GetCustomerBalanceRequest,
@@ -2776,6 +7459,171 @@ export interface PromotionalCreditServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetCustomerBalanceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a customer's lots in one currency in consumption order: the order
+   * in which deductions draw from them (soonest `expire_time` first, lots
+   * that never expire last, then oldest first). By default only lots with
+   * something left that have not expired.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
+   * token that was altered or issued for other parameters.
+   */
+  listPromotionalCreditLots(
+    request: ListPromotionalCreditLotsRequest,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditLotsResponse) => void,
+  ): ClientUnaryCall;
+  listPromotionalCreditLots(
+    request: ListPromotionalCreditLotsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditLotsResponse) => void,
+  ): ClientUnaryCall;
+  listPromotionalCreditLots(
+    request: ListPromotionalCreditLotsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditLotsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reverses one entry by writing its opposite (`origin` ORIGIN_REVERSAL,
+   * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
+   * back into the lots they came from, each with its own `expire_time` (a
+   * part whose lot has expired meanwhile expires at once, in an EXPIRATION
+   * entry right after the reversal). Reversing an INCREMENT removes what is
+   * left of its lot (as far as active holds leave it available). An entry is
+   * reversed at most once, however many calls race.
+   *
+   * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
+   * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
+   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   */
+  reversePromotionalCredit(
+    request: ReversePromotionalCreditRequest,
+    callback: (error: ServiceError | null, response: ReversePromotionalCreditResponse) => void,
+  ): ClientUnaryCall;
+  reversePromotionalCredit(
+    request: ReversePromotionalCreditRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReversePromotionalCreditResponse) => void,
+  ): ClientUnaryCall;
+  reversePromotionalCredit(
+    request: ReversePromotionalCreditRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReversePromotionalCreditResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reserves credits during a checkout: the amount leaves `available` (it is
+   * `held`) until the hold is captured, released, or reaches its
+   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   *
+   * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
+   * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
+   * not in the future or more than 7 days ahead.
+   */
+  holdPromotionalCredits(
+    request: HoldPromotionalCreditsRequest,
+    callback: (error: ServiceError | null, response: HoldPromotionalCreditsResponse) => void,
+  ): ClientUnaryCall;
+  holdPromotionalCredits(
+    request: HoldPromotionalCreditsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HoldPromotionalCreditsResponse) => void,
+  ): ClientUnaryCall;
+  holdPromotionalCredits(
+    request: HoldPromotionalCreditsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HoldPromotionalCreditsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Captures an active hold: one DECREMENT entry (`origin`
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
+   * order; the rest of the hold is released. Credits a hold kept after their
+   * lot expired can still be captured.
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
+   * a hold that was captured, released or has reached its `expire_time`
+   * (swept or not); NOT_FOUND (HOLD_NOT_FOUND); INVALID_ARGUMENT for an
+   * amount larger than the hold.
+   */
+  capturePromotionalCreditHold(
+    request: CapturePromotionalCreditHoldRequest,
+    callback: (error: ServiceError | null, response: CapturePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  capturePromotionalCreditHold(
+    request: CapturePromotionalCreditHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CapturePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  capturePromotionalCreditHold(
+    request: CapturePromotionalCreditHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CapturePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Releases an active hold: its credits are available again (credits it kept
+   * after their lot expired expire now).
+   *
+   * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
+   * NOT_FOUND (HOLD_NOT_FOUND).
+   */
+  releasePromotionalCreditHold(
+    request: ReleasePromotionalCreditHoldRequest,
+    callback: (error: ServiceError | null, response: ReleasePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  releasePromotionalCreditHold(
+    request: ReleasePromotionalCreditHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReleasePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  releasePromotionalCreditHold(
+    request: ReleasePromotionalCreditHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReleasePromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns one hold. A hold past its `expire_time` reads as EXPIRED at once.
+   *
+   * Errors: NOT_FOUND (HOLD_NOT_FOUND) for an unknown id or one of another tenant.
+   */
+  getPromotionalCreditHold(
+    request: GetPromotionalCreditHoldRequest,
+    callback: (error: ServiceError | null, response: GetPromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  getPromotionalCreditHold(
+    request: GetPromotionalCreditHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  getPromotionalCreditHold(
+    request: GetPromotionalCreditHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPromotionalCreditHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists holds, newest first, optionally of one customer and one status.
+   *
+   * Errors: INVALID_ARGUMENT for a bad customer id or an altered page token.
+   */
+  listPromotionalCreditHolds(
+    request: ListPromotionalCreditHoldsRequest,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditHoldsResponse) => void,
+  ): ClientUnaryCall;
+  listPromotionalCreditHolds(
+    request: ListPromotionalCreditHoldsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditHoldsResponse) => void,
+  ): ClientUnaryCall;
+  listPromotionalCreditHolds(
+    request: ListPromotionalCreditHoldsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPromotionalCreditHoldsResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -2820,6 +7668,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

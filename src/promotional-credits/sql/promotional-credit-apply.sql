@@ -1,126 +1,610 @@
--- promotional_credit_apply: THE write path of the promotional credit ledger.
--- Every balance change (Add, Deduct with or without an amount, Set) goes
--- through it, alone or many in one statement (group commit), and computes
--- from the balance row it has locked, here in SQL: never from a value read
--- earlier by the caller.
+-- THE write path of the promotional credit ledger.
 --
--- `writes` is a JSON array; item i is
+-- Every balance change goes through promotional_credit_apply (calls, alone or
+-- many in one statement: group commit) or promotional_credit_sweep (expiry in
+-- the background). Both lock the balance row first and compute every change
+-- from that locked row, here in SQL, never from a value the caller read
+-- earlier. Below them, three steps are the only code that touches a balance:
+--   promotional_credit_settle  expirations due (holds, then lots), written
+--                              before any other change to the balance
+--   promotional_credit_take    draws an amount from the lots in consumption
+--                              order: soonest expire_time first, never last,
+--                              then oldest first
+--   promotional_credit_post    writes one ledger entry: closing balance, hash
+--                              chain, its lot (INCREMENT), its events
+--
+-- apply's `writes` is a JSON array; item i is
 --   {op, tenant_id, customer_id, currency_code, amount, description,
---    credit_type, reference, done_by, with_others}
+--    credit_type, reference, done_by, with_others, expire_time, metadata,
+--    target_id, validate_only}
 -- with op one of
---   ADD         amount > 0: INCREMENT; refused past the largest bigint.
---   DEDUCT      amount > 0: DECREMENT; refused when the balance is smaller.
---   DEDUCT_ALL  (amount ignored) DECREMENT of the whole balance; nothing to
---               write when it is zero.
---   SET         amount = the target (>= 0): one INCREMENT or DECREMENT for
---               the difference; nothing to write when already there.
--- Amounts travel as JSON strings (exact beyond 2^53).
+--   ADD         amount > 0: INCREMENT opening a lot (expiring at expire_time)
+--   DEDUCT      amount > 0: DECREMENT from the available amount
+--   DEDUCT_ALL  DECREMENT of the whole available amount (nothing when zero)
+--   SET         amount = the target: one INCREMENT (a lot, expire_time) or
+--               DECREMENT (from the available amount) for the difference
+--   REVERSE     target_id = an entry: its opposite (see promotional_credit_reverse)
+--   HOLD        amount > 0 reserved from the available amount until expire_time
+--   CAPTURE     target_id = an active hold: DECREMENT of amount (NULL: all of
+--               it), drawn from the lots; the rest is released
+--   RELEASE     target_id = an active hold: released
+--   SETTLE      only the expirations due
+-- Amounts travel as JSON strings (exact beyond 2^53). validate_only: the item
+-- runs in a subtransaction that is rolled back; it answers what it would have
+-- done (its entry's id included, which is then never used).
 --
 -- One row per item, in the given order:
---   outcome  'written' (entry_* set), 'unchanged' (nothing to write) or
---            'refused' (the guard did not hold: nothing written)
---   balance  the balance after the item (as it stands when not written);
---            NULL when the customer has no balance in that currency
---   others   with_others: the customer's balances in the other currencies
+--   outcome    'written' (entry_* set), 'unchanged' (nothing to write; for
+--              HOLD/RELEASE: done, no entry) or 'refused' (nothing written;
+--              reason says why)
+--   reason     INSUFFICIENT_BALANCE, BALANCE_LIMIT_EXCEEDED, NOT_FOUND,
+--              NOT_REVERSIBLE, ALREADY_REVERSED, NOTHING_TO_REVERSE,
+--              HOLD_NOT_ACTIVE
+--   balance, held  the balance and its active holds after the item (as they
+--              stand when refused); NULL when the customer has no balance in
+--              that currency
+--   hold       the hold (HOLD, CAPTURE, RELEASE, and HOLD_NOT_ACTIVE), as JSON
+--   others     with_others: the customer's balances in the other currencies
 --
 -- Items are applied in the given order; callers sort them by balance key so
--- that concurrent batches lock rows in one order and cannot deadlock, and
--- several items on one balance chain their closing balances in that order.
--- Each item takes its balance row's lock (held to the end of the caller's
--- transaction) before it reads or writes the balance.
+-- that concurrent batches lock rows in one order and cannot deadlock.
 
-DROP FUNCTION IF EXISTS promotional_credit_apply(uuid[], text[], text[], text[], bigint[], text[], text[], text[], text[], boolean[]);
-DROP FUNCTION IF EXISTS promotional_credit_apply(jsonb);
+-- Everything below is (re)created as one: drop what an earlier text made, whatever its signatures.
+DO $drop$
+DECLARE
+  f regprocedure;
+BEGIN
+  FOR f IN
+    SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+     WHERE n.nspname = current_schema()
+       AND p.proname IN ('promotional_credit_apply', 'promotional_credit_apply_one', 'promotional_credit_sweep', 'promotional_credit_settle',
+                         'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
+                         'promotional_credit_balance_at', 'promotional_credit_balances_as_of')
+  LOOP
+    EXECUTE 'DROP FUNCTION ' || f;
+  END LOOP;
+END
+$drop$;
+DROP TYPE IF EXISTS promotional_credit_outcome;
+
+CREATE TYPE promotional_credit_outcome AS (
+  outcome text, reason text,
+  entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
+  entry_expire_time timestamptz, entry_allocations jsonb, entry_hash text, entry_reverses_id uuid,
+  entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
+  customer_id text, currency_code text, balance bigint, held bigint, hold jsonb);
+
+-- A hold as JSON for the caller and for events; amounts as strings.
+CREATE FUNCTION promotional_credit_hold_json(h promotional_credit_holds) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT jsonb_build_object('id', h.id, 'customer_id', h.customer_id, 'currency_code', h.currency_code,
+    'amount', h.amount::text, 'captured_amount', h.captured_amount::text, 'status', h.status,
+    'description', h.description, 'reference', h.reference, 'metadata', h.metadata, 'done_by', h.done_by,
+    'capture_id', h.capture_id, 'expire_time', h.expire_time, 'create_time', h.create_time, 'update_time', h.update_time)
+$fn$;
+
+-- An event of the balance's customer, in the outbox (same transaction).
+-- `credits.events = off` (a session setting) skips it: the benchmark's switch.
+CREATE FUNCTION promotional_credit_event(b promotional_credit_balances, event_type text, entry_id uuid, hold jsonb, at timestamptz) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF current_setting('credits.events', true) = 'off' THEN RETURN; END IF;
+  INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, promotional_credit_id, payload)
+  VALUES (b.tenant_id, event_type, b.customer_id, at,
+          CASE WHEN entry_id IS NOT NULL THEN 'promotional_credit' ELSE 'hold' END, entry_id,
+          CASE WHEN entry_id IS NULL THEN hold END);
+END
+$fn$;
+
+-- Writes one entry on the locked balance `b` (amount, held and last_hash as
+-- they stand), moves the balance to its closing amount, extends the hash
+-- chain, opens the entry's lot when asked, and emits its events. The only
+-- INSERT into promotional_credits.
+CREATE FUNCTION promotional_credit_post(
+  b promotional_credit_balances, entry_type text, entry_origin text, entry_amount bigint,
+  description text, credit_type text, reference text, done_by text, metadata jsonb,
+  expire_time timestamptz, reverses_id uuid, allocations jsonb, opens_lot boolean, at timestamptz
+) RETURNS promotional_credits
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  e promotional_credits;
+BEGIN
+  e.id := gen_random_uuid();
+  e.tenant_id := b.tenant_id;
+  e.customer_id := b.customer_id;
+  e.currency_code := b.currency_code;
+  e.type := entry_type;
+  e.origin := entry_origin;
+  e.amount := entry_amount;
+  e.closing_balance := CASE WHEN entry_type = 'INCREMENT' THEN b.amount + entry_amount ELSE b.amount - entry_amount END;
+  e.description := description;
+  e.credit_type := credit_type;
+  e.reference := coalesce(reference, '');
+  e.done_by := done_by;
+  e.create_time := at;
+  e.expire_time := expire_time;
+  e.reverses_id := reverses_id;
+  e.allocations := allocations;
+  e.metadata := coalesce(metadata, '{}');
+  e.hash := promotional_credit_entry_hash(b.last_hash, e.id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.origin,
+    e.amount, e.closing_balance, e.description, e.credit_type, e.reference, e.done_by, e.create_time, e.expire_time,
+    e.reverses_id, e.allocations, e.metadata);
+  INSERT INTO promotional_credits AS x
+    (id, tenant_id, customer_id, currency_code, type, origin, amount, closing_balance, description, credit_type, reference,
+     done_by, create_time, expire_time, reverses_id, allocations, metadata, hash)
+  VALUES (e.id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.origin, e.amount, e.closing_balance, e.description,
+          e.credit_type, e.reference, e.done_by, e.create_time, e.expire_time, e.reverses_id, e.allocations, e.metadata, e.hash)
+  RETURNING x.seq INTO e.seq;
+  UPDATE promotional_credit_balances AS x
+     SET amount = e.closing_balance, last_hash = e.hash, update_time = at,
+         next_expire_time = CASE WHEN opens_lot AND expire_time IS NOT NULL THEN least(x.next_expire_time, expire_time) ELSE x.next_expire_time END
+   WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
+  IF opens_lot THEN
+    INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
+    VALUES (e.id, e.tenant_id, e.customer_id, e.currency_code, e.seq, e.amount, e.amount, expire_time, e.credit_type, at);
+  END IF;
+  PERFORM promotional_credit_event(b, 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, at);
+  IF b.amount - b.held > 0 AND e.closing_balance - b.held = 0 THEN
+    PERFORM promotional_credit_event(b, 'BALANCE_DEPLETED', e.id, NULL, at);
+  END IF;
+  RETURN e;
+END
+$fn$;
+
+-- Draws `amount` from the lots of the locked balance in consumption order;
+-- answers the allocations [{lot_id, amount}]. The caller has checked that
+-- the balance covers it (the lots' remaining always sum to the balance).
+CREATE FUNCTION promotional_credit_take(b promotional_credit_balances, amount bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  lot record;
+  part bigint;
+  left_to_take bigint := amount;
+  allocations jsonb := '[]';
+BEGIN
+  FOR lot IN
+    SELECT l.id, l.remaining FROM promotional_credit_lots AS l
+     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.remaining > 0
+     ORDER BY l.expire_time, l.seq
+  LOOP
+    EXIT WHEN left_to_take = 0;
+    part := least(lot.remaining, left_to_take);
+    UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = lot.id;
+    allocations := allocations || jsonb_build_object('lot_id', lot.id, 'amount', part::text);
+    left_to_take := left_to_take - part;
+  END LOOP;
+  IF left_to_take <> 0 THEN
+    RAISE EXCEPTION 'promotional_credit_take: the lots of % % % hold less than %', b.tenant_id, b.customer_id, b.currency_code, amount;
+  END IF;
+  RETURN allocations;
+END
+$fn$;
+
+-- Writes what is due on the locked balance at `at`, before anything else
+-- changes it: holds past their expire_time become EXPIRED (their credits
+-- stop being held), then what is left of lots past their expire_time leaves
+-- the balance, one EXPIRATION entry per lot, except what active holds still
+-- need: held credits are the first ones in consumption order, so the
+-- soonest-expiring credits stay (held over) and expire when released.
+-- Answers the balance row as it is afterwards.
+CREATE FUNCTION promotional_credit_settle(b promotional_credit_balances, at timestamptz) RETURNS promotional_credit_balances
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  h promotional_credit_holds;
+  lot promotional_credit_lots;
+  cover bigint;
+  keep bigint;
+  e promotional_credits;
+BEGIN
+  FOR h IN
+    UPDATE promotional_credit_holds AS x SET status = 'EXPIRED', update_time = x.expire_time
+     WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+       AND x.status = 'ACTIVE' AND x.expire_time <= at
+    RETURNING x.*
+  LOOP
+    b.held := b.held - h.amount;
+    PERFORM promotional_credit_event(b, 'HOLD_EXPIRED', NULL, promotional_credit_hold_json(h), at);
+  END LOOP;
+  UPDATE promotional_credit_balances AS x SET held = b.held
+   WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
+
+  cover := b.held;
+  FOR lot IN
+    SELECT * FROM promotional_credit_lots AS l
+     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+       AND l.remaining > 0 AND l.expire_time <= at
+     ORDER BY l.expire_time, l.seq
+  LOOP
+    keep := least(lot.remaining, cover);
+    cover := cover - keep;
+    IF lot.remaining > keep THEN
+      e := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', lot.remaining - keep,
+        'Expired: what was left of lot ' || lot.id, lot.credit_type, '', '(expiry)', '{}', lot.expire_time, NULL,
+        jsonb_build_array(jsonb_build_object('lot_id', lot.id, 'amount', (lot.remaining - keep)::text)), false, at);
+      b.amount := e.closing_balance;
+      b.last_hash := e.hash;
+    END IF;
+    UPDATE promotional_credit_lots AS l SET remaining = keep, expired = true WHERE l.id = lot.id;
+  END LOOP;
+
+  b.next_expire_time := least(
+    (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
+      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+        AND l.remaining > 0 AND l.expire_time > at),
+    (SELECT min(x.expire_time) FROM promotional_credit_holds AS x
+      WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+        AND x.status = 'ACTIVE'));
+  UPDATE promotional_credit_balances AS x SET next_expire_time = b.next_expire_time
+   WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
+  RETURN b;
+END
+$fn$;
+
+-- One item of promotional_credit_apply (see the top of this file).
+CREATE FUNCTION promotional_credit_apply_one(w jsonb, at timestamptz) RETURNS promotional_credit_outcome
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  r promotional_credit_outcome;
+  b promotional_credit_balances;
+  found_balance boolean;
+  op text := w->>'op';
+  tenant uuid := (w->>'tenant_id')::uuid;
+  customer text := w->>'customer_id';
+  currency text := w->>'currency_code';
+  amount bigint := (w->>'amount')::bigint;
+  expire_time timestamptz := (w->>'expire_time')::timestamptz;
+  target uuid := (w->>'target_id')::uuid;
+  target_entry promotional_credits;
+  h promotional_credit_holds;
+  e promotional_credits;
+  allocations jsonb;
+  lot promotional_credit_lots;
+  part bigint;
+BEGIN
+  r.customer_id := customer;
+  r.currency_code := currency;
+  r.outcome := 'written';
+
+  SELECT * INTO b FROM promotional_credit_balances AS x
+   WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+     FOR UPDATE;
+  found_balance := FOUND;
+  IF NOT found_balance AND (op = 'ADD' OR (op = 'SET' AND amount > 0)) THEN
+    INSERT INTO promotional_credit_balances (tenant_id, customer_id, currency_code, amount)
+    VALUES (tenant, customer, currency, 0) ON CONFLICT DO NOTHING;
+    SELECT * INTO b FROM promotional_credit_balances AS x
+     WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+       FOR UPDATE;
+    found_balance := true;
+  END IF;
+  IF NOT found_balance THEN
+    -- Nothing to settle, take from, reverse or release: the customer never held this currency.
+    r.outcome := CASE WHEN op IN ('DEDUCT_ALL', 'SET', 'SETTLE') THEN 'unchanged' ELSE 'refused' END;
+    r.reason := CASE WHEN op IN ('DEDUCT', 'HOLD') THEN 'INSUFFICIENT_BALANCE' WHEN op IN ('DEDUCT_ALL', 'SET', 'SETTLE') THEN NULL ELSE 'NOT_FOUND' END;
+    RETURN r;
+  END IF;
+  IF b.next_expire_time <= at THEN
+    b := promotional_credit_settle(b, at);
+  END IF;
+
+  IF op = 'ADD' THEN
+    IF b.amount > 9223372036854775807 - amount THEN
+      r.outcome := 'refused';
+      r.reason := 'BALANCE_LIMIT_EXCEEDED';
+    ELSE
+      e := promotional_credit_post(b, 'INCREMENT', 'ADD', amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at);
+    END IF;
+
+  ELSIF op IN ('DEDUCT', 'DEDUCT_ALL') THEN
+    IF op = 'DEDUCT_ALL' THEN amount := b.amount - b.held; END IF;
+    IF op = 'DEDUCT_ALL' AND amount = 0 THEN
+      r.outcome := 'unchanged';
+    ELSIF b.amount - b.held < amount THEN
+      r.outcome := 'refused';
+      r.reason := 'INSUFFICIENT_BALANCE';
+    ELSE
+      allocations := promotional_credit_take(b, amount);
+      e := promotional_credit_post(b, 'DECREMENT', 'DEDUCT', amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at);
+    END IF;
+
+  ELSIF op = 'SET' THEN
+    IF amount = b.amount THEN
+      r.outcome := 'unchanged';
+    ELSIF amount > b.amount THEN
+      e := promotional_credit_post(b, 'INCREMENT', 'SET', amount - b.amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at);
+    ELSIF amount < b.held THEN
+      r.outcome := 'refused';
+      r.reason := 'INSUFFICIENT_BALANCE';
+    ELSE
+      allocations := promotional_credit_take(b, b.amount - amount);
+      e := promotional_credit_post(b, 'DECREMENT', 'SET', b.amount - amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at);
+    END IF;
+
+  ELSIF op = 'REVERSE' THEN
+    SELECT * INTO target_entry FROM promotional_credits AS x
+     WHERE x.id = target AND x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+    IF NOT FOUND THEN
+      r.outcome := 'refused';
+      r.reason := 'NOT_FOUND';
+    ELSIF target_entry.origin IN ('EXPIRATION', 'REVERSAL') THEN
+      r.outcome := 'refused';
+      r.reason := 'NOT_REVERSIBLE';
+    ELSIF EXISTS (SELECT 1 FROM promotional_credits AS x WHERE x.reverses_id = target) THEN
+      r.outcome := 'refused';
+      r.reason := 'ALREADY_REVERSED';
+    ELSIF target_entry.type = 'INCREMENT' THEN
+      -- What is left of its lot leaves the balance, as far as holds allow.
+      SELECT * INTO lot FROM promotional_credit_lots AS l WHERE l.id = target;
+      part := least(coalesce(lot.remaining, 0), b.amount - b.held);
+      IF part <= 0 THEN
+        r.outcome := 'refused';
+        r.reason := 'NOTHING_TO_REVERSE';
+      ELSE
+        UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = target;
+        e := promotional_credit_post(b, 'DECREMENT', 'REVERSAL', part, w->>'description', target_entry.credit_type, w->>'reference',
+          w->>'done_by', w->'metadata', NULL, target, jsonb_build_array(jsonb_build_object('lot_id', target, 'amount', part::text)), false, at);
+      END IF;
+    ELSIF b.amount > 9223372036854775807 - target_entry.amount THEN
+      r.outcome := 'refused';
+      r.reason := 'BALANCE_LIMIT_EXCEEDED';
+    ELSIF target_entry.allocations IS NULL THEN
+      -- A deduction written before lots existed: its credits come back as a lot of their own.
+      e := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
+        w->>'reference', w->>'done_by', w->'metadata', NULL, target, NULL, true, at);
+    ELSE
+      -- Back into the lots they came from, each with its own expire_time; a
+      -- part whose lot has expired meanwhile expires at once (settled below).
+      UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
+        FROM jsonb_array_elements(target_entry.allocations) AS a (value)
+       WHERE l.id = (a.value->>'lot_id')::uuid;
+      e := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
+        w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at);
+      UPDATE promotional_credit_balances AS x
+         SET next_expire_time = least(x.next_expire_time,
+               (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
+                  JOIN jsonb_array_elements(target_entry.allocations) AS a (value) ON l.id = (a.value->>'lot_id')::uuid))
+       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+      RETURNING x.* INTO b;
+      IF b.next_expire_time <= at THEN
+        PERFORM promotional_credit_settle(b, at);
+      END IF;
+    END IF;
+
+  ELSIF op = 'HOLD' THEN
+    IF b.amount - b.held < amount THEN
+      r.outcome := 'refused';
+      r.reason := 'INSUFFICIENT_BALANCE';
+    ELSE
+      INSERT INTO promotional_credit_holds AS x
+        (tenant_id, customer_id, currency_code, amount, status, description, reference, metadata, done_by, expire_time, create_time, update_time)
+      VALUES (tenant, customer, currency, amount, 'ACTIVE', w->>'description', coalesce(w->>'reference', ''), coalesce(w->'metadata', '{}'),
+              w->>'done_by', expire_time, at, at)
+      RETURNING x.* INTO h;
+      UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
+       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      PERFORM promotional_credit_event(b, 'HOLD_CREATED', NULL, promotional_credit_hold_json(h), at);
+      IF b.amount - b.held - amount = 0 THEN
+        PERFORM promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, promotional_credit_hold_json(h), at);
+      END IF;
+      r.outcome := 'unchanged';
+      r.hold := promotional_credit_hold_json(h);
+    END IF;
+
+  ELSIF op IN ('CAPTURE', 'RELEASE') THEN
+    SELECT * INTO h FROM promotional_credit_holds AS x
+     WHERE x.id = target AND x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+       FOR UPDATE;
+    IF NOT FOUND THEN
+      r.outcome := 'refused';
+      r.reason := 'NOT_FOUND';
+    ELSIF h.status <> 'ACTIVE' THEN
+      r.outcome := 'refused';
+      r.reason := 'HOLD_NOT_ACTIVE';
+    ELSIF op = 'CAPTURE' AND amount > h.amount THEN
+      r.outcome := 'refused';
+      r.reason := 'CAPTURE_EXCEEDS_HOLD';
+    ELSE
+      -- The hold's credits stop being held; what is captured leaves the balance.
+      b.held := b.held - h.amount;
+      UPDATE promotional_credit_balances AS x SET held = b.held, update_time = at
+       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      IF op = 'CAPTURE' THEN
+        amount := coalesce(amount, h.amount);
+        allocations := promotional_credit_take(b, amount);
+        e := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
+          h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at);
+        UPDATE promotional_credit_holds AS x SET status = 'CAPTURED', captured_amount = amount, capture_id = e.id, update_time = at
+         WHERE x.id = h.id RETURNING x.* INTO h;
+        PERFORM promotional_credit_event(b, 'HOLD_CAPTURED', NULL, promotional_credit_hold_json(h), at);
+      ELSE
+        UPDATE promotional_credit_holds AS x SET status = 'RELEASED', update_time = at WHERE x.id = h.id RETURNING x.* INTO h;
+        PERFORM promotional_credit_event(b, 'HOLD_RELEASED', NULL, promotional_credit_hold_json(h), at);
+        r.outcome := 'unchanged';
+      END IF;
+      -- Credits the hold kept past their lot's expiry expire now.
+      SELECT * INTO b FROM promotional_credit_balances AS x
+       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
+                  WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
+                    AND l.remaining > 0 AND l.expire_time <= at) THEN
+        PERFORM promotional_credit_settle(b, at);
+      END IF;
+    END IF;
+    IF h.id IS NOT NULL THEN r.hold := promotional_credit_hold_json(h); END IF;
+
+  ELSIF op = 'SETTLE' THEN
+    r.outcome := 'unchanged';
+
+  ELSE
+    RAISE EXCEPTION 'promotional_credit_apply: unknown op %', op;
+  END IF;
+
+  IF e.id IS NOT NULL THEN
+    r.entry_id := e.id;
+    r.entry_seq := e.seq;
+    r.entry_time := e.create_time;
+    r.entry_type := e.type;
+    r.entry_origin := e.origin;
+    r.entry_amount := e.amount;
+    r.entry_expire_time := e.expire_time;
+    r.entry_allocations := e.allocations;
+    r.entry_hash := e.hash;
+    r.entry_reverses_id := e.reverses_id;
+    r.entry_description := e.description;
+    r.entry_credit_type := e.credit_type;
+    r.entry_reference := e.reference;
+    r.entry_metadata := e.metadata;
+  ELSIF r.outcome = 'written' THEN
+    r.outcome := 'unchanged';
+  END IF;
+  SELECT x.amount, x.held INTO r.balance, r.held FROM promotional_credit_balances AS x
+   WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+  RETURN r;
+END
+$fn$;
+
+-- The balance as readers see it at `at` without writing: what settling would
+-- leave (holds past expiry no longer held; lots past expiry gone but for
+-- what active holds need). Exact for a settled balance at no cost.
+CREATE FUNCTION promotional_credit_balance_at(b promotional_credit_balances, at timestamptz, OUT amount bigint, OUT held bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+  due bigint;
+BEGIN
+  IF b.next_expire_time IS NULL OR b.next_expire_time > at THEN
+    amount := b.amount;
+    held := b.held;
+    RETURN;
+  END IF;
+  held := b.held - coalesce((SELECT sum(x.amount) FROM promotional_credit_holds AS x
+                              WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+                                AND x.status = 'ACTIVE' AND x.expire_time <= at), 0);
+  due := coalesce((SELECT sum(l.remaining) FROM promotional_credit_lots AS l
+                    WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+                      AND l.remaining > 0 AND l.expire_time <= at), 0);
+  amount := b.amount - greatest(0, due - held);
+END
+$fn$;
 
 CREATE FUNCTION promotional_credit_apply(writes jsonb)
-RETURNS TABLE (item integer, outcome text, entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_amount bigint,
-               balance bigint, others json)
+RETURNS TABLE (item integer, outcome text, reason text,
+               entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
+               entry_expire_time timestamptz, entry_allocations jsonb, entry_hash text, entry_reverses_id uuid,
+               entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
+               customer_id text, currency_code text, balance bigint, held bigint, hold jsonb, others json)
 LANGUAGE plpgsql AS $fn$
-#variable_conflict error
+#variable_conflict use_column
 DECLARE
-  w record;
-  locked bigint;
-  target bigint;
+  w jsonb;
+  r promotional_credit_outcome;
+  at timestamptz;
 BEGIN
   item := 0;
-  FOR w IN
-    SELECT * FROM jsonb_to_recordset(writes) AS x(op text, tenant_id uuid, customer_id text, currency_code text, amount bigint,
-                                                  description text, credit_type text, reference text, done_by text, with_others boolean)
-  LOOP
+  FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
     item := item + 1;
-    outcome := 'written';
-    entry_id := NULL;
-    entry_seq := NULL;
-    entry_time := NULL;
-    others := NULL;
-
-    IF w.op = 'ADD' THEN
-      entry_type := 'INCREMENT';
-      entry_amount := w.amount;
-      -- Upsert: creates the balance on the first credit; the lock is the row's.
-      INSERT INTO promotional_credit_balances AS b (tenant_id, customer_id, currency_code, amount)
-      VALUES (w.tenant_id, w.customer_id, w.currency_code, w.amount)
-      ON CONFLICT (tenant_id, customer_id, currency_code)
-      DO UPDATE SET amount = b.amount + EXCLUDED.amount, update_time = clock_timestamp()
-         WHERE b.amount <= 9223372036854775807 - EXCLUDED.amount
-      RETURNING b.amount INTO balance;
-      IF NOT FOUND THEN outcome := 'refused'; END IF;
-
-    ELSIF w.op = 'DEDUCT' THEN
-      entry_type := 'DECREMENT';
-      entry_amount := w.amount;
-      UPDATE promotional_credit_balances AS b
-         SET amount = b.amount - w.amount, update_time = clock_timestamp()
-       WHERE b.tenant_id = w.tenant_id AND b.customer_id = w.customer_id AND b.currency_code = w.currency_code
-         AND b.amount >= w.amount
-      RETURNING b.amount INTO balance;
-      IF NOT FOUND THEN outcome := 'refused'; END IF;
-
-    ELSIF w.op IN ('DEDUCT_ALL', 'SET') THEN
-      target := CASE WHEN w.op = 'SET' THEN w.amount ELSE 0 END;
-      IF target > 0 THEN
-        INSERT INTO promotional_credit_balances (tenant_id, customer_id, currency_code, amount)
-        VALUES (w.tenant_id, w.customer_id, w.currency_code, 0)
-        ON CONFLICT (tenant_id, customer_id, currency_code) DO NOTHING;
-      END IF;
-      SELECT b.amount INTO locked FROM promotional_credit_balances AS b
-       WHERE b.tenant_id = w.tenant_id AND b.customer_id = w.customer_id AND b.currency_code = w.currency_code
-         FOR UPDATE;
-      IF coalesce(locked, 0) = target THEN
-        outcome := 'unchanged';
-        entry_type := NULL;
-        entry_amount := NULL;
-        balance := locked;
-      ELSE
-        entry_type := CASE WHEN target > locked THEN 'INCREMENT' ELSE 'DECREMENT' END;
-        entry_amount := abs(target - locked);
-        UPDATE promotional_credit_balances AS b
-           SET amount = b.amount + (target - locked), update_time = clock_timestamp()
-         WHERE b.tenant_id = w.tenant_id AND b.customer_id = w.customer_id AND b.currency_code = w.currency_code
-        RETURNING b.amount INTO balance;
-      END IF;
-
+    at := clock_timestamp();
+    IF (w->>'validate_only')::boolean THEN
+      BEGIN
+        r := promotional_credit_apply_one(w, at);
+        RAISE EXCEPTION 'validate only' USING ERRCODE = 'CRVAL';
+      EXCEPTION WHEN SQLSTATE 'CRVAL' THEN
+        NULL; -- everything the item wrote is rolled back; r keeps what it answered
+      END;
     ELSE
-      RAISE EXCEPTION 'promotional_credit_apply: unknown op %', w.op;
+      r := promotional_credit_apply_one(w, at);
     END IF;
-
-    IF outcome = 'written' THEN
-      INSERT INTO promotional_credits AS e
-        (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
-      VALUES (w.tenant_id, w.customer_id, w.currency_code, entry_type, entry_amount, w.description,
-              w.credit_type, w.reference, balance, w.done_by)
-      RETURNING e.id, e.seq, e.create_time INTO entry_id, entry_seq, entry_time;
-    ELSIF outcome = 'refused' THEN
-      SELECT max(b.amount) INTO balance FROM promotional_credit_balances AS b
-       WHERE b.tenant_id = w.tenant_id AND b.customer_id = w.customer_id AND b.currency_code = w.currency_code;
-    END IF;
-
-    IF w.with_others THEN
-      SELECT coalesce(json_agg(json_build_object('c', o.currency_code, 'a', o.amount::text)), '[]') INTO others
-        FROM promotional_credit_balances AS o
-       WHERE o.tenant_id = w.tenant_id AND o.customer_id = w.customer_id AND o.currency_code <> w.currency_code;
+    outcome := r.outcome; reason := r.reason;
+    entry_id := r.entry_id; entry_seq := r.entry_seq; entry_time := r.entry_time; entry_type := r.entry_type;
+    entry_origin := r.entry_origin; entry_amount := r.entry_amount; entry_expire_time := r.entry_expire_time;
+    entry_allocations := r.entry_allocations; entry_hash := r.entry_hash; entry_reverses_id := r.entry_reverses_id;
+    entry_description := r.entry_description; entry_credit_type := r.entry_credit_type; entry_reference := r.entry_reference;
+    entry_metadata := r.entry_metadata;
+    customer_id := r.customer_id; currency_code := r.currency_code; balance := r.balance; held := r.held; hold := r.hold;
+    others := NULL;
+    IF (w->>'with_others')::boolean THEN
+      SELECT coalesce(json_agg(json_build_object('c', o.currency_code, 'a', v.amount::text, 'h', v.held::text) ORDER BY o.currency_code), '[]')
+        INTO others
+        FROM promotional_credit_balances AS o, promotional_credit_balance_at(o, at) AS v
+       WHERE o.tenant_id = (w->>'tenant_id')::uuid AND o.customer_id = r.customer_id AND o.currency_code <> r.currency_code;
     END IF;
     RETURN NEXT;
   END LOOP;
 END
+$fn$;
+
+-- Background expiry: settles up to `max_balances` balances with something
+-- due, skipping rows another transaction holds (a replica sweeping at the
+-- same time, or a call writing it, which settles it itself). Each is
+-- settled under its row lock and from its lots as they stand, so however
+-- many replicas sweep at once, each lot expires exactly once. Answers how
+-- many balances it settled.
+CREATE FUNCTION promotional_credit_sweep(max_balances integer) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  b promotional_credit_balances;
+  at timestamptz := clock_timestamp();
+  settled integer := 0;
+BEGIN
+  FOR b IN
+    SELECT * FROM promotional_credit_balances AS x
+     WHERE x.next_expire_time <= at
+     ORDER BY x.next_expire_time
+     LIMIT max_balances
+       FOR UPDATE SKIP LOCKED
+  LOOP
+    PERFORM promotional_credit_settle(b, at);
+    settled := settled + 1;
+  END LOOP;
+  RETURN settled;
+END
+$fn$;
+
+-- Balances of a customer as they were at `at` (in the past): the closing
+-- balance of each currency's last entry written by then, less the
+-- expirations due by then that were written after it (no entry can come
+-- between a lot's expiry and its EXPIRATION entry: a write settles first),
+-- less what is left of lots due by then that no write has settled yet (but
+-- for what the holds active then needed).
+CREATE FUNCTION promotional_credit_balances_as_of(tenant uuid, customer text, at timestamptz)
+RETURNS TABLE (currency_code text, amount bigint, held bigint)
+LANGUAGE sql STABLE AS $fn$
+  WITH last_entries AS (
+    SELECT DISTINCT ON (e.currency_code) e.currency_code, e.closing_balance
+      FROM promotional_credits AS e
+     WHERE e.tenant_id = tenant AND e.customer_id = customer AND e.create_time <= at
+     ORDER BY e.currency_code, e.seq DESC
+  ), held_then AS (
+    SELECT x.currency_code, sum(x.amount) AS held
+      FROM promotional_credit_holds AS x
+     WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.create_time <= at AND x.expire_time > at
+       AND (x.status = 'ACTIVE' OR x.update_time > at)
+     GROUP BY x.currency_code
+  ), written_later AS (
+    SELECT e.currency_code, sum(e.amount) AS expired
+      FROM promotional_credits AS e
+     WHERE e.tenant_id = tenant AND e.customer_id = customer AND e.origin = 'EXPIRATION'
+       AND e.create_time > at AND e.expire_time <= at
+     GROUP BY e.currency_code
+  ), unsettled AS (
+    SELECT l.currency_code, sum(l.remaining) AS due
+      FROM promotional_credit_lots AS l
+     WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.remaining > 0 AND NOT l.expired AND l.expire_time <= at
+     GROUP BY l.currency_code
+  )
+  SELECT le.currency_code,
+         le.closing_balance - coalesce(wl.expired, 0) - greatest(0, coalesce(u.due, 0) - coalesce(ht.held, 0)),
+         coalesce(ht.held, 0)
+    FROM last_entries le
+    LEFT JOIN held_then ht USING (currency_code)
+    LEFT JOIN written_later wl USING (currency_code)
+    LEFT JOIN unsettled u USING (currency_code)
+   ORDER BY le.currency_code
 $fn$;
