@@ -152,7 +152,7 @@ interface ApplyRow {
 }
 
 /** A hold as promotional_credit_hold_json answers it. */
-interface HoldJson {
+export interface HoldJson {
   id: string;
   customer_id: string;
   currency_code: string;
@@ -461,7 +461,8 @@ function holdOfRow(r: HoldRow): HoldRecord {
   };
 }
 
-function holdOfJson(tenantId: string, h: HoldJson): HoldRecord {
+/** A hold as the SQL write path writes it (promotional_credit_hold_json: answers and hold events). */
+export function holdOfJson(tenantId: string, h: HoldJson): HoldRecord {
   return {
     id: h.id,
     seq: 0n,
