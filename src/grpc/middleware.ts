@@ -137,15 +137,22 @@ export function idempotencyKeyOf(metadata: Metadata): string | undefined {
   return key as string;
 }
 
+/** A request asking only "what would happen" (AIP-163 `validate_only`): it writes nothing, an idempotency record included. */
+function isValidateOnly(request: unknown): boolean {
+  return typeof request === 'object' && request !== null && (request as { validateOnly?: unknown }).validateOnly === true;
+}
+
 /**
  * Gives the handler its WorkRunner: a write with an `idempotency-key` runs
  * exactly once per key (its work in the transaction that stores its
- * outcome; a replay answers the stored outcome); anything else runs plain.
+ * outcome; a replay answers the stored outcome); anything else runs plain,
+ * and so does a validate_only request, which writes nothing to replay (its
+ * key is checked, then ignored).
  */
 export function exactlyOnce(idempotency: Idempotency, plain: WorkRunner): Middleware {
   return async (call, next) => {
     const key = call.scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
-    if (key === undefined) return next({ ...call, run: plain });
+    if (key === undefined || isValidateOnly(call.request)) return next({ ...call, run: plain });
     const outcome = await idempotency.execute(
       { tenantId: call.principal!.tenantId, key, definition: call.method, request: call.request },
       async (run) => {
