@@ -345,13 +345,13 @@ export class PromotionalCreditRepository {
   ): Promise<LotRecord[]> {
     const params: unknown[] = [tenantId, customerId, currencyCode, options.at, options.limit];
     let position = '';
-    if (options.after) {
+    if (options.after?.expireTime === null) {
+      // Keyset on (expire_time NULLS LAST, seq): past the expiring lots.
+      params.push(options.after.seq.toString());
+      position = `AND l.expire_time IS NULL AND l.seq > $6`;
+    } else if (options.after) {
       params.push(options.after.expireTime, options.after.seq.toString());
-      // Keyset on (expire_time NULLS LAST, seq).
-      position =
-        options.after.expireTime === null
-          ? `AND l.expire_time IS NULL AND l.seq > $7`
-          : `AND (l.expire_time IS NULL OR l.expire_time > $6 OR (l.expire_time = $6 AND l.seq > $7))`;
+      position = `AND (l.expire_time IS NULL OR l.expire_time > $6 OR (l.expire_time = $6 AND l.seq > $7))`;
     }
     const rows: Array<{
       id: string;

@@ -1,3 +1,7 @@
+import { expect } from 'chai';
+import type { EntityManager } from 'typeorm';
+import { PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
+import { ledgerProblems } from '../../src/promotional-credits/ledger-audit';
 import type { PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import type { EntryDraft, LedgerWrite } from '../../src/promotional-credits/promotional-credit.repository';
@@ -43,4 +47,20 @@ export function currencyBalance(currencyCode: string, amount: bigint, amountDeci
   const point = amountDecimal.indexOf('.');
   const zeroDecimal = point < 0 ? '0' : `0.${'0'.repeat(amountDecimal.length - point - 1)}`;
   return { currencyCode, amount, amountDecimal, held: 0n, heldDecimal: zeroDecimal, available: amount, availableDecimal: amountDecimal };
+}
+
+/** `credits verify` on one tenant: balances, closing-balance chains, lots, holds and hash chains; answers the problem messages (empty: clean). */
+export async function ledgerProblemsOf(manager: EntityManager, tenantId: string): Promise<string[]> {
+  return (await ledgerProblems(manager, { tenantId })).map((p) => `${p.kind}: ${p.message}`);
+}
+
+/** Checks that entries of one balance, oldest first, chain from zero (each closing balance the previous ± its amount); answers the last. */
+export function expectChained(entries: readonly PromotionalCredit[], what = 'ledger'): bigint {
+  let running = 0n;
+  for (const entry of entries) {
+    running += entry.type === PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT ? entry.amount : -entry.amount;
+    expect(running >= 0n, `${what}: never below zero`).to.equal(true);
+    expect(entry.closingBalance, `${what}: entry ${entry.id} chains`).to.equal(running);
+  }
+  return running;
 }

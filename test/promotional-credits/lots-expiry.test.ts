@@ -1,0 +1,229 @@
+import { expect } from 'chai';
+import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
+import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { walkPages } from '../support/pages';
+import { useTenantClients } from '../support/tenant-clients';
+
+const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
+const base = { description: 'lots', currencyCode: 'USD' };
+
+const inMs = (ms: number) => new Date(Date.now() + ms);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it holds (or `ms` pass); expiry is tested with expirations a second or two ahead, never minutes. */
+async function eventually<T>(ms: number, read: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (check(value) || Date.now() > deadline) return value;
+    await sleep(100);
+  }
+}
+
+describe('credits that expire: lots, consumption order, expiration entries, as-of balances', () => {
+  const t = useTenantClients({ replica: true });
+  const usd = (balances: Array<{ currencyCode: string; amount: bigint }> | undefined) => balances?.find((b) => b.currencyCode === 'USD')?.amount ?? 0n;
+
+  it('draws from lots soonest-expiring first, never-expiring last, then oldest first, and says so in allocations', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'order';
+    const far = inMs(30 * 86_400_000);
+    const near = inMs(10 * 86_400_000);
+    // Granted in this order: never (a), far (b), never (c), near (d), near (e): consumption order d, e, b, a, c.
+    const a = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    const b = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: far });
+    const c = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    const d = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: near });
+    const e = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: near });
+    const [idA, idB, idC, idD, idE] = [a, b, c, d, e].map((r) => r.promotionalCredit!.id);
+    expect(b.promotionalCredit!.expireTime!.getTime()).to.equal(far.getTime());
+    expect(a.promotionalCredit!.origin).to.equal(Origin.ORIGIN_ADD);
+
+    const lots = await pc.listPromotionalCreditLots({ customerId });
+    expect(lots.lots.map((l) => l.id)).to.deep.equal([idD, idE, idB, idA, idC]);
+
+    const first = await pc.deductPromotionalCredits({ ...base, customerId, amount: 150n });
+    expect(first.promotionalCredit!.origin).to.equal(Origin.ORIGIN_DEDUCT);
+    expect(first.promotionalCredit!.allocations.map((x) => [x.lotId, x.amount])).to.deep.equal([
+      [idD, 100n],
+      [idE, 50n],
+    ]);
+    const second = await pc.deductPromotionalCredits({ ...base, customerId, amount: 200n });
+    expect(second.promotionalCredit!.allocations.map((x) => [x.lotId, x.amount])).to.deep.equal([
+      [idE, 50n],
+      [idB, 100n],
+      [idA, 50n],
+    ]);
+    // A whole-balance deduct and a Set downwards draw the same way.
+    const set = await pc.setPromotionalCredits({ ...base, customerId, amount: 60n });
+    expect(set.promotionalCredit!).to.deep.include({ type: DECREMENT, origin: Origin.ORIGIN_SET, amount: 90n });
+    expect(set.promotionalCredit!.allocations.map((x) => [x.lotId, x.amount])).to.deep.equal([
+      [idA, 50n],
+      [idC, 40n],
+    ]);
+
+    const left = await pc.listPromotionalCreditLots({ customerId });
+    expect(left.lots.map((l) => [l.id, l.amount, l.remaining, l.remainingDecimal])).to.deep.equal([[idC, 100n, 60n, '0.60']]);
+    const all = await walkPages(
+      (pageToken) => pc.listPromotionalCreditLots({ customerId, includeEmpty: true, pageSize: 2, pageToken }),
+      (page) => page.lots,
+    );
+    expect(all.map((l) => [l.id, l.remaining])).to.deep.equal([
+      [idD, 0n],
+      [idE, 0n],
+      [idB, 0n],
+      [idA, 0n],
+      [idC, 60n],
+    ]);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('never counts expired credits, and writes the EXPIRATION entry before the next change of the balance, so the chain stays true', async function () {
+    this.timeout(30_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'between';
+    const expiry = inMs(1500);
+    const lot = await pc.addPromotionalCredits({ ...base, customerId, amount: 70n, expireTime: expiry });
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 30n });
+    expect(usd((await pc.getCustomerBalance({ customerId })).balance?.balances)).to.equal(100n);
+    // Hold the balance row so that no sweep settles it: the expiry falls between two writes.
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
+      await sleep(Math.max(0, expiry.getTime() - Date.now()) + 200);
+      // Read while the EXPIRATION entry cannot have been written: the balance already leaves the credits out.
+      const read = await pc.getCustomerBalance({ customerId });
+      expect(usd(read.balance?.balances), 'expired credits are never counted').to.equal(30n);
+      const lots = await pc.listPromotionalCreditLots({ customerId });
+      expect(lots.lots.map((l) => l.amount)).to.deep.equal([30n]);
+      const unwritten: Array<{ n: string }> = await t.server.dataSource.query(
+        `SELECT count(*) AS n FROM promotional_credits WHERE tenant_id = $1 AND origin = 'EXPIRATION'`,
+        [t.tenant.id],
+      );
+      expect(unwritten[0]!.n).to.equal('0');
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+    // The next write (or the sweep, whichever comes first) writes the expiration first.
+    const deduct = await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
+    expect(deduct.promotionalCredit!.closingBalance).to.equal(20n);
+    const ledger = await ledgerOf(pc, customerId);
+    expect(ledger.map((e) => [e.type, e.origin, e.amount, e.closingBalance])).to.deep.equal([
+      [INCREMENT, Origin.ORIGIN_ADD, 70n, 70n],
+      [INCREMENT, Origin.ORIGIN_ADD, 30n, 100n],
+      [DECREMENT, Origin.ORIGIN_EXPIRATION, 70n, 30n],
+      [DECREMENT, Origin.ORIGIN_DEDUCT, 10n, 20n],
+    ]);
+    const expiration = ledger[2]!;
+    expect(expiration.allocations.map((a) => [a.lotId, a.amount])).to.deep.equal([[lot.promotionalCredit!.id, 70n]]);
+    expect(expiration.expireTime!.getTime(), 'an expiration says when its lot expired').to.equal(expiry.getTime());
+    expect(expiration.doneBy).to.equal('(expiry)');
+    expectChained(ledger);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('answers balances as of several instants, including one between an expiry and its entry', async function () {
+    this.timeout(30_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'as-of';
+    const before = new Date();
+    await sleep(20);
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 500n });
+    const afterFirst = new Date();
+    await sleep(20);
+    const expiry = inMs(1200);
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 200n, expireTime: expiry });
+    await pc.deductPromotionalCredits({ ...base, customerId, amount: 50n }); // from the expiring lot: 150 of it left
+    const beforeExpiry = new Date();
+    // The sweep (every second, in both server processes) writes the expiration.
+    const ledger = await eventually(
+      10_000,
+      () => ledgerOf(pc, customerId),
+      (entries) => entries.some((e) => e.origin === Origin.ORIGIN_EXPIRATION),
+    );
+    const expiration = ledger.find((e) => e.origin === Origin.ORIGIN_EXPIRATION)!;
+    expect(expiration.amount).to.equal(150n);
+    const written = expiration.createTime!.getTime();
+    expect(written).to.be.at.least(expiry.getTime());
+
+    const asOf = async (at: Date) => usd((await pc.getCustomerBalance({ customerId, asOfTime: at })).balance?.balances);
+    expect(await asOf(before), 'before the first credit').to.equal(0n);
+    expect((await pc.getCustomerBalance({ customerId, asOfTime: before })).balance!.balances).to.deep.equal([]);
+    expect(await asOf(afterFirst)).to.equal(500n);
+    expect(await asOf(beforeExpiry)).to.equal(650n);
+    // Between the lot's expiry and the entry that records it, the credits are already gone.
+    if (written > expiry.getTime() + 1) expect(await asOf(new Date(expiry.getTime() + Math.floor((written - expiry.getTime()) / 2)))).to.equal(500n);
+    expect(await asOf(new Date(written + 1))).to.equal(500n);
+    expect(await asOf(new Date())).to.equal(usd((await pc.getCustomerBalance({ customerId })).balance?.balances));
+    const err = await pc.getCustomerBalance({ customerId, asOfTime: inMs(60_000) }).catch((e: unknown) => e as { code: number });
+    expect((err as { code: number }).code, 'as_of_time in the future').to.equal(3);
+  });
+
+  it('lets both server processes sweep thousands of expiring lots at once: each lot expires exactly once', async function () {
+    this.timeout(120_000);
+    const customers = 200;
+    const lotsEach = 10;
+    // Far enough ahead for 2,200 adds on a busy machine; the sweeps start then.
+    const expiry = inMs(8000);
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    // 2,000 expiring lots (and one never-expiring one per customer), written through both servers.
+    await Promise.all(
+      Array.from({ length: customers }, async (_, c) => {
+        const pc = clients[c % 2]!;
+        await pc.addPromotionalCredits({ ...base, customerId: `s${c}`, amount: 1000n });
+        await Promise.all(Array.from({ length: lotsEach }, (_, l) => pc.addPromotionalCredits({ ...base, customerId: `s${c}`, amount: BigInt(l + 1), expireTime: expiry })));
+      }),
+    );
+    const count = async () =>
+      (
+        (await t.server.dataSource.query(
+          `SELECT count(*) AS entries, count(DISTINCT (allocations->0->>'lot_id')) AS lots FROM promotional_credits WHERE tenant_id = $1 AND origin = 'EXPIRATION'`,
+          [t.tenant.id],
+        )) as Array<{ entries: string; lots: string }>
+      )[0]!;
+    const done = await eventually(30_000, count, (c) => Number(c.entries) >= customers * lotsEach);
+    // Let any sweep still running finish, then count again: nothing more, nothing twice.
+    await sleep(1500);
+    expect(await count()).to.deep.equal(done);
+    expect(done).to.deep.equal({ entries: String(customers * lotsEach), lots: String(customers * lotsEach) });
+    for (const c of [0, 1, 57, 199]) {
+      expect(usd((await clients[c % 2]!.getCustomerBalance({ customerId: `s${c}` })).balance?.balances)).to.equal(1000n);
+    }
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('keeps sum and chain under parallel adds (expiring and not) and deducts across lots on two servers', async function () {
+    this.timeout(60_000);
+    const customerId = 'busy';
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1000n, expireTime: inMs(1800) });
+    const results = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => {
+        const pc = clients[i % 2]!;
+        if (i % 4 === 0) return pc.addPromotionalCredits({ ...base, customerId, amount: 7n, expireTime: inMs(1000 + (i % 7) * 300) });
+        if (i % 4 === 1) return pc.addPromotionalCredits({ ...base, customerId, amount: 5n });
+        if (i % 4 === 2) return pc.deductPromotionalCredits({ ...base, customerId, amount: 9n });
+        return pc.setPromotionalCredits({ ...base, customerId, amount: BigInt(100 + i) });
+      }),
+    );
+    for (const r of results) if (r.status === 'rejected') expect((r.reason as Error).message).to.include('INSUFFICIENT_BALANCE');
+    // Let every lot expire and be settled, then check the whole ledger.
+    await sleep(3500);
+    await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId, amount: 1n });
+    const ledger: PromotionalCredit[] = await ledgerOf(t.promotionalCredits, customerId);
+    expectChained(ledger);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('refuses an expire_time that is not in the future or more than 10 years ahead', async () => {
+    const pc = t.promotionalCredits;
+    for (const expireTime of [new Date(Date.now() - 1000), inMs(3660 * 86_400_000)]) {
+      const err = (await pc.addPromotionalCredits({ ...base, customerId: 'x', amount: 1n, expireTime }).catch((e: unknown) => e)) as { code: number; details: string };
+      expect(err.code).to.equal(3);
+      expect(err.details).to.include('expire_time');
+    }
+    expect((await pc.getCustomerBalance({ customerId: 'x' })).balance!.balances).to.deep.equal([]);
+  });
+});
