@@ -1,0 +1,319 @@
+import { randomUUID } from 'node:crypto';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { Origin, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
+import { entryHash } from '../../src/promotional-credits/entry-hash';
+import { verifyLedger } from '../../src/promotional-credits/ledger-audit';
+import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { decodeError, expectError } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+
+const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
+const base = { description: 'corrections', currencyCode: 'USD' };
+const inMs = (ms: number) => new Date(Date.now() + ms);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const usd = (balances: Array<{ currencyCode: string; amount: bigint }> | undefined) => balances?.find((b) => b.currencyCode === 'USD')?.amount ?? 0n;
+
+describe('corrections and audit: reversal, hash chain, metadata, validate_only', () => {
+  const t = useTenantClients({ replica: true });
+
+  describe('ReversePromotionalCredit', () => {
+    it('puts a reversed deduction back into the lots it came from, each with its expire_time', async () => {
+      const pc = t.promotionalCredits;
+      const customerId = 'refund';
+      const expiry = inMs(20 * 86_400_000);
+      const expiring = await pc.addPromotionalCredits({ ...base, customerId, amount: 40n, expireTime: expiry });
+      const forever = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 70n, reference: 'order-1' });
+      const reversal = await pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'refund of order 1', metadata: { refund: 'r-1' } });
+      const entry = reversal.promotionalCredit!;
+      expect(entry).to.deep.include({
+        type: INCREMENT,
+        origin: Origin.ORIGIN_REVERSAL,
+        amount: 70n,
+        reversesId: spent.promotionalCredit!.id,
+        closingBalance: 140n,
+        description: 'refund of order 1',
+        metadata: { refund: 'r-1' },
+      });
+      expect(entry.allocations).to.deep.equal(spent.promotionalCredit!.allocations);
+      expect(usd(reversal.balance!.balances)).to.equal(140n);
+      const lots = await pc.listPromotionalCreditLots({ customerId });
+      expect(lots.lots.map((l) => [l.id, l.remaining, l.expireTime?.getTime()])).to.deep.equal([
+        [expiring.promotionalCredit!.id, 40n, expiry.getTime()],
+        [forever.promotionalCredit!.id, 100n, undefined],
+      ]);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('removes what is left of a reversed credit, and says NOTHING_TO_REVERSE when nothing is', async () => {
+      const pc = t.promotionalCredits;
+      const customerId = 'mistake';
+      const granted = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n });
+      const reversal = await pc.reversePromotionalCredit({ id: granted.promotionalCredit!.id, description: 'granted by mistake' });
+      expect(reversal.promotionalCredit!).to.deep.include({ type: DECREMENT, origin: Origin.ORIGIN_REVERSAL, amount: 70n, closingBalance: 0n });
+      const spentOut = await pc.addPromotionalCredits({ ...base, customerId, amount: 5n });
+      await pc.deductPromotionalCredits({ ...base, customerId, amount: 5n });
+      const err = await expectError(pc.reversePromotionalCredit({ id: spentOut.promotionalCredit!.id, description: 'x' }), status.FAILED_PRECONDITION, 'NOTHING_TO_REVERSE');
+      expect(err.metadata).to.deep.equal({ id: spentOut.promotionalCredit!.id });
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('reverses an entry at most once, however many calls race on both servers', async () => {
+      const customerId = 'race';
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      const spent = await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId, amount: 60n });
+      const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => clients[i % 2]!.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: `try ${i}` })),
+      );
+      expect(results.filter((r) => r.status === 'fulfilled')).to.have.length(1);
+      for (const r of results) {
+        if (r.status === 'rejected') expect(decodeError(r.reason as ServiceError).reason).to.equal('ALREADY_REVERSED');
+      }
+      expect(usd((await t.promotionalCredits.getCustomerBalance({ customerId })).balance?.balances)).to.equal(100n);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('refuses to reverse expirations and reversals (NOT_REVERSIBLE) and unknown entries (NOT_FOUND)', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'final';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(800) });
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+      await sleep(1000);
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 1n }); // settles the expiry first
+      const reversal = await pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'undo' });
+      const expiration = (await ledgerOf(pc, customerId)).find((e) => e.origin === Origin.ORIGIN_EXPIRATION)!;
+      await expectError(pc.reversePromotionalCredit({ id: expiration.id, description: 'x' }), status.FAILED_PRECONDITION, 'NOT_REVERSIBLE');
+      await expectError(pc.reversePromotionalCredit({ id: reversal.promotionalCredit!.id, description: 'x' }), status.FAILED_PRECONDITION, 'NOT_REVERSIBLE');
+      await expectError(pc.reversePromotionalCredit({ id: randomUUID(), description: 'x' }), status.NOT_FOUND, 'PROMOTIONAL_CREDIT_NOT_FOUND');
+      await expectError(pc.reversePromotionalCredit({ id: 'nope', description: '' }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    });
+
+    it('puts credits back into a lot that expired meanwhile, which expire at once, right after the reversal', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'late-refund';
+      const lot = await pc.addPromotionalCredits({ ...base, customerId, amount: 50n, expireTime: inMs(900) });
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n }); // all from the expiring lot
+      await sleep(1200);
+      const reversal = await pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'refund after expiry' });
+      expect(usd(reversal.balance!.balances), 'what came back expired at once').to.equal(10n);
+      const ledger = await ledgerOf(pc, customerId);
+      const tail = ledger.slice(-2).map((e) => [e.origin, e.type, e.amount]);
+      expect(tail).to.deep.equal([
+        [Origin.ORIGIN_REVERSAL, INCREMENT, 30n],
+        [Origin.ORIGIN_EXPIRATION, DECREMENT, 30n],
+      ]);
+      expect(ledger.at(-1)!.allocations.map((a) => a.lotId)).to.deep.equal([lot.promotionalCredit!.id]);
+      expectChained(ledger);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+
+  describe('hash chain', () => {
+    it('chains every entry of a balance with the documented encoding, recomputable outside the service', async () => {
+      const pc = t.promotionalCredits;
+      const customerId = 'audited';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, metadata: { order: 'o-1', 'a.b': 'ünïcödé' }, expireTime: inMs(86_400_000) });
+      await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n, reference: 'inv-7' });
+      await pc.setPromotionalCredits({ ...base, customerId, amount: 200n, currencyCode: 'EUR' });
+      const entries = await ledgerOf(pc, customerId);
+      const previous = new Map<string, string>();
+      for (const e of entries) {
+        const rows: Array<{ micros: string; expire: string | null }> = await t.server.dataSource.query(
+          `SELECT (extract(epoch FROM create_time) * 1000000)::bigint::text AS micros, (extract(epoch FROM expire_time) * 1000000)::bigint::text AS expire
+             FROM promotional_credits WHERE id = $1`,
+          [e.id],
+        );
+        const expected = entryHash(previous.get(e.currencyCode) ?? '', {
+          id: e.id,
+          tenantId: t.tenant.id,
+          customerId: e.customerId,
+          currencyCode: e.currencyCode,
+          type: PromotionalCreditType[e.type].replace('PROMOTIONAL_CREDIT_TYPE_', ''),
+          origin: Origin[e.origin].replace('ORIGIN_', ''),
+          amount: e.amount,
+          closingBalance: e.closingBalance,
+          description: e.description,
+          creditType: 'GENERAL',
+          reference: e.reference,
+          doneBy: e.doneBy,
+          createTimeMicros: BigInt(rows[0]!.micros),
+          expireTimeMicros: rows[0]!.expire === null ? undefined : BigInt(rows[0]!.expire),
+          reversesId: e.reversesId === '' ? undefined : e.reversesId,
+          allocations: e.allocations.map((a) => ({ lotId: a.lotId, amount: a.amount })),
+          metadata: e.metadata,
+        });
+        expect(e.hash, `entry ${e.id}`).to.equal(expected).and.match(/^[0-9a-f]{64}$/);
+        previous.set(e.currencyCode, e.hash);
+      }
+    });
+
+    it('lets verify find an edited entry and name exactly that one', async function () {
+      const pc = t.promotionalCredits;
+      const customerId = 'tampered';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      const victim = await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n, description: 'real' });
+      await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
+      // Edit a row the way an intruder with database access would, inside a
+      // transaction that is rolled back, with the append-only trigger held off
+      // for this session only.
+      const runner = t.server.dataSource.createQueryRunner();
+      await runner.startTransaction();
+      try {
+        try {
+          await runner.query(`SET LOCAL session_replication_role = replica`);
+        } catch (err) {
+          if ((err as { code?: string }).code === '42501') this.skip(); // not allowed for this database user
+          throw err;
+        }
+        await runner.query(`UPDATE promotional_credits SET description = 'forged' WHERE id = $1`, [victim.promotionalCredit!.id]);
+        const { details } = await verifyLedger(runner.manager, { tenantId: t.tenant.id });
+        expect(details.map((d) => d.kind)).to.deep.equal(['HASH_CHAIN_BROKEN']);
+        expect(details[0]!.message).to.include(`customer ${customerId}`).and.include(`entry ${victim.promotionalCredit!.id}`);
+      } finally {
+        await runner.rollbackTransaction();
+        await runner.release();
+      }
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+
+  describe('metadata', () => {
+    it('stores pairs as given, and the metadata filter finds the entries having every given pair', async () => {
+      const pc = t.promotionalCredits;
+      const one = await pc.addPromotionalCredits({ ...base, customerId: 'm1', amount: 10n, metadata: { order_id: 'o-1', channel: 'web' } });
+      await pc.addPromotionalCredits({ ...base, customerId: 'm2', amount: 10n, metadata: { order_id: 'o-2', channel: 'web' } });
+      const three = await pc.deductPromotionalCredits({ ...base, customerId: 'm1', amount: 1n, metadata: { order_id: 'o-1', channel: 'app', note: '' } });
+      expect(one.promotionalCredit!.metadata).to.deep.equal({ order_id: 'o-1', channel: 'web' });
+      expect((await pc.getPromotionalCredit({ id: three.promotionalCredit!.id })).promotionalCredit!.metadata).to.deep.equal({
+        order_id: 'o-1',
+        channel: 'app',
+        note: '',
+      });
+      const byOrder = await pc.listPromotionalCredits({ metadata: { order_id: 'o-1' } });
+      expect(byOrder.promotionalCredits.map((e) => e.id)).to.deep.equal([three.promotionalCredit!.id, one.promotionalCredit!.id]);
+      const byBoth = await pc.listPromotionalCredits({ metadata: { order_id: 'o-1', channel: 'web' } });
+      expect(byBoth.promotionalCredits.map((e) => e.id)).to.deep.equal([one.promotionalCredit!.id]);
+      expect((await pc.listPromotionalCredits({ metadata: { order_id: 'o-3' } })).promotionalCredits).to.deep.equal([]);
+      // Another tenant's entry with the same pair stays invisible (checked by tenant id in every list).
+    });
+
+    it('refuses more than 20 pairs, bad keys and long values, listing every bad pair', async () => {
+      const pc = t.promotionalCredits;
+      const many = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v']));
+      let err = await expectError(pc.addPromotionalCredits({ ...base, customerId: 'x', amount: 1n, metadata: many }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+      expect(err.fields).to.have.property('metadata');
+      err = await expectError(
+        pc.addPromotionalCredits({ ...base, customerId: 'x', amount: 1n, metadata: { 'bad key': 'v', ['k'.repeat(41)]: 'v', ok: 'v'.repeat(501) } }),
+        status.INVALID_ARGUMENT,
+        'VALIDATION_FAILED',
+      );
+      expect(Object.keys(err.fields)).to.have.length(3);
+      expect((await pc.getCustomerBalance({ customerId: 'x' })).balance!.balances).to.deep.equal([]);
+    });
+
+    it("serves a one-pair filter from the metadata index, not from the tenant's whole ledger", async function () {
+      this.timeout(60_000);
+      // A tenant with a ledger worth indexing: 5,000 entries, through the write path in one statement.
+      const writes = Array.from({ length: 5000 }, (_, i) => ({
+        op: 'ADD',
+        tenant_id: t.tenant.id,
+        customer_id: `bulk-${i % 50}`,
+        currency_code: 'USD',
+        amount: '1',
+        description: 'bulk',
+        credit_type: 'GENERAL',
+        reference: '',
+        done_by: 'rw-key',
+        metadata: { order_id: `o-${i}` },
+        with_others: false,
+      }));
+      await t.server.dataSource.query(`SELECT count(*) FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(writes)]);
+      await t.server.dataSource.query(`ANALYZE promotional_credits`);
+      const found = await t.promotionalCredits.listPromotionalCredits({ metadata: { order_id: 'o-4321' } });
+      expect(found.promotionalCredits.map((e) => e.customerId)).to.deep.equal(['bulk-21']);
+      const plan: Array<{ 'QUERY PLAN': string }> = await t.server.dataSource.query(
+        `EXPLAIN SELECT e.id FROM promotional_credits e WHERE e.tenant_id = $1 AND e.metadata @> $2::jsonb ORDER BY e.seq DESC LIMIT 11`,
+        [t.tenant.id, JSON.stringify({ order_id: 'o-4321' })],
+      );
+      const text = plan.map((r) => r['QUERY PLAN']).join('\n');
+      expect(text, text).to.include('promotional_credits_metadata');
+    });
+  });
+
+  describe('validate_only', () => {
+    const counts = async () =>
+      (
+        (await t.server.dataSource.query(
+          `SELECT (SELECT count(*) FROM promotional_credits WHERE tenant_id = $1) AS entries,
+                  (SELECT count(*) FROM events WHERE tenant_id = $1) AS events,
+                  (SELECT count(*) FROM promotional_credit_holds WHERE tenant_id = $1) AS holds,
+                  (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1) AS keys,
+                  (SELECT coalesce(sum(amount), 0) FROM promotional_credit_balances WHERE tenant_id = $1) AS total`,
+          [t.tenant.id],
+        )) as Array<Record<string, string>>
+      )[0]!;
+    const keyed = () => {
+      const md = new Metadata();
+      md.set('idempotency-key', randomUUID());
+      return md;
+    };
+
+    it('answers what each mutating RPC would answer, with empty ids, and writes nothing (no entry, event, hold or idempotency record)', async () => {
+      const pc = t.promotionalCredits;
+      const customerId = 'dry';
+      const granted = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
+      const hold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 20n });
+      const before = await counts();
+
+      const add = await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, validateOnly: true }, keyed());
+      expect(add.promotionalCredit!).to.deep.include({ id: '', hash: '', type: INCREMENT, amount: 5n, closingBalance: 95n, origin: Origin.ORIGIN_ADD });
+      const deduct = await pc.deductPromotionalCredits({ ...base, customerId, validateOnly: true }, keyed());
+      expect(deduct.promotionalCredit!).to.deep.include({ id: '', amount: 70n, closingBalance: 20n });
+      expect(deduct.balance!.balances[0]).to.deep.include({ amount: 20n, held: 20n, available: 0n });
+      const set = await pc.setPromotionalCredits({ ...base, customerId, amount: 50n, validateOnly: true }, keyed());
+      expect(set.promotionalCredit!).to.deep.include({ id: '', type: DECREMENT, amount: 40n, closingBalance: 50n });
+      const reverse = await pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'dry', validateOnly: true }, keyed());
+      expect(reverse.promotionalCredit!).to.deep.include({ id: '', reversesId: spent.promotionalCredit!.id, amount: 10n });
+      const newHold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n, validateOnly: true }, keyed());
+      expect(newHold.hold!).to.deep.include({ id: '', amount: 30n });
+      const capture = await pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 5n, validateOnly: true }, keyed());
+      expect(capture.promotionalCredit!).to.deep.include({ id: '', amount: 5n, origin: Origin.ORIGIN_HOLD_CAPTURE });
+      const release = await pc.releasePromotionalCreditHold({ holdId: hold.hold!.id, validateOnly: true }, keyed());
+      expect(release.balance!.balances[0]).to.deep.include({ held: 0n });
+      // Errors are answered as the real call would answer them.
+      await expectError(pc.deductPromotionalCredits({ ...base, customerId, amount: 1000n, validateOnly: true }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
+      const takeBack = await pc.reversePromotionalCredit({ id: granted.promotionalCredit!.id, description: 'x', validateOnly: true });
+      expect(takeBack.promotionalCredit!, 'what is left of the lot, as far as the hold allows').to.deep.include({ id: '', type: DECREMENT, amount: 70n });
+
+      expect(await counts()).to.deep.equal(before);
+      const hold2 = await pc.getPromotionalCreditHold({ holdId: hold.hold!.id });
+      expect(hold2.hold!.status).to.equal(1); // still ACTIVE
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('never changes the outcome of real deducts it runs among', async function () {
+      this.timeout(60_000);
+      const customerId = 'dry-race';
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 500n });
+      const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+      const calls = Array.from({ length: 120 }, (_, i) =>
+        clients[i % 2]!.deductPromotionalCredits({ ...base, customerId, amount: 10n, validateOnly: i % 2 === 1 }),
+      );
+      const results = await Promise.allSettled(calls);
+      const real = results.filter((_, i) => i % 2 === 0);
+      expect(real.filter((r) => r.status === 'fulfilled')).to.have.length(50);
+      const ledger = await ledgerOf(t.promotionalCredits, customerId);
+      expect(ledger).to.have.length(51);
+      expectChained(ledger);
+      expect(usd((await t.promotionalCredits.getCustomerBalance({ customerId })).balance?.balances)).to.equal(0n);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+});
