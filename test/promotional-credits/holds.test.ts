@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { HoldStatus, Origin } from '../../gen/credits/v1/promotional_credit_service';
+import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { walkPages } from '../support/pages';
+import { decodeError, expectError } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+
+const base = { description: 'checkout', currencyCode: 'USD' };
+const inMs = (ms: number) => new Date(Date.now() + ms);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('holds: credits reserved during a checkout, captured or released', () => {
+  const t = useTenantClients({ replica: true });
+  const balanceOf = async (customerId: string) => (await t.promotionalCredits.getCustomerBalance({ customerId })).balance!.balances.find((b) => b.currencyCode === 'USD')!;
+
+  it('holds from the available amount, captures part of it in one entry and releases the rest', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'shopper';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    const hold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 60n, reference: 'checkout-1', metadata: { cart: 'c-1' } });
+    expect(hold.hold!).to.deep.include({ customerId, amount: 60n, capturedAmount: 0n, status: HoldStatus.HOLD_STATUS_ACTIVE, reference: 'checkout-1', doneBy: 'rw-key' });
+    const expires = hold.hold!.expireTime!.getTime() - hold.hold!.createTime!.getTime();
+    expect(expires, 'default: 15 minutes').to.be.within(15 * 60_000 - 1000, 15 * 60_000 + 1000);
+    expect(hold.balance!.balances[0]).to.deep.include({ amount: 100n, held: 60n, available: 40n, availableDecimal: '0.40' });
+    // Deduct works on what is available.
+    await expectError(pc.deductPromotionalCredits({ ...base, customerId, amount: 41n }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
+    const all = await pc.deductPromotionalCredits({ ...base, customerId });
+    expect(all.promotionalCredit!.amount, 'a whole deduct takes the available amount').to.equal(40n);
+    await expectError(pc.setPromotionalCredits({ ...base, customerId, amount: 59n }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
+
+    const capture = await pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 45n });
+    expect(capture.hold!).to.deep.include({ status: HoldStatus.HOLD_STATUS_CAPTURED, capturedAmount: 45n });
+    expect(capture.promotionalCredit!).to.deep.include({ origin: Origin.ORIGIN_HOLD_CAPTURE, amount: 45n, closingBalance: 15n, reference: 'checkout-1', metadata: { cart: 'c-1' } });
+    expect(capture.balance!.balances[0]).to.deep.include({ amount: 15n, held: 0n, available: 15n });
+    const again = await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id }), status.FAILED_PRECONDITION, 'HOLD_NOT_ACTIVE');
+    expect(again.metadata).to.deep.include({ status: 'CAPTURED' });
+    await expectError(pc.releasePromotionalCreditHold({ holdId: hold.hold!.id }), status.FAILED_PRECONDITION, 'HOLD_NOT_ACTIVE');
+
+    const second = await pc.holdPromotionalCredits({ ...base, customerId, amount: 15n });
+    const released = await pc.releasePromotionalCreditHold({ holdId: second.hold!.id });
+    expect(released.hold!.status).to.equal(HoldStatus.HOLD_STATUS_RELEASED);
+    expect(released.balance!.balances[0]).to.deep.include({ amount: 15n, held: 0n, available: 15n });
+    await expectError(pc.capturePromotionalCreditHold({ holdId: second.hold!.id }), status.FAILED_PRECONDITION, 'HOLD_NOT_ACTIVE');
+    await expectError(pc.capturePromotionalCreditHold({ holdId: randomUUID() }), status.NOT_FOUND, 'HOLD_NOT_FOUND');
+    await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 0n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    await expectError(pc.holdPromotionalCredits({ ...base, customerId, amount: 16n }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
+    await expectError(pc.holdPromotionalCredits({ ...base, customerId, amount: 1n, expireTime: inMs(8 * 86_400_000) }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+
+    const listed = await walkPages((pageToken) => pc.listPromotionalCreditHolds({ customerId, pageSize: 1, pageToken }), (p) => p.holds);
+    expect(listed.map((h) => [h.id, h.status])).to.deep.equal([
+      [second.hold!.id, HoldStatus.HOLD_STATUS_RELEASED],
+      [hold.hold!.id, HoldStatus.HOLD_STATUS_CAPTURED],
+    ]);
+    expect((await pc.listPromotionalCreditHolds({ status: HoldStatus.HOLD_STATUS_CAPTURED })).holds.map((h) => h.id)).to.deep.equal([hold.hold!.id]);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('a capture larger than the hold is refused; a hold past its expire_time reads EXPIRED at once and frees its credits', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'slow';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 50n });
+    const hold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 50n, expireTime: inMs(900) });
+    await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 51n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect((await balanceOf(customerId)).available).to.equal(0n);
+    await sleep(1000);
+    const read = await pc.getPromotionalCreditHold({ holdId: hold.hold!.id });
+    expect(read.hold!.status).to.equal(HoldStatus.HOLD_STATUS_EXPIRED);
+    expect(read.hold!.updateTime!.getTime()).to.equal(hold.hold!.expireTime!.getTime());
+    expect(await balanceOf(customerId)).to.deep.include({ amount: 50n, held: 0n, available: 50n });
+    const err = await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id }), status.FAILED_PRECONDITION, 'HOLD_NOT_ACTIVE');
+    expect(err.metadata).to.deep.include({ status: 'EXPIRED' });
+    expect((await pc.deductPromotionalCredits({ ...base, customerId, amount: 50n })).promotionalCredit!.closingBalance).to.equal(0n);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('keeps credits held when their lot expires capturable; released later, they expire then', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'held-over';
+    const lot = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) });
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 20n });
+    const capturable = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n });
+    const releasable = await pc.holdPromotionalCredits({ ...base, customerId, amount: 40n });
+    await sleep(1100);
+    // What the holds need of the expired lot (70) stays; the other 30 of it expired.
+    expect(await balanceOf(customerId)).to.deep.include({ amount: 90n, held: 70n, available: 20n });
+    const capture = await pc.capturePromotionalCreditHold({ holdId: capturable.hold!.id });
+    expect(capture.promotionalCredit!.allocations.map((a) => [a.lotId, a.amount])).to.deep.equal([[lot.promotionalCredit!.id, 30n]]);
+    const release = await pc.releasePromotionalCreditHold({ holdId: releasable.hold!.id });
+    expect(release.balance!.balances[0]).to.deep.include({ amount: 20n, held: 0n, available: 20n });
+    const ledger = await ledgerOf(pc, customerId);
+    expect(ledger.filter((e) => e.origin === Origin.ORIGIN_EXPIRATION).map((e) => e.amount)).to.deep.equal([30n, 40n]);
+    expectChained(ledger);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('keeps available >= 0, active holds <= balance and the chain under 200 parallel holds, deducts, captures and releases on two servers', async function () {
+    this.timeout(120_000);
+    const customerId = 'hot-hold';
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 2000n });
+    const holds: string[] = [];
+    const ops = Array.from({ length: 200 }, (_, i) => async () => {
+      const pc = clients[i % 2]!;
+      switch (i % 5) {
+        case 0:
+        case 1: {
+          const h = await pc.holdPromotionalCredits({ ...base, customerId, amount: BigInt(10 + (i % 40)) });
+          holds.push(h.hold!.id);
+          expect(h.balance!.balances[0]!.available >= 0n).to.equal(true);
+          return;
+        }
+        case 2:
+          await pc.deductPromotionalCredits({ ...base, customerId, amount: 15n });
+          return;
+        case 3: {
+          const id = holds.shift();
+          if (id) await pc.capturePromotionalCreditHold({ holdId: id, amount: 5n });
+          return;
+        }
+        default: {
+          const id = holds.shift();
+          if (id) await pc.releasePromotionalCreditHold({ holdId: id });
+        }
+      }
+    });
+    const results = await Promise.allSettled(ops.map((op) => op()));
+    for (const r of results) {
+      if (r.status === 'rejected') expect(['INSUFFICIENT_BALANCE', 'HOLD_NOT_ACTIVE']).to.include(decodeError(r.reason as ServiceError).reason);
+    }
+    const balance = await balanceOf(customerId);
+    expect(balance.available >= 0n && balance.held <= balance.amount).to.equal(true);
+    const active: Array<{ held: string }> = await t.server.dataSource.query(
+      `SELECT coalesce(sum(amount), 0)::text AS held FROM promotional_credit_holds WHERE tenant_id = $1 AND status = 'ACTIVE'`,
+      [t.tenant.id],
+    );
+    expect(BigInt(active[0]!.held)).to.equal(balance.held);
+    expect(balance.amount).to.equal(expectChained(await ledgerOf(t.promotionalCredits, customerId)));
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('a hold expiring while captures race it is either captured or expired, never both', async function () {
+    this.timeout(60_000);
+    const customerId = 'photo-finish';
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 10_000n });
+    for (let round = 0; round < 10; round++) {
+      const hold = await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(300) });
+      // Captures fired around the expiry from both servers (and both sweeps running).
+      const attempts = await Promise.allSettled(
+        Array.from({ length: 8 }, async (_, i) => {
+          await sleep(200 + i * 25);
+          return clients[i % 2]!.capturePromotionalCreditHold({ holdId: hold.hold!.id });
+        }),
+      );
+      const captured = attempts.filter((a) => a.status === 'fulfilled').length;
+      const final = (await t.promotionalCredits.getPromotionalCreditHold({ holdId: hold.hold!.id })).hold!;
+      expect(captured, `round ${round}`).to.be.at.most(1);
+      expect(final.status, `round ${round}`).to.equal(captured === 1 ? HoldStatus.HOLD_STATUS_CAPTURED : HoldStatus.HOLD_STATUS_EXPIRED);
+      for (const a of attempts) if (a.status === 'rejected') expect(decodeError(a.reason as ServiceError).reason).to.equal('HOLD_NOT_ACTIVE');
+    }
+    const entries = await ledgerOf(t.promotionalCredits, customerId);
+    const captures = entries.filter((e) => e.origin === Origin.ORIGIN_HOLD_CAPTURE).length;
+    const capturedHolds: Array<{ n: string }> = await t.server.dataSource.query(
+      `SELECT count(*) AS n FROM promotional_credit_holds WHERE tenant_id = $1 AND status = 'CAPTURED'`,
+      [t.tenant.id],
+    );
+    expect(String(captures)).to.equal(capturedHolds[0]!.n);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+});
