@@ -49,10 +49,14 @@ describe('credits client calls', () => {
     it('sends the API key on every call, a fresh idempotency key on each mutating call only, and the default deadline', async () => {
       const viaProxy = createCreditsClient({ address: proxy.address, apiKey: t.tenant.rwKey, defaultDeadlineMs: 4_000 });
       try {
+        // Each deadline is the call's start plus its allowance: bound it by the clock read around the call.
         const started = Date.now();
         await viaProxy.promotionalCredits.addPromotionalCredits({ customerId: 'm', amount: 10n, description: 'a' });
+        const firstDone = Date.now();
         await viaProxy.promotionalCredits.deductPromotionalCredits({ customerId: 'm', amount: 1n, description: 'b' });
+        const setStarted = Date.now();
         await viaProxy.promotionalCredits.setPromotionalCredits({ customerId: 'm', amount: 3n, description: 'c' }, { idempotencyKey: 'set-m-to-3', deadlineMs: 60_000 });
+        const setDone = Date.now();
         await viaProxy.promotionalCredits.getCustomerBalance({ customerId: 'm' });
         await viaProxy.promotionalCredits.listPromotionalCredits({});
 
@@ -69,8 +73,9 @@ describe('credits client calls', () => {
         expect(keys[0]).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
         expect(keys[1]).to.match(/^[0-9a-f-]{36}$/).and.not.equal(keys[0]);
         expect(keys.slice(2)).to.deep.equal(['set-m-to-3', undefined, undefined]);
-        expect(calls[0]!.deadline - started).to.be.within(3_000, 4_100);
-        expect(calls[2]!.deadline - started).to.be.within(59_000, 60_100);
+        // The deadline travels as a relative timeout in whole milliseconds or coarser units: allow a second of rounding.
+        expect(calls[0]!.deadline).to.be.within(started + 3_000, firstDone + 4_000);
+        expect(calls[2]!.deadline).to.be.within(setStarted + 59_000, setDone + 60_000);
       } finally {
         viaProxy.close();
       }
