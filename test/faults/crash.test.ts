@@ -1,8 +1,8 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { ledgerProblemsOf } from '../support/ledger';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
-import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import { allRedemptions, redeemRequest } from '../coupons/fixtures';
 import { issueRequest, lifetime, redeemCreditRequest } from '../credits/fixtures';
 import { spawnServer, freePort, type ChildServer } from '../support/child-server';
@@ -192,7 +192,7 @@ describe('faults: server killed mid-load', function () {
       );
       expect(BigInt(rows[0]?.amount ?? '0'), `balance of ${customerId}`).to.equal(expected);
     }
-    expect(await auditLedger(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+    expect(await ledgerProblemsOf(dataSource.manager, tenant.id)).to.deep.equal([]);
 
     // Redemptions: every acknowledged one present exactly once (by id), none
     // besides them, and the coupon's cap never exceeded.

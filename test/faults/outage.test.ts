@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { ledgerProblemsOf } from '../support/ledger';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { createDataSource, runMigrations } from '../../src/db/data-source';
 import { embeddedHome, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
-import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import { freePort } from '../support/child-server';
 import { promotionalCredits } from '../support/server';
 import { decodeError } from '../support/status';
@@ -113,7 +113,7 @@ describe('faults: database outage', function () {
     );
     expect(Number(count)).to.equal(ops.length);
     expect(BigInt(total)).to.equal(10n * BigInt(ops.length));
-    expect(await auditLedger(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+    expect(await ledgerProblemsOf(dataSource.manager, tenant.id)).to.deep.equal([]);
     console.log(
       `      outage test: ${ops.length} writes; before ${JSON.stringify(Object.fromEntries(codes.beforeStop))}, ` +
         `during ${JSON.stringify(Object.fromEntries(codes.duringOutage))}, after ${JSON.stringify(Object.fromEntries(codes.afterStart))}; slowest call ${slowest} ms`,

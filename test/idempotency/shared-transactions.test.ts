@@ -5,7 +5,6 @@ import { DomainError, ErrorReason } from '../../src/common/domain-error';
 import type { SharedWork, WorkRunner } from '../../src/db/unit-of-work';
 import { finalErrorOf } from '../../src/grpc/error-status';
 import { Idempotency, type IdempotentOutcome } from '../../src/idempotency/idempotency';
-import { auditLedger } from '../../src/promotional-credits/ledger-audit';
 import {
   PromotionalCreditRepository,
   type EntryDraft,
@@ -14,7 +13,7 @@ import {
 } from '../../src/promotional-credits/promotional-credit.repository';
 import type { EntryType } from '../../src/promotional-credits/promotional-credit.entity';
 import { openTestDataSource } from '../support/database';
-import { ledgerWrite } from '../support/ledger';
+import { ledgerWrite, ledgerProblemsOf } from '../support/ledger';
 import { newTenant } from '../support/tenant';
 
 /** What the test "method" answers: the entry written and the balance after it. */
@@ -259,7 +258,7 @@ describe('idempotency: keyed calls sharing a transaction', () => {
     }
     const entries: Array<{ n: string }> = await dataSource.query(`SELECT count(*) AS n FROM promotional_credits WHERE tenant_id = $1`, [tenantId]);
     expect(Number(entries[0]!.n)).to.equal(effects.size);
-    expect(await auditLedger(dataSource.manager, { tenantId })).to.deep.equal([]);
+    expect(await ledgerProblemsOf(dataSource.manager, tenantId)).to.deep.equal([]);
     // Every key now replays the outcome it committed.
     for (const [key, answer] of effects) expect(answerOf(await keyed(key, firstOf.get(key)!))).to.deep.equal(answer);
   });
