@@ -4,7 +4,7 @@ import { openDatabase } from '../db/database';
 import { EmbeddedPostgresError } from '../db/embedded-postgres';
 import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
-import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
+import { createApiKey, createTenant, findTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
 
 const USAGE = `usage: credits <command>
 
@@ -14,7 +14,7 @@ const USAGE = `usage: credits <command>
   api-key create --tenant <slug> --name <name> --scopes read,write
                                      the new secret is the last line of stdout
   api-key revoke --tenant <slug> --name <name>
-  verify                             audit the ledger: every balance equals the sum
+  verify [--tenant <slug>]           audit the ledger (of every tenant, or one): every balance equals the sum
                                      of its entries, closing balances and hashes
                                      chain, lots and holds add up; exits 1 and
                                      names each problem otherwise
@@ -46,8 +46,7 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === 'revoke') return await apiKeyRevoke(config, rest);
         throw new UsageError(`unknown api-key command "${sub ?? ''}"`);
       case 'verify':
-        if (sub !== undefined) throw new UsageError('verify takes no arguments');
-        return await verify(config);
+        return await verify(config, argv.slice(1));
       case undefined:
       case 'help':
       case '--help':
@@ -122,10 +121,13 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
   });
 }
 
-/** `credits verify`: the whole ledger check over every tenant (balances, chains, lots, holds, hashes); exit 1 on any problem. */
-async function verify(config: Config): Promise<number> {
+/** `credits verify [--tenant <slug>]`: the whole ledger check (balances, chains, lots, holds, hashes) of every tenant or one; exit 1 on any problem. */
+async function verify(config: Config, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { tenant: { type: 'string' } });
+  if (positionals.length > 0) throw new UsageError('verify takes no arguments but --tenant <slug>');
   return withDatabase(config, async ({ dataSource }) => {
-    const { audit, details } = await verifyLedger(dataSource.manager);
+    const tenantId = values.tenant === undefined ? undefined : (await findTenant(dataSource.manager, values.tenant as string)).id;
+    const { audit, details } = await verifyLedger(dataSource.manager, { tenantId });
     if (audit.brokenBalances === 0 && details.length === 0) {
       console.log(`ledger ok: ${audit.balancesChecked} balances, ${audit.entriesChecked} entries checked`);
       return 0;

@@ -24,6 +24,7 @@ export interface SqlDefinition {
 }
 
 export const SQL_DEFINITIONS: SqlDefinition[] = [
+  { name: 'promotional_credit_entry_hash', version: 1, file: 'promotional-credits/sql/promotional-credit-entry-hash.sql' },
   { name: 'promotional_credit_apply', version: 1, file: 'promotional-credits/sql/promotional-credit-apply.sql' },
 ];
 

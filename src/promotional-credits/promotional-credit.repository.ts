@@ -320,7 +320,10 @@ export class PromotionalCreditRepository {
       else q.andWhere(`(e.origin IN (:...origins)${unspecified ? ' OR e.origin IS NULL' : ''})`, { origins: named });
     }
     // Containment on the GIN index (jsonb_path_ops): one pair finds its entries without reading the tenant's ledger.
-    if (filter.metadata && Object.keys(filter.metadata).length > 0) q.andWhere('e.metadata @> :metadata::jsonb', { metadata: JSON.stringify(filter.metadata) });
+    // (The index holds only entries with metadata: say so, so that the planner may use it.)
+    if (filter.metadata && Object.keys(filter.metadata).length > 0) {
+      q.andWhere(`e.metadata @> :metadata::jsonb AND e.metadata <> '{}'::jsonb`, { metadata: JSON.stringify(filter.metadata) });
+    }
     // Compared at millisecond precision, the precision create_time is answered
     // with: "after" an entry's own create_time must not match that entry.
     const t = filter.createTime;

@@ -238,7 +238,7 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       const found = await t.promotionalCredits.listPromotionalCredits({ metadata: { order_id: 'o-4321' } });
       expect(found.promotionalCredits.map((e) => e.customerId)).to.deep.equal(['bulk-21']);
       const plan: Array<{ 'QUERY PLAN': string }> = await t.server.dataSource.query(
-        `EXPLAIN SELECT e.id FROM promotional_credits e WHERE e.tenant_id = $1 AND e.metadata @> $2::jsonb ORDER BY e.seq DESC LIMIT 11`,
+        `EXPLAIN SELECT e.id FROM promotional_credits e WHERE e.tenant_id = $1 AND e.metadata @> $2::jsonb AND e.metadata <> '{}'::jsonb ORDER BY e.seq DESC LIMIT 11`,
         [t.tenant.id, JSON.stringify({ order_id: 'o-4321' })],
       );
       const text = plan.map((r) => r['QUERY PLAN']).join('\n');

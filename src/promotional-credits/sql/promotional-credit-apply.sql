@@ -465,8 +465,15 @@ BEGIN
   ELSIF r.outcome = 'written' THEN
     r.outcome := 'unchanged';
   END IF;
-  SELECT x.amount, x.held INTO r.balance, r.held FROM promotional_credit_balances AS x
-   WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+  IF op IN ('REVERSE', 'HOLD', 'CAPTURE', 'RELEASE') THEN
+    -- These may settle again or change held after their entry: read the row as it now is.
+    SELECT x.amount, x.held INTO r.balance, r.held FROM promotional_credit_balances AS x
+     WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+  ELSE
+    -- The locked row as settled, moved by the entry if one was written.
+    r.balance := coalesce(e.closing_balance, b.amount);
+    r.held := b.held;
+  END IF;
   RETURN r;
 END
 $fn$;
