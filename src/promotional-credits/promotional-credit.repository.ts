@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import { likePrefix, type StringFilter, type TimeWindow } from '../common/list-filters';
 import type { Metadata } from '../common/metadata';
@@ -296,42 +297,48 @@ export class PromotionalCreditRepository {
     return rows[0] && { customerId: rows[0].customer_id, currencyCode: rows[0].currency_code };
   }
 
-  /** One page, newest first, strictly after the `beforeSeq` cursor; asks for `limit` rows. */
+  /**
+   * One page, newest first, strictly after the `beforeSeq` cursor; asks for
+   * `limit` rows. Plain SQL mapped by hand (entryOfRow), a named prepared
+   * statement per filter shape: a page is a read path, and ORM hydration was
+   * most of its cost.
+   */
   async list(tenantId: string, filter: LedgerFilter, beforeSeq: bigint | undefined, limit: number): Promise<PromotionalCreditEntity[]> {
-    const q = this.manager.getRepository(PromotionalCreditEntity).createQueryBuilder('e').where('e.tenant_id = :tenantId', { tenantId });
-    if (beforeSeq !== undefined) q.andWhere('e.seq < :beforeSeq', { beforeSeq: beforeSeq.toString() });
-    if (filter.id?.is !== undefined) q.andWhere('e.id = :idIs', { idIs: filter.id.is });
-    if (filter.id?.isNot !== undefined) q.andWhere('e.id <> :idIsNot', { idIsNot: filter.id.isNot });
-    if (filter.id?.startsWith !== undefined) q.andWhere('e.id::text LIKE :idPrefix', { idPrefix: likePrefix(filter.id.startsWith) });
-    if (filter.customerId?.is !== undefined) q.andWhere('e.customer_id = :customerIs', { customerIs: filter.customerId.is });
-    if (filter.customerId?.isNot !== undefined) q.andWhere('e.customer_id <> :customerIsNot', { customerIsNot: filter.customerId.isNot });
-    if (filter.customerId?.startsWith !== undefined) {
-      q.andWhere(`e.customer_id LIKE :customerPrefix ESCAPE '\\'`, { customerPrefix: likePrefix(filter.customerId.startsWith) });
-    }
-    if (filter.types) {
-      if (filter.types.length === 0) q.andWhere('false');
-      else q.andWhere('e.type IN (:...types)', { types: filter.types });
-    }
+    const where = ['e.tenant_id = $1'];
+    const values: unknown[] = [tenantId];
+    const param = (value: unknown) => {
+      values.push(value);
+      return `$${values.length}`;
+    };
+    if (beforeSeq !== undefined) where.push(`e.seq < ${param(beforeSeq.toString())}`);
+    if (filter.id?.is !== undefined) where.push(`e.id = ${param(filter.id.is)}`);
+    if (filter.id?.isNot !== undefined) where.push(`e.id <> ${param(filter.id.isNot)}`);
+    if (filter.id?.startsWith !== undefined) where.push(`e.id::text LIKE ${param(likePrefix(filter.id.startsWith))}`);
+    if (filter.customerId?.is !== undefined) where.push(`e.customer_id = ${param(filter.customerId.is)}`);
+    if (filter.customerId?.isNot !== undefined) where.push(`e.customer_id <> ${param(filter.customerId.isNot)}`);
+    if (filter.customerId?.startsWith !== undefined) where.push(`e.customer_id LIKE ${param(likePrefix(filter.customerId.startsWith))} ESCAPE '\\'`);
+    if (filter.types) where.push(filter.types.length === 0 ? 'false' : `e.type = ANY(${param(filter.types)}::text[])`);
     if (filter.origins) {
       const named = filter.origins.filter((o): o is Origin => o !== null);
-      const unspecified = filter.origins.includes(null);
-      if (filter.origins.length === 0) q.andWhere('false');
-      else if (named.length === 0) q.andWhere('e.origin IS NULL');
-      else q.andWhere(`(e.origin IN (:...origins)${unspecified ? ' OR e.origin IS NULL' : ''})`, { origins: named });
+      const unspecified = filter.origins.includes(null) ? ' OR e.origin IS NULL' : '';
+      where.push(filter.origins.length === 0 ? 'false' : named.length === 0 ? 'e.origin IS NULL' : `(e.origin = ANY(${param(named)}::text[])${unspecified})`);
     }
-    // Containment on the GIN index (jsonb_path_ops): one pair finds its entries without reading the tenant's ledger.
-    // (The index holds only entries with metadata: say so, so that the planner may use it.)
+    // Containment on the GIN index (jsonb_path_ops), which holds only entries
+    // with metadata (say so, so that the planner may use it): one pair finds
+    // its entries without reading the tenant's ledger.
     if (filter.metadata && Object.keys(filter.metadata).length > 0) {
-      q.andWhere(`e.metadata @> :metadata::jsonb AND e.metadata <> '{}'::jsonb`, { metadata: JSON.stringify(filter.metadata) });
+      where.push(`e.metadata @> ${param(JSON.stringify(filter.metadata))}::jsonb AND e.metadata <> '{}'::jsonb`);
     }
     // Compared at millisecond precision, the precision create_time is answered
     // with: "after" an entry's own create_time must not match that entry.
     const t = filter.createTime;
     const createTime = `date_trunc('milliseconds', e.create_time)`;
-    if (t.afterExclusive) q.andWhere(`${createTime} > :after`, { after: t.afterExclusive });
-    if (t.from) q.andWhere(`${createTime} >= :from`, { from: t.from });
-    if (t.until) q.andWhere(`${createTime} < :until`, { until: t.until });
-    return q.orderBy('e.seq', 'DESC').limit(limit).getMany();
+    if (t.afterExclusive) where.push(`${createTime} > ${param(t.afterExclusive)}`);
+    if (t.from) where.push(`${createTime} >= ${param(t.from)}`);
+    if (t.until) where.push(`${createTime} < ${param(t.until)}`);
+    const text = `SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE ${where.join(' AND ')} ORDER BY e.seq DESC LIMIT ${param(limit)}`;
+    const { rows } = await preparedQuery<EntryRow>(this.manager, `promotional_credit_list_${statementKey(text)}`, text, values);
+    return rows.map(entryOfRow);
   }
 
   /**
@@ -508,6 +515,11 @@ function entryOfRow(r: EntryRow): PromotionalCreditEntity {
     hash: r.hash,
   };
   return Object.assign(new PromotionalCreditEntity(), entry);
+}
+
+/** A short stable name for a statement's text (prepared statement names are per text). */
+function statementKey(text: string): string {
+  return createHash('sha1').update(text).digest('hex').slice(0, 16);
 }
 
 function compareBalanceKeys(a: EntryDraft, b: EntryDraft): number {
