@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
+import { inBatches } from '../common/batches';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
 import { GroupCommit, DEFAULT_GROUP_COMMIT, type GroupCommitOptions, type MemberResult } from '../db/group-commit';
@@ -195,14 +196,9 @@ export class Idempotency {
   }
 
   /** Deletes expired keys in batches; answers how many went. */
-  async prune(batch = 1000): Promise<number> {
+  prune(batch = 1000): Promise<number> {
     const store = new IdempotencyRepository(this.dataSource.manager);
-    let total = 0;
-    for (;;) {
-      const deleted = await store.pruneExpired(batch);
-      total += deleted;
-      if (deleted < batch) return total;
-    }
+    return inBatches(batch, (n) => store.pruneExpired(n));
   }
 }
 

@@ -155,6 +155,7 @@ interface ApplyRow {
 /** A hold as promotional_credit_hold_json answers it. */
 export interface HoldJson {
   id: string;
+  seq: string;
   customer_id: string;
   currency_code: string;
   amount: string;
@@ -395,8 +396,11 @@ export class PromotionalCreditRepository {
   }
 
   async findHold(tenantId: string, id: string): Promise<HoldRecord | undefined> {
-    const rows: HoldRow[] = await this.manager.query(`SELECT ${HOLD_COLUMNS} FROM promotional_credit_holds h WHERE h.tenant_id = $1 AND h.id = $2`, [tenantId, id]);
-    return rows[0] && holdOfRow(rows[0]);
+    const rows: Array<{ hold: HoldJson }> = await this.manager.query(
+      `SELECT promotional_credit_hold_json(h) AS hold FROM promotional_credit_holds h WHERE h.tenant_id = $1 AND h.id = $2`,
+      [tenantId, id],
+    );
+    return rows[0] && holdOfJson(tenantId, rows[0].hold);
   }
 
   /**
@@ -420,62 +424,21 @@ export class PromotionalCreditRepository {
     if (filter.status === 'ACTIVE') where.push(`h.status = 'ACTIVE' AND h.expire_time > ${param(filter.at)}`);
     else if (filter.status === 'EXPIRED') where.push(`(h.status = 'EXPIRED' OR (h.status = 'ACTIVE' AND h.expire_time <= ${param(filter.at)}))`);
     else if (filter.status !== undefined) where.push(`h.status = ${param(filter.status)}`);
-    const rows: HoldRow[] = await this.manager.query(
-      `SELECT ${HOLD_COLUMNS} FROM promotional_credit_holds h
+    const rows: Array<{ hold: HoldJson }> = await this.manager.query(
+      `SELECT promotional_credit_hold_json(h) AS hold FROM promotional_credit_holds h
         WHERE h.tenant_id = $1 ${where.map((w) => `AND ${w}`).join(' ')}
         ORDER BY h.seq DESC LIMIT $2`,
       params,
     );
-    return rows.map(holdOfRow);
+    return rows.map((r) => holdOfJson(tenantId, r.hold));
   }
-}
-
-const HOLD_COLUMNS = `h.id, h.seq, h.tenant_id, h.customer_id, h.currency_code, h.amount, h.captured_amount, h.status, h.description, h.reference,
-  h.metadata, h.done_by, h.expire_time, h.create_time, h.update_time`;
-
-interface HoldRow {
-  id: string;
-  seq: string;
-  tenant_id: string;
-  customer_id: string;
-  currency_code: string;
-  amount: string;
-  captured_amount: string;
-  status: HoldStatus;
-  description: string;
-  reference: string;
-  metadata: Metadata;
-  done_by: string;
-  expire_time: Date;
-  create_time: Date;
-  update_time: Date;
-}
-
-function holdOfRow(r: HoldRow): HoldRecord {
-  return {
-    id: r.id,
-    seq: BigInt(r.seq),
-    tenantId: r.tenant_id,
-    customerId: r.customer_id,
-    currencyCode: r.currency_code,
-    amount: BigInt(r.amount),
-    capturedAmount: BigInt(r.captured_amount),
-    status: r.status,
-    description: r.description,
-    reference: r.reference,
-    metadata: r.metadata,
-    doneBy: r.done_by,
-    expireTime: r.expire_time,
-    createTime: r.create_time,
-    updateTime: r.update_time,
-  };
 }
 
 /** A hold as the SQL write path writes it (promotional_credit_hold_json: answers and hold events). */
 export function holdOfJson(tenantId: string, h: HoldJson): HoldRecord {
   return {
     id: h.id,
-    seq: 0n,
+    seq: BigInt(h.seq),
     tenantId,
     customerId: h.customer_id,
     currencyCode: h.currency_code,

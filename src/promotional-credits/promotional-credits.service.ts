@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { inBatches } from '../common/batches';
 import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import type { PageTokenCodec } from '../common/page-token';
@@ -280,14 +281,9 @@ export class PromotionalCreditsService {
   }
 
   /** Settles balances with expirations due (the background sweep); answers how many it settled. */
-  async sweepExpired(maxBalancesPerStatement = 500): Promise<number> {
+  sweepExpired(maxBalancesPerStatement = 500): Promise<number> {
     const repo = new PromotionalCreditRepository(this.dataSource.manager);
-    let total = 0;
-    for (;;) {
-      const settled = await repo.sweepExpired(maxBalancesPerStatement);
-      total += settled;
-      if (settled < maxBalancesPerStatement) return total;
-    }
+    return inBatches(maxBalancesPerStatement, (n) => repo.sweepExpired(n));
   }
 }
 

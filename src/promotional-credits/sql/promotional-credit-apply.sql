@@ -77,7 +77,7 @@ CREATE TYPE promotional_credit_outcome AS (
 -- A hold as JSON for the caller and for events; amounts as strings.
 CREATE FUNCTION promotional_credit_hold_json(h promotional_credit_holds) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $fn$
-  SELECT jsonb_build_object('id', h.id, 'customer_id', h.customer_id, 'currency_code', h.currency_code,
+  SELECT jsonb_build_object('id', h.id, 'seq', h.seq::text, 'customer_id', h.customer_id, 'currency_code', h.currency_code,
     'amount', h.amount::text, 'captured_amount', h.captured_amount::text, 'status', h.status,
     'description', h.description, 'reference', h.reference, 'metadata', h.metadata, 'done_by', h.done_by,
     'capture_id', h.capture_id, 'expire_time', h.expire_time, 'create_time', h.create_time, 'update_time', h.update_time)

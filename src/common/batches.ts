@@ -1,0 +1,13 @@
+/**
+ * Runs `step` (which handles up to `batch` rows and answers how many it did)
+ * until a step does fewer than a full batch: work on a large set in short
+ * statements. Answers the total.
+ */
+export async function inBatches(batch: number, step: (batch: number) => Promise<number>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const done = await step(batch);
+    total += done;
+    if (done < batch) return total;
+  }
+}
