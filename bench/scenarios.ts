@@ -166,6 +166,40 @@ const ADD_CALL = {
   pgbenchVarying: roundRobinCustomer,
 };
 
+/** An Add that opens a lot expiring in 90 days. */
+const NINETY_DAYS_MS = 90 * 86_400_000;
+
+/** Customers of deduct-lots, each holding LOTS_EACH open lots of which the soonest-expiring is drawn first. */
+export const LOT_CUSTOMERS = 1_000;
+export const LOTS_EACH = 100;
+export const lotCustomerId = (n: number): string => `l${n}`;
+
+/** Holds made before capture runs: one per call it can make (a hold is captured once). */
+const CAPTURE_HOLDS = 60_000;
+
+/** `promotional_credit_apply` items of the bench tenant, in statements of 2,000 (seeding through the write path). */
+async function applyInChunks(env: SetupEnv, items: Array<Record<string, unknown>>): Promise<Array<Record<string, unknown>>> {
+  const rows: Array<Record<string, unknown>> = [];
+  for (let start = 0; start < items.length; start += 2000) {
+    rows.push(...(await env.sql(`SELECT * FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(items.slice(start, start + 2000))])));
+  }
+  return rows;
+}
+
+const writeItem = (env: SetupEnv, op: string, customer: string, amount: bigint, extra: Record<string, unknown> = {}) => ({
+  op,
+  tenant_id: env.ctx.tenantId,
+  customer_id: customer,
+  currency_code: 'USD',
+  amount: amount.toString(),
+  description: `bench ${op.toLowerCase()}`,
+  credit_type: 'GENERAL',
+  reference: '',
+  done_by: env.ctx.keyName,
+  with_others: false,
+  ...extra,
+});
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'add',
@@ -190,6 +224,77 @@ export const SCENARIOS: Scenario[] = [
     idempotencyKeys: true,
     variantOf: { scenario: 'add', serverEnv: {}, label: 'with idempotency-key' },
     soakWeight: 10,
+  },
+  {
+    name: 'add-expiring',
+    title: 'AddPromotionalCredits with expire_time (a lot that expires in 90 days)',
+    ...ADD_CALL,
+    request: (i) => ({ ...addRequest(i), expireTime: new Date(Date.now() + NINETY_DAYS_MS) }),
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'expiring lot' },
+  },
+  {
+    name: 'add-metadata',
+    title: 'AddPromotionalCredits with 3 metadata pairs',
+    ...ADD_CALL,
+    request: (i) => ({ ...addRequest(i), metadata: { order_id: `o-${i}`, channel: 'web', campaign: 'bench' } }),
+    variantOf: { scenario: 'add', serverEnv: {}, label: '3 metadata pairs' },
+  },
+  {
+    name: 'deduct',
+    title: 'DeductPromotionalCredits of 1, 10,000 customers (uncontended)',
+    rpc: { ...PROMO, method: 'deductPromotionalCredits', requestType: 'DeductPromotionalCreditsRequest' },
+    cycle: CUSTOMERS,
+    request: (i) => ({ customerId: customerId(i % CUSTOMERS), amount: 1n, currencyCode: 'USD', description: 'bench deduct', creditType: CREDIT_TYPE_GENERAL }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+  },
+  {
+    name: 'deduct-lots',
+    title: `DeductPromotionalCredits of 1, ${LOT_CUSTOMERS.toLocaleString('en')} customers with ${LOTS_EACH} open lots each`,
+    rpc: { ...PROMO, method: 'deductPromotionalCredits', requestType: 'DeductPromotionalCreditsRequest' },
+    cycle: LOT_CUSTOMERS,
+    request: (i) => ({ customerId: lotCustomerId(i % LOT_CUSTOMERS), amount: 1n, currencyCode: 'USD', description: 'bench deduct', creditType: CREDIT_TYPE_GENERAL }),
+    varying: (i) => [lotCustomerId(i % LOT_CUSTOMERS)],
+    pgbenchVarying: { set: [`\\set n random(0, ${LOT_CUSTOMERS - 1})`], expressions: [`('l' || :n::text)`] },
+    setup: async (env) => {
+      // Lots expiring from 30 to 129 days ahead (and never, for a fifth): the draw starts at the soonest.
+      const items = [];
+      for (let c = 0; c < LOT_CUSTOMERS; c++) {
+        for (let l = 0; l < LOTS_EACH; l++) {
+          const expireTime = l % 5 === 4 ? undefined : new Date(Date.now() + (30 + l) * 86_400_000).toISOString();
+          items.push(writeItem(env, 'ADD', lotCustomerId(c), 1000n, expireTime ? { expire_time: expireTime } : {}));
+        }
+      }
+      await applyInChunks(env, items);
+    },
+  },
+  {
+    name: 'hold',
+    title: 'HoldPromotionalCredits of 1, 10,000 customers',
+    rpc: { ...PROMO, method: 'holdPromotionalCredits', requestType: 'HoldPromotionalCreditsRequest' },
+    cycle: CUSTOMERS,
+    request: (i) => ({ customerId: customerId(i % CUSTOMERS), amount: 1n, currencyCode: 'USD', description: 'bench hold' }),
+    varying: (i) => [customerId(i % CUSTOMERS)],
+    pgbenchVarying: roundRobinCustomer,
+    variantOf: { scenario: 'deduct', serverEnv: {}, label: 'hold' },
+  },
+  {
+    name: 'capture',
+    title: `CapturePromotionalCreditHold, holds of 10,000 customers (${CAPTURE_HOLDS.toLocaleString('en')} made beforehand)`,
+    rpc: { ...PROMO, method: 'capturePromotionalCreditHold', requestType: 'CapturePromotionalCreditHoldRequest' },
+    cycle: CAPTURE_HOLDS,
+    request: (i, ctx) => ({ holdId: ctx.lists.holdIds![i % CAPTURE_HOLDS] }),
+    varying: (i, ctx) => [ctx.lists.holdIds![i % CAPTURE_HOLDS]!],
+    pgbenchVarying: { set: [], expressions: [] },
+    setup: async (env) => {
+      const expireTime = new Date(Date.now() + 2 * 86_400_000).toISOString();
+      const rows = await applyInChunks(
+        env,
+        Array.from({ length: CAPTURE_HOLDS }, (_, i) => writeItem(env, 'HOLD', customerId(i % CUSTOMERS), 1n, { expire_time: expireTime })),
+      );
+      env.ctx.lists.holdIds = rows.map((r) => (r.hold as { id: string }).id);
+    },
+    variantOf: { scenario: 'deduct', serverEnv: {}, label: 'capture of a hold' },
   },
   {
     name: 'deduct-hot',
