@@ -16,6 +16,7 @@ import { CreditLots1764200000000 } from './migrations/1764200000000-credit-lots'
 import { LedgerAudit1764300000000 } from './migrations/1764300000000-ledger-audit';
 import { CreditHolds1764400000000 } from './migrations/1764400000000-credit-holds';
 import { Events1764500000000 } from './migrations/1764500000000-events';
+import { TwoPhaseRedemptions1764600000000 } from './migrations/1764600000000-two-phase-redemptions';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -26,6 +27,7 @@ export const MIGRATIONS = [
   LedgerAudit1764300000000,
   CreditHolds1764400000000,
   Events1764500000000,
+  TwoPhaseRedemptions1764600000000,
 ];
 
 export interface DataSourceOptions {
