@@ -133,14 +133,7 @@ export class CouponRepository {
 
   /** Fills in each coupon's `redemptionCount` at `now`: confirmed plus unexpired holds. */
   async withUses(tenantId: string, coupons: CouponEntity[], now: Date): Promise<CouponEntity[]> {
-    if (coupons.length === 0) return coupons;
-    const rows: Array<{ coupon_id: string; held: string }> = await this.manager.query(
-      `SELECT coupon_id, count(*) AS held FROM coupon_redemption_states
-        WHERE tenant_id = $1 AND coupon_id = ANY ($2::uuid[]) AND status = 'HELD' AND hold_until > $3
-        GROUP BY coupon_id`,
-      [tenantId, coupons.map((c) => c.id), now],
-    );
-    const held = new Map(rows.map((r) => [r.coupon_id, BigInt(r.held)]));
+    const held = await countHeld(this.manager, tenantId, 'coupon_id', coupons, now);
     for (const coupon of coupons) coupon.redemptionCount = coupon.confirmedCount + (held.get(coupon.id) ?? 0n);
     return coupons;
   }
@@ -332,6 +325,28 @@ export class CouponRepository {
     );
     return rows.map((row) => redemptionFromRow(row, now));
   }
+}
+
+/**
+ * The held redemptions whose hold_until is after `now`, per coupon or per
+ * customer credit (by `column`) of `owners`, through the partial indexes on
+ * open holds; owners without any are absent from the map.
+ */
+export async function countHeld(
+  manager: EntityManager,
+  tenantId: string,
+  column: 'coupon_id' | 'customer_credit_id',
+  owners: ReadonlyArray<{ id: string }>,
+  now: Date,
+): Promise<Map<string, bigint>> {
+  if (owners.length === 0) return new Map();
+  const rows: Array<{ owner: string; held: string }> = await manager.query(
+    `SELECT ${column} AS owner, count(*) AS held FROM coupon_redemption_states
+      WHERE tenant_id = $1 AND ${column} = ANY ($2::uuid[]) AND status = 'HELD' AND hold_until > $3
+      GROUP BY ${column}`,
+    [tenantId, owners.map((o) => o.id), now],
+  );
+  return new Map(rows.map((r) => [r.owner, BigInt(r.held)]));
 }
 
 function redemptionFromRow(row: RedemptionRow, now: Date): CouponRedemptionEntity {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Metadata } from '../common/metadata';
+import { countHeld } from '../coupons/coupon.repository';
 import type { CreditListFilter } from './credit-list.rules';
 import { CustomerCreditEntity } from './customer-credit.entity';
 
@@ -123,14 +124,7 @@ export class CustomerCreditRepository {
 
   /** Fills in each credit's `redemptionCount` at `now`: confirmed plus unexpired holds. */
   async withUses(tenantId: string, credits: CustomerCreditEntity[], now: Date): Promise<CustomerCreditEntity[]> {
-    if (credits.length === 0) return credits;
-    const rows: Array<{ credit_id: string; held: string }> = await this.manager.query(
-      `SELECT customer_credit_id AS credit_id, count(*) AS held FROM coupon_redemption_states
-        WHERE tenant_id = $1 AND customer_credit_id = ANY ($2::uuid[]) AND status = 'HELD' AND hold_until > $3
-        GROUP BY customer_credit_id`,
-      [tenantId, credits.map((c) => c.id), now],
-    );
-    const held = new Map(rows.map((r) => [r.credit_id, BigInt(r.held)]));
+    const held = await countHeld(this.manager, tenantId, 'customer_credit_id', credits, now);
     for (const credit of credits) credit.redemptionCount = credit.confirmedCount + (held.get(credit.id) ?? 0n);
     return credits;
   }
