@@ -91,13 +91,14 @@ export async function redemptionRefusal(
   request: Pick<RedemptionRequest, 'customerId' | 'planId' | 'productId' | 'amount'>,
   now: Date,
 ): Promise<Refusal | undefined> {
-  // Unlimited coupons need no count (the insert answers the new one).
-  if (coupon.maxRedemptions !== null || coupon.maxRedemptionsPerCustomer !== null) {
-    const uses = await repo.countUses(tenantId, coupon.id, coupon.maxRedemptionsPerCustomer === null ? undefined : request.customerId, now);
-    coupon.redemptionCount = coupon.confirmedCount + uses.held;
-    const refusal = couponRefusal(coupon, request, now);
-    if (refusal !== undefined || uses.customer === undefined) return refusal;
-    return customerLimitRefusal(coupon, request.customerId, uses.customer);
-  }
-  return couponRefusal(coupon, request, now);
+  // The confirmed count is a lower bound of the uses that count: a refusal
+  // with it (any reason before the limits, or the total limit already
+  // reached by confirmed uses alone, when no hold can be left) stands, and
+  // needs no count; so does an unlimited coupon's success (the insert
+  // answers the new count). Only a coupon under a limit is counted.
+  const refusal = couponRefusal(coupon, request, now);
+  if (refusal !== undefined || (coupon.maxRedemptions === null && coupon.maxRedemptionsPerCustomer === null)) return refusal;
+  const uses = await repo.countUses(tenantId, coupon.id, coupon.maxRedemptionsPerCustomer === null ? undefined : request.customerId, now);
+  coupon.redemptionCount = coupon.confirmedCount + uses.held;
+  return couponRefusal(coupon, request, now) ?? (uses.customer === undefined ? undefined : customerLimitRefusal(coupon, request.customerId, uses.customer));
 }
