@@ -63,7 +63,7 @@ describe('redemption counts audit (credits verify)', function () {
       expect(run.code).to.equal(1);
       expect(run.stdout).to.include(`COUPON_REDEMPTION_COUNT_MISMATCH: ${problems[0]!.message}`);
       expect(run.stdout).to.include(`CREDIT_REDEMPTION_COUNT_MISMATCH: ${problems[1]!.message}`);
-      expect(run.stderr).to.match(/\b2 redemption count problems/);
+      expect(run.stderr).to.match(/\b\d+ redemption count problems/);
     } finally {
       await restoreCoupon();
       await restoreCredit();
