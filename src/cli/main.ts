@@ -4,6 +4,7 @@ import { openDatabase } from '../db/database';
 import { EmbeddedPostgresError } from '../db/embedded-postgres';
 import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
+import { verifyRedemptions } from '../coupons/redemption-audit';
 import { createApiKey, createTenant, findTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
 
 const USAGE = `usage: credits <command>
@@ -16,8 +17,11 @@ const USAGE = `usage: credits <command>
   api-key revoke --tenant <slug> --name <name>
   verify [--tenant <slug>]           audit the ledger (of every tenant, or one): every balance equals the sum
                                      of its entries, closing balances and hashes
-                                     chain, lots and holds add up; exits 1 and
-                                     names each problem otherwise
+                                     chain, lots and holds add up; and the
+                                     redemptions: every coupon's and credit's
+                                     redemption_count equals its held and
+                                     confirmed redemptions, within its limits;
+                                     exits 1 and names each problem otherwise
 
 Environment: DATABASE_URL (absent: the embedded PostgreSQL, in .data/ or,
 as root, /var/lib/credits/),
@@ -121,13 +125,19 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
   });
 }
 
-/** `credits verify [--tenant <slug>]`: the whole ledger check (balances, chains, lots, holds, hashes) of every tenant or one; exit 1 on any problem. */
+/**
+ * `credits verify [--tenant <slug>]`: the whole ledger check (balances,
+ * chains, lots, holds, hashes) and the redemption counts, of every tenant or
+ * one; exit 1 on any problem.
+ */
 async function verify(config: Config, args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { tenant: { type: 'string' } });
   if (positionals.length > 0) throw new UsageError('verify takes no arguments but --tenant <slug>');
   return withDatabase(config, async ({ dataSource }) => {
     const tenantId = values.tenant === undefined ? undefined : (await findTenant(dataSource.manager, values.tenant as string)).id;
-    const { audit, details } = await verifyLedger(dataSource.manager, { tenantId });
+    const { audit, details: ledgerDetails } = await verifyLedger(dataSource.manager, { tenantId });
+    const redemptions = await verifyRedemptions(dataSource.manager, { tenantId });
+    const details = [...ledgerDetails, ...redemptions];
     if (audit.brokenBalances === 0 && details.length === 0) {
       console.log(`ledger ok: ${audit.balancesChecked} balances, ${audit.entriesChecked} entries checked`);
       return 0;
@@ -136,7 +146,7 @@ async function verify(config: Config, args: string[]): Promise<number> {
     const unlisted = audit.brokenBalances - new Set(audit.problems.map((p) => `${p.tenantId}/${p.customerId}/${p.currencyCode}`)).size;
     if (unlisted > 0) console.log(`... and ${unlisted} more broken balances not listed`);
     console.error(
-      `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems; ${details.length} lot, hold or hash chain problems`,
+      `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems; ${ledgerDetails.length} lot, hold or hash chain problems; ${redemptions.length} redemption count problems`,
     );
     return 1;
   });

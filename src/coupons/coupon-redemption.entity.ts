@@ -1,7 +1,13 @@
 import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import { bigintColumn } from '../db/bigint-column';
+import type { RedemptionStatus } from './redemption-status.rules';
 
-/** One use of a coupon; immutable. Money columns are all set or all null. */
+/**
+ * One use of a coupon. The row is append-only (a trigger refuses UPDATE and
+ * DELETE); where it stands lives in coupon_redemption_states. The last three
+ * fields are not columns of this table: the repository reads them with it.
+ * Money columns are all set or all null.
+ */
 @Entity({ name: 'coupon_redemptions' })
 export class CouponRedemptionEntity {
   @PrimaryGeneratedColumn('uuid')
@@ -41,4 +47,20 @@ export class CouponRedemptionEntity {
 
   @Column({ name: 'create_time', type: 'timestamptz', insert: false, update: false })
   createTime!: Date;
+
+  /** Held until then; null: confirmed at once. */
+  @Column({ name: 'hold_until', type: 'timestamptz', nullable: true })
+  holdUntil!: Date | null;
+
+  @Column({ type: 'jsonb' })
+  metadata!: Record<string, string>;
+
+  /** The customer credit it used (customer_credit_redemptions); null for RedeemCoupon's. */
+  customerCreditId!: string | null;
+
+  /** Where it stands at the instant it was read (see redemptionStatusAt). */
+  status!: RedemptionStatus;
+
+  /** When `status` last changed. */
+  updateTime!: Date;
 }

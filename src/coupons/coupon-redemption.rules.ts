@@ -1,4 +1,5 @@
 import { ErrorReason, Violations } from '../common/domain-error';
+import { checkMetadata, type Metadata } from '../common/metadata';
 import { checkCustomerId } from '../common/text';
 import { INT64_MAX } from '../money/decimal';
 import type { Money, MoneyInput } from '../money/money';
@@ -6,6 +7,7 @@ import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/principal';
 import type { CouponEntity } from './coupon.entity';
 import { checkCode, checkReferenceId } from './coupon.rules';
+import { checkHoldUntil } from './redemption-status.rules';
 
 /** A redemption (or its validation) as the transport hands it over. */
 export interface RedemptionInput {
@@ -14,6 +16,9 @@ export interface RedemptionInput {
   planId: string;
   productId: string;
   amount: MoneyInput | undefined;
+  /** RedeemCoupon only (ValidateCoupon has none): undefined = confirm at once. */
+  holdUntil?: Date | undefined;
+  metadata?: Record<string, string> | undefined;
 }
 
 /** Who redeems what: validated. Shared with redemptions made through customer credits. */
@@ -24,6 +29,10 @@ export interface RedemptionRequest {
   productId: string | undefined;
   /** The total the discount is computed on; undefined: none given (no discount is computed). */
   amount: Money | undefined;
+  /** Hold the use until then; undefined: confirmed at once. */
+  holdUntil: Date | undefined;
+  /** The redemption's key/value pairs (empty: none). */
+  metadata: Metadata;
 }
 
 /** What the checks look at; plain values so they can be tested without a database. */
@@ -59,25 +68,27 @@ export interface Refusal {
   metadata: Record<string, string>;
 }
 
-/** Validates RedeemCoupon/ValidateCoupon input, listing every bad field at once. */
-export function validateRedemptionInput(input: RedemptionInput, principal: Principal): { code: string; request: RedemptionRequest } {
+/** Validates RedeemCoupon/ValidateCoupon input at `now`, listing every bad field at once. */
+export function validateRedemptionInput(input: RedemptionInput, principal: Principal, now: Date): { code: string; request: RedemptionRequest } {
   const v = new Violations();
   checkCode(v, 'code', input.code);
   checkCustomerId(v, 'customer_id', input.customerId);
-  const terms = checkRedemptionTerms(v, input, principal);
+  const terms = checkRedemptionTerms(v, input, principal, now);
   v.throwIfAny();
   return { code: input.code, request: { customerId: input.customerId, ...terms } };
 }
 
 /**
- * Checks what a redemption is asked for: plan and product ids (empty = none)
- * and the optional amount the discount applies to. Shared by RedeemCoupon,
+ * Checks what a redemption is asked for: plan and product ids (empty = none),
+ * the optional amount the discount applies to, the optional hold (after
+ * `now`, at most 7 days ahead) and the metadata. Shared by RedeemCoupon,
  * ValidateCoupon and RedeemCustomerCredit.
  */
 export function checkRedemptionTerms(
   v: Violations,
-  input: { planId: string; productId: string; amount?: MoneyInput | undefined },
+  input: { planId: string; productId: string; amount?: MoneyInput | undefined; holdUntil?: Date | undefined; metadata?: Record<string, string> | undefined },
   principal: Principal,
+  now: Date,
 ): Omit<RedemptionRequest, 'customerId'> {
   checkReferenceId(v, 'plan_id', input.planId);
   checkReferenceId(v, 'product_id', input.productId);
@@ -91,6 +102,8 @@ export function checkRedemptionTerms(
     planId: input.planId === '' ? undefined : input.planId,
     productId: input.productId === '' ? undefined : input.productId,
     amount,
+    holdUntil: checkHoldUntil(v, input.holdUntil, now),
+    metadata: checkMetadata(v, 'metadata', input.metadata),
   };
 }
 

@@ -4,7 +4,13 @@ import { bigintColumn } from '../db/bigint-column';
 export type CouponType = 'PERCENTAGE' | 'FIXED_AMOUNT';
 export type Frequency = 'ONCE' | 'LIMITED' | 'LIFETIME';
 
-/** A coupon template; `redemptionCount` only changes while the row is locked. */
+/**
+ * A coupon template. `confirmedCount` (column redemption_count) counts its
+ * CONFIRMED redemptions and only changes while the row is locked;
+ * `redemptionCount`, the uses that count toward its limits at an instant
+ * (confirmed plus unexpired holds), is no column: the repository fills it in
+ * at the instant it reads the coupon.
+ */
 @Entity({ name: 'coupons' })
 export class CouponEntity {
   @PrimaryGeneratedColumn('uuid')
@@ -66,7 +72,18 @@ export class CouponEntity {
   enabled!: boolean;
 
   @Column({ name: 'redemption_count', type: 'bigint', transformer: bigintColumn })
+  confirmedCount!: bigint;
+
+  /** Confirmed redemptions plus held ones whose hold_until is after the instant of the read. Not a column. */
   redemptionCount!: bigint;
+
+  /** Whether it ever had a redemption (held, confirmed or since canceled): its terms are then frozen. */
+  @Column({ type: 'boolean', insert: false })
+  redeemed!: boolean;
+
+  /** The caller's key/value pairs. */
+  @Column({ type: 'jsonb' })
+  metadata!: Record<string, string>;
 
   @Column({ name: 'create_time', type: 'timestamptz', insert: false, update: false })
   createTime!: Date;

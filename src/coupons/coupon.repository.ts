@@ -1,11 +1,13 @@
 import type { EntityManager } from 'typeorm';
 import { likePrefix } from '../common/list-filters';
+import type { Metadata } from '../common/metadata';
 import { isForeignKeyViolation } from '../db/db-errors';
 import { preparedQuery } from '../db/prepared-query';
 import type { CouponListFilter, RedemptionListFilter } from './coupon-list.rules';
 import type { CouponTerms } from './coupon.rules';
 import { CouponRedemptionEntity } from './coupon-redemption.entity';
 import { CouponEntity } from './coupon.entity';
+import { countedSql, redemptionStatusAt, type RedemptionStatus } from './redemption-status.rules';
 
 /** How a coupon is named: by id, or by code (matched ignoring case). */
 export type CouponLocator = { id: string } | { code: string };
@@ -30,127 +32,204 @@ export interface RedemptionDraft {
   discount: bigint | null;
   currencyCode: string | null;
   doneBy: string;
+  /** null: confirmed at once. */
+  holdUntil: Date | null;
+  metadata: Metadata;
+  /** The customer credit it uses; null for RedeemCoupon's. */
+  customerCreditId: string | null;
 }
+
+/** How many uses count for a coupon at an instant, beyond its confirmed ones. */
+export interface CouponUses {
+  /** Held redemptions whose hold_until is later. */
+  held: bigint;
+  /** The customer's redemptions that count (confirmed or held, not lapsed); undefined when not asked. */
+  customer: bigint | undefined;
+}
+
+/** A redemption's row, its credit and its state row, as redemptionRow maps it. */
+interface RedemptionRow {
+  id: string;
+  seq: string;
+  tenant_id: string;
+  coupon_id: string;
+  customer_id: string;
+  plan_id: string | null;
+  product_id: string | null;
+  amount: string | null;
+  discount: string | null;
+  currency_code: string | null;
+  done_by: string;
+  create_time: Date;
+  hold_until: Date | null;
+  metadata: Metadata;
+  customer_credit_id: string | null;
+  state_status: RedemptionStatus | null;
+  state_update_time: Date | null;
+}
+
+const REDEMPTION_COLUMNS = `r.id, r.seq, r.tenant_id, r.coupon_id, r.customer_id, r.plan_id, r.product_id, r.amount, r.discount,
+  r.currency_code, r.done_by, r.create_time, r.hold_until, r.metadata, l.credit_id AS customer_credit_id,
+  s.status AS state_status, s.update_time AS state_update_time`;
+const REDEMPTION_FROM = `coupon_redemptions r
+  LEFT JOIN customer_credit_redemptions l ON l.redemption_id = r.id
+  LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id`;
 
 export class CouponRepository {
   constructor(private readonly manager: EntityManager) {}
 
   /** Inserts a coupon; throws a unique violation on CODE_UNIQUE_INDEX when the code is taken. */
-  async insertCoupon(tenantId: string, terms: CouponTerms): Promise<CouponEntity> {
+  async insertCoupon(tenantId: string, terms: CouponTerms, metadata: Metadata): Promise<CouponEntity> {
     const inserted = await this.manager
       .createQueryBuilder()
       .insert()
       .into(CouponEntity)
-      .values({ ...terms, tenantId })
+      .values({ ...terms, metadata, tenantId })
       .returning('id, seq, create_time, update_time')
       .execute();
     const row = inserted.raw[0] as { id: string; seq: string; create_time: Date; update_time: Date };
     return Object.assign(new CouponEntity(), {
       ...terms,
+      metadata,
       tenantId,
       id: row.id,
       seq: BigInt(row.seq),
+      confirmedCount: 0n,
       redemptionCount: 0n,
+      redeemed: false,
       createTime: row.create_time,
       updateTime: row.update_time,
     });
   }
 
+  /** Reads a coupon of the tenant with the uses that count at `now`. */
+  async findCoupon(tenantId: string, locator: CouponLocator, now: Date): Promise<CouponEntity | undefined> {
+    const coupon = await this.couponQuery(tenantId, locator).getOne();
+    if (!coupon) return undefined;
+    const [counted] = await this.withUses(tenantId, [coupon], now);
+    return counted;
+  }
+
   /**
-   * Reads a coupon of the tenant; with `lock`, takes its row lock (SELECT …
-   * FOR UPDATE, no joins) until the transaction ends, which must be open.
+   * Reads a coupon of the tenant and takes its row lock (SELECT … FOR
+   * UPDATE, no joins) until the transaction ends, which must be open. Its
+   * `redemptionCount` is only its confirmed count here: the held uses must be
+   * counted by a later statement (countUses), at an instant read after the
+   * lock was granted, so as to see every hold that committed meanwhile and
+   * none that lapsed meanwhile.
    */
-  async findCoupon(tenantId: string, locator: CouponLocator, lock = false): Promise<CouponEntity | undefined> {
+  async lockCoupon(tenantId: string, locator: CouponLocator): Promise<CouponEntity | undefined> {
+    const coupon = await this.couponQuery(tenantId, locator).setLock('pessimistic_write').getOne();
+    if (coupon) coupon.redemptionCount = coupon.confirmedCount;
+    return coupon ?? undefined;
+  }
+
+  private couponQuery(tenantId: string, locator: CouponLocator) {
     const q = this.manager.getRepository(CouponEntity).createQueryBuilder('c').where('c.tenant_id = :tenantId', { tenantId });
     if ('id' in locator) q.andWhere('c.id = :id', { id: locator.id });
     else q.andWhere('lower(c.code) = lower(:code)', { code: locator.code });
-    if (lock) q.setLock('pessimistic_write');
-    return (await q.getOne()) ?? undefined;
+    return q;
   }
 
-  /** Replaces the writable fields of a coupon the caller has locked; answers it as stored. */
-  async updateCoupon(coupon: CouponEntity, terms: CouponTerms): Promise<CouponEntity> {
+  /** Fills in each coupon's `redemptionCount` at `now`: confirmed plus unexpired holds. */
+  async withUses(tenantId: string, coupons: CouponEntity[], now: Date): Promise<CouponEntity[]> {
+    const held = await countHeld(this.manager, tenantId, 'coupon_id', coupons, now);
+    for (const coupon of coupons) coupon.redemptionCount = coupon.confirmedCount + (held.get(coupon.id) ?? 0n);
+    return coupons;
+  }
+
+  /**
+   * The uses of a coupon that count at `now` beyond its confirmed ones, and
+   * (with `customerId`) the customer's; exact only while the coupon row is
+   * locked, since every hold and redemption is written under that lock.
+   */
+  async countUses(tenantId: string, couponId: string, customerId: string | undefined, now: Date): Promise<CouponUses> {
+    const rows: Array<{ held: string; customer: string | null }> = await this.manager.query(
+      `SELECT (SELECT count(*) FROM coupon_redemption_states
+                WHERE tenant_id = $1 AND coupon_id = $2 AND status = 'HELD' AND hold_until > $3) AS held,
+              CASE WHEN $4::text IS NULL THEN NULL ELSE
+                (SELECT count(*) FROM coupon_redemptions r LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id
+                  WHERE r.tenant_id = $1 AND r.coupon_id = $2 AND r.customer_id = $4 AND ${countedSql('s', '$3')}) END AS customer`,
+      [tenantId, couponId, now, customerId ?? null],
+    );
+    const row = rows[0]!;
+    return { held: BigInt(row.held), customer: row.customer === null ? undefined : BigInt(row.customer) };
+  }
+
+  /** Replaces the writable fields and metadata of a coupon the caller has locked; answers it as stored. */
+  async updateCoupon(coupon: CouponEntity, terms: CouponTerms, metadata: Metadata): Promise<CouponEntity> {
     const updated = await this.manager
       .createQueryBuilder()
       .update(CouponEntity)
-      .set({ ...terms, updateTime: () => 'clock_timestamp()' })
+      .set({ ...terms, metadata, updateTime: () => 'clock_timestamp()' })
       .where({ tenantId: coupon.tenantId, id: coupon.id })
       .returning('update_time')
       .execute();
     const row = (updated.raw as Array<{ update_time: Date }>)[0]!;
-    return Object.assign(new CouponEntity(), { ...coupon, ...terms, updateTime: row.update_time });
+    return Object.assign(new CouponEntity(), { ...coupon, ...terms, metadata, updateTime: row.update_time });
   }
 
   /**
-   * Deletes a coupon unless it has been redeemed or customer credits were
-   * issued from it, in one statement: a redemption holding the row lock makes
-   * the DELETE wait and then see the new count, so a coupon is never deleted
-   * under a redemption; a credit issued meanwhile (not yet visible to the
-   * statement) makes the credits' foreign key refuse the DELETE.
+   * Deletes a coupon the caller has locked and found never redeemed (a
+   * redemption waits for that lock), unless customer credits were issued
+   * from it: one issued meanwhile, not yet visible to the statement, makes
+   * the credits' foreign key refuse the DELETE.
    */
-  async deleteUnused(tenantId: string, id: string): Promise<'deleted' | 'redeemed' | 'has-credits' | 'missing'> {
-    let rows: Array<{ found: string; deleted: string; redeemed: boolean; has_credits: boolean }>;
+  async deleteUnredeemed(tenantId: string, id: string): Promise<'deleted' | 'has-credits'> {
     try {
-      rows = await this.manager.query(
-        `WITH target AS (
-           SELECT id, redemption_count FROM coupons WHERE tenant_id = $1 AND id = $2
-         ), credits AS (
-           SELECT EXISTS (SELECT 1 FROM customer_credits WHERE tenant_id = $1 AND coupon_id = $2) AS present
-         ), deleted AS (
-           DELETE FROM coupons WHERE tenant_id = $1 AND id = $2 AND redemption_count = 0 AND NOT (SELECT present FROM credits) RETURNING id
+      const rows: Array<{ deleted: boolean }> = await this.manager.query(
+        `WITH deleted AS (
+           DELETE FROM coupons WHERE tenant_id = $1 AND id = $2
+              AND NOT EXISTS (SELECT 1 FROM customer_credits WHERE tenant_id = $1 AND coupon_id = $2) RETURNING id
          )
-         SELECT (SELECT count(*) FROM target) AS found, (SELECT count(*) FROM deleted) AS deleted,
-                coalesce((SELECT redemption_count > 0 FROM target), false) AS redeemed, (SELECT present FROM credits) AS has_credits`,
+         SELECT EXISTS (SELECT 1 FROM deleted) AS deleted`,
         [tenantId, id],
       );
+      return rows[0]!.deleted ? 'deleted' : 'has-credits';
     } catch (err) {
       if (isForeignKeyViolation(err, CREDITS_COUPON_FOREIGN_KEY)) return 'has-credits';
       throw err;
     }
-    const { found, deleted, redeemed, has_credits } = rows[0]!;
-    if (deleted !== '0') return 'deleted';
-    if (found === '0') return 'missing';
-    // Not deleted though found: redeemed, maybe by a redemption that committed while the DELETE waited.
-    return has_credits && !redeemed ? 'has-credits' : 'redeemed';
   }
 
-  /** One page of coupons, newest first, strictly before the `beforeSeq` cursor; asks for `limit` rows. */
-  async listCoupons(tenantId: string, filter: CouponListFilter, beforeSeq: bigint | undefined, limit: number): Promise<CouponEntity[]> {
+  /** One page of coupons, newest first, strictly before the `beforeSeq` cursor; asks for `limit` rows; counts at `now`. */
+  async listCoupons(tenantId: string, filter: CouponListFilter, beforeSeq: bigint | undefined, limit: number, now: Date): Promise<CouponEntity[]> {
     const q = this.manager.getRepository(CouponEntity).createQueryBuilder('c').where('c.tenant_id = :tenantId', { tenantId });
     if (beforeSeq !== undefined) q.andWhere('c.seq < :beforeSeq', { beforeSeq: beforeSeq.toString() });
     if (filter.enabled !== undefined) q.andWhere('c.enabled = :enabled', { enabled: filter.enabled });
     if (filter.codePrefix !== undefined) {
       q.andWhere(`lower(c.code) LIKE :codePrefix ESCAPE '\\'`, { codePrefix: likePrefix(filter.codePrefix) });
     }
-    return q.orderBy('c.seq', 'DESC').limit(limit).getMany();
-  }
-
-  /** How often a customer has redeemed a coupon. Exact only while the coupon row is locked. */
-  async countCustomerRedemptions(tenantId: string, couponId: string, customerId: string): Promise<bigint> {
-    const rows: Array<{ n: string }> = await this.manager.query(
-      `SELECT count(*) AS n FROM coupon_redemptions WHERE tenant_id = $1 AND coupon_id = $2 AND customer_id = $3`,
-      [tenantId, couponId, customerId],
-    );
-    return BigInt(rows[0]!.n);
+    return this.withUses(tenantId, await q.orderBy('c.seq', 'DESC').limit(limit).getMany(), now);
   }
 
   /**
-   * Records a redemption and counts it on the coupon in ONE statement; the
-   * caller holds the coupon's row lock, which this keeps for one round trip
-   * rather than two.
+   * Records a redemption (and, when held, its state row) and counts it on
+   * the coupon in ONE statement: a confirmed one in its confirmed count; any
+   * marks the coupon redeemed. The caller holds the coupon's row lock, which
+   * this keeps for one round trip rather than two. Answers the redemption
+   * and the coupon's uses at `now` afterwards.
    */
-  async insertRedemption(draft: RedemptionDraft): Promise<{ redemption: CouponRedemptionEntity; redemptionCount: bigint }> {
-    const { rows } = await preparedQuery<{ id: string; seq: string; create_time: Date; redemption_count: string }>(
+  async insertRedemption(draft: RedemptionDraft, now: Date): Promise<{ redemption: CouponRedemptionEntity; confirmedCount: bigint; redemptionCount: bigint }> {
+    const { rows } = await preparedQuery<{ id: string; seq: string; create_time: Date; confirmed: string; held: string }>(
       this.manager,
-      'coupon_redemption_insert',
+      'coupon_redemption_insert_held',
       `WITH inserted AS (
-         INSERT INTO coupon_redemptions (tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         INSERT INTO coupon_redemptions
+           (tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, hold_until, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING id, seq, create_time
+       ), state AS (
+         INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
+         SELECT id, $1, $2, $12, 'HELD', $10, create_time FROM inserted WHERE $10::timestamptz IS NOT NULL
        ), counted AS (
-         UPDATE coupons SET redemption_count = redemption_count + 1 WHERE tenant_id = $1 AND id = $2 RETURNING redemption_count
+         UPDATE coupons SET redemption_count = redemption_count + CASE WHEN $10::timestamptz IS NULL THEN 1 ELSE 0 END, redeemed = true
+          WHERE tenant_id = $1 AND id = $2 RETURNING redemption_count
        )
-       SELECT i.id, i.seq, i.create_time, c.redemption_count FROM inserted i, counted c`,
+       SELECT i.id, i.seq, i.create_time, c.redemption_count AS confirmed,
+              (SELECT count(*) FROM coupon_redemption_states
+                WHERE tenant_id = $1 AND coupon_id = $2 AND status = 'HELD' AND hold_until > $13) AS held
+         FROM inserted i, counted c`,
       [
         draft.tenantId,
         draft.couponId,
@@ -161,9 +240,15 @@ export class CouponRepository {
         draft.discount?.toString() ?? null,
         draft.currencyCode,
         draft.doneBy,
+        draft.holdUntil,
+        JSON.stringify(draft.metadata),
+        draft.customerCreditId,
+        now,
       ],
     );
     const row = rows[0]!;
+    // The statement does not see its own state row: this hold is one more.
+    const held = BigInt(row.held) + (draft.holdUntil === null ? 0n : 1n);
     const redemption: CouponRedemptionEntity = {
       id: row.id,
       seq: BigInt(row.seq),
@@ -177,21 +262,116 @@ export class CouponRepository {
       currencyCode: draft.currencyCode,
       doneBy: draft.doneBy,
       createTime: row.create_time,
+      holdUntil: draft.holdUntil,
+      metadata: draft.metadata,
+      customerCreditId: draft.customerCreditId,
+      status: draft.holdUntil === null ? 'CONFIRMED' : 'HELD',
+      updateTime: row.create_time,
     };
-    return { redemption: Object.assign(new CouponRedemptionEntity(), redemption), redemptionCount: BigInt(row.redemption_count) };
+    const confirmed = BigInt(row.confirmed);
+    return { redemption: Object.assign(new CouponRedemptionEntity(), redemption), confirmedCount: confirmed, redemptionCount: confirmed + held };
   }
 
-  /** One page of redemptions, newest first, strictly before the `beforeSeq` cursor. */
+  /** A redemption of the tenant, with its credit and its status at `now`. */
+  async findRedemption(tenantId: string, id: string, now: Date): Promise<CouponRedemptionEntity | undefined> {
+    const rows: RedemptionRow[] = await this.manager.query(
+      `SELECT ${REDEMPTION_COLUMNS} FROM ${REDEMPTION_FROM} WHERE r.tenant_id = $1 AND r.id = $2`,
+      [tenantId, id],
+    );
+    return rows[0] && redemptionFromRow(rows[0], now);
+  }
+
+  /**
+   * Moves a redemption to CONFIRMED or CANCELED and changes its coupon's
+   * confirmed count by `confirmedDelta`, in one statement; the caller holds
+   * the coupon's row lock (and the credit's) and has checked the transition.
+   * Answers the state row's update_time.
+   */
+  async setRedemptionStatus(redemption: CouponRedemptionEntity, status: 'CONFIRMED' | 'CANCELED', confirmedDelta: -1 | 0 | 1): Promise<Date> {
+    const rows: Array<{ update_time: Date }> = await this.manager.query(
+      `WITH state AS (
+         INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (redemption_id) DO UPDATE SET status = excluded.status, update_time = excluded.update_time
+         RETURNING update_time
+       ), counted AS (
+         UPDATE coupons SET redemption_count = redemption_count + $7 WHERE tenant_id = $2 AND id = $3 AND $7 <> 0
+       )
+       SELECT update_time FROM state`,
+      [redemption.id, redemption.tenantId, redemption.couponId, redemption.customerCreditId, status, redemption.holdUntil, confirmedDelta],
+    );
+    return rows[0]!.update_time;
+  }
+
+  /** One page of redemptions, newest first, strictly before the `beforeSeq` cursor, with their status at `now`. */
   async listRedemptions(
     tenantId: string,
     filter: RedemptionListFilter,
     beforeSeq: bigint | undefined,
     limit: number,
+    now: Date,
   ): Promise<CouponRedemptionEntity[]> {
-    const q = this.manager.getRepository(CouponRedemptionEntity).createQueryBuilder('r').where('r.tenant_id = :tenantId', { tenantId });
-    if (beforeSeq !== undefined) q.andWhere('r.seq < :beforeSeq', { beforeSeq: beforeSeq.toString() });
-    if (filter.couponId !== undefined) q.andWhere('r.coupon_id = :couponId', { couponId: filter.couponId });
-    if (filter.customerId !== undefined) q.andWhere('r.customer_id = :customerId', { customerId: filter.customerId });
-    return q.orderBy('r.seq', 'DESC').limit(limit).getMany();
+    const params: unknown[] = [tenantId, limit];
+    const where = ['r.tenant_id = $1'];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    if (beforeSeq !== undefined) where.push(`r.seq < ${param(beforeSeq.toString())}`);
+    if (filter.couponId !== undefined) where.push(`r.coupon_id = ${param(filter.couponId)}`);
+    if (filter.customerId !== undefined) where.push(`r.customer_id = ${param(filter.customerId)}`);
+    // Containment on the GIN index (jsonb_path_ops): one pair finds its redemptions without reading the tenant's.
+    if (filter.metadata !== undefined) where.push(`r.metadata @> ${param(JSON.stringify(filter.metadata))}::jsonb`);
+    const rows: RedemptionRow[] = await this.manager.query(
+      `SELECT ${REDEMPTION_COLUMNS} FROM ${REDEMPTION_FROM} WHERE ${where.join(' AND ')} ORDER BY r.seq DESC LIMIT $2`,
+      params,
+    );
+    return rows.map((row) => redemptionFromRow(row, now));
   }
+}
+
+/**
+ * The held redemptions whose hold_until is after `now`, per coupon or per
+ * customer credit (by `column`) of `owners`, through the partial indexes on
+ * open holds; owners without any are absent from the map.
+ */
+export async function countHeld(
+  manager: EntityManager,
+  tenantId: string,
+  column: 'coupon_id' | 'customer_credit_id',
+  owners: ReadonlyArray<{ id: string }>,
+  now: Date,
+): Promise<Map<string, bigint>> {
+  if (owners.length === 0) return new Map();
+  const rows: Array<{ owner: string; held: string }> = await manager.query(
+    `SELECT ${column} AS owner, count(*) AS held FROM coupon_redemption_states
+      WHERE tenant_id = $1 AND ${column} = ANY ($2::uuid[]) AND status = 'HELD' AND hold_until > $3
+      GROUP BY ${column}`,
+    [tenantId, owners.map((o) => o.id), now],
+  );
+  return new Map(rows.map((r) => [r.owner, BigInt(r.held)]));
+}
+
+function redemptionFromRow(row: RedemptionRow, now: Date): CouponRedemptionEntity {
+  const { status, updateTime } = redemptionStatusAt(
+    { status: row.state_status, holdUntil: row.hold_until, updateTime: row.state_update_time, createTime: row.create_time },
+    now,
+  );
+  const redemption: CouponRedemptionEntity = {
+    id: row.id,
+    seq: BigInt(row.seq),
+    tenantId: row.tenant_id,
+    couponId: row.coupon_id,
+    customerId: row.customer_id,
+    planId: row.plan_id,
+    productId: row.product_id,
+    amount: row.amount === null ? null : BigInt(row.amount),
+    discount: row.discount === null ? null : BigInt(row.discount),
+    currencyCode: row.currency_code,
+    doneBy: row.done_by,
+    createTime: row.create_time,
+    holdUntil: row.hold_until,
+    metadata: row.metadata,
+    customerCreditId: row.customer_credit_id,
+    status,
+    updateTime,
+  };
+  return Object.assign(new CouponRedemptionEntity(), redemption);
 }

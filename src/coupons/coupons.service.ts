@@ -1,13 +1,17 @@
 import type { DataSource } from 'typeorm';
 import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
+import { checkMetadata, type Metadata } from '../common/metadata';
 import type { PageTokenCodec } from '../common/page-token';
 import { Pager, type Page } from '../common/pager';
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
+import { appendEvents } from '../events/outbox';
 import type { Money } from '../money/money';
 import type { Principal } from '../tenants/principal';
+import { CustomerCreditRepository } from '../credits/customer-credit.repository';
+import { couponEvent, redemptionEvent, type CouponEventSnapshots } from './coupon-events';
 import {
   validateCouponListInput,
   validateRedemptionListInput,
@@ -21,6 +25,8 @@ import { couponNotFound } from './coupon.errors';
 import { CODE_UNIQUE_INDEX, CouponRepository, type CouponLocator } from './coupon.repository';
 import { changedFields, checkCode, validateCouponTerms, type CouponTermsInput } from './coupon.rules';
 import { redeemCouponInTransaction, redemptionRefusal, type RedemptionOutcome } from './redeem-coupon';
+import { lapsedAt, transitionRefusal, type RedemptionTransition } from './redemption-status.rules';
+import { runOrRehearse } from './validate-only';
 
 export interface ValidationOutcome {
   coupon: CouponEntity;
@@ -28,6 +34,18 @@ export interface ValidationOutcome {
   refusal: Refusal | undefined;
   /** Set when valid and an amount was given. */
   discount: Money | undefined;
+}
+
+/** What Create and Update take besides the terms. */
+export interface CouponWriteInput extends CouponTermsInput {
+  metadata: Record<string, string>;
+  validateOnly: boolean;
+}
+
+/** A mutating call on one existing resource, by id. */
+export interface ByIdInput {
+  id: string;
+  validateOnly: boolean;
 }
 
 /** Use cases of coupons and their redemptions. */
@@ -40,16 +58,23 @@ export class CouponsService {
     private readonly clock: Clock = systemClock,
   ) {}
 
-  async create(principal: Principal, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
-    const terms = validateCouponTerms(new Violations(), input, principal, this.clock());
-    return withCodeUniqueness(terms.code, () =>
-      run.statement((m) => new CouponRepository(m).insertCoupon(principal.tenantId, terms)),
+  async create(principal: Principal, input: CouponWriteInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<CouponEntity> {
+    const v = new Violations();
+    const metadata = checkMetadata(v, 'metadata', input.metadata);
+    const terms = validateCouponTerms(v, input, principal, this.clock());
+    const coupon = await withCodeUniqueness(terms.code, () =>
+      runOrRehearse(run, input.validateOnly, async (manager) => {
+        const created = await new CouponRepository(manager).insertCoupon(principal.tenantId, terms, metadata);
+        await appendEvents(manager, [couponEvent('COUPON_CREATED', created, snapshots)]);
+        return created;
+      }),
     );
+    return input.validateOnly ? Object.assign(coupon, { id: '' }) : coupon;
   }
 
   async get(principal: Principal, lookup: { id?: string; code?: string }): Promise<CouponEntity> {
     const locator = checkLocator(lookup);
-    const coupon = await new CouponRepository(this.dataSource.manager).findCoupon(principal.tenantId, locator);
+    const coupon = await new CouponRepository(this.dataSource.manager).findCoupon(principal.tenantId, locator, this.clock());
     if (!coupon) throw couponNotFound(locator);
     return coupon;
   }
@@ -57,75 +82,86 @@ export class CouponsService {
   async list(principal: Principal, input: CouponListInput): Promise<Page<CouponEntity>> {
     const { filter, filterKey } = validateCouponListInput(input);
     const repo = new CouponRepository(this.dataSource.manager);
-    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.listCoupons(principal.tenantId, filter, beforeSeq, limit));
+    const now = this.clock();
+    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.listCoupons(principal.tenantId, filter, beforeSeq, limit, now));
   }
 
   /**
-   * Replaces every writable field under the coupon's row lock. A redeemed
-   * coupon accepts only a change of `enabled`; an unchanged request writes
-   * nothing.
+   * Replaces every writable field and the metadata under the coupon's row
+   * lock. A redeemed coupon accepts only a change of `enabled` and
+   * `metadata`; an unchanged request writes nothing (and no event).
    */
-  async update(principal: Principal, id: string, input: CouponTermsInput, run: WorkRunner): Promise<CouponEntity> {
+  async update(principal: Principal, id: string, input: CouponWriteInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<CouponEntity> {
     const v = new Violations();
     const couponId = checkUuid(v, 'id', id);
+    const metadata = checkMetadata(v, 'metadata', input.metadata);
     const now = this.clock();
     // Every field but the "expire_time in the future" rule, which needs the
     // stored value (an unchanged passed expiry is fine); checked again below.
     const terms = validateCouponTerms(v, input, principal, now, input.expireTime ?? null);
     return withCodeUniqueness(terms.code, () =>
-      run.transaction(
-        async (manager) => {
-          const repo = new CouponRepository(manager);
-          const current = await repo.findCoupon(principal.tenantId, { id: couponId }, true);
-          if (!current) throw couponNotFound({ id: couponId });
-          validateCouponTerms(new Violations(), input, principal, now, current.expireTime);
-          const changed = changedFields(current, terms);
-          const frozen = changed.filter((field) => field !== 'enabled');
-          if (current.redemptionCount > 0n && frozen.length > 0) {
-            throw new DomainError(
-              ErrorReason.CouponRedeemed,
-              `Coupon ${current.code} has been redeemed, so only enabled may change; this request also changes ${frozen.join(', ')}.`,
-              [],
-              { coupon_id: current.id, changed_fields: frozen.join(',') },
-            );
-          }
-          return changed.length === 0 ? current : repo.updateCoupon(current, terms);
-        },
-      ),
+      runOrRehearse(run, input.validateOnly, async (manager) => {
+        const repo = new CouponRepository(manager);
+        const current = await repo.lockCoupon(principal.tenantId, { id: couponId });
+        if (!current) throw couponNotFound({ id: couponId });
+        await repo.withUses(principal.tenantId, [current], this.clock());
+        validateCouponTerms(new Violations(), input, principal, now, current.expireTime);
+        const changed = changedFields(current, terms);
+        const frozen = changed.filter((field) => field !== 'enabled');
+        if (current.redeemed && frozen.length > 0) {
+          throw new DomainError(
+            ErrorReason.CouponRedeemed,
+            `Coupon ${current.code} has been redeemed, so only enabled and metadata may change; this request also changes ${frozen.join(', ')}.`,
+            [],
+            { coupon_id: current.id, changed_fields: frozen.join(',') },
+          );
+        }
+        if (changed.length === 0 && sameMetadata(current.metadata, metadata)) return current;
+        const updated = await repo.updateCoupon(current, terms, metadata);
+        await appendEvents(manager, [couponEvent('COUPON_UPDATED', updated, snapshots)]);
+        return updated;
+      }),
     );
   }
 
-  async delete(principal: Principal, id: string, run: WorkRunner): Promise<void> {
+  /** Deletes a never-redeemed coupon without credits under its row lock, with its COUPON_DELETED event. */
+  async delete(principal: Principal, input: ByIdInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<void> {
     const v = new Violations();
-    const couponId = checkUuid(v, 'id', id);
+    const couponId = checkUuid(v, 'id', input.id);
     v.throwIfAny();
-    const outcome = await run.statement((m) => new CouponRepository(m).deleteUnused(principal.tenantId, couponId));
-    if (outcome === 'missing') throw couponNotFound({ id: couponId });
-    if (outcome === 'has-credits') {
-      throw new DomainError(
-        ErrorReason.CouponHasCredits,
-        `Customer credits were issued from coupon ${couponId}, so it cannot be deleted; disable it with UpdateCoupon instead.`,
-        [],
-        { coupon_id: couponId },
-      );
-    }
-    if (outcome === 'redeemed') {
-      throw new DomainError(
-        ErrorReason.CouponRedeemed,
-        `Coupon ${couponId} has been redeemed and cannot be deleted; disable it with UpdateCoupon instead.`,
-        [],
-        { coupon_id: couponId },
-      );
-    }
+    await runOrRehearse(run, input.validateOnly, async (manager) => {
+      const repo = new CouponRepository(manager);
+      const coupon = await repo.lockCoupon(principal.tenantId, { id: couponId });
+      if (!coupon) throw couponNotFound({ id: couponId });
+      if (coupon.redeemed) {
+        throw new DomainError(
+          ErrorReason.CouponRedeemed,
+          `Coupon ${couponId} has been redeemed and cannot be deleted; disable it with UpdateCoupon instead.`,
+          [],
+          { coupon_id: couponId },
+        );
+      }
+      if ((await repo.deleteUnredeemed(principal.tenantId, couponId)) === 'has-credits') {
+        throw new DomainError(
+          ErrorReason.CouponHasCredits,
+          `Customer credits were issued from coupon ${couponId}, so it cannot be deleted; disable it with UpdateCoupon instead.`,
+          [],
+          { coupon_id: couponId },
+        );
+      }
+      // Never redeemed: no use counts.
+      await appendEvents(manager, [couponEvent('COUPON_DELETED', coupon, snapshots)]);
+    });
   }
 
   /** The redemption's checks and discount, without a lock and without writing. */
   async validate(principal: Principal, input: RedemptionInput): Promise<ValidationOutcome> {
-    const { code, request } = validateRedemptionInput(input, principal);
+    const now = this.clock();
+    const { code, request } = validateRedemptionInput(input, principal, now);
     const repo = new CouponRepository(this.dataSource.manager);
-    const coupon = await repo.findCoupon(principal.tenantId, { code });
+    const coupon = await repo.findCoupon(principal.tenantId, { code }, now);
     if (!coupon) throw couponNotFound({ code });
-    const refusal = await redemptionRefusal(repo, principal.tenantId, coupon, request, this.clock());
+    const refusal = await redemptionRefusal(repo, principal.tenantId, coupon, request, now);
     const discount =
       refusal === undefined && request.amount !== undefined
         ? { amount: computeDiscount(coupon, request.amount.amount), currencyCode: request.amount.currencyCode }
@@ -133,22 +169,96 @@ export class CouponsService {
     return { coupon, refusal, discount };
   }
 
-  async redeem(principal: Principal, input: RedemptionInput, run: WorkRunner): Promise<RedemptionOutcome> {
-    const { code, request } = validateRedemptionInput(input, principal);
-    return run.transaction((m) => redeemCouponInTransaction(m, principal.tenantId, { code }, request, principal.keyName, this.clock));
+  async redeem(
+    principal: Principal,
+    input: RedemptionInput & { validateOnly: boolean },
+    run: WorkRunner,
+    snapshots: CouponEventSnapshots,
+  ): Promise<RedemptionOutcome> {
+    const { code, request } = validateRedemptionInput(input, principal, this.clock());
+    const source = { doneBy: principal.keyName, customerCreditId: null };
+    const outcome = await runOrRehearse(run, input.validateOnly, (m) =>
+      redeemCouponInTransaction(m, principal.tenantId, { code }, request, source, snapshots, this.clock),
+    );
+    if (input.validateOnly) outcome.redemption.id = '';
+    return outcome;
+  }
+
+  /** ConfirmCouponRedemption: HELD → CONFIRMED. */
+  confirm(principal: Principal, input: ByIdInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<RedemptionOutcome> {
+    return this.transition(principal, input, 'CONFIRM', run, snapshots);
+  }
+
+  /** CancelCouponRedemption: HELD or CONFIRMED → CANCELED, giving the use back. */
+  cancel(principal: Principal, input: ByIdInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<RedemptionOutcome> {
+    return this.transition(principal, input, 'CANCEL', run, snapshots);
+  }
+
+  /**
+   * Moves a redemption on, under the locks every redemption takes, in their
+   * order: its credit's row (a credit's redemption), then its coupon's. Its
+   * status is read again once both are held, at an instant read after them,
+   * so a transition never races another, nor a hold's lapse. Confirming
+   * counts the use as confirmed on the coupon (and the credit); canceling a
+   * confirmed one takes it off again; a held one's use stops counting with
+   * its status. Each writes its event.
+   */
+  private async transition(
+    principal: Principal,
+    input: ByIdInput,
+    transition: RedemptionTransition,
+    run: WorkRunner,
+    snapshots: CouponEventSnapshots,
+  ): Promise<RedemptionOutcome> {
+    const v = new Violations();
+    const redemptionId = checkUuid(v, 'redemption_id', input.id);
+    v.throwIfAny();
+    const tenantId = principal.tenantId;
+    return runOrRehearse(run, input.validateOnly, async (manager) => {
+      const repo = new CouponRepository(manager);
+      const credits = new CustomerCreditRepository(manager);
+      const found = await repo.findRedemption(tenantId, redemptionId, this.clock());
+      if (!found) throw redemptionNotFound(redemptionId);
+      if (found.customerCreditId !== null) await credits.lockCreditById(tenantId, found.customerCreditId);
+      await repo.lockCoupon(tenantId, { id: found.couponId });
+      const now = this.clock();
+      const current = (await repo.findRedemption(tenantId, redemptionId, now))!;
+      const refusal = transitionRefusal(redemptionId, current.status, transition, lapsedAt(current));
+      if (refusal) throw refusal;
+      const status = transition === 'CONFIRM' ? 'CONFIRMED' : 'CANCELED';
+      const confirmedDelta = transition === 'CONFIRM' ? 1 : current.status === 'CONFIRMED' ? -1 : 0;
+      const updateTime = await repo.setRedemptionStatus(current, status, confirmedDelta);
+      if (current.customerCreditId !== null && confirmedDelta !== 0) {
+        await credits.addConfirmedUses(tenantId, current.customerCreditId, confirmedDelta);
+      }
+      const redemption: CouponRedemptionEntity = Object.assign(current, { status, updateTime });
+      await appendEvents(manager, [redemptionEvent(transition === 'CONFIRM' ? 'REDEMPTION_CONFIRMED' : 'REDEMPTION_CANCELED', redemption, snapshots)]);
+      const coupon = (await repo.findCoupon(tenantId, { id: current.couponId }, now))!;
+      return { redemption, coupon };
+    });
   }
 
   async listRedemptions(principal: Principal, input: RedemptionListInput): Promise<Page<CouponRedemptionEntity>> {
     const { filter, filterKey } = validateRedemptionListInput(input);
     const repo = new CouponRepository(this.dataSource.manager);
+    const now = this.clock();
     return this.pager.page(principal.tenantId, filterKey, input, async (beforeSeq, limit) => {
       // After the token is read: a bad token is INVALID_ARGUMENT whatever the coupon.
-      if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }))) {
+      if (filter.couponId !== undefined && !(await repo.findCoupon(principal.tenantId, { id: filter.couponId }, now))) {
         throw couponNotFound({ id: filter.couponId });
       }
-      return repo.listRedemptions(principal.tenantId, filter, beforeSeq, limit);
+      return repo.listRedemptions(principal.tenantId, filter, beforeSeq, limit, now);
     });
   }
+}
+
+function redemptionNotFound(redemptionId: string): DomainError {
+  return new DomainError(ErrorReason.RedemptionNotFound, `Redemption ${redemptionId} does not exist.`, [], { redemption_id: redemptionId });
+}
+
+function sameMetadata(a: Metadata, b: Metadata): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && b[key] === a[key]);
 }
 
 /** GetCoupon's lookup: exactly one of id (a UUID) and code. */

@@ -1,4 +1,5 @@
 import { ErrorReason, Violations } from '../common/domain-error';
+import { checkMetadata, type Metadata } from '../common/metadata';
 import { checkTime } from '../common/list-filters';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { checkRedemptionTerms, couponRefusal, type CouponView, type Refusal, type RedemptionRequest } from '../coupons/coupon-redemption.rules';
@@ -17,6 +18,7 @@ export type CreditState = 'ACTIVE' | 'REDEEMED' | 'EXPIRED' | 'REVOKED';
 export interface CreditCounters {
   /** null: unlimited uses. */
   usesTotal: number | null;
+  /** The uses that count: confirmed plus unexpired holds. */
   redemptionCount: bigint;
   expireTime: Date | null;
   revokeTime: Date | null;
@@ -30,6 +32,7 @@ export interface CreditDraftInput {
   /** undefined: the coupon's. */
   expireTime: Date | undefined;
   revenue: MoneyInput | undefined;
+  metadata: Record<string, string>;
 }
 
 /** One credit to issue, validated on its own (the coupon's expiry is checked later). */
@@ -39,6 +42,7 @@ export interface CreditDraft {
   /** undefined: the coupon's. */
   expireTime: Date | undefined;
   revenue: Money | undefined;
+  metadata: Metadata;
 }
 
 /** A credit named the way every RPC but Create names it: by its customer and id. */
@@ -57,6 +61,8 @@ export interface RedeemCreditInput extends CreditLocatorInput {
   planId: string;
   productId: string;
   amount: MoneyInput | undefined;
+  holdUntil: Date | undefined;
+  metadata: Record<string, string>;
 }
 
 /** Why a credit cannot be redeemed or revoked: the FAILED_PRECONDITION reason and a sentence. */
@@ -139,6 +145,7 @@ function validateDraft(v: Violations, input: CreditDraftInput, principal: Princi
     membershipId: input.membershipId === '' ? null : input.membershipId,
     expireTime: input.expireTime,
     revenue,
+    metadata: checkMetadata(v, field('metadata'), input.metadata),
   };
 }
 
@@ -194,7 +201,7 @@ export function redeemRefusal(credit: CreditCounters & { id: string }, now: Date
   }
 }
 
-/** Why a credit cannot be revoked: already revoked, or redeemed at least once (even with uses left). */
+/** Why a credit cannot be revoked: already revoked, or a use of it counts (held or confirmed; even with uses left). */
 export function revokeRefusal(credit: CreditCounters & { id: string }): CreditRefusal | undefined {
   if (credit.revokeTime !== null) {
     return {
@@ -227,11 +234,11 @@ export function validateCreditLocator(input: CreditLocatorInput): CreditLocator 
   return locator;
 }
 
-/** Validates RedeemCustomerCredit; the redemption is made for the credit's customer. */
-export function validateRedeemInput(input: RedeemCreditInput, principal: Principal): { locator: CreditLocator; request: RedemptionRequest } {
+/** Validates RedeemCustomerCredit at `now`; the redemption is made for the credit's customer. */
+export function validateRedeemInput(input: RedeemCreditInput, principal: Principal, now: Date): { locator: CreditLocator; request: RedemptionRequest } {
   const v = new Violations();
   const locator = checkCreditLocator(v, input);
-  const terms = checkRedemptionTerms(v, input, principal);
+  const terms = checkRedemptionTerms(v, input, principal, now);
   v.throwIfAny();
   return { locator, request: { customerId: input.customerId, ...terms } };
 }

@@ -10,7 +10,10 @@ import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity
 import type { CouponEntity } from '../coupons/coupon.entity';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
+import type { CouponEventSnapshots } from '../coupons/coupon-events';
 import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
+import { runOrRehearse } from '../coupons/validate-only';
+import { appendEvents, type OutboxEvent } from '../events/outbox';
 import type { Money } from '../money/money';
 import type { Principal } from '../tenants/principal';
 import { validateCreditListInput, type CreditListInput } from './credit-list.rules';
@@ -42,6 +45,20 @@ export interface CreditView {
   state: CreditState;
 }
 
+/** How credits (and the redemptions they record) become event payloads: see CouponEventSnapshots. */
+export interface CreditEventSnapshots extends CouponEventSnapshots {
+  customerCredit(credit: CreditView): unknown;
+}
+
+function creditEvent(type: 'CUSTOMER_CREDIT_CREATED' | 'CUSTOMER_CREDIT_REVOKED', view: CreditView, snapshots: CreditEventSnapshots): OutboxEvent {
+  return {
+    tenantId: view.credit.tenantId,
+    type,
+    customerId: view.credit.customerId,
+    payload: { kind: 'customer_credit', json: snapshots.customerCredit(view) },
+  };
+}
+
 export interface CreditRedemptionOutcome {
   /** The credit after this use. */
   credit: CreditView;
@@ -71,25 +88,36 @@ export class CreditsService {
   ) {}
 
   /** CreateCustomerCredit: one credit, by the rules of a batch of one. */
-  async create(principal: Principal, input: { couponId: string } & CreditDraftInput, run: WorkRunner): Promise<CreditView> {
+  async create(
+    principal: Principal,
+    input: { couponId: string; validateOnly: boolean } & CreditDraftInput,
+    run: WorkRunner,
+    snapshots: CreditEventSnapshots,
+  ): Promise<CreditView> {
     const now = this.clock();
     const { couponId, drafts } = validateIssueInput({ couponId: input.couponId, drafts: [input] }, principal, now, (_i, field) => field);
-    const [credit] = await this.issue(principal, couponId, drafts, (_i, field) => field, run);
+    const [credit] = await this.issue(principal, couponId, drafts, (_i, field) => field, { run, snapshots, validateOnly: input.validateOnly });
     return credit!;
   }
 
   /** BatchCreateCustomerCredits: every entry is validated first, the coupon checked once, all rows inserted in one statement. */
-  async batchCreate(principal: Principal, input: { couponId: string; drafts: CreditDraftInput[] }, run: WorkRunner): Promise<CreditView[]> {
+  async batchCreate(
+    principal: Principal,
+    input: { couponId: string; drafts: CreditDraftInput[]; validateOnly: boolean },
+    run: WorkRunner,
+    snapshots: CreditEventSnapshots,
+  ): Promise<CreditView[]> {
     const now = this.clock();
     const { couponId, drafts } = validateBatchInput(input, principal, now);
-    return this.issue(principal, couponId, drafts, (i, field) => `credits[${i}].${field}`, run);
+    return this.issue(principal, couponId, drafts, (i, field) => `credits[${i}].${field}`, { run, snapshots, validateOnly: input.validateOnly });
   }
 
   async get(principal: Principal, input: CreditLocatorInput): Promise<CreditView> {
     const locator = validateCreditLocator(input);
-    const credit = await new CustomerCreditRepository(this.dataSource.manager).findCredit(principal.tenantId, locator.customerId, locator.creditId);
+    const now = this.clock();
+    const credit = await new CustomerCreditRepository(this.dataSource.manager).findCredit(principal.tenantId, locator.customerId, locator.creditId, now);
     if (!credit) throw creditNotFound(locator);
-    return this.view(credit, this.clock());
+    return this.view(credit, now);
   }
 
   async list(principal: Principal, input: CreditListInput): Promise<Page<CreditView>> {
@@ -103,53 +131,70 @@ export class CreditsService {
     return { items: page.items.map((credit) => this.view(credit, now)), nextPageToken: page.nextPageToken };
   }
 
-  /** Revokes a never-redeemed credit under its row lock; the row stays, with revoke_time. */
-  async revoke(principal: Principal, input: CreditLocatorInput, run: WorkRunner): Promise<CreditView> {
+  /** Revokes a credit none of whose uses counts, under its row lock; the row stays, with revoke_time. */
+  async revoke(
+    principal: Principal,
+    input: CreditLocatorInput & { validateOnly: boolean },
+    run: WorkRunner,
+    snapshots: CreditEventSnapshots,
+  ): Promise<CreditView> {
     const locator = validateCreditLocator(input);
-    return run.transaction(
-      async (manager) => {
-        const repo = new CustomerCreditRepository(manager);
-        const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
-        if (!credit) throw creditNotFound(locator);
-        const refusal = revokeRefusal(credit);
-        if (refusal) throw creditRefusalError(refusal);
-        return this.view(await repo.revoke(credit), this.clock());
-      },
-    );
+    return runOrRehearse(run, input.validateOnly, async (manager) => {
+      const repo = new CustomerCreditRepository(manager);
+      const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
+      if (!credit) throw creditNotFound(locator);
+      const now = this.clock();
+      await repo.withUses(principal.tenantId, [credit], now);
+      const refusal = revokeRefusal(credit);
+      if (refusal) throw creditRefusalError(refusal);
+      const revoked = this.view(await repo.revoke(credit), now);
+      await appendEvents(manager, [creditEvent('CUSTOMER_CREDIT_REVOKED', revoked, snapshots)]);
+      return revoked;
+    });
   }
 
   /**
    * Uses one use of a credit in one transaction: locks the credit row, checks
-   * it, then records the coupon redemption (which locks the coupon row: the
-   * lock order is always credit, then coupon) and counts the use.
+   * it (its uses counted at an instant read after the lock: confirmed ones
+   * and unexpired holds), then records the coupon redemption (which locks the
+   * coupon row: the lock order is always credit, then coupon; HELD with
+   * `hold_until`) and counts the use.
    */
-  async redeem(principal: Principal, input: RedeemCreditInput, run: WorkRunner): Promise<CreditRedemptionOutcome> {
-    const { locator, request } = validateRedeemInput(input, principal);
-    return run.transaction(
-      async (manager) => {
-        const repo = new CustomerCreditRepository(manager);
-        const credit = await repo.findCredit(principal.tenantId, locator.customerId, locator.creditId, true);
-        if (!credit) throw creditNotFound(locator);
-        // Read the time after the lock is granted: a caller that waited for
-        // it must not use a credit that expired meanwhile.
-        const refusal = redeemRefusal(credit, this.clock());
-        if (refusal) throw creditRefusalError(refusal);
-        const { redemption } = await redeemCouponInTransaction(
-          manager,
-          principal.tenantId,
-          { id: credit.couponId },
-          request,
-          principal.keyName,
-          this.clock,
-        );
-        const counted = await repo.countRedemption(credit, redemption.id);
-        const revenue =
-          counted.revenueAmount === null || counted.revenueCurrencyCode === null
-            ? undefined
-            : { amount: counted.revenueAmount, currencyCode: counted.revenueCurrencyCode };
-        return { credit: this.view(counted, this.clock()), redemption, revenue };
-      },
-    );
+  async redeem(
+    principal: Principal,
+    input: RedeemCreditInput & { validateOnly: boolean },
+    run: WorkRunner,
+    snapshots: CreditEventSnapshots,
+  ): Promise<CreditRedemptionOutcome> {
+    const { locator, request } = validateRedeemInput(input, principal, this.clock());
+    const outcome = await runOrRehearse(run, input.validateOnly, async (manager) => {
+      const repo = new CustomerCreditRepository(manager);
+      const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
+      if (!credit) throw creditNotFound(locator);
+      // Read the time after the lock is granted: a caller that waited for
+      // it must not use a credit that expired meanwhile.
+      const now = this.clock();
+      await repo.withUses(principal.tenantId, [credit], now);
+      const refusal = redeemRefusal(credit, now);
+      if (refusal) throw creditRefusalError(refusal);
+      const { redemption } = await redeemCouponInTransaction(
+        manager,
+        principal.tenantId,
+        { id: credit.couponId },
+        request,
+        { doneBy: principal.keyName, customerCreditId: credit.id },
+        snapshots,
+        this.clock,
+      );
+      const counted = await repo.countRedemption(credit, redemption.id, redemption.status === 'HELD');
+      const revenue =
+        counted.revenueAmount === null || counted.revenueCurrencyCode === null
+          ? undefined
+          : { amount: counted.revenueAmount, currencyCode: counted.revenueCurrencyCode };
+      return { credit: this.view(counted, this.clock()), redemption, revenue };
+    });
+    if (input.validateOnly) outcome.redemption.id = '';
+    return outcome;
   }
 
   /**
@@ -161,14 +206,14 @@ export class CreditsService {
     couponId: string,
     drafts: CreditDraft[],
     fieldOf: (index: number, field: string) => string,
-    run: WorkRunner,
+    { run, snapshots, validateOnly }: { run: WorkRunner; snapshots: CreditEventSnapshots; validateOnly: boolean },
   ): Promise<CreditView[]> {
     const insert = async (): Promise<CreditView[]> => {
       try {
-        return await run.transaction(
+        return await runOrRehearse(run, validateOnly,
           async (manager) => {
-            const coupon = await findCoupon(manager, principal.tenantId, couponId);
             const now = this.clock();
+            const coupon = await findCoupon(manager, principal.tenantId, couponId, now);
             const refusal = issueRefusal(coupon, now);
             if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
             const v = new Violations();
@@ -178,10 +223,14 @@ export class CreditsService {
               expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
               revenueAmount: draft.revenue?.amount ?? null,
               revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
+              metadata: draft.metadata,
             }));
             v.throwIfAny();
             const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
-            return credits.map((credit) => this.view(credit, now));
+            const views = credits.map((credit) => this.view(credit, now));
+            await appendEvents(manager, views.map((view) => creditEvent('CUSTOMER_CREDIT_CREATED', view, snapshots)));
+            if (validateOnly) for (const view of views) view.credit.id = '';
+            return views;
           },
         );
       } catch (err) {
@@ -200,8 +249,8 @@ export class CreditsService {
   }
 }
 
-async function findCoupon(manager: EntityManager, tenantId: string, couponId: string): Promise<CouponEntity> {
-  const coupon = await new CouponRepository(manager).findCoupon(tenantId, { id: couponId });
+async function findCoupon(manager: EntityManager, tenantId: string, couponId: string, now: Date): Promise<CouponEntity> {
+  const coupon = await new CouponRepository(manager).findCoupon(tenantId, { id: couponId }, now);
   if (!coupon) throw couponNotFound({ id: couponId });
   return coupon;
 }

@@ -3,8 +3,10 @@ import { bigintColumn } from '../db/bigint-column';
 
 /**
  * A coupon issued to one customer. Its state is derived from these fields at
- * a given instant (see creditState); `redemptionCount` only changes while the
- * row is locked.
+ * a given instant (see creditState). `confirmedCount` (column
+ * redemption_count) counts its CONFIRMED uses and only changes while the row
+ * is locked; `redemptionCount`, the uses that count at an instant (confirmed
+ * plus unexpired holds), is no column: the repository fills it in.
  */
 @Entity({ name: 'customer_credits' })
 export class CustomerCreditEntity {
@@ -37,6 +39,9 @@ export class CustomerCreditEntity {
   multiUse!: boolean;
 
   @Column({ name: 'redemption_count', type: 'bigint', transformer: bigintColumn })
+  confirmedCount!: bigint;
+
+  /** Confirmed uses plus held ones whose hold_until is after the instant of the read. Not a column. */
   redemptionCount!: bigint;
 
   @Column({ name: 'expire_time', type: 'timestamptz', nullable: true })
@@ -57,4 +62,8 @@ export class CustomerCreditEntity {
 
   @Column({ name: 'last_redeem_time', type: 'timestamptz', nullable: true })
   lastRedeemTime!: Date | null;
+
+  /** The caller's key/value pairs. */
+  @Column({ type: 'jsonb' })
+  metadata!: Record<string, string>;
 }

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
+import type { Metadata } from '../common/metadata';
+import { countHeld } from '../coupons/coupon.repository';
 import type { CreditListFilter } from './credit-list.rules';
 import { CustomerCreditEntity } from './customer-credit.entity';
 
@@ -10,17 +12,22 @@ export interface CreditRowDraft {
   expireTime: Date | null;
   revenueAmount: bigint | null;
   revenueCurrencyCode: string | null;
+  metadata: Metadata;
 }
+
+/** The held uses of the credit `c` that count at `:now` (the partial index coupon_redemption_states_held_by_credit). */
+const HELD_SQL = `(SELECT count(*) FROM coupon_redemption_states s
+  WHERE s.tenant_id = c.tenant_id AND s.customer_credit_id = c.id AND s.status = 'HELD' AND s.hold_until > :now)`;
 
 /**
  * creditState (credit.rules.ts) in SQL, for the row alias `c` at the instant
- * `:now`: the list filters with the same rule and the same instant the
- * responses are computed with, so a listed credit shows the state it was
- * selected for.
+ * `:now`, its uses being the confirmed ones plus the unexpired holds: the
+ * list filters with the same rule and the same instant the responses are
+ * computed with, so a listed credit shows the state it was selected for.
  */
 const STATE_SQL = `CASE
   WHEN c.revoke_time IS NOT NULL THEN 'REVOKED'
-  WHEN c.uses_total IS NOT NULL AND c.redemption_count >= c.uses_total THEN 'REDEEMED'
+  WHEN c.uses_total IS NOT NULL AND c.redemption_count + ${HELD_SQL} >= c.uses_total THEN 'REDEEMED'
   WHEN c.expire_time IS NOT NULL AND c.expire_time <= :now THEN 'EXPIRED'
   ELSE 'ACTIVE' END`;
 
@@ -37,10 +44,10 @@ export class CustomerCreditRepository {
     const ids = drafts.map(() => randomUUID());
     const rows: Array<{ id: string; seq: string; multi_use: boolean; create_time: Date }> = await this.manager.query(
       `INSERT INTO customer_credits
-         (id, tenant_id, customer_id, coupon_id, membership_id, uses_total, expire_time, revenue_amount, revenue_currency_code)
-       SELECT t.id, $1, t.customer_id, $2, t.membership_id, $3, t.expire_time, t.revenue_amount, t.revenue_currency_code
-         FROM unnest($4::uuid[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[], $9::text[])
-              WITH ORDINALITY AS t (id, customer_id, membership_id, expire_time, revenue_amount, revenue_currency_code, n)
+         (id, tenant_id, customer_id, coupon_id, membership_id, uses_total, expire_time, revenue_amount, revenue_currency_code, metadata)
+       SELECT t.id, $1, t.customer_id, $2, t.membership_id, $3, t.expire_time, t.revenue_amount, t.revenue_currency_code, t.metadata
+         FROM unnest($4::uuid[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[], $9::text[], $10::jsonb[])
+              WITH ORDINALITY AS t (id, customer_id, membership_id, expire_time, revenue_amount, revenue_currency_code, metadata, n)
         ORDER BY t.n
        RETURNING id, seq, multi_use, create_time`,
       [
@@ -53,6 +60,7 @@ export class CustomerCreditRepository {
         drafts.map((d) => d.expireTime?.toISOString() ?? null),
         drafts.map((d) => d.revenueAmount?.toString() ?? null),
         drafts.map((d) => d.revenueCurrencyCode),
+        drafts.map((d) => JSON.stringify(d.metadata)),
       ],
     );
     const byId = new Map(rows.map((row) => [row.id, row]));
@@ -70,6 +78,7 @@ export class CustomerCreditRepository {
         membershipId: draft.membershipId,
         usesTotal,
         multiUse: row.multi_use,
+        confirmedCount: 0n,
         redemptionCount: 0n,
         expireTime: draft.expireTime,
         revenueAmount: draft.revenueAmount,
@@ -77,23 +86,52 @@ export class CustomerCreditRepository {
         createTime: row.create_time,
         revokeTime: null,
         lastRedeemTime: null,
+        metadata: draft.metadata,
       };
       return Object.assign(new CustomerCreditEntity(), credit);
     });
   }
 
+  /** Reads a credit of the tenant's customer with the uses that count at `now`. */
+  async findCredit(tenantId: string, customerId: string, id: string, now: Date): Promise<CustomerCreditEntity | undefined> {
+    const credit = await this.creditQuery(tenantId, id).andWhere('c.customer_id = :customerId', { customerId }).getOne();
+    if (!credit) return undefined;
+    const [counted] = await this.withUses(tenantId, [credit], now);
+    return counted;
+  }
+
   /**
-   * Reads a credit of the tenant's customer; with `lock`, takes its row lock
-   * (SELECT … FOR UPDATE, no joins) until the transaction ends, which must be
-   * open. Callers that also lock the credit's coupon lock the credit first.
+   * Reads a credit of the tenant's customer and takes its row lock (SELECT …
+   * FOR UPDATE, no joins) until the transaction ends, which must be open.
+   * Callers that also lock the credit's coupon lock the credit first. Its
+   * `redemptionCount` is only its confirmed count here: count the held uses
+   * with withUses, at an instant read after the lock was granted.
    */
-  async findCredit(tenantId: string, customerId: string, id: string, lock = false): Promise<CustomerCreditEntity | undefined> {
-    const q = this.manager
-      .getRepository(CustomerCreditEntity)
-      .createQueryBuilder('c')
-      .where('c.tenant_id = :tenantId AND c.customer_id = :customerId AND c.id = :id', { tenantId, customerId, id });
-    if (lock) q.setLock('pessimistic_write');
-    return (await q.getOne()) ?? undefined;
+  async lockCredit(tenantId: string, customerId: string, id: string): Promise<CustomerCreditEntity | undefined> {
+    const credit = await this.creditQuery(tenantId, id).andWhere('c.customer_id = :customerId', { customerId }).setLock('pessimistic_write').getOne();
+    if (credit) credit.redemptionCount = credit.confirmedCount;
+    return credit ?? undefined;
+  }
+
+  /** Takes the row lock of a credit of the tenant, whoever its customer (a redemption's transition locks it by id). */
+  async lockCreditById(tenantId: string, id: string): Promise<void> {
+    await this.creditQuery(tenantId, id).setLock('pessimistic_write').getOne();
+  }
+
+  private creditQuery(tenantId: string, id: string) {
+    return this.manager.getRepository(CustomerCreditEntity).createQueryBuilder('c').where('c.tenant_id = :tenantId AND c.id = :id', { tenantId, id });
+  }
+
+  /** Fills in each credit's `redemptionCount` at `now`: confirmed plus unexpired holds. */
+  async withUses(tenantId: string, credits: CustomerCreditEntity[], now: Date): Promise<CustomerCreditEntity[]> {
+    const held = await countHeld(this.manager, tenantId, 'customer_credit_id', credits, now);
+    for (const credit of credits) credit.redemptionCount = credit.confirmedCount + (held.get(credit.id) ?? 0n);
+    return credits;
+  }
+
+  /** Changes the confirmed count of a credit the caller has locked (a redemption confirmed, or a confirmed one canceled). */
+  async addConfirmedUses(tenantId: string, id: string, delta: -1 | 1): Promise<void> {
+    await this.manager.query(`UPDATE customer_credits SET redemption_count = redemption_count + $3 WHERE tenant_id = $1 AND id = $2`, [tenantId, id, delta]);
   }
 
   /** Marks a credit the caller has locked as revoked; answers it as stored. */
@@ -106,14 +144,15 @@ export class CustomerCreditRepository {
   }
 
   /**
-   * Counts one use on a credit the caller has locked and links it to the
-   * coupon redemption it recorded (with the revenue allocated), in one
-   * statement; answers the credit as stored.
+   * Counts one use on a credit the caller has locked (a confirmed one in its
+   * confirmed count; a held one counts through its state row) and links it
+   * to the coupon redemption it recorded (with the revenue allocated), in one
+   * statement; answers the credit as stored, its uses one more.
    */
-  async countRedemption(credit: CustomerCreditEntity, redemptionId: string): Promise<CustomerCreditEntity> {
+  async countRedemption(credit: CustomerCreditEntity, redemptionId: string, held: boolean): Promise<CustomerCreditEntity> {
     const rows: Array<{ redemption_count: string; last_redeem_time: Date }> = await this.manager.query(
       `WITH counted AS (
-         UPDATE customer_credits SET redemption_count = redemption_count + 1, last_redeem_time = clock_timestamp()
+         UPDATE customer_credits SET redemption_count = redemption_count + CASE WHEN $4 THEN 0 ELSE 1 END, last_redeem_time = clock_timestamp()
           WHERE tenant_id = $1 AND id = $2
          RETURNING tenant_id, id, redemption_count, last_redeem_time, revenue_amount, revenue_currency_code
        ), linked AS (
@@ -121,12 +160,14 @@ export class CustomerCreditRepository {
          SELECT $3, tenant_id, id, revenue_amount, revenue_currency_code FROM counted
        )
        SELECT redemption_count, last_redeem_time FROM counted`,
-      [credit.tenantId, credit.id, redemptionId],
+      [credit.tenantId, credit.id, redemptionId, held],
     );
     const row = rows[0]!;
+    const confirmedCount = BigInt(row.redemption_count);
     return Object.assign(new CustomerCreditEntity(), {
       ...credit,
-      redemptionCount: BigInt(row.redemption_count),
+      confirmedCount,
+      redemptionCount: credit.redemptionCount + 1n,
       lastRedeemTime: row.last_redeem_time,
     });
   }
@@ -149,6 +190,8 @@ export class CustomerCreditRepository {
       .andWhere(`(${STATE_SQL}) IN (:...states)`, { now, states: filter.states });
     if (beforeSeq !== undefined) q.andWhere('c.seq < :beforeSeq', { beforeSeq: beforeSeq.toString() });
     if (filter.multiUse !== undefined) q.andWhere('c.multi_use = :multiUse', { multiUse: filter.multiUse });
-    return q.orderBy('c.seq', 'DESC').limit(limit).getMany();
+    // Containment on the GIN index customer_credits_metadata (jsonb_path_ops).
+    if (filter.metadata !== undefined) q.andWhere('c.metadata @> :metadata::jsonb', { metadata: JSON.stringify(filter.metadata) });
+    return this.withUses(tenantId, await q.orderBy('c.seq', 'DESC').limit(limit).getMany(), now);
   }
 }

@@ -17,6 +17,7 @@ import { LedgerAudit1764300000000 } from './migrations/1764300000000-ledger-audi
 import { CreditHolds1764400000000 } from './migrations/1764400000000-credit-holds';
 import { Events1764500000000 } from './migrations/1764500000000-events';
 import { LedgerWriteCosts1764550000000 } from './migrations/1764550000000-ledger-write-costs';
+import { TwoPhaseRedemptions1764600000000 } from './migrations/1764600000000-two-phase-redemptions';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   CreditHolds1764400000000,
   Events1764500000000,
   LedgerWriteCosts1764550000000,
+  TwoPhaseRedemptions1764600000000,
 ];
 
 export interface DataSourceOptions {

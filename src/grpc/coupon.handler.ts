@@ -1,10 +1,13 @@
 import type { CouponServiceServer } from '../../gen/credits/v1/coupon_service';
 import type { CouponsService } from '../coupons/coupons.service';
+import type { RedemptionOutcome } from '../coupons/redeem-coupon';
 import {
   couponListInputFromProto,
   couponRedemptionToProto,
   couponTermsFromProto,
+  couponEventSnapshots as events,
   couponToProto,
+  redeemInputFromProto,
   redemptionInputFromProto,
   redemptionListInputFromProto,
 } from './coupon.mapper';
@@ -15,7 +18,7 @@ import type { Rpc } from './rpc';
 export function couponHandlers(service: CouponsService, rpc: Rpc): CouponServiceServer {
   return {
     createCoupon: rpc.write(async (request, ctx) => ({
-      coupon: couponToProto(await service.create(ctx.principal, couponTermsFromProto(request), ctx.run)),
+      coupon: couponToProto(await service.create(ctx.principal, couponTermsFromProto(request), ctx.run, events)),
     })),
     getCoupon: rpc.read(async (request, ctx) => ({
       coupon: couponToProto(await service.get(ctx.principal, { id: request.id, code: request.code })),
@@ -24,10 +27,10 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
       pageToProto('coupons', await service.list(ctx.principal, couponListInputFromProto(request)), couponToProto),
     ),
     updateCoupon: rpc.write(async (request, ctx) => ({
-      coupon: couponToProto(await service.update(ctx.principal, request.id, couponTermsFromProto(request), ctx.run)),
+      coupon: couponToProto(await service.update(ctx.principal, request.id, couponTermsFromProto(request), ctx.run, events)),
     })),
     deleteCoupon: rpc.write(async (request, ctx) => {
-      await service.delete(ctx.principal, request.id, ctx.run);
+      await service.delete(ctx.principal, { id: request.id, validateOnly: request.validateOnly }, ctx.run, events);
       return {};
     }),
     validateCoupon: rpc.read(async (request, ctx) => {
@@ -40,12 +43,19 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
         coupon: couponToProto(outcome.coupon),
       };
     }),
-    redeemCoupon: rpc.write(async (request, ctx) => {
-      const outcome = await service.redeem(ctx.principal, redemptionInputFromProto(request), ctx.run);
-      return { redemption: couponRedemptionToProto(outcome.redemption), coupon: couponToProto(outcome.coupon) };
-    }),
+    redeemCoupon: rpc.write(async (request, ctx) => redemptionOutcomeToProto(await service.redeem(ctx.principal, redeemInputFromProto(request), ctx.run, events))),
+    confirmCouponRedemption: rpc.write(async (request, ctx) =>
+      redemptionOutcomeToProto(await service.confirm(ctx.principal, { id: request.redemptionId, validateOnly: request.validateOnly }, ctx.run, events)),
+    ),
+    cancelCouponRedemption: rpc.write(async (request, ctx) =>
+      redemptionOutcomeToProto(await service.cancel(ctx.principal, { id: request.redemptionId, validateOnly: request.validateOnly }, ctx.run, events)),
+    ),
     listCouponRedemptions: rpc.read(async (request, ctx) =>
       pageToProto('redemptions', await service.listRedemptions(ctx.principal, redemptionListInputFromProto(request)), couponRedemptionToProto),
     ),
   };
+}
+
+function redemptionOutcomeToProto(outcome: RedemptionOutcome) {
+  return { redemption: couponRedemptionToProto(outcome.redemption), coupon: couponToProto(outcome.coupon) };
 }

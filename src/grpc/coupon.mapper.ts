@@ -1,8 +1,9 @@
 import {
   CouponType as CouponTypeProto,
   Frequency as FrequencyProto,
-  type Coupon,
-  type CouponRedemption,
+  RedemptionStatus as RedemptionStatusProto,
+  Coupon,
+  CouponRedemption,
   type CreateCouponRequest,
   type ListCouponRedemptionsRequest,
   type ListCouponsRequest,
@@ -13,7 +14,9 @@ import type { CouponListInput, RedemptionListInput } from '../coupons/coupon-lis
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { RedemptionInput } from '../coupons/coupon-redemption.rules';
 import type { CouponEntity, CouponType, Frequency } from '../coupons/coupon.entity';
-import type { CouponTermsInput } from '../coupons/coupon.rules';
+import type { CouponEventSnapshots } from '../coupons/coupon-events';
+import type { CouponWriteInput } from '../coupons/coupons.service';
+import type { RedemptionStatus } from '../coupons/redemption-status.rules';
 import { enumFromProto } from './enum.mapper';
 import { moneyFromProto, moneyToProto } from './money.mapper';
 
@@ -28,11 +31,17 @@ const FREQUENCY_TO_PROTO: Record<Frequency, FrequencyProto> = {
   LIFETIME: FrequencyProto.FREQUENCY_LIFETIME,
 };
 
+const REDEMPTION_STATUS_TO_PROTO: Record<RedemptionStatus, RedemptionStatusProto> = {
+  HELD: RedemptionStatusProto.REDEMPTION_STATUS_HELD,
+  CONFIRMED: RedemptionStatusProto.REDEMPTION_STATUS_CONFIRMED,
+  CANCELED: RedemptionStatusProto.REDEMPTION_STATUS_CANCELED,
+};
+
 const couponTypeFromProto = enumFromProto(COUPON_TYPE_TO_PROTO);
 const frequencyFromProto = enumFromProto(FREQUENCY_TO_PROTO);
 
-/** The writable fields CreateCouponRequest and UpdateCouponRequest share. */
-export function couponTermsFromProto(request: CreateCouponRequest): CouponTermsInput {
+/** The writable fields, metadata and validate_only that CreateCouponRequest and UpdateCouponRequest share. */
+export function couponTermsFromProto(request: CreateCouponRequest): CouponWriteInput {
   return {
     code: request.code,
     name: request.name,
@@ -49,6 +58,8 @@ export function couponTermsFromProto(request: CreateCouponRequest): CouponTermsI
     limitedToProducts: request.limitedToProducts,
     excludedFromProducts: request.excludedFromProducts,
     enabled: request.enabled,
+    metadata: request.metadata,
+    validateOnly: request.validateOnly,
   };
 }
 
@@ -72,8 +83,9 @@ export function couponToProto(coupon: CouponEntity): Coupon {
     enabled: coupon.enabled,
     createTime: coupon.createTime,
     updateTime: coupon.updateTime,
-    redeemed: coupon.redemptionCount > 0n,
+    redeemed: coupon.redeemed,
     redemptionCount: coupon.redemptionCount,
+    metadata: coupon.metadata,
   };
 }
 
@@ -88,10 +100,21 @@ export function couponRedemptionToProto(redemption: CouponRedemptionEntity): Cou
     discount: moneyToProto(redemption.discount, redemption.currencyCode),
     doneBy: redemption.doneBy,
     createTime: redemption.createTime,
+    status: REDEMPTION_STATUS_TO_PROTO[redemption.status],
+    holdUntil: redemption.holdUntil ?? undefined,
+    customerCreditId: redemption.customerCreditId ?? '',
+    metadata: redemption.metadata,
+    updateTime: redemption.updateTime,
   };
 }
 
-export function redemptionInputFromProto(request: RedeemCouponRequest | ValidateCouponRequest): RedemptionInput {
+/** Coupons and redemptions as their events carry them: the proto messages' JSON. */
+export const couponEventSnapshots: CouponEventSnapshots = {
+  coupon: (coupon) => Coupon.toJSON(couponToProto(coupon)),
+  redemption: (redemption) => CouponRedemption.toJSON(couponRedemptionToProto(redemption)),
+};
+
+export function redemptionInputFromProto(request: ValidateCouponRequest): RedemptionInput {
   return {
     code: request.code,
     customerId: request.customerId,
@@ -101,10 +124,20 @@ export function redemptionInputFromProto(request: RedeemCouponRequest | Validate
   };
 }
 
+export function redeemInputFromProto(request: RedeemCouponRequest): RedemptionInput & { validateOnly: boolean } {
+  return { ...redemptionInputFromProto(request), holdUntil: request.holdUntil, metadata: request.metadata, validateOnly: request.validateOnly };
+}
+
 export function couponListInputFromProto(request: ListCouponsRequest): CouponListInput {
   return { pageSize: request.pageSize, pageToken: request.pageToken, enabled: request.enabled, codePrefix: request.codePrefix };
 }
 
 export function redemptionListInputFromProto(request: ListCouponRedemptionsRequest): RedemptionListInput {
-  return { pageSize: request.pageSize, pageToken: request.pageToken, couponId: request.couponId, customerId: request.customerId };
+  return {
+    pageSize: request.pageSize,
+    pageToken: request.pageToken,
+    couponId: request.couponId,
+    customerId: request.customerId,
+    metadata: request.metadata,
+  };
 }

@@ -1,14 +1,15 @@
 import {
   CreditState as CreditStateProto,
+  CustomerCredit,
   type BatchCreateCustomerCreditsEntry,
   type CreateCustomerCreditRequest,
-  type CustomerCredit,
   type ListCustomerCreditsRequest,
   type RedeemCustomerCreditRequest,
 } from '../../gen/credits/v1/credit_service';
 import type { CreditListInput } from '../credits/credit-list.rules';
 import { usesRemaining, type CreditDraftInput, type CreditState, type RedeemCreditInput } from '../credits/credit.rules';
-import type { CreditView } from '../credits/credits.service';
+import type { CreditEventSnapshots, CreditView } from '../credits/credits.service';
+import { couponEventSnapshots } from './coupon.mapper';
 import { moneyFromProto, moneyToProto } from './money.mapper';
 
 const CREDIT_STATE_TO_PROTO: Record<CreditState, CreditStateProto> = {
@@ -33,8 +34,15 @@ export function creditToProto({ credit, state }: CreditView): CustomerCredit {
     createTime: credit.createTime,
     revokeTime: credit.revokeTime ?? undefined,
     lastRedeemTime: credit.lastRedeemTime ?? undefined,
+    metadata: credit.metadata,
   };
 }
+
+/** Credits, coupons and redemptions as their events carry them: the proto messages' JSON. */
+export const creditEventSnapshots: CreditEventSnapshots = {
+  ...couponEventSnapshots,
+  customerCredit: (view) => CustomerCredit.toJSON(creditToProto(view)),
+};
 
 /** One credit to issue: CreateCustomerCreditRequest (without its coupon) or a batch entry. */
 export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchCreateCustomerCreditsEntry): CreditDraftInput {
@@ -43,6 +51,7 @@ export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchC
     membershipId: entry.membershipId,
     expireTime: entry.expireTime,
     revenue: moneyFromProto(entry.revenue),
+    metadata: entry.metadata,
   };
 }
 
@@ -53,6 +62,8 @@ export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest)
     planId: request.planId,
     productId: request.productId,
     amount: moneyFromProto(request.amount),
+    holdUntil: request.holdUntil,
+    metadata: request.metadata,
   };
 }
 
@@ -65,5 +76,6 @@ export function creditListInputFromProto(request: ListCustomerCreditsRequest): C
     includeExpired: request.includeExpired,
     includeRevoked: request.includeRevoked,
     multiUse: request.multiUse,
+    metadata: request.metadata,
   };
 }

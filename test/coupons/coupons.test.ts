@@ -289,7 +289,7 @@ describe('CouponService coupons', () => {
       { frequency: Frequency.FREQUENCY_LIFETIME },
     ]) {
       const err = await expectError(t.coupons.updateCoupon(sameTerms(redeemed, change)), status.FAILED_PRECONDITION, 'COUPON_REDEEMED');
-      expect(err.message).to.contain('only enabled may change');
+      expect(err.message).to.contain('only enabled and metadata may change');
     }
     const both = await expectError(t.coupons.updateCoupon(sameTerms(redeemed, { name: 'Renamed', enabled: false })), status.FAILED_PRECONDITION, 'COUPON_REDEEMED');
     expect(both.metadata['changed_fields']).to.equal('name');

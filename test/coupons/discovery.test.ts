@@ -21,13 +21,18 @@ describe('CouponService discovery (reflection and health)', () => {
       'DeleteCoupon',
       'ValidateCoupon',
       'RedeemCoupon',
+      'ConfirmCouponRedemption',
+      'CancelCouponRedemption',
       'ListCouponRedemptions',
     ]);
     const fields = (message: string) => file.messageType.find((m) => m.name === message)!.field.map((f) => f.name);
-    expect(fields('RedeemCouponRequest')).to.deep.equal(['code', 'customer_id', 'plan_id', 'product_id', 'amount']);
+    expect(fields('RedeemCouponRequest')).to.deep.equal(['code', 'customer_id', 'plan_id', 'product_id', 'amount', 'hold_until', 'metadata', 'validate_only']);
+    expect(fields('ConfirmCouponRedemptionRequest')).to.deep.equal(['redemption_id', 'validate_only']);
+    expect(fields('CancelCouponRedemptionRequest')).to.deep.equal(['redemption_id', 'validate_only']);
+    expect(fields('CouponRedemption')).to.include.members(['status', 'hold_until', 'customer_credit_id', 'metadata', 'update_time']);
     expect(fields('ValidateCouponResponse')).to.include.members(['valid', 'reason', 'discount']);
     expect(fields('ListCouponsRequest')).to.deep.equal(['page_size', 'page_token', 'enabled', 'code_prefix']);
-    expect(fields('ListCouponRedemptionsRequest')).to.deep.equal(['page_size', 'page_token', 'coupon_id', 'customer_id']);
+    expect(fields('ListCouponRedemptionsRequest')).to.deep.equal(['page_size', 'page_token', 'coupon_id', 'customer_id', 'metadata']);
     const comments = file.sourceCodeInfo!.location.map((l) => l.leadingComments).join('\n');
     for (const reason of ['COUPON_NOT_FOUND', 'COUPON_CODE_ALREADY_EXISTS', 'COUPON_REDEEMED', 'COUPON_DISABLED', 'COUPON_EXPIRED', 'COUPON_NOT_APPLICABLE', 'COUPON_MAX_REDEMPTIONS_REACHED', 'COUPON_CUSTOMER_LIMIT_REACHED']) {
       expect(comments).to.contain(reason);

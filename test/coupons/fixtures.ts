@@ -31,6 +31,8 @@ export function percentageCoupon(overrides: Partial<CreateCouponRequest> = {}): 
     excludedFromPlans: [],
     limitedToProducts: [],
     excludedFromProducts: [],
+    metadata: {},
+    validateOnly: false,
     ...overrides,
   };
 }
@@ -65,13 +67,15 @@ export function sameTerms(coupon: Coupon, overrides: Partial<UpdateCouponRequest
     limitedToProducts: coupon.limitedToProducts,
     excludedFromProducts: coupon.excludedFromProducts,
     enabled: coupon.enabled,
+    metadata: coupon.metadata,
+    validateOnly: false,
     ...overrides,
   };
 }
 
 /** A redemption request with empty plan/product and no amount. */
 export function redeemRequest(code: string, customerId: string, overrides: Partial<RedeemCouponRequest> = {}): RedeemCouponRequest {
-  return { code, customerId, planId: '', productId: '', ...overrides };
+  return { code, customerId, planId: '', productId: '', metadata: {}, validateOnly: false, ...overrides };
 }
 
 /** Every redemption of a coupon, newest first, read through ListCouponRedemptions. */

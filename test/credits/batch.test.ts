@@ -20,6 +20,7 @@ function recordStatements(dataSource: DataSource): { statements: string[]; stop(
 const entry = (customerId: string, overrides: Partial<BatchCreateCustomerCreditsEntry> = {}): BatchCreateCustomerCreditsEntry => ({
   customerId,
   membershipId: '',
+  metadata: {},
   ...overrides,
 });
 

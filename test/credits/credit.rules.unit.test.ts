@@ -38,7 +38,7 @@ function credit(overrides: Partial<CreditCounters> = {}): CreditCounters & { id:
 }
 
 function draft(overrides: Partial<CreditDraftInput> = {}): CreditDraftInput {
-  return { customerId: 'cust-1', membershipId: '', expireTime: undefined, revenue: undefined, ...overrides };
+  return { customerId: 'cust-1', membershipId: '', expireTime: undefined, revenue: undefined, metadata: {}, ...overrides };
 }
 
 /** The BadRequest fields of a validation failure. */
@@ -169,7 +169,13 @@ describe('customer credit rules (unit)', () => {
       const valid = validateBatchInput({ couponId: COUPON_ID.toUpperCase(), drafts: max }, principal, NOW);
       expect(valid.couponId).to.equal(COUPON_ID);
       expect(valid.drafts).to.have.length(MAX_BATCH_CREDITS);
-      expect(valid.drafts[0]).to.deep.equal({ customerId: 'cust-1', membershipId: null, expireTime: undefined, revenue: { amount: 0n, currencyCode: 'USD' } });
+      expect(valid.drafts[0]).to.deep.equal({
+        customerId: 'cust-1',
+        membershipId: null,
+        expireTime: undefined,
+        revenue: { amount: 0n, currencyCode: 'USD' },
+        metadata: {},
+      });
     });
   });
 
@@ -190,10 +196,10 @@ describe('customer credit rules (unit)', () => {
   });
 
   it('lists active credits by default and binds page tokens to the customer and the filter', () => {
-    const base = { customerId: 'c', pageSize: 0, pageToken: '', includeRedeemed: false, includeExpired: false, includeRevoked: false, multiUse: undefined };
+    const base = { customerId: 'c', pageSize: 0, pageToken: '', includeRedeemed: false, includeExpired: false, includeRevoked: false, multiUse: undefined, metadata: {} };
     expect(validateCreditListInput(base).filter.states).to.deep.equal(['ACTIVE']);
     const all = validateCreditListInput({ ...base, includeRedeemed: true, includeExpired: true, includeRevoked: true, multiUse: true });
-    expect(all.filter).to.deep.equal({ customerId: 'c', states: ['ACTIVE', 'REDEEMED', 'EXPIRED', 'REVOKED'], multiUse: true });
+    expect(all.filter).to.deep.equal({ customerId: 'c', states: ['ACTIVE', 'REDEEMED', 'EXPIRED', 'REVOKED'], multiUse: true, metadata: undefined });
     const keys = new Set([
       validateCreditListInput(base).filterKey,
       validateCreditListInput({ ...base, customerId: 'd' }).filterKey,

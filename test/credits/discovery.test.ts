@@ -39,13 +39,14 @@ describe('CreditService discovery (reflection and health)', () => {
       'create_time',
       'revoke_time',
       'last_redeem_time',
+      'metadata',
     ]);
-    expect(fields('CreateCustomerCreditRequest')).to.deep.equal(['customer_id', 'coupon_id', 'membership_id', 'expire_time', 'revenue']);
-    expect(fields('BatchCreateCustomerCreditsRequest')).to.deep.equal(['coupon_id', 'credits']);
-    expect(fields('BatchCreateCustomerCreditsEntry')).to.deep.equal(['customer_id', 'membership_id', 'expire_time', 'revenue']);
+    expect(fields('CreateCustomerCreditRequest')).to.deep.equal(['customer_id', 'coupon_id', 'membership_id', 'expire_time', 'revenue', 'metadata', 'validate_only']);
+    expect(fields('BatchCreateCustomerCreditsRequest')).to.deep.equal(['coupon_id', 'credits', 'validate_only']);
+    expect(fields('BatchCreateCustomerCreditsEntry')).to.deep.equal(['customer_id', 'membership_id', 'expire_time', 'revenue', 'metadata']);
     expect(fields('GetCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id']);
-    expect(fields('RevokeCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id']);
-    expect(fields('RedeemCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id', 'plan_id', 'product_id', 'amount']);
+    expect(fields('RevokeCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id', 'validate_only']);
+    expect(fields('RedeemCustomerCreditRequest')).to.deep.equal(['customer_id', 'credit_id', 'plan_id', 'product_id', 'amount', 'hold_until', 'metadata', 'validate_only']);
     expect(fields('RedeemCustomerCreditResponse')).to.deep.equal(['credit', 'redemption', 'revenue']);
     expect(fields('ListCustomerCreditsRequest')).to.deep.equal([
       'customer_id',
@@ -55,6 +56,7 @@ describe('CreditService discovery (reflection and health)', () => {
       'include_expired',
       'include_revoked',
       'multi_use',
+      'metadata',
     ]);
     expect(fields('ListCustomerCreditsResponse')).to.deep.equal(['credits', 'next_page_token']);
     expect(file.enumType.find((e) => e.name === 'CreditState')!.value.map((v) => v.name)).to.deep.equal([

@@ -17,17 +17,17 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 
 /** A CreateCustomerCreditRequest with no membership, expiry or revenue; `overrides` replace fields. */
 export function issueRequest(couponId: string, customerId: string, overrides: Partial<CreateCustomerCreditRequest> = {}): CreateCustomerCreditRequest {
-  return { customerId, couponId, membershipId: '', ...overrides };
+  return { customerId, couponId, membershipId: '', metadata: {}, validateOnly: false, ...overrides };
 }
 
 /** A RedeemCustomerCreditRequest with no plan, product or amount. */
 export function redeemCreditRequest(customerId: string, creditId: string, overrides: Partial<RedeemCustomerCreditRequest> = {}): RedeemCustomerCreditRequest {
-  return { customerId, creditId, planId: '', productId: '', ...overrides };
+  return { customerId, creditId, planId: '', productId: '', metadata: {}, validateOnly: false, ...overrides };
 }
 
 /** A ListCustomerCreditsRequest with the defaults (active credits only, first page). */
 export function listRequest(customerId: string, overrides: Partial<ListCustomerCreditsRequest> = {}): ListCustomerCreditsRequest {
-  return { customerId, pageSize: 0, pageToken: '', includeRedeemed: false, includeExpired: false, includeRevoked: false, ...overrides };
+  return { customerId, pageSize: 0, pageToken: '', includeRedeemed: false, includeExpired: false, includeRevoked: false, metadata: {}, ...overrides };
 }
 
 export function withIdempotencyKey(key: string): Metadata {

@@ -207,7 +207,8 @@ const plausibleTerms = fc
     enabled: optionalBool,
     consistent: fc.nat(9).map((n) => n < 8),
   })
-  .map(({ consistent, ...terms }): CreateCouponRequest => {
+  .map(({ consistent, ...fields }): CreateCouponRequest => {
+    const terms = { ...fields, metadata: {}, validateOnly: false };
     if (!consistent) return terms;
     const percentage = terms.type === 1;
     return {
@@ -224,10 +225,11 @@ const plausibleEntry: fc.Arbitrary<BatchCreateCustomerCreditsEntry> = fc.record(
   membershipId: fc.constantFrom('', 'm-1'),
   expireTime: futureTime,
   revenue: plausibleMoney,
+  metadata: fc.constant({}),
 });
 /** A batch entry with any values, or a plausible one; strings stay short so 600 of them fit in a message. */
 const batchEntry: fc.Arbitrary<BatchCreateCustomerCreditsEntry> = fc.oneof(
-  fc.record({ customerId, membershipId: optionalReference, expireTime: time, revenue: money }),
+  fc.record({ customerId, membershipId: optionalReference, expireTime: time, revenue: money, metadata: fc.constant({}) }),
   plausibleEntry,
 );
 
@@ -413,7 +415,7 @@ describe('bad input: property-based', function () {
       fc.assert(
         fc.asyncProperty(
           fc.oneof(
-            fc.tuple(uuidOf(known.ids), hostileTerms(known.codes)).map(([id, terms]): UpdateCouponRequest => ({ id, ...terms })),
+            fc.tuple(uuidOf(known.ids), hostileTerms(known.codes)).map(([id, terms]): UpdateCouponRequest => ({ id, ...terms, metadata: {}, validateOnly: false })),
             fc
               .tuple(
                 fc.constantFrom(...known.updatable),
@@ -589,7 +591,7 @@ describe('bad input: property-based', function () {
               .chain((n) =>
                 fc.oneof(
                   fc.array(batchEntry, { minLength: n, maxLength: n }),
-                  fc.constant(Array.from({ length: n }, (_, i): BatchCreateCustomerCreditsEntry => ({ customerId: `bulk-${i}`, membershipId: '' }))),
+                  fc.constant(Array.from({ length: n }, (_, i): BatchCreateCustomerCreditsEntry => ({ customerId: `bulk-${i}`, membershipId: '', metadata: {} }))),
                 ),
               ),
           }),
@@ -730,6 +732,7 @@ describe('bad input: property-based', function () {
         const junk = Array.from({ length: 500 }, (): BatchCreateCustomerCreditsEntry => ({
           customerId: `bad id ${'x'.repeat(40)}`,
           membershipId: `bad m ${'y'.repeat(50)}`,
+          metadata: {},
           expireTime: new Date(1000),
           revenue: { amount: -5n, currencyCode: 'XXXX' },
         }));

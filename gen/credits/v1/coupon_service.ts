@@ -71,6 +71,65 @@ export function couponTypeToJSON(object: CouponType): string {
 }
 
 /**
+ * Where a redemption stands. Statuses only move forward: HELD → CONFIRMED →
+ * CANCELED, or HELD → CANCELED.
+ */
+export enum RedemptionStatus {
+  /** REDEMPTION_STATUS_UNSPECIFIED - Never returned; not a valid status. */
+  REDEMPTION_STATUS_UNSPECIFIED = 0,
+  /**
+   * REDEMPTION_STATUS_HELD - Reserved by a redemption with `hold_until`, which has not passed: the use
+   * counts toward every limit until it is confirmed or canceled.
+   */
+  REDEMPTION_STATUS_HELD = 1,
+  /** REDEMPTION_STATUS_CONFIRMED - Used for good: redeemed without `hold_until`, or a hold confirmed. */
+  REDEMPTION_STATUS_CONFIRMED = 2,
+  /**
+   * REDEMPTION_STATUS_CANCELED - Canceled by CancelCouponRedemption, or a hold whose `hold_until` passed:
+   * its use no longer counts anywhere.
+   */
+  REDEMPTION_STATUS_CANCELED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function redemptionStatusFromJSON(object: any): RedemptionStatus {
+  switch (object) {
+    case 0:
+    case "REDEMPTION_STATUS_UNSPECIFIED":
+      return RedemptionStatus.REDEMPTION_STATUS_UNSPECIFIED;
+    case 1:
+    case "REDEMPTION_STATUS_HELD":
+      return RedemptionStatus.REDEMPTION_STATUS_HELD;
+    case 2:
+    case "REDEMPTION_STATUS_CONFIRMED":
+      return RedemptionStatus.REDEMPTION_STATUS_CONFIRMED;
+    case 3:
+    case "REDEMPTION_STATUS_CANCELED":
+      return RedemptionStatus.REDEMPTION_STATUS_CANCELED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RedemptionStatus.UNRECOGNIZED;
+  }
+}
+
+export function redemptionStatusToJSON(object: RedemptionStatus): string {
+  switch (object) {
+    case RedemptionStatus.REDEMPTION_STATUS_UNSPECIFIED:
+      return "REDEMPTION_STATUS_UNSPECIFIED";
+    case RedemptionStatus.REDEMPTION_STATUS_HELD:
+      return "REDEMPTION_STATUS_HELD";
+    case RedemptionStatus.REDEMPTION_STATUS_CONFIRMED:
+      return "REDEMPTION_STATUS_CONFIRMED";
+    case RedemptionStatus.REDEMPTION_STATUS_CANCELED:
+      return "REDEMPTION_STATUS_CANCELED";
+    case RedemptionStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
  * How many uses a customer credit issued from the coupon gets (see
  * CreditService). RedeemCoupon itself does not look at it.
  */
@@ -206,15 +265,30 @@ export interface Coupon {
     | Date
     | undefined;
   /**
-   * True once the coupon has been redeemed at least once; its terms are then
-   * frozen (only `enabled` may change) and it can no longer be deleted.
+   * True once the coupon has been redeemed at least once (held, confirmed or
+   * since canceled); its terms are then frozen (only `enabled` and `metadata`
+   * may change) and it can no longer be deleted.
    */
   redeemed: boolean;
-  /** Number of redemptions so far. */
+  /**
+   * Number of redemptions that count toward `max_redemptions` at this
+   * instant: CONFIRMED ones plus HELD ones whose `hold_until` has not passed.
+   * Canceled and lapsed ones do not count.
+   */
   redemptionCount: bigint;
+  /** The caller's key/value pairs, as given (see CreateCouponRequest.metadata). */
+  metadata: { [key: string]: string };
 }
 
-/** One use of a coupon by a customer; immutable. */
+export interface Coupon_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+/**
+ * One use of a coupon by a customer. The record never changes; only its
+ * `status` (and `update_time`) move.
+ */
 export interface CouponRedemption {
   /** Server-assigned UUID of the redemption. */
   id: string;
@@ -243,7 +317,39 @@ export interface CouponRedemption {
   /** Name of the API key that recorded the redemption. */
   doneBy: string;
   /** When the redemption was recorded. */
-  createTime?: Date | undefined;
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * Where it stands at the instant of the response: HELD, CONFIRMED or
+   * CANCELED (a hold past `hold_until` reads CANCELED at once).
+   */
+  status: RedemptionStatus;
+  /**
+   * For a redemption made with `hold_until`: until when the use is held. At
+   * that instant an unconfirmed hold is canceled on its own. Absent for a
+   * redemption confirmed at once.
+   */
+  holdUntil?:
+    | Date
+    | undefined;
+  /**
+   * UUID of the customer credit this redemption used (see
+   * CreditService.RedeemCustomerCredit); empty for RedeemCoupon's.
+   */
+  customerCreditId: string;
+  /** The caller's key/value pairs, as given with the redemption. */
+  metadata: { [key: string]: string };
+  /**
+   * When `status` last changed: `create_time` while it never did; the
+   * `hold_until` of a hold that lapsed.
+   */
+  updateTime?: Date | undefined;
+}
+
+export interface CouponRedemption_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of CreateCoupon: the coupon's writable fields. */
@@ -316,12 +422,31 @@ export interface CreateCouponRequest {
    */
   excludedFromProducts: string[];
   /** Whether the coupon can be redeemed; unset means true. */
-  enabled?: boolean | undefined;
+  enabled?:
+    | boolean
+    | undefined;
+  /**
+   * The caller's key/value pairs (e.g. {"campaign": "spring"}): at most 20
+   * pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+   * characters without control characters. Stored and returned as given.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check (the code's uniqueness included) and
+   * answers the coupon it would create, with an empty `id`, writing nothing:
+   * no coupon, no event, no idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface CreateCouponRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of CreateCoupon. */
 export interface CreateCouponResponse {
-  /** The coupon as stored. */
+  /** The coupon as stored (with an empty `id` for validate_only). */
   coupon?: Coupon | undefined;
 }
 
@@ -429,10 +554,28 @@ export interface UpdateCouponRequest {
   /** See CreateCouponRequest.excluded_from_products. */
   excludedFromProducts: string[];
   /**
-   * Whether the coupon can be redeemed; unset means true. The only field that
-   * may change once the coupon has been redeemed.
+   * Whether the coupon can be redeemed; unset means true. With `metadata`,
+   * the only fields that may change once the coupon has been redeemed.
    */
-  enabled?: boolean | undefined;
+  enabled?:
+    | boolean
+    | undefined;
+  /**
+   * Replaces the coupon's key/value pairs (unset: none); see
+   * CreateCouponRequest.metadata. May change after the coupon was redeemed.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check and answers the coupon as the update
+   * would leave it, writing nothing (no change, no event, no idempotency
+   * record).
+   */
+  validateOnly: boolean;
+}
+
+export interface UpdateCouponRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of UpdateCoupon. */
@@ -445,6 +588,11 @@ export interface UpdateCouponResponse {
 export interface DeleteCouponRequest {
   /** UUID of the coupon. Required. */
   id: string;
+  /**
+   * When true, the call answers what the deletion would answer (an empty
+   * response, or its error) and deletes nothing.
+   */
+  validateOnly: boolean;
 }
 
 /** Response of DeleteCoupon. */
@@ -531,12 +679,45 @@ export interface RedeemCouponRequest {
    * redemption is recorded without a discount (there is nothing to compute it
    * on). For a fixed-amount coupon it must be in the coupon's currency.
    */
-  amount?: Money | undefined;
+  amount?:
+    | Money
+    | undefined;
+  /**
+   * When set, the redemption is HELD until this instant (after now, at most 7
+   * days ahead): it counts toward every limit, and is confirmed with
+   * ConfirmCouponRedemption or given back with CancelCouponRedemption; if
+   * neither happens first, it is canceled on its own at this instant. Unset:
+   * CONFIRMED at once.
+   */
+  holdUntil?:
+    | Date
+    | undefined;
+  /**
+   * The redemption's key/value pairs (e.g. {"order_id": "o_123"}); see
+   * CreateCouponRequest.metadata for the limits. ListCouponRedemptions
+   * filters on them.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check under the coupon's lock and answers
+   * the redemption it would record (with an empty `id`) and the coupon as it
+   * would leave it, writing nothing: it uses up no limit, writes no event and
+   * no idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface RedeemCouponRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of RedeemCoupon. */
 export interface RedeemCouponResponse {
-  /** The redemption that was recorded. */
+  /**
+   * The redemption that was recorded (HELD with `hold_until`, else
+   * CONFIRMED).
+   */
   redemption?:
     | CouponRedemption
     | undefined;
@@ -544,6 +725,51 @@ export interface RedeemCouponResponse {
    * The coupon after the redemption (`redeemed` true, `redemption_count`
    * counting this one).
    */
+  coupon?: Coupon | undefined;
+}
+
+/** Request of ConfirmCouponRedemption. */
+export interface ConfirmCouponRedemptionRequest {
+  /** UUID of a HELD redemption. Required. */
+  redemptionId: string;
+  /**
+   * When true, the call answers what the confirmation would answer and
+   * changes nothing.
+   */
+  validateOnly: boolean;
+}
+
+/** Response of ConfirmCouponRedemption. */
+export interface ConfirmCouponRedemptionResponse {
+  /** The redemption, CONFIRMED. */
+  redemption?:
+    | CouponRedemption
+    | undefined;
+  /**
+   * Its coupon after the confirmation (`redemption_count` unchanged: the hold
+   * counted already).
+   */
+  coupon?: Coupon | undefined;
+}
+
+/** Request of CancelCouponRedemption. */
+export interface CancelCouponRedemptionRequest {
+  /** UUID of a HELD or CONFIRMED redemption. Required. */
+  redemptionId: string;
+  /**
+   * When true, the call answers what the cancellation would answer and
+   * changes nothing.
+   */
+  validateOnly: boolean;
+}
+
+/** Response of CancelCouponRedemption. */
+export interface CancelCouponRedemptionResponse {
+  /** The redemption, CANCELED. */
+  redemption?:
+    | CouponRedemption
+    | undefined;
+  /** Its coupon after the cancellation (`redemption_count` one lower). */
   coupon?: Coupon | undefined;
 }
 
@@ -572,6 +798,16 @@ export interface ListCouponRedemptionsRequest {
    * [A-Za-z0-9_.@:-]).
    */
   customerId: string;
+  /**
+   * Only redemptions whose metadata has every one of these pairs (at most
+   * 20, same limits as RedeemCouponRequest.metadata; served by an index).
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface ListCouponRedemptionsRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of ListCouponRedemptions. */
@@ -604,6 +840,7 @@ function createBaseCoupon(): Coupon {
     updateTime: undefined,
     redeemed: false,
     redemptionCount: 0n,
+    metadata: {},
   };
 }
 
@@ -672,6 +909,9 @@ export const Coupon: MessageFns<Coupon> = {
       }
       writer.uint32(160).int64(message.redemptionCount);
     }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      Coupon_MetadataEntry.encode({ key: key as any, value }, writer.uint32(170).fork()).join();
+    });
     return writer;
   },
 
@@ -848,6 +1088,17 @@ export const Coupon: MessageFns<Coupon> = {
             message.redemptionCount = reader.int64() as bigint;
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            const entry21 = Coupon_MetadataEntry.decode(reader, reader.uint32());
+            if (entry21.value !== undefined) {
+              message.metadata[entry21.key] = entry21.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,6 +1181,20 @@ export const Coupon: MessageFns<Coupon> = {
         : isSet(object.redemption_count)
         ? BigInt(object.redemption_count)
         : 0n,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -995,6 +1260,15 @@ export const Coupon: MessageFns<Coupon> = {
     if (message.redemptionCount !== 0n) {
       obj.redemptionCount = message.redemptionCount.toString();
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1027,6 +1301,100 @@ export const Coupon: MessageFns<Coupon> = {
     message.redemptionCount = (object.redemptionCount !== undefined && object.redemptionCount !== null)
       ? BigInt(object.redemptionCount)
       : 0n;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCoupon_MetadataEntry(): Coupon_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const Coupon_MetadataEntry: MessageFns<Coupon_MetadataEntry> = {
+  encode(message: Coupon_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Coupon_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoupon_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Coupon_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Coupon_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Coupon_MetadataEntry>): Coupon_MetadataEntry {
+    return Coupon_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Coupon_MetadataEntry>): Coupon_MetadataEntry {
+    const message = createBaseCoupon_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1042,6 +1410,11 @@ function createBaseCouponRedemption(): CouponRedemption {
     discount: undefined,
     doneBy: "",
     createTime: undefined,
+    status: 0,
+    holdUntil: undefined,
+    customerCreditId: "",
+    metadata: {},
+    updateTime: undefined,
   };
 }
 
@@ -1073,6 +1446,21 @@ export const CouponRedemption: MessageFns<CouponRedemption> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(74).fork()).join();
+    }
+    if (message.status !== 0) {
+      writer.uint32(80).int32(message.status);
+    }
+    if (message.holdUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdUntil), writer.uint32(90).fork()).join();
+    }
+    if (message.customerCreditId !== "") {
+      writer.uint32(98).string(message.customerCreditId);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      CouponRedemption_MetadataEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
+    });
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -1162,6 +1550,49 @@ export const CouponRedemption: MessageFns<CouponRedemption> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.holdUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.customerCreditId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            const entry13 = CouponRedemption_MetadataEntry.decode(reader, reader.uint32());
+            if (entry13.value !== undefined) {
+              message.metadata[entry13.key] = entry13.value;
+            }
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1209,6 +1640,36 @@ export const CouponRedemption: MessageFns<CouponRedemption> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      status: isSet(object.status) ? redemptionStatusFromJSON(object.status) : 0,
+      holdUntil: isSet(object.holdUntil)
+        ? fromJsonTimestamp(object.holdUntil)
+        : isSet(object.hold_until)
+        ? fromJsonTimestamp(object.hold_until)
+        : undefined,
+      customerCreditId: isSet(object.customerCreditId)
+        ? globalThis.String(object.customerCreditId)
+        : isSet(object.customer_credit_id)
+        ? globalThis.String(object.customer_credit_id)
+        : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
     };
   },
 
@@ -1241,6 +1702,27 @@ export const CouponRedemption: MessageFns<CouponRedemption> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.status !== 0) {
+      obj.status = redemptionStatusToJSON(message.status);
+    }
+    if (message.holdUntil !== undefined) {
+      obj.holdUntil = message.holdUntil.toISOString();
+    }
+    if (message.customerCreditId !== "") {
+      obj.customerCreditId = message.customerCreditId;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
     return obj;
   },
 
@@ -1262,6 +1744,104 @@ export const CouponRedemption: MessageFns<CouponRedemption> = {
       : undefined;
     message.doneBy = object.doneBy ?? "";
     message.createTime = object.createTime ?? undefined;
+    message.status = object.status ?? 0;
+    message.holdUntil = object.holdUntil ?? undefined;
+    message.customerCreditId = object.customerCreditId ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.updateTime = object.updateTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCouponRedemption_MetadataEntry(): CouponRedemption_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const CouponRedemption_MetadataEntry: MessageFns<CouponRedemption_MetadataEntry> = {
+  encode(message: CouponRedemption_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CouponRedemption_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCouponRedemption_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CouponRedemption_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CouponRedemption_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CouponRedemption_MetadataEntry>): CouponRedemption_MetadataEntry {
+    return CouponRedemption_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CouponRedemption_MetadataEntry>): CouponRedemption_MetadataEntry {
+    const message = createBaseCouponRedemption_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1283,6 +1863,8 @@ function createBaseCreateCouponRequest(): CreateCouponRequest {
     limitedToProducts: [],
     excludedFromProducts: [],
     enabled: undefined,
+    metadata: {},
+    validateOnly: false,
   };
 }
 
@@ -1332,6 +1914,12 @@ export const CreateCouponRequest: MessageFns<CreateCouponRequest> = {
     }
     if (message.enabled !== undefined) {
       writer.uint32(120).bool(message.enabled);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      CreateCouponRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(130).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(136).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1469,6 +2057,25 @@ export const CreateCouponRequest: MessageFns<CreateCouponRequest> = {
             message.enabled = reader.bool();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            const entry16 = CreateCouponRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry16.value !== undefined) {
+              message.metadata[entry16.key] = entry16.value;
+            }
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1534,6 +2141,25 @@ export const CreateCouponRequest: MessageFns<CreateCouponRequest> = {
         ? object.excluded_from_products.map((e: any) => globalThis.String(e))
         : [],
       enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1584,6 +2210,18 @@ export const CreateCouponRequest: MessageFns<CreateCouponRequest> = {
     if (message.enabled !== undefined) {
       obj.enabled = message.enabled;
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1609,6 +2247,101 @@ export const CreateCouponRequest: MessageFns<CreateCouponRequest> = {
     message.limitedToProducts = object.limitedToProducts?.map((e) => e) || [];
     message.excludedFromProducts = object.excludedFromProducts?.map((e) => e) || [];
     message.enabled = object.enabled ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateCouponRequest_MetadataEntry(): CreateCouponRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const CreateCouponRequest_MetadataEntry: MessageFns<CreateCouponRequest_MetadataEntry> = {
+  encode(message: CreateCouponRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateCouponRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateCouponRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateCouponRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CreateCouponRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateCouponRequest_MetadataEntry>): CreateCouponRequest_MetadataEntry {
+    return CreateCouponRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateCouponRequest_MetadataEntry>): CreateCouponRequest_MetadataEntry {
+    const message = createBaseCreateCouponRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2072,6 +2805,8 @@ function createBaseUpdateCouponRequest(): UpdateCouponRequest {
     limitedToProducts: [],
     excludedFromProducts: [],
     enabled: undefined,
+    metadata: {},
+    validateOnly: false,
   };
 }
 
@@ -2124,6 +2859,12 @@ export const UpdateCouponRequest: MessageFns<UpdateCouponRequest> = {
     }
     if (message.enabled !== undefined) {
       writer.uint32(128).bool(message.enabled);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      UpdateCouponRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(138).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(144).bool(message.validateOnly);
     }
     return writer;
   },
@@ -2269,6 +3010,25 @@ export const UpdateCouponRequest: MessageFns<UpdateCouponRequest> = {
             message.enabled = reader.bool();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            const entry17 = UpdateCouponRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry17.value !== undefined) {
+              message.metadata[entry17.key] = entry17.value;
+            }
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2335,6 +3095,25 @@ export const UpdateCouponRequest: MessageFns<UpdateCouponRequest> = {
         ? object.excluded_from_products.map((e: any) => globalThis.String(e))
         : [],
       enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -2388,6 +3167,18 @@ export const UpdateCouponRequest: MessageFns<UpdateCouponRequest> = {
     if (message.enabled !== undefined) {
       obj.enabled = message.enabled;
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -2414,6 +3205,101 @@ export const UpdateCouponRequest: MessageFns<UpdateCouponRequest> = {
     message.limitedToProducts = object.limitedToProducts?.map((e) => e) || [];
     message.excludedFromProducts = object.excludedFromProducts?.map((e) => e) || [];
     message.enabled = object.enabled ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseUpdateCouponRequest_MetadataEntry(): UpdateCouponRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const UpdateCouponRequest_MetadataEntry: MessageFns<UpdateCouponRequest_MetadataEntry> = {
+  encode(message: UpdateCouponRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCouponRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateCouponRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateCouponRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UpdateCouponRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpdateCouponRequest_MetadataEntry>): UpdateCouponRequest_MetadataEntry {
+    return UpdateCouponRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpdateCouponRequest_MetadataEntry>): UpdateCouponRequest_MetadataEntry {
+    const message = createBaseUpdateCouponRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2488,13 +3374,16 @@ export const UpdateCouponResponse: MessageFns<UpdateCouponResponse> = {
 };
 
 function createBaseDeleteCouponRequest(): DeleteCouponRequest {
-  return { id: "" };
+  return { id: "", validateOnly: false };
 }
 
 export const DeleteCouponRequest: MessageFns<DeleteCouponRequest> = {
   encode(message: DeleteCouponRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(16).bool(message.validateOnly);
     }
     return writer;
   },
@@ -2520,6 +3409,14 @@ export const DeleteCouponRequest: MessageFns<DeleteCouponRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2533,13 +3430,23 @@ export const DeleteCouponRequest: MessageFns<DeleteCouponRequest> = {
   },
 
   fromJSON(object: any): DeleteCouponRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
   },
 
   toJSON(message: DeleteCouponRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
     }
     return obj;
   },
@@ -2550,6 +3457,7 @@ export const DeleteCouponRequest: MessageFns<DeleteCouponRequest> = {
   fromPartial(object: DeepPartial<DeleteCouponRequest>): DeleteCouponRequest {
     const message = createBaseDeleteCouponRequest();
     message.id = object.id ?? "";
+    message.validateOnly = object.validateOnly ?? false;
     return message;
   },
 };
@@ -2891,7 +3799,16 @@ export const ValidateCouponResponse: MessageFns<ValidateCouponResponse> = {
 };
 
 function createBaseRedeemCouponRequest(): RedeemCouponRequest {
-  return { code: "", customerId: "", planId: "", productId: "", amount: undefined };
+  return {
+    code: "",
+    customerId: "",
+    planId: "",
+    productId: "",
+    amount: undefined,
+    holdUntil: undefined,
+    metadata: {},
+    validateOnly: false,
+  };
 }
 
 export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
@@ -2910,6 +3827,15 @@ export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
     }
     if (message.amount !== undefined) {
       Money.encode(message.amount, writer.uint32(42).fork()).join();
+    }
+    if (message.holdUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdUntil), writer.uint32(50).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      RedeemCouponRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(64).bool(message.validateOnly);
     }
     return writer;
   },
@@ -2967,6 +3893,33 @@ export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
             message.amount = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.holdUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = RedeemCouponRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.metadata[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2998,6 +3951,30 @@ export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
         ? globalThis.String(object.product_id)
         : "",
       amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+      holdUntil: isSet(object.holdUntil)
+        ? fromJsonTimestamp(object.holdUntil)
+        : isSet(object.hold_until)
+        ? fromJsonTimestamp(object.hold_until)
+        : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -3018,6 +3995,21 @@ export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
     if (message.amount !== undefined) {
       obj.amount = Money.toJSON(message.amount);
     }
+    if (message.holdUntil !== undefined) {
+      obj.holdUntil = message.holdUntil.toISOString();
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -3033,6 +4025,102 @@ export const RedeemCouponRequest: MessageFns<RedeemCouponRequest> = {
     message.amount = (object.amount !== undefined && object.amount !== null)
       ? Money.fromPartial(object.amount)
       : undefined;
+    message.holdUntil = object.holdUntil ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseRedeemCouponRequest_MetadataEntry(): RedeemCouponRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const RedeemCouponRequest_MetadataEntry: MessageFns<RedeemCouponRequest_MetadataEntry> = {
+  encode(message: RedeemCouponRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemCouponRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemCouponRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemCouponRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RedeemCouponRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedeemCouponRequest_MetadataEntry>): RedeemCouponRequest_MetadataEntry {
+    return RedeemCouponRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedeemCouponRequest_MetadataEntry>): RedeemCouponRequest_MetadataEntry {
+    const message = createBaseRedeemCouponRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3126,8 +4214,372 @@ export const RedeemCouponResponse: MessageFns<RedeemCouponResponse> = {
   },
 };
 
+function createBaseConfirmCouponRedemptionRequest(): ConfirmCouponRedemptionRequest {
+  return { redemptionId: "", validateOnly: false };
+}
+
+export const ConfirmCouponRedemptionRequest: MessageFns<ConfirmCouponRedemptionRequest> = {
+  encode(message: ConfirmCouponRedemptionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemptionId !== "") {
+      writer.uint32(10).string(message.redemptionId);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(16).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmCouponRedemptionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmCouponRedemptionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemptionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmCouponRedemptionRequest {
+    return {
+      redemptionId: isSet(object.redemptionId)
+        ? globalThis.String(object.redemptionId)
+        : isSet(object.redemption_id)
+        ? globalThis.String(object.redemption_id)
+        : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ConfirmCouponRedemptionRequest): unknown {
+    const obj: any = {};
+    if (message.redemptionId !== "") {
+      obj.redemptionId = message.redemptionId;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConfirmCouponRedemptionRequest>): ConfirmCouponRedemptionRequest {
+    return ConfirmCouponRedemptionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConfirmCouponRedemptionRequest>): ConfirmCouponRedemptionRequest {
+    const message = createBaseConfirmCouponRedemptionRequest();
+    message.redemptionId = object.redemptionId ?? "";
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseConfirmCouponRedemptionResponse(): ConfirmCouponRedemptionResponse {
+  return { redemption: undefined, coupon: undefined };
+}
+
+export const ConfirmCouponRedemptionResponse: MessageFns<ConfirmCouponRedemptionResponse> = {
+  encode(message: ConfirmCouponRedemptionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemption !== undefined) {
+      CouponRedemption.encode(message.redemption, writer.uint32(10).fork()).join();
+    }
+    if (message.coupon !== undefined) {
+      Coupon.encode(message.coupon, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmCouponRedemptionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmCouponRedemptionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemption = CouponRedemption.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.coupon = Coupon.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmCouponRedemptionResponse {
+    return {
+      redemption: isSet(object.redemption) ? CouponRedemption.fromJSON(object.redemption) : undefined,
+      coupon: isSet(object.coupon) ? Coupon.fromJSON(object.coupon) : undefined,
+    };
+  },
+
+  toJSON(message: ConfirmCouponRedemptionResponse): unknown {
+    const obj: any = {};
+    if (message.redemption !== undefined) {
+      obj.redemption = CouponRedemption.toJSON(message.redemption);
+    }
+    if (message.coupon !== undefined) {
+      obj.coupon = Coupon.toJSON(message.coupon);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConfirmCouponRedemptionResponse>): ConfirmCouponRedemptionResponse {
+    return ConfirmCouponRedemptionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConfirmCouponRedemptionResponse>): ConfirmCouponRedemptionResponse {
+    const message = createBaseConfirmCouponRedemptionResponse();
+    message.redemption = (object.redemption !== undefined && object.redemption !== null)
+      ? CouponRedemption.fromPartial(object.redemption)
+      : undefined;
+    message.coupon = (object.coupon !== undefined && object.coupon !== null)
+      ? Coupon.fromPartial(object.coupon)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCancelCouponRedemptionRequest(): CancelCouponRedemptionRequest {
+  return { redemptionId: "", validateOnly: false };
+}
+
+export const CancelCouponRedemptionRequest: MessageFns<CancelCouponRedemptionRequest> = {
+  encode(message: CancelCouponRedemptionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemptionId !== "") {
+      writer.uint32(10).string(message.redemptionId);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(16).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelCouponRedemptionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelCouponRedemptionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemptionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelCouponRedemptionRequest {
+    return {
+      redemptionId: isSet(object.redemptionId)
+        ? globalThis.String(object.redemptionId)
+        : isSet(object.redemption_id)
+        ? globalThis.String(object.redemption_id)
+        : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: CancelCouponRedemptionRequest): unknown {
+    const obj: any = {};
+    if (message.redemptionId !== "") {
+      obj.redemptionId = message.redemptionId;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelCouponRedemptionRequest>): CancelCouponRedemptionRequest {
+    return CancelCouponRedemptionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelCouponRedemptionRequest>): CancelCouponRedemptionRequest {
+    const message = createBaseCancelCouponRedemptionRequest();
+    message.redemptionId = object.redemptionId ?? "";
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseCancelCouponRedemptionResponse(): CancelCouponRedemptionResponse {
+  return { redemption: undefined, coupon: undefined };
+}
+
+export const CancelCouponRedemptionResponse: MessageFns<CancelCouponRedemptionResponse> = {
+  encode(message: CancelCouponRedemptionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemption !== undefined) {
+      CouponRedemption.encode(message.redemption, writer.uint32(10).fork()).join();
+    }
+    if (message.coupon !== undefined) {
+      Coupon.encode(message.coupon, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelCouponRedemptionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelCouponRedemptionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemption = CouponRedemption.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.coupon = Coupon.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelCouponRedemptionResponse {
+    return {
+      redemption: isSet(object.redemption) ? CouponRedemption.fromJSON(object.redemption) : undefined,
+      coupon: isSet(object.coupon) ? Coupon.fromJSON(object.coupon) : undefined,
+    };
+  },
+
+  toJSON(message: CancelCouponRedemptionResponse): unknown {
+    const obj: any = {};
+    if (message.redemption !== undefined) {
+      obj.redemption = CouponRedemption.toJSON(message.redemption);
+    }
+    if (message.coupon !== undefined) {
+      obj.coupon = Coupon.toJSON(message.coupon);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelCouponRedemptionResponse>): CancelCouponRedemptionResponse {
+    return CancelCouponRedemptionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelCouponRedemptionResponse>): CancelCouponRedemptionResponse {
+    const message = createBaseCancelCouponRedemptionResponse();
+    message.redemption = (object.redemption !== undefined && object.redemption !== null)
+      ? CouponRedemption.fromPartial(object.redemption)
+      : undefined;
+    message.coupon = (object.coupon !== undefined && object.coupon !== null)
+      ? Coupon.fromPartial(object.coupon)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseListCouponRedemptionsRequest(): ListCouponRedemptionsRequest {
-  return { pageSize: 0, pageToken: "", couponId: "", customerId: "" };
+  return { pageSize: 0, pageToken: "", couponId: "", customerId: "", metadata: {} };
 }
 
 export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsRequest> = {
@@ -3144,6 +4596,9 @@ export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsReque
     if (message.customerId !== "") {
       writer.uint32(34).string(message.customerId);
     }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ListCouponRedemptionsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -3192,6 +4647,17 @@ export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsReque
             message.customerId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ListCouponRedemptionsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.metadata[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3226,6 +4692,20 @@ export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsReque
         : isSet(object.customer_id)
         ? globalThis.String(object.customer_id)
         : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -3243,6 +4723,15 @@ export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsReque
     if (message.customerId !== "") {
       obj.customerId = message.customerId;
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -3255,6 +4744,102 @@ export const ListCouponRedemptionsRequest: MessageFns<ListCouponRedemptionsReque
     message.pageToken = object.pageToken ?? "";
     message.couponId = object.couponId ?? "";
     message.customerId = object.customerId ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListCouponRedemptionsRequest_MetadataEntry(): ListCouponRedemptionsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ListCouponRedemptionsRequest_MetadataEntry: MessageFns<ListCouponRedemptionsRequest_MetadataEntry> = {
+  encode(message: ListCouponRedemptionsRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCouponRedemptionsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCouponRedemptionsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCouponRedemptionsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListCouponRedemptionsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListCouponRedemptionsRequest_MetadataEntry>): ListCouponRedemptionsRequest_MetadataEntry {
+    return ListCouponRedemptionsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<ListCouponRedemptionsRequest_MetadataEntry>,
+  ): ListCouponRedemptionsRequest_MetadataEntry {
+    const message = createBaseListCouponRedemptionsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3353,11 +4938,41 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
 /**
  * Coupons: discount templates (a percentage or a fixed amount) with a code
  * customers type in, limits on how often they may be used, an optional expiry
- * and plan/product rules; and their redemptions, one immutable record per use.
+ * and plan/product rules; and their redemptions, one record per use.
+ *
+ * Two-phase redemptions: a redemption made with `hold_until` is HELD (the use
+ * is reserved during a checkout, and counts toward every limit) until it is
+ * confirmed (ConfirmCouponRedemption), canceled (CancelCouponRedemption) or
+ * `hold_until` passes: from that instant it reads as CANCELED and its use is
+ * free again for every reader and every limit check, without a background
+ * job. A redemption made without `hold_until` is CONFIRMED at once. Canceling
+ * a confirmed redemption gives its use back too. A redemption record itself
+ * is never changed or deleted; only its `status` moves, HELD → CONFIRMED →
+ * CANCELED or HELD → CANCELED, and never back.
+ *
+ * validate_only: every mutating request has `validate_only`. When true, the
+ * call runs every check against the current state (under the same locks) and
+ * answers exactly what it would answer: the error, or the response with what
+ * it would write (a resource it would create has an empty `id`). It writes
+ * nothing: no row, no event, no idempotency record (an `idempotency-key` sent
+ * with it is checked, then ignored).
+ *
+ * Events (EventService): CreateCoupon, UpdateCoupon (when something changed)
+ * and DeleteCoupon write EVENT_TYPE_COUPON_CREATED, _UPDATED and _DELETED with
+ * the coupon; RedeemCoupon (and CreditService.RedeemCustomerCredit),
+ * ConfirmCouponRedemption and CancelCouponRedemption write
+ * EVENT_TYPE_REDEMPTION_CREATED, _CONFIRMED and _CANCELED with the redemption
+ * and its customer, in the same transaction as the change. A hold that
+ * lapses at `hold_until` writes no event (nothing is written then); its
+ * `hold_until` says when it lapsed. A refused call writes no event.
+ *
+ * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
+ * pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+ * characters without control characters. Stored and returned as given.
  *
  * All RPCs need `authorization: Bearer <api key>` metadata: Get, List and
- * Validate need the `read` scope; Create, Update, Delete and Redeem the
- * `write` scope. Errors common to every RPC: UNAUTHENTICATED (no, unknown or
+ * Validate need the `read` scope; Create, Update, Delete, Redeem, Confirm
+ * and Cancel the `write` scope. Errors common to every RPC: UNAUTHENTICATED (no, unknown or
  * revoked key), PERMISSION_DENIED (the key lacks the scope), INVALID_ARGUMENT
  * with reason VALIDATION_FAILED and a google.rpc.BadRequest listing every bad
  * field, UNAVAILABLE (the database is unreachable; safe to retry), ABORTED
@@ -3396,7 +5011,7 @@ export const CouponServiceService = {
    * or given for a fixed-amount coupon, a fixed amount missing, not positive
    * or in an unknown currency, `frequency_interval` missing for
    * FREQUENCY_LIMITED or given otherwise, a limit below 1, an id in both lists
-   * of a pair, an `expire_time` that is not in the future.
+   * of a pair, an `expire_time` that is not in the future, bad `metadata`.
    */
   createCoupon: {
     path: "/credits.v1.CouponService/CreateCoupon" as const,
@@ -3450,8 +5065,8 @@ export const CouponServiceService = {
    * the fields you do not mean to change, e.g. from GetCoupon.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed and any field but `enabled` differs
-   * from its current value (lists compare as sets); ALREADY_EXISTS
+   * when the coupon has been redeemed and any field but `enabled` and
+   * `metadata` differs from its current value (lists compare as sets); ALREADY_EXISTS
    * (COUPON_CODE_ALREADY_EXISTS) when the new code is used by another coupon
    * of the tenant, ignoring case; INVALID_ARGUMENT as for CreateCoupon, except
    * that an unchanged `expire_time` may be in the past.
@@ -3520,8 +5135,13 @@ export const CouponServiceService = {
    * COUPON_MAX_REDEMPTIONS_REACHED (`redemption_count` has reached
    * `max_redemptions`), COUPON_CUSTOMER_LIMIT_REACHED (the customer has
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
-   * bad code, customer, plan or product id, a negative amount or an unknown
-   * currency.
+   * bad code, customer, plan or product id, a negative amount, an unknown
+   * currency, a `hold_until` that is not in the future or more than 7 days
+   * ahead, or bad `metadata`.
+   *
+   * With `hold_until`, the redemption is HELD: it counts toward the coupon's
+   * total and per-customer limits until it is confirmed, canceled or lapses
+   * at `hold_until`.
    */
   redeemCoupon: {
     path: "/credits.v1.CouponService/RedeemCoupon" as const,
@@ -3534,13 +5154,63 @@ export const CouponServiceService = {
     responseDeserialize: (value: Buffer): RedeemCouponResponse => RedeemCouponResponse.decode(value),
   },
   /**
+   * Confirms a HELD redemption (of a coupon or of a customer credit): its
+   * status becomes CONFIRMED and its use stays counted. Confirming does not
+   * look at the coupon's or the credit's state again (disabled, expired or
+   * revoked since): the hold reserved the use. Runs under the credit's (if
+   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
+   * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata
+   * `status`) when it is already CONFIRMED, REDEMPTION_CANCELED when it was
+   * canceled or its `hold_until` has passed; INVALID_ARGUMENT when
+   * `redemption_id` is not a UUID.
+   */
+  confirmCouponRedemption: {
+    path: "/credits.v1.CouponService/ConfirmCouponRedemption" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConfirmCouponRedemptionRequest): Buffer =>
+      Buffer.from(ConfirmCouponRedemptionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConfirmCouponRedemptionRequest => ConfirmCouponRedemptionRequest.decode(value),
+    responseSerialize: (value: ConfirmCouponRedemptionResponse): Buffer =>
+      Buffer.from(ConfirmCouponRedemptionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConfirmCouponRedemptionResponse =>
+      ConfirmCouponRedemptionResponse.decode(value),
+  },
+  /**
+   * Cancels a HELD or CONFIRMED redemption (of a coupon or of a customer
+   * credit): its status becomes CANCELED and its use is given back at once to
+   * the coupon's total and per-customer limits and, for a credit's
+   * redemption, to the credit (a credit whose every use was canceled is
+   * ACTIVE again). The record stays, with its discount, for audit.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND); FAILED_PRECONDITION
+   * REDEMPTION_CANCELED when it is already canceled or its `hold_until` has
+   * passed; INVALID_ARGUMENT when `redemption_id` is not a UUID.
+   */
+  cancelCouponRedemption: {
+    path: "/credits.v1.CouponService/CancelCouponRedemption" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelCouponRedemptionRequest): Buffer =>
+      Buffer.from(CancelCouponRedemptionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelCouponRedemptionRequest => CancelCouponRedemptionRequest.decode(value),
+    responseSerialize: (value: CancelCouponRedemptionResponse): Buffer =>
+      Buffer.from(CancelCouponRedemptionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelCouponRedemptionResponse =>
+      CancelCouponRedemptionResponse.decode(value),
+  },
+  /**
    * Lists redemptions, newest first, of one coupon, of one customer, of one
-   * customer on one coupon, or (with neither filter) of the whole tenant.
-   * Keyset pagination as for ListCoupons.
+   * customer on one coupon, or (with neither filter) of the whole tenant,
+   * optionally only those whose metadata has given pairs. Each shows its
+   * status at this instant (a lapsed hold reads CANCELED). Keyset pagination
+   * as for ListCoupons.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND) when `coupon_id` names no coupon of
    * the tenant; INVALID_ARGUMENT for a `coupon_id` that is not a UUID, a bad
-   * customer id, a negative page size or a bad page token.
+   * customer id, bad `metadata`, a negative page size or a bad page token.
    */
   listCouponRedemptions: {
     path: "/credits.v1.CouponService/ListCouponRedemptions" as const,
@@ -3565,7 +5235,7 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    * or given for a fixed-amount coupon, a fixed amount missing, not positive
    * or in an unknown currency, `frequency_interval` missing for
    * FREQUENCY_LIMITED or given otherwise, a limit below 1, an id in both lists
-   * of a pair, an `expire_time` that is not in the future.
+   * of a pair, an `expire_time` that is not in the future, bad `metadata`.
    */
   createCoupon: handleUnaryCall<CreateCouponRequest, CreateCouponResponse>;
   /**
@@ -3594,8 +5264,8 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    * the fields you do not mean to change, e.g. from GetCoupon.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed and any field but `enabled` differs
-   * from its current value (lists compare as sets); ALREADY_EXISTS
+   * when the coupon has been redeemed and any field but `enabled` and
+   * `metadata` differs from its current value (lists compare as sets); ALREADY_EXISTS
    * (COUPON_CODE_ALREADY_EXISTS) when the new code is used by another coupon
    * of the tenant, ignoring case; INVALID_ARGUMENT as for CreateCoupon, except
    * that an unchanged `expire_time` may be in the past.
@@ -3636,18 +5306,51 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    * COUPON_MAX_REDEMPTIONS_REACHED (`redemption_count` has reached
    * `max_redemptions`), COUPON_CUSTOMER_LIMIT_REACHED (the customer has
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
-   * bad code, customer, plan or product id, a negative amount or an unknown
-   * currency.
+   * bad code, customer, plan or product id, a negative amount, an unknown
+   * currency, a `hold_until` that is not in the future or more than 7 days
+   * ahead, or bad `metadata`.
+   *
+   * With `hold_until`, the redemption is HELD: it counts toward the coupon's
+   * total and per-customer limits until it is confirmed, canceled or lapses
+   * at `hold_until`.
    */
   redeemCoupon: handleUnaryCall<RedeemCouponRequest, RedeemCouponResponse>;
   /**
+   * Confirms a HELD redemption (of a coupon or of a customer credit): its
+   * status becomes CONFIRMED and its use stays counted. Confirming does not
+   * look at the coupon's or the credit's state again (disabled, expired or
+   * revoked since): the hold reserved the use. Runs under the credit's (if
+   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
+   * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata
+   * `status`) when it is already CONFIRMED, REDEMPTION_CANCELED when it was
+   * canceled or its `hold_until` has passed; INVALID_ARGUMENT when
+   * `redemption_id` is not a UUID.
+   */
+  confirmCouponRedemption: handleUnaryCall<ConfirmCouponRedemptionRequest, ConfirmCouponRedemptionResponse>;
+  /**
+   * Cancels a HELD or CONFIRMED redemption (of a coupon or of a customer
+   * credit): its status becomes CANCELED and its use is given back at once to
+   * the coupon's total and per-customer limits and, for a credit's
+   * redemption, to the credit (a credit whose every use was canceled is
+   * ACTIVE again). The record stays, with its discount, for audit.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND); FAILED_PRECONDITION
+   * REDEMPTION_CANCELED when it is already canceled or its `hold_until` has
+   * passed; INVALID_ARGUMENT when `redemption_id` is not a UUID.
+   */
+  cancelCouponRedemption: handleUnaryCall<CancelCouponRedemptionRequest, CancelCouponRedemptionResponse>;
+  /**
    * Lists redemptions, newest first, of one coupon, of one customer, of one
-   * customer on one coupon, or (with neither filter) of the whole tenant.
-   * Keyset pagination as for ListCoupons.
+   * customer on one coupon, or (with neither filter) of the whole tenant,
+   * optionally only those whose metadata has given pairs. Each shows its
+   * status at this instant (a lapsed hold reads CANCELED). Keyset pagination
+   * as for ListCoupons.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND) when `coupon_id` names no coupon of
    * the tenant; INVALID_ARGUMENT for a `coupon_id` that is not a UUID, a bad
-   * customer id, a negative page size or a bad page token.
+   * customer id, bad `metadata`, a negative page size or a bad page token.
    */
   listCouponRedemptions: handleUnaryCall<ListCouponRedemptionsRequest, ListCouponRedemptionsResponse>;
 }
@@ -3662,7 +5365,7 @@ export interface CouponServiceClient extends Client {
    * or given for a fixed-amount coupon, a fixed amount missing, not positive
    * or in an unknown currency, `frequency_interval` missing for
    * FREQUENCY_LIMITED or given otherwise, a limit below 1, an id in both lists
-   * of a pair, an `expire_time` that is not in the future.
+   * of a pair, an `expire_time` that is not in the future, bad `metadata`.
    */
   createCoupon(
     request: CreateCouponRequest,
@@ -3733,8 +5436,8 @@ export interface CouponServiceClient extends Client {
    * the fields you do not mean to change, e.g. from GetCoupon.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND); FAILED_PRECONDITION (COUPON_REDEEMED)
-   * when the coupon has been redeemed and any field but `enabled` differs
-   * from its current value (lists compare as sets); ALREADY_EXISTS
+   * when the coupon has been redeemed and any field but `enabled` and
+   * `metadata` differs from its current value (lists compare as sets); ALREADY_EXISTS
    * (COUPON_CODE_ALREADY_EXISTS) when the new code is used by another coupon
    * of the tenant, ignoring case; INVALID_ARGUMENT as for CreateCoupon, except
    * that an unchanged `expire_time` may be in the past.
@@ -3817,8 +5520,13 @@ export interface CouponServiceClient extends Client {
    * COUPON_MAX_REDEMPTIONS_REACHED (`redemption_count` has reached
    * `max_redemptions`), COUPON_CUSTOMER_LIMIT_REACHED (the customer has
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
-   * bad code, customer, plan or product id, a negative amount or an unknown
-   * currency.
+   * bad code, customer, plan or product id, a negative amount, an unknown
+   * currency, a `hold_until` that is not in the future or more than 7 days
+   * ahead, or bad `metadata`.
+   *
+   * With `hold_until`, the redemption is HELD: it counts toward the coupon's
+   * total and per-customer limits until it is confirmed, canceled or lapses
+   * at `hold_until`.
    */
   redeemCoupon(
     request: RedeemCouponRequest,
@@ -3836,13 +5544,69 @@ export interface CouponServiceClient extends Client {
     callback: (error: ServiceError | null, response: RedeemCouponResponse) => void,
   ): ClientUnaryCall;
   /**
+   * Confirms a HELD redemption (of a coupon or of a customer credit): its
+   * status becomes CONFIRMED and its use stays counted. Confirming does not
+   * look at the coupon's or the credit's state again (disabled, expired or
+   * revoked since): the hold reserved the use. Runs under the credit's (if
+   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
+   * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata
+   * `status`) when it is already CONFIRMED, REDEMPTION_CANCELED when it was
+   * canceled or its `hold_until` has passed; INVALID_ARGUMENT when
+   * `redemption_id` is not a UUID.
+   */
+  confirmCouponRedemption(
+    request: ConfirmCouponRedemptionRequest,
+    callback: (error: ServiceError | null, response: ConfirmCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  confirmCouponRedemption(
+    request: ConfirmCouponRedemptionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ConfirmCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  confirmCouponRedemption(
+    request: ConfirmCouponRedemptionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ConfirmCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cancels a HELD or CONFIRMED redemption (of a coupon or of a customer
+   * credit): its status becomes CANCELED and its use is given back at once to
+   * the coupon's total and per-customer limits and, for a credit's
+   * redemption, to the credit (a credit whose every use was canceled is
+   * ACTIVE again). The record stays, with its discount, for audit.
+   *
+   * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND); FAILED_PRECONDITION
+   * REDEMPTION_CANCELED when it is already canceled or its `hold_until` has
+   * passed; INVALID_ARGUMENT when `redemption_id` is not a UUID.
+   */
+  cancelCouponRedemption(
+    request: CancelCouponRedemptionRequest,
+    callback: (error: ServiceError | null, response: CancelCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  cancelCouponRedemption(
+    request: CancelCouponRedemptionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  cancelCouponRedemption(
+    request: CancelCouponRedemptionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelCouponRedemptionResponse) => void,
+  ): ClientUnaryCall;
+  /**
    * Lists redemptions, newest first, of one coupon, of one customer, of one
-   * customer on one coupon, or (with neither filter) of the whole tenant.
-   * Keyset pagination as for ListCoupons.
+   * customer on one coupon, or (with neither filter) of the whole tenant,
+   * optionally only those whose metadata has given pairs. Each shows its
+   * status at this instant (a lapsed hold reads CANCELED). Keyset pagination
+   * as for ListCoupons.
    *
    * Errors: NOT_FOUND (COUPON_NOT_FOUND) when `coupon_id` names no coupon of
    * the tenant; INVALID_ARGUMENT for a `coupon_id` that is not a UUID, a bad
-   * customer id, a negative page size or a bad page token.
+   * customer id, bad `metadata`, a negative page size or a bad page token.
    */
   listCouponRedemptions(
     request: ListCouponRedemptionsRequest,
@@ -3898,6 +5662,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -111,13 +111,17 @@ export interface CustomerCredit {
    */
   multiUse: boolean;
   /**
-   * Uses left, 0..2147483647 (revocation and expiry do not change it);
-   * absent means unlimited (FREQUENCY_LIFETIME).
+   * Uses left, 0..2147483647 (revocation and expiry do not change it; a held
+   * use is not left until it is canceled or lapses); absent means unlimited
+   * (FREQUENCY_LIFETIME).
    */
   usesRemaining?:
     | number
     | undefined;
-  /** Number of times the credit has been redeemed. */
+  /**
+   * Number of uses that count at this instant: CONFIRMED redemptions plus
+   * HELD ones whose `hold_until` has not passed.
+   */
   redemptionCount: bigint;
   /**
    * From this instant on the credit is EXPIRED (unless it is already
@@ -141,8 +145,23 @@ export interface CustomerCredit {
   revokeTime?:
     | Date
     | undefined;
-  /** When the credit was last redeemed; absent when it never was. */
-  lastRedeemTime?: Date | undefined;
+  /**
+   * When the credit was last redeemed (held or confirmed; kept when that
+   * redemption is canceled); absent when it never was.
+   */
+  lastRedeemTime?:
+    | Date
+    | undefined;
+  /**
+   * The caller's key/value pairs, as given (see
+   * CreateCustomerCreditRequest.metadata).
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface CustomerCredit_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of CreateCustomerCredit. */
@@ -175,12 +194,32 @@ export interface CreateCustomerCreditRequest {
    * its ISO 4217 currency (empty means the tenant's default; a tenant that is
    * not multi-currency accepts only its default). Optional.
    */
-  revenue?: Money | undefined;
+  revenue?:
+    | Money
+    | undefined;
+  /**
+   * The caller's key/value pairs (e.g. {"membership_tier": "gold"}): at most
+   * 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+   * characters without control characters. Stored and returned as given;
+   * ListCustomerCredits filters on them.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check and answers the credit it would
+   * issue, with an empty `id`, writing nothing: no credit, no event, no
+   * idempotency record.
+   */
+  validateOnly: boolean;
+}
+
+export interface CreateCustomerCreditRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of CreateCustomerCredit. */
 export interface CreateCustomerCreditResponse {
-  /** The credit as issued (state ACTIVE). */
+  /** The credit as issued (state ACTIVE; an empty `id` for validate_only). */
   credit?: CustomerCredit | undefined;
 }
 
@@ -198,7 +237,19 @@ export interface BatchCreateCustomerCreditsEntry {
     | Date
     | undefined;
   /** See CreateCustomerCreditRequest.revenue. Optional. */
-  revenue?: Money | undefined;
+  revenue?:
+    | Money
+    | undefined;
+  /**
+   * See CreateCustomerCreditRequest.metadata; named `credits[i].metadata` in
+   * errors.
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface BatchCreateCustomerCreditsEntry_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of BatchCreateCustomerCredits. */
@@ -210,6 +261,11 @@ export interface BatchCreateCustomerCreditsRequest {
   couponId: string;
   /** The credits to issue, 1..500 entries. */
   credits: BatchCreateCustomerCreditsEntry[];
+  /**
+   * When true, the call runs every check and answers the credits it would
+   * issue, each with an empty `id`, writing nothing.
+   */
+  validateOnly: boolean;
 }
 
 /** Response of BatchCreateCustomerCredits. */
@@ -260,7 +316,19 @@ export interface ListCustomerCreditsRequest {
   /** Also list REVOKED credits. */
   includeRevoked: boolean;
   /** When set, only credits whose `multi_use` equals it; unset lists both. */
-  multiUse?: boolean | undefined;
+  multiUse?:
+    | boolean
+    | undefined;
+  /**
+   * Only credits whose metadata has every one of these pairs (at most 20,
+   * same limits as CreateCustomerCreditRequest.metadata; served by an index).
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface ListCustomerCreditsRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of ListCustomerCredits. */
@@ -280,6 +348,11 @@ export interface RevokeCustomerCreditRequest {
   customerId: string;
   /** UUID of the credit. Required. */
   creditId: string;
+  /**
+   * When true, the call answers what the revocation would answer and
+   * changes nothing.
+   */
+  validateOnly: boolean;
 }
 
 /** Response of RevokeCustomerCredit. */
@@ -313,7 +386,33 @@ export interface RedeemCustomerCreditRequest {
    * absent the redemption is recorded without a discount. For a fixed-amount
    * coupon it must be in the coupon's currency.
    */
-  amount?: Money | undefined;
+  amount?:
+    | Money
+    | undefined;
+  /**
+   * When set, the use is HELD until this instant (after now, at most 7 days
+   * ahead); see CouponService.RedeemCoupon's `hold_until`. Unset: CONFIRMED
+   * at once.
+   */
+  holdUntil?:
+    | Date
+    | undefined;
+  /**
+   * The redemption's key/value pairs; see CreateCustomerCreditRequest.metadata
+   * for the limits.
+   */
+  metadata: { [key: string]: string };
+  /**
+   * When true, the call runs every check under the credit's and the coupon's
+   * locks and answers the credit and redemption (with an empty `id`) it would
+   * leave, writing nothing.
+   */
+  validateOnly: boolean;
+}
+
+export interface RedeemCustomerCreditRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of RedeemCustomerCredit. */
@@ -351,6 +450,7 @@ function createBaseCustomerCredit(): CustomerCredit {
     createTime: undefined,
     revokeTime: undefined,
     lastRedeemTime: undefined,
+    metadata: {},
   };
 }
 
@@ -398,6 +498,9 @@ export const CustomerCredit: MessageFns<CustomerCredit> = {
     if (message.lastRedeemTime !== undefined) {
       Timestamp.encode(toTimestamp(message.lastRedeemTime), writer.uint32(106).fork()).join();
     }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      CustomerCredit_MetadataEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
+    });
     return writer;
   },
 
@@ -518,6 +621,17 @@ export const CustomerCredit: MessageFns<CustomerCredit> = {
             message.lastRedeemTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            const entry14 = CustomerCredit_MetadataEntry.decode(reader, reader.uint32());
+            if (entry14.value !== undefined) {
+              message.metadata[entry14.key] = entry14.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -585,6 +699,20 @@ export const CustomerCredit: MessageFns<CustomerCredit> = {
         : isSet(object.last_redeem_time)
         ? fromJsonTimestamp(object.last_redeem_time)
         : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -629,6 +757,15 @@ export const CustomerCredit: MessageFns<CustomerCredit> = {
     if (message.lastRedeemTime !== undefined) {
       obj.lastRedeemTime = message.lastRedeemTime.toISOString();
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -654,12 +791,114 @@ export const CustomerCredit: MessageFns<CustomerCredit> = {
     message.createTime = object.createTime ?? undefined;
     message.revokeTime = object.revokeTime ?? undefined;
     message.lastRedeemTime = object.lastRedeemTime ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCustomerCredit_MetadataEntry(): CustomerCredit_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const CustomerCredit_MetadataEntry: MessageFns<CustomerCredit_MetadataEntry> = {
+  encode(message: CustomerCredit_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CustomerCredit_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCustomerCredit_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CustomerCredit_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CustomerCredit_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CustomerCredit_MetadataEntry>): CustomerCredit_MetadataEntry {
+    return CustomerCredit_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CustomerCredit_MetadataEntry>): CustomerCredit_MetadataEntry {
+    const message = createBaseCustomerCredit_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseCreateCustomerCreditRequest(): CreateCustomerCreditRequest {
-  return { customerId: "", couponId: "", membershipId: "", expireTime: undefined, revenue: undefined };
+  return {
+    customerId: "",
+    couponId: "",
+    membershipId: "",
+    expireTime: undefined,
+    revenue: undefined,
+    metadata: {},
+    validateOnly: false,
+  };
 }
 
 export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest> = {
@@ -678,6 +917,12 @@ export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest
     }
     if (message.revenue !== undefined) {
       Money.encode(message.revenue, writer.uint32(42).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      CreateCustomerCreditRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(56).bool(message.validateOnly);
     }
     return writer;
   },
@@ -735,6 +980,25 @@ export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest
             message.revenue = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = CreateCustomerCreditRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.metadata[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -770,6 +1034,25 @@ export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
       revenue: isSet(object.revenue) ? Money.fromJSON(object.revenue) : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -790,6 +1073,18 @@ export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest
     if (message.revenue !== undefined) {
       obj.revenue = Money.toJSON(message.revenue);
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -805,6 +1100,103 @@ export const CreateCustomerCreditRequest: MessageFns<CreateCustomerCreditRequest
     message.revenue = (object.revenue !== undefined && object.revenue !== null)
       ? Money.fromPartial(object.revenue)
       : undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateCustomerCreditRequest_MetadataEntry(): CreateCustomerCreditRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const CreateCustomerCreditRequest_MetadataEntry: MessageFns<CreateCustomerCreditRequest_MetadataEntry> = {
+  encode(message: CreateCustomerCreditRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateCustomerCreditRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateCustomerCreditRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateCustomerCreditRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CreateCustomerCreditRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateCustomerCreditRequest_MetadataEntry>): CreateCustomerCreditRequest_MetadataEntry {
+    return CreateCustomerCreditRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<CreateCustomerCreditRequest_MetadataEntry>,
+  ): CreateCustomerCreditRequest_MetadataEntry {
+    const message = createBaseCreateCustomerCreditRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -879,7 +1271,7 @@ export const CreateCustomerCreditResponse: MessageFns<CreateCustomerCreditRespon
 };
 
 function createBaseBatchCreateCustomerCreditsEntry(): BatchCreateCustomerCreditsEntry {
-  return { customerId: "", membershipId: "", expireTime: undefined, revenue: undefined };
+  return { customerId: "", membershipId: "", expireTime: undefined, revenue: undefined, metadata: {} };
 }
 
 export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCreditsEntry> = {
@@ -896,6 +1288,9 @@ export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCred
     if (message.revenue !== undefined) {
       Money.encode(message.revenue, writer.uint32(34).fork()).join();
     }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      BatchCreateCustomerCreditsEntry_MetadataEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -944,6 +1339,17 @@ export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCred
             message.revenue = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = BatchCreateCustomerCreditsEntry_MetadataEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.metadata[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -974,6 +1380,20 @@ export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCred
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
       revenue: isSet(object.revenue) ? Money.fromJSON(object.revenue) : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -991,6 +1411,15 @@ export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCred
     if (message.revenue !== undefined) {
       obj.revenue = Money.toJSON(message.revenue);
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1005,12 +1434,114 @@ export const BatchCreateCustomerCreditsEntry: MessageFns<BatchCreateCustomerCred
     message.revenue = (object.revenue !== undefined && object.revenue !== null)
       ? Money.fromPartial(object.revenue)
       : undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
 
+function createBaseBatchCreateCustomerCreditsEntry_MetadataEntry(): BatchCreateCustomerCreditsEntry_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const BatchCreateCustomerCreditsEntry_MetadataEntry: MessageFns<BatchCreateCustomerCreditsEntry_MetadataEntry> =
+  {
+    encode(
+      message: BatchCreateCustomerCreditsEntry_MetadataEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== "") {
+        writer.uint32(18).string(message.value);
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): BatchCreateCustomerCreditsEntry_MetadataEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseBatchCreateCustomerCreditsEntry_MetadataEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = reader.string();
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): BatchCreateCustomerCreditsEntry_MetadataEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? globalThis.String(object.value) : "",
+      };
+    },
+
+    toJSON(message: BatchCreateCustomerCreditsEntry_MetadataEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== "") {
+        obj.value = message.value;
+      }
+      return obj;
+    },
+
+    create(
+      base?: DeepPartial<BatchCreateCustomerCreditsEntry_MetadataEntry>,
+    ): BatchCreateCustomerCreditsEntry_MetadataEntry {
+      return BatchCreateCustomerCreditsEntry_MetadataEntry.fromPartial(base ?? {});
+    },
+    fromPartial(
+      object: DeepPartial<BatchCreateCustomerCreditsEntry_MetadataEntry>,
+    ): BatchCreateCustomerCreditsEntry_MetadataEntry {
+      const message = createBaseBatchCreateCustomerCreditsEntry_MetadataEntry();
+      message.key = object.key ?? "";
+      message.value = object.value ?? "";
+      return message;
+    },
+  };
+
 function createBaseBatchCreateCustomerCreditsRequest(): BatchCreateCustomerCreditsRequest {
-  return { couponId: "", credits: [] };
+  return { couponId: "", credits: [], validateOnly: false };
 }
 
 export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCreditsRequest> = {
@@ -1020,6 +1551,9 @@ export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCr
     }
     for (const v of message.credits) {
       BatchCreateCustomerCreditsEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(24).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1053,6 +1587,14 @@ export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCr
             message.credits.push(BatchCreateCustomerCreditsEntry.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1075,6 +1617,11 @@ export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCr
       credits: globalThis.Array.isArray(object?.credits)
         ? object.credits.map((e: any) => BatchCreateCustomerCreditsEntry.fromJSON(e))
         : [],
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1086,6 +1633,9 @@ export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCr
     if (message.credits?.length) {
       obj.credits = message.credits.map((e) => BatchCreateCustomerCreditsEntry.toJSON(e));
     }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1096,6 +1646,7 @@ export const BatchCreateCustomerCreditsRequest: MessageFns<BatchCreateCustomerCr
     const message = createBaseBatchCreateCustomerCreditsRequest();
     message.couponId = object.couponId ?? "";
     message.credits = object.credits?.map((e) => BatchCreateCustomerCreditsEntry.fromPartial(e)) || [];
+    message.validateOnly = object.validateOnly ?? false;
     return message;
   },
 };
@@ -1342,6 +1893,7 @@ function createBaseListCustomerCreditsRequest(): ListCustomerCreditsRequest {
     includeExpired: false,
     includeRevoked: false,
     multiUse: undefined,
+    metadata: {},
   };
 }
 
@@ -1368,6 +1920,9 @@ export const ListCustomerCreditsRequest: MessageFns<ListCustomerCreditsRequest> 
     if (message.multiUse !== undefined) {
       writer.uint32(56).bool(message.multiUse);
     }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ListCustomerCreditsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
     return writer;
   },
 
@@ -1440,6 +1995,17 @@ export const ListCustomerCreditsRequest: MessageFns<ListCustomerCreditsRequest> 
             message.multiUse = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = ListCustomerCreditsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.metadata[entry8.key] = entry8.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1489,6 +2055,20 @@ export const ListCustomerCreditsRequest: MessageFns<ListCustomerCreditsRequest> 
         : isSet(object.multi_use)
         ? globalThis.Boolean(object.multi_use)
         : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1515,6 +2095,15 @@ export const ListCustomerCreditsRequest: MessageFns<ListCustomerCreditsRequest> 
     if (message.multiUse !== undefined) {
       obj.multiUse = message.multiUse;
     }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1530,6 +2119,100 @@ export const ListCustomerCreditsRequest: MessageFns<ListCustomerCreditsRequest> 
     message.includeExpired = object.includeExpired ?? false;
     message.includeRevoked = object.includeRevoked ?? false;
     message.multiUse = object.multiUse ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListCustomerCreditsRequest_MetadataEntry(): ListCustomerCreditsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ListCustomerCreditsRequest_MetadataEntry: MessageFns<ListCustomerCreditsRequest_MetadataEntry> = {
+  encode(message: ListCustomerCreditsRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCustomerCreditsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCustomerCreditsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCustomerCreditsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListCustomerCreditsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListCustomerCreditsRequest_MetadataEntry>): ListCustomerCreditsRequest_MetadataEntry {
+    return ListCustomerCreditsRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListCustomerCreditsRequest_MetadataEntry>): ListCustomerCreditsRequest_MetadataEntry {
+    const message = createBaseListCustomerCreditsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1626,7 +2309,7 @@ export const ListCustomerCreditsResponse: MessageFns<ListCustomerCreditsResponse
 };
 
 function createBaseRevokeCustomerCreditRequest(): RevokeCustomerCreditRequest {
-  return { customerId: "", creditId: "" };
+  return { customerId: "", creditId: "", validateOnly: false };
 }
 
 export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest> = {
@@ -1636,6 +2319,9 @@ export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest
     }
     if (message.creditId !== "") {
       writer.uint32(18).string(message.creditId);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(24).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1669,6 +2355,14 @@ export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest
             message.creditId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1693,6 +2387,11 @@ export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest
         : isSet(object.credit_id)
         ? globalThis.String(object.credit_id)
         : "",
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1704,6 +2403,9 @@ export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest
     if (message.creditId !== "") {
       obj.creditId = message.creditId;
     }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1714,6 +2416,7 @@ export const RevokeCustomerCreditRequest: MessageFns<RevokeCustomerCreditRequest
     const message = createBaseRevokeCustomerCreditRequest();
     message.customerId = object.customerId ?? "";
     message.creditId = object.creditId ?? "";
+    message.validateOnly = object.validateOnly ?? false;
     return message;
   },
 };
@@ -1788,7 +2491,16 @@ export const RevokeCustomerCreditResponse: MessageFns<RevokeCustomerCreditRespon
 };
 
 function createBaseRedeemCustomerCreditRequest(): RedeemCustomerCreditRequest {
-  return { customerId: "", creditId: "", planId: "", productId: "", amount: undefined };
+  return {
+    customerId: "",
+    creditId: "",
+    planId: "",
+    productId: "",
+    amount: undefined,
+    holdUntil: undefined,
+    metadata: {},
+    validateOnly: false,
+  };
 }
 
 export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest> = {
@@ -1807,6 +2519,15 @@ export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest
     }
     if (message.amount !== undefined) {
       Money.encode(message.amount, writer.uint32(42).fork()).join();
+    }
+    if (message.holdUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdUntil), writer.uint32(50).fork()).join();
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      RedeemCustomerCreditRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.validateOnly !== false) {
+      writer.uint32(64).bool(message.validateOnly);
     }
     return writer;
   },
@@ -1864,6 +2585,33 @@ export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest
             message.amount = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.holdUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = RedeemCustomerCreditRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.metadata[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1899,6 +2647,30 @@ export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest
         ? globalThis.String(object.product_id)
         : "",
       amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+      holdUntil: isSet(object.holdUntil)
+        ? fromJsonTimestamp(object.holdUntil)
+        : isSet(object.hold_until)
+        ? fromJsonTimestamp(object.hold_until)
+        : undefined,
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
     };
   },
 
@@ -1919,6 +2691,21 @@ export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest
     if (message.amount !== undefined) {
       obj.amount = Money.toJSON(message.amount);
     }
+    if (message.holdUntil !== undefined) {
+      obj.holdUntil = message.holdUntil.toISOString();
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
     return obj;
   },
 
@@ -1934,6 +2721,104 @@ export const RedeemCustomerCreditRequest: MessageFns<RedeemCustomerCreditRequest
     message.amount = (object.amount !== undefined && object.amount !== null)
       ? Money.fromPartial(object.amount)
       : undefined;
+    message.holdUntil = object.holdUntil ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseRedeemCustomerCreditRequest_MetadataEntry(): RedeemCustomerCreditRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const RedeemCustomerCreditRequest_MetadataEntry: MessageFns<RedeemCustomerCreditRequest_MetadataEntry> = {
+  encode(message: RedeemCustomerCreditRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemCustomerCreditRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemCustomerCreditRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemCustomerCreditRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RedeemCustomerCreditRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedeemCustomerCreditRequest_MetadataEntry>): RedeemCustomerCreditRequest_MetadataEntry {
+    return RedeemCustomerCreditRequest_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<RedeemCustomerCreditRequest_MetadataEntry>,
+  ): RedeemCustomerCreditRequest_MetadataEntry {
+    const message = createBaseRedeemCustomerCreditRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2072,6 +2957,26 @@ export const RedeemCustomerCreditResponse: MessageFns<RedeemCustomerCreditRespon
  * otherwise EXPIRED from the instant `expire_time` is reached; otherwise
  * ACTIVE. Revoked and redeemed credits are kept for audit.
  *
+ * Two-phase redemptions: RedeemCustomerCredit with `hold_until` reserves a
+ * use (a HELD coupon redemption with `customer_credit_id` set); it is
+ * confirmed or given back with CouponService.ConfirmCouponRedemption and
+ * CancelCouponRedemption, and given back on its own at `hold_until`. A held
+ * use counts like a used one (`redemption_count`, `uses_remaining`, state
+ * REDEEMED when it was the last) until it is canceled or lapses; a credit
+ * whose every use was given back is ACTIVE again.
+ *
+ * validate_only: every mutating request has `validate_only`. When true, the
+ * call runs every check against the current state and answers exactly what
+ * it would answer (the error, or the response with what it would write; a
+ * credit or redemption it would create has an empty `id`), and writes
+ * nothing: no row, no event, no idempotency record.
+ *
+ * Events (EventService): Create and BatchCreate write
+ * EVENT_TYPE_CUSTOMER_CREDIT_CREATED per credit, Revoke
+ * EVENT_TYPE_CUSTOMER_CREDIT_REVOKED (with the credit and its customer),
+ * Redeem EVENT_TYPE_REDEMPTION_CREATED (with the redemption), in the same
+ * transaction as the change.
+ *
  * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
  * printable ASCII, scoped to the tenant, kept 7 days by default). The first
  * call's response or final error is stored in the same transaction as its
@@ -2100,7 +3005,8 @@ export const CreditServiceService = {
    * total limit is used up, so the credit could never be redeemed);
    * INVALID_ARGUMENT (VALIDATION_FAILED) for a bad customer, coupon or
    * membership id, an `expire_time` that is not in the future or is later
-   * than the coupon's, a negative revenue or an unknown currency.
+   * than the coupon's, a negative revenue, an unknown currency or bad
+   * `metadata`.
    */
   createCustomerCredit: {
     path: "/credits.v1.CreditService/CreateCustomerCredit" as const,
@@ -2157,15 +3063,16 @@ export const CreditServiceService = {
   },
   /**
    * Lists a customer's credits, newest first. By default only ACTIVE
-   * credits; each `include_*` flag adds the credits in that state, and
-   * `multi_use`, when set, keeps only credits whose `multi_use` equals it.
+   * credits; each `include_*` flag adds the credits in that state,
+   * `multi_use`, when set, keeps only credits whose `multi_use` equals it,
+   * and `metadata` only credits that have every given pair.
    * States are evaluated at the instant each page is read. Keyset
    * pagination: a page walk sees every credit that existed when it began and
    * matches the filter exactly once, even while credits are issued.
    *
-   * Errors: INVALID_ARGUMENT for a bad customer id, a negative page size, or
-   * a page token that was altered, belongs to another tenant or was issued
-   * for a different customer or different filters.
+   * Errors: INVALID_ARGUMENT for a bad customer id, bad `metadata`, a
+   * negative page size, or a page token that was altered, belongs to another
+   * tenant or was issued for a different customer or different filters.
    */
   listCustomerCredits: {
     path: "/credits.v1.CreditService/ListCustomerCredits" as const,
@@ -2179,13 +3086,14 @@ export const CreditServiceService = {
     responseDeserialize: (value: Buffer): ListCustomerCreditsResponse => ListCustomerCreditsResponse.decode(value),
   },
   /**
-   * Revokes a credit that has never been redeemed: it stays stored with
-   * state REVOKED and `revoke_time` set, and can no longer be redeemed. An
-   * expired credit can be revoked too.
+   * Revokes a credit none of whose uses counts (never redeemed, or every
+   * redemption canceled or lapsed): it stays stored with state REVOKED and
+   * `revoke_time` set, and can no longer be redeemed. An expired credit can
+   * be revoked too.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when
-   * it has been redeemed at least once (even with uses left); INVALID_ARGUMENT
+   * a use of it is held or confirmed (even with uses left); INVALID_ARGUMENT
    * as for GetCustomerCredit.
    */
   revokeCustomerCredit: {
@@ -2215,7 +3123,13 @@ export const CreditServiceService = {
    * COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED,
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
-   * plan or product id, a negative amount or an unknown currency.
+   * plan or product id, a negative amount, an unknown currency, a
+   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `metadata`.
+   *
+   * With `hold_until` the use is HELD (see the service comment): it counts
+   * on the credit and toward the coupon's limits until it is confirmed,
+   * canceled or lapses.
    */
   redeemCustomerCredit: {
     path: "/credits.v1.CreditService/RedeemCustomerCredit" as const,
@@ -2244,7 +3158,8 @@ export interface CreditServiceServer extends UntypedServiceImplementation {
    * total limit is used up, so the credit could never be redeemed);
    * INVALID_ARGUMENT (VALIDATION_FAILED) for a bad customer, coupon or
    * membership id, an `expire_time` that is not in the future or is later
-   * than the coupon's, a negative revenue or an unknown currency.
+   * than the coupon's, a negative revenue, an unknown currency or bad
+   * `metadata`.
    */
   createCustomerCredit: handleUnaryCall<CreateCustomerCreditRequest, CreateCustomerCreditResponse>;
   /**
@@ -2269,25 +3184,27 @@ export interface CreditServiceServer extends UntypedServiceImplementation {
   getCustomerCredit: handleUnaryCall<GetCustomerCreditRequest, GetCustomerCreditResponse>;
   /**
    * Lists a customer's credits, newest first. By default only ACTIVE
-   * credits; each `include_*` flag adds the credits in that state, and
-   * `multi_use`, when set, keeps only credits whose `multi_use` equals it.
+   * credits; each `include_*` flag adds the credits in that state,
+   * `multi_use`, when set, keeps only credits whose `multi_use` equals it,
+   * and `metadata` only credits that have every given pair.
    * States are evaluated at the instant each page is read. Keyset
    * pagination: a page walk sees every credit that existed when it began and
    * matches the filter exactly once, even while credits are issued.
    *
-   * Errors: INVALID_ARGUMENT for a bad customer id, a negative page size, or
-   * a page token that was altered, belongs to another tenant or was issued
-   * for a different customer or different filters.
+   * Errors: INVALID_ARGUMENT for a bad customer id, bad `metadata`, a
+   * negative page size, or a page token that was altered, belongs to another
+   * tenant or was issued for a different customer or different filters.
    */
   listCustomerCredits: handleUnaryCall<ListCustomerCreditsRequest, ListCustomerCreditsResponse>;
   /**
-   * Revokes a credit that has never been redeemed: it stays stored with
-   * state REVOKED and `revoke_time` set, and can no longer be redeemed. An
-   * expired credit can be revoked too.
+   * Revokes a credit none of whose uses counts (never redeemed, or every
+   * redemption canceled or lapsed): it stays stored with state REVOKED and
+   * `revoke_time` set, and can no longer be redeemed. An expired credit can
+   * be revoked too.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when
-   * it has been redeemed at least once (even with uses left); INVALID_ARGUMENT
+   * a use of it is held or confirmed (even with uses left); INVALID_ARGUMENT
    * as for GetCustomerCredit.
    */
   revokeCustomerCredit: handleUnaryCall<RevokeCustomerCreditRequest, RevokeCustomerCreditResponse>;
@@ -2307,7 +3224,13 @@ export interface CreditServiceServer extends UntypedServiceImplementation {
    * COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED,
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
-   * plan or product id, a negative amount or an unknown currency.
+   * plan or product id, a negative amount, an unknown currency, a
+   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `metadata`.
+   *
+   * With `hold_until` the use is HELD (see the service comment): it counts
+   * on the credit and toward the coupon's limits until it is confirmed,
+   * canceled or lapses.
    */
   redeemCustomerCredit: handleUnaryCall<RedeemCustomerCreditRequest, RedeemCustomerCreditResponse>;
 }
@@ -2326,7 +3249,8 @@ export interface CreditServiceClient extends Client {
    * total limit is used up, so the credit could never be redeemed);
    * INVALID_ARGUMENT (VALIDATION_FAILED) for a bad customer, coupon or
    * membership id, an `expire_time` that is not in the future or is later
-   * than the coupon's, a negative revenue or an unknown currency.
+   * than the coupon's, a negative revenue, an unknown currency or bad
+   * `metadata`.
    */
   createCustomerCredit(
     request: CreateCustomerCreditRequest,
@@ -2393,15 +3317,16 @@ export interface CreditServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Lists a customer's credits, newest first. By default only ACTIVE
-   * credits; each `include_*` flag adds the credits in that state, and
-   * `multi_use`, when set, keeps only credits whose `multi_use` equals it.
+   * credits; each `include_*` flag adds the credits in that state,
+   * `multi_use`, when set, keeps only credits whose `multi_use` equals it,
+   * and `metadata` only credits that have every given pair.
    * States are evaluated at the instant each page is read. Keyset
    * pagination: a page walk sees every credit that existed when it began and
    * matches the filter exactly once, even while credits are issued.
    *
-   * Errors: INVALID_ARGUMENT for a bad customer id, a negative page size, or
-   * a page token that was altered, belongs to another tenant or was issued
-   * for a different customer or different filters.
+   * Errors: INVALID_ARGUMENT for a bad customer id, bad `metadata`, a
+   * negative page size, or a page token that was altered, belongs to another
+   * tenant or was issued for a different customer or different filters.
    */
   listCustomerCredits(
     request: ListCustomerCreditsRequest,
@@ -2419,13 +3344,14 @@ export interface CreditServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListCustomerCreditsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Revokes a credit that has never been redeemed: it stays stored with
-   * state REVOKED and `revoke_time` set, and can no longer be redeemed. An
-   * expired credit can be revoked too.
+   * Revokes a credit none of whose uses counts (never redeemed, or every
+   * redemption canceled or lapsed): it stays stored with state REVOKED and
+   * `revoke_time` set, and can no longer be redeemed. An expired credit can
+   * be revoked too.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when
-   * it has been redeemed at least once (even with uses left); INVALID_ARGUMENT
+   * a use of it is held or confirmed (even with uses left); INVALID_ARGUMENT
    * as for GetCustomerCredit.
    */
   revokeCustomerCredit(
@@ -2459,7 +3385,13 @@ export interface CreditServiceClient extends Client {
    * COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED,
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
-   * plan or product id, a negative amount or an unknown currency.
+   * plan or product id, a negative amount, an unknown currency, a
+   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `metadata`.
+   *
+   * With `hold_until` the use is HELD (see the service comment): it counts
+   * on the credit and toward the coupon's limits until it is confirmed,
+   * canceled or lapses.
    */
   redeemCustomerCredit(
     request: RedeemCustomerCreditRequest,
@@ -2515,6 +3447,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
