@@ -1,7 +1,9 @@
+import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config';
 import { createDataSource, runMigrations } from './data-source';
 import { startEmbeddedPostgres } from './embedded-postgres';
+import { tracedPgClient } from '../observability/trace-context';
 
 /** The database the process works on, and how to let go of it. */
 export interface Database {
@@ -17,7 +19,8 @@ export interface Database {
  */
 export async function openDatabase(
   config: Config,
-  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number } = {},
+  /** `traceStatements`: each statement of a traced call is a span (tracing is on). */
+  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number; traceStatements?: boolean } = {},
 ): Promise<Database> {
   const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(config.dataDir, options.log) : undefined;
   const url = config.databaseUrl ?? embedded!.url;
@@ -26,6 +29,7 @@ export async function openDatabase(
     poolSize: options.poolSize ?? config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     applicationName: options.applicationName,
+    pgClient: options.traceStatements ? tracedPgClient(pg.Client, new URL(url).pathname.slice(1) || undefined) : undefined,
   });
   try {
     await dataSource.initialize();
