@@ -4,6 +4,8 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
   databaseUrl: string | undefined;
+  /** Where the connection that LISTENs for revocations goes, when not to DATABASE_URL (a transaction-mode pooler there). */
+  listenDatabaseUrl: string | undefined;
   /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default; as root it only names the cluster, see embedded-postgres.ts). */
   dataDir: string;
   /** host:port the gRPC server binds to. */
@@ -61,6 +63,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
+  const listenDatabaseUrl = env.CREDITS_LISTEN_DATABASE_URL || undefined;
+  if (listenDatabaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(listenDatabaseUrl)) {
+    problems.push('CREDITS_LISTEN_DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  if (listenDatabaseUrl !== undefined && databaseUrl === undefined) problems.push('CREDITS_LISTEN_DATABASE_URL needs DATABASE_URL');
   const address = env.CREDITS_ADDRESS || '0.0.0.0:50051';
   if (!/^.+:\d{1,5}$/.test(address)) problems.push(`CREDITS_ADDRESS must be host:port, got "${address}"`);
 
@@ -101,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const config: Config = {
     databaseUrl,
+    listenDatabaseUrl,
     dataDir: path.resolve(env.CREDITS_DATA_DIR || path.join(__dirname, '..', '..', '.data')),
     address,
     logLevel,

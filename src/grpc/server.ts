@@ -55,6 +55,8 @@ export async function startGrpcServer(
     expirySweepSeconds?: number;
     /** How often readiness checks the database (default 1 s). */
     readinessIntervalMs?: number;
+    /** Where the revocation listener connects, when not to the data source's database (CREDITS_LISTEN_DATABASE_URL). */
+    listenDatabaseUrl?: string;
   },
 ): Promise<GrpcServer> {
   const { metrics } = deps;
@@ -63,7 +65,14 @@ export async function startGrpcServer(
     observeGroupSize: metrics?.groupCommit('keyed_calls'),
   });
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
-  const authenticator = new Authenticator(deps.dataSource, { cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS, logger: deps.logger, onLookup: metrics?.authLookup });
+  const authenticator = new Authenticator(deps.dataSource, {
+    cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
+    logger: deps.logger,
+    onLookup: metrics?.authLookup,
+    listenerConnection: options.listenDatabaseUrl
+      ? { connectionString: options.listenDatabaseUrl, connectionTimeoutMillis: connectionOf(deps.dataSource).connectionTimeoutMillis }
+      : undefined,
+  });
   await authenticator.start();
   let accepting = true;
   let inFlight = 0;
