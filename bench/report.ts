@@ -74,6 +74,8 @@ export interface BenchReport {
   failed: boolean;
   failures: string[];
   notes: string[];
+  /** Service runs compared within the run (see COMPARISONS in scenarios.ts). */
+  comparisons?: Array<{ name: string; value: number; target?: number }>;
 }
 
 export function toRunReport(
@@ -190,6 +192,11 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   if (ratios.length > 0) {
     lines.push('## Ratios (service calls/s ÷ baseline calls/s)', '');
     for (const s of ratios) lines.push(`- **${s.name}**${s.baselinesOf ? ` (baselines of ${s.baselinesOf})` : ''}: ${s.ratios.map((r) => `÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
+    lines.push('');
+  }
+  if (report.comparisons && report.comparisons.length > 0) {
+    lines.push('## Service against service (calls/s, within this run)', '');
+    for (const c of report.comparisons) lines.push(`- **${c.name}**: ${ratio(c.value)}${c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.value >= c.target ? 'met' : 'NOT met'})`}`);
     lines.push('');
   }
   const withSql = report.scenarios.filter((s) => s.sql);
