@@ -4,8 +4,12 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
   databaseUrl: string | undefined;
-  /** Where the connection that LISTENs for revocations goes, when not to DATABASE_URL (a transaction-mode pooler there). */
-  listenDatabaseUrl: string | undefined;
+  /**
+   * PostgreSQL itself (or a session-mode pool) for what needs a session of
+   * its own, when DATABASE_URL is a transaction-mode pooler: the migrations'
+   * advisory lock at start and the LISTEN for revocations.
+   */
+  sessionDatabaseUrl: string | undefined;
   /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default; as root it only names the cluster, see embedded-postgres.ts). */
   dataDir: string;
   /** host:port the gRPC server binds to. */
@@ -63,11 +67,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
-  const listenDatabaseUrl = env.CREDITS_LISTEN_DATABASE_URL || undefined;
-  if (listenDatabaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(listenDatabaseUrl)) {
-    problems.push('CREDITS_LISTEN_DATABASE_URL must be a postgres:// or postgresql:// URL');
+  const sessionDatabaseUrl = env.CREDITS_SESSION_DATABASE_URL || undefined;
+  if (sessionDatabaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(sessionDatabaseUrl)) {
+    problems.push('CREDITS_SESSION_DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
-  if (listenDatabaseUrl !== undefined && databaseUrl === undefined) problems.push('CREDITS_LISTEN_DATABASE_URL needs DATABASE_URL');
+  if (sessionDatabaseUrl !== undefined && databaseUrl === undefined) problems.push('CREDITS_SESSION_DATABASE_URL needs DATABASE_URL');
   const address = env.CREDITS_ADDRESS || '0.0.0.0:50051';
   if (!/^.+:\d{1,5}$/.test(address)) problems.push(`CREDITS_ADDRESS must be host:port, got "${address}"`);
 
@@ -108,7 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const config: Config = {
     databaseUrl,
-    listenDatabaseUrl,
+    sessionDatabaseUrl,
     dataDir: path.resolve(env.CREDITS_DATA_DIR || path.join(__dirname, '..', '..', '.data')),
     address,
     logLevel,

@@ -25,7 +25,7 @@ export async function serve(config: Config): Promise<void> {
     if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
     server = await startGrpcServer(
       { dataSource: database.dataSource, logger, metrics, tracing: tracing !== undefined },
-      { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds, listenDatabaseUrl: config.listenDatabaseUrl },
+      { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds, sessionDatabaseUrl: config.sessionDatabaseUrl },
     );
     if (metrics) metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!);
   } catch (err) {

@@ -33,7 +33,7 @@ export async function openDatabase(
   });
   try {
     await dataSource.initialize();
-    await runMigrations(dataSource);
+    await migrate(dataSource, config);
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.stop();
@@ -47,4 +47,25 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Applies pending migrations, under their session-level advisory lock: on a
+ * connection of its own to CREDITS_SESSION_DATABASE_URL when set, since
+ * behind a transaction-mode pooler the lock and its unlock could land on
+ * two server connections (and the lock stay held).
+ */
+async function migrate(dataSource: DataSource, config: Config): Promise<void> {
+  if (config.sessionDatabaseUrl === undefined) {
+    await runMigrations(dataSource);
+    return;
+  }
+  // Two connections: runMigrations holds one for the lock while TypeORM's migrations take another.
+  const session = createDataSource({ url: config.sessionDatabaseUrl, poolSize: 2, connectTimeoutMs: config.dbConnectTimeoutMs, applicationName: 'credits-migrate' });
+  await session.initialize();
+  try {
+    await runMigrations(session);
+  } finally {
+    await session.destroy();
+  }
 }

@@ -55,8 +55,8 @@ export async function startGrpcServer(
     expirySweepSeconds?: number;
     /** How often readiness checks the database (default 1 s). */
     readinessIntervalMs?: number;
-    /** Where the revocation listener connects, when not to the data source's database (CREDITS_LISTEN_DATABASE_URL). */
-    listenDatabaseUrl?: string;
+    /** Where the revocation listener connects (LISTEN needs a session), when not to the data source's database (CREDITS_SESSION_DATABASE_URL). */
+    sessionDatabaseUrl?: string;
   },
 ): Promise<GrpcServer> {
   const { metrics } = deps;
@@ -69,8 +69,8 @@ export async function startGrpcServer(
     cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
     logger: deps.logger,
     onLookup: metrics?.authLookup,
-    listenerConnection: options.listenDatabaseUrl
-      ? { connectionString: options.listenDatabaseUrl, connectionTimeoutMillis: connectionOf(deps.dataSource).connectionTimeoutMillis }
+    listenerConnection: options.sessionDatabaseUrl
+      ? { connectionString: options.sessionDatabaseUrl, connectionTimeoutMillis: connectionOf(deps.dataSource).connectionTimeoutMillis }
       : undefined,
   });
   await authenticator.start();

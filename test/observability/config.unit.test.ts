@@ -22,9 +22,9 @@ describe('observability configuration (unit)', () => {
     expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).to.throw(ConfigError, /4318/);
   });
 
-  it('takes a separate database URL for the LISTEN connection only beside DATABASE_URL', () => {
+  it('takes a database URL for session work (migration lock, LISTEN) only beside DATABASE_URL', () => {
     const url = 'postgres://credits@db:5432/credits';
-    expect(loadConfig({ DATABASE_URL: 'postgres://credits@pgbouncer:6432/credits', CREDITS_LISTEN_DATABASE_URL: url }).listenDatabaseUrl).to.equal(url);
-    expect(() => loadConfig({ CREDITS_LISTEN_DATABASE_URL: url })).to.throw(ConfigError, /needs DATABASE_URL/);
+    expect(loadConfig({ DATABASE_URL: 'postgres://credits@pgbouncer:6432/credits', CREDITS_SESSION_DATABASE_URL: url }).sessionDatabaseUrl).to.equal(url);
+    expect(() => loadConfig({ CREDITS_SESSION_DATABASE_URL: url })).to.throw(ConfigError, /needs DATABASE_URL/);
   });
 });
