@@ -15,7 +15,7 @@ import { CpuWindow, describeMachine, peakRssBytes, rssBytes, type WindowCpu } fr
 import { runLoad, startEcho, startService, type EchoProcess } from './processes';
 import type { FromLoadGenerator, LoadResult, LoadSpec } from './protocol';
 import { startRecordingServer, type SampleCall } from './recording-server';
-import { renderMarkdown, renderTextTable, toRunReport, type BenchReport, type RunReport, type ScenarioReport } from './report';
+import { describeComparison, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type RunReport, type ScenarioReport } from './report';
 import { COMPARISONS, SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
 import { startOtlpSink } from './otlp-sink';
 import { seed } from './seed';
@@ -256,12 +256,15 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
       servers.map((s) => s.pid),
       db.postmasterPid,
     );
+    const peaks = servers.map((s) => peakRssBytes(s.pid) ?? 0); // read while they run
+    // Stopped here (not only in finally) so that the spans flushed at shutdown are counted too.
+    for (const s of servers) await s.stop();
     const exported = sink?.received();
     const notes = [
       ...(servers.length > 1 ? [`${servers.length} server processes, calls round-robin; CPU is theirs added up, peak RSS the largest`] : []),
-      ...(exported ? [`spans exported to a local OTLP/HTTP receiver over the whole run: ${exported.requests} requests, ${mb(exported.bytes)} MB`] : []),
+      ...(exported ? [`spans exported to a local OTLP/HTTP receiver over the run and at shutdown: ${exported.requests} requests, ${mb(exported.bytes)} MB`] : []),
     ];
-    const peak = Math.max(...servers.map((s) => peakRssBytes(s.pid) ?? 0));
+    const peak = Math.max(...peaks);
     const run = toRunReport(subject, 'service', result, cpu, p.scenario.units?.perCall, { peakRssBytes: peak > 0 ? peak : undefined, ...(notes.length ? { note: notes.join('; ') } : {}) });
     printRun(label, run, p.scenario.units?.name);
     if (exported) log(`    ${notes[notes.length - 1]}`);
@@ -438,13 +441,19 @@ async function bench(session: Session): Promise<number> {
     report.ratios = baselineRuns.filter((r) => r.kind !== 'service' && r.callsPerSec > 0).map((r) => ({ against: r.subject, value: service.callsPerSec / r.callsPerSec }));
   }
 
-  const comparisons: NonNullable<BenchReport['comparisons']> = [];
+  const comparisons = options.compareRounds > 0 ? await compareInRounds(session, options.compareRounds) : [];
   for (const c of COMPARISONS) {
+    if (comparisons.some((m) => m.name === c.name)) continue;
     const serviceOf = (name: string) => reports.find((r) => r.name === name)?.runs.find((r) => r.kind === 'service');
     const numerator = serviceOf(c.numerator);
     const denominator = serviceOf(c.denominator);
     if (!numerator || !denominator || denominator.callsPerSec === 0) continue;
-    comparisons.push({ name: c.name, value: numerator.callsPerSec / denominator.callsPerSec, ...(c.target === undefined ? {} : { target: c.target }) });
+    comparisons.push({
+      name: c.name,
+      value: numerator.callsPerSec / denominator.callsPerSec,
+      cpuUsPerCall: [perCall(numerator.cpu.process, numerator.callsPerSec), perCall(denominator.cpu.process, denominator.callsPerSec)],
+      ...(c.target === undefined ? {} : { target: c.target }),
+    });
   }
 
   log('\n== ledger audit: credits verify');
@@ -514,7 +523,7 @@ async function bench(session: Session): Promise<number> {
 
   log(`\n${renderTextTable(all)}\n`);
   for (const s of all.filter((x) => x.ratios.length > 0)) log(`${s.name}: ${s.ratios.map((r) => `service ÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
-  for (const c of comparisons) log(`${c.name}: ${ratio(c.value)}${c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.value >= c.target ? 'met' : 'NOT met'})`}`);
+  for (const c of comparisons) log(describeComparison(c).replace(/\*\*/g, ''));
   for (const n of notes) log(`note: ${n}`);
   log(`\nwrote ${path.relative(process.cwd(), base)}.{json,md,svg}${profileDir ? ` and ${path.relative(process.cwd(), base)}-profile.md` : ''}`);
   if (report.failed) {
@@ -522,6 +531,45 @@ async function bench(session: Session): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * Service against service, robust to a machine whose speed drifts (other
+ * work on it): each comparison's two runs alternate A B, B A, ... for
+ * `rounds` rounds, and the ratio is of the calls summed over them.
+ */
+async function compareInRounds(session: Session, rounds: number): Promise<NonNullable<BenchReport['comparisons']>> {
+  const found: NonNullable<BenchReport['comparisons']> = [];
+  for (const c of COMPARISONS) {
+    const numerator = session.prepared.find((p) => p.scenario.name === c.numerator);
+    const denominator = session.prepared.find((p) => p.scenario.name === c.denominator);
+    if (!numerator || !denominator) continue;
+    log(`\n== ${c.name}: ${rounds} alternating rounds`);
+    const each: number[] = [];
+    // Per side: calls/s and server CPU % summed over the rounds (equal windows).
+    const sums = new Map([numerator, denominator].map((p) => [p, { calls: 0, cpu: 0 as number | undefined }]));
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? [numerator, denominator] : [denominator, numerator];
+      const rates = new Map<Prepared, number>();
+      for (const p of order) {
+        const { run } = await measureService(session, p, undefined);
+        rates.set(p, run.callsPerSec);
+        const sum = sums.get(p)!;
+        sum.calls += run.callsPerSec;
+        sum.cpu = sum.cpu === undefined || run.cpu.process === undefined ? undefined : sum.cpu + run.cpu.process;
+      }
+      each.push(rates.get(numerator)! / rates.get(denominator)!);
+    }
+    const [a, b] = [sums.get(numerator)!, sums.get(denominator)!];
+    found.push({
+      name: c.name,
+      value: a.calls / b.calls,
+      rounds: each,
+      cpuUsPerCall: [perCall(a.cpu, a.calls), perCall(b.cpu, b.calls)],
+      ...(c.target === undefined ? {} : { target: c.target }),
+    });
+  }
+  return found;
 }
 
 /** Summaries of the service's CPU profiles, slowest scenario first (in full), the others shorter. */

@@ -75,7 +75,16 @@ export interface BenchReport {
   failures: string[];
   notes: string[];
   /** Service runs compared within the run (see COMPARISONS in scenarios.ts). */
-  comparisons?: Array<{ name: string; value: number; target?: number }>;
+  comparisons?: Array<{
+    name: string;
+    /** numerator ÷ denominator calls/s. */
+    value: number;
+    target?: number;
+    /** Each round's ratio, when measured in alternating rounds. */
+    rounds?: number[];
+    /** The server's CPU per call (µs) of numerator and denominator: steadier than calls/s on a busy machine. */
+    cpuUsPerCall?: [number | undefined, number | undefined];
+  }>;
 }
 
 export function toRunReport(
@@ -127,7 +136,7 @@ const HEADER = [
 ];
 
 /** CPU time per successful call, µs, from a CPU share (% of one core) and a rate. */
-const perCall = (cpuPercent: number | undefined, callsPerSec: number): number | undefined =>
+export const perCall = (cpuPercent: number | undefined, callsPerSec: number): number | undefined =>
   cpuPercent === undefined || callsPerSec <= 0 ? undefined : (cpuPercent / 100) * (1e6 / callsPerSec);
 
 function rows(scenarios: ScenarioReport[]): string[][] {
@@ -196,7 +205,7 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   }
   if (report.comparisons && report.comparisons.length > 0) {
     lines.push('## Service against service (calls/s, within this run)', '');
-    for (const c of report.comparisons) lines.push(`- **${c.name}**: ${ratio(c.value)}${c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.value >= c.target ? 'met' : 'NOT met'})`}`);
+    for (const c of report.comparisons) lines.push(`- ${describeComparison(c)}`);
     lines.push('');
   }
   const withSql = report.scenarios.filter((s) => s.sql);
@@ -218,4 +227,16 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   if (report.failures.length > 0) lines.push('', '**Run failed:**', '', ...report.failures.map((f) => `- ${f}`));
   if (report.notes.length > 0) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** "**name**: 0.97× (target ≥ 0.95×: met; rounds 0.95×, 0.99×)". */
+export function describeComparison(c: NonNullable<BenchReport['comparisons']>[number]): string {
+  const details = [
+    ...(c.target === undefined ? [] : [`target ≥ ${c.target}×: ${c.value >= c.target ? 'met' : 'NOT met'}`]),
+    ...(c.rounds ? [`${c.rounds.length} alternating rounds, each ${c.rounds.map((r) => ratio(r)).join(', ')}`] : ['one run each']),
+    ...(c.cpuUsPerCall && c.cpuUsPerCall[0] !== undefined && c.cpuUsPerCall[1] !== undefined
+      ? [`server CPU per call ${int(c.cpuUsPerCall[0])} µs ÷ ${int(c.cpuUsPerCall[1])} µs = ${ratio(c.cpuUsPerCall[0] / c.cpuUsPerCall[1])}`]
+      : []),
+  ];
+  return `**${c.name}**: ${ratio(c.value)} (${details.join('; ')})`;
 }
