@@ -195,5 +195,6 @@ export function recordCallMetrics(metrics: Metrics): Middleware {
  * log line carries its trace_id and span_id.
  */
 export function traceCalls(): Middleware {
-  return (call, next) => inServerSpan(call.path, call.metadata, { 'credits.request_id': call.requestId }, () => next(call), codeOfOutcome);
+  // Only the semantic conventions' attributes: each one is serialized for every call (the call's log line links request_id and trace_id).
+  return (call, next) => inServerSpan(call.path, call.metadata, () => next(call), codeOfOutcome);
 }

@@ -33,14 +33,14 @@ const SERVER_ERROR_CODES = new Set([2 /* UNKNOWN */, 4 /* DEADLINE_EXCEEDED */, 
  * rpc.* attributes of the semantic conventions; `work` answers the status
  * code the caller gets.
  */
-export async function inServerSpan<T>(path: string, metadata: Metadata, attributes: Record<string, string>, work: () => Promise<T>, codeOf: (result: T) => number): Promise<T> {
+export async function inServerSpan<T>(path: string, metadata: Metadata, work: () => Promise<T>, codeOf: (result: T) => number): Promise<T> {
   const slash = path.lastIndexOf('/');
   const service = path.slice(1, slash);
   const method = path.slice(slash + 1);
   const parent = callerContext(metadata);
   const span = trace.getTracer(TRACER_NAME).startSpan(
     `${service}/${method}`,
-    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, ...attributes } },
+    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } },
     parent,
   );
   try {
