@@ -1,5 +1,5 @@
-import { context, SpanStatusCode, trace, type Context, type Link } from '@opentelemetry/api';
-import { TRACER_NAME } from '../observability/trace-context';
+import { context, trace, type Context, type Link } from '@opentelemetry/api';
+import { inSpan } from '../observability/trace-context';
 import { isDatabaseUnavailable } from './db-errors';
 
 /** One member's result within a group: its own value or its own error. */
@@ -125,17 +125,7 @@ export class GroupCommit<M, R> {
       const member = trace.getSpan(g.context);
       if (member) links.push({ context: member.spanContext() });
     }
-    const span = trace
-      .getTracer('credits')
-      .startSpan(`group commit ${this.options.name ?? 'unnamed'}`, { links, attributes: { 'credits.group_commit.name': this.options.name ?? 'unnamed', 'credits.group_commit.size': group.length } }, parent);
-    try {
-      return await context.with(trace.setSpan(parent, span), work);
-    } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR });
-      throw err;
-    } finally {
-      span.end();
-    }
+    const name = this.options.name ?? 'unnamed';
+    return inSpan(`group commit ${name}`, { links, attributes: { 'credits.group_commit.name': name, 'credits.group_commit.size': group.length } }, parent, work);
   }
 }

@@ -1,5 +1,5 @@
 import type { Metadata } from '@grpc/grpc-js';
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type TextMapGetter } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanOptions, type TextMapGetter } from '@opentelemetry/api';
 import type { Client as PgClient } from 'pg';
 
 /*
@@ -37,17 +37,29 @@ export async function inServerSpan<T>(path: string, metadata: Metadata, work: ()
   const slash = path.lastIndexOf('/');
   const service = path.slice(1, slash);
   const method = path.slice(slash + 1);
-  const parent = callerContext(metadata);
-  const span = trace.getTracer(TRACER_NAME).startSpan(
+  return inSpan(
     `${service}/${method}`,
     { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } },
-    parent,
+    callerContext(metadata),
+    work,
+    (span, result) => {
+      const code = codeOf(result);
+      span.setAttribute('rpc.grpc.status_code', code);
+      if (SERVER_ERROR_CODES.has(code)) span.setStatus({ code: SpanStatusCode.ERROR });
+    },
   );
+}
+
+/**
+ * Runs `work` in a new span, child of `parent`, and ends it after; `settled`
+ * may describe the result on the span; a throw records it and marks the span
+ * an error.
+ */
+export async function inSpan<T>(name: string, options: SpanOptions, parent: Context, work: () => Promise<T>, settled?: (span: Span, result: T) => void): Promise<T> {
+  const span = trace.getTracer(TRACER_NAME).startSpan(name, options, parent);
   try {
     const result = await context.with(trace.setSpan(parent, span), work);
-    const code = codeOf(result);
-    span.setAttribute('rpc.grpc.status_code', code);
-    if (SERVER_ERROR_CODES.has(code)) span.setStatus({ code: SpanStatusCode.ERROR });
+    settled?.(span, result);
     return result;
   } catch (err) {
     span.recordException(err as Error);

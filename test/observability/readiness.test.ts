@@ -1,14 +1,8 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import type { DataSource } from 'typeorm';
-import { createDataSource, runMigrations } from '../../src/db/data-source';
-import { embeddedHome, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { SERVICE_NAMES, startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
-import { freePort } from '../support/child-server';
 import { checkHealth } from '../support/health-status';
+import { openOwnDatabase, type OwnDatabase } from '../support/own-database';
 
 /**
  * Readiness: grpc.health.v1 answers NOT_SERVING for the server and each
@@ -18,30 +12,20 @@ import { checkHealth } from '../support/health-status';
  */
 describe('observability: readiness follows the database', function () {
   this.timeout(180_000);
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'credits-readiness-'));
   const names = ['', ...SERVICE_NAMES];
-  let db: EmbeddedDatabase | undefined;
-  let dataSource: DataSource;
+  let own: OwnDatabase;
   let grpc: GrpcServer;
-  let port: number;
 
   before(async () => {
-    port = await freePort();
-    db = await startEmbeddedPostgres(dataDir, () => {}, { port });
-    dataSource = createDataSource({ url: db.url, poolSize: 4, connectTimeoutMs: 1000 });
-    await dataSource.initialize();
-    await runMigrations(dataSource);
+    own = await openOwnDatabase('readiness', { poolSize: 4, connectTimeoutMs: 1000 });
     grpc = await startGrpcServer(
-      { dataSource, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') },
+      { dataSource: own.dataSource, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') },
       { address: '127.0.0.1:0', readinessIntervalMs: 200 },
     );
   });
   after(async () => {
     await grpc?.shutdown(1000);
-    await dataSource?.destroy();
-    await db?.stop();
-    fs.rmSync(embeddedHome(dataDir), { recursive: true, force: true });
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await own?.close();
   });
 
   const statuses = async () => Promise.all(names.map((name) => checkHealth(`127.0.0.1:${grpc.port}`, name)));
@@ -59,10 +43,9 @@ describe('observability: readiness follows the database', function () {
 
   it('turns NOT_SERVING while PostgreSQL is down and SERVING when it is back', async () => {
     expect(await statuses(), 'serving at first').to.deep.equal(names.map(() => 'SERVING'));
-    await db!.stop();
-    db = undefined;
+    await own.stop();
     expect(await until('NOT_SERVING'), 'with the database down').to.deep.equal(names.map(() => 'NOT_SERVING'));
-    db = await startEmbeddedPostgres(dataDir, () => {}, { port });
+    await own.start();
     expect(await until('SERVING'), 'with the database back').to.deep.equal(names.map(() => 'SERVING'));
   });
 });
