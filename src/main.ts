@@ -18,7 +18,10 @@ export async function serve(config: Config): Promise<void> {
   // The SDK is loaded only when tracing is on; it starts before the database so the pool's connections trace statements.
   const tracing: Tracing | undefined = config.tracing ? (require('./observability/tracing') as typeof import('./observability/tracing')).startTracing(config.tracing) : undefined;
   const metrics = config.metricsAddress === undefined ? undefined : new Metrics();
-  const database = await openDatabase(config, { log: (msg) => logger.info(msg), traceStatements: tracing !== undefined });
+  const database = await openDatabase(config, { log: (msg) => logger.info(msg), traceStatements: tracing !== undefined }).catch(async (err: unknown) => {
+    await tracing?.shutdown();
+    throw err;
+  });
   let server;
   let metricsServer: MetricsServer | undefined;
   try {
