@@ -11,8 +11,6 @@ import { scrape, type Scrape } from '../support/prometheus';
 import { promotionalCredits, type PromotionalCreditClient } from '../support/server';
 import { newTenant, type TestTenant } from '../support/tenant';
 
-const PROMO = 'credits.v1.PromotionalCreditService';
-
 /**
  * Prometheus metrics of a real server, scraped over HTTP before and after
  * real calls: each counter must move by exactly the calls made, per method
@@ -20,6 +18,7 @@ const PROMO = 'credits.v1.PromotionalCreditService';
  */
 describe('observability: Prometheus metrics', function () {
   this.timeout(60_000);
+  const PROMO = 'credits.v1.PromotionalCreditService';
   let dataSource: DataSource;
   let grpc: GrpcServer;
   let metricsServer: MetricsServer;

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import type { DataSource } from 'typeorm';
 import { freePort, spawnServer } from '../support/child-server';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
 
@@ -10,13 +9,6 @@ import { openTestDataSource, testDatabaseUrl } from '../support/database';
  */
 describe('observability: CREDITS_SESSION_DATABASE_URL', function () {
   this.timeout(90_000);
-  let dataSource: DataSource;
-  before(async () => {
-    dataSource = await openTestDataSource(2);
-  });
-  after(async () => {
-    await dataSource?.destroy();
-  });
 
   it('runs the migrations through it: a server whose session URL is unreachable does not start', async () => {
     const nobody = await freePort();
@@ -35,12 +27,14 @@ describe('observability: CREDITS_SESSION_DATABASE_URL', function () {
 
   it('serves with it, its revocation listener connected there', async () => {
     const server = await spawnServer(await testDatabaseUrl(), await freePort(), { CREDITS_SESSION_DATABASE_URL: await testDatabaseUrl() });
+    const dataSource = await openTestDataSource(1);
     try {
       const rows: Array<{ n: number }> = await dataSource.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`, [
         `credits-auth-listener (pid ${server.process.pid})`,
       ]);
       expect(rows[0]!.n).to.equal(1);
     } finally {
+      await dataSource.destroy();
       server.process.kill('SIGTERM');
       await server.exited;
     }
