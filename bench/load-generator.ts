@@ -51,8 +51,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
 }
 
 async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
-  const client = new Client(spec.address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-  await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
+  const clients = [spec.address, ...(spec.moreAddresses ?? [])].map((address) => new Client(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 }));
+  await Promise.all(clients.map((client) => new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))));
   // IPC delivers Uint8Arrays; grpc-js writes Buffers.
   const targets = spec.targets.map((t) => ({ ...t, requests: t.requests.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)) }));
   // Weighted round robin: a schedule of target indexes, repeated.
@@ -70,6 +70,7 @@ async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
     const metadata = new Metadata();
     metadata.set('authorization', authorization);
     if (target.idempotencyKeys) metadata.set('idempotency-key', randomUUID());
+    const client = clients[i % clients.length]!;
     return new Promise((resolve) =>
       client.makeUnaryRequest<Buffer, Buffer>(
         target.path,
@@ -83,7 +84,7 @@ async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
       ),
     );
   };
-  return { call, close: () => client.close() };
+  return { call, close: () => clients.forEach((client) => client.close()) };
 }
 
 async function sqlCaller(spec: Extract<LoadSpec, { mode: 'sql' }>) {

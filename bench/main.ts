@@ -15,8 +15,9 @@ import { CpuWindow, describeMachine, peakRssBytes, rssBytes, type WindowCpu } fr
 import { runLoad, startEcho, startService, type EchoProcess } from './processes';
 import type { FromLoadGenerator, LoadResult, LoadSpec } from './protocol';
 import { startRecordingServer, type SampleCall } from './recording-server';
-import { renderMarkdown, renderTextTable, toRunReport, type BenchReport, type RunReport, type ScenarioReport } from './report';
-import { SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
+import { describeComparison, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type RunReport, type ScenarioReport } from './report';
+import { COMPARISONS, SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
+import { startOtlpSink } from './otlp-sink';
 import { seed } from './seed';
 import { analyzeRss, renderSoakMarkdown, type SoakSummary } from './soak-report';
 import { summarizeStatement, toPgbenchScript, toUnits, unmatchedVarying } from './sql-recorder';
@@ -164,7 +165,8 @@ async function backgroundLoad(): Promise<{ busyPercent: number | undefined; load
 async function measureLoad(
   label: string,
   spec: LoadSpec,
-  processPid: number | undefined,
+  /** The measured process, or processes (their CPU is added up). */
+  processPid: number | number[] | undefined,
   postmasterPid: number | undefined,
   hooks: { windowStart?(): void; tick?(second: number): string } = {},
 ): Promise<{ result: LoadResult; cpu: WindowCpu | undefined }> {
@@ -173,11 +175,19 @@ async function measureLoad(
   const total = spec.warmupSec + spec.durationSec;
   const events = (message: FromLoadGenerator, loadgenPid: number) => {
     if (message.type === 'window-start') {
-      window = new CpuWindow(processPid === undefined ? { process: loadgenPid } : { process: processPid, loadgen: loadgenPid }, postmasterPid);
+      const measured = processPid === undefined ? [loadgenPid] : [processPid].flat();
+      window = new CpuWindow(
+        { ...Object.fromEntries(measured.map((pid, k) => [`process${k}`, pid])), ...(processPid === undefined ? {} : { loadgen: loadgenPid }) },
+        postmasterPid,
+      );
       window.begin();
       hooks.windowStart?.();
     } else if (message.type === 'window-end') {
       cpu = window?.end();
+      if (cpu) {
+        const parts = Object.entries(cpu.processes).filter(([name]) => name.startsWith('process'));
+        cpu.processes.process = parts.some(([, v]) => v === undefined) ? undefined : parts.reduce((sum, [, v]) => sum + v!, 0);
+      }
     } else if (message.type === 'progress') {
       const extra = hooks.tick ? `  ${hooks.tick(message.second)}` : '';
       log(
@@ -207,13 +217,26 @@ function serverEnv(options: BenchOptions, extra: Record<string, string> = {}): R
 async function measureService(session: Session, p: Prepared, profileDir: string | undefined): Promise<{ run: RunReport; problems: string[] }> {
   const { options, db, ctx } = session;
   const variant = p.scenario.variantOf;
-  const server = await startService({
-    databaseUrl: db.url,
-    apiKey: ctx.apiKey,
-    env: serverEnv(options, variant?.serverEnv),
-    logFile: path.join(session.logDir, `${p.scenario.name}.log`),
-    cpuProfile: profileDir ? { dir: profileDir, name: `${p.scenario.name}.cpuprofile` } : undefined,
-  });
+  const sink = variant?.otlpReceiver ? await startOtlpSink() : undefined;
+  const servers: Awaited<ReturnType<typeof startService>>[] = [];
+  try {
+    for (let k = 0; k < (variant?.processes ?? 1); k++) {
+      servers.push(
+        await startService({
+          databaseUrl: db.url,
+          apiKey: ctx.apiKey,
+          env: serverEnv(options, { ...variant?.serverEnv, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint } : {}) }),
+          logFile: path.join(session.logDir, `${p.scenario.name}${k === 0 ? '' : `-${k + 1}`}.log`),
+          cpuProfile: profileDir ? { dir: profileDir, name: `${p.scenario.name}${k === 0 ? '' : `-${k + 1}`}.cpuprofile` } : undefined,
+        }),
+      );
+    }
+  } catch (err) {
+    for (const s of servers) await s.stop();
+    await sink?.close();
+    throw err;
+  }
+  const server = servers[0]!;
   try {
     await checkpoint(db.dataSource);
     const subject = variant ? `service ${variant.label}` : 'service';
@@ -223,22 +246,34 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
       {
         mode: 'grpc',
         address: server.address,
+        moreAddresses: servers.slice(1).map((s) => s.address),
         apiKey: ctx.apiKey,
         targets: [{ name: p.scenario.name, path: p.rpc.method.path, requests: p.requests, weight: 1, idempotencyKeys: p.scenario.idempotencyKeys }],
         concurrency: options.concurrency,
         warmupSec: options.warmupSec,
         durationSec: options.durationSec,
       },
-      server.pid,
+      servers.map((s) => s.pid),
       db.postmasterPid,
     );
-    const run = toRunReport(subject, 'service', result, cpu, p.scenario.units?.perCall, { peakRssBytes: peakRssBytes(server.pid) });
+    const peaks = servers.map((s) => peakRssBytes(s.pid) ?? 0); // read while they run
+    // Stopped here (not only in finally) so that the spans flushed at shutdown are counted too.
+    for (const s of servers) await s.stop();
+    const exported = sink?.received();
+    const notes = [
+      ...(servers.length > 1 ? [`${servers.length} server processes, calls round-robin; CPU is theirs added up, peak RSS the largest`] : []),
+      ...(exported ? [`spans exported to a local OTLP/HTTP receiver over the run and at shutdown: ${exported.requests} requests, ${mb(exported.bytes)} MB`] : []),
+    ];
+    const peak = Math.max(...peaks);
+    const run = toRunReport(subject, 'service', result, cpu, p.scenario.units?.perCall, { peakRssBytes: peak > 0 ? peak : undefined, ...(notes.length ? { note: notes.join('; ') } : {}) });
     printRun(label, run, p.scenario.units?.name);
-    const problems = run.errorCount > 0 ? server.problems() : [];
+    if (exported) log(`    ${notes[notes.length - 1]}`);
+    const problems = run.errorCount > 0 ? servers.flatMap((s) => s.problems()) : [];
     for (const line of problems) log(`    server: ${line.slice(0, 300)}`);
     return { run, problems };
   } finally {
-    await server.stop();
+    for (const s of servers) await s.stop();
+    await sink?.close();
   }
 }
 
@@ -409,6 +444,21 @@ async function bench(session: Session): Promise<number> {
     report.ratios = baselineRuns.filter((r) => r.kind !== 'service' && r.callsPerSec > 0).map((r) => ({ against: r.subject, value: service.callsPerSec / r.callsPerSec }));
   }
 
+  const comparisons = options.compareRounds > 0 ? await compareInRounds(session, options.compareRounds) : [];
+  for (const c of COMPARISONS) {
+    if (comparisons.some((m) => m.name === c.name)) continue;
+    const serviceOf = (name: string) => reports.find((r) => r.name === name)?.runs.find((r) => r.kind === 'service');
+    const numerator = serviceOf(c.numerator);
+    const denominator = serviceOf(c.denominator);
+    if (!numerator || !denominator || denominator.callsPerSec === 0) continue;
+    comparisons.push({
+      name: c.name,
+      value: numerator.callsPerSec / denominator.callsPerSec,
+      cpuUsPerCall: [perCall(numerator.cpu.process, numerator.callsPerSec), perCall(denominator.cpu.process, denominator.callsPerSec)],
+      ...(c.target === undefined ? {} : { target: c.target }),
+    });
+  }
+
   log('\n== ledger audit: credits verify');
   const audit = await verifyLedger(db.url, ctx.tenantSlug);
   log(audit.output.trim());
@@ -452,6 +502,7 @@ async function bench(session: Session): Promise<number> {
     failed: failures.length > 0,
     failures,
     notes,
+    comparisons,
   };
 
   fs.mkdirSync(options.outDir, { recursive: true });
@@ -475,6 +526,7 @@ async function bench(session: Session): Promise<number> {
 
   log(`\n${renderTextTable(all)}\n`);
   for (const s of all.filter((x) => x.ratios.length > 0)) log(`${s.name}: ${s.ratios.map((r) => `service ÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
+  for (const c of comparisons) log(describeComparison(c).replace(/\*\*/g, ''));
   for (const n of notes) log(`note: ${n}`);
   log(`\nwrote ${path.relative(process.cwd(), base)}.{json,md,svg}${profileDir ? ` and ${path.relative(process.cwd(), base)}-profile.md` : ''}`);
   if (report.failed) {
@@ -482,6 +534,45 @@ async function bench(session: Session): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * Service against service, robust to a machine whose speed drifts (other
+ * work on it): each comparison's two runs alternate A B, B A, ... for
+ * `rounds` rounds, and the ratio is of the calls summed over them.
+ */
+async function compareInRounds(session: Session, rounds: number): Promise<NonNullable<BenchReport['comparisons']>> {
+  const found: NonNullable<BenchReport['comparisons']> = [];
+  for (const c of COMPARISONS) {
+    const numerator = session.prepared.find((p) => p.scenario.name === c.numerator);
+    const denominator = session.prepared.find((p) => p.scenario.name === c.denominator);
+    if (!numerator || !denominator) continue;
+    log(`\n== ${c.name}: ${rounds} alternating rounds`);
+    const each: number[] = [];
+    // Per side: calls/s and server CPU % summed over the rounds (equal windows).
+    const sums = new Map([numerator, denominator].map((p) => [p, { calls: 0, cpu: 0 as number | undefined }]));
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? [numerator, denominator] : [denominator, numerator];
+      const rates = new Map<Prepared, number>();
+      for (const p of order) {
+        const { run } = await measureService(session, p, undefined);
+        rates.set(p, run.callsPerSec);
+        const sum = sums.get(p)!;
+        sum.calls += run.callsPerSec;
+        sum.cpu = sum.cpu === undefined || run.cpu.process === undefined ? undefined : sum.cpu + run.cpu.process;
+      }
+      each.push(rates.get(numerator)! / rates.get(denominator)!);
+    }
+    const [a, b] = [sums.get(numerator)!, sums.get(denominator)!];
+    found.push({
+      name: c.name,
+      value: a.calls / b.calls,
+      rounds: each,
+      cpuUsPerCall: [perCall(a.cpu, a.calls), perCall(b.cpu, b.calls)],
+      ...(c.target === undefined ? {} : { target: c.target }),
+    });
+  }
+  return found;
 }
 
 /** Summaries of the service's CPU profiles, slowest scenario first (in full), the others shorter. */

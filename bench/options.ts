@@ -21,6 +21,8 @@ export interface BenchOptions {
   outDir: string;
   /** Soak: seconds between RSS samples. */
   sampleSec: number;
+  /** Extra alternating runs of each service-to-service comparison (see COMPARISONS); 0: none. */
+  compareRounds: number;
 }
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -41,6 +43,10 @@ pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}
                        and summarise the profiles by function and by package
   --soak               5 minutes of mixed load; samples server RSS and reports its growth
   --sample <s>         soak: seconds between RSS samples (default 5)
+  --compare-rounds <n> after the runs, measure each service-to-service comparison
+                       (metrics on/off, tracing on/off, two processes/one) n more
+                       times, alternating ABBA, and report it from those rounds
+                       (default 0: from the single runs above)
   --out <dir>          results folder (default bench/results)
   -h, --help`;
 
@@ -61,6 +67,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'pool-size': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       sample: { type: 'string' },
+      'compare-rounds': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -96,5 +103,6 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     cpuProf: values['cpu-prof'] === true,
     outDir: path.resolve(values.out ?? path.join(__dirname, '..', '..', 'bench', 'results')),
     sampleSec: number('sample', values.sample, 5, 1),
+    compareRounds: number('compare-rounds', values['compare-rounds'], 0, 0),
   };
 }

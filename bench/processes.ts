@@ -49,7 +49,8 @@ export async function startService(options: {
   // For A/B runs of server flags: BENCH_SERVER_NODE_FLAGS="--max-semi-space-size=16".
   const extra = (process.env.BENCH_SERVER_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
   const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...extra, ...nodeArgs, BIN, 'serve'], {
-    env: { ...process.env, ...options.env, DATABASE_URL: options.databaseUrl, CREDITS_ADDRESS: address },
+    // Metrics on, as deployed, on a port of its own (variants turn them off).
+    env: { ...process.env, CREDITS_METRICS_ADDRESS: '127.0.0.1:0', ...options.env, DATABASE_URL: options.databaseUrl, CREDITS_ADDRESS: address },
     stdio: ['ignore', fd, fd],
   });
   fs.closeSync(fd);

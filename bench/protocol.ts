@@ -22,7 +22,7 @@ interface LoadTiming {
 }
 
 export type LoadSpec =
-  | (LoadTiming & { mode: 'grpc'; address: string; apiKey: string; targets: GrpcTarget[] })
+  | (LoadTiming & { mode: 'grpc'; address: string; apiKey: string; targets: GrpcTarget[]; /** More servers: calls go round-robin over all. */ moreAddresses?: string[] })
   | (LoadTiming & {
       mode: 'sql';
       databaseUrl: string;

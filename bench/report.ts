@@ -74,6 +74,17 @@ export interface BenchReport {
   failed: boolean;
   failures: string[];
   notes: string[];
+  /** Service runs compared within the run (see COMPARISONS in scenarios.ts). */
+  comparisons?: Array<{
+    name: string;
+    /** numerator ÷ denominator calls/s. */
+    value: number;
+    target?: number;
+    /** Each round's ratio, when measured in alternating rounds. */
+    rounds?: number[];
+    /** The server's CPU per call (µs) of numerator and denominator: steadier than calls/s on a busy machine. */
+    cpuUsPerCall?: [number | undefined, number | undefined];
+  }>;
 }
 
 export function toRunReport(
@@ -125,7 +136,7 @@ const HEADER = [
 ];
 
 /** CPU time per successful call, µs, from a CPU share (% of one core) and a rate. */
-const perCall = (cpuPercent: number | undefined, callsPerSec: number): number | undefined =>
+export const perCall = (cpuPercent: number | undefined, callsPerSec: number): number | undefined =>
   cpuPercent === undefined || callsPerSec <= 0 ? undefined : (cpuPercent / 100) * (1e6 / callsPerSec);
 
 function rows(scenarios: ScenarioReport[]): string[][] {
@@ -192,6 +203,11 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
     for (const s of ratios) lines.push(`- **${s.name}**${s.baselinesOf ? ` (baselines of ${s.baselinesOf})` : ''}: ${s.ratios.map((r) => `÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
     lines.push('');
   }
+  if (report.comparisons && report.comparisons.length > 0) {
+    lines.push('## Service against service (calls/s, within this run)', '');
+    for (const c of report.comparisons) lines.push(`- ${describeComparison(c)}`);
+    lines.push('');
+  }
   const withSql = report.scenarios.filter((s) => s.sql);
   if (withSql.length > 0) {
     lines.push('## SQL per call (recorded from the server code; the same-SQL baselines replay it)', '');
@@ -211,4 +227,16 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   if (report.failures.length > 0) lines.push('', '**Run failed:**', '', ...report.failures.map((f) => `- ${f}`));
   if (report.notes.length > 0) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** "**name**: 0.97× (target ≥ 0.95×: met; rounds 0.95×, 0.99×)". */
+export function describeComparison(c: NonNullable<BenchReport['comparisons']>[number]): string {
+  const details = [
+    ...(c.target === undefined ? [] : [`target ≥ ${c.target}×: ${c.value >= c.target ? 'met' : 'NOT met'}`]),
+    ...(c.rounds ? [`${c.rounds.length} alternating rounds, each ${c.rounds.map((r) => ratio(r)).join(', ')}`] : ['one run each']),
+    ...(c.cpuUsPerCall && c.cpuUsPerCall[0] !== undefined && c.cpuUsPerCall[1] !== undefined
+      ? [`server CPU per call ${int(c.cpuUsPerCall[0])} µs ÷ ${int(c.cpuUsPerCall[1])} µs = ${ratio(c.cpuUsPerCall[0] / c.cpuUsPerCall[1])}`]
+      : []),
+  ];
+  return `**${c.name}**: ${ratio(c.value)} (${details.join('; ')})`;
 }

@@ -80,8 +80,13 @@ export interface Scenario {
   pgbench?: PgbenchScript[];
   /** Every call sends a fresh `idempotency-key` (the exactly-once path @credits/client takes by default). */
   idempotencyKeys?: boolean;
-  /** Runs only the service, with this server environment, against another scenario's baselines. */
-  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string };
+  /**
+   * Runs only the service, with this server environment, against another
+   * scenario's baselines; `otlpReceiver`: the servers export traces to a
+   * local OTLP/HTTP receiver; `processes`: that many server processes on the
+   * one database, the calls spread over them.
+   */
+  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string; otlpReceiver?: boolean; processes?: number };
   /** Share of calls in the soak's mixed load (0 or absent: not in the soak). */
   soakWeight?: number;
 }
@@ -210,6 +215,24 @@ export const SCENARIOS: Scenario[] = [
       { name: 'pgbench 1-stmt', script: ADD_1_STMT },
     ],
     soakWeight: 30,
+  },
+  {
+    name: 'add-metrics-off',
+    title: 'AddPromotionalCredits, server with CREDITS_METRICS_ADDRESS=off (what the metrics cost)',
+    ...ADD_CALL,
+    variantOf: { scenario: 'add', serverEnv: { CREDITS_METRICS_ADDRESS: 'off' }, label: 'metrics off' },
+  },
+  {
+    name: 'add-otlp',
+    title: 'AddPromotionalCredits, every call traced and exported to a local OTLP/HTTP receiver (what tracing costs)',
+    ...ADD_CALL,
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'tracing to OTLP', otlpReceiver: true },
+  },
+  {
+    name: 'add-2-processes',
+    title: 'AddPromotionalCredits over two server processes on one database (replicas)',
+    ...ADD_CALL,
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'two processes', processes: 2 },
   },
   {
     name: 'add-log-warn',
@@ -421,4 +444,14 @@ export const SCENARIOS: Scenario[] = [
     pgbenchVarying: { set: [`\\set n random(0, ${HISTORY_CUSTOMERS - 1})`], expressions: [`('h' || :n::text)`] },
     soakWeight: 10,
   },
+];
+
+/**
+ * Service runs compared with each other within one run (numerator ÷
+ * denominator calls/s), with the target issue 19 set where there is one.
+ */
+export const COMPARISONS: Array<{ name: string; numerator: string; denominator: string; target?: number }> = [
+  { name: 'metrics on ÷ metrics off', numerator: 'add', denominator: 'add-metrics-off', target: 0.95 },
+  { name: 'tracing to OTLP ÷ tracing off', numerator: 'add-otlp', denominator: 'add', target: 0.8 },
+  { name: 'two processes ÷ one', numerator: 'add-2-processes', denominator: 'add' },
 ];

@@ -4,6 +4,12 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection string; absent means "run the embedded PostgreSQL". */
   databaseUrl: string | undefined;
+  /**
+   * PostgreSQL itself (or a session-mode pool) for what needs a session of
+   * its own, when DATABASE_URL is a transaction-mode pooler: the migrations'
+   * advisory lock at start and the LISTEN for revocations.
+   */
+  sessionDatabaseUrl: string | undefined;
   /** Folder of the embedded PostgreSQL's data (git-ignored `.data/` by default; as root it only names the cluster, see embedded-postgres.ts). */
   dataDir: string;
   /** host:port the gRPC server binds to. */
@@ -22,6 +28,19 @@ export interface Config {
   /** How often each replica sweeps expirations due (lots and holds); a write settles its own balance first anyway. */
   expirySweepSeconds: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+  /** host:port of the Prometheus /metrics endpoint; undefined when `CREDITS_METRICS_ADDRESS=off`. */
+  metricsAddress: string | undefined;
+  /** OpenTelemetry tracing, on when the standard OTLP endpoint variables are set (see src/observability/tracing.ts). */
+  tracing: TracingConfig | undefined;
+}
+
+export interface TracingConfig {
+  /** OTLP/HTTP encoding: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`, default http/protobuf. */
+  protocol: 'http/protobuf' | 'http/json';
+  /** `OTEL_SERVICE_NAME`, default `credits`. */
+  serviceName: string;
+  /** `OTEL_BSP_SCHEDULE_DELAY`: how long spans wait to be sent in a batch (ms). */
+  scheduleDelayMs: number;
 }
 
 /** Defaults that also apply where a server is started without a Config (tests, the benchmark). */
@@ -48,6 +67,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
+  const sessionDatabaseUrl = env.CREDITS_SESSION_DATABASE_URL || undefined;
+  if (sessionDatabaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(sessionDatabaseUrl)) {
+    problems.push('CREDITS_SESSION_DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  if (sessionDatabaseUrl !== undefined && databaseUrl === undefined) problems.push('CREDITS_SESSION_DATABASE_URL needs DATABASE_URL');
   const address = env.CREDITS_ADDRESS || '0.0.0.0:50051';
   if (!/^.+:\d{1,5}$/.test(address)) problems.push(`CREDITS_ADDRESS must be host:port, got "${address}"`);
 
@@ -66,8 +90,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('CREDITS_TLS_CLIENT_CA needs CREDITS_TLS_CERT and CREDITS_TLS_KEY');
   }
 
+  const metricsAddress = env.CREDITS_METRICS_ADDRESS || '0.0.0.0:9464';
+  if (metricsAddress !== 'off' && !/^.+:\d{1,5}$/.test(metricsAddress)) {
+    problems.push(`CREDITS_METRICS_ADDRESS must be host:port or off, got "${metricsAddress}"`);
+  }
+
+  // The exporter itself reads the endpoint, headers, timeout and compression
+  // variables; here only whether tracing is on and what the SDK package does not read.
+  let tracing: TracingConfig | undefined;
+  if ((env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none') {
+    const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf';
+    if (protocol !== 'http/protobuf' && protocol !== 'http/json') {
+      problems.push(`OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or http/json (the collector's HTTP port, usually 4318), got "${protocol}"`);
+    }
+    tracing = {
+      protocol: protocol === 'http/json' ? 'http/json' : 'http/protobuf',
+      serviceName: env.OTEL_SERVICE_NAME || 'credits',
+      scheduleDelayMs: int('OTEL_BSP_SCHEDULE_DELAY', 5000, 1, 600_000),
+    };
+  }
+
   const config: Config = {
     databaseUrl,
+    sessionDatabaseUrl,
     dataDir: path.resolve(env.CREDITS_DATA_DIR || path.join(__dirname, '..', '..', '.data')),
     address,
     logLevel,
@@ -78,6 +123,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
+    metricsAddress: metricsAddress === 'off' ? undefined : metricsAddress,
+    tracing,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   return config;

@@ -2,25 +2,45 @@ import type { Config } from './config';
 import { openDatabase } from './db/database';
 import { startGrpcServer } from './grpc/server';
 import { createLogger } from './logger';
+import { Metrics } from './observability/metrics';
+import { startMetricsServer, type MetricsServer } from './observability/metrics-server';
+import type { Tracing } from './observability/tracing';
 import { createApiKey, createTenant } from './tenants/tenants.service';
 import { TenantEntity } from './tenants/tenant.entity';
 
 /**
- * `credits serve`: database, migrations, gRPC server, and a drain on
- * SIGTERM/SIGINT. Resolves when the server has shut down.
+ * `credits serve`: tracing (when configured), database, migrations, gRPC
+ * server, metrics endpoint, and a drain on SIGTERM/SIGINT. Resolves when the
+ * server has shut down.
  */
 export async function serve(config: Config): Promise<void> {
-  const logger = createLogger(config.logLevel);
-  const database = await openDatabase(config, { log: (msg) => logger.info(msg) });
+  const logger = createLogger(config.logLevel, { traceContext: config.tracing !== undefined });
+  // The SDK is loaded only when tracing is on; it starts before the database so the pool's connections trace statements.
+  const tracing: Tracing | undefined = config.tracing ? (require('./observability/tracing') as typeof import('./observability/tracing')).startTracing(config.tracing) : undefined;
+  const metrics = config.metricsAddress === undefined ? undefined : new Metrics();
+  const database = await openDatabase(config, { log: (msg) => logger.info(msg), traceStatements: tracing !== undefined }).catch(async (err: unknown) => {
+    await tracing?.shutdown();
+    throw err;
+  });
   let server;
+  let metricsServer: MetricsServer | undefined;
   try {
     if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
-    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds });
+    server = await startGrpcServer(
+      { dataSource: database.dataSource, logger, metrics, tracing: tracing !== undefined },
+      { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds, sessionDatabaseUrl: config.sessionDatabaseUrl },
+    );
+    if (metrics) metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!);
   } catch (err) {
+    await server?.shutdown(0);
     await database.close();
+    await tracing?.shutdown();
     throw err;
   }
-  logger.info({ port: server.port, address: config.address, embedded_database: database.embedded, tls: config.tls !== undefined }, 'credits serving');
+  logger.info(
+    { port: server.port, address: config.address, embedded_database: database.embedded, tls: config.tls !== undefined, metrics_port: metricsServer?.port, tracing: tracing !== undefined },
+    'credits serving',
+  );
 
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -30,7 +50,9 @@ export async function serve(config: Config): Promise<void> {
       logger.info({ signal }, 'draining calls in flight');
       void server
         .shutdown(config.shutdownGraceMs)
+        .then(() => metricsServer?.close())
         .then(() => database.close())
+        .then(() => tracing?.shutdown())
         .then(() => {
           logger.info('stopped');
           logger.flush();

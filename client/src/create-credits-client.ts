@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, credentials, Metadata, status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { ReadCallOptions, ServiceClient, WriteCallOptions } from './client-types';
 import { CreditsError, isServiceError, toCreditsError } from './credits-error';
+import { addTraceContext } from './trace-context';
 import { backoffMs, retryPolicyOf, sleep, type RetryOptions, type RetryPolicy } from './retry-policy';
 import { isReadMethod, requestCodecOf, SERVICE_DEFINITIONS, type Services, type UnaryMethodDefinition } from './services';
 
@@ -118,6 +119,7 @@ async function invoke(
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${settings.apiKey}`);
     if (idempotencyKey !== undefined) metadata.set('idempotency-key', idempotencyKey);
+    addTraceContext(metadata);
     let error: CreditsError;
     try {
       return await unaryCall(channel, method, request, metadata, new Date(deadline), signal);

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+import type { ClientConfig } from 'pg';
 import { DataSource } from 'typeorm';
+import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
 import { ApiKeyEntity } from '../tenants/api-key.entity';
 import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
@@ -37,6 +39,8 @@ export interface DataSourceOptions {
   poolSize: number;
   connectTimeoutMs: number;
   applicationName?: string;
+  /** The pg Client class the pool makes connections of (tracing hands one that traces statements). */
+  pgClient?: unknown;
 }
 
 export function createDataSource(options: DataSourceOptions): DataSource {
@@ -56,6 +60,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
       // Backstop against a stuck statement holding a balance lock forever.
       statement_timeout: 30_000,
       idle_in_transaction_session_timeout: 60_000,
+      ...(options.pgClient ? { Client: options.pgClient } : {}),
     },
   });
 }
@@ -81,4 +86,20 @@ export async function runMigrations(dataSource: DataSource): Promise<string[]> {
   } finally {
     await runner.release();
   }
+}
+
+/** The data source's database, as a plain pg client configuration. */
+export function connectionOf(dataSource: DataSource): ClientConfig {
+  const options = dataSource.options as PostgresDataSourceOptions;
+  const extra = (options.extra ?? {}) as { connectionTimeoutMillis?: number };
+  return {
+    connectionString: options.url,
+    host: options.host,
+    port: options.port,
+    user: options.username,
+    password: typeof options.password === 'string' ? options.password : undefined,
+    database: options.database,
+    ssl: options.ssl as ClientConfig['ssl'],
+    connectionTimeoutMillis: extra.connectionTimeoutMillis,
+  };
 }

@@ -1,7 +1,9 @@
+import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config';
 import { createDataSource, runMigrations } from './data-source';
 import { startEmbeddedPostgres } from './embedded-postgres';
+import { tracedPgClient } from '../observability/trace-context';
 
 /** The database the process works on, and how to let go of it. */
 export interface Database {
@@ -17,7 +19,8 @@ export interface Database {
  */
 export async function openDatabase(
   config: Config,
-  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number } = {},
+  /** `traceStatements`: each statement of a traced call is a span (tracing is on). */
+  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number; traceStatements?: boolean } = {},
 ): Promise<Database> {
   const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(config.dataDir, options.log) : undefined;
   const url = config.databaseUrl ?? embedded!.url;
@@ -26,10 +29,11 @@ export async function openDatabase(
     poolSize: options.poolSize ?? config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     applicationName: options.applicationName,
+    pgClient: options.traceStatements ? tracedPgClient(pg.Client, new URL(url).pathname.slice(1) || undefined) : undefined,
   });
   try {
     await dataSource.initialize();
-    await runMigrations(dataSource);
+    await migrate(dataSource, config);
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.stop();
@@ -43,4 +47,25 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Applies pending migrations, under their session-level advisory lock: on a
+ * connection of its own to CREDITS_SESSION_DATABASE_URL when set, since
+ * behind a transaction-mode pooler the lock and its unlock could land on
+ * two server connections (and the lock stay held).
+ */
+async function migrate(dataSource: DataSource, config: Config): Promise<void> {
+  if (config.sessionDatabaseUrl === undefined) {
+    await runMigrations(dataSource);
+    return;
+  }
+  // Two connections: runMigrations holds one for the lock while TypeORM's migrations take another.
+  const session = createDataSource({ url: config.sessionDatabaseUrl, poolSize: 2, connectTimeoutMs: config.dbConnectTimeoutMs, applicationName: 'credits-migrate' });
+  await session.initialize();
+  try {
+    await runMigrations(session);
+  } finally {
+    await session.destroy();
+  }
 }

@@ -3,12 +3,15 @@ import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Idempotency } from '../idempotency/idempotency';
 import type { Logger } from '../logger';
+import type { Metrics } from '../observability/metrics';
+import { inServerSpan } from '../observability/trace-context';
 import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
-import { MalformedRequest, type Middleware } from './pipeline';
+import { MalformedRequest, type Middleware, type Outcome } from './pipeline';
 
 /*
- * The call pipeline, outermost first (see Rpc): logCalls → answerErrors →
+ * The call pipeline, outermost first (see Rpc): [traceCalls →
+ * recordCallMetrics →, when on] logCalls → answerErrors →
  * drain → authenticate → requireScope → refuseGoneCalls → refuseMalformed →
  * exactlyOnce → the handler. Each is a small function of (call, next),
  * tested alone in test/grpc/middleware.unit.test.ts.
@@ -165,4 +168,40 @@ export function exactlyOnce(idempotency: Idempotency, plain: WorkRunner): Middle
     );
     return 'response' in outcome ? outcome : { replayed: outcome.replayed, error: fromStoredError(outcome.error) };
   };
+}
+
+/** The status code an outcome answers. */
+function codeOfOutcome(outcome: Outcome): status {
+  return 'error' in outcome ? outcome.error.code : status.OK;
+}
+
+/**
+ * Prometheus figures of every call, go-grpc-prometheus style: started,
+ * handled by code, handling time, messages in and out, and idempotent
+ * replays. Outside answerErrors, so it counts what the caller is answered.
+ */
+export function recordCallMetrics(metrics: Metrics): Middleware {
+  return async (call, next) => {
+    const m = metrics.method(call.path);
+    m.started.inc();
+    m.received.inc();
+    const started = performance.now();
+    const outcome = await next(call);
+    m.handling.observe((performance.now() - started) / 1000);
+    m.handled(codeOfOutcome(outcome)).inc();
+    if ('response' in outcome) m.sent.inc();
+    if (outcome.replayed) m.replayed.inc();
+    return outcome;
+  };
+}
+
+/**
+ * One server span per call, continuing the caller's trace from its
+ * `traceparent` metadata; everything further in (log lines, group commits,
+ * database statements) runs in its context. Outermost, so that the call's
+ * log line carries its trace_id and span_id.
+ */
+export function traceCalls(): Middleware {
+  // Only the semantic conventions' attributes: each one is serialized for every call (the call's log line links request_id and trace_id).
+  return (call, next) => inServerSpan(call.path, call.metadata, () => next(call), codeOfOutcome);
 }

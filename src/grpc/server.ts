@@ -17,11 +17,15 @@ import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { PlainRunner } from '../db/unit-of-work';
 import { Idempotency } from '../idempotency/idempotency';
 import { finalErrorOf } from './error-status';
-import { answerErrors, authenticate, drain, exactlyOnce, logCalls, refuseGoneCalls, refuseMalformed, requireScope } from './middleware';
-import { compose } from './pipeline';
+import { answerErrors, authenticate, drain, exactlyOnce, logCalls, recordCallMetrics, refuseGoneCalls, refuseMalformed, requireScope, traceCalls } from './middleware';
+import { compose, type Middleware } from './pipeline';
 import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
+import { connectionOf } from '../db/data-source';
+import type { Metrics } from '../observability/metrics';
+import { observeService } from '../observability/service-metrics';
+import { DatabaseReadiness } from '../observability/readiness';
 
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
 
@@ -41,19 +45,44 @@ export interface GrpcServer {
 }
 
 export async function startGrpcServer(
-  deps: { dataSource: DataSource; logger: Logger },
-  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number; expirySweepSeconds?: number },
+  /** `metrics`: record them (see src/observability/metrics.ts); `tracing`: a span per call (the process has started tracing). */
+  deps: { dataSource: DataSource; logger: Logger; metrics?: Metrics; tracing?: boolean },
+  options: {
+    address: string;
+    tls?: Config['tls'];
+    idempotencyRetentionHours?: number;
+    authCacheMs?: number;
+    expirySweepSeconds?: number;
+    /** How often readiness checks the database (default 1 s). */
+    readinessIntervalMs?: number;
+    /** Where the revocation listener connects (LISTEN needs a session), when not to the data source's database (CREDITS_SESSION_DATABASE_URL). */
+    sessionDatabaseUrl?: string;
+  },
 ): Promise<GrpcServer> {
-  const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf);
+  const { metrics } = deps;
+  const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf, {
+    name: 'keyed_calls',
+    observeGroupSize: metrics?.groupCommit('keyed_calls'),
+  });
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
-  const authenticator = new Authenticator(deps.dataSource, { cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS, logger: deps.logger });
+  const authenticator = new Authenticator(deps.dataSource, {
+    cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
+    logger: deps.logger,
+    onLookup: metrics?.authLookup,
+    listenerConnection: options.sessionDatabaseUrl
+      ? { connectionString: options.sessionDatabaseUrl, connectionTimeoutMillis: connectionOf(deps.dataSource).connectionTimeoutMillis }
+      : undefined,
+  });
   await authenticator.start();
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  // The call pipeline, outermost first (src/grpc/middleware.ts).
+  // The call pipeline, outermost first (src/grpc/middleware.ts); tracing and
+  // metrics only when on, so that off costs nothing per call.
+  const observe: Middleware[] = [...(deps.tracing ? [traceCalls()] : []), ...(metrics ? [recordCallMetrics(metrics)] : [])];
   const rpc = new Rpc(
     compose(
+      ...observe,
       logCalls(deps.logger),
       answerErrors(),
       drain({
@@ -67,7 +96,7 @@ export async function startGrpcServer(
       requireScope(),
       refuseGoneCalls(),
       refuseMalformed(),
-      exactlyOnce(idempotency, new PlainRunner(deps.dataSource)),
+      exactlyOnce(idempotency, new PlainRunner(deps.dataSource, { name: 'keyless_statements', observeGroupSize: metrics?.groupCommit('keyless_statements') })),
     ),
   );
   // Every replica prunes expired idempotency keys now and then; DELETEs of
@@ -83,11 +112,22 @@ export async function startGrpcServer(
   });
   const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens);
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
-  const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger);
+  const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger, metrics);
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
+  // Readiness: every service NOT_SERVING while the database does not answer.
+  const readiness = new DatabaseReadiness(
+    connectionOf(deps.dataSource),
+    (up) => {
+      metrics?.databaseReachable(up);
+      if (accepting) for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, up ? 'SERVING' : 'NOT_SERVING');
+    },
+    deps.logger,
+    options.readinessIntervalMs,
+  );
+  if (metrics) observeService(metrics, deps.dataSource);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
 
   let port: number;
@@ -101,6 +141,7 @@ export async function startGrpcServer(
     await authenticator.close();
     throw err;
   }
+  readiness.start();
 
   return {
     port,
@@ -110,6 +151,7 @@ export async function startGrpcServer(
       accepting = false;
       clearInterval(pruneTimer);
       await sweeper.stop();
+      await readiness.stop();
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
       let timer: NodeJS.Timeout | undefined;
@@ -141,7 +183,7 @@ export async function startGrpcServer(
  * overlap; the first comes after a random part of the interval, so replicas
  * started together spread out.
  */
-function startExpirySweep(service: PromotionalCreditsService, intervalMs: number, logger: Logger): { stop(): Promise<void> } {
+function startExpirySweep(service: PromotionalCreditsService, intervalMs: number, logger: Logger, metrics: Metrics | undefined): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -150,9 +192,13 @@ function startExpirySweep(service: PromotionalCreditsService, intervalMs: number
       running = service
         .sweepExpired()
         .then((settled) => {
+          metrics?.expirySweep({ settled });
           if (settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
         })
-        .catch((err: unknown) => logger.warn({ err }, 'expiry sweep failed'))
+        .catch((err: unknown) => {
+          metrics?.expirySweep('failed');
+          logger.warn({ err }, 'expiry sweep failed');
+        })
         .finally(() => {
           running = undefined;
           if (!stopped) schedule(intervalMs);

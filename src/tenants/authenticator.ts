@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Client, type ClientConfig } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
-import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
+import { connectionOf } from '../db/data-source';
 import { preparedQuery } from '../db/prepared-query';
 import type { Logger } from '../logger';
 import type { Scope } from './api-key.entity';
@@ -24,6 +24,8 @@ export interface AuthenticatorOptions {
   logger: Logger;
   /** The listener's connection; by default the data source's database. */
   listenerConnection?: ClientConfig;
+  /** Told, for every well-formed key, whether the cache answered (a metrics counter). */
+  onLookup?: (cached: boolean) => void;
 }
 
 interface StoredKey {
@@ -45,10 +47,12 @@ export class Authenticator {
   private readonly listener: RevocationListener | undefined;
   private readonly manager: EntityManager;
   private readonly cacheMs: number;
+  private readonly onLookup: ((cached: boolean) => void) | undefined;
 
   constructor(dataSource: DataSource, options: AuthenticatorOptions) {
     this.manager = dataSource.manager;
     this.cacheMs = options.cacheMs;
+    this.onLookup = options.onLookup;
     if (this.cacheMs > 0) {
       this.listener = new RevocationListener(options.listenerConnection ?? connectionOf(dataSource), options.logger, {
         revoked: (keyId) => this.cache.delete(keyId),
@@ -76,7 +80,9 @@ export class Authenticator {
     const listening = this.listener?.generation();
     const now = Date.now();
     let entry = listening === undefined ? undefined : this.cache.get(keyId);
-    if (!entry || entry.expires <= now) {
+    if (entry && entry.expires > now) this.onLookup?.(true);
+    else {
+      this.onLookup?.(false);
       const key = await findKey(this.manager, keyId);
       if (!key) {
         this.cache.delete(keyId);
@@ -188,22 +194,6 @@ class RevocationListener {
     client.on('error', () => {}); // a late socket error of a connection given up
     await client.end().catch(() => {});
   }
-}
-
-/** The data source's database, as a plain pg client configuration. */
-function connectionOf(dataSource: DataSource): ClientConfig {
-  const options = dataSource.options as PostgresDataSourceOptions;
-  const extra = (options.extra ?? {}) as { connectionTimeoutMillis?: number };
-  return {
-    connectionString: options.url,
-    host: options.host,
-    port: options.port,
-    user: options.username,
-    password: typeof options.password === 'string' ? options.password : undefined,
-    database: options.database,
-    ssl: options.ssl as ClientConfig['ssl'],
-    connectionTimeoutMillis: extra.connectionTimeoutMillis,
-  };
 }
 
 async function findKey(manager: EntityManager, keyId: string): Promise<StoredKey | undefined> {

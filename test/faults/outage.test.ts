@@ -1,16 +1,11 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ledgerProblemsOf } from '../support/ledger';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
-import { createDataSource, runMigrations } from '../../src/db/data-source';
-import { embeddedHome, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
-import { freePort } from '../support/child-server';
+import { openOwnDatabase, type OwnDatabase } from '../support/own-database';
 import { promotionalCredits } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant } from '../support/tenant';
@@ -23,26 +18,18 @@ import { newTenant } from '../support/tenant';
  */
 describe('faults: database outage', function () {
   this.timeout(300_000);
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'credits-outage-'));
-  let db: EmbeddedDatabase | undefined;
+  let own: OwnDatabase;
   let dataSource: DataSource;
   let grpc: GrpcServer;
-  let port: number;
 
   before(async () => {
-    port = await freePort();
-    db = await startEmbeddedPostgres(dataDir, () => {}, { port });
-    dataSource = createDataSource({ url: db.url, poolSize: 8, connectTimeoutMs: 1000 });
-    await dataSource.initialize();
-    await runMigrations(dataSource);
+    own = await openOwnDatabase('outage', { poolSize: 8, connectTimeoutMs: 1000 });
+    dataSource = own.dataSource;
     grpc = await startGrpcServer({ dataSource, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') }, { address: '127.0.0.1:0' });
   });
   after(async () => {
     await grpc?.shutdown(1000);
-    await dataSource?.destroy();
-    await db?.stop();
-    fs.rmSync(embeddedHome(dataDir), { recursive: true, force: true }); // as root, the cluster is not under dataDir
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await own?.close();
   });
 
   it('answers UNAVAILABLE while PostgreSQL is down and recovers without a restart', async () => {
@@ -86,10 +73,9 @@ describe('faults: database outage', function () {
 
     await new Promise((r) => setTimeout(r, 1000));
     phase = 'duringOutage';
-    await db!.stop();
-    db = undefined;
+    await own.stop();
     await new Promise((r) => setTimeout(r, 3000));
-    db = await startEmbeddedPostgres(dataDir, () => {}, { port });
+    await own.start();
     phase = 'afterStart';
     const recoveredBy = Date.now() + 30_000;
     while (Date.now() < recoveredBy && (codes.afterStart.get('OK') ?? 0) < 20) await new Promise((r) => setTimeout(r, 100));

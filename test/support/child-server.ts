@@ -28,7 +28,9 @@ export async function freePort(): Promise<number> {
 
 export async function spawnServer(databaseUrl: string, port: number, env: Record<string, string> = {}): Promise<ChildServer> {
   const child = spawn(process.execPath, [BIN, 'serve'], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, CREDITS_ADDRESS: `127.0.0.1:${port}`, LOG_LEVEL: 'warn', CREDITS_EXPIRY_SWEEP_SECONDS: '1', ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, CREDITS_ADDRESS: `127.0.0.1:${port}`, LOG_LEVEL: 'warn', CREDITS_EXPIRY_SWEEP_SECONDS: '1',
+      // Several run at once: no fixed metrics port unless a test asks for one.
+      CREDITS_METRICS_ADDRESS: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,0 +1,229 @@
+import { status } from '@grpc/grpc-js';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * grpc_code values as grpc-go's codes.Code.String() spells them, which is
+ * what go-grpc-prometheus (and every dashboard built on it) puts in the label.
+ */
+const GO_CODE_NAMES: Record<status, string> = {
+  [status.OK]: 'OK',
+  [status.CANCELLED]: 'Canceled',
+  [status.UNKNOWN]: 'Unknown',
+  [status.INVALID_ARGUMENT]: 'InvalidArgument',
+  [status.DEADLINE_EXCEEDED]: 'DeadlineExceeded',
+  [status.NOT_FOUND]: 'NotFound',
+  [status.ALREADY_EXISTS]: 'AlreadyExists',
+  [status.PERMISSION_DENIED]: 'PermissionDenied',
+  [status.RESOURCE_EXHAUSTED]: 'ResourceExhausted',
+  [status.FAILED_PRECONDITION]: 'FailedPrecondition',
+  [status.ABORTED]: 'Aborted',
+  [status.OUT_OF_RANGE]: 'OutOfRange',
+  [status.UNIMPLEMENTED]: 'Unimplemented',
+  [status.INTERNAL]: 'Internal',
+  [status.UNAVAILABLE]: 'Unavailable',
+  [status.DATA_LOSS]: 'DataLoss',
+  [status.UNAUTHENTICATED]: 'Unauthenticated',
+};
+
+export function grpcCodeLabel(code: status): string {
+  return GO_CODE_NAMES[code] ?? 'Unknown';
+}
+
+interface Inc {
+  inc(value?: number): void;
+}
+
+/** One method's metric children, looked up once: a call then costs a few increments and no label hashing. */
+export interface MethodMetrics {
+  started: Inc;
+  received: Inc;
+  sent: Inc;
+  replayed: Inc;
+  handling: { observe(seconds: number): void };
+  handled(code: status): Inc;
+}
+
+/** What the pool gauges read (a pg Pool's own counters; see observeDatabasePool). */
+export interface PoolCounters {
+  totalCount: number;
+  idleCount: number;
+  waitingCount: number;
+}
+
+/** Active holds per currency, as read on a scrape. */
+export type HoldsReader = () => Promise<Array<{ currency: string; holds: number; held: bigint }>>;
+
+type MethodLabels = 'grpc_type' | 'grpc_service' | 'grpc_method';
+
+/**
+ * The process's Prometheus metrics, in a registry of its own (several servers
+ * in one process, as in the tests, do not mix their figures). The gRPC ones
+ * carry go-grpc-prometheus's names, labels and buckets so that dashboards
+ * made for it work unchanged; the rest are `credits_*`. Nothing here queries
+ * the database per call: the pool gauges read the pool's counters, and the
+ * holds gauge runs one query per scrape.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly started: Counter<MethodLabels>;
+  private readonly handled: Counter<MethodLabels | 'grpc_code'>;
+  private readonly handling: Histogram<MethodLabels>;
+  private readonly received: Counter<MethodLabels>;
+  private readonly sent: Counter<MethodLabels>;
+  private readonly replays: Counter<'grpc_service' | 'grpc_method'>;
+  private readonly authCache: Counter<'result'>;
+  private readonly groupSizes: Histogram<'group'>;
+  private readonly sweeps: Counter<'outcome'>;
+  private readonly sweptBalances: Counter;
+  private readonly databaseUp: Gauge;
+  private readonly methods = new Map<string, MethodMetrics>();
+  private readonly authHit: Inc;
+  private readonly authMiss: Inc;
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    const methodLabels: MethodLabels[] = ['grpc_type', 'grpc_service', 'grpc_method'];
+    this.started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: methodLabels, registers });
+    this.handled = new Counter({
+      name: 'grpc_server_handled_total',
+      help: 'Total number of RPCs completed on the server, regardless of success or failure.',
+      labelNames: [...methodLabels, 'grpc_code'],
+      registers,
+    });
+    this.handling = new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
+      labelNames: methodLabels,
+      // prometheus.DefBuckets, as go-grpc-prometheus uses.
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.received = new Counter({ name: 'grpc_server_msg_received_total', help: 'Total number of RPC stream messages received on the server.', labelNames: methodLabels, registers });
+    this.sent = new Counter({ name: 'grpc_server_msg_sent_total', help: 'Total number of gRPC stream messages sent by the server.', labelNames: methodLabels, registers });
+    this.replays = new Counter({
+      name: 'credits_idempotent_replays_total',
+      help: 'Calls answered from a stored outcome because their idempotency key had been used for the same request.',
+      labelNames: ['grpc_service', 'grpc_method'],
+      registers,
+    });
+    this.authCache = new Counter({
+      name: 'credits_auth_cache_lookups_total',
+      help: 'API key checks by whether the key cache answered (hit) or the database did (miss).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.groupSizes = new Histogram({
+      name: 'credits_group_commit_size',
+      help: 'Members per group-committed statement or transaction, by group commit.',
+      labelNames: ['group'],
+      buckets: [1, 2, 4, 8, 16, 24, 32],
+      registers,
+    });
+    this.sweeps = new Counter({ name: 'credits_expiry_sweeps_total', help: 'Expiry sweeps run by this process, by outcome (ok, failed).', labelNames: ['outcome'], registers });
+    this.sweptBalances = new Counter({ name: 'credits_expiry_settled_balances_total', help: 'Balances whose due expirations (lots and holds) the sweep settled.', registers });
+    this.databaseUp = new Gauge({ name: 'credits_database_up', help: '1 while the readiness check reaches PostgreSQL, 0 while it does not.', registers });
+    this.databaseUp.set(1); // the server starts once the database answered
+    this.authHit = this.authCache.labels('hit');
+    this.authMiss = this.authCache.labels('miss');
+    this.authHit.inc(0);
+    this.authMiss.inc(0);
+    for (const outcome of ['ok', 'failed']) this.sweeps.labels(outcome).inc(0);
+  }
+
+  /** The metric children of a method ('/package.Service/Method'), made on its first call. */
+  method(path: string): MethodMetrics {
+    let found = this.methods.get(path);
+    if (!found) {
+      const slash = path.lastIndexOf('/');
+      const service = path.slice(1, slash);
+      const method = path.slice(slash + 1);
+      const labels = ['unary', service, method] as const;
+      const byCode = new Map<status, Inc>();
+      found = {
+        started: this.started.labels(...labels),
+        received: this.received.labels(...labels),
+        sent: this.sent.labels(...labels),
+        replayed: this.replays.labels(service, method),
+        handling: this.handling.labels(...labels),
+        handled: (code) => {
+          let child = byCode.get(code);
+          if (!child) byCode.set(code, (child = this.handled.labels(...labels, grpcCodeLabel(code))));
+          return child;
+        },
+      };
+      this.methods.set(path, found);
+    }
+    return found;
+  }
+
+  /** Counts an API key check answered by the cache (hit) or by the database (miss). */
+  readonly authLookup = (cached: boolean): void => (cached ? this.authHit : this.authMiss).inc();
+
+  /** An observer of one group commit's group sizes, under `name`. */
+  groupCommit(name: string): (size: number) => void {
+    const child = this.groupSizes.labels(name);
+    return (size) => child.observe(size);
+  }
+
+  expirySweep(outcome: { settled: number } | 'failed'): void {
+    if (outcome === 'failed') this.sweeps.labels('failed').inc();
+    else {
+      this.sweeps.labels('ok').inc();
+      this.sweptBalances.inc(outcome.settled);
+    }
+  }
+
+  databaseReachable(up: boolean): void {
+    this.databaseUp.set(up ? 1 : 0);
+  }
+
+  /** Gauges of the connection pool, read from its counters on each scrape. */
+  observeDatabasePool(pool: () => PoolCounters | undefined, size: number): void {
+    const registers = [this.registry];
+    const read = (pick: (p: PoolCounters) => number) =>
+      function (this: Gauge) {
+        const counters = pool();
+        if (counters) this.set(pick(counters));
+      };
+    new Gauge({ name: 'credits_db_pool_connections_in_use', help: 'Pooled connections lent out (running a statement or a transaction).', registers, collect: read((p) => p.totalCount - p.idleCount) });
+    new Gauge({ name: 'credits_db_pool_connections_idle', help: 'Pooled connections open and idle.', registers, collect: read((p) => p.idleCount) });
+    new Gauge({ name: 'credits_db_pool_waiting', help: 'Requests waiting for a pooled connection.', registers, collect: read((p) => p.waitingCount) });
+    new Gauge({ name: 'credits_db_pool_max_connections', help: 'The pool size (CREDITS_DB_POOL_SIZE).', registers }).set(size);
+  }
+
+  /**
+   * Active holds per currency, by one query per scrape (bounded by
+   * `timeoutMs`: a scrape while the database is away answers without them).
+   */
+  observeHolds(read: HoldsReader, timeoutMs = 1000): void {
+    // Both gauges of one scrape share one query (the registry collects them at once).
+    let pending: Promise<Awaited<ReturnType<HoldsReader>> | undefined> | undefined;
+    const rows = () => {
+      if (!pending) {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+        pending = Promise.race([read().catch(() => undefined), timeout]).finally(() => {
+          clearTimeout(timer);
+          pending = undefined;
+        });
+      }
+      return pending;
+    };
+    const gauge = (name: string, help: string, value: (row: { holds: number; held: bigint }) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['currency'],
+        registers: [this.registry],
+        async collect() {
+          const found = await rows();
+          this.reset();
+          for (const row of found ?? []) this.labels(row.currency).set(value(row));
+        },
+      });
+    gauge('credits_holds_active', 'Active (unexpired, not captured or released) holds, by currency.', (row) => row.holds);
+    gauge('credits_holds_active_amount', 'Minor units kept by active holds, by currency.', (row) => Number(row.held));
+  }
+
+}
