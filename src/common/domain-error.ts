@@ -35,6 +35,8 @@ export enum ErrorReason {
   DatabaseUnavailable = 'DATABASE_UNAVAILABLE',
   ShuttingDown = 'SHUTTING_DOWN',
   DeadlineExceeded = 'DEADLINE_EXCEEDED',
+  /** The caller cancelled (a stream it stopped reading); it is gone, so only the log line shows it. */
+  Cancelled = 'CANCELLED',
   Internal = 'INTERNAL',
 }
 

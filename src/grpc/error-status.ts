@@ -46,6 +46,7 @@ const CODE_OF_REASON: { readonly [R in ErrorReason]: status } = {
   [ErrorReason.DatabaseUnavailable]: status.UNAVAILABLE,
   [ErrorReason.ShuttingDown]: status.UNAVAILABLE,
   [ErrorReason.DeadlineExceeded]: status.DEADLINE_EXCEEDED,
+  [ErrorReason.Cancelled]: status.CANCELLED,
   [ErrorReason.Internal]: status.INTERNAL,
 };
 

@@ -51,6 +51,7 @@ export async function startGrpcServer(
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const stopping = new AbortController(); // ends the streams still open at shutdown
   // The call pipeline, outermost first (src/grpc/middleware.ts).
   const rpc = new Rpc(
     compose(
@@ -62,6 +63,7 @@ export async function startGrpcServer(
         leave: () => {
           if (--inFlight === 0) drained?.();
         },
+        stopping: stopping.signal,
       }),
       authenticate(authenticator),
       requireScope(),
@@ -108,6 +110,7 @@ export async function startGrpcServer(
       // Stay reachable while draining, so health checks see NOT_SERVING and
       // new calls get a clear UNAVAILABLE (SHUTTING_DOWN) instead of a reset.
       accepting = false;
+      stopping.abort();
       clearInterval(pruneTimer);
       await sweeper.stop();
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
