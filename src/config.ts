@@ -21,6 +21,8 @@ export interface Config {
   authCacheMs: number;
   /** How often each replica sweeps expirations due (lots and holds); a write settles its own balance first anyway. */
   expirySweepSeconds: number;
+  /** How long events are kept for readers (older cursors are CURSOR_EXPIRED). */
+  eventRetentionHours: number;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
@@ -28,6 +30,7 @@ export interface Config {
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 export const DEFAULT_AUTH_CACHE_MS = 5_000;
 export const DEFAULT_EXPIRY_SWEEP_SECONDS = 60;
+export const DEFAULT_EVENT_RETENTION_HOURS = 7 * 24;
 
 export class ConfigError extends Error {}
 
@@ -77,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
+    eventRetentionHours: int('CREDITS_EVENT_RETENTION_HOURS', DEFAULT_EVENT_RETENTION_HOURS, 1, 24 * 3650),
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

@@ -15,7 +15,7 @@ export async function serve(config: Config): Promise<void> {
   let server;
   try {
     if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
-    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds });
+    server = await startGrpcServer({ dataSource: database.dataSource, logger }, { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds, eventRetentionHours: config.eventRetentionHours });
   } catch (err) {
     await database.close();
     throw err;

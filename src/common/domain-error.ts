@@ -29,6 +29,7 @@ export enum ErrorReason {
   CreditAlreadyRedeemed = 'CREDIT_ALREADY_REDEEMED',
   CreditExpired = 'CREDIT_EXPIRED',
   CreditRevoked = 'CREDIT_REVOKED',
+  CursorExpired = 'CURSOR_EXPIRED',
   ConcurrencyConflict = 'CONCURRENCY_CONFLICT',
   IdempotencyKeyReused = 'IDEMPOTENCY_KEY_REUSED',
   IdempotencyKeyInUse = 'IDEMPOTENCY_KEY_IN_USE',

@@ -40,6 +40,7 @@ const CODE_OF_REASON: { readonly [R in ErrorReason]: status } = {
   [ErrorReason.CreditAlreadyRedeemed]: status.FAILED_PRECONDITION,
   [ErrorReason.CreditExpired]: status.FAILED_PRECONDITION,
   [ErrorReason.CreditRevoked]: status.FAILED_PRECONDITION,
+  [ErrorReason.CursorExpired]: status.FAILED_PRECONDITION,
   [ErrorReason.CouponCodeAlreadyExists]: status.ALREADY_EXISTS,
   [ErrorReason.ConcurrencyConflict]: status.ABORTED,
   [ErrorReason.IdempotencyKeyInUse]: status.ABORTED,

@@ -4,15 +4,18 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { DataSource } from 'typeorm';
 import { CouponServiceService } from '../../gen/credits/v1/coupon_service';
 import { CreditServiceService } from '../../gen/credits/v1/credit_service';
+import { EventServiceService } from '../../gen/credits/v1/event_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
-import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
+import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EVENT_RETENTION_HOURS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
 import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
 import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
 import { couponHandlers } from './coupon.handler';
 import { creditHandlers } from './credit.handler';
+import { eventHandlers } from './event.handler';
+import { EventsService } from '../events/events.service';
 import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { PlainRunner } from '../db/unit-of-work';
 import { Idempotency } from '../idempotency/idempotency';
@@ -23,7 +26,7 @@ import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
 
-export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
+export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService', 'credits.v1.EventService'];
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -42,12 +45,13 @@ export interface GrpcServer {
 
 export async function startGrpcServer(
   deps: { dataSource: DataSource; logger: Logger },
-  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number; expirySweepSeconds?: number },
+  options: { address: string; tls?: Config['tls']; idempotencyRetentionHours?: number; authCacheMs?: number; expirySweepSeconds?: number; eventRetentionHours?: number },
 ): Promise<GrpcServer> {
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf);
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
   const authenticator = new Authenticator(deps.dataSource, { cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS, logger: deps.logger });
   await authenticator.start();
+  const events = await EventsService.start(deps.dataSource, deps.logger, { retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS });
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -88,6 +92,7 @@ export async function startGrpcServer(
   const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger);
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
+  rpc.addService(server, EventServiceService, eventHandlers(events, rpc));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
@@ -100,6 +105,7 @@ export async function startGrpcServer(
   } catch (err) {
     clearInterval(pruneTimer);
     await sweeper.stop();
+    await events.close();
     await authenticator.close();
     throw err;
   }
@@ -132,6 +138,7 @@ export async function startGrpcServer(
         });
       }
       clearTimeout(timer);
+      await events.close();
       await authenticator.close();
     },
   };
