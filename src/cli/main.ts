@@ -1,10 +1,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DomainError } from '../common/domain-error';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
 import { EmbeddedPostgresError } from '../db/embedded-postgres';
 import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
 import { createApiKey, createTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
+import { eventTypeOfName, tailEvents } from './events-tail';
 
 const USAGE = `usage: credits <command>
 
@@ -18,6 +20,11 @@ const USAGE = `usage: credits <command>
                                      of its entries, closing balances and hashes
                                      chain, lots and holds add up; exits 1 and
                                      names each problem otherwise
+  events tail --tenant <slug> [--after CURSOR] [--type TYPE ...] [--customer ID]
+                                     print the tenant's events (after CURSOR, or
+                                     from the oldest kept), one proto JSON line
+                                     each, and follow new ones until interrupted;
+                                     TYPE: HOLD_CREATED, ... (repeat or comma-separate)
 
 Environment: DATABASE_URL (absent: the embedded PostgreSQL, in .data/ or,
 as root, /var/lib/credits/),
@@ -48,6 +55,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'verify':
         if (sub !== undefined) throw new UsageError('verify takes no arguments');
         return await verify(config);
+      case 'events':
+        if (sub !== 'tail') throw new UsageError(`unknown events command "${sub ?? ''}"`);
+        return await eventsTail(config, rest);
       case undefined:
       case 'help':
       case '--help':
@@ -62,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`credits: ${err.message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError) {
+    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError || err instanceof DomainError) {
       console.error(`credits: ${err.message}`);
       return 1;
     }
@@ -120,6 +130,29 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
     await revokeApiKey(dataSource, { tenantSlug: values.tenant as string, name: values.name as string });
     console.log(`revoked API key "${values.name as string}" of tenant ${values.tenant as string}`);
   });
+}
+
+async function eventsTail(config: Config, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    tenant: { type: 'string' },
+    after: { type: 'string' },
+    type: { type: 'string', multiple: true },
+    customer: { type: 'string' },
+  });
+  if (positionals.length > 0 || !values.tenant) throw new UsageError('events tail needs --tenant <slug> (and takes no other arguments)');
+  const types = ((values.type as string[] | undefined) ?? []).flatMap((list) => list.split(',')).map((name) => {
+    const type = eventTypeOfName(name);
+    if (!type) throw new UsageError(`unknown event type "${name}" (for example PROMOTIONAL_CREDIT_CREATED, HOLD_CREATED, COUPON_UPDATED)`);
+    return type;
+  });
+  return withDatabase(config, ({ dataSource }) =>
+    tailEvents(dataSource, {
+      tenantSlug: values.tenant as string,
+      afterCursor: (values.after as string | undefined) ?? '',
+      types,
+      customerId: (values.customer as string | undefined) ?? '',
+    }),
+  );
 }
 
 /** `credits verify`: the whole ledger check over every tenant (balances, chains, lots, holds, hashes); exit 1 on any problem. */
