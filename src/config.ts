@@ -23,6 +23,8 @@ export interface Config {
   expirySweepSeconds: number;
   /** How long events are kept for readers (older cursors are CURSOR_EXPIRED). */
   eventRetentionHours: number;
+  /** CREDITS_EVENTS=off, the benchmark's switch: changes write no events (readers miss them for good). */
+  eventsOff: boolean;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
 }
 
@@ -59,6 +61,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`);
   }
 
+  const events = env.CREDITS_EVENTS || 'on';
+  if (events !== 'on' && events !== 'off') problems.push(`CREDITS_EVENTS must be on or off, got "${events}"`);
+
   const certFile = env.CREDITS_TLS_CERT || undefined;
   const keyFile = env.CREDITS_TLS_KEY || undefined;
   const clientCaFile = env.CREDITS_TLS_CLIENT_CA || undefined;
@@ -81,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
     eventRetentionHours: int('CREDITS_EVENT_RETENTION_HOURS', DEFAULT_EVENT_RETENTION_HOURS, 1, 24 * 3650),
+    eventsOff: events === 'off',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

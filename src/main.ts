@@ -21,6 +21,7 @@ export async function serve(config: Config): Promise<void> {
     throw err;
   }
   logger.info({ port: server.port, address: config.address, embedded_database: database.embedded, tls: config.tls !== undefined }, 'credits serving');
+  if (config.eventsOff) logger.warn('CREDITS_EVENTS=off (a benchmark switch): changes write no events, and event readers will never see them');
 
   await new Promise<void>((resolve) => {
     let stopping = false;

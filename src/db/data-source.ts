@@ -33,6 +33,8 @@ export interface DataSourceOptions {
   poolSize: number;
   connectTimeoutMs: number;
   applicationName?: string;
+  /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
+  eventsOff?: boolean;
 }
 
 export function createDataSource(options: DataSourceOptions): DataSource {
@@ -52,6 +54,8 @@ export function createDataSource(options: DataSourceOptions): DataSource {
       // Backstop against a stuck statement holding a balance lock forever.
       statement_timeout: 30_000,
       idle_in_transaction_session_timeout: 60_000,
+      // Read by the outbox writers (appendEvents, promotional_credit_event).
+      ...(options.eventsOff ? { options: '-c credits.events=off' } : {}),
     },
   });
 }

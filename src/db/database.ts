@@ -26,6 +26,7 @@ export async function openDatabase(
     poolSize: options.poolSize ?? config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     applicationName: options.applicationName,
+    eventsOff: config.eventsOff,
   });
   try {
     await dataSource.initialize();

@@ -4,7 +4,10 @@ import { Coupon, CouponRedemption, CouponType, Frequency } from '../../gen/credi
 import { CreditState, CustomerCredit } from '../../gen/credits/v1/credit_service';
 import { EventType, type Event } from '../../gen/credits/v1/event_service';
 import { HoldStatus } from '../../gen/credits/v1/promotional_credit_service';
+import { loadConfig } from '../../src/config';
+import { createDataSource } from '../../src/db/data-source';
 import { appendEvents, type OutboxEvent } from '../../src/events/outbox';
+import { testDatabaseUrl } from '../support/database';
 import { eventsClient, listAll, storedEventIds, type EventsClient } from '../support/events';
 import { apiKeyInterceptor } from '../support/server';
 import { decodeError, expectError } from '../support/status';
@@ -208,6 +211,27 @@ describe('EventService.ListEvents', () => {
     } finally {
       raw.close();
     }
+  });
+
+  it('writes no event on a connection opened with CREDITS_EVENTS=off (the benchmark switch), through either writer', async () => {
+    expect(loadConfig({ CREDITS_EVENTS: 'off' }).eventsOff).to.equal(true);
+    expect(loadConfig({}).eventsOff).to.equal(false);
+    expect(() => loadConfig({ CREDITS_EVENTS: 'no' })).to.throw(/CREDITS_EVENTS must be on or off/);
+    const quiet = createDataSource({ url: await testDatabaseUrl(), poolSize: 1, connectTimeoutMs: 5_000, eventsOff: true });
+    await quiet.initialize();
+    try {
+      await quiet.transaction((manager) =>
+        appendEvents(manager, [{ tenantId: t.tenant.id, type: 'COUPON_CREATED', customerId: null, payload: { kind: 'coupon', json: {} } }]),
+      );
+      const items = [{ op: 'ADD', tenant_id: t.tenant.id, customer_id: 'quiet', currency_code: 'USD', amount: '5', description: 'quiet', credit_type: 'GENERAL', reference: '', done_by: 'test', metadata: {}, validate_only: false, with_others: false }];
+      const [applied] = (await quiet.query(`SELECT outcome FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(items)])) as Array<{ outcome: string }>;
+      expect(applied!.outcome).to.equal('written');
+    } finally {
+      await quiet.destroy();
+    }
+    expect((await listAll(events)).events, 'no event from either writer').to.deep.equal([]);
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'quiet', amount: 1n });
+    expect((await listAll(events)).events.map((e) => e.customerId), 'other connections still write them').to.deep.equal(['quiet']);
   });
 
   it('needs a key with the read scope', async () => {
