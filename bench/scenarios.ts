@@ -80,8 +80,14 @@ export interface Scenario {
   pgbench?: PgbenchScript[];
   /** Every call sends a fresh `idempotency-key` (the exactly-once path @credits/client takes by default). */
   idempotencyKeys?: boolean;
-  /** Runs only the service, with this server environment, against another scenario's baselines. */
-  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string };
+  /**
+   * Runs only the service, with this server environment, against another
+   * scenario's baselines; `compareTo`: scenarios whose service run this one's
+   * is also divided by (a ratio within one run).
+   */
+  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string; compareTo?: string[] };
+  /** StreamEvents consumers attached to the server while it is measured (their delivery lag is reported). */
+  eventStreams?: number;
   /** Share of calls in the soak's mixed load (0 or absent: not in the soak). */
   soakWeight?: number;
 }
@@ -211,6 +217,19 @@ export const SCENARIOS: Scenario[] = [
     idempotencyKeys: true,
     variantOf: { scenario: 'add', serverEnv: {}, label: 'with idempotency-key' },
     soakWeight: 10,
+  },
+  {
+    name: 'add-events-off',
+    title: 'AddPromotionalCredits with events off (CREDITS_EVENTS=off, a bench-only switch): add without the outbox',
+    ...ADD_CALL,
+    variantOf: { scenario: 'add', serverEnv: { CREDITS_EVENTS: 'off' }, label: 'events off' },
+  },
+  {
+    name: 'add-streams',
+    title: 'AddPromotionalCredits while 4 StreamEvents consumers follow the tenant (delivery lag reported)',
+    ...ADD_CALL,
+    eventStreams: 4,
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'with 4 event streams', compareTo: ['add-events-off', 'add'] },
   },
   {
     name: 'deduct-hot',
