@@ -16,7 +16,7 @@ export const OUTAGE_RETRY_MS = 5_000;
  * A caught-up reader reads again at most this often, however many commits
  * wake it: under load one read picks up the events of many commits.
  */
-export const MIN_READ_GAP_MS = 20;
+export const MIN_READ_GAP_MS = 50;
 
 /** A reader's position is behind events retention deleted: it may have missed some. */
 export function cursorExpired(): DomainError {
@@ -28,7 +28,7 @@ export function cursorExpired(): DomainError {
 
 export interface FeedOptions {
   repository: Pick<EventRepository, 'readAfter'>;
-  hub: Pick<EventHub, 'subscribe' | 'isListening' | 'watchHorizon'>;
+  hub: Pick<EventHub, 'subscribe' | 'isListening' | 'watchHorizon' | 'read'>;
   tenantId: string;
   filter: EventFilter;
   /** Read the events strictly after this position. */
@@ -122,8 +122,11 @@ export class EventFeed {
   private async read(): Promise<EventBatch> {
     this.pending = false; // a wake-up from now on means another read
     this.lastReadStart = Date.now();
-    const { repository, tenantId, filter } = this.options;
-    const batch = await repository.readAfter(tenantId, this.after, filter, FEED_BATCH, this.afterCursor);
+    const { repository, hub, tenantId, filter } = this.options;
+    const { after, afterCursor } = this;
+    const key = `${tenantId}/${after.xid}/${after.position}/${afterCursor}/${filter.customerId ?? ''}/${[...(filter.types ?? [])].sort().join(',')}`;
+    const { batch, stale } = await hub.read(key, () => repository.readAfter(tenantId, after, filter, FEED_BATCH, afterCursor));
+    if (stale) this.pending = true; // joined a read that began before a wake-up: read again
     if (batch.expired) throw cursorExpired();
     return batch;
   }

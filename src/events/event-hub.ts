@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { connectionOf, NotificationListener } from '../db/notification-listener';
 import type { Logger } from '../logger';
-import { EventRepository } from './event.repository';
+import { EventRepository, type EventBatch } from './event.repository';
 
 /** The outbox's trigger notifies this channel with the tenant ids of new events, at commit. */
 export const EVENTS_CHANNEL = 'credits_events';
@@ -37,6 +37,9 @@ export class EventHub {
   private pollTimer: NodeJS.Timeout | undefined;
   private polling = false;
   private closed = false;
+  /** Counts wake-ups (of any reader, for any reason): see read(). */
+  private wakes = 0;
+  private readonly reads = new Map<string, { since: number; batch: Promise<EventBatch> }>();
 
   constructor(dataSource: DataSource, logger: Logger, applicationName = `credits-events-listener (pid ${process.pid})`) {
     this.repository = new EventRepository(dataSource.manager);
@@ -90,11 +93,29 @@ export class EventHub {
     };
   }
 
-  /** Number of readers (streams) subscribed. */
-  size(): number {
-    let n = 0;
-    for (const set of this.subscribers.values()) n += set.size;
-    return n;
+  /**
+   * One read for the readers that want the same one (`key`: tenant,
+   * position, filter, limit) at the same time, as the streams of one
+   * consumer group woken by one commit do: one statement, one set of
+   * records (and the handler encodes each once). Answers the batch and
+   * whether some reader may have been woken after it began (`stale`): a
+   * reader that joins such a read must read again, since the commit it was
+   * woken for may have come after that read's snapshot.
+   */
+  async read(key: string, read: () => Promise<EventBatch>): Promise<{ batch: EventBatch; stale: boolean }> {
+    let entry = this.reads.get(key);
+    if (!entry) {
+      const started = { since: this.wakes, batch: read() };
+      const forget = () => {
+        if (this.reads.get(key) === started) this.reads.delete(key);
+      };
+      started.batch.then(forget, forget);
+      this.reads.set(key, (entry = started));
+    }
+    const since = entry.since;
+    const wakesNow = this.wakes;
+    const batch = await entry.batch;
+    return { batch, stale: since !== wakesNow };
   }
 
   /** A reader set its waitingXid: make sure the horizon is being watched. */
@@ -103,10 +124,12 @@ export class EventHub {
   }
 
   private wakeTenant(tenantId: string): void {
+    this.wakes++;
     for (const subscriber of this.subscribers.get(tenantId) ?? []) subscriber.wake();
   }
 
   private wakeAll(): void {
+    this.wakes++;
     for (const set of this.subscribers.values()) for (const subscriber of set) subscriber.wake();
   }
 
@@ -128,6 +151,7 @@ export class EventHub {
           if (subscriber.waitingXid === undefined) continue;
           if (horizon !== undefined && subscriber.waitingXid < horizon) {
             subscriber.waitingXid = undefined;
+            this.wakes++;
             subscriber.wake();
           } else {
             waiting = true;

@@ -33,8 +33,12 @@ export interface StreamContext<Res> extends CallContext {
   signal: AbortSignal;
   /** Sends the response headers now (they otherwise go with the first message). */
   sendHeaders(headers: Record<string, string>): void;
-  /** Sends one message; resolves once the stream can take more (backpressure), rejects with `signal`'s reason once it ended. */
-  send(message: Res): Promise<void>;
+  /**
+   * Sends one message (or its encoding, when many streams send it); resolves
+   * once the stream can take more (backpressure), rejects with `signal`'s
+   * reason once it ended.
+   */
+  send(message: Res | Buffer): Promise<void>;
 }
 
 /** Sends messages until done; resolving ends the stream with OK, throwing with the error's status. */
@@ -57,7 +61,9 @@ export class Rpc {
   /**
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
-   * reaches the pipeline as a MalformedRequest (see refuseMalformed).
+   * reaches the pipeline as a MalformedRequest (see refuseMalformed). A
+   * server stream may send a message already encoded (a Buffer): one message
+   * sent on many streams is then encoded once.
    */
   addService<S extends ServiceDefinition>(server: Server, definition: S, implementation: UntypedServiceImplementation): void {
     const lenient: Record<string, MethodDefinition<unknown, unknown>> = {};
@@ -72,6 +78,7 @@ export class Rpc {
             return new MalformedRequest(method.path);
           }
         },
+        ...(method.responseStream ? { responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)) } : {}),
       };
     }
     server.addService(lenient, implementation);
@@ -102,11 +109,11 @@ export class Rpc {
       trailer.set('x-request-id', requestId);
       const ending = new AbortController();
       grpcCall.once('cancelled', () => ending.abort(new DomainError(ErrorReason.Cancelled, 'The caller cancelled the call.')));
-      const send = (message: Res) =>
+      const send = (message: Res | Buffer) =>
         new Promise<void>((resolve, reject) => {
           const { signal } = ending;
           if (signal.aborted) return reject(signal.reason);
-          if (grpcCall.write(message)) return resolve();
+          if (grpcCall.write(message as Res)) return resolve();
           const settle = () => {
             grpcCall.off('drain', settle);
             signal.removeEventListener('abort', settle);
