@@ -84,7 +84,7 @@ WITH meta AS (
 SELECT m.horizon::text AS horizon, m.expired,
        ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,
        ev.customer_id AS event_customer_id, ev.create_time AS event_create_time, ev.payload_kind, ev.payload,
-       ${ENTRY_COLUMNS}
+       entry.*
   FROM meta m
   LEFT JOIN LATERAL (
     SELECT * FROM events e
@@ -93,7 +93,9 @@ SELECT m.horizon::text AS horizon, m.expired,
      ORDER BY e.xid, e.position
      LIMIT $6 + 1
   ) ev ON true
-  LEFT JOIN promotional_credits e ON e.id = ev.promotional_credit_id
+  -- One primary-key lookup per entry event (LIMIT 1 keeps the planner from
+  -- hashing the whole ledger instead, as it did on a small one).
+  LEFT JOIN LATERAL (SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE e.id = ev.promotional_credit_id LIMIT 1) entry ON true
  ORDER BY ev.xid, ev.position`;
 
 export class EventRepository {
