@@ -12,15 +12,17 @@ import { loadRpc, type LoadedRpc } from './gen';
 import { parseOptions, USAGE, UsageError, type BenchOptions } from './options';
 import { findPgbench, runPgbench } from './pgbench';
 import { CpuWindow, describeMachine, peakRssBytes, rssBytes, type WindowCpu } from './proc-stats';
-import { runLoad, startEcho, startService, type EchoProcess } from './processes';
+import { runLoad, startEcho, startEventConsumers, startService, type EchoProcess, type EventConsumersProcess } from './processes';
 import type { FromLoadGenerator, LoadResult, LoadSpec } from './protocol';
 import { startRecordingServer, type SampleCall } from './recording-server';
-import { describeComparison, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type RunReport, type ScenarioReport } from './report';
+import { describeComparison, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type EventStreamsReport, type RunReport, type ScenarioReport } from './report';
 import { COMPARISONS, SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
 import { startOtlpSink } from './otlp-sink';
 import { seed } from './seed';
 import { analyzeRss, renderSoakMarkdown, type SoakSummary } from './soak-report';
 import { summarizeStatement, toPgbenchScript, toUnits, unmatchedVarying } from './sql-recorder';
+import { Histogram } from './histogram';
+import { loadCursorCodec } from '../src/events/events.service';
 
 const ROOT = path.join(__dirname, '..', '..');
 const log = (msg: string) => console.log(msg);
@@ -168,7 +170,7 @@ async function measureLoad(
   /** The measured process, or processes (their CPU is added up). */
   processPid: number | number[] | undefined,
   postmasterPid: number | undefined,
-  hooks: { windowStart?(): void; tick?(second: number): string } = {},
+  hooks: { windowStart?(): void; windowEnd?(): void; tick?(second: number): string; alsoWatch?: Record<string, number> } = {},
 ): Promise<{ result: LoadResult; cpu: WindowCpu | undefined }> {
   let window: CpuWindow | undefined;
   let cpu: WindowCpu | undefined;
@@ -177,7 +179,7 @@ async function measureLoad(
     if (message.type === 'window-start') {
       const measured = processPid === undefined ? [loadgenPid] : [processPid].flat();
       window = new CpuWindow(
-        { ...Object.fromEntries(measured.map((pid, k) => [`process${k}`, pid])), ...(processPid === undefined ? {} : { loadgen: loadgenPid }) },
+        { ...Object.fromEntries(measured.map((pid, k) => [`process${k}`, pid])), ...(processPid === undefined ? {} : { loadgen: loadgenPid }), ...hooks.alsoWatch },
         postmasterPid,
       );
       window.begin();
@@ -185,9 +187,10 @@ async function measureLoad(
     } else if (message.type === 'window-end') {
       cpu = window?.end();
       if (cpu) {
-        const parts = Object.entries(cpu.processes).filter(([name]) => name.startsWith('process'));
+        const parts = Object.entries(cpu.processes).filter(([name]) => /^process\d+$/.test(name));
         cpu.processes.process = parts.some(([, v]) => v === undefined) ? undefined : parts.reduce((sum, [, v]) => sum + v!, 0);
       }
+      hooks.windowEnd?.();
     } else if (message.type === 'progress') {
       const extra = hooks.tick ? `  ${hooks.tick(message.second)}` : '';
       log(
@@ -237,8 +240,10 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
     throw err;
   }
   const server = servers[0]!;
+  let streams: { consumers: EventConsumersProcess; horizon: string } | undefined;
   try {
     await checkpoint(db.dataSource);
+    if (p.scenario.eventStreams) streams = await attachEventStreams(session, server.address, p.scenario.eventStreams);
     const subject = variant ? `service ${variant.label}` : 'service';
     const label = `${p.scenario.name} · ${subject}`;
     const { result, cpu } = await measureLoad(
@@ -255,8 +260,13 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
       },
       servers.map((s) => s.pid),
       db.postmasterPid,
+      streams
+        ? { windowStart: () => streams!.consumers.window('start'), windowEnd: () => streams!.consumers.window('end'), alsoWatch: { consumers: streams.consumers.pid } }
+        : {},
     );
     const peaks = servers.map((s) => peakRssBytes(s.pid) ?? 0); // read while they run
+    // The consumers catch up with what the run wrote while the servers still serve them.
+    const eventStreams = streams ? await eventStreamsReport(session, streams, result.seconds, cpu?.processes.consumers) : undefined;
     // Stopped here (not only in finally) so that the spans flushed at shutdown are counted too.
     for (const s of servers) await s.stop();
     const exported = sink?.received();
@@ -266,15 +276,72 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
     ];
     const peak = Math.max(...peaks);
     const run = toRunReport(subject, 'service', result, cpu, p.scenario.units?.perCall, { peakRssBytes: peak > 0 ? peak : undefined, ...(notes.length ? { note: notes.join('; ') } : {}) });
+    if (eventStreams) run.eventStreams = eventStreams;
     printRun(label, run, p.scenario.units?.name);
     if (exported) log(`    ${notes[notes.length - 1]}`);
     const problems = run.errorCount > 0 ? servers.flatMap((s) => s.problems()) : [];
     for (const line of problems) log(`    server: ${line.slice(0, 300)}`);
     return { run, problems };
   } finally {
+    await streams?.consumers.stop();
     for (const s of servers) await s.stop();
     await sink?.close();
   }
+}
+
+/**
+ * Opens `count` StreamEvents consumers on the server, from the horizon now
+ * (what live_only does, but with a position the orchestrator knows, so that
+ * it can count what they should all receive).
+ */
+async function attachEventStreams(session: Session, address: string, count: number): Promise<{ consumers: EventConsumersProcess; horizon: string }> {
+  const { db, ctx } = session;
+  const [{ horizon }] = (await db.dataSource.query(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`)) as Array<{ horizon: string }>;
+  const afterCursor = (await loadCursorCodec(db.dataSource)).encode({ xid: BigInt(horizon!), position: 0n });
+  const consumers = await startEventConsumers({ address, apiKey: ctx.apiKey, count, afterCursor });
+  return { consumers, horizon: horizon! };
+}
+
+/** Waits for the consumers to receive everything the run wrote (a hang guard of 30 s), then reports lag and completeness. */
+async function eventStreamsReport(
+  session: Session,
+  streams: { consumers: EventConsumersProcess; horizon: string },
+  seconds: number,
+  consumersCpu: number | undefined,
+): Promise<EventStreamsReport> {
+  const [{ expected }] = (await session.db.dataSource.query(
+    `SELECT count(*)::int AS expected FROM events WHERE tenant_id = $1 AND (xid, position) > ($2::xid8, 0)`,
+    [session.ctx.tenantId, streams.horizon],
+  )) as Array<{ expected: number }>;
+  const result = await streams.consumers.finish(expected!, 30_000);
+  const lag = Histogram.fromJSON(result.lag);
+  const report: EventStreamsReport = {
+    streams: result.streams,
+    lagUs: { p50: lag.quantile(0.5), p99: lag.quantile(0.99), max: lag.max },
+    eventsPerSecPerStream: result.inWindow.reduce((a, b) => a + b, 0) / result.streams / seconds,
+    expected: expected!,
+    received: result.received,
+    duplicates: result.duplicates,
+    errors: result.errors,
+    consumersCpu,
+  };
+  log(
+    `  event streams: ${report.streams} × ${int(report.eventsPerSecPerStream)} events/s, lag p50 ${ms(report.lagUs.p50)} ms p99 ${ms(report.lagUs.p99)} ms max ${ms(report.lagUs.max)} ms; ` +
+      `received ${report.received.join('/')} of ${report.expected}, duplicates ${report.duplicates.join('/')}, consumers CPU ${pct(consumersCpu)}`,
+  );
+  return report;
+}
+
+/** What an event stream run got wrong: a stream that missed an event, saw one twice, or failed. */
+function eventStreamProblems(report: EventStreamsReport): string[] {
+  const problems: string[] = [];
+  report.received.forEach((n, i) => {
+    if (n !== report.expected) problems.push(`event stream ${i + 1} received ${n} of the ${report.expected} events written`);
+  });
+  report.duplicates.forEach((n, i) => {
+    if (n > 0) problems.push(`event stream ${i + 1} received ${n} events twice`);
+  });
+  return [...problems, ...report.errors.map((e) => `an event stream failed: ${e}`)];
 }
 
 async function measureEcho(session: Session, p: Prepared, echo: EchoProcess): Promise<RunReport> {
@@ -407,6 +474,8 @@ async function bench(session: Session): Promise<number> {
         }
       };
       await attempt('service', async () => (await measureService(session, p, profileDir)).run);
+      const streamed = report.runs.find((r) => r.eventStreams)?.eventStreams;
+      if (streamed) report.checkProblems.push(...eventStreamProblems(streamed));
       if (!s.variantOf) {
         if (echo) await attempt('echo', () => measureEcho(session, p, echo));
         if (options.baselines.has('sql')) {
@@ -417,17 +486,14 @@ async function bench(session: Session): Promise<number> {
           const same = toPgbenchScript(p.sample.statements, s.varying(0, ctx), s.pgbenchVarying);
           if ('impossible' in same) notes.push(`${s.name}: no pgbench same-SQL run (${same.impossible})`);
           else await attempt('pgbench same SQL', () => measurePgbench(session, p, 'pgbench same SQL', same.script, same.defines));
-          // The canonical scripts keep no lots nor hashes: they write to a tenant of their own (see seed.ts).
-          for (const canonical of s.pgbench ?? []) {
-            await attempt(canonical.name, () => measurePgbench(session, p, canonical.name, canonical.script, { tenant: ctx.ids.pgbenchTenantId! }));
-          }
+          for (const canonical of s.pgbench ?? []) await attempt(canonical.name, () => measurePgbench(session, p, canonical.name, canonical.script, {}));
         }
       }
       if (s.check) {
         try {
-          report.checkProblems = await s.check(session.env);
+          report.checkProblems.push(...(await s.check(session.env)));
         } catch (err) {
-          report.checkProblems = [`check failed to run: ${(err as Error).message}`];
+          report.checkProblems.push(`check failed to run: ${(err as Error).message}`);
         }
         for (const problem of report.checkProblems) log(`  ${s.name} CHECK FAILED: ${problem}`);
       }
@@ -442,6 +508,11 @@ async function bench(session: Session): Promise<number> {
     const baselineRuns = report.baselinesOf ? (reports.find((r) => r.name === report.baselinesOf)?.runs ?? []) : report.runs;
     if (!service) continue;
     report.ratios = baselineRuns.filter((r) => r.kind !== 'service' && r.callsPerSec > 0).map((r) => ({ against: r.subject, value: service.callsPerSec / r.callsPerSec }));
+    // Within one run: this variant's service against other scenarios' services (events on ÷ events off, ...).
+    for (const other of SCENARIOS.find((s) => s.name === report.name)?.variantOf?.compareTo ?? []) {
+      const run = reports.find((r) => r.name === other)?.runs.find((r) => r.kind === 'service');
+      if (run && run.callsPerSec > 0) report.ratios.push({ against: `${other} ${run.subject}`, value: service.callsPerSec / run.callsPerSec });
+    }
   }
 
   const comparisons = options.compareRounds > 0 ? await compareInRounds(session, options.compareRounds) : [];

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { FromEchoServer, FromLoadGenerator, LoadResult, LoadSpec, ToEchoServer } from './protocol';
+import type { EventConsumersResult, FromEchoServer, FromEventConsumers, FromLoadGenerator, LoadResult, LoadSpec, ToEchoServer, ToEventConsumers } from './protocol';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'credits.js');
@@ -174,4 +174,46 @@ export async function runLoad(spec: LoadSpec, events: (message: FromLoadGenerato
       await gone;
     }
   }
+}
+
+export interface EventConsumersProcess {
+  pid: number;
+  /** Start (or stop) counting lag: the load generator's measurement window. */
+  window(edge: 'start' | 'end'): void;
+  /** Waits until every stream has `expected` events (or `timeoutMs`), answers, and ends the process. */
+  finish(expected: number, timeoutMs: number): Promise<EventConsumersResult>;
+  stop(): Promise<void>;
+}
+
+/** Forks the event stream consumers and resolves once all `count` streams are open (after `afterCursor`). */
+export async function startEventConsumers(options: { address: string; apiKey: string; count: number; afterCursor: string }): Promise<EventConsumersProcess> {
+  const child = fork(path.join(__dirname, 'event-consumers.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const next = () =>
+    new Promise<FromEventConsumers>((resolve, reject) => {
+      child.once('message', resolve);
+      void exited.then(() => reject(new Error('event consumers exited')));
+    });
+  const send = (message: ToEventConsumers) => child.send(message);
+  const ready = next();
+  send({ type: 'start', ...options });
+  if ((await ready).type !== 'ready') throw new Error('event consumers did not start');
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    child.kill('SIGTERM');
+    await exited;
+  };
+  return {
+    pid: child.pid!,
+    window: (edge) => send({ type: edge === 'start' ? 'window-start' : 'window-end' }),
+    finish: async (expected, timeoutMs) => {
+      const answer = next();
+      send({ type: 'finish', expected, timeoutMs });
+      const message = await answer;
+      await stop();
+      if (message.type !== 'result') throw new Error(`event consumers failed: ${message.type === 'failed' ? message.message : message.type}`);
+      return message.result;
+    },
+    stop,
+  };
 }

@@ -58,3 +58,27 @@ export type ToLoadGenerator = { type: 'run'; spec: LoadSpec };
 
 export type ToEchoServer = { type: 'respond-with'; response: Uint8Array };
 export type FromEchoServer = { type: 'listening'; port: number } | { type: 'ok' };
+
+/** Event stream consumers (bench/event-consumers.ts): streams opened on the server under load, measuring delivery lag. */
+export type ToEventConsumers =
+  | { type: 'start'; address: string; apiKey: string; count: number; afterCursor: string }
+  | { type: 'window-start' }
+  | { type: 'window-end' }
+  /** Wait until `expected` events reached every stream (or `timeoutMs`), then answer. */
+  | { type: 'finish'; expected: number; timeoutMs: number };
+
+export interface EventConsumersResult {
+  /** Streams that were open. */
+  streams: number;
+  /** Delivery lag of the events received in the window (receipt − the event's create_time), µs, every stream merged. */
+  lag: ReturnType<Histogram['toJSON']>;
+  /** Events each stream received in the window. */
+  inWindow: number[];
+  /** Events each stream received in all, and how many of them it had already received. */
+  received: number[];
+  duplicates: number[];
+  /** Streams that ended or failed, with why. */
+  errors: string[];
+}
+
+export type FromEventConsumers = { type: 'ready' } | { type: 'result'; result: EventConsumersResult } | { type: 'failed'; message: string };

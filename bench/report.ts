@@ -31,6 +31,24 @@ export interface RunReport {
   responseBytes?: number;
   /** How the run was made (pgbench command, ...). */
   note?: string;
+  /** Event streams attached during the run (scenarios with eventStreams). */
+  eventStreams?: EventStreamsReport;
+}
+
+/** What the StreamEvents consumers saw while the service was measured. */
+export interface EventStreamsReport {
+  streams: number;
+  /** Delivery lag (receipt − the event's create_time) of the events received in the window, µs. */
+  lagUs: { p50: number; p99: number; max: number };
+  /** Events per second each stream received in the window (mean over the streams). */
+  eventsPerSecPerStream: number;
+  /** Events the tenant's outbox got from the streams' start to the end of the run; each stream should have them all. */
+  expected: number;
+  received: number[];
+  duplicates: number[];
+  errors: string[];
+  /** CPU of the consumers' process in the window, % of one core. */
+  consumersCpu?: number;
 }
 
 export interface SqlSummary {
@@ -197,6 +215,19 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
       'its cores (other work included). `service ÷` is service calls/s ÷ that row\'s calls/s.',
     '',
   );
+  const streamed = report.scenarios.flatMap((s) => s.runs.filter((r) => r.eventStreams).map((r) => ({ s, r, e: r.eventStreams! })));
+  if (streamed.length > 0) {
+    lines.push('## Event streams attached during the run', '');
+    for (const { s, r, e } of streamed) {
+      lines.push(
+        `- **${s.name}** (${r.subject}): ${e.streams} streams, delivery lag p50 ${ms(e.lagUs.p50)} ms, p99 ${ms(e.lagUs.p99)} ms, max ${ms(e.lagUs.max)} ms; ` +
+          `${int(e.eventsPerSecPerStream)} events/s per stream against ${int(r.callsPerSec)} adds/s; ` +
+          `each stream received ${e.received.join(', ')} of the ${int(e.expected)} events written (duplicates ${e.duplicates.join(', ')})` +
+          `${e.errors.length ? `; errors: ${e.errors.join('; ')}` : ''}; consumers' process ${pct(e.consumersCpu)} CPU.`,
+      );
+    }
+    lines.push('');
+  }
   const ratios = report.scenarios.filter((s) => s.ratios.length > 0);
   if (ratios.length > 0) {
     lines.push('## Ratios (service calls/s ÷ baseline calls/s)', '');

@@ -84,9 +84,12 @@ export interface Scenario {
    * Runs only the service, with this server environment, against another
    * scenario's baselines; `otlpReceiver`: the servers export traces to a
    * local OTLP/HTTP receiver; `processes`: that many server processes on the
-   * one database, the calls spread over them.
+   * one database, the calls spread over them; `compareTo`: scenarios whose
+   * service run this one's is also divided by (a ratio within one run).
    */
-  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string; otlpReceiver?: boolean; processes?: number };
+  variantOf?: { scenario: string; serverEnv: Record<string, string>; label: string; otlpReceiver?: boolean; processes?: number; compareTo?: string[] };
+  /** StreamEvents consumers attached to the server while it is measured (their delivery lag is reported). */
+  eventStreams?: number;
   /** Share of calls in the soak's mixed load (0 or absent: not in the soak). */
   soakWeight?: number;
 }
@@ -108,15 +111,35 @@ const BATCH_SIZE = 500;
 
 const roundRobinCustomer = { set: [`\\set n random(0, ${CUSTOMERS - 1})`], expressions: [`('c' || :n::text)`] };
 
+/**
+ * The canonical pgbench scripts write to copies of the ledger's two tables
+ * (same columns, defaults, constraints and indexes; see copyLedgerForPgbench):
+ * their plain INSERTs have no hash chain nor lots, which `credits verify`
+ * would rightly report as a broken ledger in the real tables.
+ */
+const PGBENCH_TABLES = `
+CREATE TABLE IF NOT EXISTS bench_pgbench_balances (LIKE promotional_credit_balances INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS bench_pgbench_credits (LIKE promotional_credits INCLUDING ALL)`;
+
+/** Copies the tenant's balances into the pgbench tables (a setup of the scenarios with canonical scripts). */
+async function copyLedgerForPgbench(env: SetupEnv): Promise<void> {
+  for (const statement of PGBENCH_TABLES.split(';')) await env.sql(statement);
+  await env.sql(
+    `INSERT INTO bench_pgbench_balances SELECT * FROM promotional_credit_balances WHERE tenant_id = $1 ON CONFLICT DO NOTHING`,
+    [env.ctx.tenantId],
+  );
+  await env.sql('ANALYZE bench_pgbench_balances, bench_pgbench_credits');
+}
+
 /** The add's three statements as an application would send them: read under lock, compute, write. */
 const ADD_3_STMT = `\\set n random(0, ${CUSTOMERS - 1})
 BEGIN;
-SELECT amount AS balance FROM promotional_credit_balances
+SELECT amount AS balance FROM bench_pgbench_balances
  WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD' FOR UPDATE \\gset
 \\set closing :balance + 100
-UPDATE promotional_credit_balances SET amount = :closing, update_time = clock_timestamp()
+UPDATE bench_pgbench_balances SET amount = :closing, update_time = clock_timestamp()
  WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD';
-INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+INSERT INTO bench_pgbench_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
 VALUES (:tenant, 'c' || :n::text, 'USD', 'INCREMENT', 100, 'pgbench add', 'GENERAL', '', :closing, 'pgbench');
 END;
 `;
@@ -124,33 +147,33 @@ END;
 /** The same as one guarded statement: the UPDATE … RETURNING feeds the INSERT in a CTE, the lock lasts one round trip. */
 const ADD_1_STMT = `\\set n random(0, ${CUSTOMERS - 1})
 WITH balance AS (
-  UPDATE promotional_credit_balances SET amount = amount + 100, update_time = clock_timestamp()
+  UPDATE bench_pgbench_balances SET amount = amount + 100, update_time = clock_timestamp()
    WHERE tenant_id = :tenant AND customer_id = 'c' || :n::text AND currency_code = 'USD' AND amount + 100 >= 0
   RETURNING amount
 )
-INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+INSERT INTO bench_pgbench_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
 SELECT :tenant, 'c' || :n::text, 'USD', 'INCREMENT', 100, 'pgbench add', 'GENERAL', '', balance.amount, 'pgbench' FROM balance;
 `;
 
 const DEDUCT_3_STMT = `BEGIN;
-SELECT amount AS balance FROM promotional_credit_balances
+SELECT amount AS balance FROM bench_pgbench_balances
  WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD' FOR UPDATE \\gset
 \\if :balance >= 1
 \\set closing :balance - 1
-UPDATE promotional_credit_balances SET amount = :closing, update_time = clock_timestamp()
+UPDATE bench_pgbench_balances SET amount = :closing, update_time = clock_timestamp()
  WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD';
-INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+INSERT INTO bench_pgbench_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
 VALUES (:tenant, '${HOT_CUSTOMER}', 'USD', 'DECREMENT', 1, 'pgbench deduct', 'GENERAL', '', :closing, 'pgbench');
 \\endif
 END;
 `;
 
 const DEDUCT_1_STMT = `WITH balance AS (
-  UPDATE promotional_credit_balances SET amount = amount - 1, update_time = clock_timestamp()
+  UPDATE bench_pgbench_balances SET amount = amount - 1, update_time = clock_timestamp()
    WHERE tenant_id = :tenant AND customer_id = '${HOT_CUSTOMER}' AND currency_code = 'USD' AND amount - 1 >= 0
   RETURNING amount
 )
-INSERT INTO promotional_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
+INSERT INTO bench_pgbench_credits (tenant_id, customer_id, currency_code, type, amount, description, credit_type, reference, closing_balance, done_by)
 SELECT :tenant, '${HOT_CUSTOMER}', 'USD', 'DECREMENT', 1, 'pgbench deduct', 'GENERAL', '', balance.amount, 'pgbench' FROM balance;
 `;
 
@@ -210,6 +233,7 @@ export const SCENARIOS: Scenario[] = [
     name: 'add',
     title: 'AddPromotionalCredits, 10,000 customers (uncontended)',
     ...ADD_CALL,
+    setup: copyLedgerForPgbench,
     pgbench: [
       { name: 'pgbench 3-stmt', script: ADD_3_STMT },
       { name: 'pgbench 1-stmt', script: ADD_1_STMT },
@@ -320,6 +344,19 @@ export const SCENARIOS: Scenario[] = [
     variantOf: { scenario: 'deduct', serverEnv: {}, label: 'capture of a hold' },
   },
   {
+    name: 'add-events-off',
+    title: 'AddPromotionalCredits with events off (CREDITS_EVENTS=off, a bench-only switch): add without the outbox',
+    ...ADD_CALL,
+    variantOf: { scenario: 'add', serverEnv: { CREDITS_EVENTS: 'off' }, label: 'events off' },
+  },
+  {
+    name: 'add-streams',
+    title: 'AddPromotionalCredits while 4 StreamEvents consumers follow the tenant (delivery lag reported)',
+    ...ADD_CALL,
+    eventStreams: 4,
+    variantOf: { scenario: 'add', serverEnv: {}, label: 'with 4 event streams', compareTo: ['add-events-off', 'add'] },
+  },
+  {
     name: 'deduct-hot',
     title: 'DeductPromotionalCredits, one hot customer (row-lock bound)',
     rpc: { ...PROMO, method: 'deductPromotionalCredits', requestType: 'DeductPromotionalCreditsRequest' },
@@ -327,6 +364,7 @@ export const SCENARIOS: Scenario[] = [
     request: () => ({ customerId: HOT_CUSTOMER, amount: 1n, currencyCode: 'USD', description: 'bench deduct', creditType: CREDIT_TYPE_GENERAL }),
     varying: () => [],
     pgbenchVarying: { set: [], expressions: [] },
+    setup: copyLedgerForPgbench,
     pgbench: [
       { name: 'pgbench 3-stmt', script: DEDUCT_3_STMT },
       { name: 'pgbench 1-stmt', script: DEDUCT_1_STMT },

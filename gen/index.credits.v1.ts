@@ -10,3 +10,4 @@ export * from "./credits/v1/coupon_service";
 export * from "./credits/v1/credit_service";
 export * from "./credits/v1/filters";
 export * from "./credits/v1/promotional_credit_service";
+export * from "./credits/v1/event_service";

@@ -27,6 +27,10 @@ export interface Config {
   authCacheMs: number;
   /** How often each replica sweeps expirations due (lots and holds); a write settles its own balance first anyway. */
   expirySweepSeconds: number;
+  /** How long events are kept for readers (older cursors are CURSOR_EXPIRED). */
+  eventRetentionHours: number;
+  /** CREDITS_EVENTS=off, the benchmark's switch: changes write no events (readers miss them for good). */
+  eventsOff: boolean;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** host:port of the Prometheus /metrics endpoint; undefined when `CREDITS_METRICS_ADDRESS=off`. */
   metricsAddress: string | undefined;
@@ -47,6 +51,7 @@ export interface TracingConfig {
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 export const DEFAULT_AUTH_CACHE_MS = 5_000;
 export const DEFAULT_EXPIRY_SWEEP_SECONDS = 60;
+export const DEFAULT_EVENT_RETENTION_HOURS = 7 * 24;
 
 export class ConfigError extends Error {}
 
@@ -79,6 +84,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`);
   }
+
+  const events = env.CREDITS_EVENTS || 'on';
+  if (events !== 'on' && events !== 'off') problems.push(`CREDITS_EVENTS must be on or off, got "${events}"`);
 
   const certFile = env.CREDITS_TLS_CERT || undefined;
   const keyFile = env.CREDITS_TLS_KEY || undefined;
@@ -122,6 +130,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
+    eventRetentionHours: int('CREDITS_EVENT_RETENTION_HOURS', DEFAULT_EVENT_RETENTION_HOURS, 1, 24 * 3650),
+    eventsOff: events === 'off',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     metricsAddress: metricsAddress === 'off' ? undefined : metricsAddress,
     tracing,

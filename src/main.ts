@@ -28,7 +28,15 @@ export async function serve(config: Config): Promise<void> {
     if (database.embedded) await bootstrapDefaultTenant(database.dataSource);
     server = await startGrpcServer(
       { dataSource: database.dataSource, logger, metrics, tracing: tracing !== undefined },
-      { address: config.address, tls: config.tls, idempotencyRetentionHours: config.idempotencyRetentionHours, authCacheMs: config.authCacheMs, expirySweepSeconds: config.expirySweepSeconds, sessionDatabaseUrl: config.sessionDatabaseUrl },
+      {
+        address: config.address,
+        tls: config.tls,
+        idempotencyRetentionHours: config.idempotencyRetentionHours,
+        authCacheMs: config.authCacheMs,
+        expirySweepSeconds: config.expirySweepSeconds,
+        sessionDatabaseUrl: config.sessionDatabaseUrl,
+        eventRetentionHours: config.eventRetentionHours,
+      },
     );
     if (metrics) metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!);
   } catch (err) {
@@ -41,6 +49,7 @@ export async function serve(config: Config): Promise<void> {
     { port: server.port, address: config.address, embedded_database: database.embedded, tls: config.tls !== undefined, metrics_port: metricsServer?.port, tracing: tracing !== undefined },
     'credits serving',
   );
+  if (config.eventsOff) logger.warn('CREDITS_EVENTS=off (a benchmark switch): changes write no events, and event readers will never see them');
 
   await new Promise<void>((resolve) => {
     let stopping = false;

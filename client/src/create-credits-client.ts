@@ -3,6 +3,7 @@ import { Client, credentials, Metadata, status, type ChannelCredentials, type Ch
 import type { ReadCallOptions, ServiceClient, WriteCallOptions } from './client-types';
 import { CreditsError, isServiceError, toCreditsError } from './credits-error';
 import { addTraceContext } from './trace-context';
+import { eventsClient, type EventsClient } from './events-client';
 import { backoffMs, retryPolicyOf, sleep, type RetryOptions, type RetryPolicy } from './retry-policy';
 import { isReadMethod, requestCodecOf, SERVICE_DEFINITIONS, type Services, type UnaryMethodDefinition } from './services';
 
@@ -35,6 +36,8 @@ export interface CreditsClientOptions {
 
 /** The client: one property per service, all sharing one channel. */
 export type CreditsClient = { readonly [S in keyof Services]: ServiceClient<Services[S]> } & {
+  /** EventService: ListEvents, and `stream`, an iterator that follows the events and resumes by itself. */
+  readonly events: EventsClient;
   /** Closes the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */
   close(): void;
 };
@@ -78,6 +81,7 @@ export function createCreditsClient(options: CreditsClientOptions): CreditsClien
   for (const [serviceName, definition] of Object.entries(SERVICE_DEFINITIONS)) {
     client[serviceName] = serviceClient(channel, definition as unknown as Record<string, UnaryMethodDefinition>, settings);
   }
+  client.events = eventsClient(channel, settings, (method, makeRequest, options) => invoke(channel, method, makeRequest, false, options, settings));
   return client as CreditsClient;
 }
 

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DomainError } from '../common/domain-error';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
 import { EmbeddedPostgresError } from '../db/embedded-postgres';
@@ -6,6 +7,7 @@ import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
 import { verifyRedemptions } from '../coupons/redemption-audit';
 import { createApiKey, createTenant, findTenant, parseScopes, revokeApiKey, TenantAdminError } from '../tenants/tenants.service';
+import { eventTypeOfName, tailEvents } from './events-tail';
 
 const USAGE = `usage: credits <command>
 
@@ -22,6 +24,11 @@ const USAGE = `usage: credits <command>
                                      redemption_count equals its held and
                                      confirmed redemptions, within its limits;
                                      exits 1 and names each problem otherwise
+  events tail --tenant <slug> [--after CURSOR] [--type TYPE ...] [--customer ID]
+                                     print the tenant's events (after CURSOR, or
+                                     from the oldest kept), one proto JSON line
+                                     each, and follow new ones until interrupted;
+                                     TYPE: HOLD_CREATED, ... (repeat or comma-separate)
 
 Environment: DATABASE_URL (absent: the embedded PostgreSQL, in .data/ or,
 as root, /var/lib/credits/),
@@ -51,6 +58,9 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown api-key command "${sub ?? ''}"`);
       case 'verify':
         return await verify(config, argv.slice(1));
+      case 'events':
+        if (sub !== 'tail') throw new UsageError(`unknown events command "${sub ?? ''}"`);
+        return await eventsTail(config, rest);
       case undefined:
       case 'help':
       case '--help':
@@ -65,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`credits: ${err.message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError) {
+    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError || err instanceof DomainError) {
       console.error(`credits: ${err.message}`);
       return 1;
     }
@@ -123,6 +133,29 @@ async function apiKeyRevoke(config: Config, args: string[]): Promise<number> {
     await revokeApiKey(dataSource, { tenantSlug: values.tenant as string, name: values.name as string });
     console.log(`revoked API key "${values.name as string}" of tenant ${values.tenant as string}`);
   });
+}
+
+async function eventsTail(config: Config, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    tenant: { type: 'string' },
+    after: { type: 'string' },
+    type: { type: 'string', multiple: true },
+    customer: { type: 'string' },
+  });
+  if (positionals.length > 0 || !values.tenant) throw new UsageError('events tail needs --tenant <slug> (and takes no other arguments)');
+  const types = ((values.type as string[] | undefined) ?? []).flatMap((list) => list.split(',')).map((name) => {
+    const type = eventTypeOfName(name);
+    if (!type) throw new UsageError(`unknown event type "${name}" (for example PROMOTIONAL_CREDIT_CREATED, HOLD_CREATED, COUPON_UPDATED)`);
+    return type;
+  });
+  return withDatabase(config, ({ dataSource }) =>
+    tailEvents(dataSource, {
+      tenantSlug: values.tenant as string,
+      afterCursor: (values.after as string | undefined) ?? '',
+      types,
+      customerId: (values.customer as string | undefined) ?? '',
+    }),
+  );
 }
 
 /**

@@ -32,12 +32,15 @@ export enum ErrorReason {
   RedemptionNotFound = 'REDEMPTION_NOT_FOUND',
   RedemptionNotHeld = 'REDEMPTION_NOT_HELD',
   RedemptionCanceled = 'REDEMPTION_CANCELED',
+  CursorExpired = 'CURSOR_EXPIRED',
   ConcurrencyConflict = 'CONCURRENCY_CONFLICT',
   IdempotencyKeyReused = 'IDEMPOTENCY_KEY_REUSED',
   IdempotencyKeyInUse = 'IDEMPOTENCY_KEY_IN_USE',
   DatabaseUnavailable = 'DATABASE_UNAVAILABLE',
   ShuttingDown = 'SHUTTING_DOWN',
   DeadlineExceeded = 'DEADLINE_EXCEEDED',
+  /** The caller cancelled (a stream it stopped reading); it is gone, so only the log line shows it. */
+  Cancelled = 'CANCELLED',
   Internal = 'INTERNAL',
 }
 

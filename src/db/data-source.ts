@@ -41,6 +41,8 @@ export interface DataSourceOptions {
   applicationName?: string;
   /** The pg Client class the pool makes connections of (tracing hands one that traces statements). */
   pgClient?: unknown;
+  /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
+  eventsOff?: boolean;
 }
 
 export function createDataSource(options: DataSourceOptions): DataSource {
@@ -61,6 +63,8 @@ export function createDataSource(options: DataSourceOptions): DataSource {
       statement_timeout: 30_000,
       idle_in_transaction_session_timeout: 60_000,
       ...(options.pgClient ? { Client: options.pgClient } : {}),
+      // Read by the outbox writers (appendEvents, promotional_credit_event).
+      ...(options.eventsOff ? { options: '-c credits.events=off' } : {}),
     },
   });
 }

@@ -30,6 +30,7 @@ export async function openDatabase(
     connectTimeoutMs: config.dbConnectTimeoutMs,
     applicationName: options.applicationName,
     pgClient: options.traceStatements ? tracedPgClient(pg.Client, new URL(url).pathname.slice(1) || undefined) : undefined,
+    eventsOff: config.eventsOff,
   });
   try {
     await dataSource.initialize();

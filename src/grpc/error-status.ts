@@ -43,12 +43,14 @@ const CODE_OF_REASON: { readonly [R in ErrorReason]: status } = {
   [ErrorReason.CreditRevoked]: status.FAILED_PRECONDITION,
   [ErrorReason.RedemptionNotHeld]: status.FAILED_PRECONDITION,
   [ErrorReason.RedemptionCanceled]: status.FAILED_PRECONDITION,
+  [ErrorReason.CursorExpired]: status.FAILED_PRECONDITION,
   [ErrorReason.CouponCodeAlreadyExists]: status.ALREADY_EXISTS,
   [ErrorReason.ConcurrencyConflict]: status.ABORTED,
   [ErrorReason.IdempotencyKeyInUse]: status.ABORTED,
   [ErrorReason.DatabaseUnavailable]: status.UNAVAILABLE,
   [ErrorReason.ShuttingDown]: status.UNAVAILABLE,
   [ErrorReason.DeadlineExceeded]: status.DEADLINE_EXCEEDED,
+  [ErrorReason.Cancelled]: status.CANCELLED,
   [ErrorReason.Internal]: status.INTERNAL,
 };
 

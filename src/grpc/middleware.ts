@@ -52,14 +52,25 @@ export function answerErrors(): Middleware {
   };
 }
 
-/** Counts calls in flight so that shutdown can wait for them; once shutdown began, new calls get UNAVAILABLE (SHUTTING_DOWN). */
-export function drain(state: { accepting(): boolean; enter(): void; leave(): void }): Middleware {
+/**
+ * Counts calls in flight so that shutdown can wait for them; once shutdown
+ * began (`stopping` aborts), new calls get UNAVAILABLE (SHUTTING_DOWN), and
+ * so do server streams still open: they would never end by themselves.
+ */
+export function drain(state: { accepting(): boolean; enter(): void; leave(): void; stopping: AbortSignal }): Middleware {
+  const shuttingDown = (what: string) => new DomainError(ErrorReason.ShuttingDown, `The server is shutting down; ${what} on another replica.`);
+  const streams = new Set<AbortController>();
+  state.stopping.addEventListener('abort', () => {
+    for (const ending of streams) ending.abort(shuttingDown('resume from the last cursor'));
+  });
   return async (call, next) => {
-    if (!state.accepting()) throw new DomainError(ErrorReason.ShuttingDown, 'The server is shutting down; retry on another replica.');
+    if (!state.accepting()) throw shuttingDown('retry');
+    if (call.ending) streams.add(call.ending);
     state.enter();
     try {
       return await next(call);
     } finally {
+      if (call.ending) streams.delete(call.ending);
       state.leave();
     }
   };

@@ -6,9 +6,9 @@ import type { Principal } from '../tenants/principal';
 import type { CallerError } from './error-status';
 
 /**
- * One unary call on its way through the pipeline. The transport fills in
- * what it read off the wire; middleware fill in what they establish
- * (`principal`, `run`) for those after them.
+ * One call (unary, or server streaming) on its way through the pipeline.
+ * The transport fills in what it read off the wire; middleware fill in what
+ * they establish (`principal`, `run`) for those after them.
  */
 export interface Call {
   /** '/credits.v1.Service/Method'. */
@@ -29,9 +29,19 @@ export interface Call {
   principal?: Principal;
   /** How the handler runs its database work; set by the idempotency middleware. */
   run?: WorkRunner;
+  /**
+   * Server streams only: aborted, with a DomainError as reason, when the
+   * stream must end before its handler is done: the caller cancelled
+   * (CANCELLED) or the server is shutting down (SHUTTING_DOWN, see drain).
+   */
+  readonly ending?: AbortController;
 }
 
-/** What a call answers; `cause` is the thrown error behind an unexpected (logged) failure. */
+/**
+ * What a call answers (a server stream: `response` undefined once it sent
+ * everything); `cause` is the thrown error behind an unexpected (logged)
+ * failure.
+ */
 export type Outcome = { replayed: boolean } & ({ response: unknown } | { error: CallerError; cause?: unknown });
 
 export type Next = (call: Call) => Promise<Outcome>;

@@ -5,9 +5,11 @@ import {
   type sendUnaryData,
   type Server,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { DomainError, ErrorReason } from '../common/domain-error';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { Scope } from '../tenants/api-key.entity';
 import type { Principal } from '../tenants/principal';
@@ -25,13 +27,31 @@ export interface CallContext {
 
 export type Handler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
 
+/** What a server-streaming handler has besides its request: the call's context and the stream. */
+export interface StreamContext<Res> extends CallContext {
+  /** Aborted when the stream must end: the caller cancelled, or the server is shutting down; its reason is the DomainError to end with. */
+  signal: AbortSignal;
+  /** Sends the response headers now (they otherwise go with the first message). */
+  sendHeaders(headers: Record<string, string>): void;
+  /**
+   * Sends one message (or its encoding, when many streams send it); resolves
+   * once the stream can take more (backpressure), rejects with `signal`'s
+   * reason once it ended.
+   */
+  send(message: Res | Buffer): Promise<void>;
+}
+
+/** Sends messages until done; resolving ends the stream with OK, throwing with the error's status. */
+export type StreamHandler<Req, Res> = (request: Req, context: StreamContext<Res>) => Promise<void>;
+
 /**
  * The adapter between grpc-js and the call pipeline (nice-grpc's
- * createServerAdapter, for unary calls): each call becomes a `Call`, runs
- * through the middleware to its handler, and its outcome becomes grpc-js's
- * callback: the response with metadata `x-request-id` (and
- * `idempotent-replayed: true` for a replay), or a status with google.rpc
- * details.
+ * createServerAdapter, for unary and server-streaming calls): each call
+ * becomes a `Call`, runs through the middleware to its handler, and its
+ * outcome becomes grpc-js's callback: the response with metadata
+ * `x-request-id` (and `idempotent-replayed: true` for a replay), or a status
+ * with google.rpc details. A stream's outcome is its end: OK once the
+ * handler is done, or the error's status, with the same trailers.
  */
 export class Rpc {
   private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
@@ -41,7 +61,9 @@ export class Rpc {
   /**
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
-   * reaches the pipeline as a MalformedRequest (see refuseMalformed).
+   * reaches the pipeline as a MalformedRequest (see refuseMalformed). A
+   * server stream may send a message already encoded (a Buffer): one message
+   * sent on many streams is then encoded once.
    */
   addService<S extends ServiceDefinition>(server: Server, definition: S, implementation: UntypedServiceImplementation): void {
     const lenient: Record<string, MethodDefinition<unknown, unknown>> = {};
@@ -56,6 +78,7 @@ export class Rpc {
             return new MalformedRequest(method.path);
           }
         },
+        ...(method.responseStream ? { responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)) } : {}),
       };
     }
     server.addService(lenient, implementation);
@@ -74,30 +97,65 @@ export class Rpc {
     return this.unary('write', handler, options.sharedTransaction ?? false);
   }
 
+  /**
+   * A server-streaming read. The handler runs after the same middleware as a
+   * unary call (authentication, scope, one log line when the stream ends, ...)
+   * and sends messages as it goes.
+   */
+  readStream<Req, Res>(handler: StreamHandler<Req, Res>) {
+    return (grpcCall: ServerWritableStream<Req, Res>): void => {
+      const requestId = requestIdOf(grpcCall.metadata);
+      const trailer = new Metadata();
+      trailer.set('x-request-id', requestId);
+      const ending = new AbortController();
+      grpcCall.once('cancelled', () => ending.abort(new DomainError(ErrorReason.Cancelled, 'The caller cancelled the call.')));
+      const send = (message: Res | Buffer) =>
+        new Promise<void>((resolve, reject) => {
+          const { signal } = ending;
+          if (signal.aborted) return reject(signal.reason);
+          if (grpcCall.write(message as Res)) return resolve();
+          const settle = () => {
+            grpcCall.off('drain', settle);
+            signal.removeEventListener('abort', settle);
+            if (signal.aborted) reject(signal.reason);
+            else resolve();
+          };
+          grpcCall.on('drain', settle);
+          signal.addEventListener('abort', settle);
+        });
+      const terminal = async (call: Call): Promise<Outcome> => {
+        await handler(call.request as Req, {
+          principal: call.principal!,
+          requestId: call.requestId,
+          run: call.run!,
+          signal: ending.signal,
+          sendHeaders: (headers) => {
+            const metadata = new Metadata();
+            for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+            grpcCall.sendMetadata(metadata);
+          },
+          send,
+        });
+        return { replayed: false, response: undefined };
+      };
+      this.dispatch(grpcCall, { scope: 'read', sharesTransaction: false, requestId, ending }, terminal, (outcome) => {
+        if (grpcCall.cancelled) return; // nobody to tell
+        if ('response' in outcome) grpcCall.end(trailer);
+        else grpcCall.emit('error', toServiceError(outcome.error, trailer));
+      });
+    };
+  }
+
   private unary<Req, Res>(scope: Scope, handler: Handler<Req, Res>, sharesTransaction: boolean) {
     const terminal = async (call: Call): Promise<Outcome> => ({
       replayed: false,
       response: await handler(call.request as Req, { principal: call.principal!, requestId: call.requestId, run: call.run! }),
     });
     return (grpcCall: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      const path = grpcCall.getPath();
-      const method = this.methods.get(path);
       const requestId = requestIdOf(grpcCall.metadata);
       const trailer = new Metadata();
       trailer.set('x-request-id', requestId);
-      const fail = (err: unknown) => callback(toServiceError(toCallerError(err), trailer));
-      if (!method) return fail(new Error(`${path} was not registered through Rpc.addService`));
-      const call: Call = {
-        path,
-        method,
-        scope,
-        request: grpcCall.request,
-        metadata: grpcCall.metadata,
-        requestId,
-        gone: () => grpcCall.cancelled || Number(grpcCall.getDeadline()) <= Date.now(),
-        sharesTransaction,
-      };
-      this.pipeline(call, terminal).then((outcome) => {
+      this.dispatch(grpcCall, { scope, sharesTransaction, requestId }, terminal, (outcome) => {
         if (outcome.replayed) {
           const header = new Metadata();
           header.set(REPLAYED_HEADER, 'true');
@@ -105,8 +163,33 @@ export class Rpc {
         }
         if ('response' in outcome) callback(null, outcome.response as Res, trailer);
         else callback(toServiceError(outcome.error, trailer));
-      }, fail);
+      });
     };
+  }
+
+  /** Makes the grpc-js call a `Call`, runs it through the pipeline to `terminal`, and hands its outcome to `answer`. */
+  private dispatch(
+    grpcCall: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+    shape: Pick<Call, 'scope' | 'sharesTransaction' | 'requestId' | 'ending'>,
+    terminal: (call: Call) => Promise<Outcome>,
+    answer: (outcome: Outcome) => void,
+  ): void {
+    const path = grpcCall.getPath();
+    const method = this.methods.get(path);
+    const fail = (err: unknown) => answer({ replayed: false, error: toCallerError(err) });
+    if (!method) return fail(new Error(`${path} was not registered through Rpc.addService`));
+    const call: Call = {
+      path,
+      method,
+      scope: shape.scope,
+      request: grpcCall.request,
+      metadata: grpcCall.metadata,
+      requestId: shape.requestId,
+      gone: () => grpcCall.cancelled || Number(grpcCall.getDeadline()) <= Date.now(),
+      sharesTransaction: shape.sharesTransaction,
+      ending: shape.ending,
+    };
+    this.pipeline(call, terminal).then(answer, fail);
   }
 }
 

@@ -4,15 +4,18 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { DataSource } from 'typeorm';
 import { CouponServiceService } from '../../gen/credits/v1/coupon_service';
 import { CreditServiceService } from '../../gen/credits/v1/credit_service';
+import { EventServiceService } from '../../gen/credits/v1/event_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
-import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
+import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EVENT_RETENTION_HOURS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
 import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
 import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
 import { couponHandlers } from './coupon.handler';
 import { creditHandlers } from './credit.handler';
+import { eventHandlers } from './event.handler';
+import { EventsService } from '../events/events.service';
 import { promotionalCreditHandlers } from './promotional-credit.handler';
 import { PlainRunner } from '../db/unit-of-work';
 import { Idempotency } from '../idempotency/idempotency';
@@ -27,7 +30,7 @@ import type { Metrics } from '../observability/metrics';
 import { observeService } from '../observability/service-metrics';
 import { DatabaseReadiness } from '../observability/readiness';
 
-export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService'];
+export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService', 'credits.v1.EventService'];
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -57,6 +60,7 @@ export async function startGrpcServer(
     readinessIntervalMs?: number;
     /** Where the revocation listener connects (LISTEN needs a session), when not to the data source's database (CREDITS_SESSION_DATABASE_URL). */
     sessionDatabaseUrl?: string;
+    eventRetentionHours?: number;
   },
 ): Promise<GrpcServer> {
   const { metrics } = deps;
@@ -74,9 +78,11 @@ export async function startGrpcServer(
       : undefined,
   });
   await authenticator.start();
+  const events = await EventsService.start(deps.dataSource, deps.logger, { retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS });
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const stopping = new AbortController(); // ends the streams still open at shutdown
   // The call pipeline, outermost first (src/grpc/middleware.ts); tracing and
   // metrics only when on, so that off costs nothing per call.
   const observe: Middleware[] = [...(deps.tracing ? [traceCalls()] : []), ...(metrics ? [recordCallMetrics(metrics)] : [])];
@@ -91,6 +97,7 @@ export async function startGrpcServer(
         leave: () => {
           if (--inFlight === 0) drained?.();
         },
+        stopping: stopping.signal,
       }),
       authenticate(authenticator),
       requireScope(),
@@ -115,6 +122,7 @@ export async function startGrpcServer(
   const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger, metrics);
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
+  rpc.addService(server, EventServiceService, eventHandlers(events, rpc));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   // Readiness: every service NOT_SERVING while the database does not answer.
@@ -138,6 +146,7 @@ export async function startGrpcServer(
   } catch (err) {
     clearInterval(pruneTimer);
     await sweeper.stop();
+    await events.close();
     await authenticator.close();
     throw err;
   }
@@ -149,6 +158,7 @@ export async function startGrpcServer(
       // Stay reachable while draining, so health checks see NOT_SERVING and
       // new calls get a clear UNAVAILABLE (SHUTTING_DOWN) instead of a reset.
       accepting = false;
+      stopping.abort();
       clearInterval(pruneTimer);
       await sweeper.stop();
       await readiness.stop();
@@ -171,6 +181,7 @@ export async function startGrpcServer(
         });
       }
       clearTimeout(timer);
+      await events.close();
       await authenticator.close();
     },
   };

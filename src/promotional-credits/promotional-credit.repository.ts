@@ -170,10 +170,11 @@ export interface HoldJson {
   update_time: string;
 }
 
-const ENTRY_COLUMNS = `e.id, e.seq, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount, e.description, e.credit_type, e.reference,
+/** Every column of an entry, from `promotional_credits e`, as entryOfRow reads them (also for joins: events). */
+export const ENTRY_COLUMNS = `e.id, e.seq, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount, e.description, e.credit_type, e.reference,
   e.closing_balance, e.done_by, e.create_time, e.origin, e.expire_time, e.allocations, e.reverses_id, e.metadata, e.hash`;
 
-interface EntryRow {
+export interface EntryRow {
   id: string;
   seq: string;
   tenant_id: string;
@@ -455,7 +456,7 @@ export function holdOfJson(tenantId: string, h: HoldJson): HoldRecord {
   };
 }
 
-function entryOfRow(r: EntryRow): PromotionalCreditEntity {
+export function entryOfRow(r: EntryRow): PromotionalCreditEntity {
   const entry: PromotionalCreditEntity = {
     id: r.id,
     seq: BigInt(r.seq),

@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
-import { Client, type ClientConfig } from 'pg';
+import type { ClientConfig } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 import { connectionOf } from '../db/data-source';
+import { NotificationListener } from '../db/notification-listener';
 import { preparedQuery } from '../db/prepared-query';
 import type { Logger } from '../logger';
 import type { Scope } from './api-key.entity';
@@ -15,8 +16,6 @@ export const API_KEY_REVOKED_CHANNEL = 'credits_api_key_revoked';
 export const LISTENER_APPLICATION_NAME = `credits-auth-listener (pid ${process.pid})`;
 
 const MAX_CACHED_KEYS = 10_000;
-const FIRST_RETRY_MS = 100;
-const LAST_RETRY_MS = 5_000;
 
 export interface AuthenticatorOptions {
   /** How long a valid key is remembered; 0 checks the database on every call (and listens for nothing). */
@@ -44,7 +43,9 @@ interface StoredKey {
  */
 export class Authenticator {
   private readonly cache = new Map<string, { key: StoredKey; expires: number }>();
-  private readonly listener: RevocationListener | undefined;
+  private readonly listener: NotificationListener | undefined;
+  /** Changes on every revocation, loss and new connection: see generation(). */
+  private epoch = 0;
   private readonly manager: EntityManager;
   private readonly cacheMs: number;
   private readonly onLookup: ((cached: boolean) => void) | undefined;
@@ -54,12 +55,41 @@ export class Authenticator {
     this.cacheMs = options.cacheMs;
     this.onLookup = options.onLookup;
     if (this.cacheMs > 0) {
-      this.listener = new RevocationListener(options.listenerConnection ?? connectionOf(dataSource), options.logger, {
-        revoked: (keyId) => this.cache.delete(keyId),
-        // Revocations sent while it was not listening are lost: forget everything.
-        lost: () => this.cache.clear(),
-      });
+      this.listener = new NotificationListener(
+        options.listenerConnection ?? connectionOf(dataSource),
+        {
+          channels: [API_KEY_REVOKED_CHANNEL],
+          applicationName: LISTENER_APPLICATION_NAME,
+          logger: options.logger,
+          messages: {
+            listening: 'listening for API key revocations; the key cache is in use',
+            lost: 'lost the connection listening for API key revocations: dropped the key cache; every call checks the database until it listens again',
+            notYet: 'cannot listen for API key revocations yet: every call checks the database meanwhile',
+          },
+        },
+        {
+          notification: (_channel, keyId) => {
+            if (keyId === '') return;
+            this.epoch++;
+            this.cache.delete(keyId);
+          },
+          listening: () => void this.epoch++,
+          // Revocations sent while it was not listening are lost: forget everything.
+          lost: () => {
+            this.epoch++;
+            this.cache.clear();
+          },
+        },
+      );
     }
+  }
+
+  /**
+   * Undefined while not listening; otherwise a number that stays the same
+   * only as long as no revocation arrived and the connection was not lost.
+   */
+  private generation(): number | undefined {
+    return this.listener?.isListening() ? this.epoch : undefined;
   }
 
   /** Starts listening; resolves once the first attempt succeeded or failed (the listener then keeps retrying). */
@@ -77,7 +107,7 @@ export class Authenticator {
     const parsed = parseApiKey(apiKey);
     if (!parsed) return undefined;
     const { keyId } = parsed;
-    const listening = this.listener?.generation();
+    const listening = this.generation();
     const now = Date.now();
     let entry = listening === undefined ? undefined : this.cache.get(keyId);
     if (entry && entry.expires > now) this.onLookup?.(true);
@@ -92,107 +122,12 @@ export class Authenticator {
       // Remember it only if the listener listened throughout the lookup: a
       // revocation (or a lost connection) meanwhile may have come after the
       // row was read, and its notification has already been handled.
-      if (listening !== undefined && this.listener!.generation() === listening) {
+      if (listening !== undefined && this.generation() === listening) {
         if (this.cache.size >= MAX_CACHED_KEYS) this.cache.clear();
         this.cache.set(keyId, entry);
       }
     }
     return timingSafeEqual(entry.key.secretHash, parsed.secretHash) ? entry.key.principal : undefined;
-  }
-}
-
-/**
- * One connection outside the pool that LISTENs for revocations. On a lost
- * connection it tells its owner (who drops the cache), logs it and connects
- * again, waiting 0.1 s, then twice as long each failed attempt, up to 5 s.
- */
-class RevocationListener {
-  private client: Client | undefined;
-  private listening = false;
-  /** Changes on every notification, loss and new connection: see generation(). */
-  private epoch = 0;
-  private retryMs = FIRST_RETRY_MS;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private closed = false;
-
-  constructor(
-    private readonly connection: ClientConfig,
-    private readonly logger: Logger,
-    private readonly on: { revoked(keyId: string): void; lost(): void },
-  ) {}
-
-  /**
-   * Undefined while not listening; otherwise a number that stays the same
-   * only as long as no revocation arrived and the connection was not lost.
-   */
-  generation(): number | undefined {
-    return this.listening ? this.epoch : undefined;
-  }
-
-  start(): Promise<void> {
-    return this.connect();
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.retryTimer);
-    const client = this.client;
-    this.client = undefined;
-    this.listening = false;
-    if (client) await this.discard(client);
-  }
-
-  private async connect(): Promise<void> {
-    const client = new Client({ ...this.connection, application_name: LISTENER_APPLICATION_NAME, keepAlive: true });
-    this.client = client;
-    client.on('notification', (message) => {
-      if (message.channel !== API_KEY_REVOKED_CHANNEL || !message.payload) return;
-      this.epoch++;
-      this.on.revoked(message.payload);
-    });
-    client.on('error', (err) => this.lose(client, err));
-    client.on('end', () => this.lose(client, new Error('the connection was closed')));
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${API_KEY_REVOKED_CHANNEL}`);
-    } catch (err) {
-      this.lose(client, err);
-      return;
-    }
-    if (this.client !== client) return; // closed, or lost, meanwhile
-    this.epoch++;
-    this.listening = true;
-    this.retryMs = FIRST_RETRY_MS;
-    this.logger.info({ application_name: LISTENER_APPLICATION_NAME }, 'listening for API key revocations; the key cache is in use');
-  }
-
-  private lose(client: Client, err: unknown): void {
-    if (this.client !== client) return; // a connection already given up
-    const wasListening = this.listening;
-    this.client = undefined;
-    this.listening = false;
-    this.epoch++;
-    this.on.lost();
-    void this.discard(client);
-    if (this.closed) return;
-    this.logger.warn(
-      { err, retry_in_ms: this.retryMs },
-      wasListening
-        ? 'lost the connection listening for API key revocations: dropped the key cache; every call checks the database until it listens again'
-        : 'cannot listen for API key revocations yet: every call checks the database meanwhile',
-    );
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.connect();
-    }, this.retryMs);
-    this.retryTimer.unref(); // the server it serves keeps the process alive, not its retries
-    this.retryMs = Math.min(this.retryMs * 2, LAST_RETRY_MS);
-  }
-
-  private async discard(client: Client): Promise<void> {
-    client.removeAllListeners();
-    client.on('error', () => {}); // a late socket error of a connection given up
-    await client.end().catch(() => {});
   }
 }
 

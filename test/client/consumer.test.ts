@@ -15,7 +15,7 @@ const run = promisify(execFile);
  * `tsc --strict`, then run against a live server (address and key from the
  * environment). It prints one JSON line the test checks.
  */
-export const CONSUMER_SNIPPET = `import { createCreditsClient, CouponType, CreditsError, Frequency, type PromotionalCredit } from '@credits/client';
+export const CONSUMER_SNIPPET = `import { createCreditsClient, CouponType, CreditsError, EventType, Frequency, type PromotionalCredit } from '@credits/client';
 
 async function main(): Promise<void> {
   const client = createCreditsClient({
@@ -62,6 +62,13 @@ async function main(): Promise<void> {
     const discount: bigint = redeemed.redemption!.discount!.amount;
 
     const balance = await client.promotionalCredits.getCustomerBalance({ customerId: 'cust_42' });
+
+    // Events: every change in commit order; the iterator reconnects and resumes by itself.
+    const events: string[] = [];
+    for await (const event of client.events.stream({ types: [EventType.EVENT_TYPE_PROMOTIONAL_CREDIT_CREATED] })) {
+      events.push(\`\${event.cursor.length} \${event.promotionalCredit!.description}\`);
+      if (events.length === 5) break; // closes the stream
+    }
     console.log(JSON.stringify({
       firstBalance: added.balance!.balances[0]!.amountDecimal,
       balance: balance.balance!.balances[0]!.amountDecimal,
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
       refusedReason,
       refusedBalance,
       discount: discount.toString(),
+      events,
     }));
   } finally {
     client.close();
@@ -128,6 +136,8 @@ describe('@credits/client as an installed package', function () {
       'dist/client/src/index.d.ts',
       'dist/gen/credits/v1/promotional_credit_service.js',
       'dist/gen/credits/v1/coupon_service.d.ts',
+      'dist/gen/credits/v1/event_service.js',
+      'dist/client/src/events-client.d.ts',
       'dist/gen/google/rpc/error_details.js',
     ]);
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no TypeScript sources').to.deep.equal([]);
@@ -165,6 +175,7 @@ describe('@credits/client as an installed package', function () {
       refusedReason: 'FAILED_PRECONDITION INSUFFICIENT_BALANCE',
       refusedBalance: '1450',
       discount: '200',
+      events: ['34 welcome credit', '34 top-up 1', '34 top-up 2', '34 top-up 3', '34 top-up 4'],
     });
   });
 });

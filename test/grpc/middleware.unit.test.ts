@@ -122,7 +122,7 @@ describe('call pipeline middleware (unit)', () => {
   it('drain counts calls in flight (also the ones that fail) and refuses new calls once shutdown began', async () => {
     let accepting = true;
     let inFlight = 0;
-    const state = { accepting: () => accepting, enter: () => void inFlight++, leave: () => void inFlight-- };
+    const state = { accepting: () => accepting, enter: () => void inFlight++, leave: () => void inFlight--, stopping: new AbortController().signal };
     let during = -1;
     await drain(state)(callOf(), async () => {
       during = inFlight;
@@ -135,6 +135,24 @@ describe('call pipeline middleware (unit)', () => {
     expect(inFlight).to.equal(0);
     accepting = false;
     expect(await reasonOf(drain(state), callOf())).to.equal('SHUTTING_DOWN');
+  });
+
+  it('drain ends the server streams still open when shutdown begins (SHUTTING_DOWN), and leaves unary calls and finished streams alone', async () => {
+    const stopping = new AbortController();
+    const state = { accepting: () => !stopping.signal.aborted, enter: () => {}, leave: () => {}, stopping: stopping.signal };
+    const open = callOf({ ending: new AbortController() });
+    const finished = callOf({ ending: new AbortController() });
+    await drain(state)(finished, answer);
+    let release!: () => void;
+    const running = drain(state)(open, () => new Promise((resolve) => (release = () => resolve({ replayed: false, response: undefined }))));
+    await new Promise((r) => setImmediate(r));
+    expect(open.ending!.signal.aborted, 'open before shutdown').to.equal(false);
+    stopping.abort();
+    expect(open.ending!.signal.aborted, 'open stream ended').to.equal(true);
+    expect((open.ending!.signal.reason as DomainError).reason).to.equal(ErrorReason.ShuttingDown);
+    expect(finished.ending!.signal.aborted, 'a stream that ended before is not touched').to.equal(false);
+    release();
+    await running;
   });
 
   it('authenticate resolves a Bearer key to the principal, and refuses a missing, malformed or unknown key', async () => {

@@ -57,6 +57,28 @@ function readmeExamples(): Example[] {
 }
 
 /**
+ * A streaming example (grpcurl prints messages until the user stops it): the
+ * stream must open and answer no error; its first message, if one comes
+ * within a moment, is the answer.
+ */
+function firstOfStream(client: Client, method: string, request: Uint8Array, metadata: Metadata, decode: (res: Buffer) => unknown): Promise<{ err?: ServiceError; json?: unknown }> {
+  return new Promise((resolve) => {
+    const call = client.makeServerStreamRequest(`/${method}`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, request, metadata, {});
+    let timer: NodeJS.Timeout | undefined;
+    const done = (answer: { err?: ServiceError; json?: unknown }) => {
+      clearTimeout(timer);
+      call.removeAllListeners();
+      call.on('error', () => {});
+      call.cancel();
+      resolve(answer);
+    };
+    call.once('metadata', () => (timer = setTimeout(() => done({}), 300)));
+    call.once('data', (res: Buffer) => done({ json: decode(res) }));
+    call.once('error', (err: ServiceError) => done({ err }));
+  });
+}
+
+/**
  * What grpcurl does with each README example, without grpcurl (it cannot be
  * installed here): read the JSON with protobuf's JSON mapping against the
  * descriptors reflection serves (gen/credits.binpb), send the binary request,
@@ -94,16 +116,19 @@ describe('README grpcurl examples', () => {
         const request = fromJson(method!.input, JSON.parse(body), { registry });
         const metadata = new Metadata();
         for (const [name, value] of example.headers) metadata.set(name, value.replace('$KEY', tenant.rwKey));
-        const answer = await new Promise<{ err?: ServiceError; json?: unknown }>((resolve) =>
-          client.makeUnaryRequest(
-            `/${example.method}`,
-            (b: Uint8Array) => Buffer.from(b),
-            (b: Buffer) => b,
-            toBinary(method!.input, request),
-            metadata,
-            (err, res) => resolve(err ? { err } : { json: toJson(method!.output, fromBinary(method!.output, res!), { registry }) }),
-          ),
-        );
+        const answer =
+          method!.methodKind === 'server_streaming'
+            ? await firstOfStream(client, example.method, toBinary(method!.input, request), metadata, (res) => toJson(method!.output, fromBinary(method!.output, res), { registry }))
+            : await new Promise<{ err?: ServiceError; json?: unknown }>((resolve) =>
+                client.makeUnaryRequest(
+                  `/${example.method}`,
+                  (b: Uint8Array) => Buffer.from(b),
+                  (b: Buffer) => b,
+                  toBinary(method!.input, request),
+                  metadata,
+                  (err, res) => resolve(err ? { err } : { json: toJson(method!.output, fromBinary(method!.output, res!), { registry }) }),
+                ),
+              );
         if (answer.err) {
           // Examples that show a refusal say so in the README; everything else must succeed.
           expect(

@@ -1,0 +1,107 @@
+import { Client, type ClientConfig } from 'pg';
+import type { Logger } from '../logger';
+
+const FIRST_RETRY_MS = 100;
+const LAST_RETRY_MS = 5_000;
+
+/** What a listener tells its owner. */
+export interface NotificationHandlers {
+  /** A NOTIFY on one of the channels (payload '' when none was given). */
+  notification(channel: string, payload: string): void;
+  /** LISTEN took effect: at start, and again after every lost connection. */
+  listening?(): void;
+  /** The connection was lost: notifications sent until `listening` comes again are lost. */
+  lost?(): void;
+}
+
+export interface NotificationListenerOptions {
+  channels: readonly string[];
+  /** How the connection shows in pg_stat_activity; name the process in it. */
+  applicationName: string;
+  logger: Logger;
+  /** The log lines: once listening, on a loss (once it had listened), and while it cannot listen yet. */
+  messages: { listening: string; lost: string; notYet: string };
+}
+
+/**
+ * One connection outside the pool that LISTENs to some channels (a pooled
+ * connection cannot: the pool hands it to others). On a lost connection it
+ * tells its owner, logs it and connects again, waiting 0.1 s, then twice as
+ * long each failed attempt, up to 5 s; `listening` says when it is back.
+ */
+export class NotificationListener {
+  private client: Client | undefined;
+  private listening = false;
+  private retryMs = FIRST_RETRY_MS;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly connection: ClientConfig,
+    private readonly options: NotificationListenerOptions,
+    private readonly on: NotificationHandlers,
+  ) {}
+
+  isListening(): boolean {
+    return this.listening;
+  }
+
+  /** Resolves once the first attempt succeeded or failed (it then keeps retrying). */
+  start(): Promise<void> {
+    return this.connect();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.listening = false;
+    if (client) await this.discard(client);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new Client({ ...this.connection, application_name: this.options.applicationName, keepAlive: true });
+    this.client = client;
+    client.on('notification', (message) => {
+      if (this.options.channels.includes(message.channel)) this.on.notification(message.channel, message.payload ?? '');
+    });
+    client.on('error', (err) => this.lose(client, err));
+    client.on('end', () => this.lose(client, new Error('the connection was closed')));
+    try {
+      await client.connect();
+      for (const channel of this.options.channels) await client.query(`LISTEN ${channel}`);
+    } catch (err) {
+      this.lose(client, err);
+      return;
+    }
+    if (this.client !== client) return; // closed, or lost, meanwhile
+    this.listening = true;
+    this.retryMs = FIRST_RETRY_MS;
+    this.on.listening?.();
+    this.options.logger.info({ application_name: this.options.applicationName }, this.options.messages.listening);
+  }
+
+  private lose(client: Client, err: unknown): void {
+    if (this.client !== client) return; // a connection already given up
+    const wasListening = this.listening;
+    this.client = undefined;
+    this.listening = false;
+    this.on.lost?.();
+    void this.discard(client);
+    if (this.closed) return;
+    this.options.logger.warn({ err, retry_in_ms: this.retryMs }, wasListening ? this.options.messages.lost : this.options.messages.notYet);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, this.retryMs);
+    this.retryTimer.unref(); // the server it serves keeps the process alive, not its retries
+    this.retryMs = Math.min(this.retryMs * 2, LAST_RETRY_MS);
+  }
+
+  private async discard(client: Client): Promise<void> {
+    client.removeAllListeners();
+    client.on('error', () => {}); // a late socket error of a connection given up
+    await client.end().catch(() => {});
+  }
+}

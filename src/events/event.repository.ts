@@ -1,0 +1,163 @@
+import type { EntityManager } from 'typeorm';
+import { preparedQuery } from '../db/prepared-query';
+import type { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
+import { ENTRY_COLUMNS, entryOfRow, holdOfJson, type EntryRow, type HoldJson, type HoldRecord } from '../promotional-credits/promotional-credit.repository';
+import type { Position } from './event-cursor';
+import type { EventType } from './outbox';
+
+/** An event as read back, its payload resolved (a ledger entry joined, a hold or a snapshot parsed). */
+export interface EventRecord {
+  at: Position;
+  id: string;
+  type: EventType;
+  customerId: string | null;
+  createTime: Date;
+  payload:
+    | { kind: 'promotional_credit'; entry: PromotionalCreditEntity }
+    | { kind: 'hold'; hold: HoldRecord }
+    | { kind: 'coupon' | 'redemption' | 'customer_credit'; json: unknown };
+}
+
+export interface EventFilter {
+  /** Only these types; undefined means every type. */
+  types?: readonly EventType[] | undefined;
+  /** Only this customer's events; undefined means every event. */
+  customerId?: string | undefined;
+}
+
+/** One read of the outbox: the events, and where the reader stands. */
+export interface EventBatch {
+  events: EventRecord[];
+  /**
+   * The oldest transaction still running when the batch was read
+   * (pg_snapshot_xmin): every event below it has been considered, so a reader
+   * that got fewer events than it asked for may go on from (horizon, 0).
+   */
+  horizon: bigint;
+  /**
+   * When the page is not full: the xid of the tenant's next committed event
+   * (that matches the filter) which is not handed out yet because an older
+   * transaction is still running; undefined when there is none. It is
+   * handed out once the horizon passes it.
+   */
+  waitingXid: bigint | undefined;
+  /** The position is behind events already deleted by retention (CURSOR_EXPIRED). */
+  expired: boolean;
+}
+
+interface EventRow extends Partial<EntryRow> {
+  horizon: string;
+  expired: boolean;
+  event_xid: string | null;
+  event_position: string | null;
+  event_id: string;
+  event_type: EventType;
+  event_customer_id: string | null;
+  event_create_time: Date;
+  payload_kind: EventRecord['payload']['kind'];
+  payload: unknown;
+}
+
+/**
+ * THE read of the outbox: the tenant's events strictly after $2/$3 in
+ * (xid, position) order, handed out only below the horizon, the oldest
+ * transaction still running when the statement's snapshot was taken. Every
+ * transaction below it has ended and any that commits later has a larger
+ * xid, so a reader that goes on from the last event it got never skips one
+ * that commits late with a smaller position, and never sees one twice. It
+ * asks for one row more than the page: a committed row at or above the
+ * horizon is what the reader waits for (EventBatch.waitingXid); the btree
+ * on (tenant_id, xid, position) walks from the cursor and stops there,
+ * whatever the horizon (a bound on xid as well would not stop the walk).
+ * The horizon, the retention watermark and the events are read in ONE
+ * statement, one snapshot: a prune that commits meanwhile cannot delete
+ * events between the watermark check and the read. Ledger entries are
+ * immutable, so an entry event joins its entry as it is now, by its id
+ * alone (the primary key; the ledger writes the event with the entry).
+ */
+const READ_SQL = `
+WITH meta AS (
+  SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
+         ($7 AND r.pruned_xid IS NOT NULL AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)) AS expired
+    FROM event_retention r
+)
+SELECT m.horizon::text AS horizon, m.expired,
+       ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,
+       ev.customer_id AS event_customer_id, ev.create_time AS event_create_time, ev.payload_kind, ev.payload,
+       entry.*
+  FROM meta m
+  LEFT JOIN LATERAL (
+    SELECT * FROM events e
+     WHERE e.tenant_id = $1 AND (e.xid, e.position) > ($2::xid8, $3::bigint) AND NOT m.expired
+       AND ($4::text[] IS NULL OR e.type = ANY ($4::text[])) AND ($5::text IS NULL OR e.customer_id = $5::text)
+     ORDER BY e.xid, e.position
+     LIMIT $6 + 1
+  ) ev ON true
+  -- One primary-key lookup per entry event (LIMIT 1 keeps the planner from
+  -- hashing the whole ledger instead, as it did on a small one).
+  LEFT JOIN LATERAL (SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE e.id = ev.promotional_credit_id LIMIT 1) entry ON true
+ ORDER BY ev.xid, ev.position`;
+
+export class EventRepository {
+  constructor(private readonly manager: EntityManager) {}
+
+  /**
+   * Up to `limit` of the tenant's events after `after` that match `filter`,
+   * in order, with where the reader stands (see EventBatch). `checkExpiry`:
+   * whether `after` is a position the reader got from an earlier read (a
+   * cursor), which retention may have passed; false for the beginning.
+   */
+  async readAfter(tenantId: string, after: Position, filter: EventFilter, limit: number, checkExpiry: boolean): Promise<EventBatch> {
+    const { rows } = await preparedQuery<EventRow>(this.manager, 'events_read_after', READ_SQL, [
+      tenantId,
+      after.xid.toString(),
+      after.position.toString(),
+      filter.types ? [...filter.types] : null,
+      filter.customerId ?? null,
+      limit,
+      checkExpiry,
+    ]);
+    const first = rows[0]!; // meta always gives one row
+    const horizon = BigInt(first.horizon);
+    const events: EventRecord[] = [];
+    let waitingXid: bigint | undefined;
+    for (const row of rows) {
+      if (row.event_xid === null) continue;
+      // Rows come in xid order: those below the horizon first, then at most one that waits.
+      if (BigInt(row.event_xid) >= horizon) waitingXid ??= BigInt(row.event_xid);
+      else if (events.length < limit) events.push(eventOfRow(tenantId, row));
+    }
+    return { events, horizon, waitingXid, expired: first.expired };
+  }
+
+  /** The horizon now: the oldest transaction still running (see READ_SQL). */
+  async horizon(): Promise<bigint> {
+    const { rows } = await preparedQuery<{ horizon: string }>(
+      this.manager,
+      'events_horizon',
+      'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon',
+      [],
+    );
+    return BigInt(rows[0]!.horizon);
+  }
+}
+
+function eventOfRow(tenantId: string, row: EventRow): EventRecord {
+  let payload: EventRecord['payload'];
+  if (row.payload_kind === 'promotional_credit') {
+    if (row.id == null) throw new Error(`event ${row.event_id} names a ledger entry that does not exist`);
+    payload = { kind: 'promotional_credit', entry: entryOfRow(row as EntryRow) };
+  } else if (row.payload_kind === 'hold') {
+    payload = { kind: 'hold', hold: holdOfJson(tenantId, row.payload as HoldJson) };
+  } else {
+    payload = { kind: row.payload_kind, json: row.payload };
+  }
+  return {
+    at: { xid: BigInt(row.event_xid!), position: BigInt(row.event_position!) },
+    id: row.event_id,
+    type: row.event_type,
+    customerId: row.event_customer_id,
+    createTime: row.event_create_time,
+    payload,
+  };
+}

@@ -1,0 +1,35 @@
+import { Event, type EventServiceServer } from '../../gen/credits/v1/event_service';
+import type { EventRecord } from '../events/event.repository';
+import type { EventsService } from '../events/events.service';
+import { eventQueryFromProto, eventToProto } from './event.mapper';
+import type { Rpc } from './rpc';
+
+/** Response header of StreamEvents: the position the stream started after (see the proto). */
+export const START_CURSOR_HEADER = 'start-cursor';
+
+/** EventService: translation between proto and the use cases, nothing else. */
+export function eventHandlers(service: EventsService, rpc: Rpc): EventServiceServer {
+  // Streams at the same place share their reads (EventHub.read), so the
+  // records they send are the same objects: each is mapped and encoded once.
+  const encoded = new WeakMap<EventRecord, Buffer>();
+  const bytesOf = (event: EventRecord): Buffer => {
+    let bytes = encoded.get(event);
+    if (!bytes) encoded.set(event, (bytes = Buffer.from(Event.encode(eventToProto(event, service.cursorOf(event))).finish())));
+    return bytes;
+  };
+  return {
+    listEvents: rpc.read(async (request, ctx) => {
+      const { events, nextCursor } = await service.list(ctx.principal, { ...eventQueryFromProto(request), pageSize: request.pageSize });
+      return { events: events.map((event) => eventToProto(event, service.cursorOf(event))), nextCursor };
+    }),
+    streamEvents: rpc.readStream(async (request, ctx) => {
+      const { startCursor, feed } = await service.stream(ctx.principal, { ...eventQueryFromProto(request), liveOnly: request.liveOnly }, ctx.signal);
+      try {
+        ctx.sendHeaders(startCursor === '' ? {} : { [START_CURSOR_HEADER]: startCursor });
+        for await (const event of feed.events()) await ctx.send(bytesOf(event));
+      } finally {
+        feed.close();
+      }
+    }),
+  };
+}

@@ -1,0 +1,131 @@
+import { expect } from 'chai';
+import { createCreditsClient, CreditsError, EventType, status, type CreditsClient, type Event } from '../../client/src';
+import { freePort, spawnServer, type ChildServer } from '../support/child-server';
+import { testDatabaseUrl } from '../support/database';
+import { storedEventIds } from '../support/events';
+import { useTenantClients } from '../support/tenant-clients';
+import { rejection } from './fixtures';
+
+const base = { currencyCode: 'USD', description: 'client events' };
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Iterates `events` into `seen` in the background until it ends; answers how it ended. */
+function consume(events: AsyncGenerator<Event>, seen: Event[]): Promise<unknown> {
+  return (async () => {
+    for await (const event of events) seen.push(event);
+  })().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+}
+
+async function until(done: () => boolean, ms: number, what: string): Promise<void> {
+  for (const end = Date.now() + ms; !done(); await delay(20)) if (Date.now() > end) throw new Error(`${what}: not done in ${ms} ms`);
+}
+
+describe('credits client events', function () {
+  this.timeout(180_000);
+  const t = useTenantClients();
+  const clients: CreditsClient[] = [];
+  const client = (address: string, apiKey = t.tenant.readKey) => {
+    const made = createCreditsClient({ address, apiKey, retry: { initialBackoffMs: 50, maxBackoffMs: 500 } });
+    clients.push(made);
+    return made;
+  };
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  it('follows the events across a killed and a drained server, under write load, seeing each committed event once and in order', async () => {
+    const url = await testDatabaseUrl();
+    const port = await freePort();
+    let server: ChildServer = await spawnServer(url, port);
+    const reconnects: string[] = [];
+    const seen: Event[] = [];
+    const abort = new AbortController();
+    const events = client(server.address).events;
+    const ended = consume(
+      events.stream({}, { signal: abort.signal, onReconnect: ({ error }) => reconnects.push(`${error.codeName} ${error.reason ?? ''}`.trim()) }),
+      seen,
+    );
+    // A live reader that has received nothing yet when the server dies resumes from where its stream started.
+    const late: Event[] = [];
+    const lateEnded = consume(events.stream({ liveOnly: true, customerId: 'late' }, { signal: abort.signal }), late);
+    // Writers on the other (in-process) server keep committing while this one dies and comes back.
+    let writing = true;
+    let written = 0;
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      for (let i = 0; writing; i++) {
+        await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: `w${w}-${i % 5}`, amount: 1n });
+        written++;
+      }
+    });
+    try {
+      await until(() => seen.length >= 20, 30_000, 'events before the kill');
+      server.process.kill('SIGKILL');
+      await server.exited;
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'late', amount: 1n });
+      await delay(300);
+      server = await spawnServer(url, port);
+      await until(() => reconnects.length >= 1 && seen.length >= written - 10 && written > 60, 60_000, 'events after the restart');
+      server.process.kill('SIGTERM'); // a drain: the stream ends with UNAVAILABLE (SHUTTING_DOWN)
+      await server.exited;
+      server = await spawnServer(url, port);
+      await until(() => reconnects.length >= 2, 60_000, 'the second reconnection');
+      await delay(300);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+    }
+    const stored = await storedEventIds(t.server.dataSource, t.tenant.id);
+    try {
+      await until(() => seen.length >= stored.length, 30_000, 'every committed event'); // a hang guard
+      await delay(200);
+      expect(seen.length, 'no event twice').to.equal(stored.length);
+      expect(seen.map((e) => e.id), 'every committed event, in order').to.deep.equal(stored);
+      expect(reconnects.some((r) => r.startsWith('UNAVAILABLE')), reconnects.join(', ')).to.equal(true);
+      expect(reconnects, 'the drained server said why').to.include('UNAVAILABLE SHUTTING_DOWN');
+      expect(late.map((e) => e.customerId), 'the live reader missed nothing while the server was down').to.deep.equal(['late']);
+      console.log(`      client stream: ${stored.length} events across a kill and a drain; reconnections: ${reconnects.join(', ')}`);
+    } finally {
+      abort.abort();
+      await lateEnded;
+      const end = await ended;
+      expect(end).to.be.instanceOf(CreditsError);
+      expect((end as CreditsError).code).to.equal(status.CANCELLED);
+      server.process.kill('SIGTERM');
+      expect(await server.exited, server.output()).to.deep.equal({ code: 0, signal: null });
+    }
+  });
+
+  it('lists events, filters a stream, resumes a live stream from where it started, and throws what a retry cannot fix', async () => {
+    const events = client(t.server.address).events;
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'old', amount: 5n });
+    const page = await events.listEvents({ pageSize: 10 });
+    expect(page.events.map((e) => e.customerId)).to.deep.equal(['old']);
+    expect(page.nextCursor).to.equal(page.events[0]!.cursor);
+
+    const live: Event[] = [];
+    const depleted: Event[] = [];
+    const abort = new AbortController();
+    const endings = [
+      consume(events.stream({ liveOnly: true }, { signal: abort.signal }), live),
+      consume(events.stream({ types: [EventType.EVENT_TYPE_BALANCE_DEPLETED] }, { signal: abort.signal }), depleted),
+    ];
+    await delay(300); // both streams are open
+    await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId: 'old' });
+    await until(() => live.length >= 2 && depleted.length >= 1, 1_000, 'delivery within 1 s');
+    expect(live.map((e) => [EventType[e.type], e.customerId])).to.deep.equal([
+      ['EVENT_TYPE_PROMOTIONAL_CREDIT_CREATED', 'old'],
+      ['EVENT_TYPE_BALANCE_DEPLETED', 'old'],
+    ]);
+    expect(depleted.map((e) => e.id)).to.deep.equal([live[1]!.id]);
+    abort.abort();
+    await Promise.all(endings);
+
+    const bad = await rejection(events.stream({ afterCursor: 'junk' }).next());
+    expect([bad.codeName, bad.reason, bad.fieldViolations.map((v) => v.field)]).to.deep.equal(['INVALID_ARGUMENT', 'VALIDATION_FAILED', ['after_cursor']]);
+    const refused = await rejection(client(t.server.address, t.tenant.writeKey).events.stream().next());
+    expect([refused.codeName, refused.reason]).to.deep.equal(['PERMISSION_DENIED', 'API_KEY_SCOPE_MISSING']);
+  });
+});

@@ -1,0 +1,65 @@
+import { expect } from 'chai';
+import type { DataSource } from 'typeorm';
+import type { EventBatch } from '../../src/events/event.repository';
+import { EventHub, EVENTS_CHANNEL } from '../../src/events/event-hub';
+import { createLogger } from '../../src/logger';
+import { openTestDataSource } from '../support/database';
+import { newTenant } from '../support/tenant';
+
+const batch = (horizon: bigint): EventBatch => ({ events: [], horizon, waitingXid: undefined, expired: false });
+
+describe('EventHub', () => {
+  let dataSource: DataSource;
+  let hub: EventHub;
+
+  before(async () => {
+    dataSource = await openTestDataSource(2);
+    hub = new EventHub(dataSource, createLogger('silent'), 'credits-events-listener (hub test)');
+    await hub.start();
+  });
+  after(async () => {
+    await hub.close();
+    await dataSource.destroy();
+  });
+
+  it('wakes the readers of the tenant a commit names, and no other', async () => {
+    const [a, b] = [await newTenant(dataSource), await newTenant(dataSource)];
+    const woken: string[] = [];
+    const off = [hub.subscribe(a.id, { wake: () => woken.push('a') }), hub.subscribe(b.id, { wake: () => woken.push('b') })];
+    await dataSource.query(`SELECT pg_notify($1, $2)`, [EVENTS_CHANNEL, a.id]);
+    for (let i = 0; i < 100 && woken.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(woken).to.deep.equal(['a']);
+    off.forEach((unsubscribe) => unsubscribe());
+  });
+
+  it('shares one read among readers that want it at once, and tells a reader that joined it after a wake-up to read again', async () => {
+    const tenant = await newTenant(dataSource);
+    let woken = 0;
+    const off = hub.subscribe(tenant.id, { wake: () => woken++ });
+    let reads = 0;
+    let finish!: (b: EventBatch) => void;
+    const read = () => {
+      reads++;
+      return new Promise<EventBatch>((resolve) => (finish = resolve));
+    };
+    const first = hub.read('k', read);
+    const together = hub.read('k', read); // no wake-up since the read began: it sees what this reader wants
+    await dataSource.query(`SELECT pg_notify($1, $2)`, [EVENTS_CHANNEL, tenant.id]); // a commit after the read began...
+    for (let i = 0; i < 100 && woken === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const late = hub.read('k', read); // ...so a reader joining now may miss it
+    finish(batch(42n));
+    const answers = await Promise.all([first, together, late]);
+    expect(reads, 'one statement').to.equal(1);
+    expect(answers.map((a) => [a.batch.horizon, a.stale])).to.deep.equal([
+      [42n, false],
+      [42n, false],
+      [42n, true],
+    ]);
+    const next = hub.read('k', read); // done: the next one reads afresh
+    expect(reads).to.equal(2);
+    finish(batch(43n));
+    expect((await next).batch.horizon).to.equal(43n);
+    off();
+  });
+});

@@ -1,0 +1,67 @@
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { loadConfig } from '../../src/config';
+import { pruneEvents } from '../../src/events/event-retention';
+import { eventsClient, listAll, type EventsClient } from '../support/events';
+import { decodeError, expectError } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+
+const base = { currencyCode: 'USD', description: 'retention test' };
+
+describe('events: retention', function () {
+  this.timeout(60_000);
+  const t = useTenantClients();
+  let events: EventsClient;
+  beforeEach(() => {
+    events = eventsClient(t.server.address, t.tenant.readKey);
+  });
+  afterEach(() => events.close());
+
+  /** Events of this tenant written `hoursAgo` (the outbox takes any create_time on INSERT; only UPDATE and DELETE are guarded). */
+  const backdated = (customers: string[], hoursAgo: number) =>
+    t.server.dataSource.query(
+      `INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, payload)
+       SELECT $1, 'CUSTOMER_CREDIT_CREATED', c, now() - make_interval(hours => $3), 'customer_credit', jsonb_build_object('customerId', c)
+         FROM unnest($2::text[]) AS c`,
+      [t.tenant.id, customers, hoursAgo],
+    );
+
+  it('reads CREDITS_EVENT_RETENTION_HOURS, 168 by default', () => {
+    expect(loadConfig({}).eventRetentionHours).to.equal(168);
+    expect(loadConfig({ CREDITS_EVENT_RETENTION_HOURS: '24' }).eventRetentionHours).to.equal(24);
+    expect(() => loadConfig({ CREDITS_EVENT_RETENTION_HOURS: '0' })).to.throw(/CREDITS_EVENT_RETENTION_HOURS/);
+  });
+
+  it('deletes events past the retention in batches, refuses a younger one, and answers CURSOR_EXPIRED for a cursor behind what was deleted', async () => {
+    // 250 old events: three batches of 100.
+    await backdated(Array.from({ length: 250 }, (_, i) => `old${i}`), 200);
+    await backdated(['kept'], 100);
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'young', amount: 10n });
+    const { events: before } = await listAll(events);
+    expect(before.map((e) => e.customerId).slice(-2)).to.deep.equal(['kept', 'young']);
+    const lastOld = before[249]!;
+
+    // The trigger lets no one delete a young event, whatever the SQL.
+    let refused: unknown;
+    await t.server.dataSource.query(`DELETE FROM events WHERE tenant_id = $1 AND customer_id = 'young'`, [t.tenant.id]).catch((err: unknown) => (refused = err));
+    expect((refused as { code?: string }).code, 'append-only: DELETE of a young event').to.equal('23001');
+
+    // Two replicas pruning at once take turns; together they delete each old event once.
+    const limits = { batch: 100, maxBatches: 1_000 };
+    const deleted = await Promise.all([pruneEvents(t.server.dataSource, 168, limits), pruneEvents(t.server.dataSource, 168, limits)]);
+    expect(deleted[0] + deleted[1]).to.be.at.least(250);
+    const [{ n }] = (await t.server.dataSource.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [t.tenant.id])) as Array<{ n: number }>;
+    expect(n).to.equal(2);
+
+    // From the beginning: the oldest retained event.
+    expect((await listAll(events)).events.map((e) => e.customerId)).to.deep.equal(['kept', 'young']);
+    // From the last deleted event: nothing was missed, so it still reads...
+    expect((await listAll(events, { afterCursor: lastOld.cursor })).events.map((e) => e.customerId)).to.deep.equal(['kept', 'young']);
+    // ...but from any cursor before it, events are gone: CURSOR_EXPIRED, for a list and for a stream.
+    for (const cursor of [before[0]!.cursor, before[248]!.cursor]) {
+      await expectError(events.listEvents({ afterCursor: cursor }), status.FAILED_PRECONDITION, 'CURSOR_EXPIRED');
+      const error = decodeError((await events.stream({ afterCursor: cursor }).finished(5_000))!);
+      expect([status[error.code], error.reason]).to.deep.equal(['FAILED_PRECONDITION', 'CURSOR_EXPIRED']);
+    }
+  });
+});
