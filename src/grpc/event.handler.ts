@@ -8,7 +8,11 @@ import type { Rpc } from './rpc';
 export const START_CURSOR_HEADER = 'start-cursor';
 
 /** EventService: translation between proto and the use cases, nothing else. */
-export function eventHandlers(service: EventsService, rpc: Rpc): EventServiceServer {
+/**
+ * `observeLag`: told, for each event a stream sends, how long after its
+ * commit time it went out (the event stream lag metric).
+ */
+export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (seconds: number) => void): EventServiceServer {
   // Streams at the same place share their reads (EventHub.read), so the
   // records they send are the same objects: each is mapped and encoded once.
   const encoded = new WeakMap<EventRecord, Buffer>();
@@ -26,7 +30,10 @@ export function eventHandlers(service: EventsService, rpc: Rpc): EventServiceSer
       const { startCursor, feed } = await service.stream(ctx.principal, { ...eventQueryFromProto(request), liveOnly: request.liveOnly }, ctx.signal);
       try {
         ctx.sendHeaders(startCursor === '' ? {} : { [START_CURSOR_HEADER]: startCursor });
-        for await (const event of feed.events()) await ctx.send(bytesOf(event));
+        for await (const event of feed.events()) {
+          await ctx.send(bytesOf(event));
+          observeLag?.((Date.now() - event.createTime.getTime()) / 1000);
+        }
       } finally {
         feed.close();
       }

@@ -122,7 +122,7 @@ export async function startGrpcServer(
   const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger, metrics);
   rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
-  rpc.addService(server, EventServiceService, eventHandlers(events, rpc));
+  rpc.addService(server, EventServiceService, eventHandlers(events, rpc, metrics?.eventStreamLag()));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   // Readiness: every service NOT_SERVING while the database does not answer.

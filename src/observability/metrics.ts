@@ -76,6 +76,7 @@ export class Metrics {
   private readonly sweeps: Counter<'outcome'>;
   private readonly sweptBalances: Counter;
   private readonly databaseUp: Gauge;
+  private streamLag: Histogram | undefined;
   private readonly methods = new Map<string, MethodMetrics>();
   private readonly authHit: Inc;
   private readonly authMiss: Inc;
@@ -172,6 +173,21 @@ export class Metrics {
       this.sweeps.labels('ok').inc();
       this.sweptBalances.inc(outcome.settled);
     }
+  }
+
+  /**
+   * An observer of how long after its create_time each event went out on a
+   * stream (seconds): the event stream lag, made on first use.
+   */
+  eventStreamLag(): (seconds: number) => void {
+    this.streamLag ??= new Histogram({
+      name: 'credits_event_stream_lag_seconds',
+      help: 'Seconds from an event being written to a stream sending it (StreamEvents).',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+    const histogram = this.streamLag;
+    return (seconds) => histogram.observe(seconds);
   }
 
   databaseReachable(up: boolean): void {

@@ -5,6 +5,7 @@ import type { DataSource } from 'typeorm';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { Metrics } from '../../src/observability/metrics';
+import { eventsClient } from '../support/events';
 import { startMetricsServer, type MetricsServer } from '../../src/observability/metrics-server';
 import { openTestDataSource } from '../support/database';
 import { scrape, type Scrape } from '../support/prometheus';
@@ -132,6 +133,25 @@ describe('observability: Prometheus metrics', function () {
     expect(found.value('credits_holds_active_amount', { currency: 'USD' })).to.be.at.least(70);
     expect(found.has('process_cpu_user_seconds_total')).to.equal(true);
     expect(found.has('nodejs_heap_size_used_bytes')).to.equal(true);
+  });
+
+  it('observes the lag of every event a stream sends', async () => {
+    const address = `127.0.0.1:${grpc.port}`;
+    const events = eventsClient(address, tenant.readKey);
+    const stream = events.stream({ liveOnly: true });
+    try {
+      const before = await scrape(metricsAddress);
+      await stream.headers; // live_only answers its start position first: events after it are the stream's
+      for (let i = 0; i < 3; i++) await rw.addPromotionalCredits({ customerId: 'metrics-3', amount: 1n, currencyCode: 'USD', description: 'metrics lag' });
+      await stream.until((got) => got.length === 3, 5000, 'the three events');
+      const after = await scrape(metricsAddress);
+      const sent = (s: Scrape) => (s.has('credits_event_stream_lag_seconds_count') ? s.value('credits_event_stream_lag_seconds_count') : 0);
+      expect(sent(after) - sent(before)).to.equal(3);
+      expect(after.value('credits_event_stream_lag_seconds_bucket', { le: '+Inf' })).to.be.at.least(3);
+    } finally {
+      stream.cancel();
+      events.close();
+    }
   });
 
   it('answers 404 for anything but GET /metrics', async () => {
