@@ -117,9 +117,17 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
   describe('hash chain', () => {
     it('chains every entry of a balance with the documented encoding, recomputable outside the service', async () => {
       const pc = t.promotionalCredits;
+      // Multi-byte text and backslashes in free-text fields and metadata: the encoding counts UTF-8 bytes, not characters, and escapes nothing.
       const customerId = 'audited';
-      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, metadata: { order: 'o-1', 'a.b': 'ünïcödé' }, expireTime: inMs(86_400_000) });
-      await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n, reference: 'inv-7' });
+      await pc.addPromotionalCredits({
+        ...base,
+        customerId,
+        amount: 100n,
+        description: 'Crédit de bienvenue 🎁 \\x41 \\',
+        metadata: { order: 'o-1', 'a.b': 'ünïcödé' },
+        expireTime: inMs(86_400_000),
+      });
+      await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n, reference: 'inv-7-ß' });
       await pc.setPromotionalCredits({ ...base, customerId, amount: 200n, currencyCode: 'EUR' });
       const entries = await ledgerOf(pc, customerId);
       const previous = new Map<string, string>();
