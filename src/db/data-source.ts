@@ -20,6 +20,7 @@ import { CreditHolds1764400000000 } from './migrations/1764400000000-credit-hold
 import { Events1764500000000 } from './migrations/1764500000000-events';
 import { LedgerWriteCosts1764550000000 } from './migrations/1764550000000-ledger-write-costs';
 import { TwoPhaseRedemptions1764600000000 } from './migrations/1764600000000-two-phase-redemptions';
+import { LedgerCheckDomains1764650000000 } from './migrations/1764650000000-ledger-check-domains';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -32,6 +33,7 @@ export const MIGRATIONS = [
   Events1764500000000,
   LedgerWriteCosts1764550000000,
   TwoPhaseRedemptions1764600000000,
+  LedgerCheckDomains1764650000000,
 ];
 
 export interface DataSourceOptions {
@@ -63,7 +65,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
       statement_timeout: 30_000,
       idle_in_transaction_session_timeout: 60_000,
       ...(options.pgClient ? { Client: options.pgClient } : {}),
-      // Read by the outbox writers (appendEvents, promotional_credit_event).
+      // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
       ...(options.eventsOff ? { options: '-c credits.events=off' } : {}),
     },
   });

@@ -19,7 +19,7 @@ export type EventType =
 
 /**
  * What an event carries. The ledger's own events are written by its SQL
- * write path (promotional_credit_event in
+ * write path (promotional_credit_event and promotional_credit_flush_events in
  * src/promotional-credits/sql/promotional-credit-apply.sql): a ledger entry
  * by id, a hold as promotional_credit_hold_json. Coupons, redemptions and
  * customer credits are snapshots written here: the proto message's JSON form

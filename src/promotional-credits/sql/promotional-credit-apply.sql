@@ -59,7 +59,8 @@ BEGIN
      WHERE n.nspname = current_schema()
        AND p.proname IN ('promotional_credit_apply', 'promotional_credit_apply_one', 'promotional_credit_sweep', 'promotional_credit_settle',
                          'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
-                         'promotional_credit_balance_at', 'promotional_credit_balances_as_of')
+                         'promotional_credit_balance_at', 'promotional_credit_balances_as_of',
+                         'promotional_credit_flush_events')
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
   END LOOP;
@@ -72,7 +73,8 @@ CREATE TYPE promotional_credit_outcome AS (
   entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
   entry_expire_time timestamptz, entry_allocations jsonb, entry_hash text, entry_reverses_id uuid,
   entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
-  customer_id text, currency_code text, balance bigint, held bigint, hold jsonb);
+  customer_id text, currency_code text, balance bigint, held bigint, hold jsonb,
+  events events[]);
 
 -- A hold as JSON for the caller and for events; amounts as strings.
 CREATE FUNCTION promotional_credit_hold_json(h promotional_credit_holds) RETURNS jsonb
@@ -83,32 +85,53 @@ LANGUAGE sql IMMUTABLE AS $fn$
     'capture_id', h.capture_id, 'expire_time', h.expire_time, 'create_time', h.create_time, 'update_time', h.update_time)
 $fn$;
 
--- An event of the balance's customer, in the outbox (same transaction).
--- `credits.events = off` (a session setting) skips it: the benchmark's switch.
-CREATE FUNCTION promotional_credit_event(b promotional_credit_balances, event_type text, entry_id uuid, hold jsonb, at timestamptz) RETURNS void
+-- An event of the balance's customer, for the outbox. The functions below
+-- gather a statement's events and promotional_credit_flush_events writes
+-- them with one INSERT at its end (in the order gathered): one statement
+-- and one firing of the outbox's NOTIFY trigger per call of
+-- promotional_credit_apply, however many items and events it has.
+CREATE FUNCTION promotional_credit_event(b promotional_credit_balances, event_type text, entry_id uuid, hold jsonb, at timestamptz) RETURNS events
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+  ev events;
+BEGIN
+  ev.tenant_id := b.tenant_id;
+  ev.type := event_type;
+  ev.customer_id := b.customer_id;
+  ev.create_time := at;
+  ev.payload_kind := CASE WHEN entry_id IS NOT NULL THEN 'promotional_credit' ELSE 'hold' END;
+  ev.promotional_credit_id := entry_id;
+  ev.payload := CASE WHEN entry_id IS NULL THEN hold END;
+  RETURN ev;
+END
+$fn$;
+
+-- Writes gathered events into the outbox (same transaction), in order.
+-- `credits.events = off` (a session setting) skips them: the benchmark's switch.
+CREATE FUNCTION promotional_credit_flush_events(pending events[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF current_setting('credits.events', true) = 'off' THEN RETURN; END IF;
-  INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, promotional_credit_id, payload)
-  VALUES (b.tenant_id, event_type, b.customer_id, at,
-          CASE WHEN entry_id IS NOT NULL THEN 'promotional_credit' ELSE 'hold' END, entry_id,
-          CASE WHEN entry_id IS NULL THEN hold END);
+  IF cardinality(pending) > 0 AND current_setting('credits.events', true) IS DISTINCT FROM 'off' THEN
+    INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, promotional_credit_id, payload)
+    SELECT u.tenant_id, u.type, u.customer_id, u.create_time, u.payload_kind, u.promotional_credit_id, u.payload
+      FROM unnest(pending) WITH ORDINALITY AS u
+     ORDER BY u.ordinality;
+  END IF;
 END
 $fn$;
 
 -- Writes one entry on the locked balance `b` (amount, held and last_hash as
 -- they stand), moves the balance to its closing amount, extends the hash
--- chain, opens the entry's lot when asked, and emits its events. The only
--- INSERT into promotional_credits.
+-- chain, opens the entry's lot when asked, and adds its events to
+-- `events`. The only INSERT into promotional_credits. Answers the entry (e).
 CREATE FUNCTION promotional_credit_post(
   b promotional_credit_balances, entry_type text, entry_origin text, entry_amount bigint,
   description text, credit_type text, reference text, done_by text, metadata jsonb,
-  expire_time timestamptz, reverses_id uuid, allocations jsonb, opens_lot boolean, at timestamptz
-) RETURNS promotional_credits
+  expire_time timestamptz, reverses_id uuid, allocations jsonb, opens_lot boolean, at timestamptz,
+  INOUT events events[], OUT e promotional_credits
+)
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
-DECLARE
-  e promotional_credits;
 BEGIN
   e.id := gen_random_uuid();
   e.tenant_id := b.tenant_id;
@@ -144,11 +167,10 @@ BEGIN
     INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
     VALUES (e.id, e.tenant_id, e.customer_id, e.currency_code, e.seq, e.amount, e.amount, expire_time, e.credit_type, at);
   END IF;
-  PERFORM promotional_credit_event(b, 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, at);
+  events := events || promotional_credit_event(b, 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, at);
   IF b.amount - b.held > 0 AND e.closing_balance - b.held = 0 THEN
-    PERFORM promotional_credit_event(b, 'BALANCE_DEPLETED', e.id, NULL, at);
+    events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', e.id, NULL, at);
   END IF;
-  RETURN e;
 END
 $fn$;
 
@@ -188,8 +210,8 @@ $fn$;
 -- the balance, one EXPIRATION entry per lot, except what active holds still
 -- need: held credits are the first ones in consumption order, so the
 -- soonest-expiring credits stay (held over) and expire when released.
--- Answers the balance row as it is afterwards.
-CREATE FUNCTION promotional_credit_settle(b promotional_credit_balances, at timestamptz) RETURNS promotional_credit_balances
+-- Answers the balance row as it is afterwards (b), and adds the events to `events`.
+CREATE FUNCTION promotional_credit_settle(INOUT b promotional_credit_balances, at timestamptz, INOUT events events[])
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -197,7 +219,7 @@ DECLARE
   lot promotional_credit_lots;
   cover bigint;
   keep bigint;
-  e promotional_credits;
+  p record;
 BEGIN
   FOR h IN
     UPDATE promotional_credit_holds AS x SET status = 'EXPIRED', update_time = x.expire_time
@@ -206,7 +228,7 @@ BEGIN
     RETURNING x.*
   LOOP
     b.held := b.held - h.amount;
-    PERFORM promotional_credit_event(b, 'HOLD_EXPIRED', NULL, promotional_credit_hold_json(h), at);
+    events := events || promotional_credit_event(b, 'HOLD_EXPIRED', NULL, promotional_credit_hold_json(h), at);
   END LOOP;
   UPDATE promotional_credit_balances AS x SET held = b.held
    WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
@@ -221,11 +243,12 @@ BEGIN
     keep := least(lot.remaining, cover);
     cover := cover - keep;
     IF lot.remaining > keep THEN
-      e := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', lot.remaining - keep,
+      p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', lot.remaining - keep,
         'Expired: what was left of lot ' || lot.id, lot.credit_type, '', '(expiry)', '{}', lot.expire_time, NULL,
-        jsonb_build_array(jsonb_build_object('lot_id', lot.id, 'amount', (lot.remaining - keep)::text)), false, at);
-      b.amount := e.closing_balance;
-      b.last_hash := e.hash;
+        jsonb_build_array(jsonb_build_object('lot_id', lot.id, 'amount', (lot.remaining - keep)::text)), false, at, events);
+      events := p.events;
+      b.amount := (p.e).closing_balance;
+      b.last_hash := (p.e).hash;
     END IF;
     UPDATE promotional_credit_lots AS l SET remaining = keep, expired = true WHERE l.id = lot.id;
   END LOOP;
@@ -239,7 +262,6 @@ BEGIN
         AND x.status = 'ACTIVE'));
   UPDATE promotional_credit_balances AS x SET next_expire_time = b.next_expire_time
    WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
-  RETURN b;
 END
 $fn$;
 
@@ -264,6 +286,9 @@ DECLARE
   allocations jsonb;
   lot promotional_credit_lots;
   part bigint;
+  events events[] := '{}';
+  p record;
+  s record;
 BEGIN
   r.customer_id := customer;
   r.currency_code := currency;
@@ -288,7 +313,9 @@ BEGIN
     RETURN r;
   END IF;
   IF b.next_expire_time <= at THEN
-    b := promotional_credit_settle(b, at);
+    s := promotional_credit_settle(b, at, events);
+    b := s.b;
+    events := s.events;
   END IF;
 
   IF op = 'ADD' THEN
@@ -296,8 +323,10 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'BALANCE_LIMIT_EXCEEDED';
     ELSE
-      e := promotional_credit_post(b, 'INCREMENT', 'ADD', amount, w->>'description', w->>'credit_type', w->>'reference',
-        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at);
+      p := promotional_credit_post(b, 'INCREMENT', 'ADD', amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at, events);
+      e := p.e;
+      events := p.events;
     END IF;
 
   ELSIF op IN ('DEDUCT', 'DEDUCT_ALL') THEN
@@ -309,23 +338,29 @@ BEGIN
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
       allocations := promotional_credit_take(b, amount);
-      e := promotional_credit_post(b, 'DECREMENT', 'DEDUCT', amount, w->>'description', w->>'credit_type', w->>'reference',
-        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at);
+      p := promotional_credit_post(b, 'DECREMENT', 'DEDUCT', amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
+      e := p.e;
+      events := p.events;
     END IF;
 
   ELSIF op = 'SET' THEN
     IF amount = b.amount THEN
       r.outcome := 'unchanged';
     ELSIF amount > b.amount THEN
-      e := promotional_credit_post(b, 'INCREMENT', 'SET', amount - b.amount, w->>'description', w->>'credit_type', w->>'reference',
-        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at);
+      p := promotional_credit_post(b, 'INCREMENT', 'SET', amount - b.amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', expire_time, NULL, NULL, true, at, events);
+      e := p.e;
+      events := p.events;
     ELSIF amount < b.held THEN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
       allocations := promotional_credit_take(b, b.amount - amount);
-      e := promotional_credit_post(b, 'DECREMENT', 'SET', b.amount - amount, w->>'description', w->>'credit_type', w->>'reference',
-        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at);
+      p := promotional_credit_post(b, 'DECREMENT', 'SET', b.amount - amount, w->>'description', w->>'credit_type', w->>'reference',
+        w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
+      e := p.e;
+      events := p.events;
     END IF;
 
   ELSIF op = 'REVERSE' THEN
@@ -349,24 +384,30 @@ BEGIN
         r.reason := 'NOTHING_TO_REVERSE';
       ELSE
         UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = target;
-        e := promotional_credit_post(b, 'DECREMENT', 'REVERSAL', part, w->>'description', target_entry.credit_type, w->>'reference',
-          w->>'done_by', w->'metadata', NULL, target, jsonb_build_array(jsonb_build_object('lot_id', target, 'amount', part::text)), false, at);
+        p := promotional_credit_post(b, 'DECREMENT', 'REVERSAL', part, w->>'description', target_entry.credit_type, w->>'reference',
+          w->>'done_by', w->'metadata', NULL, target, jsonb_build_array(jsonb_build_object('lot_id', target, 'amount', part::text)), false, at, events);
+        e := p.e;
+        events := p.events;
       END IF;
     ELSIF b.amount > 9223372036854775807 - target_entry.amount THEN
       r.outcome := 'refused';
       r.reason := 'BALANCE_LIMIT_EXCEEDED';
     ELSIF target_entry.allocations IS NULL THEN
       -- A deduction written before lots existed: its credits come back as a lot of their own.
-      e := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
-        w->>'reference', w->>'done_by', w->'metadata', NULL, target, NULL, true, at);
+      p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
+        w->>'reference', w->>'done_by', w->'metadata', NULL, target, NULL, true, at, events);
+      e := p.e;
+      events := p.events;
     ELSE
       -- Back into the lots they came from, each with its own expire_time; a
       -- part whose lot has expired meanwhile expires at once (settled below).
       UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
         FROM jsonb_array_elements(target_entry.allocations) AS a (value)
        WHERE l.id = (a.value->>'lot_id')::uuid;
-      e := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
-        w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at);
+      p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
+        w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at, events);
+      e := p.e;
+      events := p.events;
       UPDATE promotional_credit_balances AS x
          SET next_expire_time = least(x.next_expire_time,
                (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
@@ -374,7 +415,9 @@ BEGIN
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
       RETURNING x.* INTO b;
       IF b.next_expire_time <= at THEN
-        PERFORM promotional_credit_settle(b, at);
+        s := promotional_credit_settle(b, at, events);
+        b := s.b;
+        events := s.events;
       END IF;
     END IF;
 
@@ -390,9 +433,9 @@ BEGIN
       RETURNING x.* INTO h;
       UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
-      PERFORM promotional_credit_event(b, 'HOLD_CREATED', NULL, promotional_credit_hold_json(h), at);
+      events := events || promotional_credit_event(b, 'HOLD_CREATED', NULL, promotional_credit_hold_json(h), at);
       IF b.amount - b.held - amount = 0 THEN
-        PERFORM promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, promotional_credit_hold_json(h), at);
+        events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, promotional_credit_hold_json(h), at);
       END IF;
       r.outcome := 'unchanged';
       r.hold := promotional_credit_hold_json(h);
@@ -419,14 +462,16 @@ BEGIN
       IF op = 'CAPTURE' THEN
         amount := coalesce(amount, h.amount);
         allocations := promotional_credit_take(b, amount);
-        e := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
-          h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at);
+        p := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
+          h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at, events);
+        e := p.e;
+        events := p.events;
         UPDATE promotional_credit_holds AS x SET status = 'CAPTURED', captured_amount = amount, capture_id = e.id, update_time = at
          WHERE x.id = h.id RETURNING x.* INTO h;
-        PERFORM promotional_credit_event(b, 'HOLD_CAPTURED', NULL, promotional_credit_hold_json(h), at);
+        events := events || promotional_credit_event(b, 'HOLD_CAPTURED', NULL, promotional_credit_hold_json(h), at);
       ELSE
         UPDATE promotional_credit_holds AS x SET status = 'RELEASED', update_time = at WHERE x.id = h.id RETURNING x.* INTO h;
-        PERFORM promotional_credit_event(b, 'HOLD_RELEASED', NULL, promotional_credit_hold_json(h), at);
+        events := events || promotional_credit_event(b, 'HOLD_RELEASED', NULL, promotional_credit_hold_json(h), at);
         r.outcome := 'unchanged';
       END IF;
       -- Credits the hold kept past their lot's expiry expire now.
@@ -435,7 +480,9 @@ BEGIN
       IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
                   WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
                     AND l.remaining > 0 AND l.expire_time <= at) THEN
-        PERFORM promotional_credit_settle(b, at);
+        s := promotional_credit_settle(b, at, events);
+        b := s.b;
+        events := s.events;
       END IF;
     END IF;
     IF h.id IS NOT NULL THEN r.hold := promotional_credit_hold_json(h); END IF;
@@ -474,6 +521,7 @@ BEGIN
     r.balance := coalesce(e.closing_balance, b.amount);
     r.held := b.held;
   END IF;
+  r.events := events;
   RETURN r;
 END
 $fn$;
@@ -513,6 +561,7 @@ DECLARE
   w jsonb;
   r promotional_credit_outcome;
   at timestamptz;
+  pending events[] := '{}';
 BEGIN
   item := 0;
   FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
@@ -527,6 +576,7 @@ BEGIN
       END;
     ELSE
       r := promotional_credit_apply_one(w, at);
+      pending := pending || r.events;
     END IF;
     outcome := r.outcome; reason := r.reason;
     entry_id := r.entry_id; entry_seq := r.entry_seq; entry_time := r.entry_time; entry_type := r.entry_type;
@@ -544,6 +594,7 @@ BEGIN
     END IF;
     RETURN NEXT;
   END LOOP;
+  PERFORM promotional_credit_flush_events(pending);
 END
 $fn$;
 
@@ -559,6 +610,7 @@ DECLARE
   b promotional_credit_balances;
   at timestamptz := clock_timestamp();
   settled integer := 0;
+  s record;
 BEGIN
   FOR b IN
     SELECT * FROM promotional_credit_balances AS x
@@ -567,7 +619,8 @@ BEGIN
      LIMIT max_balances
        FOR UPDATE SKIP LOCKED
   LOOP
-    PERFORM promotional_credit_settle(b, at);
+    s := promotional_credit_settle(b, at, '{}');
+    PERFORM promotional_credit_flush_events(s.events);
     settled := settled + 1;
   END LOOP;
   RETURN settled;
