@@ -146,7 +146,9 @@ async function prepareSession(options: BenchOptions): Promise<Session> {
 
 function selectScenarios(options: BenchOptions): Scenario[] {
   if (options.scenarios.length === 0) return SCENARIOS;
-  const chosen = SCENARIOS.filter((s) => options.scenarios.some((f) => s.name === f || s.name.startsWith(f)));
+  // A scenario's own name picks that one (`add`, not every add-…); other text is a prefix (`redeem`).
+  const picks = (s: Scenario, f: string): boolean => s.name === f || (s.name.startsWith(f) && !SCENARIOS.some((x) => x.name === f));
+  const chosen = SCENARIOS.filter((s) => options.scenarios.some((f) => picks(s, f)));
   const unknown = options.scenarios.filter((f) => !SCENARIOS.some((s) => s.name === f || s.name.startsWith(f)));
   if (unknown.length > 0) throw new UsageError(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
   return chosen;

@@ -35,7 +35,8 @@ pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}
   --duration <s>       measured seconds per run (default 10; soak 300)
   --warmup <s>         warm-up seconds before each measured run (default 5; soak 60)
   --concurrency <n>    calls in flight (default 64)
-  --scenario <names>   comma-separated scenario names or prefixes (default all)
+  --scenario <names>   comma-separated scenario names (exactly that one) or
+                       prefixes of names (every match) (default all)
   --baselines <list>   comma-separated subset of echo,sql,pgbench, or none (default all)
   --log-level <level>  server LOG_LEVEL (default info, the service's default)
   --pool-size <n>      server CREDITS_DB_POOL_SIZE = same-SQL pool = pgbench clients (default 20)
