@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
+import { ErrorInfo } from '../gen/google/rpc/error_details';
+import { Status } from '../gen/google/rpc/status';
 import { Histogram } from './histogram';
 import type { FromLoadGenerator, LoadResult, LoadSpec, ToLoadGenerator } from './protocol';
 import { substitute, type SqlUnit } from './sql-recorder';
@@ -19,6 +21,8 @@ import { substitute, type SqlUnit } from './sql-recorder';
 interface Outcome {
   /** gRPC status name or SQLSTATE; undefined when the call succeeded. */
   error?: string;
+  /** The call was answered with one of the target's expected refusals (this reason). */
+  refused?: string;
   target: string;
   bytes?: number;
 }
@@ -54,7 +58,11 @@ async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
   const clients = [spec.address, ...(spec.moreAddresses ?? [])].map((address) => new Client(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 }));
   await Promise.all(clients.map((client) => new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))));
   // IPC delivers Uint8Arrays; grpc-js writes Buffers.
-  const targets = spec.targets.map((t) => ({ ...t, requests: t.requests.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)) }));
+  const toBuffer = (r: Uint8Array) => Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+  const targets = spec.targets.map((t) => ({ ...t, requests: t.requests.map(toBuffer), measured: t.measuredRequests?.map(toBuffer) }));
+  // The measured requests replace the warm-up ones when the window starts.
+  let measuring = false;
+  setTimeout(() => (measuring = true), spec.warmupSec * 1000).unref();
   // Weighted round robin: a schedule of target indexes, repeated.
   const schedule: number[] = [];
   const total = targets.reduce((sum, t) => sum + t.weight, 0);
@@ -76,15 +84,27 @@ async function grpcCaller(spec: Extract<LoadSpec, { mode: 'grpc' }>) {
         target.path,
         identity,
         identity,
-        target.requests[i % target.requests.length]!,
+        (measuring && target.measured ? target.measured : target.requests)[i % target.requests.length]!,
         metadata,
         { deadline: Date.now() + 60_000 },
-        (err: ServiceError | null, response?: Buffer) =>
-          resolve(err ? { error: status[err.code] ?? String(err.code), target: target.name } : { target: target.name, bytes: response?.length }),
+        (err: ServiceError | null, response?: Buffer) => {
+          if (!err) return resolve({ target: target.name, bytes: response?.length });
+          const reason = target.expectedRefusals ? reasonOf(err) : undefined;
+          if (reason !== undefined && target.expectedRefusals!.includes(reason)) return resolve({ target: target.name, refused: reason });
+          resolve({ error: status[err.code] ?? String(err.code), target: target.name });
+        },
       ),
     );
   };
   return { call, close: () => clients.forEach((client) => client.close()) };
+}
+
+/** The ErrorInfo reason of a failed call (google.rpc.Status details), if any. */
+function reasonOf(err: ServiceError): string | undefined {
+  const raw = err.metadata?.get('grpc-status-details-bin')[0];
+  if (!(raw instanceof Buffer)) return undefined;
+  const info = Status.decode(raw).details.find((any) => any.typeUrl === 'type.googleapis.com/google.rpc.ErrorInfo');
+  return info ? ErrorInfo.decode(info.value).reason : undefined;
 }
 
 async function sqlCaller(spec: Extract<LoadSpec, { mode: 'sql' }>) {
@@ -130,6 +150,7 @@ async function drive(spec: LoadSpec, call: (i: number) => Promise<Outcome>): Pro
   const histogram = new Histogram();
   const second = new Histogram();
   const errors: Record<string, number> = {};
+  const refused: Record<string, number> = {};
   const perTarget: Record<string, { calls: number; errors: number }> = {};
   let secondErrors = 0;
   let bytes = 0;
@@ -179,6 +200,7 @@ async function drive(spec: LoadSpec, call: (i: number) => Promise<Outcome>): Pro
         errors[outcome.error] = (errors[outcome.error] ?? 0) + 1;
         counts.errors++;
       } else {
+        if (outcome.refused) refused[outcome.refused] = (refused[outcome.refused] ?? 0) + 1;
         histogram.record(micros);
         if (outcome.bytes !== undefined) {
           bytes += outcome.bytes;
@@ -199,6 +221,7 @@ async function drive(spec: LoadSpec, call: (i: number) => Promise<Outcome>): Pro
     seconds: spec.durationSec,
     histogram: histogram.toJSON(),
     errors,
+    ...(Object.keys(refused).length > 0 ? { refused } : {}),
     perTarget,
     responseBytes: bytesCount > 0 ? bytes / bytesCount : undefined,
   };

@@ -32,6 +32,8 @@ interface Prepared {
   scenario: Scenario;
   rpc: LoadedRpc;
   requests: Uint8Array[];
+  /** The measurement window's requests, when the scenario has its own (measuredRequest). */
+  measuredRequests?: Uint8Array[];
   sample: SampleCall;
 }
 
@@ -121,7 +123,10 @@ async function prepareSession(options: BenchOptions): Promise<Session> {
           // One unrecorded call first, so connection set-up and first-use work are not in the recording.
           await recording.call(scenario.rpc, scenario.request(1 % scenario.cycle, ctx));
           const sample = await recording.record(scenario.rpc, scenario.request(0, ctx));
-          prepared.push({ scenario, rpc, requests, sample });
+          const measuredRequests = scenario.measuredRequest
+            ? Array.from({ length: scenario.cycle }, (_, i) => new Uint8Array(rpc.encodeRequest(scenario.measuredRequest!(i, ctx))))
+            : undefined;
+          prepared.push({ scenario, rpc, requests, sample, ...(measuredRequests ? { measuredRequests } : {}) });
         } catch (err) {
           if ((err as { code?: unknown }).code === status.UNIMPLEMENTED) {
             // Generated but not served yet (another service's work in progress).
@@ -255,7 +260,17 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
         address: server.address,
         moreAddresses: servers.slice(1).map((s) => s.address),
         apiKey: ctx.apiKey,
-        targets: [{ name: p.scenario.name, path: p.rpc.method.path, requests: p.requests, weight: 1, idempotencyKeys: p.scenario.idempotencyKeys }],
+        targets: [
+          {
+            name: p.scenario.name,
+            path: p.rpc.method.path,
+            requests: p.requests,
+            weight: 1,
+            idempotencyKeys: p.scenario.idempotencyKeys,
+            measuredRequests: p.measuredRequests,
+            expectedRefusals: p.scenario.expectedRefusals,
+          },
+        ],
         concurrency: options.concurrency,
         warmupSec: options.warmupSec,
         durationSec: options.durationSec,
@@ -272,7 +287,11 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
     // Stopped here (not only in finally) so that the spans flushed at shutdown are counted too.
     for (const s of servers) await s.stop();
     const exported = sink?.received();
+    const refused = Object.entries(result.refused ?? {});
     const notes = [
+      ...(refused.length > 0
+        ? [`answered in the window: ${int(result.calls - refused.reduce((n, [, v]) => n + v, 0) - Object.values(result.errors).reduce((a, b) => a + b, 0))} OK and ${refused.map(([k, v]) => `${int(v)} ${k}`).join(', ')} (expected refusals: counted as answered calls, not errors)`]
+        : []),
       ...(servers.length > 1 ? [`${servers.length} server processes, calls round-robin; CPU is theirs added up, peak RSS the largest`] : []),
       ...(exported ? [`spans exported to a local OTLP/HTTP receiver over the run and at shutdown: ${exported.requests} requests, ${mb(exported.bytes)} MB`] : []),
     ];
@@ -280,6 +299,7 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
     const run = toRunReport(subject, 'service', result, cpu, p.scenario.units?.perCall, { peakRssBytes: peak > 0 ? peak : undefined, ...(notes.length ? { note: notes.join('; ') } : {}) });
     if (eventStreams) run.eventStreams = eventStreams;
     printRun(label, run, p.scenario.units?.name);
+    if (refused.length > 0) log(`    ${notes[0]}`);
     if (exported) log(`    ${notes[notes.length - 1]}`);
     const problems = run.errorCount > 0 ? servers.flatMap((s) => s.problems()) : [];
     for (const line of problems) log(`    server: ${line.slice(0, 300)}`);

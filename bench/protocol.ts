@@ -13,6 +13,10 @@ export interface GrpcTarget {
   weight: number;
   /** Send a fresh `idempotency-key` with every call, as @credits/client does. */
   idempotencyKeys?: boolean;
+  /** From the start of the measurement window on, send these instead (a fresh capped coupon for the measured run). */
+  measuredRequests?: Uint8Array[];
+  /** Refusals (ErrorInfo reasons) that are the expected answer: counted as answered calls in `refused`, not as errors. */
+  expectedRefusals?: string[];
 }
 
 interface LoadTiming {
@@ -40,6 +44,8 @@ export interface LoadResult {
   histogram: ReturnType<Histogram['toJSON']>;
   /** Failed calls in the window by gRPC status name or SQLSTATE. */
   errors: Record<string, number>;
+  /** Calls in the window answered with an expected refusal, by reason (also in `calls` and the latencies). */
+  refused?: Record<string, number>;
   /** Calls and errors per target (mixed loads). */
   perTarget: Record<string, { calls: number; errors: number }>;
   /** Mean response size in bytes (gRPC). */

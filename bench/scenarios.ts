@@ -65,6 +65,14 @@ export interface Scenario {
   /** Request of call i, as a plain object (fromPartial fills the rest). */
   request(i: number, ctx: BenchContext): Record<string, unknown>;
   /**
+   * Request of call i in the service run's measurement window, when it
+   * differs from the warm-up's (a fresh capped coupon, so that the cap is
+   * reached while measured). Setup, recording, echo and replays use `request`.
+   */
+  measuredRequest?(i: number, ctx: BenchContext): Record<string, unknown>;
+  /** ErrorInfo reasons that are expected answers (a cap reached): reported as refused, not as errors. */
+  expectedRefusals?: string[];
+  /**
    * The values that differ between calls (a customer id). The recorded SQL of
    * call 0 is replayed for call i with varying(0)[k] replaced by varying(i)[k].
    */
@@ -108,6 +116,20 @@ const FREQUENCY_LIFETIME = 3;
 /** A cap far above what a run reaches: every call takes the whole path (lock, every check, insert, count). */
 const COUPON_CAP = 2_000_000_000;
 const BATCH_SIZE = 500;
+
+/** The measured capped coupon's redemptions so far. */
+async function cappedRows(env: SetupEnv): Promise<number> {
+  const [row] = await env.sql<{ rows: string }>(`SELECT count(*)::text AS rows FROM coupon_redemptions WHERE tenant_id = $1 AND coupon_id = $2`, [
+    env.ctx.tenantId,
+    env.ctx.ids.cappedCodeId,
+  ]);
+  return Number(row?.rows ?? 0);
+}
+
+/** redeem-coupon-capped: its cap, and more distinct customers than it (each redeems once at most). */
+const CAPPED_MAX = 10_000;
+const CAPPED_CUSTOMERS = 20_000;
+const cappedCustomerId = (i: number): string => `k${i % CAPPED_CUSTOMERS}`;
 
 const roundRobinCustomer = { set: [`\\set n random(0, ${CUSTOMERS - 1})`], expressions: [`('c' || :n::text)`] };
 
@@ -413,6 +435,107 @@ export const SCENARIOS: Scenario[] = [
       return problems;
     },
     soakWeight: 10,
+  },
+  {
+    name: 'redeem-coupon-capped',
+    title: `RedeemCoupon, ${CAPPED_CUSTOMERS.toLocaleString('en')} customers racing for a max_redemptions ${CAPPED_MAX.toLocaleString('en')} coupon`,
+    rpc: { ...COUPONS, method: 'redeemCoupon', requestType: 'RedeemCouponRequest' },
+    cycle: CAPPED_CUSTOMERS,
+    // Warm-up (and the recorded call, echo and replays) on a coupon of its
+    // own; the measured window starts on a fresh one, so that its cap is
+    // reached while measured and the check below counts exactly its uses.
+    request: (i, ctx) => ({ code: ctx.ids.cappedWarmupCode, customerId: cappedCustomerId(i), amount: { amount: 1000n, currencyCode: 'USD' } }),
+    measuredRequest: (i, ctx) => ({ code: ctx.ids.cappedCode, customerId: cappedCustomerId(i), amount: { amount: 1000n, currencyCode: 'USD' } }),
+    expectedRefusals: ['COUPON_MAX_REDEMPTIONS_REACHED'],
+    varying: (i) => [cappedCustomerId(i)],
+    pgbenchVarying: { set: [`\\set n random(0, ${CAPPED_CUSTOMERS - 1})`], expressions: [`('k' || :n::text)`] },
+    setup: async (env) => {
+      for (const [id, label] of [
+        ['cappedWarmupCode', 'WARMUP'],
+        ['cappedCode', 'MEASURED'],
+      ] as const) {
+        const code = `BENCH-CAPPED-${label}-${Date.now()}`;
+        const res = await env.call(
+          { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
+          {
+            code,
+            name: 'Benchmark capped coupon',
+            type: COUPON_TYPE_FIXED_AMOUNT,
+            fixedAmount: { amount: 100n, currencyCode: 'USD' },
+            frequency: FREQUENCY_LIFETIME,
+            maxRedemptions: CAPPED_MAX,
+          },
+        );
+        env.ctx.ids[id] = code;
+        env.ctx.ids[`${id}Id`] = (res.coupon as { id: string }).id;
+      }
+    },
+    check: async (env) => {
+      const problems: string[] = [];
+      // A machine too busy to use the cap up in the window: the rest of it
+      // is raced for now, through the redemptions' one write path
+      // (coupon_redeem, groups of 8 from 4 connections at once), so the run
+      // still ends at the cap, reached (and held) under concurrency.
+      const redeemed = await cappedRows(env);
+      if (redeemed < CAPPED_MAX) {
+        const outcomes: Record<string, number> = {};
+        let next = 0;
+        const extra = CAPPED_MAX - redeemed + 500;
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            while (next < extra) {
+              const first = next;
+              next = Math.min(extra, next + 8);
+              const requests = Array.from({ length: next - first }, (_, k) => ({
+                code: env.ctx.ids.cappedCode,
+                customer_id: `k-after-${first + k}`,
+                amount: '1000',
+                currency_code: 'USD',
+                done_by: env.ctx.keyName,
+                metadata: {},
+                validate_only: false,
+                event: { customerId: `k-after-${first + k}`, doneBy: env.ctx.keyName, status: 'REDEMPTION_STATUS_CONFIRMED', amount: { amount: '1000', currencyCode: 'USD' } },
+              }));
+              const rows = await env.sql<{ reason: string | null }>(`SELECT reason FROM coupon_redeem($1::uuid, $2::jsonb)`, [env.ctx.tenantId, JSON.stringify(requests)]);
+              for (const row of rows) outcomes[row.reason ?? 'OK'] = (outcomes[row.reason ?? 'OK'] ?? 0) + 1;
+            }
+          }),
+        );
+        const note =
+          `the measured window used ${redeemed} of the cap; the rest was raced for after it (${extra} requests, coupon_redeem from 4 connections): ` +
+          Object.entries(outcomes).map(([k, v]) => `${v} ${k}`).join(', ');
+        console.log(`  redeem-coupon-capped: ${note}`);
+        if ((outcomes.OK ?? 0) !== CAPPED_MAX - redeemed) problems.push(`after the window: ${outcomes.OK ?? 0} more redemptions, expected ${CAPPED_MAX - redeemed}`);
+        for (const k of Object.keys(outcomes)) if (k !== 'OK' && k !== 'COUPON_MAX_REDEMPTIONS_REACHED') problems.push(`after the window: ${outcomes[k]} requests answered ${k}`);
+      }
+      for (const [id, which] of [
+        ['cappedCodeId', 'measured'],
+        ['cappedWarmupCodeId', 'warm-up'],
+      ] as const) {
+        const [row] = await env.sql<{ counted: string; rows: string; customers: string }>(
+          `SELECT c.redemption_count::text AS counted,
+                  (SELECT count(*) FROM coupon_redemptions r WHERE r.tenant_id = c.tenant_id AND r.coupon_id = c.id)::text AS rows,
+                  (SELECT count(DISTINCT customer_id) FROM coupon_redemptions r WHERE r.tenant_id = c.tenant_id AND r.coupon_id = c.id)::text AS customers
+             FROM coupons c WHERE c.tenant_id = $1 AND c.id = $2`,
+          [env.ctx.tenantId, env.ctx.ids[id]],
+        );
+        if (!row) {
+          problems.push(`the ${which} capped coupon is gone`);
+          continue;
+        }
+        if (row.counted !== row.rows) problems.push(`${which} capped coupon: redemption_count is ${row.counted} but it has ${row.rows} redemptions`);
+        if (BigInt(row.rows) > BigInt(CAPPED_MAX)) problems.push(`${which} capped coupon: ${row.rows} redemptions, above its cap of ${CAPPED_MAX}`);
+        // (The warm-up coupon's sample call is recorded twice, by one customer.)
+        if (which === 'measured' && row.customers !== row.rows) problems.push(`${which} capped coupon: ${row.rows} redemptions by only ${row.customers} customers`);
+        // The measured run must use the cap up exactly (the rest refused with
+        // COUPON_MAX_REDEMPTIONS_REACHED, which the service run reports).
+        if (which === 'measured' && row.rows !== String(CAPPED_MAX)) {
+          problems.push(`measured capped coupon ended with ${row.rows} redemptions, not exactly its cap of ${CAPPED_MAX}`);
+        }
+      }
+      return problems;
+    },
+    soakWeight: 0,
   },
   {
     // Written from ../shared/design/API.md before CreditService existed: check the field names when it lands.

@@ -111,7 +111,9 @@ export function checkRedemptionTerms(
  * The discount a coupon gives on `amount` (minor units, 0..2^63-1), exactly:
  * a percentage rounds to the nearest minor unit with halves up; a fixed amount
  * is capped at `amount`, so the total never goes below zero. Either way the
- * discount is between 0 and `amount`.
+ * discount is between 0 and `amount`. ValidateCoupon computes with it;
+ * coupon_redeem (sql/coupon-redeem.sql) computes a redemption's from the
+ * locked row the same way, in numeric (test/coupons/rules-agree.test.ts).
  */
 export function computeDiscount(coupon: Pick<CouponView, 'type' | 'percentage' | 'fixedAmount'>, amount: bigint): bigint {
   if (amount < 0n || amount > INT64_MAX) throw new RangeError(`amount ${amount} is outside 0..2^63-1`);
@@ -150,29 +152,19 @@ export function notApplicableBecause(coupon: CouponView, request: Pick<Redemptio
  * The first refusal among the checks that need only the coupon row, in the
  * contract's order: disabled, expired, not applicable, total limit. The
  * per-customer limit comes after (customerLimitRefusal) because it needs a count.
+ *
+ * ValidateCoupon decides with these (it takes no lock and writes nothing);
+ * RedeemCoupon and RedeemCustomerCredit are decided by coupon_redeem
+ * (sql/coupon-redeem.sql), which restates them under the coupon's row lock,
+ * and only described here (couponRefusalOf). test/coupons/rules-agree.test.ts
+ * runs both on the same cases.
  */
 export function couponRefusal(coupon: CouponView, request: Pick<RedemptionRequest, 'planId' | 'productId' | 'amount'>, now: Date): Refusal | undefined {
-  const metadata = { code: coupon.code };
-  if (!coupon.enabled) {
-    return { reason: ErrorReason.CouponDisabled, message: `Coupon ${coupon.code} is disabled.`, metadata };
-  }
-  if (isExpired(coupon, now)) {
-    return {
-      reason: ErrorReason.CouponExpired,
-      message: `Coupon ${coupon.code} expired at ${coupon.expireTime!.toISOString()}.`,
-      metadata: { ...metadata, expire_time: coupon.expireTime!.toISOString() },
-    };
-  }
-  const why = notApplicableBecause(coupon, request);
-  if (why !== undefined) {
-    return { reason: ErrorReason.CouponNotApplicable, message: `Coupon ${coupon.code} does not apply: ${why}.`, metadata };
-  }
+  if (!coupon.enabled) return couponRefusalOf(ErrorReason.CouponDisabled, coupon, request);
+  if (isExpired(coupon, now)) return couponRefusalOf(ErrorReason.CouponExpired, coupon, request);
+  if (notApplicableBecause(coupon, request) !== undefined) return couponRefusalOf(ErrorReason.CouponNotApplicable, coupon, request);
   if (coupon.maxRedemptions !== null && coupon.redemptionCount >= BigInt(coupon.maxRedemptions)) {
-    return {
-      reason: ErrorReason.CouponMaxRedemptionsReached,
-      message: `Coupon ${coupon.code} has been redeemed ${coupon.redemptionCount} times, its limit of ${coupon.maxRedemptions}.`,
-      metadata: { ...metadata, max_redemptions: String(coupon.maxRedemptions) },
-    };
+    return couponRefusalOf(ErrorReason.CouponMaxRedemptionsReached, coupon, request);
   }
   return undefined;
 }
@@ -180,11 +172,49 @@ export function couponRefusal(coupon: CouponView, request: Pick<RedemptionReques
 /** The refusal when `customerRedemptions` (this customer's redemptions of the coupon) reached its per-customer limit. */
 export function customerLimitRefusal(coupon: CouponView, customerId: string, customerRedemptions: bigint): Refusal | undefined {
   if (coupon.maxRedemptionsPerCustomer === null || customerRedemptions < BigInt(coupon.maxRedemptionsPerCustomer)) return undefined;
-  return {
-    reason: ErrorReason.CouponCustomerLimitReached,
-    message: `Customer ${customerId} has redeemed coupon ${coupon.code} ${customerRedemptions} times, its per-customer limit of ${coupon.maxRedemptionsPerCustomer}.`,
-    metadata: { code: coupon.code, customer_id: customerId, max_redemptions_per_customer: String(coupon.maxRedemptionsPerCustomer) },
-  };
+  return couponRefusalOf(ErrorReason.CouponCustomerLimitReached, coupon, { planId: undefined, productId: undefined, amount: undefined }, customerId, customerRedemptions);
+}
+
+/**
+ * A refusal decided elsewhere (by the checks above, or by coupon_redeem under
+ * the lock) as the caller is told it: the sentence and ErrorInfo metadata.
+ * Describes only; `coupon.redemptionCount` is the uses that counted, and
+ * `customerRedemptions` the customer's (COUPON_CUSTOMER_LIMIT_REACHED).
+ */
+export function couponRefusalOf(
+  reason: RefusalReason,
+  coupon: CouponView,
+  request: Pick<RedemptionRequest, 'planId' | 'productId' | 'amount'>,
+  customerId = '',
+  customerRedemptions = 0n,
+): Refusal {
+  const metadata = { code: coupon.code };
+  switch (reason) {
+    case ErrorReason.CouponDisabled:
+      return { reason, message: `Coupon ${coupon.code} is disabled.`, metadata };
+    case ErrorReason.CouponExpired:
+      return {
+        reason,
+        message: `Coupon ${coupon.code} expired at ${coupon.expireTime!.toISOString()}.`,
+        metadata: { ...metadata, expire_time: coupon.expireTime!.toISOString() },
+      };
+    case ErrorReason.CouponNotApplicable: {
+      const why = notApplicableBecause(coupon, request);
+      return { reason, message: `Coupon ${coupon.code} does not apply${why === undefined ? '' : `: ${why}`}.`, metadata };
+    }
+    case ErrorReason.CouponMaxRedemptionsReached:
+      return {
+        reason,
+        message: `Coupon ${coupon.code} has been redeemed ${coupon.redemptionCount} times, its limit of ${coupon.maxRedemptions}.`,
+        metadata: { ...metadata, max_redemptions: String(coupon.maxRedemptions) },
+      };
+    case ErrorReason.CouponCustomerLimitReached:
+      return {
+        reason,
+        message: `Customer ${customerId} has redeemed coupon ${coupon.code} ${customerRedemptions} times, its per-customer limit of ${coupon.maxRedemptionsPerCustomer}.`,
+        metadata: { code: coupon.code, customer_id: customerId, max_redemptions_per_customer: String(coupon.maxRedemptionsPerCustomer) },
+      };
+  }
 }
 
 /** Expired from the instant `expire_time` is reached; no background job involved. */

@@ -22,31 +22,6 @@ export const CODE_UNIQUE_INDEX = 'coupons_tenant_code';
  */
 export const CREDITS_COUPON_FOREIGN_KEY = 'customer_credits_coupon';
 
-export interface RedemptionDraft {
-  tenantId: string;
-  couponId: string;
-  customerId: string;
-  planId: string | null;
-  productId: string | null;
-  amount: bigint | null;
-  discount: bigint | null;
-  currencyCode: string | null;
-  doneBy: string;
-  /** null: confirmed at once. */
-  holdUntil: Date | null;
-  metadata: Metadata;
-  /** The customer credit it uses; null for RedeemCoupon's. */
-  customerCreditId: string | null;
-}
-
-/** How many uses count for a coupon at an instant, beyond its confirmed ones. */
-export interface CouponUses {
-  /** Held redemptions whose hold_until is later. */
-  held: bigint;
-  /** The customer's redemptions that count (confirmed or held, not lapsed); undefined when not asked. */
-  customer: bigint | undefined;
-}
-
 /** A redemption's row, its credit and its state row, as redemptionRow maps it. */
 interface RedemptionRow {
   id: string;
@@ -74,6 +49,112 @@ const REDEMPTION_COLUMNS = `r.id, r.seq, r.tenant_id, r.coupon_id, r.customer_id
 const REDEMPTION_FROM = `coupon_redemptions r
   LEFT JOIN customer_credit_redemptions l ON l.redemption_id = r.id
   LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id`;
+
+/** One request of coupon_redeem, as its JSON (see sql/coupon-redeem.sql). */
+export interface RedeemRequestJson {
+  /** RedeemCoupon: the coupon's code. */
+  code?: string;
+  /** RedeemCustomerCredit: the credit (of customer_id) whose coupon is redeemed. */
+  credit_id?: string;
+  customer_id: string;
+  plan_id: string | null;
+  product_id: string | null;
+  /** Minor units as a string; null: no amount. */
+  amount: string | null;
+  currency_code: string | null;
+  /** ISO instant; null: confirmed at once. */
+  hold_until: string | null;
+  metadata: Metadata;
+  done_by: string;
+  validate_only: boolean;
+  /** The REDEMPTION_CREATED payload but for what the statement adds (id, couponId, discount, createTime, updateTime). */
+  event: unknown;
+}
+
+/** One row of coupon_redeem: the request's outcome, the coupon after it and (credit requests) the credit after it. */
+export interface RedeemRow {
+  item: number;
+  reason: string | null;
+  redemption_id: string | null;
+  redemption_seq: string | null;
+  redemption_time: Date | null;
+  discount: string | null;
+  customer_uses: string | null;
+  c_id: string | null;
+  c_seq: string;
+  c_code: string;
+  c_name: string;
+  c_type: CouponEntity['type'];
+  c_percentage: number | null;
+  c_fixed_amount: string | null;
+  c_fixed_currency_code: string | null;
+  c_frequency: CouponEntity['frequency'];
+  c_frequency_interval: number | null;
+  c_max_redemptions: number | null;
+  c_max_redemptions_per_customer: number | null;
+  c_expire_time: Date | null;
+  c_limited_to_plans: string[];
+  c_excluded_from_plans: string[];
+  c_limited_to_products: string[];
+  c_excluded_from_products: string[];
+  c_enabled: boolean;
+  c_confirmed: string;
+  c_live: string;
+  c_redeemed: boolean;
+  c_metadata: Metadata;
+  c_create_time: Date;
+  c_update_time: Date;
+  cr_id: string | null;
+  cr_seq: string;
+  cr_customer_id: string;
+  cr_coupon_id: string;
+  cr_membership_id: string | null;
+  cr_uses_total: number | null;
+  cr_multi_use: boolean;
+  cr_confirmed: string;
+  cr_live: string;
+  cr_expire_time: Date | null;
+  cr_revenue_amount: string | null;
+  cr_revenue_currency_code: string | null;
+  cr_create_time: Date;
+  cr_revoke_time: Date | null;
+  cr_last_redeem_time: Date | null;
+  cr_metadata: Metadata;
+}
+
+const REDEEM_SQL = `SELECT * FROM coupon_redeem($1::uuid, $2::jsonb)`;
+
+/** The coupon of a coupon_redeem row (c_id set), with its counts after the row's request. */
+export function couponOfRedeemRow(tenantId: string, row: RedeemRow): CouponEntity {
+  const coupon: CouponEntity = {
+    id: row.c_id!,
+    seq: BigInt(row.c_seq),
+    tenantId,
+    code: row.c_code,
+    name: row.c_name,
+    type: row.c_type,
+    percentage: row.c_percentage,
+    fixedAmount: row.c_fixed_amount === null ? null : BigInt(row.c_fixed_amount),
+    fixedCurrencyCode: row.c_fixed_currency_code,
+    frequency: row.c_frequency,
+    frequencyInterval: row.c_frequency_interval,
+    maxRedemptions: row.c_max_redemptions,
+    maxRedemptionsPerCustomer: row.c_max_redemptions_per_customer,
+    expireTime: row.c_expire_time,
+    limitedToPlans: row.c_limited_to_plans,
+    excludedFromPlans: row.c_excluded_from_plans,
+    limitedToProducts: row.c_limited_to_products,
+    excludedFromProducts: row.c_excluded_from_products,
+    enabled: row.c_enabled,
+    confirmedCount: BigInt(row.c_confirmed),
+    redemptionCount: BigInt(row.c_live),
+    redeemed: row.c_redeemed,
+    metadata: row.c_metadata,
+    createTime: row.c_create_time,
+    updateTime: row.c_update_time,
+  };
+  return Object.assign(new CouponEntity(), coupon);
+}
 
 export class CouponRepository {
   constructor(private readonly manager: EntityManager) {}
@@ -114,7 +195,7 @@ export class CouponRepository {
    * Reads a coupon of the tenant and takes its row lock (SELECT … FOR
    * UPDATE, no joins) until the transaction ends, which must be open. Its
    * `redemptionCount` is only its confirmed count here: the held uses must be
-   * counted by a later statement (countUses), at an instant read after the
+   * counted by a later statement (withUses), at an instant read after the
    * lock was granted, so as to see every hold that committed meanwhile and
    * none that lapsed meanwhile.
    */
@@ -138,22 +219,14 @@ export class CouponRepository {
     return coupons;
   }
 
-  /**
-   * The uses of a coupon that count at `now` beyond its confirmed ones, and
-   * (with `customerId`) the customer's; exact only while the coupon row is
-   * locked, since every hold and redemption is written under that lock.
-   */
-  async countUses(tenantId: string, couponId: string, customerId: string | undefined, now: Date): Promise<CouponUses> {
-    const rows: Array<{ held: string; customer: string | null }> = await this.manager.query(
-      `SELECT (SELECT count(*) FROM coupon_redemption_states
-                WHERE tenant_id = $1 AND coupon_id = $2 AND status = 'HELD' AND hold_until > $3) AS held,
-              CASE WHEN $4::text IS NULL THEN NULL ELSE
-                (SELECT count(*) FROM coupon_redemptions r LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id
-                  WHERE r.tenant_id = $1 AND r.coupon_id = $2 AND r.customer_id = $4 AND ${countedSql('s', '$3')}) END AS customer`,
-      [tenantId, couponId, now, customerId ?? null],
+  /** A customer's uses of a coupon that count at `now` (confirmed, or held and not lapsed); ValidateCoupon's count, without a lock. */
+  async countCustomerUses(tenantId: string, couponId: string, customerId: string, now: Date): Promise<bigint> {
+    const rows: Array<{ uses: string }> = await this.manager.query(
+      `SELECT count(*) AS uses FROM coupon_redemptions r LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id
+        WHERE r.tenant_id = $1 AND r.coupon_id = $2 AND r.customer_id = $3 AND ${countedSql('s', '$4')}`,
+      [tenantId, couponId, customerId, now],
     );
-    const row = rows[0]!;
-    return { held: BigInt(row.held), customer: row.customer === null ? undefined : BigInt(row.customer) };
+    return BigInt(rows[0]!.uses);
   }
 
   /** Replaces the writable fields and metadata of a coupon the caller has locked; answers it as stored. */
@@ -204,72 +277,14 @@ export class CouponRepository {
   }
 
   /**
-   * Records a redemption (and, when held, its state row) and counts it on
-   * the coupon in ONE statement: a confirmed one in its confirmed count; any
-   * marks the coupon redeemed. The caller holds the coupon's row lock, which
-   * this keeps for one round trip rather than two. Answers the redemption
-   * and the coupon's uses at `now` afterwards.
+   * Decides and records redemptions of one tenant in ONE statement:
+   * coupon_redeem (sql/coupon-redeem.sql) locks each credit and coupon once,
+   * decides every request in order under those locks and writes the accepted
+   * ones with their events. Rows come back in the order of `requests`.
    */
-  async insertRedemption(draft: RedemptionDraft, now: Date): Promise<{ redemption: CouponRedemptionEntity; confirmedCount: bigint; redemptionCount: bigint }> {
-    const { rows } = await preparedQuery<{ id: string; seq: string; create_time: Date; confirmed: string; held: string }>(
-      this.manager,
-      'coupon_redemption_insert_held',
-      `WITH inserted AS (
-         INSERT INTO coupon_redemptions
-           (tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, hold_until, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         RETURNING id, seq, create_time
-       ), state AS (
-         INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
-         SELECT id, $1, $2, $12, 'HELD', $10, create_time FROM inserted WHERE $10::timestamptz IS NOT NULL
-       ), counted AS (
-         UPDATE coupons SET redemption_count = redemption_count + CASE WHEN $10::timestamptz IS NULL THEN 1 ELSE 0 END, redeemed = true
-          WHERE tenant_id = $1 AND id = $2 RETURNING redemption_count
-       )
-       SELECT i.id, i.seq, i.create_time, c.redemption_count AS confirmed,
-              (SELECT count(*) FROM coupon_redemption_states
-                WHERE tenant_id = $1 AND coupon_id = $2 AND status = 'HELD' AND hold_until > $13) AS held
-         FROM inserted i, counted c`,
-      [
-        draft.tenantId,
-        draft.couponId,
-        draft.customerId,
-        draft.planId,
-        draft.productId,
-        draft.amount?.toString() ?? null,
-        draft.discount?.toString() ?? null,
-        draft.currencyCode,
-        draft.doneBy,
-        draft.holdUntil,
-        JSON.stringify(draft.metadata),
-        draft.customerCreditId,
-        now,
-      ],
-    );
-    const row = rows[0]!;
-    // The statement does not see its own state row: this hold is one more.
-    const held = BigInt(row.held) + (draft.holdUntil === null ? 0n : 1n);
-    const redemption: CouponRedemptionEntity = {
-      id: row.id,
-      seq: BigInt(row.seq),
-      tenantId: draft.tenantId,
-      couponId: draft.couponId,
-      customerId: draft.customerId,
-      planId: draft.planId,
-      productId: draft.productId,
-      amount: draft.amount,
-      discount: draft.discount,
-      currencyCode: draft.currencyCode,
-      doneBy: draft.doneBy,
-      createTime: row.create_time,
-      holdUntil: draft.holdUntil,
-      metadata: draft.metadata,
-      customerCreditId: draft.customerCreditId,
-      status: draft.holdUntil === null ? 'CONFIRMED' : 'HELD',
-      updateTime: row.create_time,
-    };
-    const confirmed = BigInt(row.confirmed);
-    return { redemption: Object.assign(new CouponRedemptionEntity(), redemption), confirmedCount: confirmed, redemptionCount: confirmed + held };
+  async redeem(tenantId: string, requests: readonly RedeemRequestJson[]): Promise<RedeemRow[]> {
+    const { rows } = await preparedQuery<RedeemRow>(this.manager, 'coupon_redeem', REDEEM_SQL, [tenantId, JSON.stringify(requests)]);
+    return rows;
   }
 
   /** A redemption of the tenant, with its credit and its status at `now`. */

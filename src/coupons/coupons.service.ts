@@ -19,12 +19,12 @@ import {
   type RedemptionListInput,
 } from './coupon-list.rules';
 import type { CouponRedemptionEntity } from './coupon-redemption.entity';
-import { computeDiscount, validateRedemptionInput, type Refusal, type RedemptionInput } from './coupon-redemption.rules';
+import { computeDiscount, couponRefusal, customerLimitRefusal, validateRedemptionInput, type Refusal, type RedemptionInput } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
 import { couponNotFound } from './coupon.errors';
 import { CODE_UNIQUE_INDEX, CouponRepository, type CouponLocator } from './coupon.repository';
 import { changedFields, checkCode, validateCouponTerms, type CouponTermsInput } from './coupon.rules';
-import { redeemCouponInTransaction, redemptionRefusal, type RedemptionOutcome } from './redeem-coupon';
+import { couponRedemptionError, REDEMPTIONS, type RedemptionItem, type RedemptionOutcome } from './redeem-coupon';
 import { lapsedAt, transitionRefusal, type RedemptionTransition } from './redemption-status.rules';
 import { runOrRehearse } from './validate-only';
 
@@ -154,14 +154,23 @@ export class CouponsService {
     });
   }
 
-  /** The redemption's checks and discount, without a lock and without writing. */
+  /**
+   * The redemption's checks and discount, without a lock and without
+   * writing: the rules of coupon-redemption.rules.ts on the coupon and the
+   * counts read now. RedeemCoupon's are coupon_redeem's, under the lock
+   * (test/coupons/rules-agree.test.ts holds them to the same answers).
+   */
   async validate(principal: Principal, input: RedemptionInput): Promise<ValidationOutcome> {
     const now = this.clock();
     const { code, request } = validateRedemptionInput(input, principal, now);
     const repo = new CouponRepository(this.dataSource.manager);
     const coupon = await repo.findCoupon(principal.tenantId, { code }, now);
     if (!coupon) throw couponNotFound({ code });
-    const refusal = await redemptionRefusal(repo, principal.tenantId, coupon, request, now);
+    let refusal = couponRefusal(coupon, request, now);
+    if (refusal === undefined && coupon.maxRedemptionsPerCustomer !== null) {
+      const uses = await repo.countCustomerUses(principal.tenantId, coupon.id, request.customerId, now);
+      refusal = customerLimitRefusal(coupon, request.customerId, uses);
+    }
     const discount =
       refusal === undefined && request.amount !== undefined
         ? { amount: computeDiscount(coupon, request.amount.amount), currencyCode: request.amount.currencyCode }
@@ -169,6 +178,13 @@ export class CouponsService {
     return { coupon, refusal, discount };
   }
 
+  /**
+   * Records a redemption (HELD with hold_until, else CONFIRMED) with its
+   * event, or refuses it, in one statement shared with the redemptions other
+   * calls submit meanwhile (REDEMPTIONS: coupon_redeem decides every check
+   * under the coupon's row lock). validate_only decides and answers the same
+   * way and writes nothing.
+   */
   async redeem(
     principal: Principal,
     input: RedemptionInput & { validateOnly: boolean },
@@ -176,12 +192,10 @@ export class CouponsService {
     snapshots: CouponEventSnapshots,
   ): Promise<RedemptionOutcome> {
     const { code, request } = validateRedemptionInput(input, principal, this.clock());
-    const source = { doneBy: principal.keyName, customerCreditId: null };
-    const outcome = await runOrRehearse(run, input.validateOnly, (m) =>
-      redeemCouponInTransaction(m, principal.tenantId, { code }, request, source, snapshots, this.clock),
-    );
-    if (input.validateOnly) outcome.redemption.id = '';
-    return outcome;
+    const item: RedemptionItem = { tenantId: principal.tenantId, target: { code }, request, doneBy: principal.keyName, validateOnly: input.validateOnly, snapshots };
+    const result = await run.submit(REDEMPTIONS, item);
+    if ('refused' in result) throw couponRedemptionError(item, { code }, result);
+    return { coupon: result.coupon, redemption: result.redemption };
   }
 
   /** ConfirmCouponRedemption: HELD → CONFIRMED. */

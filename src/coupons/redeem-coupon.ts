@@ -1,12 +1,11 @@
-import type { EntityManager } from 'typeorm';
-import { systemClock, type Clock } from '../common/clock';
-import { appendEvents } from '../events/outbox';
-import { redemptionEvent, type CouponEventSnapshots } from './coupon-events';
-import type { CouponRedemptionEntity } from './coupon-redemption.entity';
-import { computeDiscount, couponRefusal, customerLimitRefusal, type Refusal, type RedemptionRequest } from './coupon-redemption.rules';
+import { ErrorReason } from '../common/domain-error';
+import type { SharedWork } from '../db/unit-of-work';
+import type { CouponEventSnapshots } from './coupon-events';
+import { CouponRedemptionEntity } from './coupon-redemption.entity';
+import { couponRefusalOf, type RedemptionRequest, type RefusalReason } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
 import { couponNotFound, couponRefusalError } from './coupon.errors';
-import { CouponRepository, type CouponLocator } from './coupon.repository';
+import { couponOfRedeemRow, CouponRepository, type CouponLocator, type RedeemRequestJson, type RedeemRow } from './coupon.repository';
 
 export interface RedemptionOutcome {
   /** The coupon after the redemption. */
@@ -14,91 +13,124 @@ export interface RedemptionOutcome {
   redemption: CouponRedemptionEntity;
 }
 
-/** Who records a redemption, and for which customer credit (if any). */
-export interface RedemptionSource {
+/**
+ * One redemption to decide and record: of a coupon by code (RedeemCoupon) or
+ * of the coupon of a customer's credit (RedeemCustomerCredit, `creditId`).
+ */
+export interface RedemptionItem {
+  tenantId: string;
+  target: { code: string } | { creditId: string };
+  request: RedemptionRequest;
   doneBy: string;
-  /** The credit whose use this is; the caller holds its row lock. null: RedeemCoupon. */
-  customerCreditId: string | null;
+  /** Decide and answer, write nothing. */
+  validateOnly: boolean;
+  /** How the REDEMPTION_CREATED event's payload is made (the transport's JSON). */
+  snapshots: CouponEventSnapshots;
 }
 
 /**
- * Records one redemption of a coupon inside the caller's transaction (which
- * `manager` must belong to): locks the coupon row (SELECT … FOR UPDATE),
- * counts the uses that count at that instant, runs the checks in the
- * contract's order (redemptionRefusal), then inserts the redemption (HELD
- * with `request.holdUntil`, else CONFIRMED), counts it on the coupon and
- * writes its REDEMPTION_CREATED event while the lock is held, so the limits
- * hold however many callers race. Throws DomainError (COUPON_NOT_FOUND or a
- * refusal); the caller's transaction must then roll back.
- *
- * RedeemCoupon uses it, and so can anything else that redeems a coupon (a
- * customer credit's redemption) in its own transaction.
+ * What coupon_redeem answered for an item: the redemption with the coupon
+ * (and the row, for the credit's columns), or the reason it was refused,
+ * nothing written.
  */
-export async function redeemCouponInTransaction(
-  manager: EntityManager,
-  tenantId: string,
-  locator: CouponLocator,
-  request: RedemptionRequest,
-  source: RedemptionSource,
-  snapshots: CouponEventSnapshots,
-  clock: Clock = systemClock,
-): Promise<RedemptionOutcome> {
-  const repo = new CouponRepository(manager);
-  const coupon = await repo.lockCoupon(tenantId, locator);
-  if (!coupon) throw couponNotFound(locator);
-  // Read the time after the lock is granted: a caller that waited for it must
-  // not redeem a coupon that expired meanwhile, nor count a hold that lapsed.
-  const now = clock();
-  const refusal = await redemptionRefusal(repo, tenantId, coupon, request, now);
-  if (refusal) throw couponRefusalError(refusal, coupon.id);
-  const discount = request.amount === undefined ? null : computeDiscount(coupon, request.amount.amount);
-  const { redemption, confirmedCount, redemptionCount } = await repo.insertRedemption(
-    {
-      tenantId,
-      couponId: coupon.id,
-      customerId: request.customerId,
-      planId: request.planId ?? null,
-      productId: request.productId ?? null,
-      amount: request.amount?.amount ?? null,
-      discount,
-      currencyCode: request.amount?.currencyCode ?? null,
-      doneBy: source.doneBy,
-      holdUntil: request.holdUntil ?? null,
-      metadata: request.metadata,
-      customerCreditId: source.customerCreditId,
-    },
-    now,
-  );
-  await appendEvents(manager, [redemptionEvent('REDEMPTION_CREATED', redemption, snapshots)]);
-  return { coupon: Object.assign(coupon, { confirmedCount, redemptionCount, redeemed: true }), redemption };
-}
+export type RedemptionResult =
+  | { redemption: CouponRedemptionEntity; coupon: CouponEntity; row: RedeemRow }
+  | { refused: string; coupon: CouponEntity | undefined; row: RedeemRow };
 
 /**
- * Why a redemption of `coupon` would be refused at `now`, or undefined: the
- * checks on the coupon row in the contract's order (COUPON_DISABLED,
- * COUPON_EXPIRED, COUPON_NOT_APPLICABLE, COUPON_MAX_REDEMPTIONS_REACHED), then
- * COUPON_CUSTOMER_LIMIT_REACHED, which counts this customer's redemptions
- * (only for a coupon with a per-customer limit). Held redemptions count
- * until their hold_until, canceled ones never: both counts are taken at
- * `now` (the coupon's `redemptionCount` is recounted here, so that a hold
- * that lapsed since the coupon was read no longer counts). RedeemCoupon asks
- * it under the coupon's row lock, ValidateCoupon without one.
+ * Redemptions, many in one statement (coupon_redeem, sql/coupon-redeem.sql):
+ * keyless calls are group-committed (a group that fails is split, each call
+ * runs again alone), keyed calls share their transaction's statement. Items
+ * of several tenants go out as one statement per tenant, in arrival order.
  */
-export async function redemptionRefusal(
-  repo: CouponRepository,
-  tenantId: string,
-  coupon: CouponEntity,
-  request: Pick<RedemptionRequest, 'customerId' | 'planId' | 'productId' | 'amount'>,
-  now: Date,
-): Promise<Refusal | undefined> {
-  // The confirmed count is a lower bound of the uses that count: a refusal
-  // with it (any reason before the limits, or the total limit already
-  // reached by confirmed uses alone, when no hold can be left) stands, and
-  // needs no count; so does an unlimited coupon's success (the insert
-  // answers the new count). Only a coupon under a limit is counted.
-  const refusal = couponRefusal(coupon, request, now);
-  if (refusal !== undefined || (coupon.maxRedemptions === null && coupon.maxRedemptionsPerCustomer === null)) return refusal;
-  const uses = await repo.countUses(tenantId, coupon.id, coupon.maxRedemptionsPerCustomer === null ? undefined : request.customerId, now);
-  coupon.redemptionCount = coupon.confirmedCount + uses.held;
-  return couponRefusal(coupon, request, now) ?? (uses.customer === undefined ? undefined : customerLimitRefusal(coupon, request.customerId, uses.customer));
+export const REDEMPTIONS: SharedWork<RedemptionItem, RedemptionResult> = {
+  async runAll(manager, items) {
+    const repo = new CouponRepository(manager);
+    const results = new Array<RedemptionResult>(items.length);
+    const tenants = new Map<string, number[]>();
+    items.forEach((item, i) => {
+      const indexes = tenants.get(item.tenantId);
+      if (indexes) indexes.push(i);
+      else tenants.set(item.tenantId, [i]);
+    });
+    for (const [tenantId, indexes] of tenants) {
+      const rows = await repo.redeem(
+        tenantId,
+        indexes.map((i) => requestJson(items[i]!)),
+      );
+      for (const row of rows) {
+        const index = indexes[row.item - 1]!;
+        results[index] = resultOf(items[index]!, row);
+      }
+    }
+    return results;
+  },
+  wrote: (result) => 'redemption' in result && result.redemption.id !== '',
+};
+
+/** The error a refused RedeemCoupon (or the coupon part of RedeemCustomerCredit) answers. */
+export function couponRedemptionError(item: RedemptionItem, locator: CouponLocator, result: Extract<RedemptionResult, { refused: string }>) {
+  if (result.refused === ErrorReason.CouponNotFound || result.coupon === undefined) return couponNotFound(locator);
+  const customerUses = result.row.customer_uses === null ? 0n : BigInt(result.row.customer_uses);
+  const refusal = couponRefusalOf(result.refused as RefusalReason, result.coupon, item.request, item.request.customerId, customerUses);
+  return couponRefusalError(refusal, result.coupon.id);
+}
+
+function requestJson(item: RedemptionItem): RedeemRequestJson {
+  const { request } = item;
+  return {
+    ...('code' in item.target ? { code: item.target.code } : { credit_id: item.target.creditId }),
+    customer_id: request.customerId,
+    plan_id: request.planId ?? null,
+    product_id: request.productId ?? null,
+    amount: request.amount?.amount.toString() ?? null,
+    currency_code: request.amount?.currencyCode ?? null,
+    hold_until: request.holdUntil?.toISOString() ?? null,
+    metadata: request.metadata,
+    done_by: item.doneBy,
+    validate_only: item.validateOnly,
+    // What the statement cannot know is its own to add (see the SQL).
+    event: item.validateOnly ? null : item.snapshots.redemption(redemptionOf(item, { id: '', couponId: '', discount: null, createTime: new Date(0) })),
+  };
+}
+
+function resultOf(item: RedemptionItem, row: RedeemRow): RedemptionResult {
+  const coupon = row.c_id === null ? undefined : couponOfRedeemRow(item.tenantId, row);
+  if (row.reason !== null) return { refused: row.reason, coupon, row };
+  const redemption = redemptionOf(item, {
+    id: row.redemption_id ?? '',
+    seq: row.redemption_seq === null ? 0n : BigInt(row.redemption_seq),
+    couponId: coupon!.id,
+    discount: row.discount === null ? null : BigInt(row.discount),
+    createTime: row.redemption_time!,
+  });
+  return { redemption, coupon: coupon!, row };
+}
+
+/** The redemption an item records, with what the statement made. */
+function redemptionOf(
+  item: RedemptionItem,
+  made: { id: string; seq?: bigint; couponId: string; discount: bigint | null; createTime: Date },
+): CouponRedemptionEntity {
+  const { request } = item;
+  const redemption: CouponRedemptionEntity = {
+    id: made.id,
+    seq: made.seq ?? 0n,
+    tenantId: item.tenantId,
+    couponId: made.couponId,
+    customerId: request.customerId,
+    planId: request.planId ?? null,
+    productId: request.productId ?? null,
+    amount: request.amount?.amount ?? null,
+    discount: made.discount,
+    currencyCode: request.amount?.currencyCode ?? null,
+    doneBy: item.doneBy,
+    createTime: made.createTime,
+    holdUntil: request.holdUntil ?? null,
+    metadata: request.metadata,
+    customerCreditId: 'creditId' in item.target ? item.target.creditId : null,
+    status: request.holdUntil === undefined ? 'CONFIRMED' : 'HELD',
+    updateTime: made.createTime,
+  };
+  return Object.assign(new CouponRedemptionEntity(), redemption);
 }

@@ -174,30 +174,33 @@ export function issueRefusal(coupon: CouponView, now: Date): Refusal | undefined
   return couponRefusal({ ...coupon, limitedToPlans: [], limitedToProducts: [] }, noScope, now);
 }
 
-/** Why a credit cannot be redeemed at `now`: revoked, then no use left, then expired. */
-export function redeemRefusal(credit: CreditCounters & { id: string }, now: Date): CreditRefusal | undefined {
+/**
+ * A credit's refusal to be redeemed, as the caller is told it. The decision
+ * (revoked, then no use left, then expired: creditState's precedence, at the
+ * instant the locks were held) is coupon_redeem's (sql/coupon-redeem.sql);
+ * `credit` is the locked row with the uses that counted then.
+ */
+export function creditRefusalOf(reason: CreditRefusal['reason'], credit: CreditCounters & { id: string }): CreditRefusal {
   const metadata = { credit_id: credit.id };
-  switch (creditState(credit, now)) {
-    case 'REVOKED':
+  switch (reason) {
+    case ErrorReason.CreditRevoked:
       return {
-        reason: ErrorReason.CreditRevoked,
+        reason,
         message: `Credit ${credit.id} was revoked at ${credit.revokeTime!.toISOString()}.`,
         metadata: { ...metadata, revoke_time: credit.revokeTime!.toISOString() },
       };
-    case 'REDEEMED':
+    case ErrorReason.CreditAlreadyRedeemed:
       return {
-        reason: ErrorReason.CreditAlreadyRedeemed,
+        reason,
         message: `Credit ${credit.id} has no use left: it was redeemed ${credit.redemptionCount} of ${credit.usesTotal} times.`,
         metadata: { ...metadata, redemption_count: credit.redemptionCount.toString() },
       };
-    case 'EXPIRED':
+    case ErrorReason.CreditExpired:
       return {
-        reason: ErrorReason.CreditExpired,
+        reason,
         message: `Credit ${credit.id} expired at ${credit.expireTime!.toISOString()}.`,
         metadata: { ...metadata, expire_time: credit.expireTime!.toISOString() },
       };
-    case 'ACTIVE':
-      return undefined;
   }
 }
 

@@ -11,7 +11,7 @@ import type { CouponEntity } from '../coupons/coupon.entity';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
 import type { CouponEventSnapshots } from '../coupons/coupon-events';
-import { redeemCouponInTransaction } from '../coupons/redeem-coupon';
+import { couponRedemptionError, REDEMPTIONS, type RedemptionItem } from '../coupons/redeem-coupon';
 import { runOrRehearse } from '../coupons/validate-only';
 import { appendEvents, type OutboxEvent } from '../events/outbox';
 import type { Money } from '../money/money';
@@ -20,7 +20,7 @@ import { validateCreditListInput, type CreditListInput } from './credit-list.rul
 import {
   creditState,
   issueRefusal,
-  redeemRefusal,
+  creditRefusalOf,
   resolveExpireTime,
   revokeRefusal,
   usesFromFrequency,
@@ -37,7 +37,7 @@ import {
   type RedeemCreditInput,
 } from './credit.rules';
 import type { CustomerCreditEntity } from './customer-credit.entity';
-import { CustomerCreditRepository } from './customer-credit.repository';
+import { creditOfRedeemRow, CustomerCreditRepository } from './customer-credit.repository';
 
 /** A credit with its state at the instant the use case looked at it. */
 export interface CreditView {
@@ -154,11 +154,12 @@ export class CreditsService {
   }
 
   /**
-   * Uses one use of a credit in one transaction: locks the credit row, checks
-   * it (its uses counted at an instant read after the lock: confirmed ones
-   * and unexpired holds), then records the coupon redemption (which locks the
-   * coupon row: the lock order is always credit, then coupon; HELD with
-   * `hold_until`) and counts the use.
+   * Uses one use of a credit: coupon_redeem (REDEMPTIONS, shared with other
+   * calls' redemptions) locks the credit row, then the coupon row, in one
+   * statement and one transaction, checks the credit (its uses counted at
+   * the instant the locks were held: confirmed ones and unexpired holds),
+   * then the coupon, records the coupon redemption (HELD with `hold_until`)
+   * and counts the use on both.
    */
   async redeem(
     principal: Principal,
@@ -167,34 +168,26 @@ export class CreditsService {
     snapshots: CreditEventSnapshots,
   ): Promise<CreditRedemptionOutcome> {
     const { locator, request } = validateRedeemInput(input, principal, this.clock());
-    const outcome = await runOrRehearse(run, input.validateOnly, async (manager) => {
-      const repo = new CustomerCreditRepository(manager);
-      const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
-      if (!credit) throw creditNotFound(locator);
-      // Read the time after the lock is granted: a caller that waited for
-      // it must not use a credit that expired meanwhile.
-      const now = this.clock();
-      await repo.withUses(principal.tenantId, [credit], now);
-      const refusal = redeemRefusal(credit, now);
-      if (refusal) throw creditRefusalError(refusal);
-      const { redemption } = await redeemCouponInTransaction(
-        manager,
-        principal.tenantId,
-        { id: credit.couponId },
-        request,
-        { doneBy: principal.keyName, customerCreditId: credit.id },
-        snapshots,
-        this.clock,
-      );
-      const counted = await repo.countRedemption(credit, redemption.id, redemption.status === 'HELD');
-      const revenue =
-        counted.revenueAmount === null || counted.revenueCurrencyCode === null
-          ? undefined
-          : { amount: counted.revenueAmount, currencyCode: counted.revenueCurrencyCode };
-      return { credit: this.view(counted, this.clock()), redemption, revenue };
-    });
-    if (input.validateOnly) outcome.redemption.id = '';
-    return outcome;
+    const item: RedemptionItem = {
+      tenantId: principal.tenantId,
+      target: { creditId: locator.creditId },
+      request,
+      doneBy: principal.keyName,
+      validateOnly: input.validateOnly,
+      snapshots,
+    };
+    const result = await run.submit(REDEMPTIONS, item);
+    const credit = result.row.cr_id === null ? undefined : creditOfRedeemRow(principal.tenantId, result.row);
+    if ('refused' in result) {
+      if (result.refused === ErrorReason.CreditNotFound || credit === undefined) throw creditNotFound(locator);
+      if (result.refused === ErrorReason.CreditRevoked || result.refused === ErrorReason.CreditAlreadyRedeemed || result.refused === ErrorReason.CreditExpired) {
+        throw creditRefusalError(creditRefusalOf(result.refused, credit));
+      }
+      throw couponRedemptionError(item, { id: credit.couponId }, result);
+    }
+    const revenue =
+      credit!.revenueAmount === null || credit!.revenueCurrencyCode === null ? undefined : { amount: credit!.revenueAmount, currencyCode: credit!.revenueCurrencyCode };
+    return { credit: this.view(credit!, this.clock()), redemption: result.redemption, revenue };
   }
 
   /**

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Metadata } from '../common/metadata';
-import { countHeld } from '../coupons/coupon.repository';
+import { countHeld, type RedeemRow } from '../coupons/coupon.repository';
 import type { CreditListFilter } from './credit-list.rules';
 import { CustomerCreditEntity } from './customer-credit.entity';
 
@@ -144,35 +144,6 @@ export class CustomerCreditRepository {
   }
 
   /**
-   * Counts one use on a credit the caller has locked (a confirmed one in its
-   * confirmed count; a held one counts through its state row) and links it
-   * to the coupon redemption it recorded (with the revenue allocated), in one
-   * statement; answers the credit as stored, its uses one more.
-   */
-  async countRedemption(credit: CustomerCreditEntity, redemptionId: string, held: boolean): Promise<CustomerCreditEntity> {
-    const rows: Array<{ redemption_count: string; last_redeem_time: Date }> = await this.manager.query(
-      `WITH counted AS (
-         UPDATE customer_credits SET redemption_count = redemption_count + CASE WHEN $4 THEN 0 ELSE 1 END, last_redeem_time = clock_timestamp()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING tenant_id, id, redemption_count, last_redeem_time, revenue_amount, revenue_currency_code
-       ), linked AS (
-         INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id, revenue_amount, revenue_currency_code)
-         SELECT $3, tenant_id, id, revenue_amount, revenue_currency_code FROM counted
-       )
-       SELECT redemption_count, last_redeem_time FROM counted`,
-      [credit.tenantId, credit.id, redemptionId, held],
-    );
-    const row = rows[0]!;
-    const confirmedCount = BigInt(row.redemption_count);
-    return Object.assign(new CustomerCreditEntity(), {
-      ...credit,
-      confirmedCount,
-      redemptionCount: credit.redemptionCount + 1n,
-      lastRedeemTime: row.last_redeem_time,
-    });
-  }
-
-  /**
    * One page of a customer's credits in the filter's states at `now`, newest
    * first, strictly before the `beforeSeq` cursor; asks for `limit` rows.
    */
@@ -194,4 +165,28 @@ export class CustomerCreditRepository {
     if (filter.metadata !== undefined) q.andWhere('c.metadata @> :metadata::jsonb', { metadata: JSON.stringify(filter.metadata) });
     return this.withUses(tenantId, await q.orderBy('c.seq', 'DESC').limit(limit).getMany(), now);
   }
+}
+
+/** The credit of a coupon_redeem row of a credit request (cr_id set), with its uses after the row's request. */
+export function creditOfRedeemRow(tenantId: string, row: RedeemRow): CustomerCreditEntity {
+  const credit: CustomerCreditEntity = {
+    id: row.cr_id!,
+    seq: BigInt(row.cr_seq),
+    tenantId,
+    customerId: row.cr_customer_id,
+    couponId: row.cr_coupon_id,
+    membershipId: row.cr_membership_id,
+    usesTotal: row.cr_uses_total,
+    multiUse: row.cr_multi_use,
+    confirmedCount: BigInt(row.cr_confirmed),
+    redemptionCount: BigInt(row.cr_live),
+    expireTime: row.cr_expire_time,
+    revenueAmount: row.cr_revenue_amount === null ? null : BigInt(row.cr_revenue_amount),
+    revenueCurrencyCode: row.cr_revenue_currency_code,
+    createTime: row.cr_create_time,
+    revokeTime: row.cr_revoke_time,
+    lastRedeemTime: row.cr_last_redeem_time,
+    metadata: row.cr_metadata,
+  };
+  return Object.assign(new CustomerCreditEntity(), credit);
 }

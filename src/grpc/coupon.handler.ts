@@ -43,7 +43,11 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
         coupon: couponToProto(outcome.coupon),
       };
     }),
-    redeemCoupon: rpc.write(async (request, ctx) => redemptionOutcomeToProto(await service.redeem(ctx.principal, redeemInputFromProto(request), ctx.run, events))),
+    // Its database work is one submitted item (REDEMPTIONS): keyed calls may share a transaction.
+    redeemCoupon: rpc.write(
+      async (request, ctx) => redemptionOutcomeToProto(await service.redeem(ctx.principal, redeemInputFromProto(request), ctx.run, events)),
+      { sharedTransaction: true },
+    ),
     confirmCouponRedemption: rpc.write(async (request, ctx) =>
       redemptionOutcomeToProto(await service.confirm(ctx.principal, { id: request.redemptionId, validateOnly: request.validateOnly }, ctx.run, events)),
     ),

@@ -6,7 +6,7 @@ import {
   isMultiUse,
   issueRefusal,
   MAX_BATCH_CREDITS,
-  redeemRefusal,
+  creditRefusalOf,
   resolveExpireTime,
   revokeRefusal,
   usesFromFrequency,
@@ -180,11 +180,11 @@ describe('customer credit rules (unit)', () => {
   });
 
   describe('redeem and revoke refusals', () => {
-    it('refuses in order: revoked, no use left, expired', () => {
-      expect(redeemRefusal(credit(), NOW)).to.equal(undefined);
-      expect(redeemRefusal(credit({ revokeTime: EARLIER, expireTime: EARLIER }), NOW)?.reason).to.equal(ErrorReason.CreditRevoked);
-      expect(redeemRefusal(credit({ redemptionCount: 1n, expireTime: EARLIER }), NOW)?.reason).to.equal(ErrorReason.CreditAlreadyRedeemed);
-      expect(redeemRefusal(credit({ expireTime: NOW }), NOW)?.reason).to.equal(ErrorReason.CreditExpired);
+    // The order (revoked, no use left, expired) is decided by coupon_redeem under the locks: test/credits/redeem.test.ts.
+    it('describes a redemption refusal with what the locked credit showed', () => {
+      expect(creditRefusalOf(ErrorReason.CreditRevoked, credit({ revokeTime: EARLIER })).metadata).to.deep.include({ revoke_time: EARLIER.toISOString() });
+      expect(creditRefusalOf(ErrorReason.CreditAlreadyRedeemed, credit({ redemptionCount: 1n })).message).to.match(/redeemed 1 of 1 times/);
+      expect(creditRefusalOf(ErrorReason.CreditExpired, credit({ expireTime: NOW })).metadata).to.deep.include({ expire_time: NOW.toISOString() });
     });
 
     it('revokes only a never-redeemed, unrevoked credit (expired is fine)', () => {

@@ -1,0 +1,394 @@
+-- THE write path of redemptions: RedeemCoupon and RedeemCustomerCredit.
+--
+-- coupon_redeem(tenant, requests) records many redemptions of one tenant in
+-- ONE statement (group commit, as promotional_credit_apply does for the
+-- ledger). It locks every customer credit named (id order), then every
+-- coupon (id order; credits before coupons, the order every path takes),
+-- reads the instant once the locks are held, counts what counts at that
+-- instant ONCE per coupon and credit (confirmed uses plus held ones whose
+-- hold_until is later; canceled and lapsed never), then walks the requests
+-- in the given order. Each is decided in the contract's order:
+--   CREDIT_NOT_FOUND, CREDIT_REVOKED, CREDIT_ALREADY_REDEEMED, CREDIT_EXPIRED
+--     (credit requests only; the credit's coupon is the one redeemed)
+--   COUPON_NOT_FOUND, COUPON_DISABLED, COUPON_EXPIRED, COUPON_NOT_APPLICABLE,
+--   COUPON_MAX_REDEMPTIONS_REACHED, COUPON_CUSTOMER_LIMIT_REACHED
+-- and an accepted one counts at once for the requests after it (the total,
+-- the customer's and the credit's uses), so caps hold exactly however many
+-- requests share the statement and however many statements race. The
+-- accepted ones are then written set-wise: redemptions, state rows (held),
+-- credit links, REDEMPTION_CREATED events, one counter update per coupon
+-- and per credit.
+--
+-- The rules live here for redemptions; ValidateCoupon (no lock, no write)
+-- restates the coupon's in TypeScript (coupon-redemption.rules.ts), and
+-- test/coupons/rules-agree.test.ts runs both on the same cases.
+--
+-- `requests` is a JSON array; item i is
+--   {code | credit_id, customer_id, plan_id, product_id, amount, currency_code,
+--    hold_until, metadata, done_by, validate_only, event}
+-- amount as a JSON string (exact beyond 2^53); hold_until an ISO instant or
+-- null (confirmed at once); validate_only: decided and answered like the
+-- others, written and counted never; event: the REDEMPTION_CREATED payload
+-- without what only this statement knows (id, couponId, discount,
+-- createTime, updateTime), which are added here in the same JSON form
+-- (proto JSON: int64 as strings, a zero amount left out, instants in
+-- milliseconds with a Z). A redemption's create_time is kept to the
+-- millisecond, so its payload and every later read of it agree.
+--
+-- One row per item, in the given order: reason (NULL: accepted), the
+-- redemption's id, seq, create_time and discount, the coupon's columns with
+-- its counts after the item (c_confirmed: confirmed uses, c_live: uses that
+-- count), the customer's uses of it before the item (customer_uses, when the
+-- coupon has a per-customer limit), and for credit requests the credit's
+-- columns with its counts after the item.
+
+DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb);
+
+CREATE FUNCTION coupon_redeem(tenant uuid, requests jsonb)
+RETURNS TABLE (
+  item integer, reason text,
+  redemption_id uuid, redemption_seq bigint, redemption_time timestamptz, discount bigint, customer_uses bigint,
+  c_id uuid, c_seq bigint, c_code text, c_name text, c_type text, c_percentage integer, c_fixed_amount bigint,
+  c_fixed_currency_code text, c_frequency text, c_frequency_interval integer, c_max_redemptions integer,
+  c_max_redemptions_per_customer integer, c_expire_time timestamptz, c_limited_to_plans text[], c_excluded_from_plans text[],
+  c_limited_to_products text[], c_excluded_from_products text[], c_enabled boolean, c_confirmed bigint, c_live bigint,
+  c_redeemed boolean, c_metadata jsonb, c_create_time timestamptz, c_update_time timestamptz,
+  cr_id uuid, cr_seq bigint, cr_customer_id text, cr_coupon_id uuid, cr_membership_id text, cr_uses_total integer,
+  cr_multi_use boolean, cr_confirmed bigint, cr_live bigint, cr_expire_time timestamptz, cr_revenue_amount bigint,
+  cr_revenue_currency_code text, cr_create_time timestamptz, cr_revoke_time timestamptz, cr_last_redeem_time timestamptz,
+  cr_metadata jsonb)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+  size integer := jsonb_array_length(requests);
+  req jsonb;
+  at timestamptz;
+  events_on boolean := current_setting('credits.events', true) IS DISTINCT FROM 'off';
+  -- Locked rows and their counts, by position in these arrays.
+  cps coupons[];
+  cp coupons;
+  cp_confirmed bigint[];
+  cp_live bigint[];
+  cp_added bigint[];
+  cp_redeemed boolean[];
+  crs customer_credits[];
+  cr customer_credits;
+  cr_confirmed_n bigint[];
+  cr_live_n bigint[];
+  cr_added bigint[];
+  cr_last timestamptz[];
+  -- Per (coupon, customer): uses that count, keyed coupon_id || '/' || customer_id.
+  per_customer jsonb := '{}';
+  -- Per item.
+  ci integer[];
+  ki integer[];
+  o_reason text[];
+  o_id uuid[];
+  o_time timestamptz[];
+  o_discount bigint[];
+  o_cust bigint[];
+  o_c_confirmed bigint[];
+  o_c_live bigint[];
+  o_c_redeemed boolean[];
+  o_cr_confirmed bigint[];
+  o_cr_live bigint[];
+  o_cr_last timestamptz[];
+  -- Accepted, to write.
+  w_n integer[] := '{}';
+  seqs jsonb;
+  n integer;
+  i integer;
+  k integer;
+  why text;
+  amt bigint;
+  hold timestamptz;
+  cust_key text;
+  cust_n bigint;
+  disc bigint;
+  rid uuid;
+  t timestamptz;
+BEGIN
+  IF size = 0 THEN RETURN; END IF;
+  ci := array_fill(0, ARRAY[size]);
+  ki := array_fill(0, ARRAY[size]);
+  o_reason := array_fill(NULL::text, ARRAY[size]);
+  o_id := array_fill(NULL::uuid, ARRAY[size]);
+  o_time := array_fill(NULL::timestamptz, ARRAY[size]);
+  o_discount := array_fill(NULL::bigint, ARRAY[size]);
+  o_cust := array_fill(NULL::bigint, ARRAY[size]);
+  o_c_confirmed := array_fill(NULL::bigint, ARRAY[size]);
+  o_c_live := array_fill(NULL::bigint, ARRAY[size]);
+  o_c_redeemed := array_fill(NULL::boolean, ARRAY[size]);
+  o_cr_confirmed := array_fill(NULL::bigint, ARRAY[size]);
+  o_cr_live := array_fill(NULL::bigint, ARRAY[size]);
+  o_cr_last := array_fill(NULL::timestamptz, ARRAY[size]);
+
+  -- Locks: credits, then coupons, each in id order, so that concurrent
+  -- statements (of any replica) and the transitions (credit, then coupon)
+  -- cannot deadlock.
+  SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO crs FROM (
+    SELECT * FROM customer_credits c
+     WHERE c.tenant_id = tenant
+       AND c.id IN (SELECT (r->>'credit_id')::uuid FROM jsonb_array_elements(requests) r WHERE r->>'credit_id' IS NOT NULL)
+     ORDER BY c.id FOR UPDATE) l;
+  SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO cps FROM (
+    SELECT * FROM coupons c
+     WHERE c.tenant_id = tenant
+       AND (c.id IN (SELECT (x).coupon_id FROM unnest(crs) x)
+            OR lower(c.code) IN (SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL))
+     ORDER BY c.id FOR UPDATE) l;
+  -- The instant, read once every lock is held: a request that waited for a
+  -- lock must not redeem what expired meanwhile, nor count a lapsed hold.
+  at := clock_timestamp();
+
+  cp_confirmed := array_fill(0::bigint, ARRAY[greatest(cardinality(cps), 1)]);
+  cp_live := cp_confirmed;
+  cp_added := cp_confirmed;
+  cp_redeemed := array_fill(false, ARRAY[greatest(cardinality(cps), 1)]);
+  FOR i IN 1 .. cardinality(cps) LOOP
+    cp := cps[i];
+    cp_confirmed[i] := cp.redemption_count;
+    cp_live[i] := cp.redemption_count + (SELECT count(*) FROM coupon_redemption_states s
+                                          WHERE s.tenant_id = tenant AND s.coupon_id = cp.id AND s.status = 'HELD' AND s.hold_until > at);
+    cp_redeemed[i] := cp.redeemed;
+  END LOOP;
+  cr_confirmed_n := array_fill(0::bigint, ARRAY[greatest(cardinality(crs), 1)]);
+  cr_live_n := cr_confirmed_n;
+  cr_added := cr_confirmed_n;
+  cr_last := array_fill(NULL::timestamptz, ARRAY[greatest(cardinality(crs), 1)]);
+  FOR k IN 1 .. cardinality(crs) LOOP
+    cr := crs[k];
+    cr_confirmed_n[k] := cr.redemption_count;
+    cr_live_n[k] := cr.redemption_count + (SELECT count(*) FROM coupon_redemption_states s
+                                            WHERE s.tenant_id = tenant AND s.customer_credit_id = cr.id AND s.status = 'HELD' AND s.hold_until > at);
+    cr_last[k] := cr.last_redeem_time;
+  END LOOP;
+
+  -- Which coupon (and credit) each request names.
+  FOR n IN 1 .. size LOOP
+    req := requests -> (n - 1);
+    IF req->>'credit_id' IS NOT NULL THEN
+      FOR k IN 1 .. cardinality(crs) LOOP
+        IF (crs[k]).id = (req->>'credit_id')::uuid AND (crs[k]).customer_id = req->>'customer_id' THEN ki[n] := k; END IF;
+      END LOOP;
+      IF ki[n] > 0 THEN
+        FOR i IN 1 .. cardinality(cps) LOOP
+          IF (cps[i]).id = (crs[ki[n]]).coupon_id THEN ci[n] := i; END IF;
+        END LOOP;
+      END IF;
+    ELSE
+      FOR i IN 1 .. cardinality(cps) LOOP
+        IF lower((cps[i]).code) = lower(req->>'code') THEN ci[n] := i; END IF;
+      END LOOP;
+    END IF;
+  END LOOP;
+
+  -- The customers' uses of coupons with a per-customer limit, counted once per pair.
+  SELECT coalesce(jsonb_object_agg(p.coupon_id::text || '/' || p.customer_id,
+           (SELECT count(*) FROM coupon_redemptions r LEFT JOIN coupon_redemption_states s ON s.redemption_id = r.id
+             WHERE r.tenant_id = tenant AND r.coupon_id = p.coupon_id AND r.customer_id = p.customer_id
+               AND (s.status IS NULL OR s.status = 'CONFIRMED' OR (s.status = 'HELD' AND s.hold_until > at)))), '{}')
+    INTO per_customer
+    FROM (SELECT DISTINCT (cps[ci[x]]).id AS coupon_id, requests -> (x - 1) ->> 'customer_id' AS customer_id
+            FROM generate_series(1, size) x
+           WHERE ci[x] > 0 AND (cps[ci[x]]).max_redemptions_per_customer IS NOT NULL) p;
+
+  -- The walk, in the given order.
+  FOR n IN 1 .. size LOOP
+    req := requests -> (n - 1);
+    why := NULL;
+    i := ci[n];
+    k := ki[n];
+    IF req->>'credit_id' IS NOT NULL THEN
+      IF k = 0 THEN
+        why := 'CREDIT_NOT_FOUND';
+      ELSE
+        cr := crs[k];
+        IF cr.revoke_time IS NOT NULL THEN why := 'CREDIT_REVOKED';
+        ELSIF cr.uses_total IS NOT NULL AND cr_live_n[k] >= cr.uses_total THEN why := 'CREDIT_ALREADY_REDEEMED';
+        ELSIF cr.expire_time IS NOT NULL AND cr.expire_time <= at THEN why := 'CREDIT_EXPIRED';
+        END IF;
+      END IF;
+    END IF;
+    IF why IS NULL AND i = 0 THEN why := 'COUPON_NOT_FOUND'; END IF;
+    amt := (req->>'amount')::bigint;
+    cust_n := NULL;
+    IF why IS NULL THEN
+      cp := cps[i];
+      IF cp.max_redemptions_per_customer IS NOT NULL THEN
+        cust_key := cp.id::text || '/' || (req->>'customer_id');
+        cust_n := coalesce((per_customer ->> cust_key)::bigint, 0);
+      END IF;
+      IF NOT cp.enabled THEN why := 'COUPON_DISABLED';
+      ELSIF cp.expire_time IS NOT NULL AND cp.expire_time <= at THEN why := 'COUPON_EXPIRED';
+      ELSIF (cardinality(cp.limited_to_plans) > 0 AND (req->>'plan_id' IS NULL OR NOT (req->>'plan_id' = ANY (cp.limited_to_plans))))
+         OR (req->>'plan_id' IS NOT NULL AND req->>'plan_id' = ANY (cp.excluded_from_plans))
+         OR (cardinality(cp.limited_to_products) > 0 AND (req->>'product_id' IS NULL OR NOT (req->>'product_id' = ANY (cp.limited_to_products))))
+         OR (req->>'product_id' IS NOT NULL AND req->>'product_id' = ANY (cp.excluded_from_products))
+         OR (cp.type = 'FIXED_AMOUNT' AND amt IS NOT NULL AND req->>'currency_code' IS DISTINCT FROM cp.fixed_currency_code) THEN
+        why := 'COUPON_NOT_APPLICABLE';
+      ELSIF cp.max_redemptions IS NOT NULL AND cp_live[i] >= cp.max_redemptions THEN why := 'COUPON_MAX_REDEMPTIONS_REACHED';
+      ELSIF cust_n IS NOT NULL AND cust_n >= cp.max_redemptions_per_customer THEN why := 'COUPON_CUSTOMER_LIMIT_REACHED';
+      END IF;
+    END IF;
+    o_reason[n] := why;
+    o_cust[n] := cust_n;
+
+    IF why IS NULL THEN
+      -- The discount, exactly: a percentage rounds half up (numeric, no
+      -- overflow); a fixed amount is capped at the amount.
+      disc := CASE WHEN amt IS NULL THEN NULL
+                   WHEN cp.type = 'PERCENTAGE' THEN div(amt::numeric * cp.percentage + 50, 100)::bigint
+                   ELSE least(cp.fixed_amount, amt) END;
+      hold := (req->>'hold_until')::timestamptz;
+      t := date_trunc('milliseconds', clock_timestamp());
+      o_discount[n] := disc;
+      o_time[n] := t;
+      IF (req->>'validate_only')::boolean THEN
+        -- Answered as if written; counted for no one.
+        o_id[n] := NULL;
+        o_c_live[n] := cp_live[i] + 1;
+        o_c_confirmed[n] := cp_confirmed[i] + CASE WHEN hold IS NULL THEN 1 ELSE 0 END;
+        o_c_redeemed[n] := true;
+        IF k > 0 THEN
+          o_cr_live[n] := cr_live_n[k] + 1;
+          o_cr_confirmed[n] := cr_confirmed_n[k] + CASE WHEN hold IS NULL THEN 1 ELSE 0 END;
+          o_cr_last[n] := t;
+        END IF;
+      ELSE
+        o_id[n] := gen_random_uuid();
+        w_n := w_n || n;
+        cp_live[i] := cp_live[i] + 1;
+        cp_redeemed[i] := true;
+        IF hold IS NULL THEN
+          cp_confirmed[i] := cp_confirmed[i] + 1;
+          cp_added[i] := cp_added[i] + 1;
+        END IF;
+        IF cust_n IS NOT NULL THEN per_customer := jsonb_set(per_customer, ARRAY[cust_key], to_jsonb(cust_n + 1)); END IF;
+        o_c_live[n] := cp_live[i];
+        o_c_confirmed[n] := cp_confirmed[i];
+        o_c_redeemed[n] := true;
+        IF k > 0 THEN
+          cr_live_n[k] := cr_live_n[k] + 1;
+          IF hold IS NULL THEN
+            cr_confirmed_n[k] := cr_confirmed_n[k] + 1;
+            cr_added[k] := cr_added[k] + 1;
+          END IF;
+          cr_last[k] := t;
+          o_cr_live[n] := cr_live_n[k];
+          o_cr_confirmed[n] := cr_confirmed_n[k];
+          o_cr_last[n] := t;
+        END IF;
+      END IF;
+    ELSE
+      IF i > 0 THEN
+        o_c_live[n] := cp_live[i];
+        o_c_confirmed[n] := cp_confirmed[i];
+        o_c_redeemed[n] := cp_redeemed[i];
+      END IF;
+      IF k > 0 THEN
+        o_cr_live[n] := cr_live_n[k];
+        o_cr_confirmed[n] := cr_confirmed_n[k];
+        o_cr_last[n] := cr_last[k];
+      END IF;
+    END IF;
+  END LOOP;
+
+  -- The writes, set-wise: one statement per table.
+  IF cardinality(w_n) > 0 THEN
+    WITH inserted AS (
+      INSERT INTO coupon_redemptions
+        (id, tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, create_time, hold_until, metadata)
+      SELECT o_id[x], tenant, (cps[ci[x]]).id, requests -> (x - 1) ->> 'customer_id', requests -> (x - 1) ->> 'plan_id',
+             requests -> (x - 1) ->> 'product_id', (requests -> (x - 1) ->> 'amount')::bigint, o_discount[x],
+             CASE WHEN requests -> (x - 1) ->> 'amount' IS NULL THEN NULL ELSE requests -> (x - 1) ->> 'currency_code' END,
+             requests -> (x - 1) ->> 'done_by', o_time[x], (requests -> (x - 1) ->> 'hold_until')::timestamptz,
+             coalesce(requests -> (x - 1) -> 'metadata', '{}')
+        FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
+       ORDER BY w.o
+      RETURNING id, seq
+    )
+    SELECT jsonb_object_agg(id::text, seq) INTO seqs FROM inserted;
+
+    INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
+    SELECT o_id[x], tenant, (cps[ci[x]]).id, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END, 'HELD',
+           (requests -> (x - 1) ->> 'hold_until')::timestamptz, o_time[x]
+      FROM unnest(w_n) AS x WHERE requests -> (x - 1) ->> 'hold_until' IS NOT NULL;
+
+    INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id, revenue_amount, revenue_currency_code)
+    SELECT o_id[x], tenant, (crs[ki[x]]).id, (crs[ki[x]]).revenue_amount, (crs[ki[x]]).revenue_currency_code
+      FROM unnest(w_n) AS x WHERE ki[x] > 0;
+
+    IF events_on THEN
+      INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
+      SELECT tenant, 'REDEMPTION_CREATED', requests -> (x - 1) ->> 'customer_id', 'redemption',
+             coalesce(requests -> (x - 1) -> 'event', '{}')
+               || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id,
+                    'createTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                    'updateTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+               || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
+                              'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
+                              'currencyCode', requests -> (x - 1) ->> 'currency_code'))) END
+        FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
+       ORDER BY w.o;
+    END IF;
+
+    FOR i IN 1 .. cardinality(cps) LOOP
+      IF cp_redeemed[i] AND (cp_added[i] > 0 OR NOT (cps[i]).redeemed) THEN
+        UPDATE coupons SET redemption_count = redemption_count + cp_added[i], redeemed = true
+         WHERE tenant_id = tenant AND id = (cps[i]).id;
+      END IF;
+    END LOOP;
+    FOR k IN 1 .. cardinality(crs) LOOP
+      IF cr_last[k] IS DISTINCT FROM (crs[k]).last_redeem_time THEN
+        UPDATE customer_credits SET redemption_count = redemption_count + cr_added[k], last_redeem_time = cr_last[k]
+         WHERE tenant_id = tenant AND id = (crs[k]).id;
+      END IF;
+    END LOOP;
+  END IF;
+
+  FOR n IN 1 .. size LOOP
+    item := n;
+    reason := o_reason[n];
+    redemption_id := o_id[n];
+    redemption_seq := CASE WHEN o_id[n] IS NULL THEN NULL ELSE (seqs ->> o_id[n]::text)::bigint END;
+    redemption_time := o_time[n];
+    discount := o_discount[n];
+    customer_uses := o_cust[n];
+    i := ci[n];
+    IF i > 0 THEN
+      cp := cps[i];
+      c_id := cp.id; c_seq := cp.seq; c_code := cp.code; c_name := cp.name; c_type := cp.type; c_percentage := cp.percentage;
+      c_fixed_amount := cp.fixed_amount; c_fixed_currency_code := cp.fixed_currency_code; c_frequency := cp.frequency;
+      c_frequency_interval := cp.frequency_interval; c_max_redemptions := cp.max_redemptions;
+      c_max_redemptions_per_customer := cp.max_redemptions_per_customer; c_expire_time := cp.expire_time;
+      c_limited_to_plans := cp.limited_to_plans; c_excluded_from_plans := cp.excluded_from_plans;
+      c_limited_to_products := cp.limited_to_products; c_excluded_from_products := cp.excluded_from_products;
+      c_enabled := cp.enabled; c_confirmed := o_c_confirmed[n]; c_live := o_c_live[n]; c_redeemed := o_c_redeemed[n];
+      c_metadata := cp.metadata; c_create_time := cp.create_time; c_update_time := cp.update_time;
+    ELSE
+      c_id := NULL; c_seq := NULL; c_code := NULL; c_name := NULL; c_type := NULL; c_percentage := NULL; c_fixed_amount := NULL;
+      c_fixed_currency_code := NULL; c_frequency := NULL; c_frequency_interval := NULL; c_max_redemptions := NULL;
+      c_max_redemptions_per_customer := NULL; c_expire_time := NULL; c_limited_to_plans := NULL; c_excluded_from_plans := NULL;
+      c_limited_to_products := NULL; c_excluded_from_products := NULL; c_enabled := NULL; c_confirmed := NULL; c_live := NULL;
+      c_redeemed := NULL; c_metadata := NULL; c_create_time := NULL; c_update_time := NULL;
+    END IF;
+    k := ki[n];
+    IF k > 0 THEN
+      cr := crs[k];
+      cr_id := cr.id; cr_seq := cr.seq; cr_customer_id := cr.customer_id; cr_coupon_id := cr.coupon_id;
+      cr_membership_id := cr.membership_id; cr_uses_total := cr.uses_total; cr_multi_use := cr.multi_use;
+      cr_confirmed := o_cr_confirmed[n]; cr_live := o_cr_live[n]; cr_expire_time := cr.expire_time;
+      cr_revenue_amount := cr.revenue_amount; cr_revenue_currency_code := cr.revenue_currency_code;
+      cr_create_time := cr.create_time; cr_revoke_time := cr.revoke_time; cr_last_redeem_time := o_cr_last[n];
+      cr_metadata := cr.metadata;
+    ELSE
+      cr_id := NULL; cr_seq := NULL; cr_customer_id := NULL; cr_coupon_id := NULL; cr_membership_id := NULL; cr_uses_total := NULL;
+      cr_multi_use := NULL; cr_confirmed := NULL; cr_live := NULL; cr_expire_time := NULL; cr_revenue_amount := NULL;
+      cr_revenue_currency_code := NULL; cr_create_time := NULL; cr_revoke_time := NULL; cr_last_redeem_time := NULL; cr_metadata := NULL;
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+END
+$fn$;
