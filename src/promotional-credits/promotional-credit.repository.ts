@@ -377,7 +377,7 @@ export class PromotionalCreditRepository {
       `SELECT l.id, l.seq, l.amount, CASE WHEN l.expire_time <= $4 THEN 0 ELSE l.remaining END AS remaining, l.expire_time, l.credit_type, l.create_time
          FROM promotional_credit_lots l
         WHERE l.tenant_id = $1 AND l.customer_id = $2 AND l.currency_code = $3
-          ${options.includeEmpty ? '' : 'AND l.remaining > 0 AND (l.expire_time IS NULL OR l.expire_time > $4)'}
+          ${options.includeEmpty ? '' : 'AND l.open AND (l.expire_time IS NULL OR l.expire_time > $4)'}
           ${position}
         ORDER BY l.expire_time, l.seq
         LIMIT $5`,

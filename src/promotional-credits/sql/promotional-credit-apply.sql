@@ -188,7 +188,7 @@ DECLARE
 BEGIN
   FOR lot IN
     SELECT l.id, l.remaining FROM promotional_credit_lots AS l
-     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.remaining > 0
+     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.open
      ORDER BY l.expire_time, l.seq
   LOOP
     EXIT WHEN left_to_take = 0;
@@ -237,7 +237,7 @@ BEGIN
   FOR lot IN
     SELECT * FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-       AND l.remaining > 0 AND l.expire_time <= at
+       AND l.open AND l.expire_time <= at
      ORDER BY l.expire_time, l.seq
   LOOP
     keep := least(lot.remaining, cover);
@@ -256,7 +256,7 @@ BEGIN
   b.next_expire_time := least(
     (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
       WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-        AND l.remaining > 0 AND l.expire_time > at),
+        AND l.open AND l.expire_time > at),
     (SELECT min(x.expire_time) FROM promotional_credit_holds AS x
       WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
         AND x.status = 'ACTIVE'));
@@ -479,7 +479,7 @@ BEGIN
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
       IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
                   WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
-                    AND l.remaining > 0 AND l.expire_time <= at) THEN
+                    AND l.open AND l.expire_time <= at) THEN
         s := promotional_credit_settle(b, at, events);
         b := s.b;
         events := s.events;
@@ -544,7 +544,7 @@ BEGIN
                                 AND x.status = 'ACTIVE' AND x.expire_time <= at), 0);
   due := coalesce((SELECT sum(l.remaining) FROM promotional_credit_lots AS l
                     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-                      AND l.remaining > 0 AND l.expire_time <= at), 0);
+                      AND l.open AND l.expire_time <= at), 0);
   amount := b.amount - greatest(0, due - held);
 END
 $fn$;
@@ -656,7 +656,7 @@ LANGUAGE sql STABLE AS $fn$
   ), unsettled AS (
     SELECT l.currency_code, sum(l.remaining) AS due
       FROM promotional_credit_lots AS l
-     WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.remaining > 0 AND NOT l.expired AND l.expire_time <= at
+     WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.open AND NOT l.expired AND l.expire_time <= at
      GROUP BY l.currency_code
   )
   SELECT le.currency_code,
