@@ -30,6 +30,13 @@ export interface EntryWithBalances {
   balances: Balance[];
 }
 
+/** One customer's balances to read as readers see them at `at` (see balancesOfMany). */
+export interface BalanceRead {
+  tenantId: string;
+  customerId: string;
+  at: Date;
+}
+
 export interface LedgerFilter {
   id?: StringFilter;
   customerId?: StringFilter;
@@ -250,21 +257,38 @@ export class PromotionalCreditRepository {
   }
 
   /**
-   * A customer's balances by currency code as readers see them at `at`
-   * (expired credits and holds left out even before a write or the sweep
-   * settles them); one prepared statement.
+   * The balances of many customers (of any tenants) by currency code in ONE
+   * prepared statement, each as readers see them at its own `at` (expired
+   * credits and holds left out even before a write or the sweep settles
+   * them); answers one list per read, in the order of `reads`. Concurrent
+   * GetCustomerBalance calls share it (see PromotionalCreditsService): a
+   * round trip per call, not the read, was most of a call's cost.
    */
-  async balances(tenantId: string, customerId: string, at: Date): Promise<Balance[]> {
-    const { rows } = await preparedQuery<{ currency_code: string; amount: string; held: string }>(
+  async balancesOfMany(reads: readonly BalanceRead[]): Promise<Balance[][]> {
+    const tenantIds = new Array<string>(reads.length);
+    const customerIds = new Array<string>(reads.length);
+    const ats = new Array<Date>(reads.length);
+    const answers = new Array<Balance[]>(reads.length);
+    for (let i = 0; i < reads.length; i++) {
+      const read = reads[i]!;
+      tenantIds[i] = read.tenantId;
+      customerIds[i] = read.customerId;
+      ats[i] = read.at;
+      answers[i] = [];
+    }
+    const { rows } = await preparedQuery<{ i: number; currency_code: string; amount: string; held: string }>(
       this.manager,
-      'promotional_credit_balances',
-      `SELECT b.currency_code,
-              CASE WHEN b.next_expire_time <= $3 THEN (promotional_credit_balance_at(b, $3)).amount ELSE b.amount END AS amount,
-              CASE WHEN b.next_expire_time <= $3 THEN (promotional_credit_balance_at(b, $3)).held ELSE b.held END AS held
-         FROM promotional_credit_balances b WHERE b.tenant_id = $1 AND b.customer_id = $2 ORDER BY b.currency_code`,
-      [tenantId, customerId, at],
+      'promotional_credit_balances_many',
+      `SELECT q.i::int AS i, b.currency_code,
+              CASE WHEN b.next_expire_time <= q.at THEN (promotional_credit_balance_at(b, q.at)).amount ELSE b.amount END AS amount,
+              CASE WHEN b.next_expire_time <= q.at THEN (promotional_credit_balance_at(b, q.at)).held ELSE b.held END AS held
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS q(tenant_id, customer_id, at, i)
+         JOIN promotional_credit_balances b ON b.tenant_id = q.tenant_id AND b.customer_id = q.customer_id
+        ORDER BY q.i, b.currency_code`,
+      [tenantIds, customerIds, ats],
     );
-    return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) }));
+    for (const r of rows) answers[r.i - 1]!.push({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) });
+    return answers;
   }
 
   /** A customer's balances as they were at `at` (see promotional_credit_balances_as_of). */
