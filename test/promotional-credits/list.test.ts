@@ -300,6 +300,45 @@ describe('ListPromotionalCredits', () => {
     });
   });
 
+  describe('entries', () => {
+    const t = useTenantClients({ per: 'test' });
+
+    it('answers every field of each entry as its write answered it and as GetPromotionalCredit does', async () => {
+      const c = t.promotionalCredits;
+      const customerId = 'fields';
+      const expireTime = new Date(Date.now() + 86_400_000 + 123.456);
+      const written: PromotionalCredit[] = [];
+      const keep = (entry: PromotionalCredit | undefined) => {
+        expect(entry).to.not.equal(undefined);
+        written.push(entry!);
+        return entry!;
+      };
+      // Beyond 2^53 (exact), expiring with metadata, a deduct drawing from both lots, its reversal, other currencies.
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 2n ** 60n + 1n, reference: 'big' })).promotionalCredit);
+      keep(
+        (
+          await c.addPromotionalCredits({
+            ...base,
+            customerId,
+            amount: 250n,
+            creditType: CreditType.CREDIT_TYPE_LOYALTY_CREDITS,
+            expireTime,
+            metadata: { order: 'o-1', note: 'é ✓ "quoted" \\ back' },
+          })
+        ).promotionalCredit,
+      );
+      const deduct = keep((await c.deductPromotionalCredits({ ...base, customerId, amount: 300n, metadata: { why: 'checkout' } })).promotionalCredit);
+      expect(deduct.allocations).to.have.length(2);
+      keep((await c.reversePromotionalCredit({ id: deduct.id, description: 'refund', reference: 'r-1', metadata: {} })).promotionalCredit);
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 5n, currencyCode: 'JPY' })).promotionalCredit);
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 7n, currencyCode: 'BHD' })).promotionalCredit);
+
+      const listed = await walk(c, { customerId: { is: customerId } }, 2);
+      expect(listed).to.deep.equal([...written].reverse());
+      for (const entry of listed) expect((await c.getPromotionalCredit({ id: entry.id })).promotionalCredit).to.deep.equal(entry);
+    });
+  });
+
   describe('tenant isolation', () => {
     it('a second tenant sees nothing of the first, by id, list, filter or balance', async () => {
       const first = await newTenant(server.dataSource);
