@@ -23,6 +23,7 @@ import {
   type LedgerWrite,
   type LedgerWriteOutcome,
   type LotRecord,
+  type PageRead,
 } from './promotional-credit.repository';
 import {
   readCaptureAmount,
@@ -83,6 +84,15 @@ export class PromotionalCreditsService {
       onGroupFailure: 'split',
     },
     { name: 'balance_reads' },
+  );
+
+  /** Pages of concurrent ListPromotionalCredits calls, in one statement per filter shape (see listMany). */
+  private readonly pageReads = new GroupCommit<PageRead, PromotionalCreditEntity[]>(
+    {
+      runGroup: async (reads) => (await new PromotionalCreditRepository(this.dataSource.manager).listMany(reads)).map((value) => ({ ok: true, value })),
+      onGroupFailure: 'split',
+    },
+    { name: 'page_reads' },
   );
 
   constructor(
@@ -255,8 +265,7 @@ export class PromotionalCreditsService {
 
   async list(principal: Principal, input: ListInput): Promise<Page<PromotionalCreditEntity>> {
     const { filter, filterKey } = validateListInput(input);
-    const repo = new PromotionalCreditRepository(this.dataSource.manager);
-    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => repo.list(principal.tenantId, filter, beforeSeq, limit));
+    return this.pager.page(principal.tenantId, filterKey, input, (beforeSeq, limit) => this.pageReads.submit({ tenantId: principal.tenantId, filter, beforeSeq, limit }));
   }
 
   /** A customer's lots in one currency, in consumption order. */

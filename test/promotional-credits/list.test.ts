@@ -153,6 +153,31 @@ describe('ListPromotionalCredits', () => {
       expect(await list({ id: { is: target.id }, type: typeFilter({ isNot: DECREMENT }) })).to.deep.equal([]);
     });
 
+    it('answers calls made at once (read in one statement per filter shape) as it answers them one by one', async () => {
+      const pivot = entries[7]!.createTime!;
+      const requests: Array<Partial<ListPromotionalCreditsRequest>> = [
+        {},
+        { customerId: { is: 'a_1' } },
+        { customerId: { is: 'b' } },
+        { customerId: { is: 'nobody' } },
+        { customerId: { startsWith: 'a_' }, type: typeFilter({ is: DECREMENT }) },
+        { type: typeFilter({ in: [INCREMENT] }), createTime: { after: pivot } },
+        { id: { is: entries[3]!.id } },
+        { customerId: { isNot: 'b' }, createTime: { before: pivot } },
+      ];
+      const one = async (request: Partial<ListPromotionalCreditsRequest>, pageSize: number) => {
+        const first = await t.promotionalCredits.listPromotionalCredits({ ...request, pageSize, pageToken: '' });
+        const second = first.nextPageToken === '' ? undefined : await t.promotionalCredits.listPromotionalCredits({ ...request, pageSize, pageToken: first.nextPageToken });
+        return [ids(first.promotionalCredits), ids(second?.promotionalCredits ?? [])];
+      };
+      const cases = requests.flatMap((request) => [1, 2, 4].map((pageSize) => [request, pageSize] as const));
+      const sequential = [];
+      for (const [request, pageSize] of cases) sequential.push(await one(request, pageSize));
+      for (let round = 0; round < 3; round++) {
+        expect(await Promise.all(cases.map(([request, pageSize]) => one(request, pageSize)))).to.deep.equal(sequential);
+      }
+    });
+
     it('walks filtered pages of every size without gaps or repeats', async () => {
       const all = expected((e) => e.customerId !== 'ab1');
       for (const pageSize of [1, 2, 3, 7, 10, 11]) {
