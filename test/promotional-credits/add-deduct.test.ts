@@ -2,7 +2,9 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { currencyBalance } from '../support/ledger';
 import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
+import { promotionalCredits } from '../support/server';
 import { expectError } from '../support/status';
+import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'goodwill', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
@@ -43,6 +45,45 @@ describe('PromotionalCreditService add and deduct', () => {
     expect(err.metadata).to.include({ balance: '500', requested: '501' });
     const page = await t.promotionalCredits.listPromotionalCredits({ pageSize: 0, pageToken: '', customerId: { is: 'c' } });
     expect(page.promotionalCredits).to.have.length(1);
+  });
+
+  it('answers balances read at once (in one statement) as it answers them one by one: currencies, held, other tenants', async () => {
+    const pc = t.promotionalCredits;
+    const other = await newTenant(t.server.dataSource);
+    const stranger = promotionalCredits(t.server.address, other.rwKey);
+    try {
+      for (const [customerId, amount] of [['m-1', 100n], ['m-2', 7n], ['m-3', 2n ** 60n]] as const) {
+        await pc.addPromotionalCredits({ ...base, customerId, amount });
+        await pc.addPromotionalCredits({ ...base, customerId, amount: amount + 1n, currencyCode: 'JPY' });
+      }
+      await pc.addPromotionalCredits({ ...base, customerId: 'm-1', amount: 3n, currencyCode: 'BHD' });
+      await pc.holdPromotionalCredits({ ...base, customerId: 'm-1', amount: 40n, expireTime: new Date(Date.now() + 3_600_000) });
+      await stranger.addPromotionalCredits({ ...base, customerId: 'm-2', amount: 11n });
+      const reads = [
+        () => pc.getCustomerBalance({ customerId: 'm-1' }),
+        () => pc.getCustomerBalance({ customerId: 'm-2' }),
+        () => pc.getCustomerBalance({ customerId: 'm-3' }),
+        () => pc.getCustomerBalance({ customerId: 'nobody' }),
+        () => stranger.getCustomerBalance({ customerId: 'm-1' }),
+        () => stranger.getCustomerBalance({ customerId: 'm-2' }),
+      ];
+      const sequential = [];
+      for (const read of reads) sequential.push(await read());
+      expect(sequential[0]!.balance!.balances.map((b) => [b.currencyCode, b.amount, b.held, b.available])).to.deep.equal([
+        ['BHD', 3n, 0n, 3n],
+        ['JPY', 101n, 0n, 101n],
+        ['USD', 100n, 40n, 60n],
+      ]);
+      expect(sequential[2]!.balance!.balances[0]!.amount).to.equal(2n ** 60n + 1n);
+      expect(sequential[3]!.balance!.balances).to.deep.equal([]);
+      expect(sequential[4]!.balance!.balances).to.deep.equal([]);
+      expect(sequential[5]!.balance!.balances.map((b) => b.amount)).to.deep.equal([11n]);
+      for (let round = 0; round < 3; round++) {
+        expect(await Promise.all([...reads, ...reads, ...reads].map((read) => read()))).to.deep.equal([...sequential, ...sequential, ...sequential]);
+      }
+    } finally {
+      stranger.close();
+    }
   });
 
   it('lists every bad field at once', async () => {

@@ -153,6 +153,31 @@ describe('ListPromotionalCredits', () => {
       expect(await list({ id: { is: target.id }, type: typeFilter({ isNot: DECREMENT }) })).to.deep.equal([]);
     });
 
+    it('answers calls made at once (read in one statement per filter shape) as it answers them one by one', async () => {
+      const pivot = entries[7]!.createTime!;
+      const requests: Array<Partial<ListPromotionalCreditsRequest>> = [
+        {},
+        { customerId: { is: 'a_1' } },
+        { customerId: { is: 'b' } },
+        { customerId: { is: 'nobody' } },
+        { customerId: { startsWith: 'a_' }, type: typeFilter({ is: DECREMENT }) },
+        { type: typeFilter({ in: [INCREMENT] }), createTime: { after: pivot } },
+        { id: { is: entries[3]!.id } },
+        { customerId: { isNot: 'b' }, createTime: { before: pivot } },
+      ];
+      const one = async (request: Partial<ListPromotionalCreditsRequest>, pageSize: number) => {
+        const first = await t.promotionalCredits.listPromotionalCredits({ ...request, pageSize, pageToken: '' });
+        const second = first.nextPageToken === '' ? undefined : await t.promotionalCredits.listPromotionalCredits({ ...request, pageSize, pageToken: first.nextPageToken });
+        return [ids(first.promotionalCredits), ids(second?.promotionalCredits ?? [])];
+      };
+      const cases = requests.flatMap((request) => [1, 2, 4].map((pageSize) => [request, pageSize] as const));
+      const sequential = [];
+      for (const [request, pageSize] of cases) sequential.push(await one(request, pageSize));
+      for (let round = 0; round < 3; round++) {
+        expect(await Promise.all(cases.map(([request, pageSize]) => one(request, pageSize)))).to.deep.equal(sequential);
+      }
+    });
+
     it('walks filtered pages of every size without gaps or repeats', async () => {
       const all = expected((e) => e.customerId !== 'ab1');
       for (const pageSize of [1, 2, 3, 7, 10, 11]) {
@@ -297,6 +322,45 @@ describe('ListPromotionalCredits', () => {
       expect(seen.slice(4).filter((id) => !existing.includes(id))).to.deep.equal([]);
       expect(await walk(t.promotionalCredits, {}, 100)).to.have.length(60 + 45);
       expect(await ledgerProblemsOf(server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+
+  describe('entries', () => {
+    const t = useTenantClients({ per: 'test' });
+
+    it('answers every field of each entry as its write answered it and as GetPromotionalCredit does', async () => {
+      const c = t.promotionalCredits;
+      const customerId = 'fields';
+      const expireTime = new Date(Date.now() + 86_400_000 + 123.456);
+      const written: PromotionalCredit[] = [];
+      const keep = (entry: PromotionalCredit | undefined) => {
+        expect(entry).to.not.equal(undefined);
+        written.push(entry!);
+        return entry!;
+      };
+      // Beyond 2^53 (exact), expiring with metadata, a deduct drawing from both lots, its reversal, other currencies.
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 2n ** 60n + 1n, reference: 'big' })).promotionalCredit);
+      keep(
+        (
+          await c.addPromotionalCredits({
+            ...base,
+            customerId,
+            amount: 250n,
+            creditType: CreditType.CREDIT_TYPE_LOYALTY_CREDITS,
+            expireTime,
+            metadata: { order: 'o-1', note: 'é ✓ "quoted" \\ back' },
+          })
+        ).promotionalCredit,
+      );
+      const deduct = keep((await c.deductPromotionalCredits({ ...base, customerId, amount: 300n, metadata: { why: 'checkout' } })).promotionalCredit);
+      expect(deduct.allocations).to.have.length(2);
+      keep((await c.reversePromotionalCredit({ id: deduct.id, description: 'refund', reference: 'r-1', metadata: {} })).promotionalCredit);
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 5n, currencyCode: 'JPY' })).promotionalCredit);
+      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 7n, currencyCode: 'BHD' })).promotionalCredit);
+
+      const listed = await walk(c, { customerId: { is: customerId } }, 2);
+      expect(listed).to.deep.equal([...written].reverse());
+      for (const entry of listed) expect((await c.getPromotionalCredit({ id: entry.id })).promotionalCredit).to.deep.equal(entry);
     });
   });
 
