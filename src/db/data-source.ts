@@ -21,6 +21,7 @@ import { Events1764500000000 } from './migrations/1764500000000-events';
 import { LedgerWriteCosts1764550000000 } from './migrations/1764550000000-ledger-write-costs';
 import { TwoPhaseRedemptions1764600000000 } from './migrations/1764600000000-two-phase-redemptions';
 import { LedgerCheckDomains1764650000000 } from './migrations/1764650000000-ledger-check-domains';
+import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-lapsed-redemption-sweep';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -34,6 +35,7 @@ export const MIGRATIONS = [
   LedgerWriteCosts1764550000000,
   TwoPhaseRedemptions1764600000000,
   LedgerCheckDomains1764650000000,
+  LapsedRedemptionSweep1764750000000,
 ];
 
 export interface DataSourceOptions {
