@@ -351,9 +351,13 @@ export class CouponRepository {
     const couponIds = [...new Set(due.map((d) => d.coupon_id))];
     await this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]);
     const canceled: Array<{ redemption_id: string }> = await this.manager.query(
-      `UPDATE coupon_redemption_states SET status = 'CANCELED', update_time = hold_until
-        WHERE redemption_id = ANY ($1::uuid[]) AND status = 'HELD' AND hold_until <= clock_timestamp()
-        RETURNING redemption_id`,
+      // A SELECT around the UPDATE: TypeORM answers an UPDATE's rows with its row count.
+      `WITH canceled AS (
+         UPDATE coupon_redemption_states SET status = 'CANCELED', update_time = hold_until
+          WHERE redemption_id = ANY ($1::uuid[]) AND status = 'HELD' AND hold_until <= clock_timestamp()
+          RETURNING redemption_id
+       )
+       SELECT redemption_id FROM canceled`,
       [due.map((d) => d.redemption_id)],
     );
     if (canceled.length === 0) return { due: due.length, canceled: [] };
