@@ -318,6 +318,57 @@ export class CouponRepository {
     return rows[0]!.update_time;
   }
 
+  /**
+   * Records the lapse of up to `limit` held redemptions (of every tenant)
+   * whose hold_until has passed, oldest hold_until first: each state row
+   * becomes CANCELED with update_time = its hold_until (when it read
+   * CANCELED from). Answers them as they now stand, in that order, and how
+   * many were due (at most `limit`; more than it recorded when another
+   * process recorded some first).
+   *
+   * Runs in the caller's transaction. The state rows of a coupon's
+   * redemptions are written only under the coupon's row lock (Confirm and
+   * Cancel take it before they read the status), so this takes the locks
+   * of the coupons concerned, in id order as every path does (it takes no
+   * credit's: a lapse changes no credit counter), and only then writes the
+   * rows still HELD. A transition that read HELD before its hold_until
+   * committed first, and its row is no longer HELD; one that comes after
+   * reads the CANCELED written here, with the same answer as before it was
+   * written (the status read as CANCELED from hold_until already). Two
+   * processes sweeping at once wait for each other on those locks, and the
+   * second finds nothing left to write: a lapse is recorded exactly once.
+   * The coupons' stored counters count CONFIRMED uses only, so a lapse
+   * changes none.
+   */
+  async cancelLapsedHolds(limit: number): Promise<{ due: number; canceled: CouponRedemptionEntity[] }> {
+    const due: Array<{ redemption_id: string; coupon_id: string }> = await this.manager.query(
+      `SELECT redemption_id, coupon_id FROM coupon_redemption_states
+        WHERE status = 'HELD' AND hold_until <= clock_timestamp()
+        ORDER BY hold_until LIMIT $1`,
+      [limit],
+    );
+    if (due.length === 0) return { due: 0, canceled: [] };
+    const couponIds = [...new Set(due.map((d) => d.coupon_id))];
+    await this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]);
+    const canceled: Array<{ redemption_id: string }> = await this.manager.query(
+      // A SELECT around the UPDATE: TypeORM answers an UPDATE's rows with its row count.
+      `WITH canceled AS (
+         UPDATE coupon_redemption_states SET status = 'CANCELED', update_time = hold_until
+          WHERE redemption_id = ANY ($1::uuid[]) AND status = 'HELD' AND hold_until <= clock_timestamp()
+          RETURNING redemption_id
+       )
+       SELECT redemption_id FROM canceled`,
+      [due.map((d) => d.redemption_id)],
+    );
+    if (canceled.length === 0) return { due: due.length, canceled: [] };
+    const rows: RedemptionRow[] = await this.manager.query(
+      `SELECT ${REDEMPTION_COLUMNS} FROM ${REDEMPTION_FROM} WHERE r.id = ANY ($1::uuid[]) ORDER BY r.hold_until, r.seq`,
+      [canceled.map((c) => c.redemption_id)],
+    );
+    const now = new Date();
+    return { due: due.length, canceled: rows.map((row) => redemptionFromRow(row, now)) };
+  }
+
   /** One page of redemptions, newest first, strictly before the `beforeSeq` cursor, with their status at `now`. */
   async listRedemptions(
     tenantId: string,

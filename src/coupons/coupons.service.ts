@@ -6,6 +6,7 @@ import type { PageTokenCodec } from '../common/page-token';
 import { Pager, type Page } from '../common/pager';
 import { checkUuid } from '../common/text';
 import { isUniqueViolation } from '../db/db-errors';
+import { inTransaction } from '../db/transaction';
 import type { WorkRunner } from '../db/unit-of-work';
 import { appendEvents } from '../events/outbox';
 import type { Money } from '../money/money';
@@ -250,6 +251,32 @@ export class CouponsService {
       const coupon = (await repo.findCoupon(tenantId, { id: current.couponId }, now))!;
       return { redemption, coupon };
     });
+  }
+
+  /**
+   * Records the lapse of held redemptions whose hold_until has passed (the
+   * background sweep, run by every replica's expiry timer): each becomes
+   * CANCELED for good, as of its hold_until, with the REDEMPTION_CANCELED
+   * event CancelCouponRedemption writes (the redemption as it now reads), in
+   * one transaction per `batch`; at most `maxPerRun` per call, the rest is
+   * left to the next. Readers never waited for this: a lapsed hold read
+   * CANCELED and stopped counting from its hold_until on. Answers how many
+   * it recorded.
+   */
+  async recordLapsedHolds(snapshots: CouponEventSnapshots, { batch = 500, maxPerRun = 5000 } = {}): Promise<number> {
+    let recorded = 0;
+    while (recorded < maxPerRun) {
+      const limit = Math.min(batch, maxPerRun - recorded);
+      const { due, canceled } = await inTransaction(this.dataSource, async (manager) => {
+        const outcome = await new CouponRepository(manager).cancelLapsedHolds(limit);
+        await appendEvents(manager, outcome.canceled.map((redemption) => redemptionEvent('REDEMPTION_CANCELED', redemption, snapshots)));
+        return outcome;
+      });
+      recorded += canceled.length;
+      // Fewer due than asked: none left. All taken by another process meanwhile: it goes on with them.
+      if (due < limit || canceled.length === 0) break;
+    }
+    return recorded;
   }
 
   async listRedemptions(principal: Principal, input: RedemptionListInput): Promise<Page<CouponRedemptionEntity>> {

@@ -20,8 +20,10 @@ export interface StoredRedemptionStatus {
  * Where a redemption stands at `now`: without a state row CONFIRMED (since it
  * was recorded); a stored CONFIRMED or CANCELED as stored; a stored HELD is
  * HELD until `hold_until` and CANCELED from that instant on (updated then),
- * with nothing written, so a lapsed hold frees its use at once for everyone.
- * COUNTED_SQL restates which of these count.
+ * before anything is written, so a lapsed hold frees its use at once for
+ * everyone. The expiry sweep later stores that very state (CANCELED, updated
+ * at hold_until: CouponRepository.cancelLapsedHolds), so a reader sees the
+ * same before and after it. countedSql restates which of these count.
  */
 export function redemptionStatusAt(stored: StoredRedemptionStatus, now: Date): { status: RedemptionStatus; updateTime: Date } {
   if (stored.status === null) return { status: 'CONFIRMED', updateTime: stored.createTime };

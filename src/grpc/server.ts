@@ -13,6 +13,7 @@ import { CreditsService } from '../credits/credits.service';
 import type { Logger } from '../logger';
 import { PromotionalCreditsService } from '../promotional-credits/promotional-credits.service';
 import { couponHandlers } from './coupon.handler';
+import { couponEventSnapshots } from './coupon.mapper';
 import { creditHandlers } from './credit.handler';
 import { eventHandlers } from './event.handler';
 import { EventsService } from '../events/events.service';
@@ -119,8 +120,14 @@ export async function startGrpcServer(
   });
   const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens);
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
-  const sweeper = startExpirySweep(promotionalCredits, (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000, deps.logger, metrics);
-  rpc.addService(server, CouponServiceService, couponHandlers(new CouponsService(deps.dataSource, pageTokens), rpc));
+  const coupons = new CouponsService(deps.dataSource, pageTokens);
+  const sweeper = startExpirySweep(
+    { balances: () => promotionalCredits.sweepExpired(), lapsedRedemptions: () => coupons.recordLapsedHolds(couponEventSnapshots) },
+    (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000,
+    deps.logger,
+    metrics,
+  );
+  rpc.addService(server, CouponServiceService, couponHandlers(coupons, rpc));
   rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
   rpc.addService(server, EventServiceService, eventHandlers(events, rpc, metrics?.eventStreamLag()));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
@@ -187,33 +194,49 @@ export async function startGrpcServer(
   };
 }
 
+/** What one run of the expiry sweep does; each answers how many it settled or recorded. */
+interface ExpirySweeps {
+  /** Balances with expirations due (lots and holds of promotional credits): promotional_credit_sweep. */
+  balances(): Promise<number>;
+  /** Held redemptions past their hold_until: their cancellation and its event (CouponsService.recordLapsedHolds). */
+  lapsedRedemptions(): Promise<number>;
+}
+
 /**
  * Every replica sweeps expirations due now and then (promotional_credit_sweep
  * skips balances another replica is settling, and settles each from its lots
- * as they stand, so sweeps at once never expire a lot twice). Runs never
- * overlap; the first comes after a random part of the interval, so replicas
- * started together spread out.
+ * as they stand, so sweeps at once never expire a lot twice; lapsed holds of
+ * redemptions are recorded under their coupons' locks, each once). Runs
+ * never overlap; the first comes after a random part of the interval, so
+ * replicas started together spread out. A run is `failed` when either part
+ * failed; the other part still ran.
  */
-function startExpirySweep(service: PromotionalCreditsService, intervalMs: number, logger: Logger, metrics: Metrics | undefined): { stop(): Promise<void> } {
+function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logger, metrics: Metrics | undefined): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  const part = async (what: string, sweep: () => Promise<number>): Promise<number | undefined> => {
+    try {
+      return await sweep();
+    } catch (err) {
+      logger.warn({ err }, `expiry sweep failed (${what})`);
+      return undefined;
+    }
+  };
+  const sweepOnce = async () => {
+    const settled = await part('balances', () => sweeps.balances());
+    const lapsedRedemptions = await part('lapsed redemptions', () => sweeps.lapsedRedemptions());
+    if (settled !== undefined && settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
+    if (lapsedRedemptions !== undefined && lapsedRedemptions > 0) logger.info({ redemptions: lapsedRedemptions }, 'lapsed redemption holds canceled');
+    const failed = settled === undefined || lapsedRedemptions === undefined;
+    metrics?.expirySweep({ failed, settled: settled ?? 0, lapsedRedemptions: lapsedRedemptions ?? 0 });
+  };
   const schedule = (delay: number) => {
     timer = setTimeout(() => {
-      running = service
-        .sweepExpired()
-        .then((settled) => {
-          metrics?.expirySweep({ settled });
-          if (settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
-        })
-        .catch((err: unknown) => {
-          metrics?.expirySweep('failed');
-          logger.warn({ err }, 'expiry sweep failed');
-        })
-        .finally(() => {
-          running = undefined;
-          if (!stopped) schedule(intervalMs);
-        });
+      running = sweepOnce().finally(() => {
+        running = undefined;
+        if (!stopped) schedule(intervalMs);
+      });
     }, delay);
     timer.unref();
   };

@@ -75,6 +75,7 @@ export class Metrics {
   private readonly groupSizes: Histogram<'group'>;
   private readonly sweeps: Counter<'outcome'>;
   private readonly sweptBalances: Counter;
+  private readonly lapsedRedemptions: Counter;
   private readonly databaseUp: Gauge;
   private streamLag: Histogram | undefined;
   private readonly methods = new Map<string, MethodMetrics>();
@@ -123,6 +124,11 @@ export class Metrics {
     });
     this.sweeps = new Counter({ name: 'credits_expiry_sweeps_total', help: 'Expiry sweeps run by this process, by outcome (ok, failed).', labelNames: ['outcome'], registers });
     this.sweptBalances = new Counter({ name: 'credits_expiry_settled_balances_total', help: 'Balances whose due expirations (lots and holds) the sweep settled.', registers });
+    this.lapsedRedemptions = new Counter({
+      name: 'credits_expiry_lapsed_redemptions_total',
+      help: 'Held coupon redemptions past hold_until whose cancellation (and REDEMPTION_CANCELED event) the sweep recorded.',
+      registers,
+    });
     this.databaseUp = new Gauge({ name: 'credits_database_up', help: '1 while the readiness check reaches PostgreSQL, 0 while it does not.', registers });
     this.databaseUp.set(1); // the server starts once the database answered
     this.authHit = this.authCache.labels('hit');
@@ -167,12 +173,11 @@ export class Metrics {
     return (size) => child.observe(size);
   }
 
-  expirySweep(outcome: { settled: number } | 'failed'): void {
-    if (outcome === 'failed') this.sweeps.labels('failed').inc();
-    else {
-      this.sweeps.labels('ok').inc();
-      this.sweptBalances.inc(outcome.settled);
-    }
+  /** One run of the expiry sweep: failed when a part of it failed; what the parts that ran did. */
+  expirySweep(run: { failed: boolean; settled: number; lapsedRedemptions: number }): void {
+    this.sweeps.labels(run.failed ? 'failed' : 'ok').inc();
+    this.sweptBalances.inc(run.settled);
+    this.lapsedRedemptions.inc(run.lapsedRedemptions);
   }
 
   /**

@@ -124,6 +124,8 @@ describe('observability: Prometheus metrics', function () {
       await new Promise((r) => setTimeout(r, 200));
     } while (Date.now() < deadline);
     expect(found.value('credits_expiry_sweeps_total', { outcome: 'ok' }), 'sweeps run').to.be.greaterThan(0);
+    expect(found.has('credits_expiry_settled_balances_total')).to.equal(true);
+    expect(found.has('credits_expiry_lapsed_redemptions_total')).to.equal(true);
     expect(found.value('credits_db_pool_max_connections')).to.equal(10);
     expect(found.value('credits_db_pool_connections_idle') + found.value('credits_db_pool_connections_in_use')).to.be.within(1, 10);
     expect(found.has('credits_db_pool_waiting')).to.equal(true);

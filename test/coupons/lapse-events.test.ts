@@ -1,0 +1,264 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { RedemptionStatus, type CouponRedemption } from '../../gen/credits/v1/coupon_service';
+import { CreditState } from '../../gen/credits/v1/credit_service';
+import { EventType, type Event } from '../../gen/credits/v1/event_service';
+import { PageTokenCodec } from '../../src/common/page-token';
+import { redemptionEvent } from '../../src/coupons/coupon-events';
+import { CouponRepository } from '../../src/coupons/coupon.repository';
+import { CouponsService } from '../../src/coupons/coupons.service';
+import { verifyRedemptions } from '../../src/coupons/redemption-audit';
+import { appendEvents } from '../../src/events/outbox';
+import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
+import { issueRequest, once, redeemCreditRequest, sleep } from '../credits/fixtures';
+import { eventsClient, listAll, type EventsClient } from '../support/events';
+import { decodeError, expectError } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+import { allRedemptions, percentageCoupon, redeemRequest } from './fixtures';
+import { eventsOf, inMs, waitUntilPast } from './footprint';
+
+const { REDEMPTION_STATUS_CONFIRMED: CONFIRMED, REDEMPTION_STATUS_CANCELED: CANCELED } = RedemptionStatus;
+/** Longer than two sweep intervals of every process (the suites sweep every second). */
+const SWEEPS_AGAIN_MS = 2_500;
+
+/**
+ * A hold that passes hold_until unconfirmed reads CANCELED at once (nothing
+ * waits for a sweep); the expiry sweep of every process then records it,
+ * once, with the REDEMPTION_CANCELED event an explicit cancel writes.
+ */
+describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_CANCELED each (two server processes)', () => {
+  const t = useTenantClients({ replica: true });
+  const on = (i: number) => (i % 2 === 0 ? t.coupons : t.replica.coupons);
+  let events: EventsClient;
+  beforeEach(() => {
+    events = eventsClient(t.server.address, t.tenant.readKey);
+  });
+  afterEach(async () => {
+    events.close();
+    expect(await verifyRedemptions(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
+  });
+
+  /** The tenant's REDEMPTION_CANCELED events, through ListEvents. */
+  const canceledEvents = async (): Promise<Event[]> => (await listAll(events, { types: [EventType.EVENT_TYPE_REDEMPTION_CANCELED] })).events;
+
+  /** Waits until there are at least `count` REDEMPTION_CANCELED events (a sweep runs every second), then answers them. */
+  async function untilCanceledEvents(count: number): Promise<Event[]> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const found = await canceledEvents();
+      if (found.length >= count || Date.now() > deadline) return found;
+      await sleep(200);
+    }
+  }
+
+  /** Event count per redemption id. */
+  const perRedemption = (found: Event[]) => {
+    const counts = new Map<string, number>();
+    for (const e of found) counts.set(e.redemption!.id, (counts.get(e.redemption!.id) ?? 0) + 1);
+    return counts;
+  };
+
+  /** The stored state rows of redemptions: status and whether update_time is hold_until. */
+  async function stateRows(ids: string[]): Promise<Map<string, { status: string; atHoldUntil: boolean }>> {
+    const rows: Array<{ redemption_id: string; status: string; at_hold_until: boolean }> = await t.server.dataSource.query(
+      `SELECT redemption_id, status, update_time = hold_until AS at_hold_until FROM coupon_redemption_states WHERE redemption_id = ANY ($1::uuid[])`,
+      [ids],
+    );
+    return new Map(rows.map((r) => [r.redemption_id, { status: r.status, atHoldUntil: r.at_hold_until }]));
+  }
+
+  it('writes exactly one REDEMPTION_CANCELED per lapsed hold (coupon and credit), shaped as an explicit cancel, with the state stored at hold_until', async function () {
+    this.timeout(90_000);
+    const metadata = { order: 'o-1' };
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: 10 }))).coupon!;
+    const creditCoupon = (await t.coupons.createCoupon(once())).coupon!;
+    const credits = await Promise.all(['k0', 'k1'].map(async (customer) => (await t.credits.createCustomerCredit(issueRequest(creditCoupon.id, customer))).credit!));
+    const holdUntil = inMs(2_000);
+    const couponHolds = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) =>
+        (await on(i).redeemCoupon(redeemRequest(coupon.code, `c${i}`, { holdUntil, metadata, amount: { amount: 1999n, currencyCode: 'USD' } }))).redemption!,
+      ),
+    );
+    const creditHolds = await Promise.all(
+      credits.map(async (credit, i) =>
+        (await (i % 2 === 0 ? t.credits : t.replica.credits).redeemCustomerCredit(redeemCreditRequest(credit.customerId, credit.id, { holdUntil, metadata })))
+          .redemption!,
+      ),
+    );
+    // Before the lapse: one confirmed (no cancel event ever), one canceled by the caller (its own event).
+    const [confirmed, explicit, ...lapsing] = couponHolds;
+    await t.coupons.confirmCouponRedemption({ redemptionId: confirmed!.id });
+    const explicitlyCanceled = (await t.replica.coupons.cancelCouponRedemption({ redemptionId: explicit!.id })).redemption!;
+    const lapsed = [...lapsing, ...creditHolds];
+
+    await waitUntilPast(holdUntil);
+    const found = await untilCanceledEvents(1 + lapsed.length);
+    // Both processes keep sweeping: no event comes twice.
+    await sleep(SWEEPS_AGAIN_MS);
+    const after = await canceledEvents();
+    expect(after.map((e) => e.id), 'no event after the first of each').to.deep.equal(found.map((e) => e.id));
+    const counts = perRedemption(after);
+    expect([...counts.keys()].sort()).to.deep.equal([explicit!, ...lapsed].map((r) => r.id).sort());
+    expect([...counts.values()].every((n) => n === 1), 'one event per redemption').to.equal(true);
+
+    // Each lapse's event carries the redemption as it now reads: CANCELED as of its hold_until.
+    const listed = new Map<string, CouponRedemption>();
+    for (const id of [coupon.id, creditCoupon.id]) for (const r of await allRedemptions(t.coupons, id)) listed.set(r.id, r);
+    for (const held of lapsed) {
+      const event = after.find((e) => e.redemption!.id === held.id)!;
+      expect(event.customerId).to.equal(held.customerId);
+      expect(event.redemption).to.deep.equal({ ...held, status: CANCELED, updateTime: held.holdUntil });
+      expect(event.redemption).to.deep.equal(listed.get(held.id));
+    }
+    expect(after.find((e) => e.redemption!.id === explicit!.id)!.redemption).to.deep.equal(explicitlyCanceled);
+    // The same JSON fields as an explicit cancel's payload.
+    const stored = (await eventsOf(t.server.dataSource, t.tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED');
+    const fieldsOf = (id: string) => Object.keys(stored.find((e) => e.payload.id === id)!.payload).sort();
+    for (const held of lapsing) expect(fieldsOf(held.id)).to.deep.equal(fieldsOf(explicit!.id));
+
+    // Stored as an explicit cancel stores it, at hold_until.
+    const rows = await stateRows(lapsed.map((r) => r.id));
+    for (const held of lapsed) expect(rows.get(held.id)).to.deep.equal({ status: 'CANCELED', atHoldUntil: true });
+    // Confirm and Cancel answer as before it was recorded.
+    for (const held of [lapsing[0]!, creditHolds[1]!]) {
+      const refused = await expectError(t.replica.coupons.confirmCouponRedemption({ redemptionId: held.id }), status.FAILED_PRECONDITION, 'REDEMPTION_CANCELED');
+      expect(refused.message).to.contain('lapsed');
+      await expectError(t.coupons.cancelCouponRedemption({ redemptionId: held.id }), status.FAILED_PRECONDITION, 'REDEMPTION_CANCELED');
+    }
+    // Counts: only the confirmed use counts; the credits' uses are back.
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
+    for (const credit of credits) {
+      const back = (await t.credits.getCustomerCredit({ customerId: credit.customerId, creditId: credit.id })).credit!;
+      expect(back).to.deep.include({ state: CreditState.CREDIT_STATE_ACTIVE, redemptionCount: 0n, usesRemaining: 1 });
+    }
+    expect(listed.get(confirmed!.id)!.status).to.equal(CONFIRMED);
+  });
+
+  it('records each lapse once while sweeps of both processes and three more queue on the coupon behind a confirm that read HELD before hold_until', async function () {
+    this.timeout(90_000);
+    const coupon = (await t.coupons.createCoupon(percentageCoupon())).coupon!;
+    const holdUntil = inMs(3_000);
+    const holds = await Promise.all(Array.from({ length: 10 }, async (_, i) => (await on(i).redeemCoupon(redeemRequest(coupon.code, `c${i}`, { holdUntil }))).redemption!));
+    const [confirmedLate, refusedLate, ...rest] = holds;
+    // ConfirmCouponRedemption's steps (CouponsService.transition), paused between reading the status and writing it: it
+    // takes the coupon's lock and reads HELD before hold_until, and writes CONFIRMED only once hold_until has passed.
+    const locker = t.server.dataSource.createQueryRunner();
+    await locker.connect();
+    const sweeps: Array<Promise<number>> = [];
+    let confirm: Promise<unknown> | undefined;
+    try {
+      await locker.startTransaction();
+      const repo = new CouponRepository(locker.manager);
+      await repo.lockCoupon(t.tenant.id, { id: coupon.id });
+      const current = (await repo.findRedemption(t.tenant.id, confirmedLate!.id, new Date()))!;
+      expect(current.status, 'read before hold_until').to.equal('HELD');
+      await waitUntilPast(holdUntil);
+      const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+      for (let i = 0; i < 3; i++) sweeps.push(service.recordLapsedHolds(couponEventSnapshots));
+      confirm = t.replica.coupons.confirmCouponRedemption({ redemptionId: refusedLate!.id }).then(
+        () => 'OK',
+        (err: ServiceError) => decodeError(err),
+      );
+      // At least these three sweeps wait for the lock at once (the processes' own may too).
+      const deadline = Date.now() + 30_000;
+      let waiting = 0;
+      while (Date.now() < deadline) {
+        const [row] = await t.server.dataSource.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT id FROM coupons WHERE id = ANY%'`,
+        );
+        waiting = row.n;
+        if (waiting >= 3) break;
+        await sleep(50);
+      }
+      expect(waiting, 'sweeps waiting on the coupon').to.be.at.least(3);
+      await sleep(SWEEPS_AGAIN_MS); // and the processes' sweeps come by
+      const updateTime = await repo.setRedemptionStatus(current, 'CONFIRMED', 1);
+      const confirmed = Object.assign(current, { status: 'CONFIRMED' as const, updateTime });
+      await appendEvents(locker.manager, [redemptionEvent('REDEMPTION_CONFIRMED', confirmed, couponEventSnapshots)]);
+      await locker.commitTransaction();
+    } finally {
+      if (locker.isTransactionActive) await locker.rollbackTransaction();
+      await locker.release();
+    }
+    const recorded = (await Promise.all(sweeps)).reduce((a, b) => a + b, 0);
+    expect(recorded, 'the direct sweeps recorded each lapse at most once').to.be.at.most(rest.length + 1);
+    // The confirm that came after hold_until is refused as before, whichever got the lock first.
+    const refused = (await confirm) as { reason: string; message: string };
+    expect(refused.reason).to.equal('REDEMPTION_CANCELED');
+    expect(refused.message).to.contain('lapsed');
+
+    const lapsed = [refusedLate!, ...rest];
+    const found = await untilCanceledEvents(lapsed.length);
+    await sleep(SWEEPS_AGAIN_MS);
+    const after = await canceledEvents();
+    expect(after.map((e) => e.id)).to.deep.equal(found.map((e) => e.id));
+    const counts = perRedemption(after);
+    expect([...counts.keys()].sort(), 'the confirmed one is not canceled').to.deep.equal(lapsed.map((r) => r.id).sort());
+    expect([...counts.values()].every((n) => n === 1), 'one event per redemption').to.equal(true);
+    for (const e of after) expect(e.redemption!.updateTime).to.deep.equal(holdUntil);
+    const listed = new Map((await allRedemptions(t.coupons, coupon.id)).map((r) => [r.id, r.status]));
+    expect(listed.get(confirmedLate!.id)).to.equal(CONFIRMED);
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
+  });
+
+  it('races confirms and cancels against the lapse and the sweeps: each redemption ends in one state, with at most one cancellation and its event', async function () {
+    this.timeout(90_000);
+    const n = 40;
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: n }))).coupon!;
+    const holdUntil = inMs(4_000);
+    const holds = await Promise.all(Array.from({ length: n }, async (_, i) => (await on(i).redeemCoupon(redeemRequest(coupon.code, `c${i}`, { holdUntil }))).redemption!));
+    const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+    const at = (offsetMs: number) => sleep(Math.max(0, holdUntil.getTime() + offsetMs - Date.now()));
+    // A confirm or a cancel of each hold, one every 40 ms from 1.2 s before hold_until on (they queue on the coupon's lock
+    // and take a while on a busy machine: some come before the lapse, some after), on both processes, with sweeps of this
+    // process every 20 ms from just before it, besides the processes' own.
+    const outcome = (call: Promise<{ redemption?: CouponRedemption }>) =>
+      call.then(
+        (r) => ({ ok: true as const, redemption: r.redemption! }),
+        (err: ServiceError) => ({ ok: false as const, error: decodeError(err) }),
+      );
+    const calls = holds.map((held, i) =>
+      at(-1200 + 40 * i).then(() =>
+        outcome(i % 2 === 0 ? on(i >> 1).confirmCouponRedemption({ redemptionId: held.id }) : on(i >> 1).cancelCouponRedemption({ redemptionId: held.id })),
+      ),
+    );
+    const sweeps = Array.from({ length: 24 }, (_, k) => -40 + 20 * k).map((offset) => at(offset).then(() => service.recordLapsedHolds(couponEventSnapshots)));
+    const outcomes = await Promise.all(calls);
+    await Promise.all(sweeps);
+
+    const confirmedIds = new Set<string>();
+    const explicitlyCanceled = new Map<string, CouponRedemption>();
+    outcomes.forEach((o, i) => {
+      if (o.ok) (i % 2 === 0 ? confirmedIds.add(holds[i]!.id) : explicitlyCanceled.set(holds[i]!.id, o.redemption));
+      else {
+        // Refused only because the hold had lapsed, with the answer a lapsed hold always got.
+        expect(o.error.reason, o.error.message).to.equal('REDEMPTION_CANCELED');
+        expect(o.error.message).to.contain('lapsed');
+      }
+    });
+    const expectedEvents = n - confirmedIds.size;
+    const found = await untilCanceledEvents(expectedEvents);
+    await sleep(SWEEPS_AGAIN_MS);
+    const after = await canceledEvents();
+    expect(after.map((e) => e.id)).to.deep.equal(found.map((e) => e.id));
+    const counts = perRedemption(after);
+    expect(after).to.have.length(expectedEvents);
+    const listed = new Map((await allRedemptions(t.coupons, coupon.id)).map((r) => [r.id, r]));
+    for (const held of holds) {
+      const now = listed.get(held.id)!;
+      if (confirmedIds.has(held.id)) {
+        expect(now.status).to.equal(CONFIRMED);
+        expect(counts.has(held.id), 'a confirmed hold is never canceled').to.equal(false);
+        continue;
+      }
+      expect(now.status).to.equal(CANCELED);
+      expect(counts.get(held.id), `events of ${held.id}`).to.equal(1);
+      const event = after.find((e) => e.redemption!.id === held.id)!;
+      expect(event.redemption).to.deep.equal(now);
+      const byCaller = explicitlyCanceled.get(held.id);
+      if (byCaller) expect(now).to.deep.equal(byCaller);
+      else expect(now.updateTime).to.deep.equal(holdUntil);
+    }
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(BigInt(confirmedIds.size));
+  });
+});
