@@ -22,6 +22,7 @@ import { LedgerWriteCosts1764550000000 } from './migrations/1764550000000-ledger
 import { TwoPhaseRedemptions1764600000000 } from './migrations/1764600000000-two-phase-redemptions';
 import { LedgerCheckDomains1764650000000 } from './migrations/1764650000000-ledger-check-domains';
 import { OpenLots1764660000000 } from './migrations/1764660000000-open-lots';
+import { BalanceAndHoldCheckDomains1764670000000 } from './migrations/1764670000000-balance-and-hold-check-domains';
 import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-lapsed-redemption-sweep';
 import { applySqlDefinitions } from './sql-definitions';
 
@@ -37,6 +38,7 @@ export const MIGRATIONS = [
   TwoPhaseRedemptions1764600000000,
   LedgerCheckDomains1764650000000,
   OpenLots1764660000000,
+  BalanceAndHoldCheckDomains1764670000000,
   LapsedRedemptionSweep1764750000000,
 ];
 

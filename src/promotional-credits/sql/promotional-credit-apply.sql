@@ -76,9 +76,13 @@ CREATE TYPE promotional_credit_outcome AS (
   customer_id text, currency_code text, balance bigint, held bigint, hold jsonb,
   events events[]);
 
--- A hold as JSON for the caller and for events; amounts as strings.
+-- A hold as JSON for the caller and for events; amounts as strings. STABLE,
+-- not IMMUTABLE: its times are rendered in the session's time zone, and
+-- PostgreSQL inlines a SQL function only when it is no less volatile than
+-- its body; declared IMMUTABLE it was planned afresh at every call (a
+-- seventh of a capture's instructions).
 CREATE FUNCTION promotional_credit_hold_json(h promotional_credit_holds) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $fn$
+LANGUAGE sql STABLE AS $fn$
   SELECT jsonb_build_object('id', h.id, 'seq', h.seq::text, 'customer_id', h.customer_id, 'currency_code', h.currency_code,
     'amount', h.amount::text, 'captured_amount', h.captured_amount::text, 'status', h.status,
     'description', h.description, 'reference', h.reference, 'metadata', h.metadata, 'done_by', h.done_by,
@@ -121,7 +125,8 @@ END
 $fn$;
 
 -- Writes one entry on the locked balance `b` (amount, held and last_hash as
--- they stand), moves the balance to its closing amount, extends the hash
+-- they stand; held is written as b has it, which lets a capture release its
+-- hold in the same UPDATE), moves the balance to its closing amount, extends the hash
 -- chain, opens the entry's lot when asked, and adds its events to
 -- `events`. The only INSERT into promotional_credits. Answers the entry (e).
 CREATE FUNCTION promotional_credit_post(
@@ -160,7 +165,7 @@ BEGIN
           e.credit_type, e.reference, e.done_by, e.create_time, e.expire_time, e.reverses_id, e.allocations, e.metadata, e.hash)
   RETURNING x.seq INTO e.seq;
   UPDATE promotional_credit_balances AS x
-     SET amount = e.closing_balance, last_hash = e.hash, update_time = at,
+     SET amount = e.closing_balance, held = b.held, last_hash = e.hash, update_time = at,
          next_expire_time = CASE WHEN opens_lot AND expire_time IS NOT NULL THEN least(x.next_expire_time, expire_time) ELSE x.next_expire_time END
    WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
   IF opens_lot THEN
@@ -433,12 +438,12 @@ BEGIN
       RETURNING x.* INTO h;
       UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
-      events := events || promotional_credit_event(b, 'HOLD_CREATED', NULL, promotional_credit_hold_json(h), at);
+      r.hold := promotional_credit_hold_json(h);
+      events := events || promotional_credit_event(b, 'HOLD_CREATED', NULL, r.hold, at);
       IF b.amount - b.held - amount = 0 THEN
-        events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, promotional_credit_hold_json(h), at);
+        events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, r.hold, at);
       END IF;
       r.outcome := 'unchanged';
-      r.hold := promotional_credit_hold_json(h);
     END IF;
 
   ELSIF op IN ('CAPTURE', 'RELEASE') THEN
@@ -455,10 +460,13 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'CAPTURE_EXCEEDS_HOLD';
     ELSE
-      -- The hold's credits stop being held; what is captured leaves the balance.
+      -- The hold's credits stop being held; what is captured leaves the
+      -- balance (a capture's entry writes both in one UPDATE: see post).
       b.held := b.held - h.amount;
-      UPDATE promotional_credit_balances AS x SET held = b.held, update_time = at
-       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      IF op = 'RELEASE' THEN
+        UPDATE promotional_credit_balances AS x SET held = b.held, update_time = at
+         WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      END IF;
       IF op = 'CAPTURE' THEN
         amount := coalesce(amount, h.amount);
         allocations := promotional_credit_take(b, amount);
@@ -468,15 +476,19 @@ BEGIN
         events := p.events;
         UPDATE promotional_credit_holds AS x SET status = 'CAPTURED', captured_amount = amount, capture_id = e.id, update_time = at
          WHERE x.id = h.id RETURNING x.* INTO h;
-        events := events || promotional_credit_event(b, 'HOLD_CAPTURED', NULL, promotional_credit_hold_json(h), at);
+        r.hold := promotional_credit_hold_json(h);
+        events := events || promotional_credit_event(b, 'HOLD_CAPTURED', NULL, r.hold, at);
+        b.amount := e.closing_balance;
+        b.last_hash := e.hash;
       ELSE
         UPDATE promotional_credit_holds AS x SET status = 'RELEASED', update_time = at WHERE x.id = h.id RETURNING x.* INTO h;
-        events := events || promotional_credit_event(b, 'HOLD_RELEASED', NULL, promotional_credit_hold_json(h), at);
+        r.hold := promotional_credit_hold_json(h);
+        events := events || promotional_credit_event(b, 'HOLD_RELEASED', NULL, r.hold, at);
         r.outcome := 'unchanged';
       END IF;
-      -- Credits the hold kept past their lot's expiry expire now.
-      SELECT * INTO b FROM promotional_credit_balances AS x
-       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      b.update_time := at;
+      -- Credits the hold kept past their lot's expiry expire now (b is the
+      -- row as written: its held, and for a capture its amount and hash).
       IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
                   WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
                     AND l.open AND l.expire_time <= at) THEN
@@ -485,7 +497,7 @@ BEGIN
         events := s.events;
       END IF;
     END IF;
-    IF h.id IS NOT NULL THEN r.hold := promotional_credit_hold_json(h); END IF;
+    IF h.id IS NOT NULL AND r.hold IS NULL THEN r.hold := promotional_credit_hold_json(h); END IF;
 
   ELSIF op = 'SETTLE' THEN
     r.outcome := 'unchanged';
