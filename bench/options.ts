@@ -45,7 +45,9 @@ pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}
   --soak               5 minutes of mixed load; samples server RSS and reports its growth
   --sample <s>         soak: seconds between RSS samples (default 5)
   --compare-rounds <n> after the runs, measure each service-to-service comparison
-                       (metrics on/off, tracing on/off, two processes/one) n more
+                       (metrics on/off, tracing on/off, two processes/one, and
+                       the second round's: expiring lots, metadata, deduct from
+                       lots, hold, event streams; see COMPARISONS) n more
                        times, alternating ABBA, and report it from those rounds
                        (default 0: from the single runs above)
   --out <dir>          results folder (default bench/results)

@@ -615,4 +615,10 @@ export const COMPARISONS: Array<{ name: string; numerator: string; denominator: 
   { name: 'metrics on ÷ metrics off', numerator: 'add', denominator: 'add-metrics-off', target: 0.95 },
   { name: 'tracing to OTLP ÷ tracing off', numerator: 'add-otlp', denominator: 'add', target: 0.8 },
   { name: 'two processes ÷ one', numerator: 'add-2-processes', denominator: 'add' },
+  // The second round's cost targets (issues 14–17): a variant against the scenario it must keep up with.
+  { name: 'expiring lots ÷ add', numerator: 'add-expiring', denominator: 'add', target: 0.9 },
+  { name: 'metadata ÷ add', numerator: 'add-metadata', denominator: 'add', target: 0.9 },
+  { name: 'deduct from 100 lots ÷ deduct-hot', numerator: 'deduct-lots', denominator: 'deduct-hot', target: 0.5 },
+  { name: 'hold ÷ deduct', numerator: 'hold', denominator: 'deduct', target: 0.8 },
+  { name: '4 event streams ÷ events off', numerator: 'add-streams', denominator: 'add-events-off', target: 0.85 },
 ];
