@@ -47,6 +47,8 @@ export function sharedServer(): Promise<TestServer> {
 }
 
 let replica: Promise<ChildServer> | undefined;
+/** Set while stopReplicaServer stops it: that exit is expected. */
+let stoppingReplica = false;
 
 /**
  * A second server in its own process (`credits serve`) on the same database:
@@ -54,7 +56,15 @@ let replica: Promise<ChildServer> | undefined;
  * that every invariant lives in PostgreSQL, not in a process.
  */
 export function replicaServer(): Promise<ChildServer> {
-  replica ??= (async () => spawnServer(await testDatabaseUrl(), await freePort()))();
+  replica ??= (async () => {
+    const server = await spawnServer(await testDatabaseUrl(), await freePort());
+    // Every later suite that uses it would fail with UNAVAILABLE: say why it died, once, where the run's output shows it.
+    void server.exited.then(({ code, signal }) => {
+      if (stoppingReplica) return;
+      process.stderr.write(`\nthe replica server (credits serve on ${server.address}) exited unexpectedly (code ${code}, signal ${signal}); its last output:\n${server.output().slice(-4000)}\n`);
+    });
+    return server;
+  })();
   return replica;
 }
 
@@ -63,8 +73,10 @@ export async function stopReplicaServer(): Promise<void> {
   const server = await replica;
   replica = undefined;
   if (server.process.exitCode === null && server.process.signalCode === null) {
+    stoppingReplica = true;
     server.process.kill('SIGTERM');
     await server.exited;
+    stoppingReplica = false;
   }
 }
 
