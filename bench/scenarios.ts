@@ -407,19 +407,8 @@ export const SCENARIOS: Scenario[] = [
     pgbenchVarying: roundRobinCustomer,
     setup: async (env) => {
       const code = `BENCH-CAP-${Date.now()}`;
-      const res = await env.call(
-        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
-        {
-          code,
-          name: 'Benchmark coupon',
-          type: COUPON_TYPE_FIXED_AMOUNT,
-          fixedAmount: { amount: 100n, currencyCode: 'USD' },
-          frequency: FREQUENCY_LIFETIME,
-          maxRedemptions: COUPON_CAP,
-        },
-      );
       env.ctx.ids.couponCode = code;
-      env.ctx.ids.couponId = (res.coupon as { id: string }).id;
+      env.ctx.ids.couponId = await createBenchCoupon(env, code, 'Benchmark coupon', COUPON_CAP);
     },
     check: async (env) => {
       const [row] = await env.sql<{ counted: string; rows: string }>(
@@ -455,19 +444,8 @@ export const SCENARIOS: Scenario[] = [
         ['cappedCode', 'MEASURED'],
       ] as const) {
         const code = `BENCH-CAPPED-${label}-${Date.now()}`;
-        const res = await env.call(
-          { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
-          {
-            code,
-            name: 'Benchmark capped coupon',
-            type: COUPON_TYPE_FIXED_AMOUNT,
-            fixedAmount: { amount: 100n, currencyCode: 'USD' },
-            frequency: FREQUENCY_LIFETIME,
-            maxRedemptions: CAPPED_MAX,
-          },
-        );
         env.ctx.ids[id] = code;
-        env.ctx.ids[`${id}Id`] = (res.coupon as { id: string }).id;
+        env.ctx.ids[`${id}Id`] = await createBenchCoupon(env, code, 'Benchmark capped coupon', CAPPED_MAX);
       }
     },
     check: async (env) => {
@@ -548,11 +526,7 @@ export const SCENARIOS: Scenario[] = [
     // pgbench cannot look the credit id up from the customer number without a query of its own.
     pgbenchVarying: { set: [], expressions: [] },
     setup: async (env) => {
-      const coupon = await env.call(
-        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
-        { code: `BENCH-CREDIT-${Date.now()}`, name: 'Benchmark credit coupon', type: COUPON_TYPE_FIXED_AMOUNT, fixedAmount: { amount: 100n, currencyCode: 'USD' }, frequency: FREQUENCY_LIFETIME },
-      );
-      const couponId = (coupon.coupon as { id: string }).id;
+      const couponId = await createBenchCoupon(env, `BENCH-CREDIT-${Date.now()}`, 'Benchmark credit coupon');
       const ids: string[] = new Array(CUSTOMERS);
       for (let start = 0; start < CUSTOMERS; start += BATCH_SIZE) {
         const credits = Array.from({ length: Math.min(BATCH_SIZE, CUSTOMERS - start) }, (_, k) => ({ customerId: customerId(start + k) }));
@@ -577,11 +551,7 @@ export const SCENARIOS: Scenario[] = [
     varying: () => [],
     pgbenchVarying: { set: [], expressions: [] },
     setup: async (env) => {
-      const coupon = await env.call(
-        { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
-        { code: `BENCH-BATCH-${Date.now()}`, name: 'Benchmark batch coupon', type: COUPON_TYPE_FIXED_AMOUNT, fixedAmount: { amount: 100n, currencyCode: 'USD' }, frequency: FREQUENCY_LIFETIME },
-      );
-      env.ctx.ids.batchCouponId = (coupon.coupon as { id: string }).id;
+      env.ctx.ids.batchCouponId = await createBenchCoupon(env, `BENCH-BATCH-${Date.now()}`, 'Benchmark batch coupon');
     },
     soakWeight: 0,
   },
@@ -611,6 +581,22 @@ export const SCENARIOS: Scenario[] = [
  * Service runs compared with each other within one run (numerator ÷
  * denominator calls/s), with the target issue 19 set where there is one.
  */
+/** Creates a 100 USD fixed-amount coupon of lifetime frequency, capped at `maxRedemptions` uses when given; answers its id. */
+async function createBenchCoupon(env: SetupEnv, code: string, name: string, maxRedemptions?: number): Promise<string> {
+  const res = await env.call(
+    { ...COUPONS, method: 'createCoupon', requestType: 'CreateCouponRequest' },
+    {
+      code,
+      name,
+      type: COUPON_TYPE_FIXED_AMOUNT,
+      fixedAmount: { amount: 100n, currencyCode: 'USD' },
+      frequency: FREQUENCY_LIFETIME,
+      ...(maxRedemptions === undefined ? {} : { maxRedemptions }),
+    },
+  );
+  return (res.coupon as { id: string }).id;
+}
+
 export const COMPARISONS: Array<{ name: string; numerator: string; denominator: string; target?: number }> = [
   { name: 'metrics on ÷ metrics off', numerator: 'add', denominator: 'add-metrics-off', target: 0.95 },
   { name: 'tracing to OTLP ÷ tracing off', numerator: 'add-otlp', denominator: 'add', target: 0.8 },
