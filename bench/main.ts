@@ -35,6 +35,8 @@ interface Prepared {
   /** The measurement window's requests, when the scenario has its own (measuredRequest). */
   measuredRequests?: Uint8Array[];
   sample: SampleCall;
+  /** Measured runs so far (a setupEachRun scenario is set up again before each one after the first). */
+  runs: number;
 }
 
 interface Session {
@@ -126,7 +128,7 @@ async function prepareSession(options: BenchOptions): Promise<Session> {
           const measuredRequests = scenario.measuredRequest
             ? Array.from({ length: scenario.cycle }, (_, i) => new Uint8Array(rpc.encodeRequest(scenario.measuredRequest!(i, ctx))))
             : undefined;
-          prepared.push({ scenario, rpc, requests, sample, ...(measuredRequests ? { measuredRequests } : {}) });
+          prepared.push({ scenario, rpc, requests, sample, runs: 0, ...(measuredRequests ? { measuredRequests } : {}) });
         } catch (err) {
           if ((err as { code?: unknown }).code === status.UNIMPLEMENTED) {
             // Generated but not served yet (another service's work in progress).
@@ -227,6 +229,12 @@ function serverEnv(options: BenchOptions, extra: Record<string, string> = {}): R
 async function measureService(session: Session, p: Prepared, profileDir: string | undefined): Promise<{ run: RunReport; problems: string[] }> {
   const { options, db, ctx } = session;
   const variant = p.scenario.variantOf;
+  if (p.scenario.setupEachRun && p.runs > 0) {
+    // What the last run used up (captured holds) is made afresh, and the requests with it.
+    await p.scenario.setup!(session.env);
+    p.requests = Array.from({ length: p.scenario.cycle }, (_, i) => new Uint8Array(p.rpc.encodeRequest(p.scenario.request(i, ctx))));
+  }
+  p.runs++;
   const sink = variant?.otlpReceiver ? await startOtlpSink() : undefined;
   const servers: Awaited<ReturnType<typeof startService>>[] = [];
   try {

@@ -37,6 +37,12 @@ export interface BalanceRead {
   at: Date;
 }
 
+/** One hold to read by id (see holdsOfMany). */
+export interface HoldRead {
+  tenantId: string;
+  id: string;
+}
+
 /** One page of ListPromotionalCredits to read (see listMany). */
 export interface PageRead {
   tenantId: string;
@@ -423,12 +429,21 @@ export class PromotionalCreditRepository {
     }));
   }
 
-  async findHold(tenantId: string, id: string): Promise<HoldRecord | undefined> {
-    const rows: Array<{ hold: HoldJson }> = await this.manager.query(
-      `SELECT promotional_credit_hold_json(h) AS hold FROM promotional_credit_holds h WHERE h.tenant_id = $1 AND h.id = $2`,
-      [tenantId, id],
+  /** Holds by id, many in one prepared statement (concurrent captures, releases and reads: see holdReads); undefined where there is none. */
+  async holdsOfMany(reads: readonly HoldRead[]): Promise<Array<HoldRecord | undefined>> {
+    const tenantIds = reads.map((read) => read.tenantId);
+    const ids = reads.map((read) => read.id);
+    const { rows } = await preparedQuery<{ i: number; hold: HoldJson }>(
+      this.manager,
+      'promotional_credit_holds_many',
+      `SELECT q.i::int AS i, promotional_credit_hold_json(h) AS hold
+         FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS q(tenant_id, id, i)
+         JOIN promotional_credit_holds h ON h.id = q.id AND h.tenant_id = q.tenant_id`,
+      [tenantIds, ids],
     );
-    return rows[0] && holdOfJson(tenantId, rows[0].hold);
+    const answers = new Array<HoldRecord | undefined>(reads.length).fill(undefined);
+    for (const r of rows) answers[r.i - 1] = holdOfJson(reads[r.i - 1]!.tenantId, r.hold);
+    return answers;
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   type Balance,
   type BalanceRead,
   type EntryDraft,
+  type HoldRead,
   type HoldRecord,
   type HoldStatus,
   type LedgerRefusal,
@@ -93,6 +94,15 @@ export class PromotionalCreditsService {
       onGroupFailure: 'split',
     },
     { name: 'page_reads' },
+  );
+
+  /** Hold lookups of concurrent captures, releases and GetPromotionalCreditHold calls, in one statement (see holdsOfMany). */
+  private readonly holdReads = new GroupCommit<HoldRead, HoldRecord | undefined>(
+    {
+      runGroup: async (reads) => (await new PromotionalCreditRepository(this.dataSource.manager).holdsOfMany(reads)).map((value) => ({ ok: true, value })),
+      onGroupFailure: 'split',
+    },
+    { name: 'hold_reads' },
   );
 
   constructor(
@@ -241,7 +251,7 @@ export class PromotionalCreditsService {
   }
 
   private async findHold(principal: Principal, holdId: string): Promise<HoldRecord> {
-    const hold = await new PromotionalCreditRepository(this.dataSource.manager).findHold(principal.tenantId, holdId);
+    const hold = await this.holdReads.submit({ tenantId: principal.tenantId, id: holdId });
     if (!hold) throw holdNotFound(holdId);
     return hold;
   }

@@ -438,6 +438,7 @@ BEGIN
       RETURNING x.* INTO h;
       UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+      b.held := b.held + amount;
       r.hold := promotional_credit_hold_json(h);
       events := events || promotional_credit_event(b, 'HOLD_CREATED', NULL, r.hold, at);
       IF b.amount - b.held - amount = 0 THEN
@@ -447,9 +448,10 @@ BEGIN
     END IF;
 
   ELSIF op IN ('CAPTURE', 'RELEASE') THEN
+    -- No row lock of its own: every change to a hold is made under its
+    -- balance's lock, held here (a FOR UPDATE would only add a WAL record).
     SELECT * INTO h FROM promotional_credit_holds AS x
-     WHERE x.id = target AND x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
-       FOR UPDATE;
+     WHERE x.id = target AND x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
     IF NOT FOUND THEN
       r.outcome := 'refused';
       r.reason := 'NOT_FOUND';
@@ -524,10 +526,14 @@ BEGIN
   ELSIF r.outcome = 'written' THEN
     r.outcome := 'unchanged';
   END IF;
-  IF op IN ('REVERSE', 'HOLD', 'CAPTURE', 'RELEASE') THEN
-    -- These may settle again or change held after their entry: read the row as it now is.
+  IF op = 'REVERSE' THEN
+    -- A reversal may settle again after its entry: read the row as it now is.
     SELECT x.amount, x.held INTO r.balance, r.held FROM promotional_credit_balances AS x
      WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+  ELSIF op IN ('HOLD', 'CAPTURE', 'RELEASE') THEN
+    -- b follows every write of these (held, a capture's entry, a settle after it).
+    r.balance := b.amount;
+    r.held := b.held;
   ELSE
     -- The locked row as settled, moved by the entry if one was written.
     r.balance := coalesce(e.closing_balance, b.amount);
