@@ -438,12 +438,12 @@ BEGIN
       RETURNING x.* INTO h;
       UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
-      b.held := b.held + amount;
       r.hold := promotional_credit_hold_json(h);
       events := events || promotional_credit_event(b, 'HOLD_CREATED', NULL, r.hold, at);
       IF b.amount - b.held - amount = 0 THEN
         events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', NULL, r.hold, at);
       END IF;
+      b.held := b.held + amount;
       r.outcome := 'unchanged';
     END IF;
 
