@@ -10,6 +10,23 @@ export const EVENTS_CHANNEL = 'credits_events';
 /** How often the horizon is checked while some reader waits for it to pass an event. */
 export const HORIZON_POLL_MS = 100;
 
+/**
+ * A read stays shared this long after it completed, for readers of the same
+ * place that come late (streams of one consumer group drift apart by the
+ * time it takes to send a batch), and at most this many completed reads are
+ * kept.
+ */
+export const SHARED_READ_MS = 250;
+export const SHARED_READS_KEPT = 8;
+
+/** A read that readers of one place share (see EventHub.read): `since` counts the wake-ups before it began. */
+interface SharedRead {
+  since: number;
+  batch: Promise<EventBatch>;
+  doneAt: number | undefined;
+  empty: boolean;
+}
+
 /** One reader of one tenant's events, woken when there may be something new to read. */
 export interface Subscriber {
   wake(): void;
@@ -40,7 +57,7 @@ export class EventHub {
   private closed = false;
   /** Counts wake-ups (of any reader, for any reason): see read(). */
   private wakes = 0;
-  private readonly reads = new Map<string, { since: number; batch: Promise<EventBatch> }>();
+  private readonly reads = new Map<string, SharedRead>();
 
   constructor(dataSource: DataSource, logger: Logger, applicationName = `credits-events-listener (pid ${process.pid})`) {
     this.repository = new EventRepository(dataSource.manager);
@@ -52,8 +69,8 @@ export class EventHub {
         logger,
         messages: {
           listening: 'listening for new events; streams are woken at each commit',
-          lost: 'lost the connection listening for new events: streams read again once it is back, and every second meanwhile',
-          notYet: 'cannot listen for new events yet: streams read every second meanwhile',
+          lost: 'lost the connection listening for new events: streams read again once it is back, and every half second meanwhile',
+          notYet: 'cannot listen for new events yet: streams read every half second meanwhile',
         },
       },
       {
@@ -96,27 +113,56 @@ export class EventHub {
 
   /**
    * One read for the readers that want the same one (`key`: tenant,
-   * position, filter, limit) at the same time, as the streams of one
-   * consumer group woken by one commit do: one statement, one set of
-   * records (and the handler encodes each once). Answers the batch and
-   * whether some reader may have been woken after it began (`stale`): a
-   * reader that joins such a read must read again, since the commit it was
-   * woken for may have come after that read's snapshot.
+   * position, filter, limit) at about the same time, as the streams of one
+   * consumer group do: one statement, one set of records (and the handler
+   * encodes each once). A read is shared while it runs and for
+   * SHARED_READ_MS after (unless it found nothing and a wake-up came since).
+   * Answers the batch and whether some reader may
+   * have been woken after it began (`stale`): a reader that joins such a
+   * read must read again, since the commit it was woken for may have come
+   * after that read's snapshot. (A batch is exact for its snapshot whenever
+   * it is handed out: its events, and its horizon, below which nothing can
+   * commit later.)
    */
   async read(key: string, read: () => Promise<EventBatch>): Promise<{ batch: EventBatch; stale: boolean }> {
     let entry = this.reads.get(key);
+    // A completed read that found nothing is no answer for a reader woken
+    // since it began (it would read the same place again and again).
+    if (entry?.doneAt !== undefined && (Date.now() - entry.doneAt > SHARED_READ_MS || (entry.empty && entry.since !== this.wakes))) {
+      this.reads.delete(key);
+      entry = undefined;
+    }
     if (!entry) {
-      const started = { since: this.wakes, batch: read() };
-      const forget = () => {
-        if (this.reads.get(key) === started) this.reads.delete(key);
-      };
-      started.batch.then(forget, forget);
+      const started: SharedRead = { since: this.wakes, batch: read(), doneAt: undefined, empty: false };
+      started.batch.then(
+        (batch) => {
+          started.doneAt = Date.now();
+          started.empty = batch.events.length === 0;
+          this.forgetOldReads();
+        },
+        () => {
+          if (this.reads.get(key) === started) this.reads.delete(key);
+        },
+      );
       this.reads.set(key, (entry = started));
     }
     const since = entry.since;
     const wakesNow = this.wakes;
     const batch = await entry.batch;
     return { batch, stale: since !== wakesNow };
+  }
+
+  /** Keeps at most SHARED_READS_KEPT completed reads, none older than SHARED_READ_MS (oldest first: the Map keeps insertion order). */
+  private forgetOldReads(): void {
+    const now = Date.now();
+    let done = 0;
+    for (const entry of this.reads.values()) if (entry.doneAt !== undefined) done++;
+    for (const [key, entry] of this.reads) {
+      if (entry.doneAt === undefined) continue;
+      if (done <= SHARED_READS_KEPT && now - entry.doneAt <= SHARED_READ_MS) continue;
+      this.reads.delete(key);
+      done--;
+    }
   }
 
   /** A reader set its waitingXid: make sure the horizon is being watched. */

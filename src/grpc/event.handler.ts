@@ -18,7 +18,10 @@ export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (se
   const encoded = new WeakMap<EventRecord, Buffer>();
   const bytesOf = (event: EventRecord): Buffer => {
     let bytes = encoded.get(event);
-    if (!bytes) encoded.set(event, (bytes = Buffer.from(Event.encode(eventToProto(event, service.cursorOf(event))).finish())));
+    if (!bytes) {
+      const written = Event.encode(eventToProto(event, service.cursorOf(event))).finish();
+      encoded.set(event, (bytes = Buffer.from(written.buffer, written.byteOffset, written.byteLength))); // a view, not a copy
+    }
     return bytes;
   };
   return {
@@ -30,9 +33,12 @@ export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (se
       const { startCursor, feed } = await service.stream(ctx.principal, { ...eventQueryFromProto(request), liveOnly: request.liveOnly }, ctx.signal);
       try {
         ctx.sendHeaders(startCursor === '' ? {} : { [START_CURSOR_HEADER]: startCursor });
-        for await (const event of feed.events()) {
-          await ctx.send(bytesOf(event));
-          observeLag?.((Date.now() - event.createTime.getTime()) / 1000);
+        for await (const events of feed.batches()) {
+          await ctx.sendAll(events.map(bytesOf));
+          if (observeLag) {
+            const now = Date.now();
+            for (const event of events) observeLag((now - event.createTime.getTime()) / 1000);
+          }
         }
       } finally {
         feed.close();

@@ -39,6 +39,8 @@ export interface StreamContext<Res> extends CallContext {
    * reason once it ended.
    */
   send(message: Res | Buffer): Promise<void>;
+  /** Sends the messages in order, waiting only where the stream asks it to (backpressure); as `send` otherwise. */
+  sendAll(messages: ReadonlyArray<Res | Buffer>): Promise<void>;
 }
 
 /** Sends messages until done; resolving ends the stream with OK, throwing with the error's status. */
@@ -109,11 +111,10 @@ export class Rpc {
       trailer.set('x-request-id', requestId);
       const ending = new AbortController();
       grpcCall.once('cancelled', () => ending.abort(new DomainError(ErrorReason.Cancelled, 'The caller cancelled the call.')));
-      const send = (message: Res | Buffer) =>
+      /** Resolves once the stream drained, rejects once it ended. */
+      const drained = () =>
         new Promise<void>((resolve, reject) => {
           const { signal } = ending;
-          if (signal.aborted) return reject(signal.reason);
-          if (grpcCall.write(message as Res)) return resolve();
           const settle = () => {
             grpcCall.off('drain', settle);
             signal.removeEventListener('abort', settle);
@@ -123,6 +124,16 @@ export class Rpc {
           grpcCall.on('drain', settle);
           signal.addEventListener('abort', settle);
         });
+      const send = (message: Res | Buffer): Promise<void> => {
+        if (ending.signal.aborted) return Promise.reject(ending.signal.reason);
+        return grpcCall.write(message as Res) ? Promise.resolve() : drained();
+      };
+      const sendAll = async (messages: ReadonlyArray<Res | Buffer>) => {
+        for (const message of messages) {
+          if (ending.signal.aborted) throw ending.signal.reason;
+          if (!grpcCall.write(message as Res)) await drained();
+        }
+      };
       const terminal = async (call: Call): Promise<Outcome> => {
         await handler(call.request as Req, {
           principal: call.principal!,
@@ -135,6 +146,7 @@ export class Rpc {
             grpcCall.sendMetadata(metadata);
           },
           send,
+          sendAll,
         });
         return { replayed: false, response: undefined };
       };

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import type { EventBatch } from '../../src/events/event.repository';
-import { EventHub, EVENTS_CHANNEL } from '../../src/events/event-hub';
+import { EventHub, EVENTS_CHANNEL, SHARED_READ_MS } from '../../src/events/event-hub';
 import { createLogger } from '../../src/logger';
 import { openTestDataSource } from '../support/database';
 import { newTenant } from '../support/tenant';
@@ -56,10 +56,33 @@ describe('EventHub', () => {
       [42n, false],
       [42n, true],
     ]);
-    const next = hub.read('k', read); // done: the next one reads afresh
+    const next = hub.read('k', read); // done, found nothing, and a wake-up came since: the next one reads afresh
     expect(reads).to.equal(2);
     finish(batch(43n));
     expect((await next).batch.horizon).to.equal(43n);
+    off();
+  });
+
+  it('shares a completed read with readers that come late (for SHARED_READ_MS), telling those woken since it began to read again', async () => {
+    const tenant = await newTenant(dataSource);
+    let woken = 0;
+    const off = hub.subscribe(tenant.id, { wake: () => woken++ });
+    let reads = 0;
+    const found = (horizon: bigint): EventBatch => ({ ...batch(horizon), events: [{ id: `e${horizon}` } as unknown as EventBatch['events'][number]] });
+    const read = (horizon: bigint) => () => {
+      reads++;
+      return Promise.resolve(found(horizon));
+    };
+    const first = await hub.read('late', read(1n));
+    const late = await hub.read('late', read(2n)); // no wake-up since: the same batch, not stale
+    expect([reads, late.batch, late.stale]).to.deep.equal([1, first.batch, false]);
+    await dataSource.query(`SELECT pg_notify($1, $2)`, [EVENTS_CHANNEL, tenant.id]);
+    for (let i = 0; i < 100 && woken === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const afterWake = await hub.read('late', read(3n)); // it found events: still handed out (the reader moves past them), but stale
+    expect([reads, afterWake.batch, afterWake.stale]).to.deep.equal([1, first.batch, true]);
+    await new Promise((r) => setTimeout(r, SHARED_READ_MS + 50));
+    const later = await hub.read('late', read(4n)); // too old: read afresh
+    expect([reads, later.batch.horizon, later.stale]).to.deep.equal([2, 4n, false]);
     off();
   });
 });
