@@ -315,9 +315,9 @@ interface HashRow {
  * ledger in pages; names the first entry of each balance whose hash does not
  * match (and stops that balance there: what follows chains from a wrong hash).
  */
-async function auditHashes(manager: EntityManager, options: { tenantId?: string }): Promise<LedgerDetailProblem[]> {
+async function auditHashes(manager: EntityManager, options: { tenantId?: string; hashPageSize?: number }): Promise<LedgerDetailProblem[]> {
   const problems: LedgerDetailProblem[] = [];
-  const PAGE = 5000;
+  const PAGE = options.hashPageSize ?? 5000;
   let after: [string, string, string, string] = ['00000000-0000-0000-0000-000000000000', '', '', '0'];
   let key = '';
   let previous = '';
@@ -325,16 +325,27 @@ async function auditHashes(manager: EntityManager, options: { tenantId?: string 
   for (;;) {
     const params: unknown[] = [...after, PAGE];
     if (options.tenantId !== undefined) params.push(options.tenantId);
+    // Balance by balance in the balances' primary-key order, each balance's
+    // entries by seq: a nested loop over two indexes that stops at the page's
+    // LIMIT. (Ordering the whole ledger by (balance, seq) instead sorted
+    // every entry left for every page: minutes at a million entries.)
     const rows: HashRow[] = await manager.query(
-      `SELECT e.id, e.tenant_id, t.slug AS tenant_slug, e.customer_id, e.currency_code, e.type, e.origin, e.amount::text, e.closing_balance::text,
+      `SELECT e.id, e.tenant_id, (SELECT t.slug FROM tenants t WHERE t.id = e.tenant_id) AS tenant_slug, e.customer_id, e.currency_code,
+              e.type, e.origin, e.amount::text, e.closing_balance::text,
               e.description, e.credit_type, e.reference, e.done_by,
               (extract(epoch FROM e.create_time) * 1000000)::bigint::text AS create_micros,
               (extract(epoch FROM e.expire_time) * 1000000)::bigint::text AS expire_micros,
               e.reverses_id, e.allocations, e.metadata, e.hash, e.seq::text
-         FROM promotional_credits e LEFT JOIN tenants t ON t.id = e.tenant_id
-        WHERE (e.tenant_id, e.customer_id COLLATE "C", e.currency_code COLLATE "C", e.seq) > ($1::uuid, $2 COLLATE "C", $3 COLLATE "C", $4::bigint)
-          ${options.tenantId !== undefined ? 'AND e.tenant_id = $6' : ''}
-        ORDER BY e.tenant_id, e.customer_id COLLATE "C", e.currency_code COLLATE "C", e.seq
+         FROM (SELECT b.tenant_id, b.customer_id, b.currency_code FROM promotional_credit_balances b
+                WHERE (b.tenant_id, b.customer_id, b.currency_code) >= ($1::uuid, $2, $3)
+                  ${options.tenantId !== undefined ? 'AND b.tenant_id = $6' : ''}
+                ORDER BY b.tenant_id, b.customer_id, b.currency_code) AS b
+        CROSS JOIN LATERAL (
+          SELECT * FROM promotional_credits x
+           WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+             AND ((b.tenant_id, b.customer_id, b.currency_code) <> ($1::uuid, $2, $3) OR x.seq > $4::bigint)
+           ORDER BY x.seq) AS e
+        ORDER BY b.tenant_id, b.customer_id, b.currency_code, e.seq
         LIMIT $5`,
       params,
     );
@@ -400,7 +411,8 @@ export interface LedgerVerification {
  * chain recomputed. Outside a transaction it opens a REPEATABLE READ one, so
  * that every part reads the same snapshot while writes go on.
  */
-export async function verifyLedger(manager: EntityManager, options: { tenantId?: string } = {}): Promise<LedgerVerification> {
+/** `hashPageSize`: entries read at once by the hash walk (tests make it small to cross page boundaries). */
+export async function verifyLedger(manager: EntityManager, options: { tenantId?: string; hashPageSize?: number } = {}): Promise<LedgerVerification> {
   const run = async (m: EntityManager): Promise<LedgerVerification> => {
     const audit = await runLedgerAudit(m, options);
     const details = [...(await auditDetails(m, options)), ...(await auditHashes(m, options))];

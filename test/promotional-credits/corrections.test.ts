@@ -189,6 +189,38 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       }
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });
+
+    it('walks every balance across page boundaries and names the first edited entry of each broken chain', async function () {
+      const pc = t.promotionalCredits;
+      const ids: Record<string, string[]> = {};
+      for (const customerId of ['walk-a', 'walk-b', 'walk-c']) {
+        ids[customerId] = [];
+        for (let k = 0; k < 4; k++) ids[customerId].push((await pc.addPromotionalCredits({ ...base, customerId, amount: BigInt(k + 1) })).promotionalCredit!.id);
+      }
+      const runner = t.server.dataSource.createQueryRunner();
+      await runner.startTransaction();
+      try {
+        try {
+          await runner.query(`SET LOCAL session_replication_role = replica`);
+        } catch (err) {
+          if ((err as { code?: string }).code === '42501') this.skip();
+          throw err;
+        }
+        expect((await verifyLedger(runner.manager, { tenantId: t.tenant.id, hashPageSize: 3 })).details, 'untouched').to.deep.equal([]);
+        // The third entry of walk-b (its chain starts on one page and goes on on the next), and walk-c's last (the walk's end).
+        const edited = [ids['walk-b']![2]!, ids['walk-c']![3]!];
+        for (const id of edited) await runner.query(`UPDATE promotional_credits SET description = 'forged' WHERE id = $1`, [id]);
+        for (const hashPageSize of [1, 3, 5, 5000]) {
+          const { details } = await verifyLedger(runner.manager, { tenantId: t.tenant.id, hashPageSize });
+          expect(details.map((d) => d.kind), `pages of ${hashPageSize}`).to.deep.equal(['HASH_CHAIN_BROKEN', 'HASH_CHAIN_BROKEN']);
+          expect(details.map((d) => d.customerId)).to.deep.equal(['walk-b', 'walk-c']);
+          details.forEach((d, n) => expect(d.message).to.include(`entry ${edited[n]}`));
+        }
+      } finally {
+        await runner.rollbackTransaction();
+        await runner.release();
+      }
+    });
   });
 
   describe('metadata', () => {
