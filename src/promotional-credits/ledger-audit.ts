@@ -287,7 +287,7 @@ async function auditDetails(manager: EntityManager, options: { tenantId?: string
 }
 
 interface HashRow {
-  /** The row's balance in the page of balances (1-based). */
+  /** The row's chain among those walked by the statement (1-based). */
   i: number;
   id: string;
   tenant_id: string;
@@ -318,108 +318,100 @@ interface HashRow {
  */
 async function auditHashes(manager: EntityManager, options: { tenantId?: string; hashPageSize?: number }): Promise<LedgerDetailProblem[]> {
   const problems: LedgerDetailProblem[] = [];
-  // Entries read at once per balance, and balances per statement. Every
-  // statement is bounded by both: a page of balances in their primary key's
-  // order, each balance's entries by seq from its own index. (Ordering the
-  // whole ledger by (balance, seq) instead made PostgreSQL sort every entry
-  // left for every page: about 12 minutes at 1.2 million entries.)
-  const PER_BALANCE = options.hashPageSize ?? 1000;
-  const BALANCES = 100;
-  // The walk's place: the balance to start at, and the last seq checked of it (0: none).
-  let at: { tenantId: string; customerId: string; currencyCode: string; seq: string } = {
-    tenantId: '00000000-0000-0000-0000-000000000000',
-    customerId: '',
-    currencyCode: '',
-    seq: '0',
-  };
-  let key = '';
-  let previous = '';
-  let broken = false;
+  // A page of balances in their primary key's order, then up to
+  // PER_BALANCE entries of each (by seq, from the balance's own index) per
+  // statement, until every chain of the page is walked: every statement is
+  // bounded by BALANCES × PER_BALANCE rows. (Ordering the whole ledger by
+  // (balance, seq) instead made PostgreSQL sort every entry left for every
+  // page: about 12 minutes at 1.2 million entries.)
+  const PER_BALANCE = options.hashPageSize ?? 500;
+  const BALANCES = 50;
+  let after: { tenantId: string; customerId: string; currencyCode: string } | undefined;
   for (;;) {
-    const balances: Array<{ tenant_id: string; customer_id: string; currency_code: string; tenant_slug: string | null }> = await manager.query(
+    const params: unknown[] = [BALANCES];
+    const where: string[] = [];
+    if (after) {
+      params.push(after.tenantId, after.customerId, after.currencyCode);
+      where.push(`(b.tenant_id, b.customer_id, b.currency_code) > ($2::uuid, $3, $4)`);
+    }
+    if (options.tenantId !== undefined) {
+      params.push(options.tenantId);
+      where.push(`b.tenant_id = $${params.length}`);
+    }
+    const page: Array<{ tenant_id: string; customer_id: string; currency_code: string; tenant_slug: string | null }> = await manager.query(
       `SELECT b.tenant_id, b.customer_id, b.currency_code, t.slug AS tenant_slug
          FROM promotional_credit_balances b LEFT JOIN tenants t ON t.id = b.tenant_id
-        WHERE (b.tenant_id, b.customer_id, b.currency_code) >= ($1::uuid, $2, $3)
-          ${options.tenantId !== undefined ? 'AND b.tenant_id = $5' : ''}
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY b.tenant_id, b.customer_id, b.currency_code
-        LIMIT $4`,
-      [at.tenantId, at.customerId, at.currencyCode, BALANCES, ...(options.tenantId !== undefined ? [options.tenantId] : [])],
+        LIMIT $1`,
+      params,
     );
-    if (balances.length === 0) return problems;
-    const rows: HashRow[] = await manager.query(
-      `SELECT q.i::int AS i, e.id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.origin, e.amount::text, e.closing_balance::text,
-              e.description, e.credit_type, e.reference, e.done_by,
-              (extract(epoch FROM e.create_time) * 1000000)::bigint::text AS create_micros,
-              (extract(epoch FROM e.expire_time) * 1000000)::bigint::text AS expire_micros,
-              e.reverses_id, e.allocations, e.metadata, e.hash, e.seq::text
-         FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS q (tenant_id, customer_id, currency_code, i)
-        CROSS JOIN LATERAL (
-          SELECT * FROM promotional_credits x
-           WHERE x.tenant_id = q.tenant_id AND x.customer_id = q.customer_id AND x.currency_code = q.currency_code
-             AND x.seq > CASE WHEN q.i = 1 THEN $4::bigint ELSE 0 END
-           ORDER BY x.seq
-           LIMIT $5) AS e
-        ORDER BY q.i, e.seq`,
-      [balances.map((b) => b.tenant_id), balances.map((b) => b.customer_id), balances.map((b) => b.currency_code), at.seq, PER_BALANCE],
-    );
-    const counts = new Array<number>(balances.length).fill(0);
-    for (const r of rows) counts[r.i - 1]!++;
-    // The first balance whose entries did not all fit: the walk goes on from its last entry.
-    const cut = counts.findIndex((n) => n === PER_BALANCE);
-    for (const r of rows) {
-      if (cut !== -1 && r.i - 1 > cut) break;
-      const balance = `${r.tenant_id}/${r.customer_id}/${r.currency_code}`;
-      if (balance !== key) {
-        key = balance;
-        previous = '';
-        broken = false;
-      }
-      if (broken) continue;
-      const expected = entryHash(previous, {
-        id: r.id,
-        tenantId: r.tenant_id,
-        customerId: r.customer_id,
-        currencyCode: r.currency_code,
-        type: r.type,
-        origin: r.origin ?? '',
-        amount: BigInt(r.amount),
-        closingBalance: BigInt(r.closing_balance),
-        description: r.description,
-        creditType: r.credit_type,
-        reference: r.reference,
-        doneBy: r.done_by,
-        createTimeMicros: BigInt(r.create_micros),
-        expireTimeMicros: r.expire_micros === null ? undefined : BigInt(r.expire_micros),
-        reversesId: r.reverses_id ?? undefined,
-        allocations: (r.allocations ?? []).map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) })),
-        metadata: r.metadata,
-      });
-      if (r.hash !== expected) {
-        broken = true;
-        const slug = balances[r.i - 1]!.tenant_slug ?? `<unknown tenant ${r.tenant_id}>`;
-        if (problems.length < MAX_LISTED_BALANCES) {
-          problems.push({
-            kind: 'HASH_CHAIN_BROKEN',
-            tenantSlug: slug,
-            tenantId: r.tenant_id,
-            customerId: r.customer_id,
-            currencyCode: r.currency_code,
-            message: `tenant ${slug}, customer ${r.customer_id}, ${r.currency_code}: entry ${r.id} (seq ${r.seq}) has hash ${r.hash ?? '(none)'}, expected ${expected}`,
-          });
+    if (page.length === 0) return problems;
+    // Each chain of the page as walked so far: the last seq checked and its hash.
+    let walking = page.map((b) => ({ ...b, seq: '0', previous: '', broken: false }));
+    while (walking.length > 0) {
+      const rows: HashRow[] = await manager.query(
+        `SELECT q.i::int AS i, e.id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.origin, e.amount::text, e.closing_balance::text,
+                e.description, e.credit_type, e.reference, e.done_by,
+                (extract(epoch FROM e.create_time) * 1000000)::bigint::text AS create_micros,
+                (extract(epoch FROM e.expire_time) * 1000000)::bigint::text AS expire_micros,
+                e.reverses_id, e.allocations, e.metadata, e.hash, e.seq::text
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS q (tenant_id, customer_id, currency_code, after_seq, i)
+          CROSS JOIN LATERAL (
+            SELECT * FROM promotional_credits x
+             WHERE x.tenant_id = q.tenant_id AND x.customer_id = q.customer_id AND x.currency_code = q.currency_code AND x.seq > q.after_seq
+             ORDER BY x.seq
+             LIMIT $5) AS e
+          ORDER BY q.i, e.seq`,
+        [walking.map((w) => w.tenant_id), walking.map((w) => w.customer_id), walking.map((w) => w.currency_code), walking.map((w) => w.seq), PER_BALANCE],
+      );
+      const counts = new Array<number>(walking.length).fill(0);
+      for (const r of rows) {
+        const chain = walking[r.i - 1]!;
+        counts[r.i - 1]!++;
+        chain.seq = r.seq;
+        if (chain.broken) continue;
+        const expected = entryHash(chain.previous, {
+          id: r.id,
+          tenantId: r.tenant_id,
+          customerId: r.customer_id,
+          currencyCode: r.currency_code,
+          type: r.type,
+          origin: r.origin ?? '',
+          amount: BigInt(r.amount),
+          closingBalance: BigInt(r.closing_balance),
+          description: r.description,
+          creditType: r.credit_type,
+          reference: r.reference,
+          doneBy: r.done_by,
+          createTimeMicros: BigInt(r.create_micros),
+          expireTimeMicros: r.expire_micros === null ? undefined : BigInt(r.expire_micros),
+          reversesId: r.reverses_id ?? undefined,
+          allocations: (r.allocations ?? []).map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) })),
+          metadata: r.metadata,
+        });
+        if (r.hash !== expected) {
+          chain.broken = true; // what follows chains from a wrong hash
+          const slug = chain.tenant_slug ?? `<unknown tenant ${r.tenant_id}>`;
+          if (problems.length < MAX_LISTED_BALANCES) {
+            problems.push({
+              kind: 'HASH_CHAIN_BROKEN',
+              tenantSlug: slug,
+              tenantId: r.tenant_id,
+              customerId: r.customer_id,
+              currencyCode: r.currency_code,
+              message: `tenant ${slug}, customer ${r.customer_id}, ${r.currency_code}: entry ${r.id} (seq ${r.seq}) has hash ${r.hash ?? '(none)'}, expected ${expected}`,
+            });
+          }
         }
+        chain.previous = r.hash ?? '';
       }
-      previous = r.hash ?? '';
+      // Chains that filled their share may have more: they go on from their last seq.
+      walking = walking.filter((_, k) => counts[k] === PER_BALANCE);
     }
-    if (cut !== -1) {
-      const last = rows.filter((r) => r.i - 1 === cut).pop()!;
-      at = { tenantId: last.tenant_id, customerId: last.customer_id, currencyCode: last.currency_code, seq: last.seq };
-    } else if (balances.length < BALANCES) {
-      return problems;
-    } else {
-      // Past the last balance of this page: the next key after it (its entries are all checked).
-      const last = balances[balances.length - 1]!;
-      at = { tenantId: last.tenant_id, customerId: last.customer_id, currencyCode: last.currency_code, seq: '9223372036854775807' };
-    }
+    if (page.length < BALANCES) return problems;
+    const last = page[page.length - 1]!;
+    after = { tenantId: last.tenant_id, customerId: last.customer_id, currencyCode: last.currency_code };
   }
 }
 
