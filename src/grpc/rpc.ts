@@ -34,12 +34,10 @@ export interface StreamContext<Res> extends CallContext {
   /** Sends the response headers now (they otherwise go with the first message). */
   sendHeaders(headers: Record<string, string>): void;
   /**
-   * Sends one message (or its encoding, when many streams send it); resolves
-   * once the stream can take more (backpressure), rejects with `signal`'s
-   * reason once it ended.
+   * Sends the messages in order (each a message, or its encoding when many
+   * streams send it), waiting only where the stream asks it to
+   * (backpressure); rejects with `signal`'s reason once the stream ended.
    */
-  send(message: Res | Buffer): Promise<void>;
-  /** Sends the messages in order, waiting only where the stream asks it to (backpressure); as `send` otherwise. */
   sendAll(messages: ReadonlyArray<Res | Buffer>): Promise<void>;
 }
 
@@ -124,10 +122,6 @@ export class Rpc {
           grpcCall.on('drain', settle);
           signal.addEventListener('abort', settle);
         });
-      const send = (message: Res | Buffer): Promise<void> => {
-        if (ending.signal.aborted) return Promise.reject(ending.signal.reason);
-        return grpcCall.write(message as Res) ? Promise.resolve() : drained();
-      };
       const sendAll = async (messages: ReadonlyArray<Res | Buffer>) => {
         for (const message of messages) {
           if (ending.signal.aborted) throw ending.signal.reason;
@@ -145,7 +139,6 @@ export class Rpc {
             for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
             grpcCall.sendMetadata(metadata);
           },
-          send,
           sendAll,
         });
         return { replayed: false, response: undefined };

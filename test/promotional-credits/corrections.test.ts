@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import type { QueryRunner } from 'typeorm';
 import { Origin, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { entryHash } from '../../src/promotional-credits/entry-hash';
 import { verifyLedger } from '../../src/promotional-credits/ledger-audit';
@@ -16,6 +17,28 @@ const usd = (balances: Array<{ currencyCode: string; amount: bigint }> | undefin
 
 describe('corrections and audit: reversal, hash chain, metadata, validate_only', () => {
   const t = useTenantClients({ replica: true });
+
+  /**
+   * Edits rows the way an intruder with database access would: in a
+   * transaction that is rolled back, with the append-only trigger held off
+   * for this session only (skips the test where the database user may not).
+   */
+  async function asIntruder(test: Mocha.Context, work: (runner: QueryRunner) => Promise<void>): Promise<void> {
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      try {
+        await runner.query(`SET LOCAL session_replication_role = replica`);
+      } catch (err) {
+        if ((err as { code?: string }).code === '42501') test.skip(); // not allowed for this database user
+        throw err;
+      }
+      await work(runner);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+  }
 
   describe('ReversePromotionalCredit', () => {
     it('puts a reversed deduction back into the lots it came from, each with its expire_time', async () => {
@@ -167,26 +190,12 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
       const victim = await pc.deductPromotionalCredits({ ...base, customerId, amount: 30n, description: 'real' });
       await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
-      // Edit a row the way an intruder with database access would, inside a
-      // transaction that is rolled back, with the append-only trigger held off
-      // for this session only.
-      const runner = t.server.dataSource.createQueryRunner();
-      await runner.startTransaction();
-      try {
-        try {
-          await runner.query(`SET LOCAL session_replication_role = replica`);
-        } catch (err) {
-          if ((err as { code?: string }).code === '42501') this.skip(); // not allowed for this database user
-          throw err;
-        }
+      await asIntruder(this, async (runner) => {
         await runner.query(`UPDATE promotional_credits SET description = 'forged' WHERE id = $1`, [victim.promotionalCredit!.id]);
         const { details } = await verifyLedger(runner.manager, { tenantId: t.tenant.id });
         expect(details.map((d) => d.kind)).to.deep.equal(['HASH_CHAIN_BROKEN']);
         expect(details[0]!.message).to.include(`customer ${customerId}`).and.include(`entry ${victim.promotionalCredit!.id}`);
-      } finally {
-        await runner.rollbackTransaction();
-        await runner.release();
-      }
+      });
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });
 
@@ -197,15 +206,7 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
         ids[customerId] = [];
         for (let k = 0; k < 4; k++) ids[customerId].push((await pc.addPromotionalCredits({ ...base, customerId, amount: BigInt(k + 1) })).promotionalCredit!.id);
       }
-      const runner = t.server.dataSource.createQueryRunner();
-      await runner.startTransaction();
-      try {
-        try {
-          await runner.query(`SET LOCAL session_replication_role = replica`);
-        } catch (err) {
-          if ((err as { code?: string }).code === '42501') this.skip();
-          throw err;
-        }
+      await asIntruder(this, async (runner) => {
         expect((await verifyLedger(runner.manager, { tenantId: t.tenant.id, hashPageSize: 3 })).details, 'untouched').to.deep.equal([]);
         // The third entry of walk-b (its chain starts on one page and goes on on the next), and walk-c's last (the walk's end).
         const edited = [ids['walk-b']![2]!, ids['walk-c']![3]!];
@@ -216,10 +217,7 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
           expect(details.map((d) => d.customerId)).to.deep.equal(['walk-b', 'walk-c']);
           details.forEach((d, n) => expect(d.message).to.include(`entry ${edited[n]}`));
         }
-      } finally {
-        await runner.rollbackTransaction();
-        await runner.release();
-      }
+      });
     });
   });
 
