@@ -34,6 +34,14 @@ export interface EventStreamOptions {
   maxReconnectAttempts?: number;
   /** Told of every reconnection: the error that ended the stream and where it resumes. */
   onReconnect?(info: { error: CreditsError; attempt: number; afterCursor: string; waitMs: number }): void;
+  /**
+   * Told each time the server has answered a connection (its response
+   * headers), with where the stream goes on from. For a `liveOnly` stream
+   * the first call marks "from now on": every event that commits after it
+   * comes, reconnections included. (Until then the stream has no start: if
+   * the first connection fails before it, the next one starts live again.)
+   */
+  onConnect?(info: { afterCursor: string }): void;
 }
 
 /** `client.events`: the credits event feed. */
@@ -115,6 +123,7 @@ async function* follow(
         afterCursor = start;
         liveOnly = false;
       }
+      options.onConnect?.({ afterCursor });
     });
     const abort = () => call.cancel();
     signal?.addEventListener('abort', abort, { once: true });

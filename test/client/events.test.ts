@@ -19,8 +19,10 @@ function consume(events: AsyncGenerator<Event>, seen: Event[]): Promise<unknown>
   );
 }
 
-async function until(done: () => boolean, ms: number, what: string): Promise<void> {
-  for (const end = Date.now() + ms; !done(); await delay(20)) if (Date.now() > end) throw new Error(`${what}: not done in ${ms} ms`);
+async function until(done: () => boolean, ms: number, what: string | (() => string)): Promise<void> {
+  for (const end = Date.now() + ms; !done(); await delay(20)) {
+    if (Date.now() > end) throw new Error(`${typeof what === 'string' ? what : what()}: not done in ${ms} ms`);
+  }
 }
 
 describe('credits client events', function () {
@@ -50,7 +52,11 @@ describe('credits client events', function () {
     );
     // A live reader that has received nothing yet when the server dies resumes from where its stream started.
     const late: Event[] = [];
-    const lateEnded = consume(events.stream({ liveOnly: true, customerId: 'late' }, { signal: abort.signal }), late);
+    const lateStarts: string[] = [];
+    const lateEnded = consume(
+      events.stream({ liveOnly: true, customerId: 'late' }, { signal: abort.signal, onConnect: ({ afterCursor }) => lateStarts.push(afterCursor) }),
+      late,
+    );
     // Writers on the other (in-process) server keep committing while this one dies and comes back.
     let writing = true;
     let written = 0;
@@ -61,7 +67,8 @@ describe('credits client events', function () {
       }
     });
     try {
-      await until(() => seen.length >= 20, 30_000, 'events before the kill');
+      await until(() => seen.length >= 20 && lateStarts.length === 1, 30_000, 'events before the kill, and the live reader started');
+      expect(lateStarts[0], 'a live stream says where it started').to.not.equal('');
       server.process.kill('SIGKILL');
       await server.exited;
       await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'late', amount: 1n });
@@ -79,13 +86,20 @@ describe('credits client events', function () {
     }
     const stored = await storedEventIds(t.server.dataSource, t.tenant.id);
     try {
-      await until(() => seen.length >= stored.length, 30_000, 'every committed event'); // a hang guard
+      // A hang guard. (The live reader may miss the short-lived second server
+      // altogether: its reconnections back off like any client's.)
+      const caughtUp = () => `every committed event (${seen.length} of ${stored.length}; the live reader's: ${late.length})`;
+      await until(() => seen.length >= stored.length && late.length >= 1, 30_000, caughtUp);
       await delay(200);
       expect(seen.length, 'no event twice').to.equal(stored.length);
       expect(seen.map((e) => e.id), 'every committed event, in order').to.deep.equal(stored);
       expect(reconnects.some((r) => r.startsWith('UNAVAILABLE')), reconnects.join(', ')).to.equal(true);
       expect(reconnects, 'the drained server said why').to.include('UNAVAILABLE SHUTTING_DOWN');
       expect(late.map((e) => e.customerId), 'the live reader missed nothing while the server was down').to.deep.equal(['late']);
+      // It reconnected from where it started until it had its event, and after it from there.
+      const resumedFrom = lateStarts.slice(1).map((start) => (start === lateStarts[0] ? 'start' : start === late[0]!.cursor ? 'event' : start));
+      expect(resumedFrom, 'where the live reader resumed').to.include('start');
+      expect(resumedFrom.join(' '), 'where the live reader resumed').to.match(/^(start )*start( event)*$/);
       console.log(`      client stream: ${stored.length} events across a kill and a drain; reconnections: ${reconnects.join(', ')}`);
     } finally {
       abort.abort();
