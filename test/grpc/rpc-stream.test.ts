@@ -1,0 +1,104 @@
+import { expect } from 'chai';
+import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { directSender } from '../../src/grpc/rpc';
+
+/** One server-streaming method of raw bytes: what StreamEvents sends (encoded events) without the rest of the service. */
+const identity = (b: Buffer) => b;
+const method = {
+  path: '/test.Stream/Send',
+  requestStream: false,
+  responseStream: true,
+  requestSerialize: identity,
+  requestDeserialize: identity,
+  responseSerialize: identity,
+  responseDeserialize: identity,
+};
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A message of `size` bytes that says its number. */
+function numbered(n: number, size: number): Buffer {
+  const bytes = Buffer.alloc(size, 0x2e);
+  bytes.writeUInt32BE(n, 0);
+  return bytes;
+}
+
+describe('stream sends past grpc-js\'s Writable (directSender)', function () {
+  this.timeout(30_000);
+  let server: Server;
+  let address: string;
+  let handler: (call: ServerWritableStream<Buffer, Buffer>) => Promise<void>;
+  const clients: Array<{ close(): void }> = [];
+
+  before(async () => {
+    server = new Server();
+    server.addService({ send: method }, { send: (call: ServerWritableStream<Buffer, Buffer>) => void handler(call) });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+  after(() => server.forceShutdown());
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  function open() {
+    const Client = makeGenericClientConstructor({ send: method }, 'Stream');
+    const client = new Client(address, credentials.createInsecure());
+    clients.push(client);
+    return (client as unknown as { send(request: Buffer): NodeJS.ReadableStream & { cancel(): void } }).send(Buffer.alloc(0));
+  }
+
+  it('is there in the grpc-js we ship, sends batches in order, and waits while the client does not read (flow control)', async () => {
+    const progress: string[] = [];
+    handler = async (call) => {
+      const send = directSender(call as ServerWritableStream<unknown, unknown>);
+      expect(send, 'grpc-js moved the call under ServerWritableStream: see directSender').to.be.a('function');
+      const signal = new AbortController().signal;
+      for (let batch = 0; batch < 3; batch++) {
+        await send!(
+          Array.from({ length: 1000 }, (_, i) => numbered(batch * 1000 + i, 1024)),
+          signal,
+        );
+        progress.push(`batch ${batch} sent`);
+      }
+      call.end();
+    };
+    const stream = open();
+    const got: number[] = [];
+    stream.on('data', (message: Buffer) => got.push(message.readUInt32BE(0)));
+    stream.pause(); // 1 MB per batch: far beyond HTTP/2's window while nobody reads
+    await delay(300);
+    expect(progress, 'a batch is not done before the client has taken it').to.deep.equal([]);
+    const ended = new Promise((resolve, reject) => stream.on('end', resolve).on('error', reject));
+    stream.resume();
+    await ended;
+    expect(progress).to.deep.equal(['batch 0 sent', 'batch 1 sent', 'batch 2 sent']);
+    expect(got).to.deep.equal(Array.from({ length: 3000 }, (_, i) => i));
+  });
+
+  it('ends the wait with the signal\'s reason when the client cancels a batch it does not read', async () => {
+    let outcome: Promise<unknown> | undefined;
+    const started = new Promise<void>((resolve) => {
+      handler = async (call) => {
+        const ending = new AbortController();
+        call.once('cancelled', () => ending.abort(new Error('cancelled by the client')));
+        outcome = directSender(call as ServerWritableStream<unknown, unknown>)!(
+          Array.from({ length: 2000 }, (_, i) => numbered(i, 1024)),
+          ending.signal,
+        ).then(
+          () => 'sent',
+          (err: Error) => err.message,
+        );
+        resolve();
+      };
+    });
+    const stream = open();
+    stream.on('error', () => undefined); // CANCELLED, as asked
+    stream.on('data', () => undefined).pause(); // a client that read, then stops
+    await started;
+    await delay(200);
+    stream.cancel();
+    expect(await outcome).to.equal('cancelled by the client');
+  });
+});
