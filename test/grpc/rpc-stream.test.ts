@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Server, ServerCredentials, status, type ServerWritableStream } from '@grpc/grpc-js';
 import { directSender } from '../../src/grpc/rpc';
 
 /** One server-streaming method of raw bytes: what StreamEvents sends (encoded events) without the rest of the service. */
@@ -28,10 +28,18 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
   let address: string;
   let handler: (call: ServerWritableStream<Buffer, Buffer>) => Promise<void>;
   const clients: Array<{ close(): void }> = [];
+  const streams: Array<{ cancel(): void }> = [];
 
   before(async () => {
     server = new Server();
-    server.addService({ send: method }, { send: (call: ServerWritableStream<Buffer, Buffer>) => void handler(call) });
+    // A handler that throws (a failed expectation) ends the call with INTERNAL and its message: the client's error says why.
+    server.addService(
+      { send: method },
+      {
+        send: (call: ServerWritableStream<Buffer, Buffer>) =>
+          void handler(call).catch((err: Error) => call.emit('error', { code: status.INTERNAL, details: err.message })),
+      },
+    );
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
     );
@@ -39,6 +47,7 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
   });
   after(() => server.forceShutdown());
   afterEach(() => {
+    for (const s of streams.splice(0)) s.cancel(); // a test that failed midway leaves its stream open
     for (const c of clients.splice(0)) c.close();
   });
 
@@ -46,7 +55,10 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
     const Client = makeGenericClientConstructor({ send: method }, 'Stream');
     const client = new Client(address, credentials.createInsecure());
     clients.push(client);
-    return (client as unknown as { send(request: Buffer): NodeJS.ReadableStream & { cancel(): void } }).send(Buffer.alloc(0));
+    const stream = (client as unknown as { send(request: Buffer): NodeJS.ReadableStream & { cancel(): void } }).send(Buffer.alloc(0));
+    stream.on('error', () => undefined); // each test awaits what it expects; a stray error must not be an uncaught one
+    streams.push(stream);
+    return stream;
   }
 
   it('is there in the grpc-js we ship, sends batches in order, and waits while the client does not read (flow control)', async () => {
@@ -56,25 +68,22 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
       expect(send, 'grpc-js moved the call under ServerWritableStream: see directSender').to.be.a('function');
       const signal = new AbortController().signal;
       for (let batch = 0; batch < 3; batch++) {
-        await send!(
-          Array.from({ length: 1000 }, (_, i) => numbered(batch * 1000 + i, 1024)),
-          signal,
-        );
+        await send!(Array.from({ length: 2000 }, (_, i) => numbered(batch * 2000 + i, 1024)), signal);
         progress.push(`batch ${batch} sent`);
       }
       call.end();
     };
     const stream = open();
+    const ended = new Promise((resolve, reject) => stream.on('end', resolve).on('error', reject));
     const got: number[] = [];
     stream.on('data', (message: Buffer) => got.push(message.readUInt32BE(0)));
-    stream.pause(); // 1 MB per batch: far beyond HTTP/2's window while nobody reads
+    stream.pause(); // 2 MB per batch: far beyond HTTP/2's window while nobody reads
     await delay(300);
     expect(progress, 'a batch is not done before the client has taken it').to.deep.equal([]);
-    const ended = new Promise((resolve, reject) => stream.on('end', resolve).on('error', reject));
     stream.resume();
     await ended;
     expect(progress).to.deep.equal(['batch 0 sent', 'batch 1 sent', 'batch 2 sent']);
-    expect(got).to.deep.equal(Array.from({ length: 3000 }, (_, i) => i));
+    expect(got).to.deep.equal(Array.from({ length: 6000 }, (_, i) => i));
   });
 
   it('ends the wait with the signal\'s reason when the client cancels a batch it does not read', async () => {
@@ -94,7 +103,6 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
       };
     });
     const stream = open();
-    stream.on('error', () => undefined); // CANCELLED, as asked
     stream.on('data', () => undefined).pause(); // a client that read, then stops
     await started;
     await delay(200);
