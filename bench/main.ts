@@ -121,12 +121,12 @@ async function prepareSession(options: BenchOptions): Promise<Session> {
         }
         try {
           await scenario.setup?.(env);
-          const requests = Array.from({ length: scenario.cycle }, (_, i) => new Uint8Array(rpc.encodeRequest(scenario.request(i, ctx))));
+          const requests = encodeRequests(rpc, scenario, scenario.request, ctx);
           // One unrecorded call first, so connection set-up and first-use work are not in the recording.
           await recording.call(scenario.rpc, scenario.request(1 % scenario.cycle, ctx));
           const sample = await recording.record(scenario.rpc, scenario.request(0, ctx));
           const measuredRequests = scenario.measuredRequest
-            ? Array.from({ length: scenario.cycle }, (_, i) => new Uint8Array(rpc.encodeRequest(scenario.measuredRequest!(i, ctx))))
+            ? encodeRequests(rpc, scenario, scenario.measuredRequest, ctx)
             : undefined;
           prepared.push({ scenario, rpc, requests, sample, runs: 0, ...(measuredRequests ? { measuredRequests } : {}) });
         } catch (err) {
@@ -226,13 +226,18 @@ function serverEnv(options: BenchOptions, extra: Record<string, string> = {}): R
   return { LOG_LEVEL: options.logLevel, CREDITS_DB_POOL_SIZE: String(options.poolSize), ...extra };
 }
 
+/** A scenario's requests for one cycle, encoded once so the load generator only sends bytes. */
+function encodeRequests(rpc: LoadedRpc, scenario: Scenario, request: Scenario['request'], ctx: BenchContext): Uint8Array[] {
+  return Array.from({ length: scenario.cycle }, (_, i) => new Uint8Array(rpc.encodeRequest(request(i, ctx))));
+}
+
 async function measureService(session: Session, p: Prepared, profileDir: string | undefined): Promise<{ run: RunReport; problems: string[] }> {
   const { options, db, ctx } = session;
   const variant = p.scenario.variantOf;
   if (p.scenario.setupEachRun && p.runs > 0) {
     // What the last run used up (captured holds) is made afresh, and the requests with it.
     await p.scenario.setup!(session.env);
-    p.requests = Array.from({ length: p.scenario.cycle }, (_, i) => new Uint8Array(p.rpc.encodeRequest(p.scenario.request(i, ctx))));
+    p.requests = encodeRequests(p.rpc, p.scenario, p.scenario.request, ctx);
   }
   p.runs++;
   const sink = variant?.otlpReceiver ? await startOtlpSink() : undefined;

@@ -427,8 +427,9 @@ export interface LedgerVerification {
  * chains (runLedgerAudit), lots and holds (one statement), and every hash
  * chain recomputed. Outside a transaction it opens a REPEATABLE READ one, so
  * that every part reads the same snapshot while writes go on.
+ * `hashPageSize`: entries of each balance the hash walk reads per statement
+ * (default 500; tests make it small so that chains cross statements).
  */
-/** `hashPageSize`: entries read at once by the hash walk (tests make it small to cross page boundaries). */
 export async function verifyLedger(manager: EntityManager, options: { tenantId?: string; hashPageSize?: number } = {}): Promise<LedgerVerification> {
   const run = async (m: EntityManager): Promise<LedgerVerification> => {
     const audit = await runLedgerAudit(m, options);
