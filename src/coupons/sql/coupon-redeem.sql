@@ -61,7 +61,19 @@ LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
   size integer := jsonb_array_length(requests);
-  req jsonb;
+  -- The requests, parsed once: item n's fields at position n.
+  r_code text[];
+  r_credit uuid[];
+  r_customer text[];
+  r_plan text[];
+  r_product text[];
+  r_amount bigint[];
+  r_currency text[];
+  r_hold timestamptz[];
+  r_metadata jsonb[];
+  r_done_by text[];
+  r_validate boolean[];
+  r_event jsonb[];
   at timestamptz;
   events_on boolean := current_setting('credits.events', true) IS DISTINCT FROM 'off';
   -- Locked rows and their counts, by position in these arrays.
@@ -105,7 +117,6 @@ DECLARE
   cust_key text;
   cust_n bigint;
   disc bigint;
-  rid uuid;
   t timestamptz;
 BEGIN
   IF size = 0 THEN RETURN; END IF;
@@ -122,20 +133,32 @@ BEGIN
   o_cr_confirmed := array_fill(NULL::bigint, ARRAY[size]);
   o_cr_live := array_fill(NULL::bigint, ARRAY[size]);
   o_cr_last := array_fill(NULL::timestamptz, ARRAY[size]);
+  SELECT array_agg(r.code ORDER BY r.n), array_agg(r.credit_id ORDER BY r.n), array_agg(r.customer_id ORDER BY r.n),
+         array_agg(r.plan_id ORDER BY r.n), array_agg(r.product_id ORDER BY r.n), array_agg(r.amount ORDER BY r.n),
+         array_agg(r.currency_code ORDER BY r.n), array_agg(r.hold_until ORDER BY r.n),
+         array_agg(coalesce(r.metadata, '{}') ORDER BY r.n), array_agg(r.done_by ORDER BY r.n),
+         array_agg(coalesce(r.validate_only, false) ORDER BY r.n), array_agg(coalesce(r.event, '{}') ORDER BY r.n)
+    INTO r_code, r_credit, r_customer, r_plan, r_product, r_amount, r_currency, r_hold, r_metadata, r_done_by, r_validate, r_event
+    FROM ROWS FROM (jsonb_to_recordset(requests) AS (code text, credit_id uuid, customer_id text, plan_id text, product_id text,
+           amount bigint, currency_code text, hold_until timestamptz, metadata jsonb, done_by text, validate_only boolean, event jsonb))
+         WITH ORDINALITY AS r (code, credit_id, customer_id, plan_id, product_id, amount, currency_code, hold_until, metadata, done_by,
+           validate_only, event, n);
 
   -- Locks: credits, then coupons, each in id order, so that concurrent
   -- statements (of any replica) and the transitions (credit, then coupon)
-  -- cannot deadlock.
+  -- cannot deadlock. Rows are found with `= ANY (array)`, index lookups: an
+  -- `IN (subquery)` here was planned as a scan of every credit (and coupon)
+  -- of the tenant, 3.7 ms per statement at 10,000 credits.
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO crs FROM (
     SELECT * FROM customer_credits c
      WHERE c.tenant_id = tenant
-       AND c.id IN (SELECT (r->>'credit_id')::uuid FROM jsonb_array_elements(requests) r WHERE r->>'credit_id' IS NOT NULL)
+       AND c.id = ANY (r_credit)
      ORDER BY c.id FOR UPDATE) l;
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO cps FROM (
     SELECT * FROM coupons c
      WHERE c.tenant_id = tenant
-       AND (c.id IN (SELECT (x).coupon_id FROM unnest(crs) x)
-            OR lower(c.code) IN (SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL))
+       AND (c.id = ANY (ARRAY(SELECT (x).coupon_id FROM unnest(crs) x))
+            OR lower(c.code) = ANY (ARRAY(SELECT lower(x) FROM unnest(r_code) x WHERE x IS NOT NULL)))
      ORDER BY c.id FOR UPDATE) l;
   -- The instant, read once every lock is held: a request that waited for a
   -- lock must not redeem what expired meanwhile, nor count a lapsed hold.
@@ -156,32 +179,26 @@ BEGIN
   cr_live_n := cr_confirmed_n;
   cr_added := cr_confirmed_n;
   cr_last := array_fill(NULL::timestamptz, ARRAY[greatest(cardinality(crs), 1)]);
-  FOR k IN 1 .. cardinality(crs) LOOP
-    cr := crs[k];
-    cr_confirmed_n[k] := cr.redemption_count;
-    cr_live_n[k] := cr.redemption_count + (SELECT count(*) FROM coupon_redemption_states s
-                                            WHERE s.tenant_id = tenant AND s.customer_credit_id = cr.id AND s.status = 'HELD' AND s.hold_until > at);
-    cr_last[k] := cr.last_redeem_time;
-  END LOOP;
+  IF cardinality(crs) > 0 THEN
+    SELECT array_agg(x.redemption_count ORDER BY x.ordinality),
+           array_agg(x.redemption_count + (SELECT count(*) FROM coupon_redemption_states s
+                                            WHERE s.tenant_id = tenant AND s.customer_credit_id = x.id AND s.status = 'HELD' AND s.hold_until > at)
+                     ORDER BY x.ordinality),
+           array_agg(x.last_redeem_time ORDER BY x.ordinality)
+      INTO cr_confirmed_n, cr_live_n, cr_last
+      FROM unnest(crs) WITH ORDINALITY AS x;
+  END IF;
 
-  -- Which coupon (and credit) each request names.
-  FOR n IN 1 .. size LOOP
-    req := requests -> (n - 1);
-    IF req->>'credit_id' IS NOT NULL THEN
-      FOR k IN 1 .. cardinality(crs) LOOP
-        IF (crs[k]).id = (req->>'credit_id')::uuid AND (crs[k]).customer_id = req->>'customer_id' THEN ki[n] := k; END IF;
-      END LOOP;
-      IF ki[n] > 0 THEN
-        FOR i IN 1 .. cardinality(cps) LOOP
-          IF (cps[i]).id = (crs[ki[n]]).coupon_id THEN ci[n] := i; END IF;
-        END LOOP;
-      END IF;
-    ELSE
-      FOR i IN 1 .. cardinality(cps) LOOP
-        IF lower((cps[i]).code) = lower(req->>'code') THEN ci[n] := i; END IF;
-      END LOOP;
-    END IF;
-  END LOOP;
+  -- Which coupon (and credit) each request names: a credit by id and
+  -- customer (another customer's is not found), then its coupon; or a
+  -- coupon by code. Ids and codes are unique: a request joins one row at most.
+  SELECT array_agg(coalesce(kc.k, 0) ORDER BY r.n), array_agg(coalesce(cc.i, 0) ORDER BY r.n)
+    INTO ki, ci
+    FROM generate_series(1, size) AS r (n)
+    LEFT JOIN (SELECT x.id, x.customer_id, x.coupon_id, x.ordinality::integer AS k FROM unnest(crs) WITH ORDINALITY AS x) kc
+      ON kc.id = r_credit[r.n] AND kc.customer_id = r_customer[r.n]
+    LEFT JOIN (SELECT x.id, lower(x.code) AS code, x.ordinality::integer AS i FROM unnest(cps) WITH ORDINALITY AS x) cc
+      ON CASE WHEN r_credit[r.n] IS NOT NULL THEN cc.id = kc.coupon_id ELSE cc.code = lower(r_code[r.n]) END;
 
   -- The customers' uses of coupons with a per-customer limit, counted once per pair.
   SELECT coalesce(jsonb_object_agg(p.coupon_id::text || '/' || p.customer_id,
@@ -189,17 +206,16 @@ BEGIN
              WHERE r.tenant_id = tenant AND r.coupon_id = p.coupon_id AND r.customer_id = p.customer_id
                AND (s.status IS NULL OR s.status = 'CONFIRMED' OR (s.status = 'HELD' AND s.hold_until > at)))), '{}')
     INTO per_customer
-    FROM (SELECT DISTINCT (cps[ci[x]]).id AS coupon_id, requests -> (x - 1) ->> 'customer_id' AS customer_id
+    FROM (SELECT DISTINCT (cps[ci[x]]).id AS coupon_id, r_customer[x] AS customer_id
             FROM generate_series(1, size) x
            WHERE ci[x] > 0 AND (cps[ci[x]]).max_redemptions_per_customer IS NOT NULL) p;
 
   -- The walk, in the given order.
   FOR n IN 1 .. size LOOP
-    req := requests -> (n - 1);
     why := NULL;
     i := ci[n];
     k := ki[n];
-    IF req->>'credit_id' IS NOT NULL THEN
+    IF r_credit[n] IS NOT NULL THEN
       IF k = 0 THEN
         why := 'CREDIT_NOT_FOUND';
       ELSE
@@ -211,21 +227,21 @@ BEGIN
       END IF;
     END IF;
     IF why IS NULL AND i = 0 THEN why := 'COUPON_NOT_FOUND'; END IF;
-    amt := (req->>'amount')::bigint;
+    amt := r_amount[n];
     cust_n := NULL;
     IF why IS NULL THEN
       cp := cps[i];
       IF cp.max_redemptions_per_customer IS NOT NULL THEN
-        cust_key := cp.id::text || '/' || (req->>'customer_id');
+        cust_key := cp.id::text || '/' || r_customer[n];
         cust_n := coalesce((per_customer ->> cust_key)::bigint, 0);
       END IF;
       IF NOT cp.enabled THEN why := 'COUPON_DISABLED';
       ELSIF cp.expire_time IS NOT NULL AND cp.expire_time <= at THEN why := 'COUPON_EXPIRED';
-      ELSIF (cardinality(cp.limited_to_plans) > 0 AND (req->>'plan_id' IS NULL OR NOT (req->>'plan_id' = ANY (cp.limited_to_plans))))
-         OR (req->>'plan_id' IS NOT NULL AND req->>'plan_id' = ANY (cp.excluded_from_plans))
-         OR (cardinality(cp.limited_to_products) > 0 AND (req->>'product_id' IS NULL OR NOT (req->>'product_id' = ANY (cp.limited_to_products))))
-         OR (req->>'product_id' IS NOT NULL AND req->>'product_id' = ANY (cp.excluded_from_products))
-         OR (cp.type = 'FIXED_AMOUNT' AND amt IS NOT NULL AND req->>'currency_code' IS DISTINCT FROM cp.fixed_currency_code) THEN
+      ELSIF (cardinality(cp.limited_to_plans) > 0 AND (r_plan[n] IS NULL OR NOT (r_plan[n] = ANY (cp.limited_to_plans))))
+         OR (r_plan[n] IS NOT NULL AND r_plan[n] = ANY (cp.excluded_from_plans))
+         OR (cardinality(cp.limited_to_products) > 0 AND (r_product[n] IS NULL OR NOT (r_product[n] = ANY (cp.limited_to_products))))
+         OR (r_product[n] IS NOT NULL AND r_product[n] = ANY (cp.excluded_from_products))
+         OR (cp.type = 'FIXED_AMOUNT' AND amt IS NOT NULL AND r_currency[n] IS DISTINCT FROM cp.fixed_currency_code) THEN
         why := 'COUPON_NOT_APPLICABLE';
       ELSIF cp.max_redemptions IS NOT NULL AND cp_live[i] >= cp.max_redemptions THEN why := 'COUPON_MAX_REDEMPTIONS_REACHED';
       ELSIF cust_n IS NOT NULL AND cust_n >= cp.max_redemptions_per_customer THEN why := 'COUPON_CUSTOMER_LIMIT_REACHED';
@@ -240,11 +256,11 @@ BEGIN
       disc := CASE WHEN amt IS NULL THEN NULL
                    WHEN cp.type = 'PERCENTAGE' THEN div(amt::numeric * cp.percentage + 50, 100)::bigint
                    ELSE least(cp.fixed_amount, amt) END;
-      hold := (req->>'hold_until')::timestamptz;
+      hold := r_hold[n];
       t := date_trunc('milliseconds', clock_timestamp());
       o_discount[n] := disc;
       o_time[n] := t;
-      IF (req->>'validate_only')::boolean THEN
+      IF r_validate[n] THEN
         -- Answered as if written; counted for no one.
         o_id[n] := NULL;
         o_c_live[n] := cp_live[i] + 1;
@@ -299,11 +315,8 @@ BEGIN
     WITH inserted AS (
       INSERT INTO coupon_redemptions
         (id, tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, create_time, hold_until, metadata)
-      SELECT o_id[x], tenant, (cps[ci[x]]).id, requests -> (x - 1) ->> 'customer_id', requests -> (x - 1) ->> 'plan_id',
-             requests -> (x - 1) ->> 'product_id', (requests -> (x - 1) ->> 'amount')::bigint, o_discount[x],
-             CASE WHEN requests -> (x - 1) ->> 'amount' IS NULL THEN NULL ELSE requests -> (x - 1) ->> 'currency_code' END,
-             requests -> (x - 1) ->> 'done_by', o_time[x], (requests -> (x - 1) ->> 'hold_until')::timestamptz,
-             coalesce(requests -> (x - 1) -> 'metadata', '{}')
+      SELECT o_id[x], tenant, (cps[ci[x]]).id, r_customer[x], r_plan[x], r_product[x], r_amount[x], o_discount[x],
+             CASE WHEN r_amount[x] IS NULL THEN NULL ELSE r_currency[x] END, r_done_by[x], o_time[x], r_hold[x], r_metadata[x]
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
        ORDER BY w.o
       RETURNING id, seq
@@ -312,8 +325,8 @@ BEGIN
 
     INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
     SELECT o_id[x], tenant, (cps[ci[x]]).id, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END, 'HELD',
-           (requests -> (x - 1) ->> 'hold_until')::timestamptz, o_time[x]
-      FROM unnest(w_n) AS x WHERE requests -> (x - 1) ->> 'hold_until' IS NOT NULL;
+           r_hold[x], o_time[x]
+      FROM unnest(w_n) AS x WHERE r_hold[x] IS NOT NULL;
 
     INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id, revenue_amount, revenue_currency_code)
     SELECT o_id[x], tenant, (crs[ki[x]]).id, (crs[ki[x]]).revenue_amount, (crs[ki[x]]).revenue_currency_code
@@ -321,15 +334,15 @@ BEGIN
 
     IF events_on THEN
       INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
-      SELECT tenant, 'REDEMPTION_CREATED', requests -> (x - 1) ->> 'customer_id', 'redemption',
-             coalesce(requests -> (x - 1) -> 'event', '{}')
+      SELECT tenant, 'REDEMPTION_CREATED', r_customer[x], 'redemption',
+             r_event[x]
                || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id,
                     'createTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                     'updateTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
                || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
                        ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
                               'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
-                              'currencyCode', requests -> (x - 1) ->> 'currency_code'))) END
+                              'currencyCode', r_currency[x]))) END
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
        ORDER BY w.o;
     END IF;
@@ -340,12 +353,9 @@ BEGIN
          WHERE tenant_id = tenant AND id = (cps[i]).id;
       END IF;
     END LOOP;
-    FOR k IN 1 .. cardinality(crs) LOOP
-      IF cr_last[k] IS DISTINCT FROM (crs[k]).last_redeem_time THEN
-        UPDATE customer_credits SET redemption_count = redemption_count + cr_added[k], last_redeem_time = cr_last[k]
-         WHERE tenant_id = tenant AND id = (crs[k]).id;
-      END IF;
-    END LOOP;
+    UPDATE customer_credits c SET redemption_count = c.redemption_count + cr_added[g.pos], last_redeem_time = cr_last[g.pos]
+      FROM generate_series(1, cardinality(crs)) AS g (pos)
+     WHERE c.tenant_id = tenant AND c.id = (crs[g.pos]).id AND cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time;
   END IF;
 
   FOR n IN 1 .. size LOOP
