@@ -353,9 +353,13 @@ BEGIN
          WHERE tenant_id = tenant AND id = (cps[i]).id;
       END IF;
     END LOOP;
-    UPDATE customer_credits c SET redemption_count = c.redemption_count + cr_added[g.pos], last_redeem_time = cr_last[g.pos]
-      FROM generate_series(1, cardinality(crs)) AS g (pos)
-     WHERE c.tenant_id = tenant AND c.id = (crs[g.pos]).id AND cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time;
+    -- `c.id = ANY` gives the planner the index path: joined to the
+    -- positions alone it hashed a scan of every credit (6 ms at 10,000).
+    UPDATE customer_credits c SET redemption_count = c.redemption_count + u.added, last_redeem_time = u.last
+      FROM (SELECT (crs[g.pos]).id AS id, cr_added[g.pos] AS added, cr_last[g.pos] AS last
+              FROM generate_series(1, cardinality(crs)) AS g (pos)
+             WHERE cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time) u
+     WHERE c.tenant_id = tenant AND c.id = u.id AND c.id = ANY (r_credit);
   END IF;
 
   FOR n IN 1 .. size LOOP
