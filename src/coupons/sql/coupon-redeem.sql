@@ -61,19 +61,7 @@ LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
   size integer := jsonb_array_length(requests);
-  -- The requests, parsed once: item n's fields at position n.
-  r_code text[];
-  r_credit uuid[];
-  r_customer text[];
-  r_plan text[];
-  r_product text[];
-  r_amount bigint[];
-  r_currency text[];
-  r_hold timestamptz[];
-  r_metadata jsonb[];
-  r_done_by text[];
-  r_validate boolean[];
-  r_event jsonb[];
+  req jsonb;
   at timestamptz;
   events_on boolean := current_setting('credits.events', true) IS DISTINCT FROM 'off';
   -- Locked rows and their counts, by position in these arrays.
@@ -133,16 +121,6 @@ BEGIN
   o_cr_confirmed := array_fill(NULL::bigint, ARRAY[size]);
   o_cr_live := array_fill(NULL::bigint, ARRAY[size]);
   o_cr_last := array_fill(NULL::timestamptz, ARRAY[size]);
-  SELECT array_agg(r.code ORDER BY r.n), array_agg(r.credit_id ORDER BY r.n), array_agg(r.customer_id ORDER BY r.n),
-         array_agg(r.plan_id ORDER BY r.n), array_agg(r.product_id ORDER BY r.n), array_agg(r.amount ORDER BY r.n),
-         array_agg(r.currency_code ORDER BY r.n), array_agg(r.hold_until ORDER BY r.n),
-         array_agg(coalesce(r.metadata, '{}') ORDER BY r.n), array_agg(r.done_by ORDER BY r.n),
-         array_agg(coalesce(r.validate_only, false) ORDER BY r.n), array_agg(coalesce(r.event, '{}') ORDER BY r.n)
-    INTO r_code, r_credit, r_customer, r_plan, r_product, r_amount, r_currency, r_hold, r_metadata, r_done_by, r_validate, r_event
-    FROM ROWS FROM (jsonb_to_recordset(requests) AS (code text, credit_id uuid, customer_id text, plan_id text, product_id text,
-           amount bigint, currency_code text, hold_until timestamptz, metadata jsonb, done_by text, validate_only boolean, event jsonb))
-         WITH ORDINALITY AS r (code, credit_id, customer_id, plan_id, product_id, amount, currency_code, hold_until, metadata, done_by,
-           validate_only, event, n);
 
   -- Locks: credits, then coupons, each in id order, so that concurrent
   -- statements (of any replica) and the transitions (credit, then coupon)
@@ -152,13 +130,13 @@ BEGIN
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO crs FROM (
     SELECT * FROM customer_credits c
      WHERE c.tenant_id = tenant
-       AND c.id = ANY (r_credit)
+       AND c.id = ANY (ARRAY(SELECT (r->>'credit_id')::uuid FROM jsonb_array_elements(requests) r WHERE r->>'credit_id' IS NOT NULL))
      ORDER BY c.id FOR UPDATE) l;
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO cps FROM (
     SELECT * FROM coupons c
      WHERE c.tenant_id = tenant
        AND (c.id = ANY (ARRAY(SELECT (x).coupon_id FROM unnest(crs) x))
-            OR lower(c.code) = ANY (ARRAY(SELECT lower(x) FROM unnest(r_code) x WHERE x IS NOT NULL)))
+            OR lower(c.code) = ANY (ARRAY(SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL)))
      ORDER BY c.id FOR UPDATE) l;
   -- The instant, read once every lock is held: a request that waited for a
   -- lock must not redeem what expired meanwhile, nor count a lapsed hold.
@@ -187,18 +165,29 @@ BEGIN
            array_agg(x.last_redeem_time ORDER BY x.ordinality)
       INTO cr_confirmed_n, cr_live_n, cr_last
       FROM unnest(crs) WITH ORDINALITY AS x;
+
+    -- Which credit (and so which coupon) each credit request names: one
+    -- join, by id and customer (another customer's is not found). Ids are
+    -- unique: a request joins one credit at most.
+    SELECT array_agg(coalesce(kc.k, 0) ORDER BY r.n), array_agg(coalesce(cc.i, 0) ORDER BY r.n)
+      INTO ki, ci
+      FROM jsonb_array_elements(requests) WITH ORDINALITY AS r (req, n)
+      LEFT JOIN (SELECT x.id, x.customer_id, x.coupon_id, x.ordinality::integer AS k FROM unnest(crs) WITH ORDINALITY AS x) kc
+        ON kc.id = (r.req->>'credit_id')::uuid AND kc.customer_id = r.req->>'customer_id'
+      LEFT JOIN (SELECT x.id, x.ordinality::integer AS i FROM unnest(cps) WITH ORDINALITY AS x) cc
+        ON cc.id = kc.coupon_id;
   END IF;
 
-  -- Which coupon (and credit) each request names: a credit by id and
-  -- customer (another customer's is not found), then its coupon; or a
-  -- coupon by code. Ids and codes are unique: a request joins one row at most.
-  SELECT array_agg(coalesce(kc.k, 0) ORDER BY r.n), array_agg(coalesce(cc.i, 0) ORDER BY r.n)
-    INTO ki, ci
-    FROM generate_series(1, size) AS r (n)
-    LEFT JOIN (SELECT x.id, x.customer_id, x.coupon_id, x.ordinality::integer AS k FROM unnest(crs) WITH ORDINALITY AS x) kc
-      ON kc.id = r_credit[r.n] AND kc.customer_id = r_customer[r.n]
-    LEFT JOIN (SELECT x.id, lower(x.code) AS code, x.ordinality::integer AS i FROM unnest(cps) WITH ORDINALITY AS x) cc
-      ON CASE WHEN r_credit[r.n] IS NOT NULL THEN cc.id = kc.coupon_id ELSE cc.code = lower(r_code[r.n]) END;
+  -- Which coupon each code request names (codes are unique per tenant; a
+  -- group holds few coupons).
+  FOR n IN 1 .. size LOOP
+    req := requests -> (n - 1);
+    IF req->>'credit_id' IS NULL THEN
+      FOR i IN 1 .. cardinality(cps) LOOP
+        IF lower((cps[i]).code) = lower(req->>'code') THEN ci[n] := i; END IF;
+      END LOOP;
+    END IF;
+  END LOOP;
 
   -- The customers' uses of coupons with a per-customer limit, counted once per pair.
   SELECT coalesce(jsonb_object_agg(p.coupon_id::text || '/' || p.customer_id,
@@ -206,16 +195,17 @@ BEGIN
              WHERE r.tenant_id = tenant AND r.coupon_id = p.coupon_id AND r.customer_id = p.customer_id
                AND (s.status IS NULL OR s.status = 'CONFIRMED' OR (s.status = 'HELD' AND s.hold_until > at)))), '{}')
     INTO per_customer
-    FROM (SELECT DISTINCT (cps[ci[x]]).id AS coupon_id, r_customer[x] AS customer_id
+    FROM (SELECT DISTINCT (cps[ci[x]]).id AS coupon_id, requests -> (x - 1) ->> 'customer_id' AS customer_id
             FROM generate_series(1, size) x
            WHERE ci[x] > 0 AND (cps[ci[x]]).max_redemptions_per_customer IS NOT NULL) p;
 
   -- The walk, in the given order.
   FOR n IN 1 .. size LOOP
+    req := requests -> (n - 1);
     why := NULL;
     i := ci[n];
     k := ki[n];
-    IF r_credit[n] IS NOT NULL THEN
+    IF req->>'credit_id' IS NOT NULL THEN
       IF k = 0 THEN
         why := 'CREDIT_NOT_FOUND';
       ELSE
@@ -227,21 +217,21 @@ BEGIN
       END IF;
     END IF;
     IF why IS NULL AND i = 0 THEN why := 'COUPON_NOT_FOUND'; END IF;
-    amt := r_amount[n];
+    amt := (req->>'amount')::bigint;
     cust_n := NULL;
     IF why IS NULL THEN
       cp := cps[i];
       IF cp.max_redemptions_per_customer IS NOT NULL THEN
-        cust_key := cp.id::text || '/' || r_customer[n];
+        cust_key := cp.id::text || '/' || (req->>'customer_id');
         cust_n := coalesce((per_customer ->> cust_key)::bigint, 0);
       END IF;
       IF NOT cp.enabled THEN why := 'COUPON_DISABLED';
       ELSIF cp.expire_time IS NOT NULL AND cp.expire_time <= at THEN why := 'COUPON_EXPIRED';
-      ELSIF (cardinality(cp.limited_to_plans) > 0 AND (r_plan[n] IS NULL OR NOT (r_plan[n] = ANY (cp.limited_to_plans))))
-         OR (r_plan[n] IS NOT NULL AND r_plan[n] = ANY (cp.excluded_from_plans))
-         OR (cardinality(cp.limited_to_products) > 0 AND (r_product[n] IS NULL OR NOT (r_product[n] = ANY (cp.limited_to_products))))
-         OR (r_product[n] IS NOT NULL AND r_product[n] = ANY (cp.excluded_from_products))
-         OR (cp.type = 'FIXED_AMOUNT' AND amt IS NOT NULL AND r_currency[n] IS DISTINCT FROM cp.fixed_currency_code) THEN
+      ELSIF (cardinality(cp.limited_to_plans) > 0 AND (req->>'plan_id' IS NULL OR NOT (req->>'plan_id' = ANY (cp.limited_to_plans))))
+         OR (req->>'plan_id' IS NOT NULL AND req->>'plan_id' = ANY (cp.excluded_from_plans))
+         OR (cardinality(cp.limited_to_products) > 0 AND (req->>'product_id' IS NULL OR NOT (req->>'product_id' = ANY (cp.limited_to_products))))
+         OR (req->>'product_id' IS NOT NULL AND req->>'product_id' = ANY (cp.excluded_from_products))
+         OR (cp.type = 'FIXED_AMOUNT' AND amt IS NOT NULL AND req->>'currency_code' IS DISTINCT FROM cp.fixed_currency_code) THEN
         why := 'COUPON_NOT_APPLICABLE';
       ELSIF cp.max_redemptions IS NOT NULL AND cp_live[i] >= cp.max_redemptions THEN why := 'COUPON_MAX_REDEMPTIONS_REACHED';
       ELSIF cust_n IS NOT NULL AND cust_n >= cp.max_redemptions_per_customer THEN why := 'COUPON_CUSTOMER_LIMIT_REACHED';
@@ -256,11 +246,11 @@ BEGIN
       disc := CASE WHEN amt IS NULL THEN NULL
                    WHEN cp.type = 'PERCENTAGE' THEN div(amt::numeric * cp.percentage + 50, 100)::bigint
                    ELSE least(cp.fixed_amount, amt) END;
-      hold := r_hold[n];
+      hold := (req->>'hold_until')::timestamptz;
       t := date_trunc('milliseconds', clock_timestamp());
       o_discount[n] := disc;
       o_time[n] := t;
-      IF r_validate[n] THEN
+      IF (req->>'validate_only')::boolean THEN
         -- Answered as if written; counted for no one.
         o_id[n] := NULL;
         o_c_live[n] := cp_live[i] + 1;
@@ -315,8 +305,11 @@ BEGIN
     WITH inserted AS (
       INSERT INTO coupon_redemptions
         (id, tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, create_time, hold_until, metadata)
-      SELECT o_id[x], tenant, (cps[ci[x]]).id, r_customer[x], r_plan[x], r_product[x], r_amount[x], o_discount[x],
-             CASE WHEN r_amount[x] IS NULL THEN NULL ELSE r_currency[x] END, r_done_by[x], o_time[x], r_hold[x], r_metadata[x]
+      SELECT o_id[x], tenant, (cps[ci[x]]).id, requests -> (x - 1) ->> 'customer_id', requests -> (x - 1) ->> 'plan_id',
+             requests -> (x - 1) ->> 'product_id', (requests -> (x - 1) ->> 'amount')::bigint, o_discount[x],
+             CASE WHEN requests -> (x - 1) ->> 'amount' IS NULL THEN NULL ELSE requests -> (x - 1) ->> 'currency_code' END,
+             requests -> (x - 1) ->> 'done_by', o_time[x], (requests -> (x - 1) ->> 'hold_until')::timestamptz,
+             coalesce(requests -> (x - 1) -> 'metadata', '{}')
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
        ORDER BY w.o
       RETURNING id, seq
@@ -325,8 +318,8 @@ BEGIN
 
     INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
     SELECT o_id[x], tenant, (cps[ci[x]]).id, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END, 'HELD',
-           r_hold[x], o_time[x]
-      FROM unnest(w_n) AS x WHERE r_hold[x] IS NOT NULL;
+           (requests -> (x - 1) ->> 'hold_until')::timestamptz, o_time[x]
+      FROM unnest(w_n) AS x WHERE requests -> (x - 1) ->> 'hold_until' IS NOT NULL;
 
     INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id, revenue_amount, revenue_currency_code)
     SELECT o_id[x], tenant, (crs[ki[x]]).id, (crs[ki[x]]).revenue_amount, (crs[ki[x]]).revenue_currency_code
@@ -334,15 +327,15 @@ BEGIN
 
     IF events_on THEN
       INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
-      SELECT tenant, 'REDEMPTION_CREATED', r_customer[x], 'redemption',
-             r_event[x]
+      SELECT tenant, 'REDEMPTION_CREATED', requests -> (x - 1) ->> 'customer_id', 'redemption',
+             coalesce(requests -> (x - 1) -> 'event', '{}')
                || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id,
                     'createTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                     'updateTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
                || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
                        ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
                               'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
-                              'currencyCode', r_currency[x]))) END
+                              'currencyCode', requests -> (x - 1) ->> 'currency_code'))) END
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
        ORDER BY w.o;
     END IF;
@@ -355,11 +348,13 @@ BEGIN
     END LOOP;
     -- `c.id = ANY` gives the planner the index path: joined to the
     -- positions alone it hashed a scan of every credit (6 ms at 10,000).
-    UPDATE customer_credits c SET redemption_count = c.redemption_count + u.added, last_redeem_time = u.last
-      FROM (SELECT (crs[g.pos]).id AS id, cr_added[g.pos] AS added, cr_last[g.pos] AS last
-              FROM generate_series(1, cardinality(crs)) AS g (pos)
-             WHERE cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time) u
-     WHERE c.tenant_id = tenant AND c.id = u.id AND c.id = ANY (r_credit);
+    IF cardinality(crs) > 0 THEN
+      UPDATE customer_credits c SET redemption_count = c.redemption_count + u.added, last_redeem_time = u.last
+        FROM (SELECT (crs[g.pos]).id AS id, cr_added[g.pos] AS added, cr_last[g.pos] AS last
+                FROM generate_series(1, cardinality(crs)) AS g (pos)
+               WHERE cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time) u
+       WHERE c.tenant_id = tenant AND c.id = u.id AND c.id = ANY (ARRAY(SELECT (x).id FROM unnest(crs) x));
+    END IF;
   END IF;
 
   FOR n IN 1 .. size LOOP
