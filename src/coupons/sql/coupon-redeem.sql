@@ -17,7 +17,9 @@
 -- requests share the statement and however many statements race. The
 -- accepted ones are then written set-wise: redemptions, state rows (held),
 -- credit links, REDEMPTION_CREATED events, one counter update per coupon
--- and per credit.
+-- and one for the credits. Credits and coupons are found by index lookups
+-- of the ids and codes named (test/credits/redeem-footprint.test.ts), never
+-- by a scan of the tenant's rows.
 --
 -- The rules live here for redemptions; ValidateCoupon (no lock, no write)
 -- restates the coupon's in TypeScript (coupon-redemption.rules.ts), and
