@@ -307,12 +307,11 @@ BEGIN
     WITH inserted AS (
       INSERT INTO coupon_redemptions
         (id, tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, create_time, hold_until, metadata)
-      SELECT o_id[x], tenant, (cps[ci[x]]).id, requests -> (x - 1) ->> 'customer_id', requests -> (x - 1) ->> 'plan_id',
-             requests -> (x - 1) ->> 'product_id', (requests -> (x - 1) ->> 'amount')::bigint, o_discount[x],
-             CASE WHEN requests -> (x - 1) ->> 'amount' IS NULL THEN NULL ELSE requests -> (x - 1) ->> 'currency_code' END,
-             requests -> (x - 1) ->> 'done_by', o_time[x], (requests -> (x - 1) ->> 'hold_until')::timestamptz,
-             coalesce(requests -> (x - 1) -> 'metadata', '{}')
-        FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
+      SELECT o_id[x], tenant, (cps[ci[x]]).id, r ->> 'customer_id', r ->> 'plan_id', r ->> 'product_id', (r ->> 'amount')::bigint,
+             o_discount[x], CASE WHEN r ->> 'amount' IS NULL THEN NULL ELSE r ->> 'currency_code' END, r ->> 'done_by', o_time[x],
+             (r ->> 'hold_until')::timestamptz, coalesce(r -> 'metadata', '{}')
+        -- The item's request read out of the array once per row, not once per column.
+        FROM unnest(w_n) WITH ORDINALITY AS w (x, o), LATERAL jsonb_array_element(requests, x - 1) AS r
        ORDER BY w.o
       RETURNING id, seq
     )
@@ -329,16 +328,16 @@ BEGIN
 
     IF events_on THEN
       INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
-      SELECT tenant, 'REDEMPTION_CREATED', requests -> (x - 1) ->> 'customer_id', 'redemption',
-             coalesce(requests -> (x - 1) -> 'event', '{}')
+      SELECT tenant, 'REDEMPTION_CREATED', r ->> 'customer_id', 'redemption',
+             coalesce(r -> 'event', '{}')
                || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id,
-                    'createTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                    'updateTime', to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                    'createTime', made, 'updateTime', made)
                || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
                        ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
                               'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
-                              'currencyCode', requests -> (x - 1) ->> 'currency_code'))) END
-        FROM unnest(w_n) WITH ORDINALITY AS w (x, o)
+                              'currencyCode', r ->> 'currency_code'))) END
+        FROM unnest(w_n) WITH ORDINALITY AS w (x, o), LATERAL jsonb_array_element(requests, x - 1) AS r,
+             LATERAL to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS made
        ORDER BY w.o;
     END IF;
 
