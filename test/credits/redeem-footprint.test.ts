@@ -10,8 +10,8 @@ describe('RedeemCustomerCredit: what a group of redemptions reads', () => {
   const t = creditContext();
 
   // coupon_redeem once found a group's credits with `id IN (subquery)`,
-  // which PostgreSQL ran as a scan of every credit of the tenant: the
-  // statement grew with the tenant, and held the coupon's row lock while it did.
+  // which PostgreSQL ran as a scan of every credit of the tenant: each
+  // group's statement grew with the tenant's credits.
   it('fetches the credits it redeems by index, not every credit of the tenant', async function () {
     this.timeout(60_000);
     const coupon = await t.coupon(lifetime());

@@ -318,9 +318,9 @@ BEGIN
     SELECT jsonb_object_agg(id::text, seq) INTO seqs FROM inserted;
 
     INSERT INTO coupon_redemption_states (redemption_id, tenant_id, coupon_id, customer_credit_id, status, hold_until, update_time)
-    SELECT o_id[x], tenant, (cps[ci[x]]).id, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END, 'HELD',
-           (requests -> (x - 1) ->> 'hold_until')::timestamptz, o_time[x]
-      FROM unnest(w_n) AS x WHERE requests -> (x - 1) ->> 'hold_until' IS NOT NULL;
+    SELECT o_id[x], tenant, (cps[ci[x]]).id, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END, 'HELD', (r ->> 'hold_until')::timestamptz, o_time[x]
+      FROM unnest(w_n) AS x, LATERAL jsonb_array_element(requests, x - 1) AS r
+     WHERE r ->> 'hold_until' IS NOT NULL;
 
     INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id, revenue_amount, revenue_currency_code)
     SELECT o_id[x], tenant, (crs[ki[x]]).id, (crs[ki[x]]).revenue_amount, (crs[ki[x]]).revenue_currency_code
