@@ -38,6 +38,18 @@ describe('log lines (unit)', () => {
     });
   });
 
+  it('writes a lone line within a second, while the process goes on', () => {
+    const file = path.join(dir, 'lone.log');
+    // The child reads its own log file a second after one line, before it exits (which would write it anyway).
+    const lines = linesLoggedBy(
+      file,
+      `log.info({ alone: true }, 'one line');
+       setTimeout(() => { fs.writeFileSync(${JSON.stringify(`${file}.seen`)}, fs.readFileSync(${JSON.stringify(file)})); }, 1000);`,
+    );
+    expect(lines).to.have.length(1);
+    expect(fs.readFileSync(`${file}.seen`, 'utf8'), 'the line was written before the process ended').to.equal(`${lines[0]}\n`);
+  });
+
   it('still writes the lines pending when the process exits at once', () => {
     // Logged and exited in the same turn: nothing was written yet.
     const lines = linesLoggedBy(path.join(dir, 'exit.log'), `for (let i = 0; i < 500; i++) log.info({ i }, 'before exit'); process.exit(0);`);
