@@ -10,8 +10,10 @@ export type Logger = pino.Logger;
  * traced call carries that call's `trace_id` and `span_id`.
  * Never pass secrets or whole payloads to it.
  */
-/** Pending log bytes that start a write (see lineDestination; below sonic-boom's 16 KB per write). */
-const LOG_BUFFER_BYTES = 8 * 1024;
+/** Pending log bytes that start a write (see lineDestination; below LOG_WRITE_BYTES). */
+const LOG_BUFFER_BYTES = 32 * 1024;
+/** The most one write takes (sonic-boom's maxWrite; its default, 16 KB, would cap LOG_BUFFER_BYTES). */
+const LOG_WRITE_BYTES = 128 * 1024;
 /** The longest a logged line waits for its write. */
 const LOG_FLUSH_MS = 100;
 
@@ -38,7 +40,7 @@ export function createLogger(level: string, options: { traceContext?: boolean; f
  * (pino registers that for its destinations), and `flush()` on shutdown.
  */
 function lineDestination(fd: number): pino.DestinationStream & { flush(cb?: (err?: Error) => void): void } {
-  const sonic = pino.destination({ dest: fd, sync: false, contentMode: 'buffer', minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS });
+  const sonic = pino.destination({ dest: fd, sync: false, contentMode: 'buffer', minLength: LOG_BUFFER_BYTES, maxWrite: LOG_WRITE_BYTES, periodicFlush: LOG_FLUSH_MS });
   // sonic-boom's types know only text; in buffer mode write takes bytes.
   // Looked up on every line: pino replaces it with a no-op after EPIPE.
   const bytes = sonic as unknown as { write(bytes: Buffer): boolean };
