@@ -3,13 +3,6 @@ import { traceFields } from './observability/trace-context';
 
 export type Logger = pino.Logger;
 
-/**
- * pino JSON on stdout (or `fd`), written asynchronously (lines are coalesced
- * into few writes instead of one blocking write per call); `flush()` on
- * shutdown. With `traceContext` (tracing on), every line written inside a
- * traced call carries that call's `trace_id` and `span_id`.
- * Never pass secrets or whole payloads to it.
- */
 /** Pending log bytes that start a write (see lineDestination; below LOG_WRITE_BYTES). */
 const LOG_BUFFER_BYTES = 32 * 1024;
 /** The most one write takes (sonic-boom's maxWrite; its default, 16 KB, would cap LOG_BUFFER_BYTES). */
@@ -17,6 +10,13 @@ const LOG_WRITE_BYTES = 128 * 1024;
 /** The longest a logged line waits for its write. */
 const LOG_FLUSH_MS = 100;
 
+/**
+ * pino JSON on stdout (or `fd`), written asynchronously (lines are coalesced
+ * into few writes instead of one blocking write per call); `flush()` on
+ * shutdown. With `traceContext` (tracing on), every line written inside a
+ * traced call carries that call's `trace_id` and `span_id`.
+ * Never pass secrets or whole payloads to it.
+ */
 export function createLogger(level: string, options: { traceContext?: boolean; fd?: number } = {}): Logger {
   return pino(
     { level, base: { service: 'credits' }, timestamp: pino.stdTimeFunctions.isoTime, ...(options.traceContext ? { mixin: traceFields } : {}) },
