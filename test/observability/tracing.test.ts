@@ -112,13 +112,16 @@ describe('observability: OpenTelemetry tracing', function () {
     expect(group!.parentSpanId).to.equal(serverSpan.spanId);
     expect(group!.links.map((l) => l.spanId)).to.include(serverSpan.spanId);
 
-    // The call's log line carries the trace and the server span.
-    const line = server
-      .output()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((l) => l.msg === 'call' && l.method === '/credits.v1.PromotionalCreditService/AddPromotionalCredits' && l.trace_id === traceId);
+    // The call's log line carries the trace and the server span (lines are written within 100 ms of being logged).
+    const callLine = () =>
+      server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === 'call' && l.method === '/credits.v1.PromotionalCreditService/AddPromotionalCredits' && l.trace_id === traceId);
+    let line = callLine();
+    for (const deadline = Date.now() + 5_000; line === undefined && Date.now() < deadline; line = callLine()) await new Promise((r) => setTimeout(r, 50));
     expect(line, 'a call log line with the trace id').to.not.equal(undefined);
     expect(line!.span_id).to.equal(serverSpan.spanId);
   });
