@@ -46,14 +46,19 @@ describe('observability: OpenTelemetry tracing', function () {
     await dataSource?.destroy();
   });
 
-  /** The spans of one trace, once `ready` says they are all there (the server exports every 50 ms). */
-  async function spansOf(traceId: string, ready: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
-    const deadline = Date.now() + 20_000;
+  /** What `probe` answers once `ready` accepts it, or its last answer after `ms` (every 50 ms). */
+  async function awaited<T>(probe: () => T, ready: (value: T) => boolean, ms: number): Promise<T> {
+    const deadline = Date.now() + ms;
     for (;;) {
-      const spans = receiver.spans.filter((s) => s.traceId === traceId);
-      if (ready(spans) || Date.now() > deadline) return spans;
+      const value = probe();
+      if (ready(value) || Date.now() > deadline) return value;
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** The spans of one trace, once `ready` says they are all there (the server exports every 50 ms). */
+  function spansOf(traceId: string, ready: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
+    return awaited(() => receiver.spans.filter((s) => s.traceId === traceId), ready, 20_000);
   }
 
   it("continues the caller's trace: one server span under the caller's, database statements under it, ids on the log line", async () => {
@@ -120,8 +125,7 @@ describe('observability: OpenTelemetry tracing', function () {
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .find((l) => l.msg === 'call' && l.method === '/credits.v1.PromotionalCreditService/AddPromotionalCredits' && l.trace_id === traceId);
-    let line = callLine();
-    for (const deadline = Date.now() + 5_000; line === undefined && Date.now() < deadline; line = callLine()) await new Promise((r) => setTimeout(r, 50));
+    const line = await awaited(callLine, (found) => found !== undefined, 5_000);
     expect(line, 'a call log line with the trace id').to.not.equal(undefined);
     expect(line!.span_id).to.equal(serverSpan.spanId);
   });
