@@ -2,6 +2,7 @@ import { Event, type EventServiceServer } from '../../gen/credits/v1/event_servi
 import type { EventRecord } from '../events/event.repository';
 import type { EventsService } from '../events/events.service';
 import { eventQueryFromProto, eventToProto } from './event.mapper';
+import { encodeMessage } from './message-encoding';
 import type { Rpc } from './rpc';
 
 /** Response header of StreamEvents: the position the stream started after (see the proto). */
@@ -19,8 +20,7 @@ export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (se
   const bytesOf = (event: EventRecord): Buffer => {
     let bytes = encoded.get(event);
     if (!bytes) {
-      const written = Event.encode(eventToProto(event, service.cursorOf(event))).finish();
-      encoded.set(event, (bytes = Buffer.from(written.buffer, written.byteOffset, written.byteLength))); // a view, not a copy
+      encoded.set(event, (bytes = encodeMessage(Event, eventToProto(event, service.cursorOf(event)))));
     }
     return bytes;
   };

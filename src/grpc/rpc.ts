@@ -14,6 +14,7 @@ import type { WorkRunner } from '../db/unit-of-work';
 import type { Scope } from '../tenants/api-key.entity';
 import type { Principal } from '../tenants/principal';
 import { toCallerError, toServiceError } from './error-status';
+import { responseSerializers } from './message-encoding';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';
 
@@ -55,13 +56,15 @@ export type StreamHandler<Req, Res> = (request: Req, context: StreamContext<Res>
  */
 export class Rpc {
   private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
+  private readonly serializers = responseSerializers();
 
   constructor(private readonly pipeline: Middleware) {}
 
   /**
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
-   * reaches the pipeline as a MalformedRequest (see refuseMalformed). A
+   * reaches the pipeline as a MalformedRequest (see refuseMalformed).
+   * Responses are encoded with one reused writer (see encodeMessage). A
    * server stream may send a message already encoded (a Buffer): one message
    * sent on many streams is then encoded once.
    */
@@ -69,6 +72,7 @@ export class Rpc {
     const lenient: Record<string, MethodDefinition<unknown, unknown>> = {};
     for (const [name, method] of Object.entries(definition)) {
       this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
+      const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
       lenient[name] = {
         ...(method as MethodDefinition<unknown, unknown>),
         requestDeserialize: (bytes: Buffer) => {
@@ -78,7 +82,7 @@ export class Rpc {
             return new MalformedRequest(method.path);
           }
         },
-        ...(method.responseStream ? { responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)) } : {}),
+        responseSerialize: method.responseStream ? (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) : serialize,
       };
     }
     server.addService(lenient, implementation);
