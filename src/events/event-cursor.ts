@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, timingSafeEqual } from 'node:crypto';
 
 /**
  * A place in the outbox's one order: (xid, position) of table `events` (see
@@ -17,6 +17,9 @@ export const BEGINNING: Position = { xid: 0n, position: 0n };
 const VERSION = 1;
 const MAC_BYTES = 8;
 const PAYLOAD_BYTES = 1 + 8 + 8;
+const MAC_CONTEXT = Buffer.from('event-cursor\0');
+const HASH_BLOCK_BYTES = 64;
+const HASH_BYTES = 32;
 
 /**
  * Cursors as callers see them: base64url of a version byte, the xid and the
@@ -28,14 +31,29 @@ const PAYLOAD_BYTES = 1 + 8 + 8;
  * order means the same for every tenant, and each reads only its own rows.
  */
 export class EventCursorCodec {
-  constructor(private readonly key: Buffer) {}
+  /** HMAC's two padded keys, each followed by room for what it hashes (RFC 2104). */
+  private readonly inner: Buffer;
+  private readonly outer: Buffer;
+
+  constructor(key: Buffer) {
+    const block = Buffer.alloc(HASH_BLOCK_BYTES);
+    (key.length > HASH_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key).copy(block);
+    this.inner = Buffer.alloc(HASH_BLOCK_BYTES + MAC_CONTEXT.length + PAYLOAD_BYTES);
+    this.outer = Buffer.alloc(HASH_BLOCK_BYTES + HASH_BYTES);
+    for (let i = 0; i < HASH_BLOCK_BYTES; i++) {
+      this.inner[i] = block[i]! ^ 0x36;
+      this.outer[i] = block[i]! ^ 0x5c;
+    }
+    MAC_CONTEXT.copy(this.inner, HASH_BLOCK_BYTES);
+  }
 
   encode(at: Position): string {
-    const payload = Buffer.alloc(PAYLOAD_BYTES);
-    payload.writeUInt8(VERSION, 0);
-    payload.writeBigUInt64BE(at.xid, 1);
-    payload.writeBigInt64BE(at.position, 9);
-    return Buffer.concat([payload, this.mac(payload)]).toString('base64url');
+    const bytes = Buffer.allocUnsafe(PAYLOAD_BYTES + MAC_BYTES);
+    bytes.writeUInt8(VERSION, 0);
+    bytes.writeBigUInt64BE(at.xid, 1);
+    bytes.writeBigInt64BE(at.position, 9);
+    this.mac(bytes.subarray(0, PAYLOAD_BYTES)).copy(bytes, PAYLOAD_BYTES);
+    return bytes.toString('base64url');
   }
 
   /** The position a cursor names; undefined for an empty one, 'malformed' for one this service did not issue. */
@@ -51,8 +69,16 @@ export class EventCursorCodec {
     return { xid: payload.readBigUInt64BE(1), position: payload.readBigInt64BE(9) };
   }
 
+  /**
+   * HMAC-SHA256(key, "event-cursor\0" || payload), its first MAC_BYTES: two
+   * one-shot hashes over the padded keys kept above (every event's cursor is
+   * made as it is sent; createHmac made a keyed object for each, 4.5 µs
+   * against 2). Synchronous, so the two buffers serve every call.
+   */
   private mac(payload: Buffer): Buffer {
-    return createHmac('sha256', this.key).update('event-cursor\0').update(payload).digest().subarray(0, MAC_BYTES);
+    payload.copy(this.inner, HASH_BLOCK_BYTES + MAC_CONTEXT.length);
+    hash('sha256', this.inner, 'buffer').copy(this.outer, HASH_BLOCK_BYTES);
+    return hash('sha256', this.outer, 'buffer').subarray(0, MAC_BYTES);
   }
 }
 
