@@ -6,30 +6,26 @@ import { Event, EventServiceService, EventType } from '../../gen/credits/v1/even
 import {
   ListPromotionalCreditsResponse,
   PromotionalCreditServiceService,
+  PromotionalCredit,
   PromotionalCreditType,
-  type PromotionalCredit,
 } from '../../gen/credits/v1/promotional_credit_service';
 import { encodeMessage, responseSerializers } from '../../src/grpc/message-encoding';
 
 const entry = (i: number, description = 'test entry'): PromotionalCredit =>
-  ListPromotionalCreditsResponse.fromPartial({
-    promotionalCredits: [
-      {
-        id: randomUUID(),
-        customerId: `customer-${i}`,
-        type: PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT,
-        amount: BigInt(i) * 100n,
-        amountDecimal: `${i}.00`,
-        currencyCode: 'USD',
-        description,
-        closingBalance: BigInt(i) * 1000n,
-        doneBy: 'key',
-        createTime: new Date(1_700_000_000_000 + i),
-        metadata: { order: `o-${i}` },
-        hash: 'ab'.repeat(32),
-      },
-    ],
-  }).promotionalCredits[0]!;
+  PromotionalCredit.fromPartial({
+    id: randomUUID(),
+    customerId: `customer-${i}`,
+    type: PromotionalCreditType.PROMOTIONAL_CREDIT_TYPE_INCREMENT,
+    amount: BigInt(i) * 100n,
+    amountDecimal: `${i}.00`,
+    currencyCode: 'USD',
+    description,
+    closingBalance: BigInt(i) * 1000n,
+    doneBy: 'key',
+    createTime: new Date(1_700_000_000_000 + i),
+    metadata: { order: `o-${i}` },
+    hash: 'ab'.repeat(32),
+  });
 
 const event = (i: number): Event =>
   Event.fromPartial({ cursor: 'c'.repeat(34), id: randomUUID(), type: EventType.EVENT_TYPE_PROMOTIONAL_CREDIT_CREATED, createTime: new Date(), customerId: `customer-${i}`, promotionalCredit: entry(i, 'ü€ non-ASCII text') });
