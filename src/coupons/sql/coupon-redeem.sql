@@ -142,11 +142,20 @@ BEGIN
      WHERE c.tenant_id = tenant
        AND c.id = ANY (ARRAY(SELECT (r->>'credit_id')::uuid FROM jsonb_array_elements(requests) r WHERE r->>'credit_id' IS NOT NULL))
      ORDER BY c.id FOR UPDATE) l;
+  -- Coupons by id alone: the credits' coupons and those the codes name
+  -- (found by the (tenant_id, lower(code)) index first). An OR of the two
+  -- in one condition was planned as a walk of the tenant's coupons. A code
+  -- changed meanwhile is caught by the walk, which matches the locked row's
+  -- code: that request is COUPON_NOT_FOUND, as if it had come after.
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO cps FROM (
     SELECT * FROM coupons c
      WHERE c.tenant_id = tenant
-       AND (c.id = ANY (ARRAY(SELECT (x).coupon_id FROM unnest(crs) x))
-            OR lower(c.code) = ANY (ARRAY(SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL)))
+       AND c.id = ANY (ARRAY(
+             SELECT (x).coupon_id FROM unnest(crs) x
+              UNION
+             SELECT k.id FROM coupons k
+              WHERE k.tenant_id = tenant
+                AND lower(k.code) = ANY (ARRAY(SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL))))
      ORDER BY c.id FOR UPDATE) l;
   -- The instant, read once every lock is held: a request that waited for a
   -- lock must not redeem what expired meanwhile, nor count a lapsed hold.
