@@ -24,6 +24,7 @@ import { LedgerCheckDomains1764650000000 } from './migrations/1764650000000-ledg
 import { OpenLots1764660000000 } from './migrations/1764660000000-open-lots';
 import { BalanceAndHoldCheckDomains1764670000000 } from './migrations/1764670000000-balance-and-hold-check-domains';
 import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-lapsed-redemption-sweep';
+import { RedemptionCheckDomains1764800000000 } from './migrations/1764800000000-redemption-check-domains';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -40,6 +41,7 @@ export const MIGRATIONS = [
   OpenLots1764660000000,
   BalanceAndHoldCheckDomains1764670000000,
   LapsedRedemptionSweep1764750000000,
+  RedemptionCheckDomains1764800000000,
 ];
 
 export interface DataSourceOptions {

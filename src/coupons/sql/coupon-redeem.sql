@@ -378,19 +378,20 @@ BEGIN
   -- The answer, one row per item in the given order, with the coupon's
   -- (and credit's) columns from the locked rows and the counts after the
   -- item. One query: assigning ~50 output columns per item in PL/pgSQL cost
-  -- more than the rest of the walk.
+  -- more than the rest of the walk. Columns of a domain type are cast to the
+  -- base type the result declares (RETURN QUERY wants the very same types).
   RETURN QUERY
     SELECT x.n, o_reason[x.n], o_id[x.n], (seqs ->> o_id[x.n]::text)::bigint, o_time[x.n], o_discount[x.n], o_cust[x.n],
-           (cps[ci[x.n]]).id, (cps[ci[x.n]]).seq, (cps[ci[x.n]]).code, (cps[ci[x.n]]).name, (cps[ci[x.n]]).type,
-           (cps[ci[x.n]]).percentage, (cps[ci[x.n]]).fixed_amount, (cps[ci[x.n]]).fixed_currency_code, (cps[ci[x.n]]).frequency,
-           (cps[ci[x.n]]).frequency_interval, (cps[ci[x.n]]).max_redemptions, (cps[ci[x.n]]).max_redemptions_per_customer,
+           (cps[ci[x.n]]).id, (cps[ci[x.n]]).seq, (cps[ci[x.n]]).code::text, (cps[ci[x.n]]).name::text, (cps[ci[x.n]]).type::text,
+           (cps[ci[x.n]]).percentage::integer, (cps[ci[x.n]]).fixed_amount::bigint, (cps[ci[x.n]]).fixed_currency_code::text, (cps[ci[x.n]]).frequency::text,
+           (cps[ci[x.n]]).frequency_interval::integer, (cps[ci[x.n]]).max_redemptions::integer, (cps[ci[x.n]]).max_redemptions_per_customer::integer,
            (cps[ci[x.n]]).expire_time, (cps[ci[x.n]]).limited_to_plans, (cps[ci[x.n]]).excluded_from_plans,
            (cps[ci[x.n]]).limited_to_products, (cps[ci[x.n]]).excluded_from_products, (cps[ci[x.n]]).enabled,
            o_c_confirmed[x.n], o_c_live[x.n], o_c_redeemed[x.n], (cps[ci[x.n]]).metadata, (cps[ci[x.n]]).create_time,
            (cps[ci[x.n]]).update_time,
-           (crs[ki[x.n]]).id, (crs[ki[x.n]]).seq, (crs[ki[x.n]]).customer_id, (crs[ki[x.n]]).coupon_id, (crs[ki[x.n]]).membership_id,
+           (crs[ki[x.n]]).id, (crs[ki[x.n]]).seq, (crs[ki[x.n]]).customer_id::text, (crs[ki[x.n]]).coupon_id, (crs[ki[x.n]]).membership_id::text,
            (crs[ki[x.n]]).uses_total, (crs[ki[x.n]]).multi_use, o_cr_confirmed[x.n], o_cr_live[x.n], (crs[ki[x.n]]).expire_time,
-           (crs[ki[x.n]]).revenue_amount, (crs[ki[x.n]]).revenue_currency_code, (crs[ki[x.n]]).create_time,
+           (crs[ki[x.n]]).revenue_amount::bigint, (crs[ki[x.n]]).revenue_currency_code::text, (crs[ki[x.n]]).create_time,
            (crs[ki[x.n]]).revoke_time, o_cr_last[x.n], (crs[ki[x.n]]).metadata
       FROM generate_series(1, size) AS x (n)
      ORDER BY x.n;
