@@ -611,4 +611,7 @@ export const COMPARISONS: Array<{ name: string; numerator: string; denominator: 
   { name: 'hold ÷ deduct', numerator: 'hold', denominator: 'deduct', target: 0.8 },
   { name: 'capture ÷ deduct', numerator: 'capture', denominator: 'deduct', target: 0.8 },
   { name: '4 event streams ÷ events off', numerator: 'add-streams', denominator: 'add-events-off', target: 0.85 },
+  // What of that the outbox's writes cost alone, and what the streams add on top.
+  { name: 'events on ÷ events off', numerator: 'add', denominator: 'add-events-off' },
+  { name: '4 event streams ÷ events on', numerator: 'add-streams', denominator: 'add' },
 ];
