@@ -1,23 +1,49 @@
 import { expect } from 'chai';
-import type { EntityManager } from 'typeorm';
-import { REDEMPTIONS, type RedemptionItem } from '../../src/coupons/redeem-coupon';
+import type { DataSource } from 'typeorm';
+import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { creditContext, lifetime } from './fixtures';
 
 const CREDITS = 2_000;
 const COUPONS = 300;
 
+/** One redemption of the footprint tests, by credit or by code. */
+function redemption(tenantId: string, target: RedemptionItem['target'], customerId: string): RedemptionItem {
+  return {
+    tenantId,
+    target,
+    request: { customerId, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata: {} },
+    doneBy: 'footprint-test',
+    validateOnly: false,
+    snapshots: couponEventSnapshots,
+  };
+}
+
 /**
- * pg_stat_xact_user_tables counts what this connection read and has not
- * reported yet (which may include its earlier transactions): the difference
- * across runAll is what the statement read.
+ * Runs the items as one coupon_redeem statement and counts the rows of
+ * `table` it read. pg_stat_xact_user_tables counts what this connection read
+ * and has not reported yet (which may include its earlier transactions): the
+ * difference across runAll is what the statement read. The plan that once
+ * scanned was a generic one (coupon_redeem now plans every statement
+ * generically) joining by hash, which the bench's database chose at 10,000
+ * credits and this shared test database may not: both are forced here, so
+ * the count shows what the statement reads whatever the planner picks.
  */
-async function rowsRead(manager: EntityManager, table: string): Promise<number> {
-  const [row]: Array<{ seq_tup_read: string; idx_tup_fetch: string }> = await manager.query(
-    `SELECT seq_tup_read, idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = $1::regclass`,
-    [table],
-  );
-  return Number(row!.seq_tup_read) + Number(row!.idx_tup_fetch);
+async function redeemCountingReads(dataSource: DataSource, table: string, items: RedemptionItem[]): Promise<{ results: RedemptionResult[]; read: number }> {
+  return dataSource.transaction(async (manager) => {
+    await manager.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+    await manager.query(`SET LOCAL enable_nestloop = off`);
+    const rowsRead = async () => {
+      const [row]: Array<{ seq_tup_read: string; idx_tup_fetch: string }> = await manager.query(
+        `SELECT seq_tup_read, idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = $1::regclass`,
+        [table],
+      );
+      return Number(row!.seq_tup_read) + Number(row!.idx_tup_fetch);
+    };
+    const before = await rowsRead();
+    const results = await REDEMPTIONS.runAll(manager, items);
+    return { results, read: (await rowsRead()) - before };
+  });
 }
 
 describe('coupon_redeem: what a group of redemptions reads', () => {
@@ -36,27 +62,11 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
     }
     await t.server.dataSource.query(`ANALYZE customer_credits`);
     const picked = [3, 1_500, 1_999];
-    const item = (n: number): RedemptionItem => ({
-      tenantId: t.tenant.id,
-      target: { creditId: ids[n]! },
-      request: { customerId: `s-${n}`, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata: {} },
-      doneBy: 'footprint-test',
-      validateOnly: false,
-      snapshots: couponEventSnapshots,
-    });
-
-    // The plan that scanned was a generic one (coupon_redeem now plans every
-    // statement generically) joining by hash, which the bench's database
-    // chose at 10,000 credits and this shared test database may not: both
-    // are forced here, so the count shows what the statement reads whatever
-    // the planner picks.
-    const { results, read } = await t.server.dataSource.transaction(async (manager) => {
-      await manager.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
-      await manager.query(`SET LOCAL enable_nestloop = off`);
-      const before = await rowsRead(manager, 'customer_credits');
-      const results = await REDEMPTIONS.runAll(manager, picked.map(item));
-      return { results, read: (await rowsRead(manager, 'customer_credits')) - before };
-    });
+    const { results, read } = await redeemCountingReads(
+      t.server.dataSource,
+      'customer_credits',
+      picked.map((n) => redemption(t.tenant.id, { creditId: ids[n]! }, `s-${n}`)),
+    );
 
     expect(results.map((r) => ('redemption' in r ? r.row.cr_id : r.refused))).to.deep.equal(picked.map((n) => ids[n]));
     // Each picked credit is fetched by its lock, its counter update and the
@@ -72,22 +82,12 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
     }
     await t.server.dataSource.query(`ANALYZE coupons`);
     const picked = [7, 150, 299];
-    const item = (n: number): RedemptionItem => ({
-      tenantId: t.tenant.id,
-      // Codes are matched without regard to case.
-      target: { code: coupons[n]!.code.toLowerCase() },
-      request: { customerId: `f-${n}`, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata: {} },
-      doneBy: 'footprint-test',
-      validateOnly: false,
-      snapshots: couponEventSnapshots,
-    });
-    const { results, read } = await t.server.dataSource.transaction(async (manager) => {
-      await manager.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
-      await manager.query(`SET LOCAL enable_nestloop = off`);
-      const before = await rowsRead(manager, 'coupons');
-      const results = await REDEMPTIONS.runAll(manager, picked.map(item));
-      return { results, read: (await rowsRead(manager, 'coupons')) - before };
-    });
+    // Codes are matched without regard to case.
+    const { results, read } = await redeemCountingReads(
+      t.server.dataSource,
+      'coupons',
+      picked.map((n) => redemption(t.tenant.id, { code: coupons[n]!.code.toLowerCase() }, `f-${n}`)),
+    );
 
     expect(results.map((r) => ('redemption' in r ? r.coupon.id : r.refused))).to.deep.equal(picked.map((n) => coupons[n]!.id));
     // Each picked coupon is fetched by its code, its lock, its counter update
