@@ -215,6 +215,45 @@ interface MessageSink {
 }
 
 /**
+ * What grpc-js's BaseServerInterceptingCall (the call under a stream when
+ * the server has no interceptors) has besides sendMessage, which writes
+ * ONE message per HTTP/2 write: its framing, its headers, its state and its
+ * HTTP/2 stream. Not public: test/grpc/rpc-stream.test.ts fails if a
+ * grpc-js upgrade changes it (then batches go message by message again).
+ */
+interface FramingCall extends MessageSink {
+  serializeMessage(message: unknown): Buffer;
+  maybeSendMetadata(): void;
+  checkCancelled(): boolean;
+  maxSendMessageSize: number;
+  stream: { write(chunk: Buffer, callback: (err?: Error | null) => void): boolean };
+  callEventTracker?: { addMessageSent(): void };
+}
+
+/** A batch's framed messages are written this many bytes at a time (at least one message each). */
+export const BATCH_WRITE_BYTES = 64 * 1024;
+
+function framingCallOf(grpcCall: ServerWritableStream<unknown, unknown>): FramingCall | undefined {
+  const call = (grpcCall as unknown as { call?: Partial<FramingCall> }).call;
+  if (
+    typeof call?.sendMessage !== 'function' ||
+    typeof call.serializeMessage !== 'function' ||
+    typeof call.maybeSendMetadata !== 'function' ||
+    typeof call.checkCancelled !== 'function' ||
+    typeof call.maxSendMessageSize !== 'number' ||
+    typeof call.stream?.write !== 'function'
+  ) {
+    return undefined;
+  }
+  return call as FramingCall;
+}
+
+/** Whether directSender writes a batch in one HTTP/2 write (see FramingCall). */
+export function writesBatchesAtOnce(grpcCall: ServerWritableStream<unknown, unknown>): boolean {
+  return framingCallOf(grpcCall) !== undefined;
+}
+
+/**
  * Sends a stream's messages past grpc-js's ServerWritableStream, straight to
  * the call under it, when that call is there (undefined otherwise: the
  * caller writes to the stream). The stream is an objectMode Writable that
@@ -224,11 +263,20 @@ interface MessageSink {
  * 200,000 messages of 300 bytes; `npm run bench`'s add-streams pays it per
  * event per stream). Here a batch goes to the call at once and is awaited as
  * a whole, so a stream still has at most one batch in flight (flow control:
- * the call's callbacks wait for the HTTP/2 writes). The call sends the
- * headers first if need be, frames each message as the stream would, and
- * drops messages once the call is cancelled (never calling back): the
- * signal, aborted then, ends the wait. `call` is not public on the stream
- * object: test/grpc/rpc-stream.test.ts fails if a grpc-js upgrade moves it.
+ * the callbacks wait for the HTTP/2 writes).
+ *
+ * Where the call is grpc-js's own (FramingCall), the batch's messages are
+ * framed by it and written to its HTTP/2 stream together, up to
+ * BATCH_WRITE_BYTES per write: one DATA frame for many messages instead of
+ * one each, which a client reads the same (a gRPC message may span frames
+ * and a frame hold many). Each HTTP/2 write costs the server a JS-to-C++
+ * call, a frame and two buffers in the socket's writev: 4.8 → 3.6 µs per
+ * message of 220 bytes in batches of 100 (a grpc-js server and a client in
+ * two processes). Otherwise each message goes through the call's
+ * sendMessage. Either way the headers go first if need be, and messages
+ * are dropped once the call is cancelled (never calling back): the signal,
+ * aborted then, ends the wait. A failed write rejects with its error (the
+ * call then ends with INTERNAL, as sendMessage's would).
  */
 export function directSender(
   grpcCall: ServerWritableStream<unknown, unknown>,
@@ -236,19 +284,56 @@ export function directSender(
   const call = (grpcCall as unknown as { call?: Partial<MessageSink> }).call;
   if (typeof call?.sendMessage !== 'function') return undefined;
   const sink = call as MessageSink;
+  const framing = framingCallOf(grpcCall);
   return (messages, signal) => {
     if (signal.aborted) return Promise.reject(signal.reason);
     if (messages.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      let left = messages.length;
       const ended = () => reject(signal.reason);
       signal.addEventListener('abort', ended, { once: true });
-      const sent = () => {
+      let left = 0;
+      const sent = (err?: Error | null) => {
+        if (err) {
+          signal.removeEventListener('abort', ended);
+          reject(err);
+          return;
+        }
         if (--left > 0) return;
         signal.removeEventListener('abort', ended);
         resolve();
       };
-      for (const message of messages) sink.sendMessage(message, sent);
+      if (!framing) {
+        left = messages.length;
+        for (const message of messages) sink.sendMessage(message, sent);
+        return;
+      }
+      if (framing.checkCancelled()) return; // dropped, as sendMessage would: the signal ends the wait
+      framing.maybeSendMetadata();
+      const writes: Buffer[][] = [];
+      let chunk: Buffer[] = [];
+      let bytes = 0;
+      for (const message of messages) {
+        const framed = framing.serializeMessage(message);
+        if (framing.maxSendMessageSize !== -1 && framed.length - 5 > framing.maxSendMessageSize) {
+          framing.sendMessage(message, () => undefined); // answers RESOURCE_EXHAUSTED and ends the call
+          return;
+        }
+        if (bytes > 0 && bytes + framed.length > BATCH_WRITE_BYTES) {
+          writes.push(chunk);
+          chunk = [];
+          bytes = 0;
+        }
+        chunk.push(framed);
+        bytes += framed.length;
+      }
+      writes.push(chunk);
+      left = writes.length;
+      for (const frames of writes) {
+        framing.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames), (err) => {
+          if (!err) for (let i = 0; i < frames.length; i++) framing.callEventTracker?.addMessageSent();
+          sent(err);
+        });
+      }
     });
   };
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, status, type ServerWritableStream } from '@grpc/grpc-js';
-import { directSender } from '../../src/grpc/rpc';
+import { BATCH_WRITE_BYTES, directSender, writesBatchesAtOnce } from '../../src/grpc/rpc';
 
 /** One server-streaming method of raw bytes: what StreamEvents sends (encoded events) without the rest of the service. */
 const identity = (b: Buffer) => b;
@@ -66,6 +66,7 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
     handler = async (call) => {
       const send = directSender(call as ServerWritableStream<unknown, unknown>);
       expect(send, 'grpc-js moved the call under ServerWritableStream: see directSender').to.be.a('function');
+      expect(writesBatchesAtOnce(call as ServerWritableStream<unknown, unknown>), 'grpc-js changed the call directSender frames for: see FramingCall').to.equal(true);
       const signal = new AbortController().signal;
       for (let batch = 0; batch < 3; batch++) {
         await send!(Array.from({ length: 2000 }, (_, i) => numbered(batch * 2000 + i, 1024)), signal);
@@ -84,6 +85,24 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
     await ended;
     expect(progress).to.deep.equal(['batch 0 sent', 'batch 1 sent', 'batch 2 sent']);
     expect(got).to.deep.equal(Array.from({ length: 6000 }, (_, i) => i));
+  });
+
+  it('writes batches of small messages together, each arriving whole and in order, whatever the write boundaries', async () => {
+    // Sizes chosen so that writes of BATCH_WRITE_BYTES cut between messages at varying places; one message is larger than a write.
+    const sizes = Array.from({ length: 1500 }, (_, i) => (i === 700 ? BATCH_WRITE_BYTES + 3 : 4 + ((i * 37) % 400)));
+    handler = async (call) => {
+      const send = directSender(call as ServerWritableStream<unknown, unknown>)!;
+      const signal = new AbortController().signal;
+      for (let from = 0; from < sizes.length; from += 500) {
+        await send(sizes.slice(from, from + 500).map((size, i) => numbered(from + i, size)), signal);
+      }
+      call.end();
+    };
+    const stream = open();
+    const got: Array<[number, number]> = [];
+    stream.on('data', (message: Buffer) => got.push([message.readUInt32BE(0), message.length]));
+    await new Promise((resolve, reject) => stream.on('end', resolve).on('error', reject));
+    expect(got).to.deep.equal(sizes.map((size, i) => [i, size]));
   });
 
   it('ends the wait with the signal\'s reason when the client cancels a batch it does not read', async () => {
