@@ -295,7 +295,7 @@ export function directSender(
       const sent = (err?: Error | null) => {
         if (err) {
           signal.removeEventListener('abort', ended);
-          reject(err);
+          reject(signal.aborted ? signal.reason : err); // a stream closed under the write: the caller went away
           return;
         }
         if (--left > 0) return;
