@@ -275,8 +275,11 @@ export function writesBatchesAtOnce(grpcCall: ServerWritableStream<unknown, unkn
  * two processes). Otherwise each message goes through the call's
  * sendMessage. Either way the headers go first if need be, and messages
  * are dropped once the call is cancelled (never calling back): the signal,
- * aborted then, ends the wait. A failed write rejects with its error (the
- * call then ends with INTERNAL, as sendMessage's would).
+ * aborted then, ends the wait. A failed write rejects with the signal's
+ * reason once it aborted (the caller went away: the stream closed under the
+ * write), else with its error (the call then ends with INTERNAL, as after
+ * sendMessage's). A message over the call's maximum is handed to
+ * sendMessage, which answers RESOURCE_EXHAUSTED; the batch ends there.
  */
 export function directSender(
   grpcCall: ServerWritableStream<unknown, unknown>,
