@@ -278,8 +278,10 @@ export function writesBatchesAtOnce(grpcCall: ServerWritableStream<unknown, unkn
  * aborted then, ends the wait. A failed write rejects with the signal's
  * reason once it aborted (the caller went away: the stream closed under the
  * write), else with its error (the call then ends with INTERNAL, as after
- * sendMessage's). A message over the call's maximum is handed to
- * sendMessage, which answers RESOURCE_EXHAUSTED; the batch ends there.
+ * sendMessage's). A batch with a message over the server's maximum
+ * (grpc.max_send_message_length) is not sent: it rejects, and the call ends
+ * with INTERNAL, logged (sendMessage would answer RESOURCE_EXHAUSTED and
+ * never call back, leaving the stream waiting).
  */
 export function directSender(
   grpcCall: ServerWritableStream<unknown, unknown>,
@@ -318,7 +320,8 @@ export function directSender(
       for (const message of messages) {
         const framed = framing.serializeMessage(message);
         if (framing.maxSendMessageSize !== -1 && framed.length - 5 > framing.maxSendMessageSize) {
-          framing.sendMessage(message, () => undefined); // answers RESOURCE_EXHAUSTED and ends the call
+          signal.removeEventListener('abort', ended);
+          reject(new Error(`a message of ${framed.length - 5} bytes is over the server's maximum of ${framing.maxSendMessageSize}`));
           return;
         }
         if (bytes > 0 && bytes + framed.length > BATCH_WRITE_BYTES) {

@@ -105,6 +105,40 @@ describe('stream sends past grpc-js\'s Writable (directSender)', function () {
     expect(got).to.deep.equal(sizes.map((size, i) => [i, size]));
   });
 
+  it('refuses a batch with a message over the server\'s maximum: nothing of it is sent, the call ends with an error', async () => {
+    const small = new Server({ 'grpc.max_send_message_length': 1000 });
+    let outcome: Promise<string> | undefined;
+    small.addService(
+      { send: method },
+      {
+        send: (call: ServerWritableStream<Buffer, Buffer>) => {
+          outcome = directSender(call as ServerWritableStream<unknown, unknown>)!([numbered(0, 100), numbered(1, 1001)], new AbortController().signal).then(
+            () => 'sent',
+            (err: Error) => err.message,
+          );
+          void outcome.then((message) => call.emit('error', { code: status.INTERNAL, details: message }));
+        },
+      },
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      small.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+    try {
+      const Client = makeGenericClientConstructor({ send: method }, 'Stream');
+      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+      clients.push(client);
+      const stream = (client as unknown as { send(request: Buffer): NodeJS.ReadableStream }).send(Buffer.alloc(0));
+      const got: number[] = [];
+      stream.on('data', (message: Buffer) => got.push(message.readUInt32BE(0)));
+      const error = await new Promise<{ code: number; details: string }>((resolve) => stream.on('error', resolve));
+      expect(await outcome).to.equal("a message of 1001 bytes is over the server's maximum of 1000");
+      expect(error.code).to.equal(status.INTERNAL);
+      expect(got, 'the batch is sent whole or not at all').to.deep.equal([]);
+    } finally {
+      small.forceShutdown();
+    }
+  });
+
   it('ends the wait with the signal\'s reason when the client cancels a batch it does not read', async () => {
     let outcome: Promise<unknown> | undefined;
     const started = new Promise<void>((resolve) => {
