@@ -233,8 +233,12 @@ interface FramingCall extends MessageSink {
 /** A batch's framed messages are written this many bytes at a time (at least one message each). */
 export const BATCH_WRITE_BYTES = 64 * 1024;
 
-function framingCallOf(grpcCall: ServerWritableStream<unknown, unknown>): FramingCall | undefined {
-  const call = (grpcCall as unknown as { call?: Partial<FramingCall> }).call;
+/** The call under a stream (not public; see directSender), as far as its shape is known. */
+function callUnder(grpcCall: ServerWritableStream<unknown, unknown>): Partial<FramingCall> | undefined {
+  return (grpcCall as unknown as { call?: Partial<FramingCall> }).call;
+}
+
+function framingCallOf(call: Partial<FramingCall> | undefined): FramingCall | undefined {
   if (
     typeof call?.sendMessage !== 'function' ||
     typeof call.serializeMessage !== 'function' ||
@@ -250,7 +254,7 @@ function framingCallOf(grpcCall: ServerWritableStream<unknown, unknown>): Framin
 
 /** Whether directSender writes a batch in one HTTP/2 write (see FramingCall). */
 export function writesBatchesAtOnce(grpcCall: ServerWritableStream<unknown, unknown>): boolean {
-  return framingCallOf(grpcCall) !== undefined;
+  return framingCallOf(callUnder(grpcCall)) !== undefined;
 }
 
 /**
@@ -286,10 +290,10 @@ export function writesBatchesAtOnce(grpcCall: ServerWritableStream<unknown, unkn
 export function directSender(
   grpcCall: ServerWritableStream<unknown, unknown>,
 ): ((messages: ReadonlyArray<unknown>, signal: AbortSignal) => Promise<void>) | undefined {
-  const call = (grpcCall as unknown as { call?: Partial<MessageSink> }).call;
+  const call = callUnder(grpcCall);
   if (typeof call?.sendMessage !== 'function') return undefined;
   const sink = call as MessageSink;
-  const framing = framingCallOf(grpcCall);
+  const framing = framingCallOf(call);
   return (messages, signal) => {
     if (signal.aborted) return Promise.reject(signal.reason);
     if (messages.length === 0) return Promise.resolve();
