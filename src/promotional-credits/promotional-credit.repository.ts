@@ -147,7 +147,7 @@ export type LedgerWriteOutcome = { hold?: HoldRecord | undefined } & (
 /** The write path itself: src/promotional-credits/sql/promotional-credit-apply.sql. */
 const APPLY_SQL = `SELECT item, outcome, reason, entry_id, entry_seq, entry_time, entry_type, entry_origin, entry_amount, entry_expire_time,
        entry_allocations, entry_hash, entry_reverses_id, entry_description, entry_credit_type, entry_reference, entry_metadata,
-       balance, held, hold, others
+       entry_closing_balance, balance, held, hold, others
   FROM promotional_credit_apply($1::jsonb)`;
 
 interface ApplyRow {
@@ -168,6 +168,7 @@ interface ApplyRow {
   entry_credit_type: CreditType | null;
   entry_reference: string | null;
   entry_metadata: Metadata | null;
+  entry_closing_balance: string | null;
   balance: string | null;
   held: string | null;
   hold: HoldJson | null;
@@ -676,7 +677,7 @@ function outcomeOf(write: LedgerWrite, row: ApplyRow): LedgerWriteOutcome {
     description: row.entry_description!,
     creditType: row.entry_credit_type!,
     reference: row.entry_reference!,
-    closingBalance: BigInt(row.balance!),
+    closingBalance: BigInt(row.entry_closing_balance!),
     doneBy: draft.doneBy,
     createTime: row.entry_time!,
     origin: row.entry_origin,

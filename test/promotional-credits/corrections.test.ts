@@ -132,6 +132,9 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
         [Origin.ORIGIN_EXPIRATION, DECREMENT, 30n],
       ]);
       expect(ledger.at(-1)!.allocations.map((a) => a.lotId)).to.deep.equal([lot.promotionalCredit!.id]);
+      // The call answers its entry as the ledger holds it: closing at 40, before the expiry that followed it.
+      expect(reversal.promotionalCredit, 'the answered entry').to.deep.equal(ledger.at(-2));
+      expect(reversal.promotionalCredit!.closingBalance).to.equal(40n);
       expectChained(ledger);
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });

@@ -97,6 +97,30 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
+  it('answers the entry of a capture as the ledger holds it when credits of an expired lot expire right after it', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'captured-then-expired';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) });
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 20n });
+    const capturable = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n });
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 40n });
+    await sleep(1100);
+    // 90 (30 of the lot expired), 70 held. Capturing 10 draws them from the
+    // expired lot (closing at 80); the rest of that hold is released, and of
+    // the lot's 60 left only the 40 the other hold needs stay: 20 expire.
+    const capture = await pc.capturePromotionalCreditHold({ holdId: capturable.hold!.id, amount: 10n });
+    expect(capture.balance!.balances[0]).to.deep.include({ amount: 60n, held: 40n });
+    const ledger = await ledgerOf(pc, customerId);
+    expect(ledger.slice(-2).map((e) => [e.origin, e.amount, e.closingBalance])).to.deep.equal([
+      [Origin.ORIGIN_HOLD_CAPTURE, 10n, 80n],
+      [Origin.ORIGIN_EXPIRATION, 20n, 60n],
+    ]);
+    expect(capture.promotionalCredit, 'the answered entry').to.deep.equal(ledger.at(-2));
+    expectChained(ledger);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
   it('keeps available >= 0, active holds <= balance and the chain under 200 parallel holds, deducts, captures and releases on two servers', async function () {
     this.timeout(120_000);
     const customerId = 'hot-hold';

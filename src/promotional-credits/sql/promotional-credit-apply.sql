@@ -34,7 +34,8 @@
 -- done (its entry's id included, which is then never used).
 --
 -- One row per item, in the given order:
---   outcome    'written' (entry_* set), 'unchanged' (nothing to write; for
+--   outcome    'written' (entry_* set: the entry as stored, its closing
+--              balance included), 'unchanged' (nothing to write; for
 --              HOLD/RELEASE: done, no entry) or 'refused' (nothing written;
 --              reason says why)
 --   reason     INSUFFICIENT_BALANCE, BALANCE_LIMIT_EXCEEDED, NOT_FOUND,
@@ -42,7 +43,9 @@
 --              HOLD_NOT_ACTIVE
 --   balance, held  the balance and its active holds after the item (as they
 --              stand when refused); NULL when the customer has no balance in
---              that currency
+--              that currency. Not always the entry's closing balance: a
+--              reversal or a capture may be followed by expirations it
+--              made due (settled in the same item)
 --   hold       the hold (HOLD, CAPTURE, RELEASE, and HOLD_NOT_ACTIVE), as JSON
 --   others     with_others: the customer's balances in the other currencies
 --
@@ -74,7 +77,7 @@ CREATE TYPE promotional_credit_outcome AS (
   entry_expire_time timestamptz, entry_allocations jsonb, entry_hash text, entry_reverses_id uuid,
   entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
   customer_id text, currency_code text, balance bigint, held bigint, hold jsonb,
-  events events[]);
+  events events[], entry_closing_balance bigint);
 
 -- A hold as JSON for the caller and for events; amounts as strings. STABLE,
 -- not IMMUTABLE: its times are rendered in the session's time zone, and
@@ -523,6 +526,7 @@ BEGIN
     r.entry_credit_type := e.credit_type;
     r.entry_reference := e.reference;
     r.entry_metadata := e.metadata;
+    r.entry_closing_balance := e.closing_balance;
   ELSIF r.outcome = 'written' THEN
     r.outcome := 'unchanged';
   END IF;
@@ -572,7 +576,8 @@ RETURNS TABLE (item integer, outcome text, reason text,
                entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
                entry_expire_time timestamptz, entry_allocations jsonb, entry_hash text, entry_reverses_id uuid,
                entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
-               customer_id text, currency_code text, balance bigint, held bigint, hold jsonb, others json)
+               customer_id text, currency_code text, balance bigint, held bigint, hold jsonb, others json,
+               entry_closing_balance bigint)
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -601,7 +606,7 @@ BEGIN
     entry_origin := r.entry_origin; entry_amount := r.entry_amount; entry_expire_time := r.entry_expire_time;
     entry_allocations := r.entry_allocations; entry_hash := r.entry_hash; entry_reverses_id := r.entry_reverses_id;
     entry_description := r.entry_description; entry_credit_type := r.entry_credit_type; entry_reference := r.entry_reference;
-    entry_metadata := r.entry_metadata;
+    entry_metadata := r.entry_metadata; entry_closing_balance := r.entry_closing_balance;
     customer_id := r.customer_id; currency_code := r.currency_code; balance := r.balance; held := r.held; hold := r.hold;
     others := NULL;
     IF (w->>'with_others')::boolean THEN
