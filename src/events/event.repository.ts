@@ -2,6 +2,7 @@ import type { EntityManager } from 'typeorm';
 import { preparedQuery } from '../db/prepared-query';
 import type { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
 import { ENTRY_COLUMNS, entryOfRow, holdOfJson, type EntryRow, type HoldJson, type HoldRecord } from '../promotional-credits/promotional-credit.repository';
+import { RECENT_ENTRIES } from '../promotional-credits/recent-entries';
 import type { Position } from './event-cursor';
 import type { EventType } from './outbox';
 
@@ -45,7 +46,7 @@ export interface EventBatch {
   expired: boolean;
 }
 
-interface EventRow extends Partial<EntryRow> {
+interface EventRow {
   horizon: string;
   expired: boolean;
   event_xid: string | null;
@@ -54,6 +55,7 @@ interface EventRow extends Partial<EntryRow> {
   event_type: EventType;
   event_customer_id: string | null;
   event_create_time: Date;
+  event_entry_id: string | null;
   payload_kind: EventRecord['payload']['kind'];
   payload: unknown;
 }
@@ -71,9 +73,10 @@ interface EventRow extends Partial<EntryRow> {
  * whatever the horizon (a bound on xid as well would not stop the walk).
  * The horizon, the retention watermark and the events are read in ONE
  * statement, one snapshot: a prune that commits meanwhile cannot delete
- * events between the watermark check and the read. Ledger entries are
- * immutable, so an entry event joins its entry as it is now, by its id
- * alone (the primary key; the ledger writes the event with the entry).
+ * events between the watermark check and the read. An entry event names
+ * its entry (the ledger writes the event with the entry); entries are
+ * immutable, so the reader takes it as this process wrote it
+ * (RECENT_ENTRIES) or reads it afterwards (ENTRIES_SQL).
  *
  * `meta` is one row with no FROM, the watermark a scalar subquery: read as
  * `FROM event_retention`, a table never analyzed (one row, rarely changed),
@@ -90,8 +93,8 @@ WITH meta AS (
 )
 SELECT m.horizon::text AS horizon, m.expired,
        ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,
-       ev.customer_id AS event_customer_id, ev.create_time AS event_create_time, ev.payload_kind, ev.payload,
-       entry.*
+       ev.customer_id AS event_customer_id, ev.create_time AS event_create_time, ev.promotional_credit_id AS event_entry_id,
+       ev.payload_kind, ev.payload
   FROM meta m
   LEFT JOIN LATERAL (
     SELECT * FROM events e
@@ -100,10 +103,10 @@ SELECT m.horizon::text AS horizon, m.expired,
      ORDER BY e.xid, e.position
      LIMIT $6 + 1
   ) ev ON true
-  -- One primary-key lookup per entry event (LIMIT 1 keeps the planner from
-  -- hashing the whole ledger instead, as it did on a small one).
-  LEFT JOIN LATERAL (SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE e.id = ev.promotional_credit_id LIMIT 1) entry ON true
  ORDER BY ev.xid, ev.position`;
+
+/** The entries of a read's entry events that this process did not write lately, by primary key. */
+const ENTRIES_SQL = `SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE e.id = ANY ($1::uuid[])`;
 
 export class EventRepository {
   constructor(private readonly manager: EntityManager) {}
@@ -126,15 +129,34 @@ export class EventRepository {
     ]);
     const first = rows[0]!; // meta always gives one row
     const horizon = BigInt(first.horizon);
-    const events: EventRecord[] = [];
+    const handedOut: EventRow[] = [];
     let waitingXid: bigint | undefined;
     for (const row of rows) {
       if (row.event_xid === null) continue;
       // Rows come in xid order: those below the horizon first, then at most one that waits.
       if (BigInt(row.event_xid) >= horizon) waitingXid ??= BigInt(row.event_xid);
-      else if (events.length < limit) events.push(eventOfRow(tenantId, row));
+      else if (handedOut.length < limit) handedOut.push(row);
     }
+    const entries = await this.entriesOf(handedOut);
+    const events = handedOut.map((row) => eventOfRow(tenantId, row, entries));
     return { events, horizon, waitingXid, expired: first.expired };
+  }
+
+  /** The entries the rows' entry events name: kept by this process, or read in one statement. */
+  private async entriesOf(rows: readonly EventRow[]): Promise<ReadonlyMap<string, PromotionalCreditEntity>> {
+    const entries = new Map<string, PromotionalCreditEntity>();
+    const missing = new Set<string>();
+    for (const { event_entry_id: id } of rows) {
+      if (id === null || entries.has(id)) continue;
+      const kept = RECENT_ENTRIES.get(id);
+      if (kept) entries.set(id, kept);
+      else missing.add(id);
+    }
+    if (missing.size > 0) {
+      const { rows: read } = await preparedQuery<EntryRow>(this.manager, 'events_entries', ENTRIES_SQL, [[...missing]]);
+      for (const row of read) entries.set(row.id, entryOfRow(row));
+    }
+    return entries;
   }
 
   /** The horizon now: the oldest transaction still running (see READ_SQL). */
@@ -149,11 +171,12 @@ export class EventRepository {
   }
 }
 
-function eventOfRow(tenantId: string, row: EventRow): EventRecord {
+function eventOfRow(tenantId: string, row: EventRow, entries: ReadonlyMap<string, PromotionalCreditEntity>): EventRecord {
   let payload: EventRecord['payload'];
   if (row.payload_kind === 'promotional_credit') {
-    if (row.id == null) throw new Error(`event ${row.event_id} names a ledger entry that does not exist`);
-    payload = { kind: 'promotional_credit', entry: entryOfRow(row as EntryRow) };
+    const entry = entries.get(row.event_entry_id!);
+    if (!entry) throw new Error(`event ${row.event_id} names a ledger entry that does not exist`);
+    payload = { kind: 'promotional_credit', entry };
   } else if (row.payload_kind === 'hold') {
     payload = { kind: 'hold', hold: holdOfJson(tenantId, row.payload as HoldJson) };
   } else {

@@ -4,6 +4,7 @@ import { likePrefix, type StringFilter, type TimeWindow } from '../common/list-f
 import type { Metadata } from '../common/metadata';
 import { preparedQuery } from '../db/prepared-query';
 import { allocationsFromJson, PromotionalCreditEntity, type CreditType, type EntryType, type Origin } from './promotional-credit.entity';
+import { RECENT_ENTRIES } from './recent-entries';
 
 /** A customer's balance in one currency: `held` of `amount` is reserved by active holds. */
 export interface Balance {
@@ -228,7 +229,8 @@ export class PromotionalCreditRepository {
    * share it. Rows are locked in balance-key order (the writes are sorted,
    * stably, so that writes on one balance keep their order), which keeps
    * concurrent batches from deadlocking. Outcomes come back in the order of
-   * `writes`.
+   * `writes`; the entries written are kept in RECENT_ENTRIES for the
+   * outbox's readers.
    */
   async apply(writes: LedgerWrite[]): Promise<LedgerWriteOutcome[]> {
     const order = writes.map((_, i) => i).sort((a, b) => compareBalanceKeys(writes[a]!.draft, writes[b]!.draft) || a - b);
@@ -256,7 +258,8 @@ export class PromotionalCreditRepository {
     const outcomes = new Array<LedgerWriteOutcome>(writes.length);
     for (const row of rows) {
       const index = order[row.item - 1]!;
-      outcomes[index] = outcomeOf(writes[index]!, row);
+      const outcome = (outcomes[index] = outcomeOf(writes[index]!, row));
+      if (outcome.written) RECENT_ENTRIES.remember(outcome.written.entry);
     }
     return outcomes;
   }

@@ -7,6 +7,7 @@ import { HoldStatus } from '../../gen/credits/v1/promotional_credit_service';
 import { loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { appendEvents, type OutboxEvent } from '../../src/events/outbox';
+import { RECENT_ENTRIES } from '../../src/promotional-credits/recent-entries';
 import { testDatabaseUrl } from '../support/database';
 import { eventsClient, listAll, storedEventIds, type EventsClient } from '../support/events';
 import { apiKeyInterceptor } from '../support/server';
@@ -57,6 +58,10 @@ describe('EventService.ListEvents', () => {
       expect(set, 'exactly one payload').to.have.length(1);
     }
     expect(new Set(all.map((e) => e.cursor)).size, 'cursors are distinct').to.equal(all.length);
+    // This process wrote the entries and kept them (RECENT_ENTRIES); a
+    // process that did not reads them from the ledger: the same events.
+    RECENT_ENTRIES.clear();
+    expect((await listAll(events)).events, 'entries read back from the ledger').to.deep.equal(all);
   });
 
   it('answers coupon, redemption and customer credit snapshots from their proto JSON, exact beyond 2^53', async () => {
