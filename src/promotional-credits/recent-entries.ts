@@ -18,13 +18,24 @@ export const RECENT_ENTRIES_KEPT = 4_096;
  */
 export class RecentEntries {
   private readonly entries = new Map<string, PromotionalCreditEntity>();
+  /**
+   * The kept ids in a ring, oldest at `next`: eviction without walking the
+   * Map from its start (past the holes its deletions leave, 1-2 µs a time).
+   */
+  private readonly ids: Array<string | undefined>;
+  private next = 0;
 
-  constructor(private readonly capacity: number) {}
+  constructor(capacity: number) {
+    this.ids = new Array<string | undefined>(capacity).fill(undefined);
+  }
 
   remember(entry: PromotionalCreditEntity): void {
     if (entry.id === '') return; // validate_only: never written
+    const oldest = this.ids[this.next];
+    if (oldest !== undefined) this.entries.delete(oldest);
+    this.ids[this.next] = entry.id;
+    this.next = (this.next + 1) % this.ids.length;
     this.entries.set(entry.id, entry);
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 
   get(id: string): PromotionalCreditEntity | undefined {
@@ -33,6 +44,7 @@ export class RecentEntries {
 
   clear(): void {
     this.entries.clear();
+    this.ids.fill(undefined);
   }
 }
 
