@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { HoldStatus, Origin } from '../../gen/credits/v1/promotional_credit_service';
+import { HoldStatus, Origin, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { walkPages } from '../support/pages';
 import { decodeError, expectError } from '../support/status';
@@ -127,6 +127,7 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     const clients = [t.promotionalCredits, t.replica.promotionalCredits];
     await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 2000n });
     const holds: string[] = [];
+    const answered: PromotionalCredit[] = [];
     const ops = Array.from({ length: 200 }, (_, i) => async () => {
       const pc = clients[i % 2]!;
       switch (i % 5) {
@@ -138,11 +139,11 @@ describe('holds: credits reserved during a checkout, captured or released', () =
           return;
         }
         case 2:
-          await pc.deductPromotionalCredits({ ...base, customerId, amount: 15n });
+          answered.push((await pc.deductPromotionalCredits({ ...base, customerId, amount: 15n })).promotionalCredit!);
           return;
         case 3: {
           const id = holds.shift();
-          if (id) await pc.capturePromotionalCreditHold({ holdId: id, amount: 5n });
+          if (id) answered.push((await pc.capturePromotionalCreditHold({ holdId: id, amount: 5n })).promotionalCredit!);
           return;
         }
         default: {
@@ -162,7 +163,12 @@ describe('holds: credits reserved during a checkout, captured or released', () =
       [t.tenant.id],
     );
     expect(BigInt(active[0]!.held)).to.equal(balance.held);
-    expect(balance.amount).to.equal(expectChained(await ledgerOf(t.promotionalCredits, customerId)));
+    const ledger = await ledgerOf(t.promotionalCredits, customerId);
+    expect(balance.amount).to.equal(expectChained(ledger));
+    // Every call answered its entry as the ledger holds it.
+    const stored = new Map(ledger.map((e) => [e.id, e]));
+    expect(answered.length).to.be.greaterThan(0);
+    for (const entry of answered) expect(entry).to.deep.equal(stored.get(entry.id));
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 

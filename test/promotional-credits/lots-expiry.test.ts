@@ -214,6 +214,11 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId, amount: 1n });
     const ledger: PromotionalCredit[] = await ledgerOf(t.promotionalCredits, customerId);
     expectChained(ledger);
+    // Every call answered its entry as the ledger holds it (a set to the balance it had writes none).
+    const stored = new Map(ledger.map((e) => [e.id, e]));
+    const answered = results.flatMap((r) => (r.status === 'fulfilled' && r.value.promotionalCredit ? [r.value.promotionalCredit] : []));
+    expect(answered.length).to.be.greaterThan(100);
+    for (const entry of answered) expect(entry).to.deep.equal(stored.get(entry.id));
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
