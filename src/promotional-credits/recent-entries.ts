@@ -4,6 +4,16 @@ import type { PromotionalCreditEntity } from './promotional-credit.entity';
 export const RECENT_ENTRIES_KEPT = 4_096;
 
 /**
+ * Entries whose free text (description, reference, metadata) and lots
+ * drawn weigh more than this many characters are not kept, so that the
+ * whole stays within some 30 MB whatever callers write (an entry may carry
+ * 20 metadata values of 500 characters, a deduction hundreds of lots; 4,096
+ * entries of 2,000 one-byte characters measured 17 MB of heap); the
+ * readers read those back. Usual entries weigh a few dozen.
+ */
+export const RECENT_ENTRY_MAX_WEIGHT = 2_048;
+
+/**
  * Ledger entries this process wrote lately, by id, as the write path
  * answered them. The outbox's readers (src/events/event.repository.ts)
  * need the entry of every entry event, most often within a second of its
@@ -31,6 +41,7 @@ export class RecentEntries {
 
   remember(entry: PromotionalCreditEntity): void {
     if (entry.id === '') return; // validate_only: never written
+    if (weightOf(entry) > RECENT_ENTRY_MAX_WEIGHT) return;
     const oldest = this.ids[this.next];
     if (oldest !== undefined) this.entries.delete(oldest);
     this.ids[this.next] = entry.id;
@@ -46,6 +57,13 @@ export class RecentEntries {
     this.entries.clear();
     this.ids.fill(undefined);
   }
+}
+
+/** Characters of an entry's free text, and 64 for each lot it drew from or went back to. */
+function weightOf(entry: PromotionalCreditEntity): number {
+  let weight = entry.description.length + entry.reference.length + (entry.allocations?.length ?? 0) * 64;
+  for (const key in entry.metadata) weight += key.length + entry.metadata[key]!.length;
+  return weight;
 }
 
 /** The process's: written by PromotionalCreditRepository.apply, read by EventRepository. */
