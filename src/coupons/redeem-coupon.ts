@@ -1,3 +1,4 @@
+import type { EntityManager } from 'typeorm';
 import { ErrorReason } from '../common/domain-error';
 import type { SharedWork } from '../db/unit-of-work';
 import type { CouponEventSnapshots } from './coupon-events';
@@ -41,11 +42,15 @@ export type RedemptionResult =
  * Redemptions, many in one statement (coupon_redeem, sql/coupon-redeem.sql):
  * keyless calls are group-committed (a group that fails is split, each call
  * runs again alone), keyed calls share their transaction's statement. Items
- * of several tenants go out as one statement per tenant, in arrival order.
+ * of several tenants go out as one statement per tenant, tenants in id
+ * order, in ONE transaction: one by one, each would commit at once, and a
+ * group failing at a later tenant's statement (a deadlock, a canceled
+ * statement, a value PostgreSQL refuses) would run the earlier tenants'
+ * items again when retried or split, redeeming them twice. In id order, two
+ * such groups lock their tenants' coupons in the same order.
  */
 export const REDEMPTIONS: SharedWork<RedemptionItem, RedemptionResult> = {
   async runAll(manager, items) {
-    const repo = new CouponRepository(manager);
     const results = new Array<RedemptionResult>(items.length);
     const tenants = new Map<string, number[]>();
     items.forEach((item, i) => {
@@ -53,16 +58,23 @@ export const REDEMPTIONS: SharedWork<RedemptionItem, RedemptionResult> = {
       if (indexes) indexes.push(i);
       else tenants.set(item.tenantId, [i]);
     });
-    for (const [tenantId, indexes] of tenants) {
-      const rows = await repo.redeem(
-        tenantId,
-        indexes.map((i) => requestJson(items[i]!)),
-      );
-      for (const row of rows) {
-        const index = indexes[row.item - 1]!;
-        results[index] = resultOf(items[index]!, row);
+    const redeemAll = async (m: EntityManager) => {
+      const repo = new CouponRepository(m);
+      for (const tenantId of [...tenants.keys()].sort()) {
+        const indexes = tenants.get(tenantId)!;
+        const rows = await repo.redeem(
+          tenantId,
+          indexes.map((i) => requestJson(items[i]!)),
+        );
+        for (const row of rows) {
+          const index = indexes[row.item - 1]!;
+          results[index] = resultOf(items[index]!, row);
+        }
       }
-    }
+    };
+    // A caller's transaction (keyed calls) already makes them one.
+    if (tenants.size > 1 && !manager.queryRunner?.isTransactionActive) await manager.transaction(redeemAll);
+    else await redeemAll(manager);
     return results;
   },
   wrote: (result) => 'redemption' in result && result.redemption.id !== '',
