@@ -148,18 +148,21 @@ BEGIN
        AND c.tenant_id IS NOT DISTINCT FROM tenant
      ORDER BY c.id FOR UPDATE) l;
   -- Coupons by id alone: the credits' coupons and those the codes name
-  -- (found by the (tenant_id, lower(code)) index first). An OR of the two
-  -- in one condition was planned as a walk of the tenant's coupons. A code
-  -- changed meanwhile is caught by the walk, which matches the locked row's
-  -- code: that request is COUPON_NOT_FOUND, as if it had come after.
+  -- (found by the (tenant_id, lower(code)) index first, one lookup per
+  -- code). An OR of the two in one condition was planned as a walk of the
+  -- tenant's coupons; so was `lower(code) = ANY (codes)` once the planner
+  -- guessed a few coupons per tenant (many tenants): it read the tenant's
+  -- rows by tenant_id and filtered the codes. A code changed meanwhile is
+  -- caught by the walk, which matches the locked row's code: that request
+  -- is COUPON_NOT_FOUND, as if it had come after.
   SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO cps FROM (
     SELECT * FROM coupons c
      WHERE c.id = ANY (ARRAY(
              SELECT (x).coupon_id FROM unnest(crs) x
               UNION
-             SELECT k.id FROM coupons k
-              WHERE k.tenant_id = tenant
-                AND lower(k.code) = ANY (ARRAY(SELECT lower(r->>'code') FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL))))
+             SELECT k.id
+               FROM (SELECT DISTINCT lower(r->>'code') AS code FROM jsonb_array_elements(requests) r WHERE r->>'code' IS NOT NULL) q
+              CROSS JOIN LATERAL (SELECT k.id FROM coupons k WHERE k.tenant_id = tenant AND lower(k.code) = q.code LIMIT 1) k))
        AND c.tenant_id IS NOT DISTINCT FROM tenant
      ORDER BY c.id FOR UPDATE) l;
   -- The instant, read once every lock is held: a request that waited for a
