@@ -1,5 +1,5 @@
 import type { EntityManager } from 'typeorm';
-import { ErrorReason } from '../common/domain-error';
+import { DomainError, ErrorReason } from '../common/domain-error';
 import type { SharedWork } from '../db/unit-of-work';
 import type { CouponEventSnapshots } from './coupon-events';
 import { CouponRedemptionEntity } from './coupon-redemption.entity';
@@ -80,8 +80,23 @@ export const REDEMPTIONS: SharedWork<RedemptionItem, RedemptionResult> = {
   wrote: (result) => 'redemption' in result && result.redemption.id !== '',
 };
 
+/**
+ * coupon_redeem's refusal of a hold_until that was in the future when the
+ * call was checked and had passed once the redemption's locks were held
+ * (it waited for a busy coupon): recorded, the hold would be lapsed from
+ * the start, yet counted for the requests after it.
+ */
+export const HOLD_UNTIL_PASSED = 'HOLD_UNTIL_PASSED';
+
+/** VALIDATION_FAILED on hold_until, as if the call had been checked when it was decided. */
+export function holdUntilPassed(holdUntil: Date | undefined): DomainError {
+  const description = `must be in the future when the redemption is recorded: ${holdUntil?.toISOString()} had passed by then (the call waited for the coupon); hold for longer`;
+  return new DomainError(ErrorReason.ValidationFailed, `Invalid request: hold_until ${description}.`, [{ field: 'hold_until', description }]);
+}
+
 /** The error a refused RedeemCoupon (or the coupon part of RedeemCustomerCredit) answers. */
 export function couponRedemptionError(item: RedemptionItem, locator: CouponLocator, result: Extract<RedemptionResult, { refused: string }>) {
+  if (result.refused === HOLD_UNTIL_PASSED) return holdUntilPassed(item.request.holdUntil);
   if (result.refused === ErrorReason.CouponNotFound || result.coupon === undefined) return couponNotFound(locator);
   const customerUses = result.row.customer_uses === null ? 0n : BigInt(result.row.customer_uses);
   const refusal = couponRefusalOf(result.refused as RefusalReason, result.coupon, item.request, item.request.customerId, customerUses);

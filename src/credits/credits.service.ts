@@ -11,7 +11,7 @@ import type { CouponEntity } from '../coupons/coupon.entity';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
 import type { CouponEventSnapshots } from '../coupons/coupon-events';
-import { couponRedemptionError, REDEMPTIONS, type RedemptionItem } from '../coupons/redeem-coupon';
+import { couponRedemptionError, HOLD_UNTIL_PASSED, holdUntilPassed, REDEMPTIONS, type RedemptionItem } from '../coupons/redeem-coupon';
 import { runOrRehearse } from '../coupons/validate-only';
 import { appendEvents, type OutboxEvent } from '../events/outbox';
 import type { Money } from '../money/money';
@@ -181,6 +181,7 @@ export class CreditsService {
     const result = await run.submit(REDEMPTIONS, item);
     const credit = result.row.cr_id === null ? undefined : creditOfRedeemRow(principal.tenantId, result.row);
     if ('refused' in result) {
+      if (result.refused === HOLD_UNTIL_PASSED) throw holdUntilPassed(request.holdUntil);
       if (result.refused === ErrorReason.CreditNotFound || credit === undefined) throw creditNotFound(locator);
       if (result.refused === ErrorReason.CreditRevoked || result.refused === ErrorReason.CreditAlreadyRedeemed || result.refused === ErrorReason.CreditExpired) {
         throw creditRefusalError(creditRefusalOf(result.refused, credit));

@@ -79,6 +79,36 @@ describe('two-phase redemptions', () => {
     expect(await allRedemptions(t.coupons, coupon.id)).to.have.length(0);
   });
 
+  it('refuses a hold_until that passes while the call waits for the coupon, without counting it against the limit', async function () {
+    this.timeout(20_000);
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: 1 }))).coupon!;
+    // Another transaction holds the coupon's row: both calls wait for it, the hold past its hold_until by then.
+    const locker = t.server.dataSource.createQueryRunner();
+    await locker.connect();
+    await locker.startTransaction();
+    let shortHold: Promise<unknown>;
+    let confirmed: Promise<unknown>;
+    try {
+      await locker.query(`SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE`, [coupon.id]);
+      shortHold = t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c1', { holdUntil: inMs(300) }));
+      confirmed = t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c2'));
+      shortHold.catch(() => undefined);
+      confirmed.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 800));
+    } finally {
+      await locker.commitTransaction();
+      await locker.release();
+    }
+    const err = await expectError(shortHold, status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(err.fields)).to.deep.equal(['hold_until']);
+    expect(err.fields['hold_until']).to.contain('had passed');
+    // The lapsed hold took no use: the confirmed call got the only one.
+    const redeemed = (await confirmed) as Awaited<ReturnType<typeof t.coupons.redeemCoupon>>;
+    expect(redeemed.redemption!.status).to.equal(CONFIRMED);
+    expect(redeemed.coupon!.redemptionCount).to.equal(1n);
+    expect((await allRedemptions(t.coupons, coupon.id)).map((r) => r.customerId)).to.deep.equal(['c2']);
+  });
+
   it('lets a hold lapse at hold_until: CANCELED at once, its use free, no transition allowed', async function () {
     this.timeout(20_000);
     const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: 1 }))).coupon!;

@@ -8,6 +8,9 @@
 -- instant ONCE per coupon and credit (confirmed uses plus held ones whose
 -- hold_until is later; canceled and lapsed never), then walks the requests
 -- in the given order. Each is decided in the contract's order:
+--   HOLD_UNTIL_PASSED (hold_until, in the future when the call was checked,
+--     had passed by the time the locks were held: the hold would be lapsed
+--     from the start; the caller is told it as a bad hold_until)
 --   CREDIT_NOT_FOUND, CREDIT_REVOKED, CREDIT_ALREADY_REDEEMED, CREDIT_EXPIRED
 --     (credit requests only; the credit's coupon is the one redeemed)
 --   COUPON_NOT_FOUND, COUPON_DISABLED, COUPON_EXPIRED, COUPON_NOT_APPLICABLE,
@@ -232,7 +235,11 @@ BEGIN
     why := NULL;
     i := ci[n];
     k := ki[n];
-    IF req->>'credit_id' IS NOT NULL THEN
+    hold := (req->>'hold_until')::timestamptz;
+    t := date_trunc('milliseconds', clock_timestamp());
+    IF hold IS NOT NULL AND hold <= clock_timestamp() THEN
+      why := 'HOLD_UNTIL_PASSED';
+    ELSIF req->>'credit_id' IS NOT NULL THEN
       IF k = 0 THEN
         why := 'CREDIT_NOT_FOUND';
       ELSE
@@ -273,8 +280,6 @@ BEGIN
       disc := CASE WHEN amt IS NULL THEN NULL
                    WHEN cp.type = 'PERCENTAGE' THEN div(amt::numeric * cp.percentage + 50, 100)::bigint
                    ELSE least(cp.fixed_amount, amt) END;
-      hold := (req->>'hold_until')::timestamptz;
-      t := date_trunc('milliseconds', clock_timestamp());
       o_discount[n] := disc;
       o_time[n] := t;
       IF (req->>'validate_only')::boolean THEN
