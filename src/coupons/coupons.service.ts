@@ -212,8 +212,10 @@ export class CouponsService {
   /**
    * Moves a redemption on, under the locks every redemption takes, in their
    * order: its credit's row (a credit's redemption), then its coupon's. Its
-   * status is read again once both are held, at an instant read after them,
-   * so a transition never races another, nor a hold's lapse. Confirming
+   * status is read again once both are held, at an instant read after them
+   * from the database's clock (the one coupon_redeem and the lapse sweep
+   * judge lapses by), so a transition never races another, nor a hold's
+   * lapse, whatever this server's clock says. Confirming
    * counts the use as confirmed on the coupon (and the credit); canceling a
    * confirmed one takes it off again; a held one's use stops counting with
    * its status. Each writes its event.
@@ -236,7 +238,7 @@ export class CouponsService {
       if (!found) throw redemptionNotFound(redemptionId);
       if (found.customerCreditId !== null) await credits.lockCreditById(tenantId, found.customerCreditId);
       await repo.lockCoupon(tenantId, { id: found.couponId });
-      const now = this.clock();
+      const now = await repo.databaseNow();
       const current = (await repo.findRedemption(tenantId, redemptionId, now))!;
       const refusal = transitionRefusal(redemptionId, current.status, transition, lapsedAt(current));
       if (refusal) throw refusal;

@@ -1,7 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RedemptionStatus } from '../../gen/credits/v1/coupon_service';
 import { CreditState } from '../../gen/credits/v1/credit_service';
+import { DomainError } from '../../src/common/domain-error';
+import { PageTokenCodec } from '../../src/common/page-token';
+import { CouponsService } from '../../src/coupons/coupons.service';
+import { PlainRunner } from '../../src/db/unit-of-work';
+import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
+import type { Principal } from '../../src/tenants/principal';
 import { issueRequest, once, redeemCreditRequest } from '../credits/fixtures';
 import { expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
@@ -125,6 +132,33 @@ describe('two-phase redemptions', () => {
     await expectError(t.coupons.cancelCouponRedemption({ redemptionId: held.id }), status.FAILED_PRECONDITION, 'REDEMPTION_CANCELED');
     const next = await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c2'));
     expect(next.coupon!.redemptionCount).to.equal(1n);
+  });
+
+  it('judges a hold lapsed by the database clock on confirm, even from a server whose clock runs behind', async function () {
+    this.timeout(20_000);
+    const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: 1 }))).coupon!;
+    const held = (await hold(coupon.code, 'c1', 500)).redemption!;
+    await waitUntilPast(held.holdUntil!);
+    // The lapsed hold's use went to c2.
+    expect((await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c2'))).coupon!.redemptionCount).to.equal(1n);
+    // A server whose clock is 5 s behind the database's still sees the hold as held by its own clock.
+    const behind = new CouponsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 5_000));
+    const principal: Principal = {
+      tenantId: t.tenant.id,
+      tenantSlug: t.tenant.slug,
+      defaultCurrency: 'USD',
+      multiCurrency: true,
+      keyName: 'rw-key',
+      scopes: new Set(['read', 'write']),
+    };
+    const confirming = behind.confirm(principal, { id: held.id, validateOnly: false }, new PlainRunner(t.server.dataSource), couponEventSnapshots);
+    const refusal = await confirming.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(refusal, 'the confirm is refused').to.be.instanceOf(DomainError);
+    expect((refusal as DomainError).reason).to.equal('REDEMPTION_CANCELED');
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
   });
 
   it('keeps the terms of a coupon whose redemptions were all canceled frozen, and refuses to delete it', async () => {
