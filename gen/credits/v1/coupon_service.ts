@@ -5141,7 +5141,9 @@ export const CouponServiceService = {
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
    * bad code, customer, plan or product id, a negative amount, an unknown
    * currency, a `hold_until` that is not in the future or more than 7 days
-   * ahead, or bad `metadata`.
+   * ahead (checked again when the redemption is recorded: a short hold that
+   * passed while the call waited for a busy coupon is refused the same way,
+   * recording nothing), or bad `metadata`.
    *
    * With `hold_until`, the redemption is HELD: it counts toward the coupon's
    * total and per-customer limits until it is confirmed, canceled or lapses
@@ -5162,7 +5164,9 @@ export const CouponServiceService = {
    * status becomes CONFIRMED and its use stays counted. Confirming does not
    * look at the coupon's or the credit's state again (disabled, expired or
    * revoked since): the hold reserved the use. Runs under the credit's (if
-   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   * any) and the coupon's locks, so it never races a cancel or a lapse;
+   * whether `hold_until` has passed is judged by the database's clock, as
+   * every redemption judges it, whatever the server's clock says.
    *
    * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
    * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata
@@ -5312,7 +5316,9 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
    * bad code, customer, plan or product id, a negative amount, an unknown
    * currency, a `hold_until` that is not in the future or more than 7 days
-   * ahead, or bad `metadata`.
+   * ahead (checked again when the redemption is recorded: a short hold that
+   * passed while the call waited for a busy coupon is refused the same way,
+   * recording nothing), or bad `metadata`.
    *
    * With `hold_until`, the redemption is HELD: it counts toward the coupon's
    * total and per-customer limits until it is confirmed, canceled or lapses
@@ -5324,7 +5330,9 @@ export interface CouponServiceServer extends UntypedServiceImplementation {
    * status becomes CONFIRMED and its use stays counted. Confirming does not
    * look at the coupon's or the credit's state again (disabled, expired or
    * revoked since): the hold reserved the use. Runs under the credit's (if
-   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   * any) and the coupon's locks, so it never races a cancel or a lapse;
+   * whether `hold_until` has passed is judged by the database's clock, as
+   * every redemption judges it, whatever the server's clock says.
    *
    * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
    * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata
@@ -5526,7 +5534,9 @@ export interface CouponServiceClient extends Client {
    * redeemed it `max_redemptions_per_customer` times). INVALID_ARGUMENT for a
    * bad code, customer, plan or product id, a negative amount, an unknown
    * currency, a `hold_until` that is not in the future or more than 7 days
-   * ahead, or bad `metadata`.
+   * ahead (checked again when the redemption is recorded: a short hold that
+   * passed while the call waited for a busy coupon is refused the same way,
+   * recording nothing), or bad `metadata`.
    *
    * With `hold_until`, the redemption is HELD: it counts toward the coupon's
    * total and per-customer limits until it is confirmed, canceled or lapses
@@ -5552,7 +5562,9 @@ export interface CouponServiceClient extends Client {
    * status becomes CONFIRMED and its use stays counted. Confirming does not
    * look at the coupon's or the credit's state again (disabled, expired or
    * revoked since): the hold reserved the use. Runs under the credit's (if
-   * any) and the coupon's locks, so it never races a cancel or a lapse.
+   * any) and the coupon's locks, so it never races a cancel or a lapse;
+   * whether `hold_until` has passed is judged by the database's clock, as
+   * every redemption judges it, whatever the server's clock says.
    *
    * Errors: NOT_FOUND (REDEMPTION_NOT_FOUND) for an unknown id or one of
    * another tenant; FAILED_PRECONDITION REDEMPTION_NOT_HELD (with metadata

@@ -3124,7 +3124,8 @@ export const CreditServiceService = {
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
    * plan or product id, a negative amount, an unknown currency, a
-   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `hold_until` that is not in the future or more than 7 days ahead (checked
+   * again when the use is recorded, see CouponService.RedeemCoupon), or bad
    * `metadata`.
    *
    * With `hold_until` the use is HELD (see the service comment): it counts
@@ -3225,7 +3226,8 @@ export interface CreditServiceServer extends UntypedServiceImplementation {
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
    * plan or product id, a negative amount, an unknown currency, a
-   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `hold_until` that is not in the future or more than 7 days ahead (checked
+   * again when the use is recorded, see CouponService.RedeemCoupon), or bad
    * `metadata`.
    *
    * With `hold_until` the use is HELD (see the service comment): it counts
@@ -3386,7 +3388,8 @@ export interface CreditServiceClient extends Client {
    * COUPON_CUSTOMER_LIMIT_REACHED (see CouponService.RedeemCoupon). A refused
    * redemption changes nothing. INVALID_ARGUMENT for a bad customer, credit,
    * plan or product id, a negative amount, an unknown currency, a
-   * `hold_until` that is not in the future or more than 7 days ahead, or bad
+   * `hold_until` that is not in the future or more than 7 days ahead (checked
+   * again when the use is recorded, see CouponService.RedeemCoupon), or bad
    * `metadata`.
    *
    * With `hold_until` the use is HELD (see the service comment): it counts
