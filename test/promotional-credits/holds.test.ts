@@ -97,6 +97,92 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
+  describe('credits of a lot that expires under a hold', () => {
+    const allocationsOf = (entry: PromotionalCredit | undefined) => entry!.allocations.map((a) => [a.lotId, a.amount]);
+
+    it('keeps them for that hold alone: a deduction draws unexpired credits, and the kept ones expire when the hold is released', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'kept-not-spent';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) });
+      const lasting = (await pc.addPromotionalCredits({ ...base, customerId, amount: 100n })).promotionalCredit!;
+      const { hold } = await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n });
+      await sleep(1100);
+      expect(await balanceOf(customerId)).to.deep.include({ amount: 200n, held: 100n, available: 100n });
+      const deducted = await pc.deductPromotionalCredits({ ...base, customerId, amount: 100n });
+      expect(allocationsOf(deducted.promotionalCredit), 'drawn from the lot that has not expired').to.deep.equal([[lasting.id, 100n]]);
+      const released = await pc.releasePromotionalCreditHold({ holdId: hold!.id });
+      expect(released.balance!.balances[0]).to.deep.include({ amount: 0n, held: 0n });
+      const ledger = await ledgerOf(pc, customerId);
+      expect(ledger.at(-1)).to.deep.include({ origin: Origin.ORIGIN_EXPIRATION, amount: 100n, closingBalance: 0n });
+      expectChained(ledger);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('keeps none of them for a hold made after the lot expired', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'later-hold';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) });
+      const lasting = (await pc.addPromotionalCredits({ ...base, customerId, amount: 100n })).promotionalCredit!;
+      const first = (await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n })).hold!;
+      await sleep(1100);
+      const later = (await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n })).hold!;
+      // Released, the first hold's credits expire: the later hold holds the lasting lot's.
+      const released = await pc.releasePromotionalCreditHold({ holdId: first.id });
+      expect(released.balance!.balances[0]).to.deep.include({ amount: 100n, held: 100n });
+      const captured = await pc.capturePromotionalCreditHold({ holdId: later.id });
+      expect(allocationsOf(captured.promotionalCredit)).to.deep.equal([[lasting.id, 100n]]);
+      expect(captured.balance!.balances[0]).to.deep.include({ amount: 0n, held: 0n });
+      expectChained(await ledgerOf(pc, customerId));
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
+    it('lets credits a reversal returns to the expired lot expire at once, whatever holds are active', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'returned-after-expiry';
+      const expiring = (await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) })).promotionalCredit!;
+      const lasting = (await pc.addPromotionalCredits({ ...base, customerId, amount: 100n })).promotionalCredit!;
+      const spent = (await pc.deductPromotionalCredits({ ...base, customerId, amount: 100n })).promotionalCredit!;
+      expect(allocationsOf(spent)).to.deep.equal([[expiring.id, 100n]]);
+      const { hold } = await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n }); // of the lasting lot: the other is empty
+      await sleep(1100);
+      const reversal = await pc.reversePromotionalCredit({ id: spent.id, description: 'refund after expiry' });
+      expect(reversal.balance!.balances[0]).to.deep.include({ amount: 100n, held: 100n });
+      const ledger = await ledgerOf(pc, customerId);
+      expect(ledger.slice(-2).map((e) => [e.origin, e.amount, e.closingBalance])).to.deep.equal([
+        [Origin.ORIGIN_REVERSAL, 100n, 200n],
+        [Origin.ORIGIN_EXPIRATION, 100n, 100n],
+      ]);
+      expect(allocationsOf(ledger.at(-1))).to.deep.equal([[expiring.id, 100n]]);
+      const captured = await pc.capturePromotionalCreditHold({ holdId: hold!.id });
+      expect(allocationsOf(captured.promotionalCredit)).to.deep.equal([[lasting.id, 100n]]);
+      expect(captured.balance!.balances[0]).to.deep.include({ amount: 0n, held: 0n });
+      expectChained(await ledgerOf(pc, customerId));
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+
+  it('tells BALANCE_DEPLETED once: a hold that takes all that is available, not again when it is captured in full', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'depleted-once';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    const { hold } = await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n });
+    await pc.capturePromotionalCreditHold({ holdId: hold!.id });
+    const rows: Array<{ type: string }> = await t.server.dataSource.query(
+      `SELECT type FROM events WHERE tenant_id = $1 AND customer_id = $2 ORDER BY xid, position`,
+      [t.tenant.id, customerId],
+    );
+    expect(rows.map((r) => r.type)).to.deep.equal([
+      'PROMOTIONAL_CREDIT_CREATED',
+      'HOLD_CREATED',
+      'BALANCE_DEPLETED',
+      'PROMOTIONAL_CREDIT_CREATED',
+      'HOLD_CAPTURED',
+    ]);
+  });
+
   it('answers the entry of a capture as the ledger holds it when credits of an expired lot expire right after it', async function () {
     this.timeout(20_000);
     const pc = t.promotionalCredits;

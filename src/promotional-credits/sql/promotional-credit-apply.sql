@@ -131,12 +131,15 @@ $fn$;
 -- they stand; held is written as b has it, which lets a capture release its
 -- hold in the same UPDATE), moves the balance to its closing amount, extends the hash
 -- chain, opens the entry's lot when asked, and adds its events to
--- `events`. The only INSERT into promotional_credits. Answers the entry (e).
+-- `events`: BALANCE_DEPLETED when the available amount goes from above zero
+-- to zero (`was_available`: what was available before, when b's held is no
+-- longer what it was, as after a capture released its hold; by default
+-- b.amount - b.held). The only INSERT into promotional_credits. Answers the entry (e).
 CREATE FUNCTION promotional_credit_post(
   b promotional_credit_balances, entry_type text, entry_origin text, entry_amount bigint,
   description text, credit_type text, reference text, done_by text, metadata jsonb,
   expire_time timestamptz, reverses_id uuid, allocations jsonb, opens_lot boolean, at timestamptz,
-  INOUT events events[], OUT e promotional_credits
+  INOUT events events[], was_available bigint DEFAULT NULL, OUT e promotional_credits
 )
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
@@ -176,16 +179,22 @@ BEGIN
     VALUES (e.id, e.tenant_id, e.customer_id, e.currency_code, e.seq, e.amount, e.amount, expire_time, e.credit_type, at);
   END IF;
   events := events || promotional_credit_event(b, 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, at);
-  IF b.amount - b.held > 0 AND e.closing_balance - b.held = 0 THEN
+  IF coalesce(was_available, b.amount - b.held) > 0 AND e.closing_balance - b.held = 0 THEN
     events := events || promotional_credit_event(b, 'BALANCE_DEPLETED', e.id, NULL, at);
   END IF;
 END
 $fn$;
 
 -- Draws `amount` from the lots of the locked balance in consumption order;
--- answers the allocations [{lot_id, amount}]. The caller has checked that
--- the balance covers it (the lots' remaining always sum to the balance).
-CREATE FUNCTION promotional_credit_take(b promotional_credit_balances, amount bigint) RETURNS jsonb
+-- answers the allocations [{lot_id, amount}]. What is left of lots that
+-- have expired (settled, with `at` past their expire_time) is kept for the
+-- holds that were made before they expired (see promotional_credit_settle)
+-- and is drawn only by the capture of such a hold (`held_since`: the
+-- captured hold's create_time; NULL for a deduction, which draws from
+-- unexpired lots alone). The caller has checked that the amount is
+-- available (deductions) or held (captures): the lots it may draw from
+-- then cover it.
+CREATE FUNCTION promotional_credit_take(b promotional_credit_balances, amount bigint, at timestamptz, held_since timestamptz) RETURNS jsonb
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -197,6 +206,7 @@ BEGIN
   FOR lot IN
     SELECT l.id, l.remaining FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.open
+       AND (l.expire_time IS NULL OR l.expire_time > at OR l.expire_time > held_since)
      ORDER BY l.expire_time, l.seq
   LOOP
     EXIT WHEN left_to_take = 0;
@@ -215,9 +225,15 @@ $fn$;
 -- Writes what is due on the locked balance at `at`, before anything else
 -- changes it: holds past their expire_time become EXPIRED (their credits
 -- stop being held), then what is left of lots past their expire_time leaves
--- the balance, one EXPIRATION entry per lot, except what active holds still
--- need: held credits are the first ones in consumption order, so the
--- soonest-expiring credits stay (held over) and expire when released.
+-- the balance, one EXPIRATION entry per lot, except what active holds made
+-- before the lot expired still need: held credits are the first ones in
+-- consumption order, so the soonest-expiring credits stay (held over) and
+-- expire when released; a hold made after a lot expired was made of other
+-- credits (those were gone by then) and keeps none of it. Lots are taken
+-- in expiry order, each keeping at most what such holds need beyond what
+-- earlier lots keep for them. Run again (a release, a capture), it keeps
+-- what is still needed and expires the rest. Credits kept are drawn by
+-- those holds' captures alone (promotional_credit_take).
 -- Answers the balance row as it is afterwards (b), and adds the events to `events`.
 CREATE FUNCTION promotional_credit_settle(INOUT b promotional_credit_balances, at timestamptz, INOUT events events[])
 LANGUAGE plpgsql AS $fn$
@@ -227,6 +243,7 @@ DECLARE
   lot promotional_credit_lots;
   cover bigint;
   keep bigint;
+  kept bigint := 0;
   p record;
 BEGIN
   FOR h IN
@@ -241,15 +258,17 @@ BEGIN
   UPDATE promotional_credit_balances AS x SET held = b.held
    WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
 
-  cover := b.held;
   FOR lot IN
     SELECT * FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
        AND l.open AND l.expire_time <= at
      ORDER BY l.expire_time, l.seq
   LOOP
-    keep := least(lot.remaining, cover);
-    cover := cover - keep;
+    cover := coalesce((SELECT sum(x.amount) FROM promotional_credit_holds AS x
+                        WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+                          AND x.status = 'ACTIVE' AND x.create_time < lot.expire_time), 0) - kept;
+    keep := least(lot.remaining, greatest(cover, 0));
+    kept := kept + keep;
     IF lot.remaining > keep THEN
       p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', lot.remaining - keep,
         'Expired: what was left of lot ' || lot.id, lot.credit_type, '', '(expiry)', '{}', lot.expire_time, NULL,
@@ -297,6 +316,7 @@ DECLARE
   events events[] := '{}';
   p record;
   s record;
+  returned record;
 BEGIN
   r.customer_id := customer;
   r.currency_code := currency;
@@ -345,7 +365,7 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
-      allocations := promotional_credit_take(b, amount);
+      allocations := promotional_credit_take(b, amount, at, NULL);
       p := promotional_credit_post(b, 'DECREMENT', 'DEDUCT', amount, w->>'description', w->>'credit_type', w->>'reference',
         w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
       e := p.e;
@@ -364,7 +384,7 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
-      allocations := promotional_credit_take(b, b.amount - amount);
+      allocations := promotional_credit_take(b, b.amount - amount, at, NULL);
       p := promotional_credit_post(b, 'DECREMENT', 'SET', b.amount - amount, w->>'description', w->>'credit_type', w->>'reference',
         w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
       e := p.e;
@@ -407,26 +427,42 @@ BEGIN
       e := p.e;
       events := p.events;
     ELSE
-      -- Back into the lots they came from, each with its own expire_time; a
-      -- part whose lot has expired meanwhile expires at once (settled below).
+      -- Back into the lots they came from, each with its own expire_time. A
+      -- part whose lot has expired meanwhile was spent, not held, when the
+      -- lot expired: no hold keeps it, it expires at once (an EXPIRATION
+      -- entry of its own, shaped as settling writes them), and the lot's
+      -- remaining (what holds keep of it) does not change.
       UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
         FROM jsonb_array_elements(target_entry.allocations) AS a (value)
-       WHERE l.id = (a.value->>'lot_id')::uuid;
+       WHERE l.id = (a.value->>'lot_id')::uuid AND (l.expire_time IS NULL OR l.expire_time > at);
       p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
         w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at, events);
       e := p.e;
       events := p.events;
+      b.amount := e.closing_balance;
+      b.last_hash := e.hash;
+      FOR returned IN
+        SELECT l.id, l.credit_type, l.expire_time, (a.value->>'amount')::bigint AS part
+          FROM jsonb_array_elements(target_entry.allocations) AS a (value)
+          JOIN promotional_credit_lots AS l ON l.id = (a.value->>'lot_id')::uuid
+         WHERE l.expire_time <= at
+         ORDER BY l.expire_time, l.seq
+      LOOP
+        p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', returned.part,
+          'Expired: returned to lot ' || returned.id || ' after it expired', returned.credit_type, '', '(expiry)', '{}',
+          returned.expire_time, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
+          false, at, p.events);
+        events := p.events;
+        b.amount := (p.e).closing_balance;
+        b.last_hash := (p.e).hash;
+      END LOOP;
       UPDATE promotional_credit_balances AS x
          SET next_expire_time = least(x.next_expire_time,
                (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
-                  JOIN jsonb_array_elements(target_entry.allocations) AS a (value) ON l.id = (a.value->>'lot_id')::uuid))
+                  JOIN jsonb_array_elements(target_entry.allocations) AS a (value) ON l.id = (a.value->>'lot_id')::uuid
+                 WHERE l.expire_time > at))
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
       RETURNING x.* INTO b;
-      IF b.next_expire_time <= at THEN
-        s := promotional_credit_settle(b, at, events);
-        b := s.b;
-        events := s.events;
-      END IF;
     END IF;
 
   ELSIF op = 'HOLD' THEN
@@ -474,9 +510,9 @@ BEGIN
       END IF;
       IF op = 'CAPTURE' THEN
         amount := coalesce(amount, h.amount);
-        allocations := promotional_credit_take(b, amount);
+        allocations := promotional_credit_take(b, amount, at, h.create_time);
         p := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
-          h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at, events);
+          h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at, events, b.amount - b.held - h.amount);
         e := p.e;
         events := p.events;
         UPDATE promotional_credit_holds AS x SET status = 'CAPTURED', captured_amount = amount, capture_id = e.id, update_time = at
