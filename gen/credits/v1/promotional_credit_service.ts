@@ -7093,7 +7093,9 @@ export const PromotionalCreditServiceService = {
    * Captures an active hold: one DECREMENT entry (`origin`
    * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
    * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured.
+   * lot expired can still be captured, by that hold alone: a hold keeps
+   * credits of a lot only if it was made before the lot expired, and
+   * deductions never draw kept credits.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
@@ -7275,7 +7277,9 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * Captures an active hold: one DECREMENT entry (`origin`
    * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
    * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured.
+   * lot expired can still be captured, by that hold alone: a hold keeps
+   * credits of a lot only if it was made before the lot expired, and
+   * deductions never draw kept credits.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
@@ -7541,7 +7545,9 @@ export interface PromotionalCreditServiceClient extends Client {
    * Captures an active hold: one DECREMENT entry (`origin`
    * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
    * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured.
+   * lot expired can still be captured, by that hold alone: a hold keeps
+   * credits of a lot only if it was made before the lot expired, and
+   * deductions never draw kept credits.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
