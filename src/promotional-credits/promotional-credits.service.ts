@@ -137,7 +137,8 @@ export class PromotionalCreditsService {
   ): Promise<BalanceChangeResult> {
     const draft = draftOf(principal, change);
     const outcome = await this.write({ ...op, draft, validateOnly: change.validateOnly, withOtherCurrencies: principal.multiCurrency }, run);
-    if ('refused' in outcome) throw refusalError(outcome, draft, op.amount);
+    // A Set is refused only below what holds keep: its amount is a target, not an amount taken.
+    if ('refused' in outcome) throw refusalError(outcome, draft, op.op === 'SET' ? undefined : op.amount);
     return resultOf(outcome);
   }
 

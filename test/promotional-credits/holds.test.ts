@@ -164,6 +164,16 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     });
   });
 
+  it('refuses a Set below what holds keep with the Set message, not a deduction one', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'set-under-hold';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 50n });
+    const err = await expectError(pc.setPromotionalCredits({ ...base, customerId, amount: 10n }), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
+    expect(err.message).to.equal(`Cannot set the balance of customer ${customerId} below what active holds keep (0.50 USD).`);
+    expect(err.metadata).to.deep.equal({ balance: '100', held: '50', available: '50', currency_code: 'USD' });
+  });
+
   it('tells BALANCE_DEPLETED once: a hold that takes all that is available, not again when it is captured in full', async () => {
     const pc = t.promotionalCredits;
     const customerId = 'depleted-once';
