@@ -202,11 +202,21 @@ export class Idempotency {
   }
 }
 
-/** SHA-256 of the method and a canonical JSON of the decoded request. */
+/**
+ * SHA-256 of the method and a canonical JSON of the decoded request. Map
+ * fields (every map of the API is a `metadata` of strings) are taken in key
+ * order: protobuf leaves a map's order on the wire to the sender (Go
+ * shuffles it on every marshal), and a retry must match whatever order it
+ * came in. Fields keep the decoder's order, so a request with one or no
+ * metadata entry hashes as it always did.
+ */
 function fingerprintOf(path: string, request: unknown): Buffer {
-  const canonical = JSON.stringify(request, (_key, value: unknown) => {
+  const canonical = JSON.stringify(request, (key, value: unknown) => {
     if (typeof value === 'bigint') return `${value.toString()}n`;
     if (Buffer.isBuffer(value)) return value.toString('base64');
+    if (key === 'metadata' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
     return value;
   });
   return createHash('sha256').update(path).update('\0').update(canonical).digest();

@@ -71,6 +71,22 @@ describe('idempotency keys', () => {
     expect(balance.balance!.balances[0]!.amount).to.equal(100n);
   });
 
+  it('replays a retry whose metadata entries come in another order (map order on the wire is the sender\'s)', async () => {
+    const first = await t.promotionalCredits.addPromotionalCredits(
+      { ...base, customerId: 'c-map', amount: 100n, metadata: { order: 'o-1', channel: 'web', zone: 'eu' } },
+      withKey('k-map'),
+    );
+    const retry = await t.promotionalCredits.addPromotionalCredits(
+      { ...base, customerId: 'c-map', amount: 100n, metadata: { zone: 'eu', order: 'o-1', channel: 'web' } },
+      withKey('k-map'),
+    );
+    expect(retry).to.deep.equal(first);
+    const other = { ...base, customerId: 'c-map', amount: 100n, metadata: { zone: 'eu', order: 'o-2', channel: 'web' } };
+    await expectError(t.promotionalCredits.addPromotionalCredits(other, withKey('k-map')), status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED');
+    const balance = await t.promotionalCredits.getCustomerBalance({ customerId: 'c-map' });
+    expect(balance.balance!.balances[0]!.amount).to.equal(100n);
+  });
+
   it('stores a final error and replays it without running the request again', async () => {
     const deduct = { ...base, customerId: 'c4', amount: 50n };
     const first = await expectError(t.promotionalCredits.deductPromotionalCredits(deduct, withKey('k-4')), status.FAILED_PRECONDITION, 'INSUFFICIENT_BALANCE');
