@@ -73,7 +73,12 @@ interface EventRow {
  * whatever the horizon (a bound on xid as well would not stop the walk).
  * The horizon, the retention watermark and the events are read in ONE
  * statement, one snapshot: a prune that commits meanwhile cannot delete
- * events between the watermark check and the read. An entry event names
+ * events between the watermark check and the read. A read that is not
+ * after a cursor (`checkExpiry` false: the beginning) starts after the
+ * watermark: retention deletes by create_time, so events of a transaction
+ * that took its xid early may outlive newer-positioned deleted ones, below
+ * the watermark; handed out, their cursors would read as expired on the
+ * next page, for ever (found in review). An entry event names
  * its entry (the ledger writes the event with the entry); entries are
  * immutable, so the reader takes it as this process wrote it
  * (RECENT_ENTRIES) or reads it afterwards (ENTRIES_SQL).
@@ -89,7 +94,11 @@ export const READ_SQL = `
 WITH meta AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
          coalesce((SELECT $7 AND r.pruned_xid IS NOT NULL AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)
-                     FROM event_retention r), false) AS expired
+                     FROM event_retention r), false) AS expired,
+         coalesce((SELECT r.pruned_xid FROM event_retention r WHERE NOT $7 AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)),
+                  $2::xid8) AS start_xid,
+         coalesce((SELECT r.pruned_position FROM event_retention r WHERE NOT $7 AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)),
+                  $3::bigint) AS start_position
 )
 SELECT m.horizon::text AS horizon, m.expired,
        ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,
@@ -98,7 +107,7 @@ SELECT m.horizon::text AS horizon, m.expired,
   FROM meta m
   LEFT JOIN LATERAL (
     SELECT * FROM events e
-     WHERE e.tenant_id = $1 AND (e.xid, e.position) > ($2::xid8, $3::bigint) AND NOT m.expired
+     WHERE e.tenant_id = $1 AND (e.xid, e.position) > (m.start_xid, m.start_position) AND NOT m.expired
        AND ($4::text[] IS NULL OR e.type = ANY ($4::text[])) AND ($5::text IS NULL OR e.customer_id = $5::text)
      ORDER BY e.xid, e.position
      LIMIT $6 + 1

@@ -64,4 +64,39 @@ describe('events: retention', function () {
       expect([status[error.code], error.reason]).to.deep.equal(['FAILED_PRECONDITION', 'CURSOR_EXPIRED']);
     }
   });
+
+  it('starts a read from the beginning after the newest deleted event, even when younger events sit before it in the order', async () => {
+    // Transaction `early` takes its xid first and writes last: its events are
+    // younger than `late`'s, yet before them in the order. Retention deletes
+    // `late`'s (older) event: `early`'s stay, below the watermark.
+    const early = t.server.dataSource.createQueryRunner();
+    await early.connect();
+    try {
+      await early.startTransaction();
+      await early.query(`SELECT pg_current_xact_id()`);
+      await backdated(['late-old'], 200);
+      await early.query(
+        `INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, payload)
+         SELECT $1, 'CUSTOMER_CREDIT_CREATED', c, now() - make_interval(hours => 100), 'customer_credit', jsonb_build_object('customerId', c)
+           FROM unnest($2::text[]) AS c`,
+        [t.tenant.id, ['early-1', 'early-2']],
+      );
+      await early.commitTransaction();
+    } finally {
+      await early.release();
+    }
+    await pruneEvents(t.server.dataSource, 168);
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'after-prune', amount: 10n });
+    // Page by page from the beginning: no cursor handed out is behind the
+    // watermark (before: early-1, then CURSOR_EXPIRED on the second page).
+    const { events: read } = await listAll(events, { pageSize: 1 });
+    expect(read.map((e) => e.customerId)).to.deep.equal(['after-prune']);
+    const streamed = events.stream({});
+    try {
+      const [first] = await streamed.until((received) => received.length > 0, 5_000);
+      expect(first!.customerId).to.equal('after-prune');
+    } finally {
+      streamed.cancel();
+    }
+  });
 });

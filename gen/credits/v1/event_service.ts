@@ -214,7 +214,10 @@ export interface Event {
 export interface ListEventsRequest {
   /**
    * Answer the events after this cursor (an Event's `cursor`, or a
-   * `next_cursor`). Empty: from the oldest event still retained.
+   * `next_cursor`). Empty: from the oldest event still retained, in the
+   * order: after the newest event retention deleted (an event that sorts
+   * before it, written by a transaction that took its place early, is left
+   * out, so that no cursor handed out is already expired).
    */
   afterCursor: string;
   /**
@@ -252,7 +255,8 @@ export interface ListEventsResponse {
 export interface StreamEventsRequest {
   /**
    * Send the events after this cursor, then every new one. Empty: from the
-   * oldest event still retained (or, with `live_only`, only new ones).
+   * oldest event still retained, as ListEventsRequest.after_cursor says (or,
+   * with `live_only`, only new ones).
    */
   afterCursor: string;
   /** Only events of these types; empty means every type. */
