@@ -38,10 +38,13 @@ export type FinalErrorOf = (err: unknown) => StoredError | undefined;
 /**
  * Exactly-once execution of mutating calls that carry an idempotency key.
  *
- * In ONE transaction: take an advisory lock on (tenant, key) without waiting
- * (held: the first call is in flight → ABORTED IDEMPOTENCY_KEY_IN_USE); look
- * for a stored outcome (same fingerprint → replay it, other → INVALID_ARGUMENT
- * IDEMPOTENCY_KEY_REUSED); otherwise run the handler with a runner that puts
+ * In ONE transaction: take an advisory lock on (tenant, key) without waiting;
+ * look for a stored outcome (same fingerprint → replay it, other →
+ * INVALID_ARGUMENT IDEMPOTENCY_KEY_REUSED). A lock another transaction holds
+ * is answered from the stored outcome too when there is one (the holder may
+ * be another retry reading it: records never change once committed), and
+ * only without one as ABORTED IDEMPOTENCY_KEY_IN_USE (the first call is in
+ * flight). Otherwise run the handler with a runner that puts
  * its database work in this same transaction, and store the encoded response
  * (or a final error, after rolling the effect back to a savepoint) before
  * COMMIT. The effect and its record commit together or not at all.
@@ -93,9 +96,10 @@ export class Idempotency {
     return retryConflicts(() =>
       this.dataSource.transaction(async (manager): Promise<IdempotentOutcome<Res>> => {
         const store = new IdempotencyRepository(manager);
-        if (!(await store.tryLock(tenantId, key))) throw keyInUse();
+        const locked = await store.tryLock(tenantId, key);
         const stored = await store.find(tenantId, key);
         if (stored) return replay(stored, fingerprint, definition);
+        if (!locked) throw keyInUse();
 
         await manager.query('SAVEPOINT idempotent_effect');
         let outcome: IdempotentOutcome<Res>;
@@ -122,9 +126,10 @@ export class Idempotency {
    * Calls sharing ONE transaction: their keys locked in one statement, looked
    * up in the next, the new calls' submitted work in one statement per kind
    * (their ledger changes: one), their records stored in one, one COMMIT. A
-   * key another transaction holds, or that appears twice in the group,
-   * answers IDEMPOTENCY_KEY_IN_USE; a stored key is replayed or refused as
-   * REUSED. A call that fails writes nothing of its own (its item was
+   * stored key is replayed or refused as REUSED, whoever holds its lock, and
+   * so are the later copies of a key that appears twice in the group; a key
+   * without a record that another transaction holds, or that a call of this
+   * group is running, answers IDEMPOTENCY_KEY_IN_USE. A call that fails writes nothing of its own (its item was
    * refused, or it failed before writing): a final error is stored like a
    * result, any other is answered without a record, and the group commits.
    * If a call may have written and failed, or a statement fails, this throws:
@@ -134,35 +139,41 @@ export class Idempotency {
   private async sharedAttempt(manager: EntityManager, group: QueuedCall[]): Promise<Array<MemberResult<IdempotentOutcome<unknown>>>> {
     const answers = new Array<MemberResult<IdempotentOutcome<unknown>>>(group.length);
     const store = new IdempotencyRepository(manager);
-    // A key twice in one group: the later calls find it in use, as they would
-    // if they had come a moment later.
-    const seen = new Set<string>();
+    // A key twice in one group: the later copies are answered as the first
+    // copy's key stands (its record, or in use: the first copy runs).
+    const firstOf = new Map<string, number>();
     const distinct: number[] = [];
+    const copies: Array<{ copy: number; first: number }> = [];
     group.forEach((q, i) => {
       const id = `${q.call.tenantId}\0${q.call.key}`;
-      if (seen.has(id)) answers[i] = { ok: false, error: keyInUse() };
+      const first = firstOf.get(id);
+      if (first !== undefined) copies.push({ copy: i, first });
       else {
-        seen.add(id);
+        firstOf.set(id, i);
         distinct.push(i);
       }
     });
     const keyOf = (i: number) => ({ tenantId: group[i]!.call.tenantId, key: group[i]!.call.key });
     const locked = await store.tryLockAll(distinct.map(keyOf));
-    const mine = distinct.filter((i, n) => {
-      if (!locked[n]) answers[i] = { ok: false, error: keyInUse() };
-      return locked[n];
-    });
-    const stored = mine.length > 0 ? await store.findAll(mine.map(keyOf)) : [];
-    const fresh = mine.filter((i, n) => {
-      const found = stored[n];
-      if (!found) return true;
+    const stored = distinct.length > 0 ? await store.findAll(distinct.map(keyOf)) : [];
+    const storedOf = new Map(distinct.map((i, n) => [i, stored[n]]));
+    const answerFrom = (i: number, found: StoredOutcome | undefined) => {
+      if (!found) {
+        answers[i] = { ok: false, error: keyInUse() };
+        return;
+      }
       try {
         answers[i] = { ok: true, value: replay(found, group[i]!.fingerprint, group[i]!.call.definition) };
       } catch (error) {
         answers[i] = { ok: false, error };
       }
+    };
+    const fresh = distinct.filter((i, n) => {
+      if (locked[n] && !stored[n]) return true;
+      answerFrom(i, stored[n]);
       return false;
     });
+    for (const { copy, first } of copies) answerFrom(copy, storedOf.get(first));
 
     const shared = new SharedTransaction(manager);
     const runners = fresh.map(() => shared.runnerForCall());

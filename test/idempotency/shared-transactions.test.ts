@@ -5,6 +5,7 @@ import { DomainError, ErrorReason } from '../../src/common/domain-error';
 import type { SharedWork, WorkRunner } from '../../src/db/unit-of-work';
 import { finalErrorOf } from '../../src/grpc/error-status';
 import { Idempotency, type IdempotentOutcome } from '../../src/idempotency/idempotency';
+import { IdempotencyRepository } from '../../src/idempotency/idempotency.repository';
 import {
   PromotionalCreditRepository,
   type EntryDraft,
@@ -176,6 +177,37 @@ describe('idempotency: keyed calls sharing a transaction', () => {
     expect(answerOf((other as PromiseFulfilledResult<IdempotentOutcome<Answer>>).value)!.closingBalance).to.equal('1');
     release();
     expect(answerOf(await first)!.closingBalance).to.equal('6');
+  });
+
+  it('replays a finished call to retries that arrive together, and while another transaction holds its key', async () => {
+    const done = await keyed('finished', write('f', 'INCREMENT', 9n));
+    // Three copies in one group: each gets the stored answer (the later ones used to get IN_USE).
+    const copies = await Promise.all([1, 2, 3].map(() => keyed('finished', write('f', 'INCREMENT', 9n))));
+    for (const copy of copies) {
+      expect(copy.replayed).to.equal(true);
+      expect(answerOf(copy)).to.deep.equal(answerOf(done));
+    }
+    // Another transaction holds the key's lock (a retry reading the record, alone): answered from the record too.
+    const holder = dataSource.createQueryRunner();
+    await holder.connect();
+    try {
+      await holder.startTransaction();
+      expect(await new IdempotencyRepository(holder.manager).tryLock(tenantId, 'finished')).to.equal(true);
+      const shared = await keyed('finished', write('f', 'INCREMENT', 9n));
+      expect(shared.replayed).to.equal(true);
+      const alone = await idempotency.execute(
+        { tenantId, key: 'finished', definition: METHOD, request: { op: 'ADD', customerId: 'f', amount: '9', description: 'x' } },
+        () => Promise.reject(new Error('must not run')),
+      ).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect((alone as DomainError).reason, 'another request under the key: REUSED, not IN_USE').to.equal(ErrorReason.IdempotencyKeyReused);
+    } finally {
+      await holder.rollbackTransaction();
+      await holder.release();
+    }
+    expect(await balanceOf('f')).to.equal(9n);
   });
 
   it('commits plain work of a call with its groupmates, and runs the group again when plain work then fails', async () => {
