@@ -287,17 +287,6 @@ export class CouponRepository {
     return rows;
   }
 
-  /**
-   * The database's clock now: what a hold's lapse is judged by everywhere
-   * (coupon_redeem and the lapse sweep read it in SQL), so that a server
-   * whose clock runs behind the database's cannot confirm a hold whose use
-   * a redemption has already given to someone else.
-   */
-  async databaseNow(): Promise<Date> {
-    const [row] = (await this.manager.query(`SELECT clock_timestamp() AS now`)) as Array<{ now: Date }>;
-    return row!.now;
-  }
-
   /** A redemption of the tenant, with its credit and its status at `now`. */
   async findRedemption(tenantId: string, id: string, now: Date): Promise<CouponRedemptionEntity | undefined> {
     const rows: RedemptionRow[] = await this.manager.query(

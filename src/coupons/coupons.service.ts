@@ -5,6 +5,7 @@ import { checkMetadata, type Metadata } from '../common/metadata';
 import type { PageTokenCodec } from '../common/page-token';
 import { Pager, type Page } from '../common/pager';
 import { checkUuid } from '../common/text';
+import { databaseNow } from '../db/database-clock';
 import { isUniqueViolation } from '../db/db-errors';
 import { inTransaction } from '../db/transaction';
 import type { WorkRunner } from '../db/unit-of-work';
@@ -238,7 +239,7 @@ export class CouponsService {
       if (!found) throw redemptionNotFound(redemptionId);
       if (found.customerCreditId !== null) await credits.lockCreditById(tenantId, found.customerCreditId);
       await repo.lockCoupon(tenantId, { id: found.couponId });
-      const now = await repo.databaseNow();
+      const now = await databaseNow(manager);
       const current = (await repo.findRedemption(tenantId, redemptionId, now))!;
       const refusal = transitionRefusal(redemptionId, current.status, transition, lapsedAt(current));
       if (refusal) throw refusal;

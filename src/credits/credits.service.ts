@@ -4,6 +4,7 @@ import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import { Semaphore } from '../common/semaphore';
 import type { PageTokenCodec } from '../common/page-token';
 import { Pager, type Page } from '../common/pager';
+import { databaseNow } from '../db/database-clock';
 import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
@@ -145,7 +146,8 @@ export class CreditsService {
       const repo = new CustomerCreditRepository(manager);
       const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
       if (!credit) throw creditNotFound(locator);
-      const now = this.clock();
+      // Held uses count until their hold lapses by the database's clock, as Confirm sees it.
+      const now = await databaseNow(manager);
       await repo.withUses(principal.tenantId, [credit], now);
       const refusal = revokeRefusal(credit);
       if (refusal) throw creditRefusalError(refusal);

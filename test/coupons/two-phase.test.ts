@@ -6,8 +6,10 @@ import { CreditState } from '../../gen/credits/v1/credit_service';
 import { DomainError } from '../../src/common/domain-error';
 import { PageTokenCodec } from '../../src/common/page-token';
 import { CouponsService } from '../../src/coupons/coupons.service';
+import { CreditsService } from '../../src/credits/credits.service';
 import { PlainRunner } from '../../src/db/unit-of-work';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
+import { creditEventSnapshots } from '../../src/grpc/credit.mapper';
 import type { Principal } from '../../src/tenants/principal';
 import { issueRequest, once, redeemCreditRequest } from '../credits/fixtures';
 import { expectError } from '../support/status';
@@ -19,6 +21,15 @@ const { REDEMPTION_STATUS_HELD: HELD, REDEMPTION_STATUS_CONFIRMED: CONFIRMED, RE
 
 describe('two-phase redemptions', () => {
   const t = useTenantClients();
+  /** The test tenant's read+write key, as a service sees its caller. */
+  const principalOf = (): Principal => ({
+    tenantId: t.tenant.id,
+    tenantSlug: t.tenant.slug,
+    defaultCurrency: 'USD',
+    multiCurrency: true,
+    keyName: 'rw-key',
+    scopes: new Set(['read', 'write']),
+  });
   const hold = (code: string, customerId: string, ms = 60_000) => t.coupons.redeemCoupon(redeemRequest(code, customerId, { holdUntil: inMs(ms) }));
 
   it('holds a use that counts toward the limit, then confirms it', async () => {
@@ -143,15 +154,7 @@ describe('two-phase redemptions', () => {
     expect((await t.coupons.redeemCoupon(redeemRequest(coupon.code, 'c2'))).coupon!.redemptionCount).to.equal(1n);
     // A server whose clock is 5 s behind the database's still sees the hold as held by its own clock.
     const behind = new CouponsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 5_000));
-    const principal: Principal = {
-      tenantId: t.tenant.id,
-      tenantSlug: t.tenant.slug,
-      defaultCurrency: 'USD',
-      multiCurrency: true,
-      keyName: 'rw-key',
-      scopes: new Set(['read', 'write']),
-    };
-    const confirming = behind.confirm(principal, { id: held.id, validateOnly: false }, new PlainRunner(t.server.dataSource), couponEventSnapshots);
+    const confirming = behind.confirm(principalOf(), { id: held.id, validateOnly: false }, new PlainRunner(t.server.dataSource), couponEventSnapshots);
     const refusal = await confirming.then(
       () => undefined,
       (err: unknown) => err,
@@ -199,6 +202,22 @@ describe('two-phase redemptions', () => {
       const again = await t.credits.redeemCustomerCredit(redeemCreditRequest('cust', credit.id));
       expect(again.redemption!.status).to.equal(CONFIRMED);
       expect(again.credit).to.deep.include({ state: CreditState.CREDIT_STATE_REDEEMED, redemptionCount: 1n });
+    });
+
+    it('refuses to revoke a held credit from a server whose clock runs ahead of the database, so the hold can be confirmed', async () => {
+      const coupon = (await t.coupons.createCoupon(once())).coupon!;
+      const credit = (await t.credits.createCustomerCredit(issueRequest(coupon.id, 'ahead'))).credit!;
+      const held = await t.credits.redeemCustomerCredit(redeemCreditRequest('ahead', credit.id, { holdUntil: inMs(3_000) }));
+      // By its own clock, 5 s ahead, the hold has lapsed; by the database's it has not.
+      const ahead = new CreditsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() + 5_000));
+      const revoking = ahead.revoke(principalOf(), { customerId: 'ahead', creditId: credit.id, validateOnly: false }, new PlainRunner(t.server.dataSource), creditEventSnapshots);
+      const refusal = await revoking.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect((refusal as DomainError).reason, 'the held use counts').to.equal('CREDIT_ALREADY_REDEEMED');
+      const confirmed = await t.coupons.confirmCouponRedemption({ redemptionId: held.redemption!.id });
+      expect(confirmed.redemption!.status).to.equal(CONFIRMED);
     });
 
     it('confirms a credit hold (the use stays), and a canceled confirmed use makes the credit ACTIVE again', async () => {
