@@ -49,7 +49,8 @@ export async function tailEvents(dataSource: DataSource, options: TailOptions, o
     try {
       for await (const event of feed.events()) {
         const line = `${JSON.stringify(Event.toJSON(eventToProto(event, service.cursorOf(event))))}\n`;
-        if (!out.write(line)) await new Promise<void>((resolve) => out.once('drain', resolve).once('error', resolve));
+        if (!out.write(line)) await drained(out, stop.signal);
+        if (stop.signal.aborted) break; // a signal, or the reader went away
       }
     } catch (err) {
       if (!stop.signal.aborted) throw err;
@@ -62,4 +63,19 @@ export async function tailEvents(dataSource: DataSource, options: TailOptions, o
     process.off('SIGTERM', onSignal);
     await service.close();
   }
+}
+
+/** Resolves once `out` drains, fails or `signal` aborts, leaving no listener behind (one per wait piled up). */
+function drained(out: NodeJS.WritableStream, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('error', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    out.once('drain', done);
+    out.once('error', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

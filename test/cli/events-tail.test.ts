@@ -84,6 +84,38 @@ describe('credits events tail', function () {
     expect(await held.exited).to.equal(0);
   });
 
+  it('stops quietly when its reader goes away mid-output (| head -1), whatever was left to write', async () => {
+    await t.server.dataSource.query(
+      `INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
+       SELECT $1, 'CUSTOMER_CREDIT_CREATED', 'c' || n, 'customer_credit', jsonb_build_object('customerId', 'c' || n, 'metadata', jsonb_build_object('note', repeat('x', 300)))
+         FROM generate_series(1, 6000) AS n`,
+      [t.tenant.id],
+    );
+    const child = spawn(process.execPath, [BIN, 'events', 'tail', '--tenant', t.tenant.slug], {
+      env: { ...process.env, DATABASE_URL: await testDatabaseUrl() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    // Read one chunk at a time, slowly (the writes back up again and again),
+    // then go away with most of the output still to write.
+    let chunks = 0;
+    child.stdout.on('data', () => {
+      chunks++;
+      child.stdout.pause();
+    });
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, i === 0 ? 1_500 : 50));
+      child.stdout.resume();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(chunks, 'chunks read').to.be.at.least(15);
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(stderr, 'no warning, no error').to.not.match(/MaxListenersExceeded|Error/);
+    expect(code).to.equal(0);
+  });
+
   it('refuses a missing --tenant, an unknown type (exit 2) and a cursor it did not issue (exit 1)', async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['events', 'tail'], 2, /needs --tenant/],
