@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client, credentials, Metadata, status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { ReadCallOptions, ServiceClient, WriteCallOptions } from './client-types';
-import { CreditsError, isServiceError, toCreditsError } from './credits-error';
+import { clientClosed, CreditsError, isServiceError, toCreditsError } from './credits-error';
 import { addTraceContext } from './trace-context';
 import { eventsClient, type EventsClient } from './events-client';
 import { backoffMs, retryPolicyOf, sleep, type RetryOptions, type RetryPolicy } from './retry-policy';
@@ -38,7 +38,11 @@ export interface CreditsClientOptions {
 export type CreditsClient = { readonly [S in keyof Services]: ServiceClient<Services[S]> } & {
   /** EventService: ListEvents, and `stream`, an iterator that follows the events and resumes by itself. */
   readonly events: EventsClient;
-  /** Closes the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */
+  /**
+   * Closes the channel: open event streams and every later call end with a
+   * CreditsError CANCELLED ("The client was closed"); unary calls already
+   * sent finish.
+   */
   close(): void;
 };
 
@@ -52,6 +56,8 @@ interface Settings {
   apiKey: string;
   defaultDeadlineMs: number;
   retry: RetryPolicy;
+  /** Aborted by close(): calls and streams then end with CANCELLED. */
+  closed: AbortSignal;
 }
 
 /**
@@ -63,10 +69,12 @@ interface Settings {
 export function createCreditsClient(options: CreditsClientOptions): CreditsClient {
   if (typeof options.address !== 'string' || options.address === '') throw new TypeError('address is required (host:port)');
   if (typeof options.apiKey !== 'string' || !/^[\x21-\x7e]+$/.test(options.apiKey)) throw new TypeError('apiKey is required (printable ASCII, no spaces)');
+  const closing = new AbortController();
   const settings: Settings = {
     apiKey: options.apiKey,
     defaultDeadlineMs: checkedDeadline(options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS, 'defaultDeadlineMs'),
     retry: retryPolicyOf(options.retry),
+    closed: closing.signal,
   };
   const channel = new Client(options.address, channelCredentials(options.tls), {
     // Reconnect about as fast as the retries come, so a retry after a restart finds the server.
@@ -77,7 +85,12 @@ export function createCreditsClient(options: CreditsClientOptions): CreditsClien
     ...options.channelOptions,
   });
 
-  const client: Record<string, unknown> = { close: () => channel.close() };
+  const client: Record<string, unknown> = {
+    close: () => {
+      closing.abort();
+      channel.close();
+    },
+  };
   for (const [serviceName, definition] of Object.entries(SERVICE_DEFINITIONS)) {
     client[serviceName] = serviceClient(channel, definition as unknown as Record<string, UnaryMethodDefinition>, settings);
   }
@@ -120,6 +133,7 @@ async function invoke(
 
   for (let attempt = 1; ; attempt++) {
     if (signal?.aborted) throw cancelled(attempt - 1);
+    if (settings.closed.aborted) throw clientClosed(method.path, attempt - 1);
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${settings.apiKey}`);
     if (idempotencyKey !== undefined) metadata.set('idempotency-key', idempotencyKey);
@@ -129,6 +143,7 @@ async function invoke(
       return await unaryCall(channel, method, request, metadata, new Date(deadline), signal);
     } catch (err) {
       if (signal?.aborted) throw cancelled(attempt);
+      if (settings.closed.aborted) throw clientClosed(method.path, attempt);
       if (!isServiceError(err)) throw err;
       error = toCreditsError(err, { method: method.path, attempts: attempt });
     }

@@ -107,3 +107,8 @@ export function toCreditsError(err: ServiceError, context: { method?: string; at
     cause: err,
   });
 }
+
+/** What a call or stream of a closed client ends with. */
+export function clientClosed(method: string, attempts: number): CreditsError {
+  return new CreditsError({ code: status.CANCELLED, message: 'The client was closed.', method, attempts });
+}

@@ -8,7 +8,7 @@ import {
   type ListEventsResponse,
 } from '../../gen/credits/v1/event_service';
 import type { DeepPartial, ReadCallOptions } from './client-types';
-import { CreditsError, isServiceError, toCreditsError } from './credits-error';
+import { clientClosed, CreditsError, isServiceError, toCreditsError } from './credits-error';
 import { backoffMs, sleep, type RetryPolicy } from './retry-policy';
 
 /** What `events.stream` follows: StreamEventsRequest's fields. */
@@ -28,15 +28,18 @@ export interface EventStreamOptions {
   signal?: AbortSignal;
   /**
    * Failed connections in a row before the iterator gives up and throws the
-   * last error (default: never gives up; a connection that delivers headers
-   * or an event resets the count).
+   * last error (default: never gives up). A connection the server answered
+   * (headers or an event) is not a failed one, however it ends: with 1, a
+   * stream that drops is reconnected once, and the iterator throws if that
+   * attempt fails.
    */
   maxReconnectAttempts?: number;
   /** Told of every reconnection: the error that ended the stream and where it resumes. */
   onReconnect?(info: { error: CreditsError; attempt: number; afterCursor: string; waitMs: number }): void;
   /**
    * Told each time the server has answered a connection (its response
-   * headers), with where the stream goes on from. For a `liveOnly` stream
+   * headers), with where the stream goes on from. If it throws, the
+   * iteration ends with that error. For a `liveOnly` stream
    * the first call marks "from now on": every event that commits after it
    * comes, reconnections included. (Until then the stream has no start: if
    * the first connection fails before it, the next one starts live again.)
@@ -55,7 +58,7 @@ export interface EventsClient {
    * with backoff and resumes after the last event it gave you, so you see
    * each event exactly once, in order. It throws a CreditsError for what a
    * retry cannot fix: CURSOR_EXPIRED, a bad request, a refused key.
-   * `break` (or `return()`) closes the stream.
+   * `break` closes the stream (a `return()` while a `next()` is pending waits for it, as for any async generator: to stop a stream that is waiting for an event, abort its `signal`).
    */
   stream(request?: EventStreamRequest, options?: EventStreamOptions): AsyncGenerator<Event, void, undefined>;
 }
@@ -81,7 +84,7 @@ function reconnectable(error: CreditsError): boolean {
  */
 export function eventsClient(
   channel: Client,
-  settings: { apiKey: string; retry: RetryPolicy },
+  settings: { apiKey: string; retry: RetryPolicy; closed: AbortSignal },
   read: (method: typeof EventServiceService.listEvents, makeRequest: () => unknown, options: ReadCallOptions) => Promise<unknown>,
 ): EventsClient {
   return {
@@ -93,7 +96,7 @@ export function eventsClient(
 
 async function* follow(
   channel: Client,
-  settings: { apiKey: string; retry: RetryPolicy },
+  settings: { apiKey: string; retry: RetryPolicy; closed: AbortSignal },
   request: EventStreamRequest,
   options: EventStreamOptions,
 ): AsyncGenerator<Event, void, undefined> {
@@ -103,9 +106,14 @@ async function* follow(
   let liveOnly = request.liveOnly === true;
   const cancelled = (attempts: number) =>
     new CreditsError({ code: status.CANCELLED, message: 'The event stream was cancelled by its AbortSignal.', method: method.path, attempts, cause: signal?.reason });
-  for (let failures = 0; ; ) {
+  // `failures`: attempts since the last event or answer (backoff, onReconnect);
+  // `refused`: connections in a row the server never answered (maxReconnectAttempts).
+  for (let failures = 0, refused = 0; ; ) {
     if (signal?.aborted) throw cancelled(failures);
+    if (settings.closed.aborted) throw clientClosed(method.path, failures);
     const metadata = new Metadata();
+    let answered = false;
+    let connectError: { error: unknown } | undefined;
     metadata.set('authorization', `Bearer ${settings.apiKey}`);
     const call: ClientReadableStream<Event> = channel.makeServerStreamRequest(
       method.path,
@@ -117,36 +125,49 @@ async function* follow(
     );
     call.once('metadata', (headers: Metadata) => {
       failures = 0; // connected
+      answered = true;
       // A live reader with no event yet resumes from where its stream started: nothing committed meanwhile is missed.
       const [start] = headers.get(START_CURSOR_HEADER);
       if (typeof start === 'string' && start !== '' && afterCursor === '') {
         afterCursor = start;
         liveOnly = false;
       }
-      options.onConnect?.({ afterCursor });
+      try {
+        options.onConnect?.({ afterCursor });
+      } catch (error) {
+        // Thrown inside grpc-js's event handler it would be uncaught: end the iteration with it instead.
+        connectError = { error };
+        call.cancel();
+      }
     });
     const abort = () => call.cancel();
     signal?.addEventListener('abort', abort, { once: true });
+    settings.closed.addEventListener('abort', abort, { once: true });
     let error: CreditsError;
     try {
       for await (const event of call as AsyncIterable<Event>) {
         afterCursor = event.cursor;
         liveOnly = false;
         failures = 0;
+        answered = true;
         yield event;
       }
       // Streams do not end with OK; a proxy that ends one cleanly is a reason to reconnect, not to stop.
       error = new CreditsError({ code: status.UNAVAILABLE, message: 'The event stream ended; reconnecting.', method: method.path });
     } catch (err) {
+      if (connectError) throw connectError.error;
       if (signal?.aborted) throw cancelled(failures + 1);
+      if (settings.closed.aborted) throw clientClosed(method.path, failures + 1);
       if (!isServiceError(err)) throw err;
       error = toCreditsError(err, { method: method.path, attempts: failures + 1 });
     } finally {
       signal?.removeEventListener('abort', abort);
+      settings.closed.removeEventListener('abort', abort);
       call.cancel(); // the consumer broke out, or the stream failed: let go of it
     }
     failures++;
-    if (!reconnectable(error) || failures >= (options.maxReconnectAttempts ?? Infinity)) throw error;
+    refused = answered ? 0 : refused + 1;
+    if (!reconnectable(error) || refused >= (options.maxReconnectAttempts ?? Infinity)) throw error;
     const waitMs = backoffMs(settings.retry, failures);
     options.onReconnect?.({ error, attempt: failures, afterCursor, waitMs });
     await sleep(waitMs, signal, () => cancelled(failures));

@@ -112,6 +112,69 @@ describe('credits client events', function () {
     }
   });
 
+  it('ends streams and later calls of a closed client with CANCELLED, ends the loop with what onConnect throws, and reconnects a dropped stream maxReconnectAttempts times', async () => {
+    // close(): an open stream and a later call end with a CreditsError CANCELLED.
+    const closing = client(t.server.address);
+    const waiting = consume(closing.events.stream({ liveOnly: true }), []);
+    await delay(300);
+    closing.close();
+    const closedStream = await waiting;
+    expect(closedStream, 'the stream of a closed client').to.be.instanceOf(CreditsError);
+    expect((closedStream as CreditsError).code).to.equal(status.CANCELLED);
+    const later = await rejection(closing.promotionalCredits.getCustomerBalance({ customerId: 'x' }));
+    expect(later).to.be.instanceOf(CreditsError);
+    expect((later as CreditsError).code).to.equal(status.CANCELLED);
+
+    // onConnect throws: the loop ends with its error (it was uncaught, in grpc-js's handler).
+    const thrown = await consume(
+      client(t.server.address).events.stream({ liveOnly: true }, {
+        onConnect: () => {
+          throw new Error('boom');
+        },
+      }),
+      [],
+    );
+    expect((thrown as Error).message).to.equal('boom');
+
+    // maxReconnectAttempts 1: a stream the server answered and then dropped is reconnected once.
+    const url = await testDatabaseUrl();
+    const port = await freePort();
+    let server: ChildServer = await spawnServer(url, port);
+    const reconnects: number[] = [];
+    const connects: string[] = [];
+    // Its one reconnection waits 5-10 s (the retry backoff): the server is back by then.
+    const patient = createCreditsClient({
+      address: server.address,
+      apiKey: t.tenant.readKey,
+      retry: { initialBackoffMs: 10_000, maxBackoffMs: 10_000 },
+      channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 200 },
+    });
+    clients.push(patient);
+    const once = consume(
+      patient.events.stream(
+        { liveOnly: true },
+        { maxReconnectAttempts: 1, onReconnect: ({ attempt }) => reconnects.push(attempt), onConnect: ({ afterCursor }) => connects.push(afterCursor) },
+      ),
+      [],
+    );
+    try {
+      await until(() => connects.length === 1, 10_000, 'the first connection');
+      server.process.kill('SIGKILL');
+      await server.exited;
+      server = await spawnServer(url, port);
+      await until(() => connects.length === 2, 30_000, () => `the reconnection (reconnects: ${reconnects.join(', ')})`);
+      // Down for good: one attempt that fails, then the iterator gives up.
+      server.process.kill('SIGKILL');
+      await server.exited;
+      const end = await once;
+      expect(end, 'gives up once an attempt fails').to.be.instanceOf(CreditsError);
+      expect((end as CreditsError).code).to.equal(status.UNAVAILABLE);
+    } finally {
+      server.process.kill('SIGKILL');
+      await server.exited;
+    }
+  });
+
   it('lists events, filters a stream, resumes a live stream from where it started, and throws what a retry cannot fix', async () => {
     const events = client(t.server.address).events;
     await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'old', amount: 5n });
