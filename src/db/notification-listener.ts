@@ -2,7 +2,14 @@ import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
 
 const FIRST_RETRY_MS = 100;
-const LAST_RETRY_MS = 5_000;
+/**
+ * At most this long between attempts: what streams wait after the
+ * database is back is up to one of these (the contract delivers events
+ * within a second). It was 5 s.
+ */
+const LAST_RETRY_MS = 1_000;
+/** While it cannot connect, one log line per this many failed attempts, once at the longest wait (about a minute). */
+const LOG_EVERY_FAILURES = 60;
 
 /** What a listener tells its owner. */
 export interface NotificationHandlers {
@@ -27,12 +34,14 @@ export interface NotificationListenerOptions {
  * One connection outside the pool that LISTENs to some channels (a pooled
  * connection cannot: the pool hands it to others). On a lost connection it
  * tells its owner, logs it and connects again, waiting 0.1 s, then twice as
- * long each failed attempt, up to 5 s; `listening` says when it is back.
+ * long each failed attempt, up to 1 s; `listening` says when it is back.
  */
 export class NotificationListener {
   private client: Client | undefined;
   private listening = false;
   private retryMs = FIRST_RETRY_MS;
+  /** Failed attempts in a row at the longest wait (for the log). */
+  private longFailures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -78,6 +87,7 @@ export class NotificationListener {
     if (this.client !== client) return; // closed, or lost, meanwhile
     this.listening = true;
     this.retryMs = FIRST_RETRY_MS;
+    this.longFailures = 0;
     this.on.listening?.();
     this.options.logger.info({ application_name: this.options.applicationName }, this.options.messages.listening);
   }
@@ -90,7 +100,9 @@ export class NotificationListener {
     this.on.lost?.();
     void this.discard(client);
     if (this.closed) return;
-    this.options.logger.warn({ err, retry_in_ms: this.retryMs }, wasListening ? this.options.messages.lost : this.options.messages.notYet);
+    if (this.retryMs < LAST_RETRY_MS || this.longFailures++ % LOG_EVERY_FAILURES === 0) {
+      this.options.logger.warn({ err, retry_in_ms: this.retryMs }, wasListening ? this.options.messages.lost : this.options.messages.notYet);
+    }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.connect();
