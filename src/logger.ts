@@ -38,6 +38,8 @@ export function createLogger(level: string, options: { traceContext?: boolean; f
  * line was a write of its own through libuv's thread pool (5% of an Add's
  * CPU). sonic-boom still writes what is pending when the process exits
  * (pino registers that for its destinations), and `flush()` on shutdown.
+ * An exit with a write still in flight may put the lines it writes then
+ * before that write's (none is lost; test/observability/logger.unit.test.ts).
  */
 function lineDestination(fd: number): pino.DestinationStream & { flush(cb?: (err?: Error) => void): void } {
   const sonic = pino.destination({ dest: fd, sync: false, contentMode: 'buffer', minLength: LOG_BUFFER_BYTES, maxWrite: LOG_WRITE_BYTES, periodicFlush: LOG_FLUSH_MS });
