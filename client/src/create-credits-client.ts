@@ -118,8 +118,11 @@ async function invoke(
   options: WriteCallOptions,
   settings: Settings,
 ): Promise<unknown> {
-  // Built here, inside the async function, so that a bad request rejects the promise instead of throwing.
-  const request = makeRequest();
+  // Built and encoded here, inside the async function, so that a bad request
+  // rejects the promise instead of throwing, and one that protobuf cannot
+  // encode (an amount beyond int64) is the caller's TypeError, not the
+  // INTERNAL that grpc-js makes of a serialization failure. Retries reuse the bytes.
+  const request = encodeRequest(method, makeRequest());
   const deadline = Date.now() + checkedDeadline(options.deadlineMs ?? settings.defaultDeadlineMs, 'deadlineMs');
   let idempotencyKey: string | undefined;
   if (mutating) {
@@ -155,10 +158,20 @@ async function invoke(
   }
 }
 
-function unaryCall(channel: Client, method: UnaryMethodDefinition, request: unknown, metadata: Metadata, deadline: Date, signal: AbortSignal | undefined): Promise<unknown> {
+function encodeRequest(method: UnaryMethodDefinition, request: unknown): Buffer {
+  try {
+    return method.requestSerialize(request);
+  } catch (err) {
+    throw new TypeError(`The request of ${method.path} cannot be encoded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+const encoded = (bytes: Buffer) => bytes;
+
+function unaryCall(channel: Client, method: UnaryMethodDefinition, request: Buffer, metadata: Metadata, deadline: Date, signal: AbortSignal | undefined): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const abort = () => call.cancel();
-    const call = channel.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, { deadline }, (err, response) => {
+    const call = channel.makeUnaryRequest(method.path, encoded, method.responseDeserialize, request, metadata, { deadline }, (err, response) => {
       signal?.removeEventListener('abort', abort);
       if (err) reject(err);
       else resolve(response);

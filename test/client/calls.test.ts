@@ -89,6 +89,10 @@ describe('credits client calls', () => {
     expect(() => createCreditsClient({ address: 'localhost:1', apiKey: 'k', retry: { maxAttempts: 0 } })).to.throw(TypeError, /maxAttempts/);
     const err = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x' }, { idempotencyKey: 'ü' }).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(TypeError);
+    // An amount protobuf cannot carry is the caller's mistake, not the service's INTERNAL.
+    const tooBig = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 2n ** 63n, description: 'x' }).catch((e: unknown) => e);
+    expect(tooBig).to.be.instanceOf(TypeError);
+    expect((tooBig as Error).message).to.match(/^The request of \/credits\.v1\.PromotionalCreditService\/AddPromotionalCredits cannot be encoded: /);
   });
 
   it('has a request codec for every method of every service, and classifies reads', () => {
