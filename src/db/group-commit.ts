@@ -48,7 +48,8 @@ export interface GroupWork<M, R> {
  *
  * A group that fails is taken apart (onGroupFailure), unless the database
  * is unreachable: then running members alone would only fail again, slower,
- * and every member gets that error.
+ * and every member gets that error. Members taken apart by a function run
+ * one after another, never more at once than the group was.
  *
  * Traced calls: a group runs in the trace context of its first member, under
  * a span `group commit <name>` that links to every member's span, so its
@@ -104,9 +105,14 @@ export class GroupCommit<M, R> {
         for (const g of group) g.reject(err);
         return;
       }
-      await Promise.all(
-        group.map((g) => (onFailure === 'split' ? this.run([g]) : context.with(g.context, () => onFailure(g.member)).then(g.resolve, g.reject))),
-      );
+      if (onFailure === 'split') {
+        await Promise.all(group.map((g) => this.run([g])));
+        return;
+      }
+      // One at a time: each runs as a call of its own (a transaction that
+      // may read through the pool meanwhile), and a group's members all at
+      // once could hold every pooled connection while each waits for another.
+      for (const g of group) await context.with(g.context, () => onFailure(g.member)).then(g.resolve, g.reject);
       return;
     }
     group.forEach((g, i) => {

@@ -50,8 +50,24 @@ describe('GroupCommit (unit)', () => {
   });
 
   it("a function: a failed group's members each run that way; 'share-error': they all get the group's error", async () => {
-    const alone = recording(() => new Error('group failed'), async (m) => m * 100);
-    expect(await Promise.all([1, 2].map((m) => new GroupCommit(alone.work).submit(m)))).to.deep.equal([100, 200]);
+    let running = 0;
+    let maxRunning = 0;
+    const alone = recording(
+      () => new Error('group failed'),
+      async (m) => {
+        // A member run alone may hold a pooled connection and read through the pool: never all at once.
+        maxRunning = Math.max(maxRunning, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+        if (m === 2) throw new Error('member 2 failed alone');
+        return m * 100;
+      },
+    );
+    const aloneCommit = new GroupCommit(alone.work);
+    const aloneResults = await Promise.allSettled([1, 2, 3].map((m) => aloneCommit.submit(m)));
+    expect(aloneResults.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).to.deep.equal([100, 'member 2 failed alone', 300]);
+    expect(alone.groups).to.deep.equal([[1, 2, 3]]);
+    expect(maxRunning).to.equal(1);
     const shared = recording(() => new Error('group failed'), 'share-error');
     const commit = new GroupCommit(shared.work);
     const results = await Promise.allSettled([1, 2].map((m) => commit.submit(m)));
