@@ -25,6 +25,7 @@ import { OpenLots1764660000000 } from './migrations/1764660000000-open-lots';
 import { BalanceAndHoldCheckDomains1764670000000 } from './migrations/1764670000000-balance-and-hold-check-domains';
 import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-lapsed-redemption-sweep';
 import { RedemptionCheckDomains1764800000000 } from './migrations/1764800000000-redemption-check-domains';
+import { EventWatermarks1764900000000 } from './migrations/1764900000000-event-watermarks';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -42,6 +43,7 @@ export const MIGRATIONS = [
   BalanceAndHoldCheckDomains1764670000000,
   LapsedRedemptionSweep1764750000000,
   RedemptionCheckDomains1764800000000,
+  EventWatermarks1764900000000,
 ];
 
 export interface DataSourceOptions {

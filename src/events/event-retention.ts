@@ -6,10 +6,10 @@ export const PRUNE_BATCH = 5_000;
 /**
  * Deletes events older than `retentionHours`, oldest first, a batch per
  * transaction until none is left (or `maxBatches` ran), and moves the
- * retention watermark (event_retention.pruned_xid/pruned_position, the
- * newest (xid, position) ever deleted) in the same transaction as each
- * delete, so that a reader sees both or neither (see EventRepository).
- * Answers how many were deleted.
+ * retention watermarks (event_watermarks: per tenant and event type, the
+ * newest (xid, position) deleted) in the same transaction as each delete,
+ * so that a reader sees both or neither (see EventRepository). Answers how
+ * many were deleted.
  *
  * Every replica may run it at once: each transaction first writes its
  * retention into event_retention (the append-only trigger allows a DELETE
@@ -29,13 +29,16 @@ export async function pruneEvents(dataSource: DataSource, retentionHours: number
             LIMIT $2
          ), gone AS (
            DELETE FROM events e USING doomed d WHERE e.xid = d.xid AND e.position = d.position
-           RETURNING e.xid, e.position
+           RETURNING e.xid, e.position, e.tenant_id, e.type
          ), newest AS (
-           SELECT xid, position FROM gone ORDER BY xid DESC, position DESC LIMIT 1
+           SELECT DISTINCT ON (tenant_id, type) tenant_id, type, xid, position
+             FROM gone
+            ORDER BY tenant_id, type, xid DESC, position DESC
          ), moved AS (
-           UPDATE event_retention r SET pruned_xid = n.xid, pruned_position = n.position
-             FROM newest n
-            WHERE r.pruned_xid IS NULL OR (n.xid, n.position) > (r.pruned_xid, r.pruned_position)
+           INSERT INTO event_watermarks AS w (tenant_id, type, pruned_xid, pruned_position)
+           SELECT tenant_id, type, xid, position FROM newest
+           ON CONFLICT (tenant_id, type) DO UPDATE SET pruned_xid = excluded.pruned_xid, pruned_position = excluded.pruned_position
+            WHERE (excluded.pruned_xid, excluded.pruned_position) > (w.pruned_xid, w.pruned_position)
          )
          SELECT count(*)::text AS deleted FROM gone`,
         [retentionHours, limits.batch],

@@ -71,9 +71,13 @@ interface EventRow {
  * horizon is what the reader waits for (EventBatch.waitingXid); the btree
  * on (tenant_id, xid, position) walks from the cursor and stops there,
  * whatever the horizon (a bound on xid as well would not stop the walk).
- * The horizon, the retention watermark and the events are read in ONE
- * statement, one snapshot: a prune that commits meanwhile cannot delete
- * events between the watermark check and the read. A read that is not
+ * The watermark that concerns the reader is the newest of its tenant's
+ * for the types it reads (event_watermarks; and event_retention's, from
+ * before those existed): a cursor is expired only if an event it would have
+ * read was deleted, so a quiet tenant or a stream of a rare type keeps its
+ * cursor past the retention. The horizon, that watermark and the events
+ * are read in ONE statement, one snapshot: a prune that commits meanwhile
+ * cannot delete events between the watermark check and the read. A read that is not
  * after a cursor (`checkExpiry` false: the beginning) starts after the
  * watermark: retention deletes by create_time, so events of a transaction
  * that took its xid early may outlive newer-positioned deleted ones, below
@@ -83,22 +87,30 @@ interface EventRow {
  * immutable, so the reader takes it as this process wrote it
  * (RECENT_ENTRIES) or reads it afterwards (ENTRIES_SQL).
  *
- * `meta` is one row with no FROM, the watermark a scalar subquery: read as
- * `FROM event_retention`, a table never analyzed (one row, rarely changed),
- * the planner took it for 1,660 rows and the statement for 1,660 × the page,
- * a cost past jit_above_cost, so a PostgreSQL built with JIT (the usual
- * packages) compiled the read afresh at every execution: 10 ms instead of
- * 0.6 for a page of 100 (test/events/read-plan.test.ts).
+ * `meta` is one row whatever the statistics, the watermark a LATERAL
+ * subquery with LIMIT 1: read as a plain `FROM event_retention`, a table
+ * never analyzed (one row, rarely changed), the planner took it for 1,660
+ * rows and the statement for 1,660 × the page, a cost past jit_above_cost,
+ * so a PostgreSQL built with JIT (the usual packages) compiled the read
+ * afresh at every execution: 10 ms instead of 0.6 for a page of 100
+ * (test/events/read-plan.test.ts).
  */
 export const READ_SQL = `
 WITH meta AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
-         coalesce((SELECT $7 AND r.pruned_xid IS NOT NULL AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)
-                     FROM event_retention r), false) AS expired,
-         coalesce((SELECT r.pruned_xid FROM event_retention r WHERE NOT $7 AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)),
-                  $2::xid8) AS start_xid,
-         coalesce((SELECT r.pruned_position FROM event_retention r WHERE NOT $7 AND ($2::xid8, $3::bigint) < (r.pruned_xid, r.pruned_position)),
-                  $3::bigint) AS start_position
+         $7 AND w.passed AS expired,
+         CASE WHEN NOT $7 AND w.passed THEN w.xid ELSE $2::xid8 END AS start_xid,
+         CASE WHEN NOT $7 AND w.passed THEN w.position ELSE $3::bigint END AS start_position
+    FROM (SELECT coalesce(($2::xid8, $3::bigint) < (n.xid, n.position), false) AS passed, n.xid, n.position
+            FROM (SELECT 1) AS one
+            LEFT JOIN LATERAL (
+              SELECT r.pruned_xid AS xid, r.pruned_position AS position FROM event_retention r WHERE r.pruned_xid IS NOT NULL
+              UNION ALL
+              SELECT x.pruned_xid, x.pruned_position FROM event_watermarks x
+               WHERE x.tenant_id = $1 AND ($4::text[] IS NULL OR x.type = ANY ($4::text[]))
+              ORDER BY 1 DESC, 2 DESC
+              LIMIT 1
+            ) AS n ON true) AS w
 )
 SELECT m.horizon::text AS horizon, m.expired,
        ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,

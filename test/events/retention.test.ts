@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { loadConfig } from '../../src/config';
 import { pruneEvents } from '../../src/events/event-retention';
+import { EventType } from '../../gen/credits/v1/event_service';
 import { eventsClient, listAll, type EventsClient } from '../support/events';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
@@ -63,6 +64,41 @@ describe('events: retention', function () {
       const error = decodeError((await events.stream({ afterCursor: cursor }).finished(5_000))!);
       expect([status[error.code], error.reason]).to.deep.equal(['FAILED_PRECONDITION', 'CURSOR_EXPIRED']);
     }
+  });
+
+  it("keeps a cursor when retention deletes only other tenants' events or events of types the reader does not read", async () => {
+    const kept = () => t.server.dataSource.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [t.tenant.id]);
+    await backdated(['quiet'], 100);
+    const { events: before } = await listAll(events);
+    const quiet = before.at(-1)!;
+    expect(quiet.customerId).to.equal('quiet');
+    // After it in the order, deleted by retention: another tenant's event, and one of this tenant's of another type.
+    await t.server.dataSource.query(
+      `INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, payload)
+       VALUES (gen_random_uuid(), 'CUSTOMER_CREDIT_CREATED', 'other-tenant', now() - interval '200 hours', 'customer_credit', '{}'),
+              ($1, 'COUPON_DELETED', NULL, now() - interval '200 hours', 'coupon', '{}')`,
+      [t.tenant.id],
+    );
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'later', amount: 10n });
+    const [{ n: beforePrune }] = (await kept()) as Array<{ n: number }>;
+    await pruneEvents(t.server.dataSource, 168);
+    const [{ n: afterPrune }] = (await kept()) as Array<{ n: number }>;
+    expect(afterPrune, 'the coupon event was deleted').to.equal(beforePrune - 1);
+
+    // Nothing of the types it reads was deleted after it: it reads on (before: CURSOR_EXPIRED, the other tenant's prune passed it).
+    const entries = [EventType.EVENT_TYPE_PROMOTIONAL_CREDIT_CREATED, EventType.EVENT_TYPE_CUSTOMER_CREDIT_CREATED];
+    const read = await listAll(events, { afterCursor: quiet.cursor, types: entries });
+    expect(read.events.map((e) => [e.customerId, e.type])).to.deep.equal([['later', EventType.EVENT_TYPE_PROMOTIONAL_CREDIT_CREATED]]);
+    const streamed = events.stream({ afterCursor: quiet.cursor, types: entries });
+    try {
+      const [first] = await streamed.until((received) => received.length > 0, 5_000);
+      expect(first!.customerId).to.equal('later');
+    } finally {
+      streamed.cancel();
+    }
+    // A reader of the deleted event's type, or of every type, missed it: CURSOR_EXPIRED.
+    await expectError(events.listEvents({ afterCursor: quiet.cursor, types: [EventType.EVENT_TYPE_COUPON_DELETED] }), status.FAILED_PRECONDITION, 'CURSOR_EXPIRED');
+    await expectError(events.listEvents({ afterCursor: quiet.cursor }), status.FAILED_PRECONDITION, 'CURSOR_EXPIRED');
   });
 
   it('starts a read from the beginning after the newest deleted event, even when younger events sit before it in the order', async () => {

@@ -215,7 +215,7 @@ export interface ListEventsRequest {
   /**
    * Answer the events after this cursor (an Event's `cursor`, or a
    * `next_cursor`). Empty: from the oldest event still retained, in the
-   * order: after the newest event retention deleted (an event that sorts
+   * order: after the newest event retention deleted of the types read (an event that sorts
    * before it, written by a transaction that took its place early, is left
    * out, so that no cursor handed out is already expired).
    */
@@ -921,10 +921,13 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
  * processing it when you can, and resume from it.
  *
  * Retention: events are kept CREDITS_EVENT_RETENTION_HOURS (default 168, 7
- * days), then deleted. A cursor behind the newest deleted event is
+ * days), then deleted. A cursor behind the newest deleted event of its
+ * tenant of the types it reads (all types without `types`) is
  * FAILED_PRECONDITION with reason CURSOR_EXPIRED: the reader may have missed
  * events and must rebuild its state from the other services' List RPCs,
- * then read from an empty cursor (or `live_only`).
+ * then read from an empty cursor (or `live_only`). A cursor after which
+ * nothing it would read was deleted stays valid, however old: a quiet
+ * tenant, or a stream of a rare type, resumes where it was.
  *
  * Both RPCs need `authorization: Bearer <api key>` metadata with the `read`
  * scope and see only the events of the key's tenant. Errors common to both:
