@@ -8,6 +8,7 @@ import { inServerSpan } from '../observability/trace-context';
 import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
 import { MalformedRequest, type Middleware, type Outcome } from './pipeline';
+import { RESERVED_MAP_KEY } from './reserved-map-keys';
 
 /*
  * The call pipeline, outermost first (see Rpc): [traceCalls →
@@ -118,11 +119,16 @@ export function refuseGoneCalls(): Middleware {
 /**
  * A request whose bytes did not decode is answered INVALID_ARGUMENT after
  * authentication, like any bad input (grpc-js itself would answer INTERNAL
- * without details).
+ * without details); so is one with a map key decoding drops (`__proto__`).
  */
 export function refuseMalformed(): Middleware {
   return (call, next) => {
     if (call.request instanceof MalformedRequest) {
+      const at = call.request.reservedKeyAt;
+      if (at !== undefined) {
+        const why = `key ${JSON.stringify(RESERVED_MAP_KEY)} is reserved: JavaScript decoders drop it`;
+        throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: ${at}: ${why}; use another key.`, [{ field: at, description: why }]);
+      }
       const message = `${call.path.slice(call.path.lastIndexOf('/') + 1)}Request`;
       throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: the bytes sent are not a valid ${message} protobuf message.`, [
         { field: '', description: `is not a valid ${message} protobuf message` },

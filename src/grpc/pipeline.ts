@@ -57,7 +57,14 @@ export function compose(...middleware: Middleware[]): Middleware {
   );
 }
 
-/** Stands in for a request whose bytes are not a valid protobuf encoding of the method's request message. */
+/**
+ * Stands in for a request whose bytes are not a valid protobuf encoding of
+ * the method's request message, or hold a map key decoding would drop
+ * (`reservedKeyAt`: where; see reserved-map-keys.ts).
+ */
 export class MalformedRequest {
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    readonly reservedKeyAt?: string,
+  ) {}
 }

@@ -17,6 +17,7 @@ import { toCallerError, toServiceError } from './error-status';
 import { responseSerializers } from './message-encoding';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';
+import { reservedMapKeyChecks } from './reserved-map-keys';
 
 /** What a handler knows about the call besides its request. */
 export interface CallContext {
@@ -57,13 +58,15 @@ export type StreamHandler<Req, Res> = (request: Req, context: StreamContext<Res>
 export class Rpc {
   private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
   private readonly serializers = responseSerializers();
+  private readonly reservedKeyChecks = reservedMapKeyChecks();
 
   constructor(private readonly pipeline: Middleware) {}
 
   /**
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
-   * reaches the pipeline as a MalformedRequest (see refuseMalformed).
+   * reaches the pipeline as a MalformedRequest (see refuseMalformed), and so
+   * does one with a map key its decoding would drop (reservedMapKeyChecks).
    * Responses are encoded with one reused writer (see encodeMessage). A
    * server stream may send a message already encoded (a Buffer): one message
    * sent on many streams is then encoded once.
@@ -73,14 +76,18 @@ export class Rpc {
     for (const [name, method] of Object.entries(definition)) {
       this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
       const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
+      const reservedKeyAt = this.reservedKeyChecks.get(method.path) ?? (() => undefined);
       lenient[name] = {
         ...(method as MethodDefinition<unknown, unknown>),
         requestDeserialize: (bytes: Buffer) => {
+          let request: unknown;
           try {
-            return method.requestDeserialize(bytes);
+            request = method.requestDeserialize(bytes);
           } catch {
             return new MalformedRequest(method.path);
           }
+          const at = reservedKeyAt(bytes);
+          return at === undefined ? request : new MalformedRequest(method.path, at);
         },
         responseSerialize: method.responseStream ? (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) : serialize,
       };

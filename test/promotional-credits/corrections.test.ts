@@ -1,11 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { QueryRunner } from 'typeorm';
-import { Origin, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
+import {
+  AddPromotionalCreditsRequest,
+  ListPromotionalCreditsRequest,
+  Origin,
+  PromotionalCreditServiceClient,
+  PromotionalCreditType,
+} from '../../gen/credits/v1/promotional_credit_service';
 import { entryHash } from '../../src/promotional-credits/entry-hash';
 import { verifyLedger } from '../../src/promotional-credits/ledger-audit';
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { apiKeyInterceptor, unary } from '../support/server';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -256,6 +263,29 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       );
       expect(Object.keys(err.fields)).to.have.length(3);
       expect((await pc.getCustomerBalance({ customerId: 'x' })).balance!.balances).to.deep.equal([]);
+    });
+
+    it('refuses the key __proto__, which JavaScript decoders drop, and takes the text elsewhere', async () => {
+      const pc = t.promotionalCredits;
+      // An own key, as a Go or Python caller sends it; the test clients' fromPartial would drop it, so these go out as built.
+      const reserved = JSON.parse('{"order_id": "o-9", "__proto__": "x"}') as Record<string, string>;
+      const client = new PromotionalCreditServiceClient(t.server.address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(t.tenant.rwKey)] });
+      let err: Awaited<ReturnType<typeof expectError>>;
+      try {
+        const add = { ...AddPromotionalCreditsRequest.fromPartial({ ...base, customerId: 'proto', amount: 1n }), metadata: reserved };
+        err = await expectError(unary(client.addPromotionalCredits, client, add), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+        expect(err.fields).to.deep.equal({ 'metadata["__proto__"]': 'key "__proto__" is reserved: JavaScript decoders drop it' });
+        // As a filter it matched every entry before (the pair vanished in decoding).
+        const list = { ...ListPromotionalCreditsRequest.fromPartial({}), metadata: reserved };
+        err = await expectError(unary(client.listPromotionalCredits, client, list), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+      } finally {
+        client.close();
+      }
+      expect(Object.keys(err.fields)).to.deep.equal(['metadata["__proto__"]']);
+      expect((await pc.getCustomerBalance({ customerId: 'proto' })).balance!.balances).to.deep.equal([]);
+      // The same text as a value or a description is only text.
+      const added = await pc.addPromotionalCredits({ ...base, customerId: 'proto', amount: 1n, description: '__proto__', metadata: { note: '__proto__' } });
+      expect(added.promotionalCredit!.metadata).to.deep.equal({ note: '__proto__' });
     });
 
     it("serves a one-pair filter from the metadata index, not from the tenant's whole ledger", async function () {

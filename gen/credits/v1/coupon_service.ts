@@ -427,7 +427,7 @@ export interface CreateCouponRequest {
     | undefined;
   /**
    * The caller's key/value pairs (e.g. {"campaign": "spring"}): at most 20
-   * pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+   * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500
    * characters without control characters. Stored and returned as given.
    */
   metadata: { [key: string]: string };
@@ -4971,7 +4971,7 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * no event.
  *
  * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
- * pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+ * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500
  * characters without control characters. Stored and returned as given.
  *
  * All RPCs need `authorization: Bearer <api key>` metadata: Get, List and

@@ -199,7 +199,7 @@ export interface CreateCustomerCreditRequest {
     | undefined;
   /**
    * The caller's key/value pairs (e.g. {"membership_tier": "gold"}): at most
-   * 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value 0..500
+   * 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500
    * characters without control characters. Stored and returned as given;
    * ListCustomerCredits filters on them.
    */

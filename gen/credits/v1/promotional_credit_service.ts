@@ -509,7 +509,7 @@ export interface AddPromotionalCreditsRequest {
   /**
    * The caller's key/value pairs, stored with the entry and returned as given
    * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
-   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value
    * 0..500 characters.
    */
   metadata: { [key: string]: string };
@@ -566,7 +566,7 @@ export interface DeductPromotionalCreditsRequest {
   /**
    * The caller's key/value pairs, stored with the entry and returned as given
    * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
-   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value
    * 0..500 characters.
    */
   metadata: { [key: string]: string };
@@ -630,7 +630,7 @@ export interface SetPromotionalCreditsRequest {
   /**
    * The caller's key/value pairs, stored with the entry and returned as given
    * (e.g. {"order_id": "o_123"}); ListPromotionalCredits filters on them. At
-   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-], a value
+   * most 20 pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value
    * 0..500 characters.
    */
   metadata: { [key: string]: string };
