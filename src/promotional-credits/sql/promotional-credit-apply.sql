@@ -6,7 +6,8 @@
 -- from that locked row, here in SQL, never from a value the caller read
 -- earlier. Below them, three steps are the only code that touches a balance:
 --   promotional_credit_settle  expirations due (holds, then lots), written
---                              before any other change to the balance
+--                              before any other change to the balance, as
+--                              promotional_credit_due reckons them
 --   promotional_credit_take    draws an amount from the lots in consumption
 --                              order: soonest expire_time first, never last,
 --                              then oldest first
@@ -63,13 +64,14 @@ BEGIN
        AND p.proname IN ('promotional_credit_apply', 'promotional_credit_apply_one', 'promotional_credit_sweep', 'promotional_credit_settle',
                          'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
                          'promotional_credit_balance_at', 'promotional_credit_balances_as_of',
-                         'promotional_credit_flush_events')
+                         'promotional_credit_flush_events', 'promotional_credit_due')
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
   END LOOP;
 END
 $drop$;
 DROP TYPE IF EXISTS promotional_credit_outcome;
+DROP TYPE IF EXISTS promotional_credit_due_part;
 
 CREATE TYPE promotional_credit_outcome AS (
   outcome text, reason text,
@@ -78,6 +80,9 @@ CREATE TYPE promotional_credit_outcome AS (
   entry_description text, entry_credit_type text, entry_reference text, entry_metadata jsonb,
   customer_id text, currency_code text, balance bigint, held bigint, hold jsonb,
   events events[], entry_closing_balance bigint);
+
+-- Credits of one lot that left the balance at one instant (left_at).
+CREATE TYPE promotional_credit_due_part AS (lot_id uuid, credit_type text, left_at timestamptz, amount bigint);
 
 -- A hold as JSON for the caller and for events; amounts as strings. STABLE,
 -- not IMMUTABLE: its times are rendered in the session's time zone, and
@@ -222,30 +227,105 @@ BEGIN
 END
 $fn$;
 
+-- What settling the balance `b` at `at` expires, without writing anything:
+-- one row per lot and instant at which some of it left the balance, in the
+-- order settling writes them. Between two writes of a balance (each
+-- settles first) only time changes it, so this replays the instants since
+-- the last one, in order: each lot's expire_time, each active hold's
+-- expire_time, then `at` itself (where a release or a capture has just
+-- changed what holds need). At each instant x, what is left of the lots
+-- expired by x leaves the balance, except what the holds still active at
+-- x (expire_time > x) and made before the lot expired need: held credits
+-- are the first ones in consumption order, so the soonest-expiring
+-- credits stay (held over) and expire when no longer held; a hold made
+-- after a lot expired was made of other credits (those were gone by then)
+-- and keeps none of it. Lots are taken in expiry order, each keeping at
+-- most what such holds need beyond what earlier lots keep for them.
+-- left_at is x: the lot's expire_time for what no hold kept, the
+-- expire_time of the hold that kept the rest, or `at` (the release or
+-- capture). Whenever settling runs, the same credits leave at the same
+-- instants, and a read at `at` (now or in the past, before anything
+-- settled: promotional_credit_balance_at, promotional_credit_balances_as_of)
+-- sees what settling then would write. Expects `b` to be the row as it
+-- stands (holds as stored: ACTIVE until settled).
+CREATE FUNCTION promotional_credit_due(b promotional_credit_balances, at timestamptz) RETURNS SETOF promotional_credit_due_part
+LANGUAGE plpgsql STABLE AS $fn$
+#variable_conflict use_variable
+DECLARE
+  lots promotional_credit_lots[];
+  left_in bigint[];
+  holds promotional_credit_holds[];
+  h promotional_credit_holds;
+  x timestamptz;
+  i integer;
+  cover bigint;
+  keep bigint;
+  kept bigint;
+  part promotional_credit_due_part;
+BEGIN
+  lots := ARRAY(SELECT l FROM promotional_credit_lots AS l
+                 WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+                   AND l.open AND l.expire_time <= at
+                 ORDER BY l.expire_time, l.seq);
+  IF cardinality(lots) = 0 THEN
+    RETURN;
+  END IF;
+  left_in := ARRAY(SELECT l.remaining FROM unnest(lots) AS l);
+  -- Only holds made before the last of these lots expired can keep any of them.
+  holds := ARRAY(SELECT y FROM promotional_credit_holds AS y
+                  WHERE y.tenant_id = b.tenant_id AND y.customer_id = b.customer_id AND y.currency_code = b.currency_code
+                    AND y.status = 'ACTIVE' AND y.create_time < (lots[cardinality(lots)]).expire_time);
+  FOR x IN
+    SELECT l.expire_time FROM unnest(lots) AS l WHERE NOT l.expired  -- lots settled earlier had their instant then
+    UNION SELECT y.expire_time FROM unnest(holds) AS y WHERE y.expire_time <= at
+    UNION SELECT at
+    ORDER BY 1
+  LOOP
+    kept := 0;
+    FOR i IN 1 .. cardinality(lots) LOOP
+      EXIT WHEN (lots[i]).expire_time > x;
+      CONTINUE WHEN left_in[i] = 0;
+      cover := 0;
+      FOREACH h IN ARRAY holds LOOP
+        IF h.create_time < (lots[i]).expire_time AND h.expire_time > x THEN
+          cover := cover + h.amount;
+        END IF;
+      END LOOP;
+      keep := least(left_in[i], greatest(cover - kept, 0));
+      kept := kept + keep;
+      IF left_in[i] > keep THEN
+        part := ROW((lots[i]).id, (lots[i]).credit_type, x, left_in[i] - keep);
+        RETURN NEXT part;
+        left_in[i] := keep;
+      END IF;
+    END LOOP;
+  END LOOP;
+END
+$fn$;
+
 -- Writes what is due on the locked balance at `at`, before anything else
 -- changes it: holds past their expire_time become EXPIRED (their credits
--- stop being held), then what is left of lots past their expire_time leaves
--- the balance, one EXPIRATION entry per lot, except what active holds made
--- before the lot expired still need: held credits are the first ones in
--- consumption order, so the soonest-expiring credits stay (held over) and
--- expire when released; a hold made after a lot expired was made of other
--- credits (those were gone by then) and keeps none of it. Lots are taken
--- in expiry order, each keeping at most what such holds need beyond what
--- earlier lots keep for them. Run again (a release, a capture), it keeps
--- what is still needed and expires the rest. Credits kept are drawn by
--- those holds' captures alone (promotional_credit_take).
+-- stop being held), then what promotional_credit_due reckons has left the
+-- lots past their expire_time leaves the balance, one EXPIRATION entry per
+-- lot and instant, its expire_time the instant its credits left (so a
+-- balance as of an earlier instant can tell what had left by then, however
+-- late the entry is written). What active holds made before a lot expired
+-- still need stays in the lot (it is drawn by those holds' captures alone:
+-- promotional_credit_take); run again (a release, a capture), it keeps what
+-- is still needed and expires the rest.
 -- Answers the balance row as it is afterwards (b), and adds the events to `events`.
 CREATE FUNCTION promotional_credit_settle(INOUT b promotional_credit_balances, at timestamptz, INOUT events events[])
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
 DECLARE
   h promotional_credit_holds;
-  lot promotional_credit_lots;
-  cover bigint;
-  keep bigint;
-  kept bigint := 0;
+  due promotional_credit_due_part[];
+  d promotional_credit_due_part;
   p record;
 BEGIN
+  -- Reckoned before the holds past their expire_time are marked below: until then they kept credits.
+  due := ARRAY(SELECT u FROM promotional_credit_due(b, at) AS u);
+
   FOR h IN
     UPDATE promotional_credit_holds AS x SET status = 'EXPIRED', update_time = x.expire_time
      WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
@@ -258,27 +338,18 @@ BEGIN
   UPDATE promotional_credit_balances AS x SET held = b.held
    WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code;
 
-  FOR lot IN
-    SELECT * FROM promotional_credit_lots AS l
-     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-       AND l.open AND l.expire_time <= at
-     ORDER BY l.expire_time, l.seq
-  LOOP
-    cover := coalesce((SELECT sum(x.amount) FROM promotional_credit_holds AS x
-                        WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
-                          AND x.status = 'ACTIVE' AND x.create_time < lot.expire_time), 0) - kept;
-    keep := least(lot.remaining, greatest(cover, 0));
-    kept := kept + keep;
-    IF lot.remaining > keep THEN
-      p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', lot.remaining - keep,
-        'Expired: what was left of lot ' || lot.id, lot.credit_type, '', '(expiry)', '{}', lot.expire_time, NULL,
-        jsonb_build_array(jsonb_build_object('lot_id', lot.id, 'amount', (lot.remaining - keep)::text)), false, at, events);
-      events := p.events;
-      b.amount := (p.e).closing_balance;
-      b.last_hash := (p.e).hash;
-    END IF;
-    UPDATE promotional_credit_lots AS l SET remaining = keep, expired = true WHERE l.id = lot.id;
+  FOREACH d IN ARRAY due LOOP
+    p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', d.amount,
+      'Expired: what was left of lot ' || d.lot_id, d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
+      jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, events);
+    events := p.events;
+    b.amount := (p.e).closing_balance;
+    b.last_hash := (p.e).hash;
   END LOOP;
+  UPDATE promotional_credit_lots AS l
+     SET remaining = l.remaining - coalesce((SELECT sum(u.amount) FROM unnest(due) AS u WHERE u.lot_id = l.id), 0), expired = true
+   WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+     AND l.open AND l.expire_time <= at;
 
   b.next_expire_time := least(
     (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
@@ -430,8 +501,10 @@ BEGIN
       -- Back into the lots they came from, each with its own expire_time. A
       -- part whose lot has expired meanwhile was spent, not held, when the
       -- lot expired: no hold keeps it, it expires at once (an EXPIRATION
-      -- entry of its own, shaped as settling writes them), and the lot's
-      -- remaining (what holds keep of it) does not change.
+      -- entry of its own, shaped as settling writes them, its expire_time
+      -- now: the credits were in the balance from the reversal's entry to
+      -- this one), and the lot's remaining (what holds keep of it) does not
+      -- change.
       UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
         FROM jsonb_array_elements(target_entry.allocations) AS a (value)
        WHERE l.id = (a.value->>'lot_id')::uuid AND (l.expire_time IS NULL OR l.expire_time > at);
@@ -450,7 +523,7 @@ BEGIN
       LOOP
         p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', returned.part,
           'Expired: returned to lot ' || returned.id || ' after it expired', returned.credit_type, '', '(expiry)', '{}',
-          returned.expire_time, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
+          at, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
           false, at, p.events);
         events := p.events;
         b.amount := (p.e).closing_balance;
@@ -687,11 +760,19 @@ END
 $fn$;
 
 -- Balances of a customer as they were at `at` (in the past): the closing
--- balance of each currency's last entry written by then, less the
--- expirations due by then that were written after it (no entry can come
--- between a lot's expiry and its EXPIRATION entry: a write settles first),
--- less what is left of lots due by then that no write has settled yet (but
--- for what the holds active then needed).
+-- balance of each currency's last entry written by then, less what had
+-- left the balance by then without an entry yet. That is (1) the
+-- EXPIRATION entries written after `at` whose credits left by then (their
+-- expire_time: when their credits left; no entry can come between that
+-- instant and the EXPIRATION entry, a write settles first), and (2) what
+-- no write has settled yet that had left by then (promotional_credit_due
+-- up to `at`: lots past their expire_time, less what the holds still
+-- active then kept of them). (2) is needed only while nothing has settled
+-- the balance since `at` (next_expire_time <= at; a write or sweep after
+-- it writes (1) instead), when the balance's lots and holds are still as
+-- they were at `at`. Entries written before definition version 6 say when
+-- their lot expired, even for credits a hold kept longer: as of an instant
+-- between the two, such credits are left out.
 CREATE FUNCTION promotional_credit_balances_as_of(tenant uuid, customer text, at timestamptz)
 RETURNS TABLE (currency_code text, amount bigint, held bigint)
 LANGUAGE sql STABLE AS $fn$
@@ -713,13 +794,14 @@ LANGUAGE sql STABLE AS $fn$
        AND e.create_time > at AND e.expire_time <= at
      GROUP BY e.currency_code
   ), unsettled AS (
-    SELECT l.currency_code, sum(l.remaining) AS due
-      FROM promotional_credit_lots AS l
-     WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.open AND NOT l.expired AND l.expire_time <= at
-     GROUP BY l.currency_code
+    SELECT b.currency_code, sum(d.amount) AS due
+      FROM promotional_credit_balances AS b
+     CROSS JOIN LATERAL promotional_credit_due(b, at) AS d
+     WHERE b.tenant_id = tenant AND b.customer_id = customer AND b.next_expire_time <= at
+     GROUP BY b.currency_code
   )
   SELECT le.currency_code,
-         le.closing_balance - coalesce(wl.expired, 0) - greatest(0, coalesce(u.due, 0) - coalesce(ht.held, 0)),
+         le.closing_balance - coalesce(wl.expired, 0) - coalesce(u.due, 0),
          coalesce(ht.held, 0)
     FROM last_entries le
     LEFT JOIN held_then ht USING (currency_code)
