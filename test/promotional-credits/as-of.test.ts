@@ -187,6 +187,37 @@ describe('balances as of an instant: credits held, released, captured or reverse
     await expectHistoryKept(customerId, instants);
   });
 
+  it('reads credits kept for a hold that lapsed as gone, live and as of then, while a later hold is active', async function () {
+    this.timeout(30_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'later-hold-active';
+    const expiry = inMs(900);
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: expiry });
+    const lasting = (await pc.addPromotionalCredits({ ...base, customerId, amount: 100n })).promotionalCredit!;
+    const holdExpiry = inMs(2700);
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: holdExpiry });
+    await sleepUntil(expiry, 150);
+    // Made after the lot expired (settling it first): of the lasting lot's credits.
+    const later = (await pc.holdPromotionalCredits({ ...base, customerId, amount: 100n })).hold!;
+    const kept = await instant(customerId);
+    expect(kept.balances).to.deep.equal({ USD: { amount: 200n, held: 200n } });
+
+    const lapsed = await withBalancesLocked(customerId, async () => {
+      expect(Date.now(), 'locked before the hold expires').to.be.below(holdExpiry.getTime());
+      await sleepUntil(holdExpiry, 200);
+      const read = await instant(customerId);
+      expect(read.balances, 'what settling will leave').to.deep.equal({ USD: { amount: 100n, held: 100n } });
+      expect(await asOf(customerId, read.at)).to.deep.equal(read.balances);
+      return read;
+    });
+    const written = await eventually(10_000, () => expiredEntries(customerId), (entries) => entries.length > 0);
+    expect(written.map((e) => [e.amount, e.expireTime])).to.deep.equal([[100n, holdExpiry]]);
+    const captured = await pc.capturePromotionalCreditHold({ holdId: later.id });
+    expect(captured.promotionalCredit!.allocations.map((a) => [a.lotId, a.amount])).to.deep.equal([[lasting.id, 100n]]);
+
+    await expectHistoryKept(customerId, [kept, lapsed, await instant(customerId)]);
+  });
+
   it('stays what it was at every instant through captures, releases, lapses and reversals of several holds and lots in two currencies', async function () {
     this.timeout(60_000);
     const pc = t.promotionalCredits;

@@ -657,13 +657,12 @@ BEGIN
 END
 $fn$;
 
--- The balance as readers see it at `at` without writing: what settling would
--- leave (holds past expiry no longer held; lots past expiry gone but for
--- what active holds need). Exact for a settled balance at no cost.
+-- The balance as readers see it at `at` without writing: what settling
+-- would leave (holds past expiry no longer held; what promotional_credit_due
+-- reckons has left the lots past expiry gone, the rest kept for the holds
+-- that still need it). Exact for a settled balance at no cost.
 CREATE FUNCTION promotional_credit_balance_at(b promotional_credit_balances, at timestamptz, OUT amount bigint, OUT held bigint)
 LANGUAGE plpgsql STABLE AS $fn$
-DECLARE
-  due bigint;
 BEGIN
   IF b.next_expire_time IS NULL OR b.next_expire_time > at THEN
     amount := b.amount;
@@ -673,10 +672,7 @@ BEGIN
   held := b.held - coalesce((SELECT sum(x.amount) FROM promotional_credit_holds AS x
                               WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
                                 AND x.status = 'ACTIVE' AND x.expire_time <= at), 0);
-  due := coalesce((SELECT sum(l.remaining) FROM promotional_credit_lots AS l
-                    WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-                      AND l.open AND l.expire_time <= at), 0);
-  amount := b.amount - greatest(0, due - held);
+  amount := b.amount - coalesce((SELECT sum(d.amount) FROM promotional_credit_due(b, at) AS d), 0);
 END
 $fn$;
 
