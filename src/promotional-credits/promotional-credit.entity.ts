@@ -59,7 +59,7 @@ export class PromotionalCreditEntity {
   @Column({ type: 'text', nullable: true })
   origin!: Origin | null;
 
-  /** INCREMENT: when its lot expires; EXPIRATION: when its lot expired. */
+  /** INCREMENT: when its lot expires; EXPIRATION: when its credits left the balance (the lot's expiry, or when the hold that kept them ended, or the reversal that put them back). */
   @Column({ name: 'expire_time', type: 'timestamptz', nullable: true })
   expireTime!: Date | null;
 

@@ -35,8 +35,11 @@ export enum Origin {
   /** ORIGIN_SET - SetPromotionalCredits (either direction). */
   ORIGIN_SET = 3,
   /**
-   * ORIGIN_EXPIRATION - What was left of a lot at its expire_time; written by the service (its
-   * `done_by` is "(expiry)", which no API key can be named).
+   * ORIGIN_EXPIRATION - Credits of a lot that left the balance because the lot expired: what
+   * was left of it at its expire_time, what a hold kept of it when the hold
+   * ended, what a reversal put back into it after it expired (see
+   * PromotionalCredit.expire_time); written by the service (its `done_by` is
+   * "(expiry)", which no API key can be named).
    */
   ORIGIN_EXPIRATION = 4,
   /** ORIGIN_REVERSAL - ReversePromotionalCredit; `reverses_id` names the reversed entry. */
@@ -110,7 +113,8 @@ export enum HoldStatus {
   HOLD_STATUS_RELEASED = 3,
   /**
    * HOLD_STATUS_EXPIRED - Reached its expire_time before being captured or released; its credits
-   * are available again.
+   * are available again (credits it kept after their lot expired expire
+   * then).
    */
   HOLD_STATUS_EXPIRED = 4,
   UNRECOGNIZED = -1,
@@ -296,9 +300,15 @@ export interface PromotionalCredit {
   origin: Origin;
   /**
    * On an INCREMENT that opened an expiring lot: when what is left of it
-   * expires. On an ORIGIN_EXPIRATION entry: when its lot expired (the entry
-   * itself may be written later, but before any other change of the balance).
-   * Absent otherwise.
+   * expires. On an ORIGIN_EXPIRATION entry: when its credits left the
+   * balance (the entry itself may be written later, but before any other
+   * change of the balance): the lot's expire_time for what no hold kept;
+   * for credits a hold made before the lot expired kept past it, when
+   * that hold was released or captured, or the hold's own expire_time if it
+   * lapsed; for credits a reversal put back into a lot that had already
+   * expired, the reversal's time. (Expirations written by earlier versions
+   * of the service carry their lot's expire_time in every case.) Absent
+   * otherwise.
    */
   expireTime?:
     | Date
@@ -762,9 +772,11 @@ export interface GetCustomerBalanceRequest {
   /** The customer: 1..50 characters of [A-Za-z0-9_.@:-]. Required. */
   customerId: string;
   /**
-   * The balances as they were at this instant (not in the future), with the
-   * expirations due by then counted even if their entries were written
-   * later. Currencies without an entry by then are left out. Absent: now.
+   * The balances as they were at this instant (not in the future): credits
+   * that had left the balance by then are left out even if their
+   * ORIGIN_EXPIRATION entries were written later (by their expire_time,
+   * when they left), and credits a hold still kept then are counted.
+   * Currencies without an entry by then are left out. Absent: now.
    */
   asOfTime?: Date | undefined;
 }
@@ -7004,7 +7016,10 @@ export const PromotionalCreditServiceService = {
    * customer that was never credited has an empty list of balances (not an
    * error). Expired credits are never counted, whether or not their
    * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
-   * they were at that instant.
+   * they were at that instant: credits that had left the balance by then are
+   * not counted, whenever their EXPIRATION entry was written, and credits
+   * that left later are (such as credits a hold kept past their lot's expiry
+   * until the hold ended; see PromotionalCredit.expire_time).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
@@ -7233,7 +7248,10 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * customer that was never credited has an empty list of balances (not an
    * error). Expired credits are never counted, whether or not their
    * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
-   * they were at that instant.
+   * they were at that instant: credits that had left the balance by then are
+   * not counted, whenever their EXPIRATION entry was written, and credits
+   * that left later are (such as credits a hold kept past their lot's expiry
+   * until the hold ended; see PromotionalCredit.expire_time).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
@@ -7445,7 +7463,10 @@ export interface PromotionalCreditServiceClient extends Client {
    * customer that was never credited has an empty list of balances (not an
    * error). Expired credits are never counted, whether or not their
    * EXPIRATION entry has been written yet. With `as_of_time`, the balances as
-   * they were at that instant.
+   * they were at that instant: credits that had left the balance by then are
+   * not counted, whenever their EXPIRATION entry was written, and credits
+   * that left later are (such as credits a hold kept past their lot's expiry
+   * until the hold ended; see PromotionalCredit.expire_time).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
