@@ -161,10 +161,10 @@ describe('balances as of an instant: credits held, released, captured or reverse
     this.timeout(30_000);
     const pc = t.promotionalCredits;
     const customerId = 'settled-late';
-    const expiry = inMs(900);
+    const expiry = inMs(1200);
     await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: expiry });
     await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
-    const holdExpiry = inMs(1800);
+    const holdExpiry = inMs(2100);
     await pc.holdPromotionalCredits({ ...base, customerId, amount: 60n, expireTime: holdExpiry });
     const instants = await withBalancesLocked(customerId, async () => {
       expect(Date.now(), 'locked before the lot expires').to.be.below(expiry.getTime());
@@ -223,9 +223,9 @@ describe('balances as of an instant: credits held, released, captured or reverse
     const pc = t.promotionalCredits;
     const customerId = 'many';
     const eur = { ...base, currencyCode: 'EUR' };
-    const first = inMs(1000);
-    const lapse = inMs(2200);
-    const second = inMs(2800);
+    const first = inMs(1500);
+    const lapse = inMs(2700);
+    const second = inMs(3300);
     await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: first });
     await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: second });
     await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
