@@ -1,6 +1,7 @@
 import { status, type Metadata } from '@grpc/grpc-js';
 import { DomainError, ErrorReason, type FieldViolation } from '../common/domain-error';
 import type { WorkRunner } from '../db/unit-of-work';
+import { isDatabaseUnavailable } from '../db/db-errors';
 import type { Idempotency } from '../idempotency/idempotency';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
@@ -70,6 +71,10 @@ export function drain(state: { accepting(): boolean; enter(): void; leave(): voi
     state.enter();
     try {
       return await next(call);
+    } catch (err) {
+      // The shutdown ended its database work (its transaction rolled back).
+      if (!state.accepting() && isDatabaseUnavailable(err)) throw shuttingDown('nothing was written; retry');
+      throw err;
     } finally {
       if (call.ending) streams.delete(call.ending);
       state.leave();

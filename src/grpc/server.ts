@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { DataSource } from 'typeorm';
@@ -27,6 +28,7 @@ import { addReflection } from './reflection';
 import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
 import { connectionOf } from '../db/data-source';
+import { ConnectionsInUse } from '../db/connections-in-use';
 import type { Metrics } from '../observability/metrics';
 import { observeService } from '../observability/service-metrics';
 import { DatabaseReadiness } from '../observability/readiness';
@@ -34,6 +36,9 @@ import { DatabaseReadiness } from '../observability/readiness';
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService', 'credits.v1.EventService'];
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
+
+/** How long calls whose database work a shutdown ended get to answer before the connections close. */
+const ANSWER_AFTER_TERMINATE_MS = 500;
 
 /** Largest request or response message accepted, in bytes. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
@@ -43,7 +48,9 @@ export interface GrpcServer {
   port: number;
   /**
    * Marks the server NOT_SERVING, refuses new calls, waits up to `graceMs`
-   * for calls in flight, then closes every connection.
+   * for calls in flight (and the sweeps), then ends the database work of
+   * those still running (rolled back: they answer UNAVAILABLE) and closes
+   * every connection.
    */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -80,6 +87,7 @@ export async function startGrpcServer(
   });
   await authenticator.start();
   const events = await EventsService.start(deps.dataSource, deps.logger, { retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS });
+  const connectionsInUse = new ConnectionsInUse(deps.dataSource);
   let accepting = true;
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -171,21 +179,32 @@ export async function startGrpcServer(
       accepting = false;
       stopping.abort();
       clearInterval(pruneTimer);
-      await sweeper.stop();
-      await readiness.stop();
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
-      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
       let timer: NodeJS.Timeout | undefined;
-      const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-      await Promise.race([idle, graceOver]);
-      if (inFlight > 0) {
-        deps.logger.warn({ in_flight: inFlight }, 'shutdown grace period over; cutting calls still in flight');
+      const graceOver = new Promise<'over'>((resolve) => (timer = setTimeout(() => resolve('over'), graceMs)));
+      // The background work ends within the grace like the calls: a sweep
+      // waiting on a row lock must not hold the drain (or health) past it.
+      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
+      const quiet = Promise.all([idle, sweeper.stop(), readiness.stop()]);
+      if ((await Promise.race([quiet, graceOver])) === 'over') {
+        deps.logger.warn({ in_flight: inFlight, connections_in_use: connectionsInUse.size }, 'shutdown grace period over; cutting calls still in flight');
+        // Their database work first, so that it rolls back rather than
+        // committing after the caller was cut off: they fail at once and
+        // answer UNAVAILABLE (SHUTTING_DOWN) while the connection is still
+        // there to carry it; then every connection is closed.
+        const terminated = await connectionsInUse.terminate().catch((err: unknown) => {
+          deps.logger.warn({ err }, 'could not end the database work of calls in flight');
+          return 0;
+        });
+        if (terminated > 0) await Promise.race([quiet, new Promise((resolve) => setTimeout(resolve, ANSWER_AFTER_TERMINATE_MS))]);
+        destroySessions(server);
         server.forceShutdown();
       } else {
         // Handlers are done; let the last responses flush, within what is left of the grace.
         await new Promise<void>((resolve) => {
           server.tryShutdown(() => resolve());
           void graceOver.then(() => {
+            destroySessions(server);
             server.forceShutdown();
             resolve();
           });
@@ -264,4 +283,19 @@ async function loadPageTokenKey(dataSource: DataSource): Promise<Buffer> {
   const rows: Array<{ value: Buffer }> = await dataSource.query(`SELECT value FROM service_secrets WHERE name = 'page_token'`);
   if (!rows[0]) throw new Error('service_secrets has no page_token key; run `credits migrate`');
   return rows[0].value;
+}
+
+/**
+ * Closes every HTTP/2 connection of the server at once. grpc-js's
+ * forceShutdown() destroys only the sessions channelz keeps, and channelz is
+ * off here (grpc.enable_channelz 0): alone, it cut no call in flight, and an
+ * open stream (a health Watch, a StreamEvents that had not ended) kept the
+ * process alive after "stopped" (found in review). The sessions are read
+ * from the server's own table, as grpc-js's drain() does.
+ */
+function destroySessions(server: Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<unknown, { sessions?: Set<http2.ServerHttp2Session> }> }).http2Servers;
+  for (const entry of servers?.values() ?? []) {
+    for (const session of entry.sessions ?? []) session.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
+  }
 }

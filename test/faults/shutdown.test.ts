@@ -1,8 +1,9 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { freePort, healthStatus, spawnServer } from '../support/child-server';
+import { HealthClient } from '../support/health-status';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
 import { promotionalCredits } from '../support/server';
 import { decodeError } from '../support/status';
@@ -69,5 +70,52 @@ describe('faults: graceful shutdown', function () {
       [tenant.id, 'drain'],
     );
     expect(rows[0]!.amount).to.equal('55');
+  });
+
+  it('at the end of the grace period ends the database work of calls still in flight (rolled back, answered UNAVAILABLE) and exits, open streams or not', async () => {
+    const tenant = await newTenant(dataSource);
+    const port = await freePort();
+    const server = await spawnServer(await testDatabaseUrl(), port, { CREDITS_SHUTDOWN_GRACE_MS: '1000' });
+    const client = promotionalCredits(server.address, tenant.rwKey);
+    const base = { customerId: 'cut', currencyCode: '', description: 'cut', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
+    await client.addPromotionalCredits({ ...base, amount: 1000n });
+    // A health Watch stays open until the server closes its connection.
+    const health = new HealthClient(server.address, credentials.createInsecure()) as unknown as { watch(request: { service: string }): ClientReadableStream<unknown>; close(): void };
+    const watch = health.watch({ service: '' });
+    watch.on('data', () => undefined);
+    const watchEnded = new Promise<void>((resolve) => {
+      watch.on('error', () => resolve());
+      watch.on('end', () => resolve());
+    });
+
+    const runner = dataSource.createQueryRunner();
+    await runner.connect();
+    await runner.startTransaction();
+    try {
+      await runner.query('SELECT amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE', [tenant.id, 'cut']);
+      const inFlight = Array.from({ length: 3 }, () => client.deductPromotionalCredits({ ...base, amount: 100n }));
+      await new Promise((r) => setTimeout(r, 500)); // the deductions reach the lock and wait
+
+      server.process.kill('SIGTERM');
+      const results = await Promise.allSettled(inFlight);
+      const answers = results.map((r) => (r.status === 'fulfilled' ? 'written' : `${status[decodeError(r.reason as ServiceError).code]} ${decodeError(r.reason as ServiceError).reason}`));
+      expect(answers).to.deep.equal(['UNAVAILABLE SHUTTING_DOWN', 'UNAVAILABLE SHUTTING_DOWN', 'UNAVAILABLE SHUTTING_DOWN']);
+      // It exits while the lock is still held: nothing of it waits on the database any more.
+      expect(await server.exited).to.deep.equal({ code: 0, signal: null });
+      await watchEnded;
+    } finally {
+      await runner.commitTransaction();
+      await runner.release();
+      health.close();
+      client.close();
+    }
+    // Told to retry, and indeed nothing was written (before: each deduction committed once the lock was released).
+    const rows: Array<{ amount: string; decrements: number }> = await dataSource.query(
+      `SELECT b.amount, (SELECT count(*)::int FROM promotional_credits e WHERE e.tenant_id = b.tenant_id AND e.customer_id = b.customer_id AND e.type = 'DECREMENT') AS decrements
+         FROM promotional_credit_balances b WHERE b.tenant_id = $1 AND b.customer_id = $2`,
+      [tenant.id, 'cut'],
+    );
+    expect(rows).to.deep.equal([{ amount: '1000', decrements: 0 }]);
+    expect(server.output()).to.include('shutdown grace period over');
   });
 });
