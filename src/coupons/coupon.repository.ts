@@ -9,6 +9,10 @@ import { CouponRedemptionEntity } from './coupon-redemption.entity';
 import { CouponEntity } from './coupon.entity';
 import { countedSql, redemptionStatusAt, type RedemptionStatus } from './redemption-status.rules';
 
+
+/** How long the sweep of lapsed holds waits for a coupon's row lock by default (see cancelLapsedHolds). */
+export const LAPSE_LOCK_TIMEOUT_MS = 1_000;
+
 /** How a coupon is named: by id, or by code (matched ignoring case). */
 export type CouponLocator = { id: string } | { code: string };
 
@@ -337,10 +341,14 @@ export class CouponRepository {
    * written (the status read as CANCELED from hold_until already). Two
    * processes sweeping at once wait for each other on those locks, and the
    * second finds nothing left to write: a lapse is recorded exactly once.
+   * A coupon's lock is waited for `lockTimeoutMs` at most (then this
+   * throws lock_not_available and writes nothing); a busy coupon's locks are
+   * held for milliseconds, so skipping locked coupons instead would starve
+   * the lapses of the hottest ones.
    * The coupons' stored counters count CONFIRMED uses only, so a lapse
    * changes none.
    */
-  async cancelLapsedHolds(limit: number): Promise<{ due: number; canceled: CouponRedemptionEntity[] }> {
+  async cancelLapsedHolds(limit: number, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS): Promise<{ due: number; canceled: CouponRedemptionEntity[] }> {
     const due: Array<{ redemption_id: string; coupon_id: string }> = await this.manager.query(
       `SELECT redemption_id, coupon_id FROM coupon_redemption_states
         WHERE status = 'HELD' AND hold_until <= clock_timestamp()
@@ -349,6 +357,12 @@ export class CouponRepository {
     );
     if (due.length === 0) return { due: 0, canceled: [] };
     const couponIds = [...new Set(due.map((d) => d.coupon_id))];
+    // Waiting at most lockTimeoutMs for each: a coupon locked for long
+    // (a stuck transaction) fails this run (55P03; the next one tries again)
+    // instead of stalling it, the balance sweep after it and a shutdown, all
+    // while holding the locks of the coupons before it (a redemption of one
+    // of those waited 12 s in review).
+    await this.manager.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(lockTimeoutMs))}`);
     await this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]);
     const canceled: Array<{ redemption_id: string }> = await this.manager.query(
       // A SELECT around the UPDATE: TypeORM answers an UPDATE's rows with its row count.

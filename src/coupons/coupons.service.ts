@@ -24,7 +24,7 @@ import type { CouponRedemptionEntity } from './coupon-redemption.entity';
 import { computeDiscount, couponRefusal, customerLimitRefusal, validateRedemptionInput, type Refusal, type RedemptionInput } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
 import { couponNotFound } from './coupon.errors';
-import { CODE_UNIQUE_INDEX, CouponRepository, type CouponLocator } from './coupon.repository';
+import { CODE_UNIQUE_INDEX, CouponRepository, LAPSE_LOCK_TIMEOUT_MS, type CouponLocator } from './coupon.repository';
 import { changedFields, checkCode, validateCouponTerms, type CouponTermsInput } from './coupon.rules';
 import { couponRedemptionError, REDEMPTIONS, type RedemptionItem, type RedemptionOutcome } from './redeem-coupon';
 import { lapsedAt, transitionRefusal, type RedemptionTransition } from './redemption-status.rules';
@@ -266,12 +266,12 @@ export class CouponsService {
    * CANCELED and stopped counting from its hold_until on. Answers how many
    * it recorded.
    */
-  async recordLapsedHolds(snapshots: CouponEventSnapshots, { batch = 500, maxPerRun = 5000 } = {}): Promise<number> {
+  async recordLapsedHolds(snapshots: CouponEventSnapshots, { batch = 500, maxPerRun = 5000, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS } = {}): Promise<number> {
     let recorded = 0;
     while (recorded < maxPerRun) {
       const limit = Math.min(batch, maxPerRun - recorded);
       const { due, canceled } = await inTransaction(this.dataSource, async (manager) => {
-        const outcome = await new CouponRepository(manager).cancelLapsedHolds(limit);
+        const outcome = await new CouponRepository(manager).cancelLapsedHolds(limit, lockTimeoutMs);
         await appendEvents(manager, outcome.canceled.map((redemption) => redemptionEvent('REDEMPTION_CANCELED', redemption, snapshots)));
         return outcome;
       });

@@ -154,7 +154,8 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
       expect(current.status, 'read before hold_until').to.equal('HELD');
       await waitUntilPast(holdUntil);
       const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
-      for (let i = 0; i < 3; i++) sweeps.push(service.recordLapsedHolds(couponEventSnapshots));
+      // Patient sweeps (a sweep waits a second by default, then gives the run up): these queue behind the confirm.
+      for (let i = 0; i < 3; i++) sweeps.push(service.recordLapsedHolds(couponEventSnapshots, { lockTimeoutMs: 60_000 }));
       confirm = t.replica.coupons.confirmCouponRedemption({ redemptionId: refusedLate!.id }).then(
         () => 'OK',
         (err: ServiceError) => decodeError(err),
@@ -199,6 +200,35 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
     const listed = new Map((await allRedemptions(t.coupons, coupon.id)).map((r) => [r.id, r.status]));
     expect(listed.get(confirmedLate!.id)).to.equal(CONFIRMED);
     expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
+  });
+
+  it('gives a run up after a second on a coupon a stuck transaction keeps locked (nothing written), and a later run records the lapse once', async function () {
+    this.timeout(60_000);
+    const coupons = await Promise.all([0, 1].map(async () => (await t.coupons.createCoupon(percentageCoupon())).coupon!));
+    const holdUntil = inMs(1_500);
+    const holds = await Promise.all(coupons.map(async (c, i) => (await t.coupons.redeemCoupon(redeemRequest(c.code, `stuck${i}`, { holdUntil }))).redemption!));
+    await waitUntilPast(holdUntil);
+    const stuck = t.server.dataSource.createQueryRunner();
+    await stuck.connect();
+    let released: Promise<void> | undefined;
+    try {
+      await stuck.startTransaction();
+      await new CouponRepository(stuck.manager).lockCoupon(t.tenant.id, { id: coupons[1]!.id });
+      // Let go after 5 s, whatever happens: before, the sweep waited this long (and up to the 30 s statement timeout).
+      released = sleep(5_000).then(() => stuck.commitTransaction());
+      const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+      const outcome = await service.recordLapsedHolds(couponEventSnapshots).then(
+        (recorded) => `recorded ${recorded}`,
+        (err: { code?: string; driverError?: { code?: string } }) => `failed ${err.driverError?.code ?? err.code}`,
+      );
+      expect(outcome).to.equal('failed 55P03');
+      expect([...(await stateRows(holds.map((h) => h.id))).values()].map((r) => r.status), 'nothing written').to.not.include('CANCELED');
+    } finally {
+      await released;
+      await stuck.release();
+    }
+    const found = await untilCanceledEvents(2);
+    expect(Object.fromEntries(perRedemption(found))).to.deep.equal(Object.fromEntries(holds.map((h) => [h.id, 1])));
   });
 
   it('races confirms and cancels against the lapse and the sweeps: each redemption ends in one state, with at most one cancellation and its event', async function () {
