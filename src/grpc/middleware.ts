@@ -82,8 +82,12 @@ export function drain(state: { accepting(): boolean; enter(): void; leave(): voi
   };
 }
 
-/** Resolves `authorization: Bearer <api key>` to the caller's principal. */
-export function authenticate(authenticator: Pick<Authenticator, 'authenticate'>): Middleware {
+/**
+ * Resolves `authorization: Bearer <api key>` to the caller's principal. A
+ * stream ends with UNAUTHENTICATED (API_KEY_INVALID) when its key is
+ * revoked while it is open (Authenticator.watch).
+ */
+export function authenticate(authenticator: Pick<Authenticator, 'authenticate' | 'watch'>): Middleware {
   return async (call, next) => {
     const header = call.metadata.get('authorization')[0];
     if (typeof header !== 'string' || header === '') {
@@ -94,7 +98,16 @@ export function authenticate(authenticator: Pick<Authenticator, 'authenticate'>)
     const principal = await authenticator.authenticate(match[1]!);
     if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
     call.principal = principal;
-    return next(call);
+    const { ending } = call;
+    if (!ending) return next(call);
+    const unwatch = authenticator.watch(principal.keyId, () =>
+      ending.abort(new DomainError(ErrorReason.ApiKeyInvalid, 'The API key was revoked: the stream ended. Call again with a valid key.')),
+    );
+    try {
+      return await next(call);
+    } finally {
+      unwatch();
+    }
   };
 }
 

@@ -17,6 +17,9 @@ export const LISTENER_APPLICATION_NAME = `credits-auth-listener (pid ${process.p
 
 const MAX_CACHED_KEYS = 10_000;
 
+/** How often the keys of open streams are checked in the database while no revocation can be heard. */
+export const STREAM_KEY_CHECK_MS = 1_000;
+
 export interface AuthenticatorOptions {
   /** How long a valid key is remembered; 0 checks the database on every call (and listens for nothing). */
   cacheMs: number;
@@ -49,6 +52,10 @@ export class Authenticator {
   private readonly manager: EntityManager;
   private readonly cacheMs: number;
   private readonly onLookup: ((cached: boolean) => void) | undefined;
+  /** What to do when a key is revoked, per key id: the open streams called with it end. */
+  private readonly watchers = new Map<string, Set<() => void>>();
+  private checkTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(dataSource: DataSource, options: AuthenticatorOptions) {
     this.manager = dataSource.manager;
@@ -72,12 +79,18 @@ export class Authenticator {
             if (keyId === '') return;
             this.epoch++;
             this.cache.delete(keyId);
+            this.revoked(keyId);
           },
-          listening: () => void this.epoch++,
+          listening: () => {
+            this.epoch++;
+            // Revocations sent while it was not listening were not heard: check the streams' keys once.
+            this.scheduleCheck(0);
+          },
           // Revocations sent while it was not listening are lost: forget everything.
           lost: () => {
             this.epoch++;
             this.cache.clear();
+            this.scheduleCheck(STREAM_KEY_CHECK_MS);
           },
         },
       );
@@ -99,7 +112,65 @@ export class Authenticator {
 
   /** Stops listening (on server shutdown). */
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.checkTimer);
     await this.listener?.close();
+  }
+
+  /**
+   * Calls `revoked` once if the key is revoked while watched (an open
+   * stream: authenticated when it started, it must not outlive its key).
+   * Heard at once on every replica through the revocation listener; while
+   * that is not listening, the watched keys are checked in the database
+   * every STREAM_KEY_CHECK_MS (and once when it listens again). Answers the
+   * function that stops watching.
+   */
+  watch(keyId: string, revoked: () => void): () => void {
+    let set = this.watchers.get(keyId);
+    if (!set) this.watchers.set(keyId, (set = new Set()));
+    set.add(revoked);
+    if (this.generation() === undefined) this.scheduleCheck(STREAM_KEY_CHECK_MS);
+    return () => {
+      set.delete(revoked);
+      if (set.size === 0 && this.watchers.get(keyId) === set) this.watchers.delete(keyId);
+    };
+  }
+
+  private revoked(keyId: string): void {
+    const set = this.watchers.get(keyId);
+    if (!set) return;
+    this.watchers.delete(keyId);
+    for (const revoked of set) revoked();
+  }
+
+  /** Checks the watched keys after `delayMs`, and again every STREAM_KEY_CHECK_MS while not listening. */
+  private scheduleCheck(delayMs: number): void {
+    if (this.closed || this.watchers.size === 0) return;
+    clearTimeout(this.checkTimer);
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = undefined;
+      void this.checkWatched().finally(() => {
+        if (this.generation() === undefined) this.scheduleCheck(STREAM_KEY_CHECK_MS);
+      });
+    }, delayMs);
+    this.checkTimer.unref();
+  }
+
+  private async checkWatched(): Promise<void> {
+    const keyIds = [...this.watchers.keys()];
+    if (keyIds.length === 0) return;
+    try {
+      const { rows } = await preparedQuery<{ id: string }>(
+        this.manager,
+        'api_key_live',
+        `SELECT id FROM api_keys WHERE id = ANY ($1::uuid[]) AND revoke_time IS NULL`,
+        [keyIds],
+      );
+      const live = new Set(rows.map((r) => r.id));
+      for (const keyId of keyIds) if (!live.has(keyId)) this.revoked(keyId);
+    } catch {
+      // The database does not answer: the next check tries again (the streams' own reads fail meanwhile).
+    }
   }
 
   /** The principal of a key, or undefined when it is malformed, unknown or revoked. */
@@ -160,6 +231,7 @@ async function findKey(manager: EntityManager, keyId: string): Promise<StoredKey
       defaultCurrency: row.default_currency,
       multiCurrency: row.multi_currency,
       keyName: row.name,
+      keyId,
       scopes: new Set(row.scopes),
     },
   };

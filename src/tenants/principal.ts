@@ -7,5 +7,7 @@ export interface Principal {
   defaultCurrency: string;
   multiCurrency: boolean;
   keyName: string;
+  /** The API key's id (its revocation ends the caller's open streams). */
+  keyId: string;
   scopes: ReadonlySet<Scope>;
 }

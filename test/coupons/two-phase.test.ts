@@ -28,6 +28,7 @@ describe('two-phase redemptions', () => {
     defaultCurrency: 'USD',
     multiCurrency: true,
     keyName: 'rw-key',
+    keyId: '00000000-0000-4000-8000-000000000001',
     scopes: new Set(['read', 'write']),
   });
   const hold = (code: string, customerId: string, ms = 60_000) => t.coupons.redeemCoupon(redeemRequest(code, customerId, { holdUntil: inMs(ms) }));

@@ -30,6 +30,7 @@ const principal: Principal = {
   defaultCurrency: 'USD',
   multiCurrency: false,
   keyName: 'k',
+  keyId: '00000000-0000-4000-8000-000000000001',
   scopes: new Set(['read', 'write']),
 };
 

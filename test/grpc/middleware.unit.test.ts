@@ -25,6 +25,7 @@ const PRINCIPAL: Principal = {
   defaultCurrency: 'USD',
   multiCurrency: false,
   keyName: 'billing',
+  keyId: '00000000-0000-4000-8000-000000000001',
   scopes: new Set(['read']),
 };
 
@@ -156,7 +157,7 @@ describe('call pipeline middleware (unit)', () => {
   });
 
   it('authenticate resolves a Bearer key to the principal, and refuses a missing, malformed or unknown key', async () => {
-    const authenticator = { authenticate: async (key: string) => (key === 'ck_good' ? PRINCIPAL : undefined) };
+    const authenticator = { authenticate: async (key: string) => (key === 'ck_good' ? PRINCIPAL : undefined), watch: () => () => undefined };
     let principal: Principal | undefined;
     const next: Next = async (call) => {
       principal = call.principal;

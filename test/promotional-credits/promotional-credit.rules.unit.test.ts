@@ -9,6 +9,7 @@ const multi: Principal = {
   defaultCurrency: 'USD',
   multiCurrency: true,
   keyName: 'k',
+  keyId: '00000000-0000-4000-8000-000000000001',
   scopes: new Set(['read', 'write']),
 };
 const single: Principal = { ...multi, tenantSlug: 'yen-only', defaultCurrency: 'JPY', multiCurrency: false };

@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import pino from 'pino';
 import type { DataSource } from 'typeorm';
 import { Authenticator, LISTENER_APPLICATION_NAME } from '../../src/tenants/authenticator';
+import { parseApiKey } from '../../src/tenants/api-key.secret';
 import { revokeApiKey } from '../../src/tenants/tenants.service';
 import { freePort } from '../support/child-server';
 import { openTestDataSource } from '../support/database';
@@ -106,6 +107,35 @@ describe('Authenticator: key cache and revocation listener', () => {
     expect(await name(auth, tenant.writeKey)).to.equal('write-key');
     await revokeApiKey(dataSource, { tenantSlug: tenant.slug, name: 'write-key' });
     expect(await within(1000, async () => (await auth.authenticate(tenant.writeKey)) === undefined), 'refused within 1 s').to.equal(true);
+  });
+
+  it('tells the watchers of a key revoked with revokeApiKey (its open streams end), and no others', async () => {
+    const tenant = await newTenant(dataSource);
+    const { auth } = await authenticator();
+    const told: string[] = [];
+    const rw = parseApiKey(tenant.rwKey)!.keyId;
+    const read = parseApiKey(tenant.readKey)!.keyId;
+    auth.watch(rw, () => told.push('rw stream 1'));
+    auth.watch(rw, () => told.push('rw stream 2'));
+    const unwatched = auth.watch(rw, () => told.push('rw stream ended before'));
+    unwatched();
+    auth.watch(read, () => told.push('read stream'));
+    await revokeApiKey(dataSource, { tenantSlug: tenant.slug, name: 'rw-key' });
+    expect(await within(1000, async () => told.length === 2), 'told within 1 s').to.equal(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(told).to.deep.equal(['rw stream 1', 'rw stream 2']);
+  });
+
+  it('checks the watched keys in the database every second while it cannot listen', async () => {
+    const tenant = await newTenant(dataSource);
+    const nobody = await freePort();
+    const { auth } = await authenticator({ listenerConnection: { host: '127.0.0.1', port: nobody, user: 'credits', database: 'credits' } });
+    let told = 0;
+    auth.watch(parseApiKey(tenant.rwKey)!.keyId, () => told++);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(told, 'a live key').to.equal(0);
+    await revokeUnannounced(tenant, 'rw-key');
+    expect(await within(3000, async () => told === 1), 'told by a check').to.equal(true);
   });
 
   it('never uses its cache while it cannot listen', async () => {

@@ -7,6 +7,8 @@ import { testDatabaseUrl } from '../support/database';
 import { promotionalCredits, startTestServer, type TestServer } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant } from '../support/tenant';
+import { eventsClient } from '../support/events';
+import { revokeApiKey } from '../../src/tenants/tenants.service';
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'credits.js');
 /** Both servers remember a valid key this long: only the pushed revocation can explain a refusal within a second. */
@@ -73,6 +75,27 @@ describe('API key revocation reaches every replica', function () {
       expect(refused, 'refused within 1 s by [in-process server, credits serve]').to.deep.equal([true, true]);
     } finally {
       for (const client of [...writers, ...readers]) client.close();
+    }
+  });
+
+  it('ends the streams opened with a key on both servers when the key is revoked (UNAUTHENTICATED), and not those of other keys', async () => {
+    const tenant = await newTenant(inProcess.dataSource);
+    const addresses = [inProcess.address, child.address];
+    const revokedReaders = addresses.map((address) => eventsClient(address, tenant.readKey));
+    const otherReaders = addresses.map((address) => eventsClient(address, tenant.rwKey));
+    try {
+      const doomed = revokedReaders.map((client) => client.stream({ liveOnly: true }));
+      const kept = otherReaders.map((client) => client.stream({ liveOnly: true }));
+      await Promise.all([...doomed, ...kept].map((s) => s.headers));
+      await revokeApiKey(inProcess.dataSource, { tenantSlug: tenant.slug, name: 'read-key' });
+      const ends = await Promise.all(doomed.map(async (s) => decodeError((await s.finished(5_000))!)));
+      expect(ends.map((e) => `${status[e.code]} ${e.reason}`)).to.deep.equal(['UNAUTHENTICATED API_KEY_INVALID', 'UNAUTHENTICATED API_KEY_INVALID']);
+      // The other key's streams go on and still get the tenant's events.
+      await promotionalCredits(inProcess.address, tenant.rwKey).addPromotionalCredits({ customerId: 'after-revoke', amount: 1n, currencyCode: 'USD', description: 'x' });
+      for (const s of kept) expect((await s.until((events) => events.length > 0, 5_000))[0]!.customerId).to.equal('after-revoke');
+      for (const s of kept) s.cancel();
+    } finally {
+      for (const client of [...revokedReaders, ...otherReaders]) client.close();
     }
   });
 });

@@ -973,7 +973,9 @@ export const EventServiceService = {
    * without missing any.
    *
    * The stream ends with UNAVAILABLE (SHUTTING_DOWN) when the server stops,
-   * and with FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
+   * with UNAUTHENTICATED (API_KEY_INVALID) when its API key is revoked (on
+   * every replica within a second, as for calls), and with
+   * FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
    * the retention; resume from the cursor of the last event received (on
    * another replica, or after a short wait). While the database is
    * unreachable the stream stays open and goes on once it is back. Errors
@@ -1016,7 +1018,9 @@ export interface EventServiceServer extends UntypedServiceImplementation {
    * without missing any.
    *
    * The stream ends with UNAVAILABLE (SHUTTING_DOWN) when the server stops,
-   * and with FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
+   * with UNAUTHENTICATED (API_KEY_INVALID) when its API key is revoked (on
+   * every replica within a second, as for calls), and with
+   * FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
    * the retention; resume from the cursor of the last event received (on
    * another replica, or after a short wait). While the database is
    * unreachable the stream stays open and goes on once it is back. Errors
@@ -1065,7 +1069,9 @@ export interface EventServiceClient extends Client {
    * without missing any.
    *
    * The stream ends with UNAVAILABLE (SHUTTING_DOWN) when the server stops,
-   * and with FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
+   * with UNAUTHENTICATED (API_KEY_INVALID) when its API key is revoked (on
+   * every replica within a second, as for calls), and with
+   * FAILED_PRECONDITION (CURSOR_EXPIRED) if the reader falls behind
    * the retention; resume from the cursor of the last event received (on
    * another replica, or after a short wait). While the database is
    * unreachable the stream stays open and goes on once it is back. Errors
