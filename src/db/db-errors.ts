@@ -12,6 +12,16 @@ function sqlState(err: unknown): string | undefined {
   return e.driverError?.code ?? e.code;
 }
 
+/**
+ * A statement stopped before it finished: canceled (57014: the statement
+ * timeout, a cancel request) or refused a lock it waited too long for
+ * (55P03: lock_timeout). Its transaction rolls back: nothing was written.
+ */
+export function isStatementCut(err: unknown): boolean {
+  const code = sqlState(err);
+  return code === '57014' || code === '55P03';
+}
+
 /** Deadlock or serialization failure: the transaction may simply be run again. */
 export function isRetryableConflict(err: unknown): boolean {
   const code = sqlState(err);

@@ -4,7 +4,7 @@ import { BadRequest, ErrorInfo } from '../../gen/google/rpc/error_details';
 import { Status } from '../../gen/google/rpc/status';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
-import { isDatabaseUnavailable } from '../db/db-errors';
+import { isDatabaseUnavailable, isStatementCut } from '../db/db-errors';
 import type { StoredError } from '../idempotency/idempotency';
 
 export const ERROR_DOMAIN = 'credits.v1';
@@ -79,6 +79,17 @@ export function toCallerError(err: unknown): CallerError {
       code: status.UNAVAILABLE,
       reason: ErrorReason.DatabaseUnavailable,
       message: 'The credits database is unavailable; retry with backoff.',
+      violations: [],
+      metadata: {},
+      expected: true,
+    };
+  }
+  if (isStatementCut(err)) {
+    // Most often a wait on a row lock that other work held past the statement timeout.
+    return {
+      code: status.ABORTED,
+      reason: ErrorReason.ConcurrencyConflict,
+      message: 'The database did not finish the call in time (it waited on other work, or ran past the statement timeout); nothing was written; retry with backoff.',
       violations: [],
       metadata: {},
       expected: true,
