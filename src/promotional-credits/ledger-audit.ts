@@ -207,8 +207,11 @@ function detailAuditSql(tenantFilter: boolean): string {
   return `
   WITH allocation AS (
     SELECT e.id AS entry_id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount AS entry_amount,
-           (a.value->>'lot_id')::uuid AS lot_id, (a.value->>'amount')::numeric AS amount
-      FROM promotional_credits e, jsonb_array_elements(e.allocations) AS a (value)
+           -- Read whatever a tampered row holds without failing: a malformed part reads as NULL (a problem below).
+           CASE WHEN a.value->>'lot_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (a.value->>'lot_id')::uuid END AS lot_id,
+           CASE WHEN a.value->>'amount' ~ '^-?[0-9]{1,30}$' THEN (a.value->>'amount')::numeric END AS amount
+      FROM promotional_credits e,
+           jsonb_array_elements(CASE WHEN jsonb_typeof(e.allocations) = 'array' THEN e.allocations ELSE '[]' END) AS a (value)
      WHERE e.allocations IS NOT NULL ${and('e')}
   ), problems AS (
     SELECT 'LOTS_NOT_SUM_OF_BALANCE' AS kind, b.tenant_id, b.customer_id, b.currency_code,
@@ -304,10 +307,31 @@ interface HashRow {
   create_micros: string;
   expire_micros: string | null;
   reverses_id: string | null;
-  allocations: Array<{ lot_id: string; amount: string }> | null;
-  metadata: Record<string, string>;
+  /** As stored (jsonb): checked for its shape before it is hashed, since a tampered row may hold anything. */
+  allocations: unknown;
+  metadata: unknown;
   hash: string | null;
   seq: string;
+}
+
+/** What of an entry's JSON columns is not the shape the write path stores (undefined: both are). */
+function malformedJson(r: Pick<HashRow, 'allocations' | 'metadata'>): string | undefined {
+  const isText = (v: unknown) => typeof v === 'string';
+  const { allocations, metadata } = r;
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata) || !Object.values(metadata).every(isText)) {
+    return `metadata ${JSON.stringify(metadata)} is not an object of strings`;
+  }
+  if (
+    allocations !== null &&
+    (!Array.isArray(allocations) ||
+      !allocations.every((a: unknown) => {
+        const { lot_id: lotId, amount } = (typeof a === 'object' && a !== null ? a : {}) as { lot_id?: unknown; amount?: unknown };
+        return isText(lotId) && isText(amount) && /^-?\d+$/.test(amount as string);
+      }))
+  ) {
+    return `allocations ${JSON.stringify(allocations)} are not a list of {lot_id, amount} strings`;
+  }
+  return undefined;
 }
 
 /**
@@ -338,8 +362,8 @@ async function auditHashes(manager: EntityManager, options: { tenantId?: string;
       params.push(options.tenantId);
       where.push(`b.tenant_id = $${params.length}`);
     }
-    const page: Array<{ tenant_id: string; customer_id: string; currency_code: string; tenant_slug: string | null }> = await manager.query(
-      `SELECT b.tenant_id, b.customer_id, b.currency_code, t.slug AS tenant_slug
+    const page: Array<{ tenant_id: string; customer_id: string; currency_code: string; tenant_slug: string | null; last_hash: string | null }> = await manager.query(
+      `SELECT b.tenant_id, b.customer_id, b.currency_code, t.slug AS tenant_slug, b.last_hash
          FROM promotional_credit_balances b LEFT JOIN tenants t ON t.id = b.tenant_id
         ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY b.tenant_id, b.customer_id, b.currency_code
@@ -366,11 +390,31 @@ async function auditHashes(manager: EntityManager, options: { tenantId?: string;
         [walking.map((w) => w.tenant_id), walking.map((w) => w.customer_id), walking.map((w) => w.currency_code), walking.map((w) => w.seq), PER_BALANCE],
       );
       const counts = new Array<number>(walking.length).fill(0);
+      const report = (chain: (typeof walking)[number], detail: string) => {
+        chain.broken = true; // what follows chains from a wrong hash
+        const slug = chain.tenant_slug ?? `<unknown tenant ${chain.tenant_id}>`;
+        if (problems.length < MAX_LISTED_BALANCES) {
+          problems.push({
+            kind: 'HASH_CHAIN_BROKEN',
+            tenantSlug: slug,
+            tenantId: chain.tenant_id,
+            customerId: chain.customer_id,
+            currencyCode: chain.currency_code,
+            message: `tenant ${slug}, customer ${chain.customer_id}, ${chain.currency_code}: ${detail}`,
+          });
+        }
+      };
       for (const r of rows) {
         const chain = walking[r.i - 1]!;
         counts[r.i - 1]!++;
         chain.seq = r.seq;
         if (chain.broken) continue;
+        const malformed = malformedJson(r);
+        if (malformed !== undefined) {
+          report(chain, `entry ${r.id} (seq ${r.seq}): ${malformed}; the write path never stores that`);
+          continue;
+        }
+        const allocations = (r.allocations ?? []) as Array<{ lot_id: string; amount: string }>;
         const expected = entryHash(chain.previous, {
           id: r.id,
           tenantId: r.tenant_id,
@@ -387,25 +431,20 @@ async function auditHashes(manager: EntityManager, options: { tenantId?: string;
           createTimeMicros: BigInt(r.create_micros),
           expireTimeMicros: r.expire_micros === null ? undefined : BigInt(r.expire_micros),
           reversesId: r.reverses_id ?? undefined,
-          allocations: (r.allocations ?? []).map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) })),
-          metadata: r.metadata,
+          allocations: allocations.map((a) => ({ lotId: a.lot_id, amount: BigInt(a.amount) })),
+          metadata: r.metadata as Record<string, string>,
         });
-        if (r.hash !== expected) {
-          chain.broken = true; // what follows chains from a wrong hash
-          const slug = chain.tenant_slug ?? `<unknown tenant ${r.tenant_id}>`;
-          if (problems.length < MAX_LISTED_BALANCES) {
-            problems.push({
-              kind: 'HASH_CHAIN_BROKEN',
-              tenantSlug: slug,
-              tenantId: r.tenant_id,
-              customerId: r.customer_id,
-              currencyCode: r.currency_code,
-              message: `tenant ${slug}, customer ${r.customer_id}, ${r.currency_code}: entry ${r.id} (seq ${r.seq}) has hash ${r.hash ?? '(none)'}, expected ${expected}`,
-            });
-          }
-        }
+        if (r.hash !== expected) report(chain, `entry ${r.id} (seq ${r.seq}) has hash ${r.hash ?? '(none)'}, expected ${expected}`);
         chain.previous = r.hash ?? '';
       }
+      // A chain walked to its end must end at the hash its balance keeps:
+      // otherwise entries after it are gone (the last one deleted, the sums
+      // adjusted to match, is invisible to every other check).
+      walking.forEach((chain, k) => {
+        if (counts[k]! < PER_BALANCE && !chain.broken && chain.previous !== (chain.last_hash ?? '')) {
+          report(chain, `the last entry (seq ${chain.seq}) has hash ${chain.previous || '(none)'}, but the balance's last hash is ${chain.last_hash ?? '(none)'}: entries after it are missing`);
+        }
+      });
       // Chains that filled their share may have more: they go on from their last seq.
       walking = walking.filter((_, k) => counts[k] === PER_BALANCE);
     }

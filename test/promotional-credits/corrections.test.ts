@@ -209,6 +209,35 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });
 
+    it('reports entries whose JSON a tamperer changed in shape, and a last entry removed with the sums made to match, instead of failing', async function () {
+      const pc = t.promotionalCredits;
+      const shapes = { 'shape-metadata': `'{"inv": 7}'`, 'shape-allocations': `NULL`, 'shape-lot': `'[{"lot_id": null, "amount": "5"}]'` };
+      const victims: Record<string, string> = {};
+      for (const customerId of Object.keys(shapes)) {
+        await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, metadata: { inv: '7' } });
+        victims[customerId] = (await pc.deductPromotionalCredits({ ...base, customerId, amount: 5n, metadata: { inv: '7' } })).promotionalCredit!.id;
+      }
+      await pc.addPromotionalCredits({ ...base, customerId: 'shape-gone', amount: 100n });
+      const gone = (await pc.addPromotionalCredits({ ...base, customerId: 'shape-gone', amount: 7n })).promotionalCredit!.id;
+      await asIntruder(this, async (runner) => {
+        await runner.query(`UPDATE promotional_credits SET metadata = '{"inv": 7}' WHERE id = $1`, [victims['shape-metadata']]);
+        await runner.query(`UPDATE promotional_credits SET allocations = '{"lot": 1}' WHERE id = $1`, [victims['shape-allocations']]);
+        await runner.query(`UPDATE promotional_credits SET allocations = '[{"lot_id": null, "amount": "5"}]' WHERE id = $1`, [victims['shape-lot']]);
+        // The newest entry and its lot deleted, the balance lowered to match: every sum still agrees.
+        await runner.query(`DELETE FROM promotional_credit_lots WHERE id = $1`, [gone]);
+        await runner.query(`DELETE FROM promotional_credits WHERE id = $1`, [gone]);
+        await runner.query(`UPDATE promotional_credit_balances SET amount = 100 WHERE tenant_id = $1 AND customer_id = 'shape-gone'`, [t.tenant.id]);
+        const { audit, details } = await verifyLedger(runner.manager, { tenantId: t.tenant.id });
+        expect(audit.problems, 'the sums agree').to.deep.equal([]);
+        expect([...new Set(details.map((d) => d.customerId))].sort()).to.deep.equal(['shape-allocations', 'shape-gone', 'shape-lot', 'shape-metadata']);
+        const found = Object.fromEntries(details.filter((d) => d.kind === 'HASH_CHAIN_BROKEN').map((d) => [d.customerId, [d.kind, d.message]]));
+        expect(Object.keys(found).sort()).to.deep.equal(['shape-allocations', 'shape-gone', 'shape-lot', 'shape-metadata']);
+        for (const customerId of Object.keys(shapes)) expect(found[customerId]![1]).to.include(`entry ${victims[customerId]}`).and.include('the write path never stores that');
+        expect(found['shape-gone']).to.deep.equal(['HASH_CHAIN_BROKEN', found['shape-gone']![1]]);
+        expect(found['shape-gone']![1]).to.match(/entries after it are missing/);
+      });
+    });
+
     it('walks every balance across page boundaries and names the first edited entry of each broken chain', async function () {
       const pc = t.promotionalCredits;
       const ids: Record<string, string[]> = {};
