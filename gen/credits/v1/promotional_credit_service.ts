@@ -334,7 +334,10 @@ export interface PromotionalCredit {
    * unspecified), amount, closing_balance (decimal integers), description,
    * credit_type without its prefix ("GENERAL", ...), reference, done_by,
    * create_time and expire_time (whole microseconds since the Unix epoch,
-   * decimal; "" when absent), reverses_id ("" when absent), allocations (the
+   * decimal; "" when absent: ledger times are whole milliseconds, as
+   * answered, so the hash can be recomputed from the entry as answered;
+   * entries written before definition version 7 of the ledger's SQL may
+   * carry microseconds the API does not answer), reverses_id ("" when absent), allocations (the
    * concatenation of netstring(lot_id) netstring(amount) per allocation, in
    * order, as one netstring), metadata (the concatenation of netstring(key)
    * netstring(value) per pair, keys in byte order, as one netstring).

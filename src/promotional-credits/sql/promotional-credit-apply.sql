@@ -694,7 +694,10 @@ BEGIN
   item := 0;
   FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
     item := item + 1;
-    at := clock_timestamp();
+    -- Whole milliseconds, the precision every time is answered with: an
+    -- entry's hash (over create_time) can then be recomputed from the entry
+    -- as the API answers it.
+    at := date_trunc('milliseconds', clock_timestamp());
     IF (w->>'validate_only')::boolean THEN
       BEGIN
         r := promotional_credit_apply_one(w, at);
@@ -736,7 +739,7 @@ CREATE FUNCTION promotional_credit_sweep(max_balances integer) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
   b promotional_credit_balances;
-  at timestamptz := clock_timestamp();
+  at timestamptz := date_trunc('milliseconds', clock_timestamp());
   settled integer := 0;
   s record;
 BEGIN
