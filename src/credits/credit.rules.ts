@@ -113,7 +113,11 @@ export function isMultiUse(usesTotal: number | null): boolean {
  * Validates what CreateCustomerCredit or BatchCreateCustomerCredits gives,
  * listing every bad field of every entry at once; `fieldOf` names an entry's
  * field (`customer_id` for Create, `credits[3].customer_id` for a batch).
- * What needs the coupon (its expiry) is checked by resolveExpireTime.
+ * What needs the coupon (its expiry) is checked by resolveExpireTime once
+ * the coupon is read: the violations found here are answered `pending`, to
+ * be thrown with those (every bad field at once), unless the coupon cannot
+ * be read at all (no valid coupon_id) or `v` already had some (a batch of
+ * the wrong size): then this throws.
  */
 export function validateIssueInput(
   input: { couponId: string; drafts: readonly CreditDraftInput[] },
@@ -121,11 +125,12 @@ export function validateIssueInput(
   now: Date,
   fieldOf: (index: number, field: string) => string,
   v = new Violations(),
-): { couponId: string; drafts: CreditDraft[] } {
+): { couponId: string; drafts: CreditDraft[]; pending: Violations } {
   const couponId = checkUuid(v, 'coupon_id', input.couponId);
+  const couponUnread = v.any; // no coupon to read, or a batch refused whatever it says
   const drafts = input.drafts.map((draft, i) => validateDraft(v, draft, principal, now, (field) => fieldOf(i, field)));
-  v.throwIfAny();
-  return { couponId, drafts };
+  if (couponUnread) v.throwIfAny();
+  return { couponId, drafts, pending: v };
 }
 
 function validateDraft(v: Violations, input: CreditDraftInput, principal: Principal, now: Date, field: (name: string) => string): CreditDraft {
@@ -251,7 +256,7 @@ export function validateBatchInput(
   input: { couponId: string; drafts: readonly CreditDraftInput[] },
   principal: Principal,
   now: Date,
-): { couponId: string; drafts: CreditDraft[] } {
+): { couponId: string; drafts: CreditDraft[]; pending: Violations } {
   const v = new Violations();
   const count = input.drafts.length;
   if (count === 0) v.add('credits', `must have 1 to ${MAX_BATCH_CREDITS} entries, got none`);

@@ -98,8 +98,8 @@ export class CreditsService {
     snapshots: CreditEventSnapshots,
   ): Promise<CreditView> {
     const now = this.clock();
-    const { couponId, drafts } = validateIssueInput({ couponId: input.couponId, drafts: [input] }, principal, now, (_i, field) => field);
-    const [credit] = await this.issue(principal, couponId, drafts, (_i, field) => field, { run, snapshots, validateOnly: input.validateOnly });
+    const { couponId, drafts, pending } = validateIssueInput({ couponId: input.couponId, drafts: [input] }, principal, now, (_i, field) => field);
+    const [credit] = await this.issue(principal, couponId, drafts, pending, (_i, field) => field, { run, snapshots, validateOnly: input.validateOnly });
     return credit!;
   }
 
@@ -111,8 +111,8 @@ export class CreditsService {
     snapshots: CreditEventSnapshots,
   ): Promise<CreditView[]> {
     const now = this.clock();
-    const { couponId, drafts } = validateBatchInput(input, principal, now);
-    return this.issue(principal, couponId, drafts, (i, field) => `credits[${i}].${field}`, { run, snapshots, validateOnly: input.validateOnly });
+    const { couponId, drafts, pending } = validateBatchInput(input, principal, now);
+    return this.issue(principal, couponId, drafts, pending, (i, field) => `credits[${i}].${field}`, { run, snapshots, validateOnly: input.validateOnly });
   }
 
   async get(principal: Principal, input: CreditLocatorInput): Promise<CreditView> {
@@ -198,11 +198,15 @@ export class CreditsService {
   /**
    * Issues validated drafts from one coupon: the coupon must exist, be usable
    * and outlast every given expiry; then one INSERT writes every credit.
+   * `pending`: what validation found wrong with the drafts, thrown with the
+   * expiries the coupon refuses (every bad field at once), and before the
+   * coupon's own refusals (a bad request is answered as such first).
    */
   private async issue(
     principal: Principal,
     couponId: string,
     drafts: CreditDraft[],
+    pending: Violations,
     fieldOf: (index: number, field: string) => string,
     { run, snapshots, validateOnly }: { run: WorkRunner; snapshots: CreditEventSnapshots; validateOnly: boolean },
   ): Promise<CreditView[]> {
@@ -211,10 +215,16 @@ export class CreditsService {
         return await runOrRehearse(run, validateOnly,
           async (manager) => {
             const now = this.clock();
-            const coupon = await findCoupon(manager, principal.tenantId, couponId, now);
+            const coupon = await findCoupon(manager, principal.tenantId, couponId, now).catch((err: unknown) => {
+              pending.throwIfAny();
+              throw err;
+            });
             const refusal = issueRefusal(coupon, now);
-            if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
-            const v = new Violations();
+            if (refusal) {
+              pending.throwIfAny();
+              throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
+            }
+            const v = pending;
             const rows = drafts.map((draft, i) => ({
               customerId: draft.customerId,
               membershipId: draft.membershipId,

@@ -129,6 +129,31 @@ describe('CreditService: BatchCreateCustomerCredits', () => {
     expect(await creditsOfCoupon(coupon.id)).to.equal(0);
   });
 
+  it("lists an entry's expire_time the coupon refuses with every other bad field at once, and before the coupon's own refusal", async () => {
+    const couponExpiry = new Date(Date.now() + 3_600_000);
+    const coupon = await t.coupon(once({ expireTime: couponExpiry }));
+    const credits = [entry('a', { expireTime: new Date(couponExpiry.getTime() + 1_000) }), entry('bad id!')];
+    const err = await expectError(t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(err.fields)).to.deep.equal(['credits[1].customer_id', 'credits[0].expire_time']);
+    const create = await expectError(
+      t.credits.createCustomerCredit({ ...entry('c', { expireTime: new Date(couponExpiry.getTime() + 1_000) }), couponId: coupon.id, membershipId: 'bad id!' }),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(create.fields)).to.deep.equal(['membership_id', 'expire_time']);
+    // A bad request is answered as such before what the coupon's state refuses, or its absence.
+    await t.coupons.updateCoupon({ ...coupon, enabled: false });
+    const disabled = await expectError(t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: [entry('bad id!')] }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(disabled.fields)).to.deep.equal(['credits[0].customer_id']);
+    const unknown = await expectError(
+      t.credits.batchCreateCustomerCredits({ couponId: '00000000-0000-4000-8000-000000000000', credits: [entry('bad id!')] }),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(unknown.fields)).to.deep.equal(['credits[0].customer_id']);
+    expect(await creditsOfCoupon(coupon.id)).to.equal(0);
+  });
+
   it('takes 1 to 500 entries', async () => {
     const coupon = await t.coupon(once());
     const none = await expectError(t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: [] }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
