@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 
 /** Settings read from the environment once, at start, and validated. */
@@ -60,7 +61,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const raw = env[name];
     if (raw === undefined || raw === '') return fallback;
-    const value = Number(raw);
+    // Digits only: Number() also reads ' ' (0), '1e1' and '0x10'.
+    const value = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
       return fallback;
@@ -77,8 +79,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('CREDITS_SESSION_DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
   if (sessionDatabaseUrl !== undefined && databaseUrl === undefined) problems.push('CREDITS_SESSION_DATABASE_URL needs DATABASE_URL');
+  /** host:port with a port from 0 to 65535. */
+  const hostPort = (value: string) => {
+    const port = /^.+:(\d{1,5})$/.exec(value)?.[1];
+    return port !== undefined && Number(port) <= 65_535;
+  };
   const address = env.CREDITS_ADDRESS || '0.0.0.0:50051';
-  if (!/^.+:\d{1,5}$/.test(address)) problems.push(`CREDITS_ADDRESS must be host:port, got "${address}"`);
+  if (!hostPort(address)) problems.push(`CREDITS_ADDRESS must be host:port (port 0 to 65535), got "${address}"`);
 
   const logLevel = env.LOG_LEVEL || 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
@@ -97,10 +104,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (clientCaFile !== undefined && certFile === undefined) {
     problems.push('CREDITS_TLS_CLIENT_CA needs CREDITS_TLS_CERT and CREDITS_TLS_KEY');
   }
+  for (const [name, file] of [['CREDITS_TLS_CERT', certFile], ['CREDITS_TLS_KEY', keyFile], ['CREDITS_TLS_CLIENT_CA', clientCaFile]] as const) {
+    if (file === undefined) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (err) {
+      problems.push(`${name} must be a readable file, got "${file}" (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
 
   const metricsAddress = env.CREDITS_METRICS_ADDRESS || '0.0.0.0:9464';
-  if (metricsAddress !== 'off' && !/^.+:\d{1,5}$/.test(metricsAddress)) {
-    problems.push(`CREDITS_METRICS_ADDRESS must be host:port or off, got "${metricsAddress}"`);
+  if (metricsAddress !== 'off' && !hostPort(metricsAddress)) {
+    problems.push(`CREDITS_METRICS_ADDRESS must be host:port (port 0 to 65535) or off, got "${metricsAddress}"`);
   }
 
   // The exporter itself reads the endpoint, headers, timeout and compression
