@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Origin, type CurrencyBalance, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { description: 'as of', currencyCode: 'USD' };
@@ -8,16 +9,6 @@ const base = { description: 'as of', currencyCode: 'USD' };
 const inMs = (ms: number) => new Date(Date.now() + ms);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sleepUntil = (at: Date, afterMs: number) => sleep(Math.max(0, at.getTime() + afterMs - Date.now()));
-
-/** Polls `check` until it holds (or `ms` pass). */
-async function eventually<T>(ms: number, read: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (check(value) || Date.now() > deadline) return value;
-    await sleep(100);
-  }
-}
 
 /** Balances by currency, as amount and held (what as_of_time answers). */
 type Balances = Record<string, { amount: bigint; held: bigint }>;

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { walkPages } from '../support/pages';
+import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
 
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
@@ -9,16 +10,6 @@ const base = { description: 'lots', currencyCode: 'USD' };
 
 const inMs = (ms: number) => new Date(Date.now() + ms);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it holds (or `ms` pass); expiry is tested with expirations a second or two ahead, never minutes. */
-async function eventually<T>(ms: number, read: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (check(value) || Date.now() > deadline) return value;
-    await sleep(100);
-  }
-}
 
 describe('credits that expire: lots, consumption order, expiration entries, as-of balances', () => {
   const t = useTenantClients({ replica: true });
