@@ -103,7 +103,8 @@ function serviceClient(channel: Client, definition: Record<string, UnaryMethodDe
   for (const [name, method] of Object.entries(definition)) {
     const codec = requestCodecOf(name);
     const mutating = !isReadMethod(name);
-    const call = (request: unknown, options?: WriteCallOptions) => invoke(channel, method, () => codec.fromPartial(request ?? {}), mutating, options ?? {}, settings);
+    const call = (request: unknown, options?: WriteCallOptions) =>
+      invoke(channel, method, () => codec.fromPartial(withoutReservedKeys(request ?? {}, method.path)), mutating, options ?? {}, settings);
     methods[name] = call;
     if (name.startsWith('list')) methods[`${name}All`] = (filter?: object, options?: ReadCallOptions) => walkPages(call, filter ?? {}, options);
   }
@@ -156,6 +157,23 @@ async function invoke(
     if (Date.now() + wait >= deadline) throw error;
     await sleep(wait, signal, () => cancelled(attempt));
   }
+}
+
+/**
+ * The request, refused with a TypeError when an object in it has an own key
+ * `__proto__` (one made by JSON.parse): the generated codec would drop that
+ * pair without a word (the service refuses the key from other languages).
+ */
+function withoutReservedKeys(request: unknown, path: string): unknown {
+  const visit = (value: unknown, at: string): void => {
+    if (typeof value !== 'object' || value === null || value instanceof Date || ArrayBuffer.isView(value)) return;
+    if (Object.prototype.hasOwnProperty.call(value, '__proto__')) {
+      throw new TypeError(`The request of ${path} has the key "__proto__" at ${at || 'its top level'}: it cannot be sent (the service refuses it)`);
+    }
+    for (const [key, inner] of Object.entries(value)) visit(inner, at === '' ? key : `${at}.${key}`);
+  };
+  visit(request, '');
+  return request;
 }
 
 function encodeRequest(method: UnaryMethodDefinition, request: unknown): Buffer {

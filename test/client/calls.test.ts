@@ -93,6 +93,11 @@ describe('credits client calls', () => {
     const tooBig = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 2n ** 63n, description: 'x' }).catch((e: unknown) => e);
     expect(tooBig).to.be.instanceOf(TypeError);
     expect((tooBig as Error).message).to.match(/^The request of \/credits\.v1\.PromotionalCreditService\/AddPromotionalCredits cannot be encoded: /);
+    // A key the codec would drop without a word (an own __proto__, as JSON.parse makes it).
+    const metadata = JSON.parse('{"order": "o-1", "__proto__": "x"}') as Record<string, string>;
+    const reserved = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x', metadata }).catch((e: unknown) => e);
+    expect(reserved).to.be.instanceOf(TypeError);
+    expect((reserved as Error).message).to.include('"__proto__" at metadata');
   });
 
   it('has a request codec for every method of every service, and classifies reads', () => {
