@@ -115,6 +115,27 @@ describe('balances as of an instant: credits held, released, captured or reverse
     expect(ledger.at(-1)!.expireTime, 'they left the balance when the reversal put them back').to.deep.equal(reversal.promotionalCredit!.createTime);
 
     await expectHistoryKept(customerId, [empty, await instant(customerId)]);
+
+    // Written by definition version 5 or before, that expiration carried its lot's expire_time (found upgrading):
+    // as of `empty` it read -100. Its description tells it apart.
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      await runner.query(`SET LOCAL session_replication_role = replica`).catch((err: { code?: string }) => {
+        if (err.code === '42501') this.skip(); // not allowed for this database user
+        throw err;
+      });
+      await runner.query(`UPDATE promotional_credits SET expire_time = $2 WHERE id = $1`, [ledger.at(-1)!.id, expiry]);
+      const rows: Array<{ currency_code: string; amount: string }> = await runner.query(`SELECT currency_code, amount FROM promotional_credit_balances_as_of($1, $2, $3)`, [
+        t.tenant.id,
+        customerId,
+        empty.at,
+      ]);
+      expect(rows, 'as of before the reversal, from an old expiration').to.deep.equal([{ currency_code: 'USD', amount: '0' }]);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
   });
 
   it('leaves out credits kept for a hold that has expired, before and after the sweep writes their expiration', async function () {

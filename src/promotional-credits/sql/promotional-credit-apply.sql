@@ -771,7 +771,10 @@ $fn$;
 -- it writes (1) instead), when the balance's lots and holds are still as
 -- they were at `at`. Entries written before definition version 6 say when
 -- their lot expired, even for credits a hold kept longer: as of an instant
--- between the two, such credits are left out.
+-- between the two, such credits are left out. The old expirations of a
+-- reversal's part that went back into an expired lot are told by their
+-- description (written only here): theirs left at their create_time (read
+-- by their expire_time they made as-of balances negative).
 CREATE FUNCTION promotional_credit_balances_as_of(tenant uuid, customer text, at timestamptz)
 RETURNS TABLE (currency_code text, amount bigint, held bigint)
 LANGUAGE sql STABLE AS $fn$
@@ -790,7 +793,8 @@ LANGUAGE sql STABLE AS $fn$
     SELECT e.currency_code, sum(e.amount) AS expired
       FROM promotional_credits AS e
      WHERE e.tenant_id = tenant AND e.customer_id = customer AND e.origin = 'EXPIRATION'
-       AND e.create_time > at AND e.expire_time <= at
+       AND e.create_time > at
+       AND CASE WHEN e.description LIKE 'Expired: returned to lot %' THEN e.create_time ELSE e.expire_time END <= at
      GROUP BY e.currency_code
   ), unsettled AS (
     SELECT b.currency_code, sum(d.amount) AS due
