@@ -307,8 +307,9 @@ export interface PromotionalCredit {
    * that hold was released or captured, or the hold's own expire_time if it
    * lapsed; for credits a reversal put back into a lot that had already
    * expired, the reversal's time. (Expirations written by earlier versions
-   * of the service carry their lot's expire_time in every case.) Absent
-   * otherwise.
+   * of the service carry their lot's expire_time in every case; as_of_time
+   * reads a reversal's by when it was written, the others by that time.)
+   * Absent otherwise.
    */
   expireTime?:
     | Date
