@@ -12,12 +12,20 @@ import { connectionOf } from './data-source';
  */
 export class ConnectionsInUse {
   private readonly inUse = new Set<PoolClient>();
+  private closed = false;
 
   /** Starts tracking the data source's pool (the data source must be initialized). */
   constructor(private readonly dataSource: DataSource) {
     const pool = (dataSource.driver as unknown as { master?: Pool }).master;
     if (!pool) throw new Error('the data source has no pool: initialize it first');
-    pool.on('acquire', (client) => this.inUse.add(client));
+    pool.on('acquire', (client) => {
+      // Once terminate() ran, a call that was waiting for a connection gets
+      // one whose socket is already closed: it fails before sending anything
+      // (review: one waiting in the pool's queue got a fresh connection after
+      // the others were terminated, and its deduction committed later).
+      if (this.closed) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      else this.inUse.add(client);
+    });
     pool.on('release', (_err, client) => this.inUse.delete(client));
     pool.on('remove', (client) => this.inUse.delete(client));
   }
@@ -30,9 +38,12 @@ export class ConnectionsInUse {
    * Terminates the database sessions of the connections in use
    * (pg_terminate_backend, from a connection of its own: the pool may have
    * none to spare): their transactions roll back, and their statements fail
-   * at once with a connection error. Answers how many were terminated.
+   * at once with a connection error. From then on every connection the pool
+   * hands out is closed before it can be used. Answers how many were
+   * terminated.
    */
   async terminate(): Promise<number> {
+    this.closed = true;
     const pids = [...this.inUse].map((client) => (client as unknown as { processID?: number }).processID).filter((pid): pid is number => typeof pid === 'number');
     if (pids.length === 0) return 0;
     const client = new Client({ ...connectionOf(this.dataSource), application_name: 'credits-shutdown' });
