@@ -213,6 +213,34 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
+  it('sweeps the other balances when one cannot be settled, leaving that one for its writes', async () => {
+    // In a transaction of its own, rolled back: lots already due, written through the SQL (the API refuses a past expire_time).
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      const add = (customerId: string) => ({
+        op: 'ADD', tenant_id: t.tenant.id, customer_id: customerId, currency_code: 'USD', amount: '10', description: 'due', credit_type: 'GENERAL',
+        reference: '', done_by: 'test', metadata: {}, with_others: false, expire_time: new Date(Date.now() - 1_000).toISOString(),
+      });
+      await runner.query(`SELECT count(*) FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify([add('sweep-ok'), add('sweep-broken')])]);
+      // A balance whose expiration would go below zero: settling it fails (a CHECK), as any unexpected error would.
+      await runner.query(`UPDATE promotional_credit_balances SET amount = 0 WHERE tenant_id = $1 AND customer_id = 'sweep-broken'`, [t.tenant.id]);
+      await runner.query(`SELECT promotional_credit_sweep(1000)`);
+      const due: Array<{ customer_id: string; settled: boolean }> = await runner.query(
+        `SELECT customer_id, next_expire_time IS NULL OR next_expire_time > now() AS settled FROM promotional_credit_balances
+          WHERE tenant_id = $1 AND customer_id IN ('sweep-ok', 'sweep-broken') ORDER BY customer_id`,
+        [t.tenant.id],
+      );
+      expect(due).to.deep.equal([
+        { customer_id: 'sweep-broken', settled: false },
+        { customer_id: 'sweep-ok', settled: true },
+      ]);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+  });
+
   it('refuses an expire_time that is not in the future or more than 10 years ahead', async () => {
     const pc = t.promotionalCredits;
     for (const expireTime of [new Date(Date.now() - 1000), inMs(3660 * 86_400_000)]) {
