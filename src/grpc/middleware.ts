@@ -10,6 +10,7 @@ import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
 import { MalformedRequest, type Middleware, type Outcome } from './pipeline';
 import { RESERVED_MAP_KEY } from './reserved-map-keys';
+import { parseApiKey } from '../tenants/api-key.secret';
 
 /*
  * The call pipeline, outermost first (see Rpc): [traceCalls →
@@ -95,18 +96,23 @@ export function authenticate(authenticator: Pick<Authenticator, 'authenticate' |
     }
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw new DomainError(ErrorReason.ApiKeyMissing, 'Malformed authorization metadata: expected "Bearer <api key>".');
-    const principal = await authenticator.authenticate(match[1]!);
-    if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
-    call.principal = principal;
     const { ending } = call;
-    if (!ending) return next(call);
-    const unwatch = authenticator.watch(principal.keyId, () =>
-      ending.abort(new DomainError(ErrorReason.ApiKeyInvalid, 'The API key was revoked: the stream ended. Call again with a valid key.')),
-    );
+    // A stream watches its key from before the lookup: a revocation heard
+    // while the key is being looked up ends it too (review: one heard then,
+    // before the watch, left the stream open for good).
+    const keyId = ending ? parseApiKey(match[1]!)?.keyId : undefined;
+    const unwatch =
+      ending && keyId !== undefined
+        ? authenticator.watch(keyId, () => ending.abort(new DomainError(ErrorReason.ApiKeyInvalid, 'The API key was revoked: the stream ended. Call again with a valid key.')))
+        : undefined;
     try {
+      const principal = await authenticator.authenticate(match[1]!);
+      if (!principal) throw new DomainError(ErrorReason.ApiKeyInvalid, 'The API key is unknown or has been revoked.');
+      call.principal = principal;
+      if (ending?.signal.aborted) throw ending.signal.reason;
       return await next(call);
     } finally {
-      unwatch();
+      unwatch?.();
     }
   };
 }

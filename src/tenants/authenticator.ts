@@ -143,9 +143,15 @@ export class Authenticator {
     for (const revoked of set) revoked();
   }
 
-  /** Checks the watched keys after `delayMs`, and again every STREAM_KEY_CHECK_MS while not listening. */
+  /**
+   * Checks the watched keys after `delayMs`, and again every
+   * STREAM_KEY_CHECK_MS while not listening. A check already due no later
+   * stays as it is (streams opening one after another pushed it back, for
+   * as long as they kept coming: found in review).
+   */
   private scheduleCheck(delayMs: number): void {
     if (this.closed || this.watchers.size === 0) return;
+    if (this.checkTimer !== undefined && delayMs > 0) return;
     clearTimeout(this.checkTimer);
     this.checkTimer = setTimeout(() => {
       this.checkTimer = undefined;

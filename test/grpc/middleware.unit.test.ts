@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { newApiKey } from '../../src/tenants/api-key.secret';
 import pino from 'pino';
 import { DomainError, ErrorReason } from '../../src/common/domain-error';
 import type { WorkRunner } from '../../src/db/unit-of-work';
@@ -169,6 +170,35 @@ describe('call pipeline middleware (unit)', () => {
     expect(await reasonOf(authenticate(authenticator), callOf())).to.equal('API_KEY_MISSING');
     expect(await reasonOf(authenticate(authenticator), callOf({}, { authorization: 'Basic abc' }))).to.equal('API_KEY_MISSING');
     expect(await reasonOf(authenticate(authenticator), callOf({}, { authorization: 'Bearer ck_bad' }))).to.equal('API_KEY_INVALID');
+  });
+
+  it('authenticate ends a stream whose key is revoked while it is being looked up, and stops watching when the call ends', async () => {
+    const { apiKey, keyId } = newApiKey();
+    const watchers = new Map<string, () => void>();
+    let revokeDuringLookup = true;
+    const authenticator = {
+      authenticate: async () => {
+        if (revokeDuringLookup) watchers.get(keyId)?.(); // the NOTIFY is heard while the key is read
+        return PRINCIPAL;
+      },
+      watch: (id: string, revoked: () => void) => {
+        watchers.set(id, revoked);
+        return () => watchers.delete(id);
+      },
+    };
+    let reached = false;
+    const next: Next = async () => {
+      reached = true;
+      return { replayed: false, response: undefined };
+    };
+    const stream = () => callOf({ ending: new AbortController() }, { authorization: `Bearer ${apiKey}` });
+    expect(await reasonOf(authenticate(authenticator), stream(), next)).to.equal('API_KEY_INVALID');
+    expect(reached, 'the handler never started').to.equal(false);
+    expect(watchers.size, 'no watcher left').to.equal(0);
+    revokeDuringLookup = false;
+    expect(await reasonOf(authenticate(authenticator), stream(), next)).to.equal(undefined);
+    expect(reached).to.equal(true);
+    expect(watchers.size, 'no watcher left once the stream ended').to.equal(0);
   });
 
   it('requireScope lets a key with the method scope through and refuses one without it', async () => {

@@ -138,6 +138,23 @@ describe('Authenticator: key cache and revocation listener', () => {
     expect(await within(3000, async () => told === 1), 'told by a check').to.equal(true);
   });
 
+  it('keeps checking every second while streams of other keys keep opening', async () => {
+    const tenant = await newTenant(dataSource);
+    const nobody = await freePort();
+    const { auth } = await authenticator({ listenerConnection: { host: '127.0.0.1', port: nobody, user: 'credits', database: 'credits' } });
+    let told = 0;
+    auth.watch(parseApiKey(tenant.rwKey)!.keyId, () => told++);
+    await revokeUnannounced(tenant, 'rw-key');
+    // Another key's stream opens and ends every 300 ms (each watch used to push the pending check back).
+    const other = parseApiKey(tenant.readKey)!.keyId;
+    const churn = setInterval(() => auth.watch(other, () => undefined)(), 300);
+    try {
+      expect(await within(3000, async () => told === 1), 'told by a check within 3 s').to.equal(true);
+    } finally {
+      clearInterval(churn);
+    }
+  });
+
   it('never uses its cache while it cannot listen', async () => {
     const tenant = await newTenant(dataSource);
     const nobody = await freePort();
