@@ -8,8 +8,8 @@ export const PRUNE_BATCH = 5_000;
  * transaction until none is left (or `maxBatches` ran), and moves the
  * retention watermarks (event_watermarks: per tenant and event type, the
  * newest (xid, position) deleted) in the same transaction as each delete,
- * so that a reader sees both or neither (see EventRepository). Answers how
- * many were deleted.
+ * so that a reader sees both or neither (see EventRepository); and the
+ * global one the previous version reads. Answers how many were deleted.
  *
  * Every replica may run it at once: each transaction first writes its
  * retention into event_retention (the append-only trigger allows a DELETE
@@ -39,6 +39,11 @@ export async function pruneEvents(dataSource: DataSource, retentionHours: number
            SELECT tenant_id, type, xid, position FROM newest
            ON CONFLICT (tenant_id, type) DO UPDATE SET pruned_xid = excluded.pruned_xid, pruned_position = excluded.pruned_position
             WHERE (excluded.pruned_xid, excluded.pruned_position) > (w.pruned_xid, w.pruned_position)
+         ), moved_globally AS (
+           -- Read only by replicas of the previous version (see migration 1764900000000).
+           UPDATE event_retention r SET pruned_xid = n.xid, pruned_position = n.position
+             FROM (SELECT xid, position FROM gone ORDER BY xid DESC, position DESC LIMIT 1) n
+            WHERE r.pruned_xid IS NULL OR (n.xid, n.position) > (r.pruned_xid, r.pruned_position)
          )
          SELECT count(*)::text AS deleted FROM gone`,
         [retentionHours, limits.batch],

@@ -72,10 +72,11 @@ interface EventRow {
  * on (tenant_id, xid, position) walks from the cursor and stops there,
  * whatever the horizon (a bound on xid as well would not stop the walk).
  * The watermark that concerns the reader is the newest of its tenant's
- * for the types it reads (event_watermarks; and event_retention's, from
- * before those existed): a cursor is expired only if an event it would have
- * read was deleted, so a quiet tenant or a stream of a rare type keeps its
- * cursor past the retention. The horizon, that watermark and the events
+ * for the types it reads (event_watermarks; and event_retention's legacy
+ * one, from before those existed; its global pruned_xid/position, still
+ * moved for replicas of the previous version, is not read): a cursor is
+ * expired only if an event it would have read was deleted, so a quiet
+ * tenant or a stream of a rare type keeps its cursor past the retention. The horizon, that watermark and the events
  * are read in ONE statement, one snapshot: a prune that commits meanwhile
  * cannot delete events between the watermark check and the read. A read that is not
  * after a cursor (`checkExpiry` false: the beginning) starts after the
@@ -104,7 +105,7 @@ WITH meta AS (
     FROM (SELECT coalesce(($2::xid8, $3::bigint) < (n.xid, n.position), false) AS passed, n.xid, n.position
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
-              SELECT r.pruned_xid AS xid, r.pruned_position AS position FROM event_retention r WHERE r.pruned_xid IS NOT NULL
+              SELECT r.legacy_pruned_xid AS xid, r.legacy_pruned_position AS position FROM event_retention r WHERE r.legacy_pruned_xid IS NOT NULL
               UNION ALL
               SELECT x.pruned_xid, x.pruned_position FROM event_watermarks x
                WHERE x.tenant_id = $1 AND ($4::text[] IS NULL OR x.type = ANY ($4::text[]))

@@ -10,9 +10,13 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * once any other tenant's week-old events were pruned, though nothing it
  * would have read was gone.
  *
- * event_retention's watermark stays what it was: events deleted before this
- * migration have no watermark of their own, so a cursor behind it is still
- * expired; prunes no longer move it.
+ * Events deleted before this migration have no watermark of their own: a
+ * copy of event_retention's global watermark as it stands now
+ * (legacy_pruned_xid/position, never moved again) keeps a cursor behind
+ * them expired. Prunes go on moving the global one too, for replicas of the
+ * previous version during a rolling deploy, which read only that (without
+ * it they would skip pruned events instead of answering CURSOR_EXPIRED;
+ * found in review); this version never reads it.
  */
 export class EventWatermarks1764900000000 implements MigrationInterface {
   name = 'EventWatermarks1764900000000';
@@ -26,11 +30,15 @@ export class EventWatermarks1764900000000 implements MigrationInterface {
         pruned_position bigint NOT NULL,
         PRIMARY KEY (tenant_id, type)
       )`);
-    await queryRunner.query(`COMMENT ON COLUMN event_retention.pruned_xid IS 'newest event deleted before event_watermarks existed (no longer moved)'`);
+    await queryRunner.query(`ALTER TABLE event_retention ADD COLUMN legacy_pruned_xid xid8, ADD COLUMN legacy_pruned_position bigint`);
+    await queryRunner.query(`UPDATE event_retention SET legacy_pruned_xid = pruned_xid, legacy_pruned_position = pruned_position`);
+    await queryRunner.query(
+      `COMMENT ON COLUMN event_retention.legacy_pruned_xid IS 'newest event deleted before event_watermarks existed (never moved again)'`,
+    );
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`DROP TABLE event_watermarks`);
-    await queryRunner.query(`COMMENT ON COLUMN event_retention.pruned_xid IS NULL`);
+    await queryRunner.query(`ALTER TABLE event_retention DROP COLUMN legacy_pruned_xid, DROP COLUMN legacy_pruned_position`);
   }
 }
