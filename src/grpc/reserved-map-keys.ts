@@ -41,6 +41,7 @@ export function reservedMapKeyChecks(): Map<string, (bytes: Buffer) => string | 
 /** The path of the first map entry keyed RESERVED_MAP_KEY in a message's bytes (already decoded once, so well formed). */
 function reservedKeyIn(message: DescMessage, bytes: Uint8Array, prefix: string): string | undefined {
   const reader = new BinaryReader(bytes);
+  const seen = new Map<number, number>(); // elements of each repeated field so far
   while (reader.pos < reader.len) {
     const [number, wireType] = reader.tag();
     const field = message.fields.find((f) => f.number === number);
@@ -48,7 +49,12 @@ function reservedKeyIn(message: DescMessage, bytes: Uint8Array, prefix: string):
       reader.skip(wireType, number);
       continue;
     }
-    const path = `${prefix}${field.name}`;
+    let path = `${prefix}${field.name}`;
+    if (field.fieldKind === 'list') {
+      const index = seen.get(number) ?? 0;
+      seen.set(number, index + 1);
+      path += `[${index}]`;
+    }
     if (field.fieldKind === 'map') {
       const entry = reader.bytes();
       if (keyOfEntry(entry) === RESERVED_MAP_KEY) return `${path}[${JSON.stringify(RESERVED_MAP_KEY)}]`;
