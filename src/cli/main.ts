@@ -23,7 +23,8 @@ const USAGE = `usage: credits <command>
                                      redemptions: every coupon's and credit's
                                      redemption_count equals its held and
                                      confirmed redemptions, within its limits;
-                                     exits 1 and names each problem otherwise
+                                     exits 1 and names each problem otherwise,
+                                     3 when it could not finish (no verdict)
   events tail --tenant <slug> [--after CURSOR] [--type TYPE ...] [--customer ID]
                                      print the tenant's events (after CURSOR, or
                                      from the oldest kept), one proto JSON line
@@ -161,12 +162,14 @@ async function eventsTail(config: Config, args: string[]): Promise<number> {
 /**
  * `credits verify [--tenant <slug>]`: the whole ledger check (balances,
  * chains, lots, holds, hashes) and the redemption counts, of every tenant or
- * one; exit 1 on any problem.
+ * one; exit 1 on any problem, 3 when it could not finish (the database did
+ * not answer, a statement failed): a monitor must not read that as a broken
+ * ledger, nor as a sound one.
  */
 async function verify(config: Config, args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { tenant: { type: 'string' } });
   if (positionals.length > 0) throw new UsageError('verify takes no arguments but --tenant <slug>');
-  return withDatabase(config, async ({ dataSource }) => {
+  return auditing(() => withDatabase(config, async ({ dataSource }) => {
     const tenantId = values.tenant === undefined ? undefined : (await findTenant(dataSource.manager, values.tenant as string)).id;
     const { audit, details: ledgerDetails } = await verifyLedger(dataSource.manager, { tenantId });
     const redemptions = await verifyRedemptions(dataSource.manager, { tenantId });
@@ -182,5 +185,16 @@ async function verify(config: Config, args: string[]): Promise<number> {
       `credits: ledger broken: ${audit.brokenBalances} of ${audit.balancesChecked} balances (${audit.entriesChecked} entries checked) have problems; ${ledgerDetails.length} lot, hold or hash chain problems; ${redemptions.length} redemption count problems`,
     );
     return 1;
-  });
+  }));
+}
+
+/** An audit's exit code: 3 for an audit that failed to finish (an unknown tenant stays a plain error, 1). */
+async function auditing(audit: () => Promise<number>): Promise<number> {
+  try {
+    return await audit();
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof TenantAdminError) throw err;
+    console.error(`credits: verify could not finish, so it says nothing of the ledger: ${err instanceof Error ? err.message : String(err)}`);
+    return 3;
+  }
 }

@@ -5,6 +5,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Client as PgClient } from 'pg';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
+import { freePort } from '../support/child-server';
 import { testDatabaseUrl } from '../support/database';
 import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
 import { expectError } from '../support/status';
@@ -212,6 +213,12 @@ describe('the credits command', function () {
       const again = await credits(['api-key', 'create', '--tenant', tenant, '--name', 'k', '--scopes', 'read']);
       expect(again.code).to.equal(1);
       expect(again.stderr).to.include('already has an active key named "k"');
+    });
+
+    it('verify exits 3, not 1, when it cannot finish', async () => {
+      const run = await credits(['verify'], `postgres://credits@127.0.0.1:${await freePort()}/credits`);
+      expect(run.code, run.stderr).to.equal(3);
+      expect(run.stderr).to.include('verify could not finish, so it says nothing of the ledger');
     });
 
     it('refuses an invalid DATABASE_URL', async () => {
