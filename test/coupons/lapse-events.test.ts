@@ -207,13 +207,14 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
     const coupons = await Promise.all([0, 1].map(async () => (await t.coupons.createCoupon(percentageCoupon())).coupon!));
     const holdUntil = inMs(1_500);
     const holds = await Promise.all(coupons.map(async (c, i) => (await t.coupons.redeemCoupon(redeemRequest(c.code, `stuck${i}`, { holdUntil }))).redemption!));
-    await waitUntilPast(holdUntil);
     const stuck = t.server.dataSource.createQueryRunner();
     await stuck.connect();
     let released: Promise<void> | undefined;
     try {
       await stuck.startTransaction();
+      // Locked before the holds lapse, so that no process's sweep records them first.
       await new CouponRepository(stuck.manager).lockCoupon(t.tenant.id, { id: coupons[1]!.id });
+      await waitUntilPast(holdUntil);
       // Let go after 5 s, whatever happens: before, the sweep waited this long (and up to the 30 s statement timeout).
       released = sleep(5_000).then(() => stuck.commitTransaction());
       const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
