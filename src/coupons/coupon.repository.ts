@@ -9,7 +9,6 @@ import { CouponRedemptionEntity } from './coupon-redemption.entity';
 import { CouponEntity } from './coupon.entity';
 import { countedSql, redemptionStatusAt, type RedemptionStatus } from './redemption-status.rules';
 
-
 /** How long the sweep of lapsed holds waits for a coupon's row lock by default (see cancelLapsedHolds). */
 export const LAPSE_LOCK_TIMEOUT_MS = 1_000;
 

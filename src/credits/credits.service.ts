@@ -224,16 +224,15 @@ export class CreditsService {
               pending.throwIfAny();
               throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
             }
-            const v = pending;
             const rows = drafts.map((draft, i) => ({
               customerId: draft.customerId,
               membershipId: draft.membershipId,
-              expireTime: resolveExpireTime(v, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
+              expireTime: resolveExpireTime(pending, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
               revenueAmount: draft.revenue?.amount ?? null,
               revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
               metadata: draft.metadata,
             }));
-            v.throwIfAny();
+            pending.throwIfAny();
             const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
             const views = credits.map((credit) => this.view(credit, now));
             await appendEvents(manager, views.map((view) => creditEvent('CUSTOMER_CREDIT_CREATED', view, snapshots)));

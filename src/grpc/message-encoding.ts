@@ -1,9 +1,6 @@
-import fs from 'node:fs';
-import { fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as v1 from '../../gen/index.credits.v1';
-import { DESCRIPTOR_SET } from './reflection';
+import { creditsMethods } from './reflection';
 
 /** A ts-proto message type, as encodeMessage uses it. */
 export interface MessageType<T> {
@@ -47,16 +44,11 @@ export function encodeMessage<T>(type: MessageType<T>, message: T): Buffer {
 export function responseSerializers(): Map<string, (message: unknown) => Buffer> {
   const serializers = new Map<string, (message: unknown) => Buffer>();
   const messages = v1 as unknown as Record<string, MessageType<unknown> | undefined>;
-  for (const file of fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET)).file) {
-    if (file.package !== 'credits.v1') continue;
-    for (const service of file.service) {
-      for (const method of service.method) {
-        if (!method.outputType.startsWith('.credits.v1.')) continue; // its generated serializer serves
-        const type = messages[method.outputType.slice('.credits.v1.'.length)];
-        if (typeof type?.encode !== 'function') throw new Error(`${service.name}.${method.name}: no generated message ${method.outputType}`);
-        serializers.set(`/${file.package}.${service.name}/${method.name}`, (message) => encodeMessage(type, message));
-      }
-    }
+  for (const { path, outputType } of creditsMethods()) {
+    if (!outputType.startsWith('.credits.v1.')) continue; // its generated serializer serves
+    const type = messages[outputType.slice('.credits.v1.'.length)];
+    if (typeof type?.encode !== 'function') throw new Error(`${path}: no generated message ${outputType}`);
+    serializers.set(path, (message) => encodeMessage(type, message));
   }
   return serializers;
 }

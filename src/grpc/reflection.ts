@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { createFileRegistry, fromBinary, type DescMessage } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { Server } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -8,6 +10,36 @@ import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 
 /** The descriptor set `npm run generate` writes with buf: proto/ as written, comments included. */
 export const DESCRIPTOR_SET = path.join(__dirname, '..', '..', '..', 'gen', 'credits.binpb');
+
+/** A credits.v1 method as the descriptor set has it. */
+export interface CreditsMethod {
+  /** `/credits.v1.EventService/StreamEvents` */
+  path: string;
+  input: DescMessage;
+  /** Its fully qualified response type, `.credits.v1.StreamEventsResponse`. */
+  outputType: string;
+}
+
+let creditsMethodsRead: readonly CreditsMethod[] | undefined;
+
+/** Every credits.v1 method of buf's descriptor set (read once per process). */
+export function creditsMethods(): readonly CreditsMethod[] {
+  if (creditsMethodsRead) return creditsMethodsRead;
+  const set = fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET));
+  const registry = createFileRegistry(set);
+  const methods: CreditsMethod[] = [];
+  for (const file of set.file) {
+    if (file.package !== 'credits.v1') continue;
+    for (const service of file.service) {
+      for (const method of service.method) {
+        const input = registry.getMessage(method.inputType.slice(1));
+        if (!input) throw new Error(`${service.name}.${method.name}: no message ${method.inputType} in the descriptor set`);
+        methods.push({ path: `/${file.package}.${service.name}/${method.name}`, input, outputType: method.outputType });
+      }
+    }
+  }
+  return (creditsMethodsRead = methods);
+}
 
 /**
  * Serves gRPC server reflection (v1 and v1alpha) from buf's descriptor set,

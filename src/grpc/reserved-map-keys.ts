@@ -1,8 +1,6 @@
-import fs from 'node:fs';
-import { createFileRegistry, fromBinary, type DescMessage } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { DescMessage } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { DESCRIPTOR_SET } from './reflection';
+import { creditsMethods } from './reflection';
 
 /**
  * A map key no JavaScript decoder keeps: ts-proto (and protobufjs) decode a
@@ -22,18 +20,9 @@ const NEEDLE = Buffer.from(RESERVED_MAP_KEY, 'utf8');
  * descriptor set, so it sees every map at any depth.
  */
 export function reservedMapKeyChecks(): Map<string, (bytes: Buffer) => string | undefined> {
-  const set = fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET));
-  const registry = createFileRegistry(set);
   const checks = new Map<string, (bytes: Buffer) => string | undefined>();
-  for (const file of set.file) {
-    if (file.package !== 'credits.v1') continue;
-    for (const service of file.service) {
-      for (const method of service.method) {
-        const input = registry.getMessage(method.inputType.slice(1));
-        if (!input) throw new Error(`${service.name}.${method.name}: no message ${method.inputType} in the descriptor set`);
-        checks.set(`/${file.package}.${service.name}/${method.name}`, (bytes) => (bytes.includes(NEEDLE) ? reservedKeyIn(input, bytes, '') : undefined));
-      }
-    }
+  for (const { path, input } of creditsMethods()) {
+    checks.set(path, (bytes) => (bytes.includes(NEEDLE) ? reservedKeyIn(input, bytes, '') : undefined));
   }
   return checks;
 }
