@@ -126,10 +126,13 @@ export interface EchoProcess {
 
 export async function startEcho(): Promise<EchoProcess> {
   const child = fork(path.join(__dirname, 'echo-server.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // One exit listener for the process's life: one per message awaited piled
+  // up (MaxListenersExceededWarning after ten scenarios).
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   const next = () =>
     new Promise<FromEchoServer>((resolve, reject) => {
       child.once('message', resolve);
-      child.once('exit', (code) => reject(new Error(`echo server exited (${code})`)));
+      void exited.then((code) => reject(new Error(`echo server exited (${code})`)));
     });
   const listening = await next();
   if (listening.type !== 'listening') throw new Error('echo server did not start');
@@ -143,9 +146,8 @@ export async function startEcho(): Promise<EchoProcess> {
     },
     stop: async () => {
       if (child.exitCode !== null) return;
-      const gone = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      await gone;
+      await exited;
     },
   };
 }
