@@ -298,11 +298,15 @@ export class PromotionalCreditRepository {
     const { rows } = await preparedQuery<{ i: number; currency_code: string; amount: string; held: string }>(
       this.manager,
       'promotional_credit_balances_many',
-      `SELECT q.i::int AS i, b.currency_code,
-              CASE WHEN b.next_expire_time <= q.at THEN (promotional_credit_balance_at(b, q.at)).amount ELSE b.amount END AS amount,
-              CASE WHEN b.next_expire_time <= q.at THEN (promotional_credit_balance_at(b, q.at)).held ELSE b.held END AS held
+      // promotional_credit_balance_at once per balance with expirations due,
+      // never for the others: the WHERE becomes a one-time filter before the
+      // call (OFFSET 0 keeps the subquery from being merged into the join,
+      // where it filtered after calling), and (f(b)).amount, (f(b)).held
+      // called it twice.
+      `SELECT q.i::int AS i, b.currency_code, coalesce(due.amount, b.amount) AS amount, coalesce(due.held, b.held) AS held
          FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS q(tenant_id, customer_id, at, i)
          JOIN promotional_credit_balances b ON b.tenant_id = q.tenant_id AND b.customer_id = q.customer_id
+         LEFT JOIN LATERAL (SELECT d.amount, d.held FROM promotional_credit_balance_at(b, q.at) AS d WHERE b.next_expire_time <= q.at OFFSET 0) AS due ON true
         ORDER BY q.i, b.currency_code`,
       [tenantIds, customerIds, ats],
     );
