@@ -219,11 +219,8 @@ export class CreditsService {
               pending.throwIfAny();
               throw err;
             });
-            const refusal = issueRefusal(coupon, now);
-            if (refusal) {
-              pending.throwIfAny();
-              throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
-            }
+            // Every bad field (an expiry later than the coupon's included)
+            // before the coupon's own refusal: a bad request is answered as such.
             const rows = drafts.map((draft, i) => ({
               customerId: draft.customerId,
               membershipId: draft.membershipId,
@@ -233,6 +230,8 @@ export class CreditsService {
               metadata: draft.metadata,
             }));
             pending.throwIfAny();
+            const refusal = issueRefusal(coupon, now);
+            if (refusal) throw couponRefusalError(refusal, coupon.id, 'No credit can be issued from it.');
             const credits = await new CustomerCreditRepository(manager).insertCredits(principal.tenantId, coupon.id, usesFromFrequency(coupon), rows);
             const views = credits.map((credit) => this.view(credit, now));
             await appendEvents(manager, views.map((view) => creditEvent('CUSTOMER_CREDIT_CREATED', view, snapshots)));

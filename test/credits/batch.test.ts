@@ -145,6 +145,16 @@ describe('CreditService: BatchCreateCustomerCredits', () => {
     await t.coupons.updateCoupon({ ...coupon, enabled: false });
     const disabled = await expectError(t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: [entry('bad id!')] }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
     expect(Object.keys(disabled.fields)).to.deep.equal(['credits[0].customer_id']);
+    // An expiry the coupon refuses is such a bad field too, alone or with others.
+    const late = { expireTime: new Date(couponExpiry.getTime() + 1_000) };
+    const lateOnly = await expectError(t.credits.createCustomerCredit({ ...entry('c', late), couponId: coupon.id }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(lateOnly.fields)).to.deep.equal(['expire_time']);
+    const lateAndBad = await expectError(
+      t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: [entry('bad id!'), entry('d', late)] }),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(lateAndBad.fields)).to.deep.equal(['credits[0].customer_id', 'credits[1].expire_time']);
     const unknown = await expectError(
       t.credits.batchCreateCustomerCredits({ couponId: '00000000-0000-4000-8000-000000000000', credits: [entry('bad id!')] }),
       status.INVALID_ARGUMENT,
