@@ -96,18 +96,22 @@ export class CouponsService {
   async update(principal: Principal, id: string, input: CouponWriteInput, run: WorkRunner, snapshots: CouponEventSnapshots): Promise<CouponEntity> {
     const v = new Violations();
     const couponId = checkUuid(v, 'id', id);
+    const idIsValid = !v.any;
     const metadata = checkMetadata(v, 'metadata', input.metadata);
     const now = this.clock();
-    // Every field but the "expire_time in the future" rule, which needs the
-    // stored value (an unchanged passed expiry is fine); checked again below.
-    const terms = validateCouponTerms(v, input, principal, now, input.expireTime ?? null);
-    return withCodeUniqueness(terms.code, () =>
+    // The "expire_time in the future" rule needs the stored value (a passed
+    // expiry left as it is is fine), so the fields are checked against the
+    // locked row, every bad one at once (checked before it, a bad name hid
+    // a passed expiry until fixed), and before the coupon's absence; a
+    // request whose id names no coupon is answered without reading.
+    if (!idIsValid) validateCouponTerms(v, input, principal, now, null);
+    return withCodeUniqueness(input.code, () =>
       runOrRehearse(run, input.validateOnly, async (manager) => {
         const repo = new CouponRepository(manager);
         const current = await repo.lockCoupon(principal.tenantId, { id: couponId });
+        const terms = validateCouponTerms(v, input, principal, now, current?.expireTime ?? null);
         if (!current) throw couponNotFound({ id: couponId });
         await repo.withUses(principal.tenantId, [current], this.clock());
-        validateCouponTerms(new Violations(), input, principal, now, current.expireTime);
         const changed = changedFields(current, terms);
         const frozen = changed.filter((field) => field !== 'enabled');
         if (current.redeemed && frozen.length > 0) {

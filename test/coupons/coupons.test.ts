@@ -259,6 +259,17 @@ describe('CouponService coupons', () => {
       status.INVALID_ARGUMENT,
       'VALIDATION_FAILED',
     );
+    // A passed expiry with another bad field: both at once, also when no coupon has that id.
+    const passed = { name: '', expireTime: new Date(Date.now() - 60_000) };
+    const both = await expectError(t.coupons.updateCoupon(sameTerms(updated, passed)), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(both.fields).sort()).to.deep.equal(['expire_time', 'name']);
+    const unknown = await expectError(
+      t.coupons.updateCoupon(sameTerms(updated, { ...passed, id: '00000000-0000-4000-8000-000000000000' })),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(unknown.fields).sort()).to.deep.equal(['expire_time', 'name']);
+    expect((await t.coupons.getCoupon({ id: created.id })).coupon).to.deep.equal(updated);
   });
 
   it('deletes a coupon that was never redeemed and frees its code', async () => {
