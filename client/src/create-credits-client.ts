@@ -30,7 +30,15 @@ export interface CreditsClientOptions {
   defaultDeadlineMs?: number;
   /** Retries of UNAVAILABLE (all calls) and ABORTED (mutating calls); `false` turns them off. */
   retry?: RetryOptions | false;
-  /** Extra grpc-js channel options (keepalive, message sizes, ...). */
+  /**
+   * While calls or event streams are open, the connection is pinged this
+   * often (milliseconds, default 20000) and given up after half as long
+   * again without an answer: a path that went silent (a dead host, a
+   * dropped NAT or load-balancer entry) then ends with UNAVAILABLE, which
+   * calls retry and streams resume from, instead of waiting forever.
+   */
+  keepaliveMs?: number;
+  /** Extra grpc-js channel options (message sizes, ...); they win over the options above. */
   channelOptions?: ChannelOptions;
 }
 
@@ -47,6 +55,7 @@ export type CreditsClient = { readonly [S in keyof Services]: ServiceClient<Serv
 };
 
 export const DEFAULT_DEADLINE_MS = 10_000;
+export const DEFAULT_KEEPALIVE_MS = 20_000;
 
 const RETRYABLE_READ: ReadonlySet<status> = new Set([status.UNAVAILABLE]);
 const RETRYABLE_MUTATING: ReadonlySet<status> = new Set([status.UNAVAILABLE, status.ABORTED]);
@@ -76,7 +85,12 @@ export function createCreditsClient(options: CreditsClientOptions): CreditsClien
     retry: retryPolicyOf(options.retry),
     closed: closing.signal,
   };
+  const keepaliveMs = checkedDeadline(options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS, 'keepaliveMs');
   const channel = new Client(options.address, channelCredentials(options.tls), {
+    // grpc-js sends no pings by default: a stream over a connection that went
+    // silent without a FIN or RST waited for ever, never resuming.
+    'grpc.keepalive_time_ms': keepaliveMs,
+    'grpc.keepalive_timeout_ms': Math.max(Math.ceil(keepaliveMs / 2), 100),
     // Reconnect about as fast as the retries come, so a retry after a restart finds the server.
     'grpc.initial_reconnect_backoff_ms': Math.max(settings.retry.initialBackoffMs, 50),
     'grpc.max_reconnect_backoff_ms': Math.max(settings.retry.maxBackoffMs, 1000),

@@ -42,6 +42,9 @@ const ANSWER_AFTER_TERMINATE_MS = 500;
 
 /** Largest request or response message accepted, in bytes. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
+/** The server's pings of each connection (see the Server's options). */
+const SERVER_KEEPALIVE_MS = 60_000;
+const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000;
 
 export interface GrpcServer {
   /** The port actually bound (useful with port 0). */
@@ -129,6 +132,13 @@ export async function startGrpcServer(
     // by nothing here (no channelz service is served): ~1.5 KB of garbage
     // and a timestamp per call.
     'grpc.enable_channelz': 0,
+    // Pings every connection now and then and drops it when unanswered: a
+    // client whose host died or whose path went silent otherwise kept its
+    // streams open, and their subscriptions, until the kernel gave up
+    // (hours). Clients' own pings (@credits/client: every 20 s while calls
+    // are open) are answered whatever their rate: grpc-js sets no limit.
+    'grpc.keepalive_time_ms': SERVER_KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
   });
   const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens);
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));

@@ -3,6 +3,7 @@ import { createCreditsClient, CreditsError, EventType, status, type CreditsClien
 import { freePort, spawnServer, type ChildServer } from '../support/child-server';
 import { testDatabaseUrl } from '../support/database';
 import { storedEventIds } from '../support/events';
+import { startSilentProxy } from '../support/silent-proxy';
 import { useTenantClients } from '../support/tenant-clients';
 import { rejection } from './fixtures';
 
@@ -29,8 +30,8 @@ describe('credits client events', function () {
   this.timeout(180_000);
   const t = useTenantClients();
   const clients: CreditsClient[] = [];
-  const client = (address: string, apiKey = t.tenant.readKey) => {
-    const made = createCreditsClient({ address, apiKey, retry: { initialBackoffMs: 50, maxBackoffMs: 500 } });
+  const client = (address: string, apiKey = t.tenant.readKey, keepaliveMs?: number) => {
+    const made = createCreditsClient({ address, apiKey, retry: { initialBackoffMs: 50, maxBackoffMs: 500 }, keepaliveMs });
     clients.push(made);
     return made;
   };
@@ -204,5 +205,34 @@ describe('credits client events', function () {
     expect([bad.codeName, bad.reason, bad.fieldViolations.map((v) => v.field)]).to.deep.equal(['INVALID_ARGUMENT', 'VALIDATION_FAILED', ['after_cursor']]);
     const refused = await rejection(client(t.server.address, t.tenant.writeKey).events.stream().next());
     expect([refused.codeName, refused.reason]).to.deep.equal(['PERMISSION_DENIED', 'API_KEY_SCOPE_MISSING']);
+  });
+
+  it('gives up a connection that went silent (no FIN, no RST) and resumes the stream on a new one', async () => {
+    const proxy = await startSilentProxy(t.server.address);
+    try {
+      const seen: Event[] = [];
+      const reconnects: string[] = [];
+      const abort = new AbortController();
+      const ended = consume(
+        client(proxy.address, t.tenant.readKey, 300).events.stream(
+          { customerId: 'silent' },
+          { signal: abort.signal, onReconnect: ({ error }) => reconnects.push(error.codeName) },
+        ),
+        seen,
+      );
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'silent', amount: 1n });
+      await until(() => seen.length === 1, 5_000, 'the first event');
+      expect(proxy.silence()).to.equal(1);
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'silent', amount: 2n });
+      // Unanswered pings end the silent connection within ~0.5 s; the stream resumes after the first event.
+      await until(() => seen.length === 2, 10_000, () => `the event written while silent (reconnects: ${reconnects.join(', ') || 'none'})`);
+      expect(reconnects).to.deep.equal(['UNAVAILABLE']);
+      expect(seen.map((e) => e.customerId)).to.deep.equal(['silent', 'silent']);
+      expect(seen[1]!.id).to.not.equal(seen[0]!.id);
+      abort.abort();
+      await ended;
+    } finally {
+      await proxy.close();
+    }
   });
 });
