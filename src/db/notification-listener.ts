@@ -10,6 +10,16 @@ const FIRST_RETRY_MS = 100;
 const LAST_RETRY_MS = 1_000;
 /** While it cannot connect, one log line per this many failed attempts, once at the longest wait (about a minute). */
 const LOG_EVERY_FAILURES = 60;
+/**
+ * While listening, the connection is asked `SELECT 1` this often, and given
+ * up when the answer takes longer than the timeout: a connection whose path
+ * went silent (no FIN, no RST: a dead host, a dropped NAT entry) raises no
+ * error for as long as the kernel's keepalive takes (hours), and meanwhile
+ * every notification was lost while readers slept as if it were listening.
+ */
+export const DEFAULT_PROBE = { everyMs: 2_000, timeoutMs: 3_000 };
+/** How long a connection given up may take to end before its socket is cut. */
+const END_WAIT_MS = 1_000;
 
 /** What a listener tells its owner. */
 export interface NotificationHandlers {
@@ -28,6 +38,8 @@ export interface NotificationListenerOptions {
   logger: Logger;
   /** The log lines: once listening, on a loss (once it had listened), and while it cannot listen yet. */
   messages: { listening: string; lost: string; notYet: string };
+  /** How often the connection is checked while listening, and how long an answer may take (default DEFAULT_PROBE). */
+  probe?: { everyMs: number; timeoutMs: number };
 }
 
 /**
@@ -43,6 +55,7 @@ export class NotificationListener {
   /** Failed attempts in a row at the longest wait (for the log). */
   private longFailures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(
@@ -63,6 +76,7 @@ export class NotificationListener {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     const client = this.client;
     this.client = undefined;
     this.listening = false;
@@ -70,7 +84,7 @@ export class NotificationListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new Client({ ...this.connection, application_name: this.options.applicationName, keepAlive: true });
+    const client = new Client({ ...this.connection, application_name: this.options.applicationName, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     this.client = client;
     client.on('notification', (message) => {
       if (this.options.channels.includes(message.channel)) this.on.notification(message.channel, message.payload ?? '');
@@ -90,11 +104,33 @@ export class NotificationListener {
     this.longFailures = 0;
     this.on.listening?.();
     this.options.logger.info({ application_name: this.options.applicationName }, this.options.messages.listening);
+    this.probeLater(client);
+  }
+
+  /** Checks `client` after a while, and again after each answer, until it is given up. */
+  private probeLater(client: Client): void {
+    const { everyMs, timeoutMs } = this.options.probe ?? DEFAULT_PROBE;
+    this.probeTimer = setTimeout(() => {
+      if (this.client !== client) return;
+      const silent = setTimeout(() => this.lose(client, new Error(`the connection did not answer within ${timeoutMs} ms`)), timeoutMs);
+      client.query('SELECT 1').then(
+        () => {
+          clearTimeout(silent);
+          if (this.client === client) this.probeLater(client);
+        },
+        (err: unknown) => {
+          clearTimeout(silent);
+          this.lose(client, err);
+        },
+      );
+    }, everyMs);
+    this.probeTimer.unref();
   }
 
   private lose(client: Client, err: unknown): void {
     if (this.client !== client) return; // a connection already given up
     const wasListening = this.listening;
+    clearTimeout(this.probeTimer);
     this.client = undefined;
     this.listening = false;
     this.on.lost?.();
@@ -111,9 +147,21 @@ export class NotificationListener {
     this.retryMs = Math.min(this.retryMs * 2, LAST_RETRY_MS);
   }
 
+  /** Ends `client`, or cuts its socket when that takes more than a second (a silent connection never answers the goodbye). */
   private async discard(client: Client): Promise<void> {
     client.removeAllListeners();
     client.on('error', () => {}); // a late socket error of a connection given up
-    await client.end().catch(() => {});
+    let cut: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.end().catch(() => {}),
+      new Promise<void>((resolve) => {
+        cut = setTimeout(() => {
+          (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+          resolve();
+        }, END_WAIT_MS);
+        cut.unref();
+      }),
+    ]);
+    clearTimeout(cut);
   }
 }

@@ -1,0 +1,68 @@
+import { expect } from 'chai';
+import pg from 'pg';
+import { NotificationListener } from '../../src/db/notification-listener';
+import { createLogger } from '../../src/logger';
+import { testDatabaseUrl } from '../support/database';
+import { startSilentProxy, type SilentProxy } from '../support/silent-proxy';
+
+/** Waits (up to `ms`) until `check` no longer throws; throws its last error otherwise. */
+async function within(ms: number, check: () => void): Promise<void> {
+  for (const end = Date.now() + ms; ; await new Promise((resolve) => setTimeout(resolve, 20))) {
+    try {
+      return check();
+    } catch (err) {
+      if (Date.now() > end) throw err;
+    }
+  }
+}
+
+describe('NotificationListener', function () {
+  this.timeout(30_000);
+  let url: URL;
+  let proxy: SilentProxy;
+  const listeners: NotificationListener[] = [];
+
+  before(async () => {
+    url = new URL(await testDatabaseUrl());
+    proxy = await startSilentProxy(`${url.hostname}:${url.port || 5432}`);
+  });
+  after(async () => {
+    await Promise.all(listeners.map((l) => l.close()));
+    await proxy.close();
+  });
+
+  it('gives up a connection that went silent (no FIN, no RST), listens again on a new one and hears what comes then', async () => {
+    const through = new URL(url.toString());
+    [through.hostname, through.port] = proxy.address.split(':') as [string, string];
+    const heard: string[] = [];
+    const told: string[] = [];
+    const listener = new NotificationListener(
+      { connectionString: through.toString() },
+      {
+        channels: ['listener_test'],
+        applicationName: 'credits-test (silent listener)',
+        logger: createLogger('silent'),
+        messages: { listening: 'listening', lost: 'lost', notYet: 'not yet' },
+        probe: { everyMs: 100, timeoutMs: 300 },
+      },
+      { notification: (_channel, payload) => heard.push(payload), listening: () => told.push('listening'), lost: () => told.push('lost') },
+    );
+    listeners.push(listener);
+    await listener.start();
+    expect(listener.isListening()).to.equal(true);
+    const notify = async (payload: string) => {
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      await client.query(`SELECT pg_notify('listener_test', $1)`, [payload]);
+      await client.end();
+    };
+    await notify('before');
+    await within(2_000, () => expect(heard).to.deep.equal(['before']));
+
+    expect(proxy.silence()).to.equal(1);
+    await within(5_000, () => expect(told).to.deep.equal(['listening', 'lost', 'listening']));
+    expect(listener.isListening()).to.equal(true);
+    await notify('after');
+    await within(2_000, () => expect(heard).to.deep.equal(['before', 'after']));
+  });
+});
