@@ -332,7 +332,7 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
 async function attachEventStreams(session: Session, address: string, count: number): Promise<{ consumers: EventConsumersProcess; horizon: string }> {
   const { db, ctx } = session;
   const [{ horizon }] = (await db.dataSource.query(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`)) as Array<{ horizon: string }>;
-  const afterCursor = (await loadCursorCodec(db.dataSource)).encode({ xid: BigInt(horizon!), position: 0n });
+  const afterCursor = (await loadCursorCodec(db.dataSource)).encode(ctx.tenantId, { xid: BigInt(horizon!), position: 0n });
   const consumers = await startEventConsumers({ address, apiKey: ctx.apiKey, count, afterCursor });
   return { consumers, horizon: horizon! };
 }

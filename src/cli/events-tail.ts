@@ -48,7 +48,7 @@ export async function tailEvents(dataSource: DataSource, options: TailOptions, o
     );
     try {
       for await (const event of feed.events()) {
-        const line = `${JSON.stringify(Event.toJSON(eventToProto(event, service.cursorOf(event))))}\n`;
+        const line = `${JSON.stringify(Event.toJSON(eventToProto(event, service.cursorOf(tenant.id, event))))}\n`;
         if (!out.write(line)) await drained(out, stop.signal);
         if (stop.signal.aborted) break; // a signal, or the reader went away
       }

@@ -14,9 +14,13 @@ export interface Position {
 
 export const BEGINNING: Position = { xid: 0n, position: 0n };
 
-const VERSION = 1;
+/** Cursors made before they were bound to a tenant: still read, from any tenant. */
+const UNBOUND = 1;
+/** Cursors whose MAC covers the tenant's id as well. */
+const VERSION = 2;
 const MAC_BYTES = 8;
 const PAYLOAD_BYTES = 1 + 8 + 8;
+const TENANT_BYTES = 16;
 const MAC_CONTEXT = Buffer.from('event-cursor\0');
 const HASH_BLOCK_BYTES = 64;
 const HASH_BYTES = 32;
@@ -24,21 +28,27 @@ const HASH_BYTES = 32;
 /**
  * Cursors as callers see them: base64url of a version byte, the xid and the
  * position (big-endian), and 8 bytes of HMAC-SHA256 with the service key
- * (the one page tokens use, shared by every replica), 34 characters. The
- * MAC makes any change to a cursor (a truncated copy, a hand edit, another
- * service's token) INVALID_ARGUMENT instead of a silent jump that skips or
- * repeats events. Cursors are not bound to a tenant: a position in the one
- * order means the same for every tenant, and each reads only its own rows.
+ * (the one page tokens use, shared by every replica) over the tenant's id
+ * and those, 34 characters. The MAC makes any change to a cursor (a
+ * truncated copy, a hand edit, another service's token) INVALID_ARGUMENT
+ * instead of a silent jump that skips or repeats events, and so does a
+ * cursor of another tenant: a position in the one order means the same for
+ * every tenant, so a consumer that mixed up its tenants' cursors skipped,
+ * without a word, what its tenant wrote before the other's. Cursors of
+ * version 1 (before they named their tenant) are still read, from any
+ * tenant, so that stored ones stay valid.
  */
 export class EventCursorCodec {
   /** HMAC's two padded keys, each followed by room for what it hashes (RFC 2104). */
   private readonly inner: Buffer;
   private readonly outer: Buffer;
+  /** The tenant of the last call and its id's bytes (a stream encodes one tenant's cursors in a row). */
+  private lastTenant = { id: '', bytes: Buffer.alloc(TENANT_BYTES) };
 
   constructor(key: Buffer) {
     const block = Buffer.alloc(HASH_BLOCK_BYTES);
     (key.length > HASH_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key).copy(block);
-    this.inner = Buffer.alloc(HASH_BLOCK_BYTES + MAC_CONTEXT.length + PAYLOAD_BYTES);
+    this.inner = Buffer.alloc(HASH_BLOCK_BYTES + MAC_CONTEXT.length + TENANT_BYTES + PAYLOAD_BYTES);
     this.outer = Buffer.alloc(HASH_BLOCK_BYTES + HASH_BYTES);
     for (let i = 0; i < HASH_BLOCK_BYTES; i++) {
       this.inner[i] = block[i]! ^ 0x36;
@@ -47,37 +57,55 @@ export class EventCursorCodec {
     MAC_CONTEXT.copy(this.inner, HASH_BLOCK_BYTES);
   }
 
-  encode(at: Position): string {
+  /** The cursor of `at` for the tenant `tenantId` (a UUID). */
+  encode(tenantId: string, at: Position): string {
     const bytes = Buffer.allocUnsafe(PAYLOAD_BYTES + MAC_BYTES);
     bytes.writeUInt8(VERSION, 0);
     bytes.writeBigUInt64BE(at.xid, 1);
     bytes.writeBigInt64BE(at.position, 9);
-    this.mac(bytes.subarray(0, PAYLOAD_BYTES)).copy(bytes, PAYLOAD_BYTES);
+    this.mac(this.tenantBytes(tenantId), bytes.subarray(0, PAYLOAD_BYTES)).copy(bytes, PAYLOAD_BYTES);
     return bytes.toString('base64url');
   }
 
-  /** The position a cursor names; undefined for an empty one, 'malformed' for one this service did not issue. */
-  decode(cursor: string): Position | undefined | 'malformed' {
+  /**
+   * The position a cursor names; undefined for an empty one, 'malformed' for
+   * one this service did not issue to the tenant `tenantId`.
+   */
+  decode(tenantId: string, cursor: string): Position | undefined | 'malformed' {
     if (cursor === '') return undefined;
     const bytes = /^[A-Za-z0-9_-]{34}$/.test(cursor) ? Buffer.from(cursor, 'base64url') : Buffer.alloc(0);
     const payload = bytes.subarray(0, PAYLOAD_BYTES);
     const mac = bytes.subarray(PAYLOAD_BYTES);
     // Re-encoding must give the text back: base64url ignores the unused low bits of the last character.
-    if (bytes.length !== PAYLOAD_BYTES + MAC_BYTES || bytes.toString('base64url') !== cursor || !timingSafeEqual(mac, this.mac(payload)) || payload[0] !== VERSION) {
+    if (bytes.length !== PAYLOAD_BYTES + MAC_BYTES || bytes.toString('base64url') !== cursor || (payload[0] !== VERSION && payload[0] !== UNBOUND)) {
       return 'malformed';
     }
+    const expected = this.mac(payload[0] === VERSION ? this.tenantBytes(tenantId) : undefined, payload);
+    if (!timingSafeEqual(mac, expected)) return 'malformed';
     return { xid: payload.readBigUInt64BE(1), position: payload.readBigInt64BE(9) };
   }
 
+  private tenantBytes(tenantId: string): Buffer {
+    if (tenantId !== this.lastTenant.id) {
+      const bytes = Buffer.from(tenantId.replaceAll('-', ''), 'hex');
+      if (bytes.length !== TENANT_BYTES) throw new Error(`not a tenant id: ${tenantId}`);
+      this.lastTenant = { id: tenantId, bytes };
+    }
+    return this.lastTenant.bytes;
+  }
+
   /**
-   * HMAC-SHA256(key, "event-cursor\0" || payload), its first MAC_BYTES: two
-   * one-shot hashes over the padded keys kept above (every event's cursor is
-   * made as it is sent; createHmac made a keyed object for each, 4.5 µs
-   * against 2). Synchronous, so the two buffers serve every call.
+   * HMAC-SHA256(key, "event-cursor\0" || tenant || payload) (version 1:
+   * without the tenant), its first MAC_BYTES: two one-shot hashes over the
+   * padded keys kept above (every event's cursor is made as it is sent;
+   * createHmac made a keyed object for each, 4.5 µs against 2).
+   * Synchronous, so the two buffers serve every call.
    */
-  private mac(payload: Buffer): Buffer {
-    payload.copy(this.inner, HASH_BLOCK_BYTES + MAC_CONTEXT.length);
-    hash('sha256', this.inner, 'buffer').copy(this.outer, HASH_BLOCK_BYTES);
+  private mac(tenant: Buffer | undefined, payload: Buffer): Buffer {
+    let at = HASH_BLOCK_BYTES + MAC_CONTEXT.length;
+    if (tenant) at += tenant.copy(this.inner, at);
+    at += payload.copy(this.inner, at);
+    hash('sha256', this.inner.subarray(0, at), 'buffer').copy(this.outer, HASH_BLOCK_BYTES);
     return hash('sha256', this.outer, 'buffer').subarray(0, MAC_BYTES);
   }
 }

@@ -18,10 +18,12 @@ export interface EventQuery {
   filter: EventFilter;
 }
 
-/** Checks the cursor and filters, adding every problem to `v`. */
-export function checkEventQuery(v: Violations, codec: EventCursorCodec, input: EventQueryInput): EventQuery {
-  const after = codec.decode(input.afterCursor);
-  if (after === 'malformed') v.add('after_cursor', 'is not a cursor this service issued (send an Event.cursor or a next_cursor as it was given)');
+/** Checks the cursor (the tenant `tenantId`'s) and filters, adding every problem to `v`. */
+export function checkEventQuery(v: Violations, codec: EventCursorCodec, tenantId: string, input: EventQueryInput): EventQuery {
+  const after = codec.decode(tenantId, input.afterCursor);
+  if (after === 'malformed') {
+    v.add('after_cursor', "is not a cursor this service issued to this tenant (send an Event.cursor or a next_cursor of this tenant's events as it was given)");
+  }
   const types: EventType[] = [];
   input.types.forEach((type, i) => {
     if (type === undefined || type === 'UNRECOGNIZED') v.add(`types[${i}]`, 'must be an event type other than EVENT_TYPE_UNSPECIFIED');
@@ -34,17 +36,17 @@ export function checkEventQuery(v: Violations, codec: EventCursorCodec, input: E
   };
 }
 
-export function checkListEvents(codec: EventCursorCodec, input: EventQueryInput & { pageSize: number }): EventQuery {
+export function checkListEvents(codec: EventCursorCodec, tenantId: string, input: EventQueryInput & { pageSize: number }): EventQuery {
   const v = new Violations();
   checkPageSize(v, input.pageSize);
-  const query = checkEventQuery(v, codec, input);
+  const query = checkEventQuery(v, codec, tenantId, input);
   v.throwIfAny();
   return query;
 }
 
-export function checkStreamEvents(codec: EventCursorCodec, input: EventQueryInput & { liveOnly: boolean }): EventQuery {
+export function checkStreamEvents(codec: EventCursorCodec, tenantId: string, input: EventQueryInput & { liveOnly: boolean }): EventQuery {
   const v = new Violations();
-  const query = checkEventQuery(v, codec, input);
+  const query = checkEventQuery(v, codec, tenantId, input);
   if (input.liveOnly && input.afterCursor !== '') v.add('live_only', 'must be false when after_cursor is given (the stream then starts after that cursor)');
   v.throwIfAny();
   return query;

@@ -79,11 +79,11 @@ export class EventsService {
   }
 
   async list(principal: Pick<Principal, 'tenantId'>, input: EventQueryInput & { pageSize: number }): Promise<{ events: EventRecord[]; nextCursor: string }> {
-    const { after, filter } = checkListEvents(this.cursors, input);
+    const { after, filter } = checkListEvents(this.cursors, principal.tenantId, input);
     const batch = await this.repository.readAfter(principal.tenantId, after ?? BEGINNING, filter, effectivePageSize(input.pageSize), after !== undefined);
     if (batch.expired) throw cursorExpired();
     const last = batch.events[batch.events.length - 1];
-    return { events: batch.events, nextCursor: last ? this.cursorOf(last) : input.afterCursor };
+    return { events: batch.events, nextCursor: last ? this.cursorOf(principal.tenantId, last) : input.afterCursor };
   }
 
   /**
@@ -94,7 +94,7 @@ export class EventsService {
    * may come too).
    */
   async stream(principal: Pick<Principal, 'tenantId'>, input: EventQueryInput & { liveOnly: boolean }, signal: AbortSignal): Promise<EventStream> {
-    const { after, filter } = checkStreamEvents(this.cursors, input);
+    const { after, filter } = checkStreamEvents(this.cursors, principal.tenantId, input);
     const start: Position | undefined = input.liveOnly ? { xid: await this.repository.horizon(), position: 0n } : after;
     const feed = await EventFeed.open({
       repository: this.repository,
@@ -105,11 +105,12 @@ export class EventsService {
       afterCursor: start !== undefined,
       signal,
     });
-    return { startCursor: start ? this.cursors.encode(start) : '', feed };
+    return { startCursor: start ? this.cursors.encode(principal.tenantId, start) : '', feed };
   }
 
-  cursorOf(event: EventRecord): string {
-    return this.cursors.encode(event.at);
+  /** The cursor of the tenant `tenantId`'s event. */
+  cursorOf(tenantId: string, event: EventRecord): string {
+    return this.cursors.encode(tenantId, event.at);
   }
 }
 

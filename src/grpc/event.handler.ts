@@ -14,27 +14,28 @@ export const START_CURSOR_HEADER = 'start-cursor';
  * commit time it went out (the event stream lag metric).
  */
 export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (seconds: number) => void): EventServiceServer {
-  // Streams at the same place share their reads (EventHub.read), so the
-  // records they send are the same objects: each is mapped and encoded once.
+  // Streams at the same place share their reads (EventHub.read, one
+  // tenant's), so the records they send are the same objects: each is
+  // mapped and encoded once.
   const encoded = new WeakMap<EventRecord, Buffer>();
-  const bytesOf = (event: EventRecord): Buffer => {
+  const bytesOf = (tenantId: string, event: EventRecord): Buffer => {
     let bytes = encoded.get(event);
     if (!bytes) {
-      encoded.set(event, (bytes = encodeMessage(Event, eventToProto(event, service.cursorOf(event)))));
+      encoded.set(event, (bytes = encodeMessage(Event, eventToProto(event, service.cursorOf(tenantId, event)))));
     }
     return bytes;
   };
   return {
     listEvents: rpc.read(async (request, ctx) => {
       const { events, nextCursor } = await service.list(ctx.principal, { ...eventQueryFromProto(request), pageSize: request.pageSize });
-      return { events: events.map((event) => eventToProto(event, service.cursorOf(event))), nextCursor };
+      return { events: events.map((event) => eventToProto(event, service.cursorOf(ctx.principal.tenantId, event))), nextCursor };
     }),
     streamEvents: rpc.readStream(async (request, ctx) => {
       const { startCursor, feed } = await service.stream(ctx.principal, { ...eventQueryFromProto(request), liveOnly: request.liveOnly }, ctx.signal);
       try {
         ctx.sendHeaders(startCursor === '' ? {} : { [START_CURSOR_HEADER]: startCursor });
         for await (const events of feed.batches()) {
-          await ctx.sendAll(events.map(bytesOf));
+          await ctx.sendAll(events.map((event) => bytesOf(ctx.principal.tenantId, event)));
           if (observeLag) {
             const now = Date.now();
             for (const event of events) observeLag((now - event.createTime.getTime()) / 1000);

@@ -1,14 +1,19 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { EventCursorCodec, type Position } from '../../src/events/event-cursor';
 
-/** A cursor as HMAC-SHA256 with createHmac makes it: the format consumers have stored. */
-function cursorByHmac(key: Buffer, at: Position): string {
+/**
+ * A cursor as HMAC-SHA256 with createHmac makes it: version 2 over the
+ * tenant's id, version 1 (the format consumers stored before) without.
+ */
+function cursorByHmac(key: Buffer, at: Position, tenantId?: string): string {
   const payload = Buffer.alloc(17);
-  payload.writeUInt8(1, 0);
+  payload.writeUInt8(tenantId === undefined ? 1 : 2, 0);
   payload.writeBigUInt64BE(at.xid, 1);
   payload.writeBigInt64BE(at.position, 9);
-  const mac = createHmac('sha256', key).update('event-cursor\0').update(payload).digest().subarray(0, 8);
+  const hmac = createHmac('sha256', key).update('event-cursor\0');
+  if (tenantId !== undefined) hmac.update(Buffer.from(tenantId.replaceAll('-', ''), 'hex'));
+  const mac = hmac.update(payload).digest().subarray(0, 8);
   return Buffer.concat([payload, mac]).toString('base64url');
 }
 
@@ -20,29 +25,38 @@ describe('event cursors', () => {
     ...Array.from({ length: 200 }, () => ({ xid: randomBytes(8).readBigUInt64BE(), position: randomBytes(8).readBigInt64BE() & (2n ** 63n - 1n) })),
   ];
 
+  const tenant = randomUUID();
+  const other = randomUUID();
+
   for (const [label, key] of [
     ['a 32-byte key', randomBytes(32)],
     ['a key longer than the hash block (hashed first)', randomBytes(100)],
     ['a key of exactly one block', randomBytes(64)],
   ] as const) {
-    it(`are HMAC-SHA256 as before, so stored cursors stay valid, and decode to what they encode: ${label}`, () => {
+    it(`are HMAC-SHA256 over the tenant and the position, decode to what they encode for that tenant alone, and read stored version-1 cursors: ${label}`, () => {
       const codec = new EventCursorCodec(key);
       for (const at of positions) {
-        const cursor = codec.encode(at);
-        expect(cursor).to.equal(cursorByHmac(key, at));
-        expect(codec.decode(cursor)).to.deep.equal(at);
+        const cursor = codec.encode(tenant, at);
+        expect(cursor).to.equal(cursorByHmac(key, at, tenant));
+        expect(codec.decode(tenant, cursor)).to.deep.equal(at);
+        expect(codec.decode(other, cursor)).to.equal('malformed');
+        expect(codec.decode(other, cursorByHmac(key, at)), 'version 1: any tenant').to.deep.equal(at);
       }
     });
   }
 
-  it('refuses a cursor of another key, or with one character changed', () => {
-    const codec = new EventCursorCodec(randomBytes(32));
+  it('refuses a cursor of another key, of another tenant, or with one character changed', () => {
+    const key = randomBytes(32);
+    const codec = new EventCursorCodec(key);
     const at = { xid: 99n, position: 7n };
-    expect(codec.decode(cursorByHmac(randomBytes(32), at))).to.equal('malformed');
-    const cursor = codec.encode(at);
-    for (let i = 0; i < cursor.length; i++) {
-      const changed = cursor.slice(0, i) + (cursor[i] === 'A' ? 'B' : 'A') + cursor.slice(i + 1);
-      expect(codec.decode(changed), `character ${i}`).to.equal('malformed');
+    expect(codec.decode(tenant, cursorByHmac(randomBytes(32), at, tenant))).to.equal('malformed');
+    expect(codec.decode(tenant, cursorByHmac(randomBytes(32), at))).to.equal('malformed');
+    expect(codec.decode(tenant, cursorByHmac(key, at, other))).to.equal('malformed');
+    for (const cursor of [codec.encode(tenant, at), cursorByHmac(key, at)]) {
+      for (let i = 0; i < cursor.length; i++) {
+        const changed = cursor.slice(0, i) + (cursor[i] === 'A' ? 'B' : 'A') + cursor.slice(i + 1);
+        expect(codec.decode(tenant, changed), `character ${i} of ${cursor}`).to.equal('malformed');
+      }
     }
   });
 });
