@@ -9,6 +9,8 @@ export const EVENTS_CHANNEL = 'credits_events';
 
 /** How often the horizon is checked while some reader waits for it to pass an event. */
 export const HORIZON_POLL_MS = 100;
+/** Readers held back this long by one transaction: a warning naming it, and again as often while it lasts. */
+export const HELD_WARNING_MS = 10_000;
 
 /**
  * A read stays shared this long after it completed, for readers of the same
@@ -58,8 +60,17 @@ export class EventHub {
   /** Counts wake-ups (of any reader, for any reason): see read(). */
   private wakes = 0;
   private readonly reads = new Map<string, SharedRead>();
+  /** The horizon that holds readers back, since when, and when that was last logged. */
+  private held: { horizon: bigint; since: number; warnedAt: number } | undefined;
+  private readonly heldWarningMs: number;
 
-  constructor(dataSource: DataSource, logger: Logger, applicationName = `credits-events-listener (pid ${process.pid})`) {
+  constructor(
+    dataSource: DataSource,
+    private readonly logger: Logger,
+    applicationName = `credits-events-listener (pid ${process.pid})`,
+    options: { heldWarningMs?: number } = {},
+  ) {
+    this.heldWarningMs = options.heldWarningMs ?? HELD_WARNING_MS;
     this.repository = new EventRepository(dataSource.manager);
     this.listener = new NotificationListener(
       connectionOf(dataSource),
@@ -205,9 +216,32 @@ export class EventHub {
           }
         }
       }
+      if (waiting && horizon !== undefined) await this.warnIfHeld(horizon);
+      else this.held = undefined;
     } finally {
       this.polling = false;
     }
     if (waiting && this.pollTimer === undefined && !this.closed) this.schedulePoll();
+  }
+
+  /**
+   * Readers wait for the transaction `horizon` to end: after heldWarningMs,
+   * and as often again while it runs, a warning names it. Transaction ids
+   * are the PostgreSQL server's, so it may be any writer on any database
+   * of it, and it holds back every stream until it ends.
+   */
+  private async warnIfHeld(horizon: bigint): Promise<void> {
+    const now = Date.now();
+    if (this.held?.horizon !== horizon) {
+      this.held = { horizon, since: now, warnedAt: now };
+      return;
+    }
+    if (now - this.held.warnedAt < this.heldWarningMs) return;
+    this.held.warnedAt = now;
+    const holder = await this.repository.transactionHolder(horizon).catch(() => undefined);
+    this.logger.warn(
+      { xid: horizon.toString(), held_ms: now - this.held.since, holder },
+      'event streams are held back by a transaction that is still open (on any database of this PostgreSQL server): events committed after it began are handed out once it ends',
+    );
   }
 }

@@ -191,6 +191,37 @@ export class EventRepository {
     );
     return BigInt(rows[0]!.horizon);
   }
+
+  /**
+   * Who runs the transaction `xid` (the horizon: an xid8), on any database of
+   * the PostgreSQL server: a session (pg_stat_activity, whose backend_xid is
+   * the xid's low 32 bits) or a prepared transaction. Undefined when it has
+   * ended meanwhile, or this role may not see it.
+   */
+  async transactionHolder(xid: bigint): Promise<TransactionHolder | undefined> {
+    const { rows } = await preparedQuery<TransactionHolder>(
+      this.manager,
+      'events_transaction_holder',
+      `SELECT a.pid, a.datname AS database, a.application_name, a.usename AS user_name, a.state, a.xact_start AS since
+         FROM pg_stat_activity a WHERE a.backend_xid::text::bigint = $1::bigint % 4294967296
+       UNION ALL
+       SELECT NULL, p.database, 'prepared transaction ' || p.gid, p.owner::text, 'prepared', p.prepared
+         FROM pg_prepared_xacts p WHERE p.transaction::text::bigint = $1::bigint % 4294967296
+       LIMIT 1`,
+      [xid.toString()],
+    );
+    return rows[0];
+  }
+}
+
+/** A transaction that holds the event horizon back, as logged. */
+export interface TransactionHolder {
+  pid: number | null;
+  database: string | null;
+  application_name: string | null;
+  user_name: string | null;
+  state: string | null;
+  since: Date | null;
 }
 
 function eventOfRow(tenantId: string, row: EventRow, entries: ReadonlyMap<string, PromotionalCreditEntity>): EventRecord {

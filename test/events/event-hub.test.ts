@@ -1,9 +1,11 @@
 import { expect } from 'chai';
+import pg from 'pg';
+import pino from 'pino';
 import type { DataSource } from 'typeorm';
 import type { EventBatch } from '../../src/events/event.repository';
 import { EventHub, EVENTS_CHANNEL, SHARED_READ_MS } from '../../src/events/event-hub';
 import { createLogger } from '../../src/logger';
-import { openTestDataSource } from '../support/database';
+import { openTestDataSource, testDatabaseUrl } from '../support/database';
 import { newTenant } from '../support/tenant';
 
 const batch = (horizon: bigint): EventBatch => ({ events: [], horizon, waitingXid: undefined, expired: false });
@@ -84,5 +86,31 @@ describe('EventHub', () => {
     const later = await hub.read('late', read(4n)); // too old: read afresh
     expect([reads, later.batch.horizon, later.stale]).to.deep.equal([2, 4n, false]);
     off();
+  });
+  it('warns, naming it, of a transaction on another database of the server that holds readers back', async () => {
+    const lines: Array<{ msg: string; xid?: string; holder?: { database: string; application_name: string; pid: number } }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const held = new EventHub(dataSource, logger, 'credits-events-listener (held test)', { heldWarningMs: 200 });
+    await held.start();
+    const url = new URL(await testDatabaseUrl());
+    url.pathname = '/postgres';
+    const other = new pg.Client({ connectionString: url.toString(), application_name: 'a long writer elsewhere' });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      const [{ xid }] = (await other.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows;
+      const off = held.subscribe('00000000-0000-4000-8000-000000000000', { wake: () => {}, waitingXid: BigInt(xid!) });
+      held.watchHorizon();
+      for (let i = 0; i < 100 && !lines.some((l) => l.holder); i++) await new Promise((r) => setTimeout(r, 20));
+      const warning = lines.find((l) => l.holder);
+      expect(warning?.msg).to.contain('held back by a transaction');
+      expect(warning?.xid).to.equal(xid);
+      expect(warning?.holder).to.include({ database: 'postgres', application_name: 'a long writer elsewhere', pid: (other as unknown as { processID: number }).processID });
+      off();
+    } finally {
+      await other.query('ROLLBACK').catch(() => {});
+      await other.end();
+      await held.close();
+    }
   });
 });

@@ -171,7 +171,8 @@ export interface Event {
   /**
    * Opaque (at most 64 characters): the event's place in the tenant's order.
    * Give it as `after_cursor` to read what came after it. Valid on every
-   * replica until the event leaves the retention.
+   * replica, for this tenant only (another tenant's key gets
+   * INVALID_ARGUMENT), until the event leaves the retention.
    */
   cursor: string;
   /**
@@ -917,24 +918,33 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
  * or rolled back), usually within milliseconds; a transaction left open
  * delays the events after it (never for longer than the server's 30 s
  * statement and 60 s idle-in-transaction limits on its own connections).
+ * Transaction ids are the PostgreSQL server's, not one database's: a
+ * writing transaction left open by anything else on that server (another
+ * database included) delays every stream as long as it stays open, and
+ * the service logs a warning naming it (pid, database, application) every
+ * 10 s while it does.
  * Store the cursor of the last event you processed, with the effect of
  * processing it when you can, and resume from it.
  *
  * Retention: events are kept CREDITS_EVENT_RETENTION_HOURS (default 168, 7
  * days), then deleted. A cursor behind the newest deleted event of its
- * tenant of the types it reads (all types without `types`) is
- * FAILED_PRECONDITION with reason CURSOR_EXPIRED: the reader may have missed
- * events and must rebuild its state from the other services' List RPCs,
- * then read from an empty cursor (or `live_only`). A cursor after which
- * nothing it would read was deleted stays valid, however old: a quiet
- * tenant, or a stream of a rare type, resumes where it was.
+ * tenant of the types it reads (all types without `types`; of any
+ * customer, even with `customer_id`) is FAILED_PRECONDITION with reason
+ * CURSOR_EXPIRED: the reader may have missed events and must rebuild its
+ * state from the other services' List RPCs, then read from an empty cursor
+ * (or `live_only`). A cursor after which no event of its tenant and types
+ * was deleted stays valid, however old: a quiet tenant, or a stream of a
+ * rare type, resumes where it was (but a reader of one customer of a busy
+ * tenant gets CURSOR_EXPIRED once the tenant's events after its cursor
+ * begin to be deleted, whether or not that customer had any).
  *
  * Both RPCs need `authorization: Bearer <api key>` metadata with the `read`
  * scope and see only the events of the key's tenant. Errors common to both:
  * UNAUTHENTICATED (no, unknown or revoked key), PERMISSION_DENIED (the key
  * lacks the `read` scope), INVALID_ARGUMENT with reason VALIDATION_FAILED and a
- * google.rpc.BadRequest listing every bad field (a malformed `after_cursor`,
- * an unknown event type, a bad customer id), FAILED_PRECONDITION
+ * google.rpc.BadRequest listing every bad field (a malformed `after_cursor`
+ * or one of another tenant's events, an unknown event type, a bad customer
+ * id), FAILED_PRECONDITION
  * (CURSOR_EXPIRED), UNAVAILABLE (DATABASE_UNAVAILABLE: the database is
  * unreachable; SHUTTING_DOWN: the server is stopping; both safe to retry from
  * the last cursor).
