@@ -220,11 +220,14 @@ export class CreditsService {
               throw err;
             });
             // Every bad field (an expiry later than the coupon's included)
-            // before the coupon's own refusal: a bad request is answered as such.
+            // before the coupon's own refusal: a bad request is answered as
+            // such. Not against a coupon that has expired: no expiry could
+            // be right, and COUPON_EXPIRED says what to do.
+            const couponExpired = coupon.expireTime !== null && coupon.expireTime.getTime() <= now.getTime();
             const rows = drafts.map((draft, i) => ({
               customerId: draft.customerId,
               membershipId: draft.membershipId,
-              expireTime: resolveExpireTime(pending, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
+              expireTime: couponExpired ? (draft.expireTime ?? null) : resolveExpireTime(pending, fieldOf(i, 'expire_time'), draft.expireTime, coupon.expireTime),
               revenueAmount: draft.revenue?.amount ?? null,
               revenueCurrencyCode: draft.revenue?.currencyCode ?? null,
               metadata: draft.metadata,

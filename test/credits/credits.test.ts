@@ -113,6 +113,12 @@ describe('CreditService: issue, get, revoke', () => {
       await t.issue(coupon.id, 'early');
       await sleep(1_200);
       await expectError(t.credits.createCustomerCredit(issueRequest(coupon.id, 'late')), status.FAILED_PRECONDITION, 'COUPON_EXPIRED');
+      // With an expire_time later than the coupon's: no expiry could be right now, so the refusal, not a bad field.
+      const later = issueRequest(coupon.id, 'late', { expireTime: new Date(Date.now() + 86_400_000) });
+      await expectError(t.credits.createCustomerCredit(later), status.FAILED_PRECONDITION, 'COUPON_EXPIRED');
+      // Other bad fields still come first.
+      const bad = await expectError(t.credits.createCustomerCredit({ ...later, customerId: '' }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+      expect(Object.keys(bad.fields)).to.deep.equal(['customer_id']);
     });
 
     it('needs the write scope', async () => {
