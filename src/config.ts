@@ -30,6 +30,8 @@ export interface Config {
   expirySweepSeconds: number;
   /** How long events are kept for readers (older cursors are CURSOR_EXPIRED). */
   eventRetentionHours: number;
+  /** CREDITS_EVENT_CURSOR_VERSION: the event cursors handed out, 1 (any tenant's) or 2 (naming their tenant); both are read. */
+  eventCursorVersion: 1 | 2;
   /** CREDITS_EVENTS=off, the benchmark's switch: changes write no events (readers miss them for good). */
   eventsOff: boolean;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
@@ -146,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),
     expirySweepSeconds: int('CREDITS_EXPIRY_SWEEP_SECONDS', DEFAULT_EXPIRY_SWEEP_SECONDS, 1, 86_400),
     eventRetentionHours: int('CREDITS_EVENT_RETENTION_HOURS', DEFAULT_EVENT_RETENTION_HOURS, 1, 24 * 3650),
+    eventCursorVersion: int('CREDITS_EVENT_CURSOR_VERSION', 1, 1, 2) as 1 | 2,
     eventsOff: events === 'off',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     metricsAddress: metricsAddress === 'off' ? undefined : metricsAddress,

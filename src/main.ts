@@ -36,6 +36,7 @@ export async function serve(config: Config): Promise<void> {
         expirySweepSeconds: config.expirySweepSeconds,
         sessionDatabaseUrl: config.sessionDatabaseUrl,
         eventRetentionHours: config.eventRetentionHours,
+        eventCursorVersion: config.eventCursorVersion,
       },
     );
     if (metrics) metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!);

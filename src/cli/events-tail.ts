@@ -11,6 +11,8 @@ export interface TailOptions {
   afterCursor: string;
   types: EventType[];
   customerId: string;
+  /** The cursors printed (CREDITS_EVENT_CURSOR_VERSION, as the servers hand out). */
+  cursorVersion?: 1 | 2;
 }
 
 /**
@@ -34,7 +36,7 @@ export async function tailEvents(dataSource: DataSource, options: TailOptions, o
   const tenant = await findTenant(dataSource.manager, options.tenantSlug);
   // Logs go to stderr, and only problems (a lost connection): stdout is one event per line.
   const logger = pino({ level: 'warn', base: undefined }, pino.destination({ dest: 2, sync: true }));
-  const service = await EventsService.start(dataSource, logger, {});
+  const service = await EventsService.start(dataSource, logger, { cursorVersion: options.cursorVersion });
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);

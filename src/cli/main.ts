@@ -155,6 +155,7 @@ async function eventsTail(config: Config, args: string[]): Promise<number> {
       afterCursor: (values.after as string | undefined) ?? '',
       types,
       customerId: (values.customer as string | undefined) ?? '',
+      cursorVersion: config.eventCursorVersion,
     }),
   );
 }

@@ -14,10 +14,13 @@ export interface Position {
 
 export const BEGINNING: Position = { xid: 0n, position: 0n };
 
-/** Cursors made before they were bound to a tenant: still read, from any tenant. */
+/** Cursors any tenant may read from (all cursors before version 2). */
 const UNBOUND = 1;
 /** Cursors whose MAC covers the tenant's id as well. */
-const VERSION = 2;
+const BOUND = 2;
+
+/** Which cursors a codec hands out (CREDITS_EVENT_CURSOR_VERSION); it reads both. */
+export type CursorVersion = typeof UNBOUND | typeof BOUND;
 const MAC_BYTES = 8;
 const PAYLOAD_BYTES = 1 + 8 + 8;
 const TENANT_BYTES = 16;
@@ -34,9 +37,12 @@ const HASH_BYTES = 32;
  * instead of a silent jump that skips or repeats events, and so does a
  * cursor of another tenant: a position in the one order means the same for
  * every tenant, so a consumer that mixed up its tenants' cursors skipped,
- * without a word, what its tenant wrote before the other's. Cursors of
- * version 1 (before they named their tenant) are still read, from any
- * tenant, so that stored ones stay valid.
+ * without a word, what its tenant wrote before the other's. That is
+ * version 2. Version 1, the MAC over the position alone, is what servers
+ * before it issue and read: a codec reads both and issues the version it is
+ * given, 1 until every replica reads 2 (an older replica would refuse a
+ * version-2 cursor: a stream that resumed there would end, and so would a
+ * rollback's), then 2.
  */
 export class EventCursorCodec {
   /** HMAC's two padded keys, each followed by room for what it hashes (RFC 2104). */
@@ -45,7 +51,10 @@ export class EventCursorCodec {
   /** The tenant of the last call and its id's bytes (a stream encodes one tenant's cursors in a row). */
   private lastTenant = { id: '', bytes: Buffer.alloc(TENANT_BYTES) };
 
-  constructor(key: Buffer) {
+  constructor(
+    key: Buffer,
+    private readonly issues: CursorVersion = UNBOUND,
+  ) {
     const block = Buffer.alloc(HASH_BLOCK_BYTES);
     (key.length > HASH_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key).copy(block);
     this.inner = Buffer.alloc(HASH_BLOCK_BYTES + MAC_CONTEXT.length + TENANT_BYTES + PAYLOAD_BYTES);
@@ -57,19 +66,19 @@ export class EventCursorCodec {
     MAC_CONTEXT.copy(this.inner, HASH_BLOCK_BYTES);
   }
 
-  /** The cursor of `at` for the tenant `tenantId` (a UUID). */
+  /** The cursor of `at` for the tenant `tenantId` (a UUID), of the version this codec issues. */
   encode(tenantId: string, at: Position): string {
     const bytes = Buffer.allocUnsafe(PAYLOAD_BYTES + MAC_BYTES);
-    bytes.writeUInt8(VERSION, 0);
+    bytes.writeUInt8(this.issues, 0);
     bytes.writeBigUInt64BE(at.xid, 1);
     bytes.writeBigInt64BE(at.position, 9);
-    this.mac(this.tenantBytes(tenantId), bytes.subarray(0, PAYLOAD_BYTES)).copy(bytes, PAYLOAD_BYTES);
+    this.mac(this.issues === BOUND ? this.tenantBytes(tenantId) : undefined, bytes.subarray(0, PAYLOAD_BYTES)).copy(bytes, PAYLOAD_BYTES);
     return bytes.toString('base64url');
   }
 
   /**
    * The position a cursor names; undefined for an empty one, 'malformed' for
-   * one this service did not issue to the tenant `tenantId`.
+   * one this service did not issue (version 2: to the tenant `tenantId`).
    */
   decode(tenantId: string, cursor: string): Position | undefined | 'malformed' {
     if (cursor === '') return undefined;
@@ -77,10 +86,10 @@ export class EventCursorCodec {
     const payload = bytes.subarray(0, PAYLOAD_BYTES);
     const mac = bytes.subarray(PAYLOAD_BYTES);
     // Re-encoding must give the text back: base64url ignores the unused low bits of the last character.
-    if (bytes.length !== PAYLOAD_BYTES + MAC_BYTES || bytes.toString('base64url') !== cursor || (payload[0] !== VERSION && payload[0] !== UNBOUND)) {
+    if (bytes.length !== PAYLOAD_BYTES + MAC_BYTES || bytes.toString('base64url') !== cursor || (payload[0] !== BOUND && payload[0] !== UNBOUND)) {
       return 'malformed';
     }
-    const expected = this.mac(payload[0] === VERSION ? this.tenantBytes(tenantId) : undefined, payload);
+    const expected = this.mac(payload[0] === BOUND ? this.tenantBytes(tenantId) : undefined, payload);
     if (!timingSafeEqual(mac, expected)) return 'malformed';
     return { xid: payload.readBigUInt64BE(1), position: payload.readBigInt64BE(9) };
   }

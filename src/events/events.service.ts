@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import { effectivePageSize } from '../common/pager';
 import type { Logger } from '../logger';
 import type { Principal } from '../tenants/principal';
-import { BEGINNING, EventCursorCodec, type Position } from './event-cursor';
+import { BEGINNING, EventCursorCodec, type CursorVersion, type Position } from './event-cursor';
 import { cursorExpired, EventFeed } from './event-feed';
 import { EventHub } from './event-hub';
 import { checkListEvents, checkStreamEvents, type EventQueryInput } from './event-query.rules';
@@ -15,6 +15,8 @@ const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 export interface EventsOptions {
   /** CREDITS_EVENT_RETENTION_HOURS; absent: this process does not prune (the CLI). */
   retentionHours?: number;
+  /** CREDITS_EVENT_CURSOR_VERSION: the cursors it hands out (default 1; it reads both). */
+  cursorVersion?: CursorVersion;
 }
 
 /** A stream's start: where it starts after, as a cursor ('' for the beginning), and its feed. */
@@ -44,7 +46,7 @@ export class EventsService {
 
   /** Starts listening for new events and pruning old ones (every replica does; see pruneEvents). */
   static async start(dataSource: DataSource, logger: Logger, options: EventsOptions): Promise<EventsService> {
-    const cursors = await loadCursorCodec(dataSource);
+    const cursors = await loadCursorCodec(dataSource, options.cursorVersion);
     const hub = new EventHub(dataSource, logger);
     await hub.start();
     const service = new EventsService(dataSource, cursors, hub, options);
@@ -115,8 +117,8 @@ export class EventsService {
 }
 
 /** The cursor MAC's key: the service key page tokens use, kept in the database and shared by every replica. */
-export async function loadCursorCodec(dataSource: DataSource): Promise<EventCursorCodec> {
+export async function loadCursorCodec(dataSource: DataSource, issues?: CursorVersion): Promise<EventCursorCodec> {
   const rows: Array<{ value: Buffer }> = await dataSource.query(`SELECT value FROM service_secrets WHERE name = 'page_token'`);
   if (!rows[0]) throw new Error('service_secrets has no page_token key; run `credits migrate`');
-  return new EventCursorCodec(rows[0].value);
+  return new EventCursorCodec(rows[0].value, issues);
 }

@@ -72,6 +72,8 @@ export async function startGrpcServer(
     /** Where the revocation listener connects (LISTEN needs a session), when not to the data source's database (CREDITS_SESSION_DATABASE_URL). */
     sessionDatabaseUrl?: string;
     eventRetentionHours?: number;
+    /** The event cursors handed out (CREDITS_EVENT_CURSOR_VERSION; default 1). */
+    eventCursorVersion?: 1 | 2;
   },
 ): Promise<GrpcServer> {
   const { metrics } = deps;
@@ -89,7 +91,10 @@ export async function startGrpcServer(
       : undefined,
   });
   await authenticator.start();
-  const events = await EventsService.start(deps.dataSource, deps.logger, { retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS });
+  const events = await EventsService.start(deps.dataSource, deps.logger, {
+    retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS,
+    cursorVersion: options.eventCursorVersion,
+  });
   const connectionsInUse = new ConnectionsInUse(deps.dataSource);
   let accepting = true;
   let inFlight = 0;

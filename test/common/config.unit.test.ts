@@ -13,6 +13,12 @@ describe('configuration (unit)', () => {
     }
   });
 
+  it('hands out version-1 event cursors unless told 2 (every version reads both)', () => {
+    expect(loadConfig({}).eventCursorVersion).to.equal(1);
+    expect(loadConfig({ CREDITS_EVENT_CURSOR_VERSION: '2' }).eventCursorVersion).to.equal(2);
+    expect(() => loadConfig({ CREDITS_EVENT_CURSOR_VERSION: '3' })).to.throw(ConfigError, /CREDITS_EVENT_CURSOR_VERSION/);
+  });
+
   it('takes ports from 0 to 65535 only, before anything binds', () => {
     expect(loadConfig({ CREDITS_ADDRESS: '127.0.0.1:65535' }).address).to.equal('127.0.0.1:65535');
     expect(() => loadConfig({ CREDITS_ADDRESS: '127.0.0.1:99999' })).to.throw(ConfigError, /CREDITS_ADDRESS must be host:port \(port 0 to 65535\)/);

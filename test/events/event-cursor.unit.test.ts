@@ -33,8 +33,8 @@ describe('event cursors', () => {
     ['a key longer than the hash block (hashed first)', randomBytes(100)],
     ['a key of exactly one block', randomBytes(64)],
   ] as const) {
-    it(`are HMAC-SHA256 over the tenant and the position, decode to what they encode for that tenant alone, and read stored version-1 cursors: ${label}`, () => {
-      const codec = new EventCursorCodec(key);
+    it(`version 2: HMAC-SHA256 over the tenant and the position, read for that tenant alone; version 1 read for any: ${label}`, () => {
+      const codec = new EventCursorCodec(key, 2);
       for (const at of positions) {
         const cursor = codec.encode(tenant, at);
         expect(cursor).to.equal(cursorByHmac(key, at, tenant));
@@ -43,11 +43,22 @@ describe('event cursors', () => {
         expect(codec.decode(other, cursorByHmac(key, at)), 'version 1: any tenant').to.deep.equal(at);
       }
     });
+
+    it(`version 1 (the default, what older servers read): HMAC-SHA256 over the position as before; version 2 read too: ${label}`, () => {
+      const codec = new EventCursorCodec(key);
+      for (const at of positions.slice(0, 20)) {
+        const cursor = codec.encode(tenant, at);
+        expect(cursor).to.equal(cursorByHmac(key, at));
+        expect(codec.decode(other, cursor)).to.deep.equal(at);
+        expect(codec.decode(tenant, cursorByHmac(key, at, tenant))).to.deep.equal(at);
+        expect(codec.decode(other, cursorByHmac(key, at, tenant))).to.equal('malformed');
+      }
+    });
   }
 
   it('refuses a cursor of another key, of another tenant, or with one character changed', () => {
     const key = randomBytes(32);
-    const codec = new EventCursorCodec(key);
+    const codec = new EventCursorCodec(key, 2);
     const at = { xid: 99n, position: 7n };
     expect(codec.decode(tenant, cursorByHmac(randomBytes(32), at, tenant))).to.equal('malformed');
     expect(codec.decode(tenant, cursorByHmac(randomBytes(32), at))).to.equal('malformed');

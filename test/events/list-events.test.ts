@@ -10,7 +10,7 @@ import { appendEvents, type OutboxEvent } from '../../src/events/outbox';
 import { RECENT_ENTRIES } from '../../src/promotional-credits/recent-entries';
 import { testDatabaseUrl } from '../support/database';
 import { eventsClient, listAll, storedEventIds, type EventsClient } from '../support/events';
-import { apiKeyInterceptor } from '../support/server';
+import { apiKeyInterceptor, startTestServer } from '../support/server';
 import { decodeError, expectError } from '../support/status';
 import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
@@ -163,23 +163,42 @@ describe('EventService.ListEvents', () => {
     );
   });
 
-  it("shows a tenant only its own events, whatever customer it asks for, and refuses another tenant's cursor", async () => {
+  it("shows a tenant only its own events, whatever cursor or customer it asks for; version-2 cursors refuse another tenant's key", async () => {
     const other = await newTenant(t.server.dataSource);
     const otherEvents = eventsClient(t.server.address, other.readKey);
+    // A server handing out version-2 cursors (CREDITS_EVENT_CURSOR_VERSION=2) beside the shared one (version 1), as in a rolling deploy.
+    const bound = await startTestServer({ eventCursorVersion: 2 });
+    const mineOnBound = eventsClient(bound.address, t.tenant.readKey);
+    const otherOnBound = eventsClient(bound.address, other.readKey);
     try {
       await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'shared', amount: 10n });
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'shared', amount: 20n });
       const { events: theirs } = await listAll(otherEvents);
       expect(theirs).to.deep.equal([]);
-      const [mine] = (await listAll(events)).events;
+      const mine = (await listAll(events)).events;
       expect((await listAll(otherEvents, { afterCursor: '', customerId: 'shared' })).events).to.deep.equal([]);
-      // A cursor names a place in the one order, the same for every tenant:
-      // read from another tenant's, it silently skipped what this one wrote before.
-      const error = await expectError(otherEvents.listEvents({ afterCursor: mine!.cursor }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
-      expect(error.fields['after_cursor']).to.contain('this tenant');
-      const streamed = await otherEvents.stream({ afterCursor: mine!.cursor }).finished(5_000);
-      expect([streamed?.code, streamed?.details]).to.deep.equal([status.INVALID_ARGUMENT, error.message]);
+      // A version-1 cursor names a place in the one order, the same for every tenant, on any server: never this tenant's events.
+      expect((await otherEvents.listEvents({ afterCursor: mine[0]!.cursor })).events.filter((e) => e.customerId === 'shared')).to.deep.equal([]);
+      expect((await listAll(otherOnBound, { afterCursor: mine[0]!.cursor })).events).to.deep.equal([]);
+
+      // Version 2 names its tenant: read by another tenant it was a silent jump past this tenant's earlier events.
+      const boundPage = await mineOnBound.listEvents({ pageSize: 1 });
+      const cursor = boundPage.nextCursor;
+      expect(cursor).to.not.equal(mine[0]!.cursor);
+      for (const client of [otherOnBound, otherEvents]) {
+        const error = await expectError(client.listEvents({ afterCursor: cursor }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+        expect(error.fields['after_cursor']).to.contain('this tenant');
+        const streamed = await client.stream({ afterCursor: cursor }).finished(5_000);
+        expect([streamed?.code, streamed?.details]).to.deep.equal([status.INVALID_ARGUMENT, error.message]);
+      }
+      // Either version is read by either server for its own tenant: a stream resumes wherever it reconnects.
+      expect((await events.listEvents({ afterCursor: cursor })).events.map((e) => e.id)).to.deep.equal([mine[1]!.id]);
+      expect((await mineOnBound.listEvents({ afterCursor: mine[0]!.cursor })).events.map((e) => e.id)).to.deep.equal([mine[1]!.id]);
     } finally {
       otherEvents.close();
+      mineOnBound.close();
+      otherOnBound.close();
+      await bound.close();
     }
   });
 

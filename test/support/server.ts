@@ -16,7 +16,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { poolSize?: number; authCacheMs?: number; expirySweepSeconds?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { poolSize?: number; authCacheMs?: number; expirySweepSeconds?: number; eventCursorVersion?: 1 | 2 } = {},
+): Promise<TestServer> {
   const dataSource = await openTestDataSource(options.poolSize ?? 20);
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   // No key cache unless asked: tests revoke keys and expect the very next call
@@ -26,6 +28,7 @@ export async function startTestServer(options: { poolSize?: number; authCacheMs?
     authCacheMs: options.authCacheMs ?? 0,
     // Tests of expiry use expirations a second or two ahead; the sweep must come soon after.
     expirySweepSeconds: options.expirySweepSeconds ?? 1,
+    eventCursorVersion: options.eventCursorVersion,
   });
   return {
     address: `127.0.0.1:${grpc.port}`,

@@ -171,8 +171,9 @@ export interface Event {
   /**
    * Opaque (at most 64 characters): the event's place in the tenant's order.
    * Give it as `after_cursor` to read what came after it. Valid on every
-   * replica, for this tenant only (another tenant's key gets
-   * INVALID_ARGUMENT), until the event leaves the retention.
+   * replica until the event leaves the retention; when the servers hand out
+   * cursors that name their tenant (CREDITS_EVENT_CURSOR_VERSION=2), for
+   * this tenant only (another tenant's key gets INVALID_ARGUMENT).
    */
   cursor: string;
   /**
@@ -942,9 +943,10 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
  * scope and see only the events of the key's tenant. Errors common to both:
  * UNAUTHENTICATED (no, unknown or revoked key), PERMISSION_DENIED (the key
  * lacks the `read` scope), INVALID_ARGUMENT with reason VALIDATION_FAILED and a
- * google.rpc.BadRequest listing every bad field (a malformed `after_cursor`
- * or one of another tenant's events, an unknown event type, a bad customer
- * id), FAILED_PRECONDITION
+ * google.rpc.BadRequest listing every bad field (a malformed `after_cursor`,
+ * or one of another tenant's events when the server hands out cursors that
+ * name their tenant, an unknown event type, a bad customer id),
+ * FAILED_PRECONDITION
  * (CURSOR_EXPIRED), UNAVAILABLE (DATABASE_UNAVAILABLE: the database is
  * unreachable; SHUTTING_DOWN: the server is stopping; both safe to retry from
  * the last cursor).
