@@ -64,5 +64,28 @@ describe('NotificationListener', function () {
     expect(listener.isListening()).to.equal(true);
     await notify('after');
     await within(2_000, () => expect(heard).to.deep.equal(['before', 'after']));
+    // The silent connection is cut, not left to the kernel: only the new one is open.
+    await within(3_000, () => expect(proxy.openClients()).to.equal(1));
+  });
+
+  it('closes while its connection is silent (the goodbye is never answered): the socket is cut', async () => {
+    const through = new URL(url.toString());
+    [through.hostname, through.port] = proxy.address.split(':') as [string, string];
+    const listener = new NotificationListener(
+      { connectionString: through.toString() },
+      {
+        channels: ['listener_test'],
+        applicationName: 'credits-test (closing listener)',
+        logger: createLogger('silent'),
+        messages: { listening: 'listening', lost: 'lost', notYet: 'not yet' },
+        probe: { everyMs: 60_000, timeoutMs: 60_000 },
+      },
+      { notification: () => {} },
+    );
+    await listener.start();
+    const open = proxy.openClients();
+    expect(proxy.silence()).to.be.at.least(1);
+    await listener.close(); // waited for ever for the server's answer to its goodbye
+    await within(3_000, () => expect(proxy.openClients()).to.equal(open - 1));
   });
 });
