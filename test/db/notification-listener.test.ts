@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { NotificationListener } from '../../src/db/notification-listener';
+import { NotificationListener, type NotificationHandlers } from '../../src/db/notification-listener';
 import { createLogger } from '../../src/logger';
 import { testDatabaseUrl } from '../support/database';
 import { startSilentProxy, type SilentProxy } from '../support/silent-proxy';
@@ -31,23 +31,33 @@ describe('NotificationListener', function () {
     await proxy.close();
   });
 
-  it('gives up a connection that went silent (no FIN, no RST), listens again on a new one and hears what comes then', async () => {
+  /** A listener of channel listener_test connected through the proxy. */
+  const listenerThroughProxy = (name: string, probe: { everyMs: number; timeoutMs: number }, handlers: NotificationHandlers) => {
     const through = new URL(url.toString());
     [through.hostname, through.port] = proxy.address.split(':') as [string, string];
-    const heard: string[] = [];
-    const told: string[] = [];
     const listener = new NotificationListener(
       { connectionString: through.toString() },
       {
         channels: ['listener_test'],
-        applicationName: 'credits-test (silent listener)',
+        applicationName: `credits-test (${name})`,
         logger: createLogger('silent'),
         messages: { listening: 'listening', lost: 'lost', notYet: 'not yet' },
-        probe: { everyMs: 100, timeoutMs: 300 },
+        probe,
       },
-      { notification: (_channel, payload) => heard.push(payload), listening: () => told.push('listening'), lost: () => told.push('lost') },
+      handlers,
     );
     listeners.push(listener);
+    return listener;
+  };
+
+  it('gives up a connection that went silent (no FIN, no RST), listens again on a new one and hears what comes then', async () => {
+    const heard: string[] = [];
+    const told: string[] = [];
+    const listener = listenerThroughProxy(
+      'silent listener',
+      { everyMs: 100, timeoutMs: 300 },
+      { notification: (_channel, payload) => heard.push(payload), listening: () => told.push('listening'), lost: () => told.push('lost') },
+    );
     await listener.start();
     expect(listener.isListening()).to.equal(true);
     const notify = async (payload: string) => {
@@ -69,19 +79,7 @@ describe('NotificationListener', function () {
   });
 
   it('closes while its connection is silent (the goodbye is never answered): the socket is cut', async () => {
-    const through = new URL(url.toString());
-    [through.hostname, through.port] = proxy.address.split(':') as [string, string];
-    const listener = new NotificationListener(
-      { connectionString: through.toString() },
-      {
-        channels: ['listener_test'],
-        applicationName: 'credits-test (closing listener)',
-        logger: createLogger('silent'),
-        messages: { listening: 'listening', lost: 'lost', notYet: 'not yet' },
-        probe: { everyMs: 60_000, timeoutMs: 60_000 },
-      },
-      { notification: () => {} },
-    );
+    const listener = listenerThroughProxy('closing listener', { everyMs: 60_000, timeoutMs: 60_000 }, { notification: () => {} });
     await listener.start();
     const open = proxy.openClients();
     expect(proxy.silence()).to.be.at.least(1);
