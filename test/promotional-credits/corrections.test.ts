@@ -145,6 +145,24 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       expectChained(ledger);
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });
+
+    it('reverses nothing of a lot past its expiry, not even what a hold keeps of it (NOTHING_TO_REVERSE)', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'expired-grant';
+      const expiring = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: inMs(900) });
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+      const hold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n, expireTime: inMs(86_400_000) });
+      await sleep(1200);
+      // 70 of the lot expired; the 30 the hold keeps serve its capture alone.
+      const err = await expectError(pc.reversePromotionalCredit({ id: expiring.promotionalCredit!.id, description: 'x' }), status.FAILED_PRECONDITION, 'NOTHING_TO_REVERSE');
+      expect(err.metadata).to.deep.equal({ id: expiring.promotionalCredit!.id });
+      const captured = await pc.capturePromotionalCreditHold({ holdId: hold.hold!.id });
+      // Taken by the reversal, the capture drew 30 of the credits that never expire: 70 left, not 100.
+      expect(usd(captured.balance!.balances)).to.equal(100n);
+      expect(captured.promotionalCredit!.allocations.map((a) => [a.lotId, a.amount])).to.deep.equal([[expiring.promotionalCredit!.id, 30n]]);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
   });
 
   describe('hash chain', () => {

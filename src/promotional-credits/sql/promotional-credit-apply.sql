@@ -507,8 +507,11 @@ BEGIN
       r.reason := 'ALREADY_REVERSED';
     ELSIF target_entry.type = 'INCREMENT' THEN
       -- What is left of its lot leaves the balance, as far as holds allow.
+      -- Nothing of a lot past its expiry (settled above): what is left of it
+      -- is kept for the holds made before it expired and serves only their
+      -- captures; taken here, those captures drew other credits instead.
       SELECT * INTO lot FROM promotional_credit_lots AS l WHERE l.id = target;
-      part := least(coalesce(lot.remaining, 0), b.amount - b.held);
+      part := CASE WHEN lot.expired OR lot.expire_time <= at THEN 0 ELSE least(coalesce(lot.remaining, 0), b.amount - b.held) END;
       IF part <= 0 THEN
         r.outcome := 'refused';
         r.reason := 'NOTHING_TO_REVERSE';
