@@ -197,6 +197,8 @@ export function validateCapture(input: CaptureInput): { holdId: string; descript
   if (input.amount !== undefined && input.amountDecimal !== undefined) {
     v.add('amount', 'and amount_decimal are both set; give at most one');
     v.add('amount_decimal', 'and amount are both set; give at most one');
+  } else if (input.amount !== undefined) {
+    checkAmount(v, 'amount', input.amount, 'capture'); // listed with the other bad fields, whatever the hold
   }
   v.throwIfAny();
   return { holdId, description: input.description === '' ? undefined : input.description, validateOnly: input.validateOnly };

@@ -197,7 +197,8 @@ export class PromotionalCreditsService {
     const request = validateCapture(input);
     const found = await this.findHold(principal, request.holdId);
     const amount = readCaptureAmount(input, found.currencyCode);
-    return this.settleHold(principal, found, { op: 'CAPTURE', amount, description: request.description, validateOnly: request.validateOnly }, run);
+    const amountField = input.amountDecimal !== undefined ? 'amount_decimal' : 'amount';
+    return this.settleHold(principal, found, { op: 'CAPTURE', amount, amountField, description: request.description, validateOnly: request.validateOnly }, run);
   }
 
   async release(principal: Principal, input: { holdId: string; validateOnly: boolean }, run: WorkRunner): Promise<HoldResult> {
@@ -208,7 +209,14 @@ export class PromotionalCreditsService {
   private async settleHold(
     principal: Principal,
     found: HoldRecord,
-    request: { op: 'CAPTURE' | 'RELEASE'; amount: bigint | undefined; description: string | undefined; validateOnly: boolean },
+    request: {
+      op: 'CAPTURE' | 'RELEASE';
+      amount: bigint | undefined;
+      /** The field the caller gave the amount in, as a refusal names it. */
+      amountField?: 'amount' | 'amount_decimal';
+      description: string | undefined;
+      validateOnly: boolean;
+    },
     run: WorkRunner,
   ): Promise<HoldResult> {
     const draft: EntryDraft = {
@@ -225,7 +233,7 @@ export class PromotionalCreditsService {
       { op: request.op, amount: request.amount, targetId: found.id, draft, validateOnly: request.validateOnly, withOtherCurrencies: principal.multiCurrency },
       run,
     );
-    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount, found.id, 'hold');
+    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount, found.id, 'hold', request.amountField);
     const hold = outcome.hold!;
     return { hold: { hold, status: hold.status }, entry: outcome.written?.entry, balances: balancesOf(outcome) };
   }
@@ -358,6 +366,7 @@ function refusalError(
   amount: bigint | undefined,
   targetId?: string,
   kind: 'entry' | 'hold' = 'entry',
+  amountField: 'amount' | 'amount_decimal' = 'amount',
 ): DomainError {
   const { currencyCode, customerId } = draft;
   const fmt = (value: bigint) => `${formatMinorUnits(value, currencyCode)} ${currencyCode}`;
@@ -406,8 +415,8 @@ function refusalError(
     case 'CAPTURE_EXCEEDS_HOLD':
       return new DomainError(
         ErrorReason.ValidationFailed,
-        `Invalid request: amount ${fmt(amount!)} is more than hold ${targetId} holds.`,
-        [{ field: 'amount', description: 'must be at most the held amount' }],
+        `Invalid request: ${amountField} ${fmt(amount!)} is more than hold ${targetId} holds.`,
+        [{ field: amountField, description: 'must be at most the held amount' }],
       );
   }
 }

@@ -63,7 +63,19 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     const customerId = 'slow';
     await pc.addPromotionalCredits({ ...base, customerId, amount: 50n });
     const hold = await pc.holdPromotionalCredits({ ...base, customerId, amount: 50n, expireTime: inMs(900) });
-    await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 51n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    const over = await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amount: 51n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(over.fields)).to.deep.equal(['amount']);
+    // Named as the caller gave it.
+    const overDecimal = await expectError(pc.capturePromotionalCreditHold({ holdId: hold.hold!.id, amountDecimal: '0.51' }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(Object.keys(overDecimal.fields)).to.deep.equal(['amount_decimal']);
+    // A bad amount is listed with the other bad fields, before the hold is looked up.
+    const bad = await expectError(
+      pc.capturePromotionalCreditHold({ holdId: 'nope', amount: -5n, description: 'x'.repeat(300) }),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(bad.fields).sort()).to.deep.equal(['amount', 'description', 'hold_id']);
+    await expectError(pc.capturePromotionalCreditHold({ holdId: randomUUID(), amount: -5n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
     expect((await balanceOf(customerId)).available).to.equal(0n);
     await sleep(1000);
     const read = await pc.getPromotionalCreditHold({ holdId: hold.hold!.id });
