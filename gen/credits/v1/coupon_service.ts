@@ -4988,7 +4988,10 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * collide with this tenant's.
  *
  * Once a coupon has been redeemed its terms are frozen: only `enabled` may
- * change, so a leaked code can still be stopped. Expiry needs no background
+ * change, so a leaked code can still be stopped, and `metadata`, which is
+ * the caller's own labels and decides nothing about a redemption (the
+ * seed's contract, written before metadata existed, froze all but
+ * `enabled`). Expiry needs no background
  * job: a coupon whose `expire_time` has passed is refused from that instant.
  *
  * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
