@@ -43,7 +43,10 @@ export interface TimeRange {
  * Operators on a timestamp field of a list filter. Every operator that is set
  * must hold (they are combined with AND). Times are compared at millisecond
  * precision, the precision the API answers with, so `after` a row's own
- * `create_time` excludes that row.
+ * `create_time` excludes that row. The instants given here are read to the
+ * millisecond too, their sub-millisecond digits dropped: `before`
+ * 12:00:00.000500 is `before` 12:00:00.000 and leaves out that millisecond's
+ * rows, and a `between.start` of 12:00:00.000500 takes them in.
  */
 export interface TimeFilter {
   /** Matches times strictly after this instant. */
