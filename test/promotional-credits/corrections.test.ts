@@ -165,6 +165,43 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
     });
   });
 
+  describe('time of a write', () => {
+    it('is read once the balance row is locked: a call that waited is dated after the write it waited for', async function () {
+      this.timeout(20_000);
+      const pc = t.promotionalCredits;
+      const customerId = 'waited';
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+      const runner = t.server.dataSource.createQueryRunner();
+      await runner.startTransaction();
+      let deduct: ReturnType<typeof pc.deductPromotionalCredits> | undefined;
+      try {
+        await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
+        deduct = pc.deductPromotionalCredits({ ...base, customerId, amount: 3n }); // waits for the lock
+        await sleep(300);
+        const item = { op: 'ADD', tenant_id: t.tenant.id, customer_id: customerId, currency_code: 'USD', amount: '100', description: 'meanwhile',
+          credit_type: 'GENERAL', reference: '', done_by: 'test', with_others: false, validate_only: false };
+        await runner.query(`SELECT outcome FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify([item])]);
+        await runner.commitTransaction();
+      } finally {
+        if (runner.isTransactionActive) await runner.rollbackTransaction();
+        await runner.release();
+      }
+      const deducted = (await deduct!).promotionalCredit!;
+      const ledger = await ledgerOf(pc, customerId);
+      expect(ledger.map((e) => [e.description, e.closingBalance])).to.deep.equal([
+        ['corrections', 10n],
+        ['meanwhile', 110n],
+        ['corrections', 107n],
+      ]);
+      // Dated before the write it waited for, as_of between the two read 107 before the 100 came.
+      expect(deducted.createTime!.getTime()).to.be.at.least(ledger[1]!.createTime!.getTime());
+      const before = await pc.getCustomerBalance({ customerId, asOfTime: new Date(deducted.createTime!.getTime() - 1) });
+      expect(usd(before.balance?.balances)).to.equal(ledger[1]!.createTime!.getTime() < deducted.createTime!.getTime() ? 110n : 10n);
+      expectChained(ledger);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  });
+
   describe('hash chain', () => {
     it('chains every entry of a balance with the documented encoding, recomputable outside the service', async () => {
       const pc = t.promotionalCredits;

@@ -442,6 +442,12 @@ BEGIN
     r.reason := CASE WHEN op IN ('DEDUCT', 'HOLD') THEN 'INSUFFICIENT_BALANCE' WHEN op IN ('DEDUCT_ALL', 'SET', 'SETTLE') THEN NULL ELSE 'NOT_FOUND' END;
     RETURN r;
   END IF;
+  -- The item's instant, read once the row is locked, never before the
+  -- balance's last write: read before the lock, a call that waited for it
+  -- was dated before the writes it waited for (its hold counted as made
+  -- before a lot expired that those writes had settled; as_of put its
+  -- entry before entries it follows).
+  at := date_trunc('milliseconds', greatest(clock_timestamp(), b.update_time));
   IF b.next_expire_time <= at THEN
     s := promotional_credit_settle(b, at, events);
     b := s.b;
@@ -730,7 +736,9 @@ BEGIN
     item := item + 1;
     -- Whole milliseconds, the precision every time is answered with: an
     -- entry's hash (over create_time) can then be recomputed from the entry
-    -- as the API answers it.
+    -- as the API answers it. The item's own instant is read again once its
+    -- balance row is locked (promotional_credit_apply_one); this one dates
+    -- what it reads of the customer's other currencies.
     at := date_trunc('milliseconds', clock_timestamp());
     IF (w->>'validate_only')::boolean THEN
       BEGIN
@@ -787,7 +795,9 @@ BEGIN
     -- One balance that cannot be settled (an error) must not stop the
     -- others: it is left for the writes to it, which settle it first.
     BEGIN
-      s := promotional_credit_settle(b, at, '{}');
+      -- Never before the balance's last write (one that committed after
+      -- `at` was read, before this row was locked).
+      s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(at, b.update_time)), '{}');
       PERFORM promotional_credit_flush_events(s.events);
       settled := settled + 1;
     EXCEPTION WHEN OTHERS THEN
