@@ -404,7 +404,7 @@ function refusalError(
     case 'NOTHING_TO_REVERSE':
       return new DomainError(
         ErrorReason.NothingToReverse,
-        `Nothing is left of promotional credit ${targetId} to reverse: its lot is spent, expired, or held.`,
+        `Nothing is left of promotional credit ${targetId} to reverse: its lot is spent, expired, or held, or (a deduction) what it took came from credits reversed since.`,
         [],
         { id: targetId! },
       );

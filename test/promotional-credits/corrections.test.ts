@@ -90,6 +90,35 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
     });
 
+    it("gives nothing back of a deduction's part that came from a grant reversed since: the grant is gone whichever is reversed first", async () => {
+      const pc = t.promotionalCredits;
+      for (const [customerId, grantFirst] of [['both-grant-first', true], ['both-deduct-first', false]] as const) {
+        const grant = await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+        const other = await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: inMs(86_400_000) }); // drawn first
+        const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 9n }); // 5 of `other`, 4 of `grant`
+        const reverseGrant = () => pc.reversePromotionalCredit({ id: grant.promotionalCredit!.id, description: 'grant' });
+        const reverseDeduction = () => pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'deduction' });
+        if (grantFirst) {
+          await reverseGrant(); // takes the grant's 6 left
+          const back = await reverseDeduction(); // gives back other's 5, not the grant's 4
+          expect(back.promotionalCredit!.amount).to.equal(5n);
+          expect(back.promotionalCredit!.allocations.map((a) => [a.lotId, a.amount])).to.deep.equal([[other.promotionalCredit!.id, 5n]]);
+        } else {
+          await reverseDeduction(); // 9 back: the grant's lot holds 10 again
+          await reverseGrant(); // takes all 10
+        }
+        const balance = await pc.getCustomerBalance({ customerId });
+        expect(usd(balance.balance?.balances), customerId).to.equal(5n); // `other` alone: the grant is gone whichever came first
+      }
+      // A deduction drawn only from a reversed grant: nothing to give back.
+      const customerId = 'all-revoked';
+      const grant = await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 4n });
+      await pc.reversePromotionalCredit({ id: grant.promotionalCredit!.id, description: 'grant' });
+      await expectError(pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'x' }), status.FAILED_PRECONDITION, 'NOTHING_TO_REVERSE');
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
     it('reverses an entry at most once, however many calls race on both servers', async () => {
       const customerId = 'race';
       await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 100n });

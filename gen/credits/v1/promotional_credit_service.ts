@@ -7065,14 +7065,18 @@ export const PromotionalCreditServiceService = {
    * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
    * back into the lots they came from, each with its own `expire_time` (a
    * part whose lot has expired meanwhile expires at once, in an EXPIRATION
-   * entry right after the reversal). Reversing an INCREMENT removes what is
-   * left of its lot (as far as active holds leave it available). An entry is
-   * reversed at most once, however many calls race.
+   * entry right after the reversal), but for parts whose lot's own INCREMENT
+   * has been reversed: that grant was taken back, so they are not given
+   * back (the reversal's amount is what it gives back). Reversing an
+   * INCREMENT removes what is left of its lot (as far as active holds leave
+   * it available; nothing once the lot has expired). An entry is reversed at
+   * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
    * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   * or expired, or a DECREMENT whose every part came from INCREMENTs
+   * reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit: {
     path: "/credits.v1.PromotionalCreditService/ReversePromotionalCredit" as const,
@@ -7275,14 +7279,18 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
    * back into the lots they came from, each with its own `expire_time` (a
    * part whose lot has expired meanwhile expires at once, in an EXPIRATION
-   * entry right after the reversal). Reversing an INCREMENT removes what is
-   * left of its lot (as far as active holds leave it available). An entry is
-   * reversed at most once, however many calls race.
+   * entry right after the reversal), but for parts whose lot's own INCREMENT
+   * has been reversed: that grant was taken back, so they are not given
+   * back (the reversal's amount is what it gives back). Reversing an
+   * INCREMENT removes what is left of its lot (as far as active holds leave
+   * it available; nothing once the lot has expired). An entry is reversed at
+   * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
    * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   * or expired, or a DECREMENT whose every part came from INCREMENTs
+   * reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit: handleUnaryCall<ReversePromotionalCreditRequest, ReversePromotionalCreditResponse>;
   /**
@@ -7518,14 +7526,18 @@ export interface PromotionalCreditServiceClient extends Client {
    * `reverses_id` the reversed entry). Reversing a DECREMENT puts the credits
    * back into the lots they came from, each with its own `expire_time` (a
    * part whose lot has expired meanwhile expires at once, in an EXPIRATION
-   * entry right after the reversal). Reversing an INCREMENT removes what is
-   * left of its lot (as far as active holds leave it available). An entry is
-   * reversed at most once, however many calls race.
+   * entry right after the reversal), but for parts whose lot's own INCREMENT
+   * has been reversed: that grant was taken back, so they are not given
+   * back (the reversal's amount is what it gives back). Reversing an
+   * INCREMENT removes what is left of its lot (as far as active holds leave
+   * it available; nothing once the lot has expired). An entry is reversed at
+   * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
    * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired), or BALANCE_LIMIT_EXCEEDED.
+   * or expired, or a DECREMENT whose every part came from INCREMENTs
+   * reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit(
     request: ReversePromotionalCreditRequest,

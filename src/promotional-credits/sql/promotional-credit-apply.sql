@@ -419,6 +419,8 @@ DECLARE
   p record;
   s record;
   returned record;
+  live jsonb;
+  back bigint;
 BEGIN
   r.customer_id := customer;
   r.currency_code := currency;
@@ -538,44 +540,58 @@ BEGIN
       e := p.e;
       events := p.events;
     ELSE
-      -- Back into the lots they came from, each with its own expire_time. A
-      -- part whose lot has expired meanwhile was spent, not held, when the
-      -- lot expired: no hold keeps it, it expires at once (an EXPIRATION
-      -- entry of its own, shaped as settling writes them, its expire_time
-      -- now: the credits were in the balance from the reversal's entry to
-      -- this one), and the lot's remaining (what holds keep of it) does not
-      -- change.
-      UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
-        FROM jsonb_array_elements(target_entry.allocations) AS a (value)
-       WHERE l.id = (a.value->>'lot_id')::uuid AND (l.expire_time IS NULL OR l.expire_time > at);
-      p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
-        w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at, events);
-      e := p.e;
-      events := p.events;
-      b.amount := e.closing_balance;
-      b.last_hash := e.hash;
-      FOR returned IN
-        SELECT l.id, l.credit_type, l.expire_time, (a.value->>'amount')::bigint AS part
+      -- Not what came from a lot whose own credit was reversed since: that
+      -- grant was taken back, so its credits are not given back (returned,
+      -- they made the outcome depend on the order of the two reversals:
+      -- grant then deduction left the deduction's part in the balance).
+      SELECT coalesce(jsonb_agg(a.value ORDER BY a.n), '[]'), coalesce(sum((a.value->>'amount')::bigint), 0)
+        INTO live, back
+        FROM jsonb_array_elements(target_entry.allocations) WITH ORDINALITY AS a (value, n)
+       WHERE NOT EXISTS (SELECT 1 FROM promotional_credits AS x WHERE x.reverses_id = (a.value->>'lot_id')::uuid);
+      IF back = 0 THEN
+        r.outcome := 'refused';
+        r.reason := 'NOTHING_TO_REVERSE';
+      ELSE
+        target_entry.allocations := live;
+        -- Back into the lots they came from, each with its own expire_time. A
+        -- part whose lot has expired meanwhile was spent, not held, when the
+        -- lot expired: no hold keeps it, it expires at once (an EXPIRATION
+        -- entry of its own, shaped as settling writes them, its expire_time
+        -- now: the credits were in the balance from the reversal's entry to
+        -- this one), and the lot's remaining (what holds keep of it) does not
+        -- change.
+        UPDATE promotional_credit_lots AS l SET remaining = l.remaining + (a.value->>'amount')::bigint
           FROM jsonb_array_elements(target_entry.allocations) AS a (value)
-          JOIN promotional_credit_lots AS l ON l.id = (a.value->>'lot_id')::uuid
-         WHERE l.expire_time <= at
-         ORDER BY l.expire_time, l.seq
-      LOOP
-        p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', returned.part,
-          'Expired: returned to lot ' || returned.id || ' after it expired', returned.credit_type, '', '(expiry)', '{}',
-          at, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
-          false, at, p.events);
+         WHERE l.id = (a.value->>'lot_id')::uuid AND (l.expire_time IS NULL OR l.expire_time > at);
+        p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', back, w->>'description', target_entry.credit_type,
+          w->>'reference', w->>'done_by', w->'metadata', NULL, target, target_entry.allocations, false, at, events);
+        e := p.e;
         events := p.events;
-        b.amount := (p.e).closing_balance;
-        b.last_hash := (p.e).hash;
-      END LOOP;
-      UPDATE promotional_credit_balances AS x
-         SET next_expire_time = least(x.next_expire_time,
-               (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
-                  JOIN jsonb_array_elements(target_entry.allocations) AS a (value) ON l.id = (a.value->>'lot_id')::uuid
-                 WHERE l.expire_time > at))
-       WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
-      RETURNING x.* INTO b;
+        b.amount := e.closing_balance;
+        b.last_hash := e.hash;
+        FOR returned IN
+          SELECT l.id, l.credit_type, l.expire_time, (a.value->>'amount')::bigint AS part
+            FROM jsonb_array_elements(target_entry.allocations) AS a (value)
+            JOIN promotional_credit_lots AS l ON l.id = (a.value->>'lot_id')::uuid
+           WHERE l.expire_time <= at
+           ORDER BY l.expire_time, l.seq
+        LOOP
+          p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', returned.part,
+            'Expired: returned to lot ' || returned.id || ' after it expired', returned.credit_type, '', '(expiry)', '{}',
+            at, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
+            false, at, p.events);
+          events := p.events;
+          b.amount := (p.e).closing_balance;
+          b.last_hash := (p.e).hash;
+        END LOOP;
+        UPDATE promotional_credit_balances AS x
+           SET next_expire_time = least(x.next_expire_time,
+                 (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
+                    JOIN jsonb_array_elements(target_entry.allocations) AS a (value) ON l.id = (a.value->>'lot_id')::uuid
+                   WHERE l.expire_time > at))
+         WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+        RETURNING x.* INTO b;
+      END IF;
     END IF;
 
   ELSIF op = 'HOLD' THEN
