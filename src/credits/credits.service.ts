@@ -9,6 +9,7 @@ import { isForeignKeyViolation } from '../db/db-errors';
 import type { WorkRunner } from '../db/unit-of-work';
 import type { CouponRedemptionEntity } from '../coupons/coupon-redemption.entity';
 import type { CouponEntity } from '../coupons/coupon.entity';
+import { isExpired } from '../coupons/coupon-redemption.rules';
 import { couponNotFound, couponRefusalError } from '../coupons/coupon.errors';
 import { CouponRepository, CREDITS_COUPON_FOREIGN_KEY } from '../coupons/coupon.repository';
 import type { CouponEventSnapshots } from '../coupons/coupon-events';
@@ -223,7 +224,7 @@ export class CreditsService {
             // before the coupon's own refusal: a bad request is answered as
             // such. Not against a coupon that has expired: no expiry could
             // be right, and COUPON_EXPIRED says what to do.
-            const couponExpired = coupon.expireTime !== null && coupon.expireTime.getTime() <= now.getTime();
+            const couponExpired = isExpired(coupon, now);
             const rows = drafts.map((draft, i) => ({
               customerId: draft.customerId,
               membershipId: draft.membershipId,

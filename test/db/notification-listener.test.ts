@@ -3,18 +3,8 @@ import pg from 'pg';
 import { NotificationListener, type NotificationHandlers } from '../../src/db/notification-listener';
 import { createLogger } from '../../src/logger';
 import { testDatabaseUrl } from '../support/database';
+import { eventually } from '../support/eventually';
 import { startSilentProxy, type SilentProxy } from '../support/silent-proxy';
-
-/** Waits (up to `ms`) until `check` no longer throws; throws its last error otherwise. */
-async function within(ms: number, check: () => void): Promise<void> {
-  for (const end = Date.now() + ms; ; await new Promise((resolve) => setTimeout(resolve, 20))) {
-    try {
-      return check();
-    } catch (err) {
-      if (Date.now() > end) throw err;
-    }
-  }
-}
 
 describe('NotificationListener', function () {
   this.timeout(30_000);
@@ -67,15 +57,15 @@ describe('NotificationListener', function () {
       await client.end();
     };
     await notify('before');
-    await within(2_000, () => expect(heard).to.deep.equal(['before']));
+    expect(await eventually(2_000, async () => heard.join(), (h) => h === 'before')).to.equal('before');
 
     expect(proxy.silence()).to.equal(1);
-    await within(5_000, () => expect(told).to.deep.equal(['listening', 'lost', 'listening']));
+    expect(await eventually(5_000, async () => told.join(), (h) => h === 'listening,lost,listening')).to.equal('listening,lost,listening');
     expect(listener.isListening()).to.equal(true);
     await notify('after');
-    await within(2_000, () => expect(heard).to.deep.equal(['before', 'after']));
+    expect(await eventually(2_000, async () => heard.join(), (h) => h === 'before,after')).to.equal('before,after');
     // The silent connection is cut, not left to the kernel: only the new one is open.
-    await within(3_000, () => expect(proxy.openClients()).to.equal(1));
+    expect(await eventually(3_000, async () => proxy.openClients(), (n) => n === 1)).to.equal(1);
   });
 
   it('closes while its connection is silent (the goodbye is never answered): the socket is cut', async () => {
@@ -84,6 +74,6 @@ describe('NotificationListener', function () {
     const open = proxy.openClients();
     expect(proxy.silence()).to.be.at.least(1);
     await listener.close(); // waited for ever for the server's answer to its goodbye
-    await within(3_000, () => expect(proxy.openClients()).to.equal(open - 1));
+    expect(await eventually(3_000, async () => proxy.openClients(), (n) => n === open - 1)).to.equal(open - 1);
   });
 });

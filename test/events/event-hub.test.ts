@@ -6,6 +6,7 @@ import type { EventBatch } from '../../src/events/event.repository';
 import { EventHub, EVENTS_CHANNEL, SHARED_READ_MS } from '../../src/events/event-hub';
 import { createLogger } from '../../src/logger';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
+import { eventually } from '../support/eventually';
 import { newTenant } from '../support/tenant';
 
 const batch = (horizon: bigint): EventBatch => ({ events: [], horizon, waitingXid: undefined, expired: false });
@@ -101,8 +102,7 @@ describe('EventHub', () => {
       const [{ xid }] = (await other.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows;
       const off = held.subscribe('00000000-0000-4000-8000-000000000000', { wake: () => {}, waitingXid: BigInt(xid!) });
       held.watchHorizon();
-      for (let i = 0; i < 100 && !lines.some((l) => l.holder); i++) await new Promise((r) => setTimeout(r, 20));
-      const warning = lines.find((l) => l.holder);
+      const warning = await eventually(2_000, async () => lines.find((l) => l.holder), (found) => found !== undefined);
       expect(warning?.msg).to.contain('held back by a transaction');
       expect(warning?.xid).to.equal(xid);
       expect(warning?.holder).to.include({ database: 'postgres', application_name: 'a long writer elsewhere', pid: (other as unknown as { processID: number }).processID });
