@@ -26,6 +26,7 @@ import { BalanceAndHoldCheckDomains1764670000000 } from './migrations/1764670000
 import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-lapsed-redemption-sweep';
 import { RedemptionCheckDomains1764800000000 } from './migrations/1764800000000-redemption-check-domains';
 import { EventWatermarks1764900000000 } from './migrations/1764900000000-event-watermarks';
+import { HoldReservations1765000000000 } from './migrations/1765000000000-hold-reservations';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -44,6 +45,7 @@ export const MIGRATIONS = [
   LapsedRedemptionSweep1764750000000,
   RedemptionCheckDomains1764800000000,
   EventWatermarks1764900000000,
+  HoldReservations1765000000000,
 ];
 
 export interface DataSourceOptions {

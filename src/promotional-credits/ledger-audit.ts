@@ -190,6 +190,10 @@ export type LedgerDetailProblemKind =
   | 'HELD_NOT_SUM_OF_HOLDS'
   /** A captured hold's amount differs from its capture entry's. */
   | 'CAPTURE_MISMATCH'
+  /** An active hold's reservations do not sum to its amount, or name a lot of another balance. */
+  | 'HOLD_NOT_RESERVED'
+  /** A lot's `reserved` differs from what the active holds reserve of it. */
+  | 'LOT_RESERVED_MISMATCH'
   /** An entry's hash is not the one its fields and the previous entry's hash give. */
   | 'HASH_CHAIN_BROKEN';
 
@@ -199,7 +203,9 @@ export type LedgerDetailProblemKind =
  * amount; for every lot, amount - remaining = what entries drew from it -
  * what reversals put back + what deductions written before lots took; every
  * entry's allocations sum to its amount and name lots of its own balance;
- * every captured hold matches its capture entry.
+ * every captured hold matches its capture entry; every active hold
+ * reserves its amount of lots of its own balance, and every lot's
+ * `reserved` is what the active holds reserve of it.
  */
 function detailAuditSql(tenantFilter: boolean): string {
   const and = (alias: string) => (tenantFilter ? `AND ${alias}.tenant_id = $2` : '');
@@ -213,6 +219,13 @@ function detailAuditSql(tenantFilter: boolean): string {
       FROM promotional_credits e,
            jsonb_array_elements(CASE WHEN jsonb_typeof(e.allocations) = 'array' THEN e.allocations ELSE '[]' END) AS a (value)
      WHERE e.allocations IS NOT NULL ${and('e')}
+  ), reservation AS (
+    SELECT h.id AS hold_id, h.tenant_id, h.customer_id, h.currency_code, h.amount AS hold_amount,
+           CASE WHEN a.value->>'lot_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (a.value->>'lot_id')::uuid END AS lot_id,
+           CASE WHEN a.value->>'amount' ~ '^-?[0-9]{1,30}$' THEN (a.value->>'amount')::numeric END AS amount
+      FROM promotional_credit_holds h
+      LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(h.allocations) = 'array' THEN h.allocations ELSE '[]' END) AS a (value) ON true
+     WHERE h.status = 'ACTIVE' ${and('h')}
   ), problems AS (
     SELECT 'LOTS_NOT_SUM_OF_BALANCE' AS kind, b.tenant_id, b.customer_id, b.currency_code,
            format('balance is %s but its lots hold %s', b.amount, coalesce(l.remaining, 0)) AS detail
@@ -253,6 +266,21 @@ function detailAuditSql(tenantFilter: boolean): string {
      WHERE h.status = 'CAPTURED' ${and('h')}
        AND (e.id IS NULL OR e.amount <> h.captured_amount OR e.origin IS DISTINCT FROM 'HOLD_CAPTURE'
             OR (e.tenant_id, e.customer_id, e.currency_code) <> (h.tenant_id, h.customer_id, h.currency_code))
+    UNION ALL
+    SELECT 'HOLD_NOT_RESERVED', x.tenant_id, x.customer_id, x.currency_code,
+           format('active hold %s of %s reserves %s%s', x.hold_id, x.hold_amount, coalesce(x.reserved, 0),
+                  CASE WHEN x.foreign_lots > 0 THEN format(', %s of it in lots of another balance', x.foreign_lots) ELSE '' END)
+      FROM (SELECT r.hold_id, r.tenant_id, r.customer_id, r.currency_code, r.hold_amount, sum(r.amount) AS reserved,
+                   count(r.lot_id) FILTER (WHERE l.id IS NULL OR (l.tenant_id, l.customer_id, l.currency_code) <> (r.tenant_id, r.customer_id, r.currency_code)) AS foreign_lots
+              FROM reservation r LEFT JOIN promotional_credit_lots l ON l.id = r.lot_id
+             GROUP BY 1, 2, 3, 4, 5) x
+     WHERE x.reserved IS DISTINCT FROM x.hold_amount OR x.foreign_lots > 0
+    UNION ALL
+    SELECT 'LOT_RESERVED_MISMATCH', l.tenant_id, l.customer_id, l.currency_code,
+           format('lot %s has %s reserved but active holds reserve %s of it', l.id, l.reserved, coalesce(r.reserved, 0))
+      FROM promotional_credit_lots l
+      LEFT JOIN (SELECT lot_id, sum(amount) AS reserved FROM reservation GROUP BY lot_id) r ON r.lot_id = l.id
+     WHERE l.reserved <> coalesce(r.reserved, 0) ${and('l')}
   )
   SELECT p.kind, p.tenant_id, t.slug AS tenant_slug, p.customer_id, p.currency_code, p.detail
     FROM problems p LEFT JOIN tenants t ON t.id = p.tenant_id

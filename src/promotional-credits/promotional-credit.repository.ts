@@ -114,7 +114,8 @@ export type LedgerRefusal =
   | 'ALREADY_REVERSED'
   | 'NOTHING_TO_REVERSE'
   | 'HOLD_NOT_ACTIVE'
-  | 'CAPTURE_EXCEEDS_HOLD';
+  | 'CAPTURE_EXCEEDS_HOLD'
+  | 'EXPIRE_TIME_PASSED';
 
 /** A balance change to apply through the one guarded write path. */
 export interface LedgerWrite {

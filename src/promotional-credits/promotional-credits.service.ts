@@ -412,6 +412,11 @@ function refusalError(
       const status = outcome.hold!.status;
       return new DomainError(ErrorReason.HoldNotActive, `Hold ${targetId} is ${status.toLowerCase()}, not active.`, [], { hold_id: targetId!, status });
     }
+    case 'EXPIRE_TIME_PASSED':
+      // The API checked expire_time against its own clock; the write's instant came after it.
+      return new DomainError(ErrorReason.ValidationFailed, `Invalid request: expire_time must be in the future (it had passed when the change was written).`, [
+        { field: 'expire_time', description: 'must be in the future' },
+      ]);
     case 'CAPTURE_EXCEEDS_HOLD':
       return new DomainError(
         ErrorReason.ValidationFailed,

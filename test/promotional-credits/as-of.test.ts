@@ -250,15 +250,17 @@ describe('balances as of an instant: credits held, released, captured or reverse
     expect(instants[0]!.balances).to.deep.equal({ EUR: { amount: 100n, held: 50n }, USD: { amount: 300n, held: 110n } });
 
     await sleepUntil(first, 150);
-    // USD: the first lot is all kept (110 held); EUR: 50 of 80 kept, 30 gone.
+    // USD: the holds reserved the first lot's 100 (60 and 40) and 10 of the
+    // second: all of the first is kept; EUR: 50 of 80 kept, 30 gone.
     instants.push(await instant(customerId));
     expect(instants.at(-1)!.balances).to.deep.equal({ EUR: { amount: 70n, held: 50n }, USD: { amount: 300n, held: 110n } });
     // 40 of the kept credits captured, the other 20 of that hold released:
-    // of the first lot's 60 left, the other hold keeps 50 and 10 leave now.
+    // of the first lot's 60 left, the other hold keeps the 40 it reserved
+    // and 20 leave now (its other 10 are in the second lot).
     const capture = await pc.capturePromotionalCreditHold({ holdId: capturable.id, amount: 40n });
     expect(capture.promotionalCredit!).to.deep.include({ origin: Origin.ORIGIN_HOLD_CAPTURE, amount: 40n, closingBalance: 260n });
     instants.push(await instant(customerId));
-    expect(instants.at(-1)!.balances).to.deep.equal({ EUR: { amount: 70n, held: 50n }, USD: { amount: 250n, held: 50n } });
+    expect(instants.at(-1)!.balances).to.deep.equal({ EUR: { amount: 70n, held: 50n }, USD: { amount: 240n, held: 50n } });
 
     await sleepUntil(lapse, 150);
     // Both lapsing holds' kept credits are gone.
@@ -281,7 +283,7 @@ describe('balances as of an instant: credits held, released, captured or reverse
     const usd: PromotionalCredit[] = (await ledgerOf(pc, customerId)).filter((e) => e.currencyCode === 'USD');
     expectChained(usd, 'USD');
     const expirations = usd.filter((e) => e.origin === Origin.ORIGIN_EXPIRATION);
-    expect(expirations.map((e) => e.amount)).to.deep.equal([10n, 50n, 100n, 40n]);
+    expect(expirations.map((e) => e.amount)).to.deep.equal([20n, 40n, 100n, 40n]);
     expect(expirations[0]!.expireTime, 'released by the capture').to.deep.equal(capture.promotionalCredit!.createTime);
     expect(expirations.slice(1, 3).map((e) => e.expireTime)).to.deep.equal([lapse, second]);
   });

@@ -214,15 +214,21 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
   });
 
   it('sweeps the other balances when one cannot be settled, leaving that one for its writes', async () => {
-    // In a transaction of its own, rolled back: lots already due, written through the SQL (the API refuses a past expire_time).
+    // In a transaction of its own, rolled back: lots made due through the SQL (the write path refuses a past expire_time).
     const runner = t.server.dataSource.createQueryRunner();
     await runner.startTransaction();
     try {
       const add = (customerId: string) => ({
         op: 'ADD', tenant_id: t.tenant.id, customer_id: customerId, currency_code: 'USD', amount: '10', description: 'due', credit_type: 'GENERAL',
-        reference: '', done_by: 'test', metadata: {}, with_others: false, expire_time: new Date(Date.now() - 1_000).toISOString(),
+        reference: '', done_by: 'test', metadata: {}, with_others: false, expire_time: new Date(Date.now() + 3_600_000).toISOString(),
       });
       await runner.query(`SELECT count(*) FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify([add('sweep-ok'), add('sweep-broken')])]);
+      for (const table of ['promotional_credit_lots', 'promotional_credit_balances']) {
+        const column = table === 'promotional_credit_lots' ? 'expire_time' : 'next_expire_time';
+        await runner.query(`UPDATE ${table} SET ${column} = now() - interval '1 second' WHERE tenant_id = $1 AND customer_id IN ('sweep-ok', 'sweep-broken')`, [
+          t.tenant.id,
+        ]);
+      }
       // A balance whose expiration would go below zero: settling it fails (a CHECK), as any unexpected error would.
       await runner.query(`UPDATE promotional_credit_balances SET amount = 0 WHERE tenant_id = $1 AND customer_id = 'sweep-broken'`, [t.tenant.id]);
       await runner.query(`SELECT promotional_credit_sweep(1000)`);

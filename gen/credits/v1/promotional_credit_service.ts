@@ -303,10 +303,11 @@ export interface PromotionalCredit {
    * expires. On an ORIGIN_EXPIRATION entry: when its credits left the
    * balance (the entry itself may be written later, but before any other
    * change of the balance): the lot's expire_time for what no hold kept;
-   * for credits a hold made before the lot expired kept past it, when
-   * that hold was released or captured, or the hold's own expire_time if it
-   * lapsed; for credits a reversal put back into a lot that had already
-   * expired, the reversal's time. (Expirations written by earlier versions
+   * for credits a hold reserved and kept past it, when that hold was
+   * released or captured, or the hold's own expire_time if it lapsed (the
+   * same for a lot whose credit was reversed while holds reserved some of
+   * it, the reversal counting as its expiry); for credits a reversal put
+   * back into a lot that had already expired, the reversal's time. (Expirations written by earlier versions
    * of the service carry their lot's expire_time in every case; as_of_time
    * reads a reversal's by when it was written, the others by that time.)
    * Absent otherwise.
@@ -7040,9 +7041,11 @@ export const PromotionalCreditServiceService = {
   },
   /**
    * Lists a customer's lots in one currency in consumption order: the order
-   * in which deductions draw from them (soonest `expire_time` first, lots
-   * that never expire last, then oldest first). By default only lots with
-   * something left that have not expired.
+   * in which deductions and holds draw from them (soonest `expire_time`
+   * first, lots that never expire last, then oldest first). By default only
+   * lots with something left that have not expired. A lot whose credit was
+   * reversed while holds reserved some of it reads as expiring at the
+   * reversal (what the holds reserve leaves when they end).
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.
@@ -7068,15 +7071,17 @@ export const PromotionalCreditServiceService = {
    * entry right after the reversal), but for parts whose lot's own INCREMENT
    * has been reversed: that grant was taken back, so they are not given
    * back (the reversal's amount is what it gives back). Reversing an
-   * INCREMENT removes what is left of its lot (as far as active holds leave
-   * it available; nothing once the lot has expired). An entry is reversed at
+   * INCREMENT removes what is left of its lot that no active hold reserves
+   * (nothing once the lot has expired); what holds reserve of it leaves the
+   * balance when each hold ends (a capture spends it; released or expired,
+   * it leaves then, in an ORIGIN_EXPIRATION entry). An entry is reversed at
    * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
-   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired, or a DECREMENT whose every part came from INCREMENTs
-   * reversed since), or BALANCE_LIMIT_EXCEEDED.
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent,
+   * expired or wholly reserved by holds, or a DECREMENT whose every part
+   * came from INCREMENTs reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit: {
     path: "/credits.v1.PromotionalCreditService/ReversePromotionalCredit" as const,
@@ -7094,7 +7099,11 @@ export const PromotionalCreditServiceService = {
   /**
    * Reserves credits during a checkout: the amount leaves `available` (it is
    * `held`) until the hold is captured, released, or reaches its
-   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   * `expire_time`. The hold reserves particular credits: the first in
+   * consumption order of those no other hold reserves, in the lots that
+   * exist when it is made. Deductions draw around them; when their lot
+   * expires they stay until the hold ends. A hold writes no ledger entry;
+   * only its capture does.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
    * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
@@ -7114,11 +7123,10 @@ export const PromotionalCreditServiceService = {
   },
   /**
    * Captures an active hold: one DECREMENT entry (`origin`
-   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
-   * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured, by that hold alone: a hold keeps
-   * credits of a lot only if it was made before the lot expired, and
-   * deductions never draw kept credits.
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the credits the hold
+   * reserved, in consumption order; the rest of the hold is released.
+   * Reserved credits whose lot has expired can still be captured, by that
+   * hold alone: no deduction or other hold draws them.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
@@ -7140,7 +7148,8 @@ export const PromotionalCreditServiceService = {
   },
   /**
    * Releases an active hold: its credits are available again (credits it kept
-   * after their lot expired expire now).
+   * after their lot expired, or of a credit reversed meanwhile, leave the
+   * balance now).
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
    * NOT_FOUND (HOLD_NOT_FOUND).
@@ -7266,9 +7275,11 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
   getCustomerBalance: handleUnaryCall<GetCustomerBalanceRequest, GetCustomerBalanceResponse>;
   /**
    * Lists a customer's lots in one currency in consumption order: the order
-   * in which deductions draw from them (soonest `expire_time` first, lots
-   * that never expire last, then oldest first). By default only lots with
-   * something left that have not expired.
+   * in which deductions and holds draw from them (soonest `expire_time`
+   * first, lots that never expire last, then oldest first). By default only
+   * lots with something left that have not expired. A lot whose credit was
+   * reversed while holds reserved some of it reads as expiring at the
+   * reversal (what the holds reserve leaves when they end).
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.
@@ -7282,21 +7293,27 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * entry right after the reversal), but for parts whose lot's own INCREMENT
    * has been reversed: that grant was taken back, so they are not given
    * back (the reversal's amount is what it gives back). Reversing an
-   * INCREMENT removes what is left of its lot (as far as active holds leave
-   * it available; nothing once the lot has expired). An entry is reversed at
+   * INCREMENT removes what is left of its lot that no active hold reserves
+   * (nothing once the lot has expired); what holds reserve of it leaves the
+   * balance when each hold ends (a capture spends it; released or expired,
+   * it leaves then, in an ORIGIN_EXPIRATION entry). An entry is reversed at
    * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
-   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired, or a DECREMENT whose every part came from INCREMENTs
-   * reversed since), or BALANCE_LIMIT_EXCEEDED.
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent,
+   * expired or wholly reserved by holds, or a DECREMENT whose every part
+   * came from INCREMENTs reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit: handleUnaryCall<ReversePromotionalCreditRequest, ReversePromotionalCreditResponse>;
   /**
    * Reserves credits during a checkout: the amount leaves `available` (it is
    * `held`) until the hold is captured, released, or reaches its
-   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   * `expire_time`. The hold reserves particular credits: the first in
+   * consumption order of those no other hold reserves, in the lots that
+   * exist when it is made. Deductions draw around them; when their lot
+   * expires they stay until the hold ends. A hold writes no ledger entry;
+   * only its capture does.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
    * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
@@ -7305,11 +7322,10 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
   holdPromotionalCredits: handleUnaryCall<HoldPromotionalCreditsRequest, HoldPromotionalCreditsResponse>;
   /**
    * Captures an active hold: one DECREMENT entry (`origin`
-   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
-   * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured, by that hold alone: a hold keeps
-   * credits of a lot only if it was made before the lot expired, and
-   * deductions never draw kept credits.
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the credits the hold
+   * reserved, in consumption order; the rest of the hold is released.
+   * Reserved credits whose lot has expired can still be captured, by that
+   * hold alone: no deduction or other hold draws them.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
@@ -7322,7 +7338,8 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
   >;
   /**
    * Releases an active hold: its credits are available again (credits it kept
-   * after their lot expired expire now).
+   * after their lot expired, or of a credit reversed meanwhile, leave the
+   * balance now).
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
    * NOT_FOUND (HOLD_NOT_FOUND).
@@ -7499,9 +7516,11 @@ export interface PromotionalCreditServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Lists a customer's lots in one currency in consumption order: the order
-   * in which deductions draw from them (soonest `expire_time` first, lots
-   * that never expire last, then oldest first). By default only lots with
-   * something left that have not expired.
+   * in which deductions and holds draw from them (soonest `expire_time`
+   * first, lots that never expire last, then oldest first). By default only
+   * lots with something left that have not expired. A lot whose credit was
+   * reversed while holds reserved some of it reads as expiring at the
+   * reversal (what the holds reserve leaves when they end).
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.
@@ -7529,15 +7548,17 @@ export interface PromotionalCreditServiceClient extends Client {
    * entry right after the reversal), but for parts whose lot's own INCREMENT
    * has been reversed: that grant was taken back, so they are not given
    * back (the reversal's amount is what it gives back). Reversing an
-   * INCREMENT removes what is left of its lot (as far as active holds leave
-   * it available; nothing once the lot has expired). An entry is reversed at
+   * INCREMENT removes what is left of its lot that no active hold reserves
+   * (nothing once the lot has expired); what holds reserve of it leaves the
+   * balance when each hold ends (a capture spends it; released or expired,
+   * it leaves then, in an ORIGIN_EXPIRATION entry). An entry is reversed at
    * most once, however many calls race.
    *
    * Errors: NOT_FOUND (PROMOTIONAL_CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * with reason ALREADY_REVERSED, NOT_REVERSIBLE (expirations and reversals
-   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent
-   * or expired, or a DECREMENT whose every part came from INCREMENTs
-   * reversed since), or BALANCE_LIMIT_EXCEEDED.
+   * cannot be reversed), NOTHING_TO_REVERSE (an INCREMENT whose lot is spent,
+   * expired or wholly reserved by holds, or a DECREMENT whose every part
+   * came from INCREMENTs reversed since), or BALANCE_LIMIT_EXCEEDED.
    */
   reversePromotionalCredit(
     request: ReversePromotionalCreditRequest,
@@ -7557,7 +7578,11 @@ export interface PromotionalCreditServiceClient extends Client {
   /**
    * Reserves credits during a checkout: the amount leaves `available` (it is
    * `held`) until the hold is captured, released, or reaches its
-   * `expire_time`. A hold writes no ledger entry; only its capture does.
+   * `expire_time`. The hold reserves particular credits: the first in
+   * consumption order of those no other hold reserves, in the lots that
+   * exist when it is made. Deductions draw around them; when their lot
+   * expires they stay until the hold ends. A hold writes no ledger entry;
+   * only its capture does.
    *
    * Errors: FAILED_PRECONDITION (INSUFFICIENT_BALANCE) when the available
    * amount is smaller; INVALID_ARGUMENT as for Add, or for an `expire_time`
@@ -7580,11 +7605,10 @@ export interface PromotionalCreditServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Captures an active hold: one DECREMENT entry (`origin`
-   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the lots in consumption
-   * order; the rest of the hold is released. Credits a hold kept after their
-   * lot expired can still be captured, by that hold alone: a hold keeps
-   * credits of a lot only if it was made before the lot expired, and
-   * deductions never draw kept credits.
+   * ORIGIN_HOLD_CAPTURE) of the amount, drawn from the credits the hold
+   * reserved, in consumption order; the rest of the hold is released.
+   * Reserved credits whose lot has expired can still be captured, by that
+   * hold alone: no deduction or other hold draws them.
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`) for
    * a hold that was captured, released or has reached its `expire_time`
@@ -7608,7 +7632,8 @@ export interface PromotionalCreditServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Releases an active hold: its credits are available again (credits it kept
-   * after their lot expired expire now).
+   * after their lot expired, or of a credit reversed meanwhile, leave the
+   * balance now).
    *
    * Errors: FAILED_PRECONDITION (HOLD_NOT_ACTIVE, with metadata `status`);
    * NOT_FOUND (HOLD_NOT_FOUND).

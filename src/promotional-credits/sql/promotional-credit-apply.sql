@@ -8,9 +8,12 @@
 --   promotional_credit_settle  expirations due (holds, then lots), written
 --                              before any other change to the balance, as
 --                              promotional_credit_due reckons them
---   promotional_credit_take    draws an amount from the lots in consumption
---                              order: soonest expire_time first, never last,
---                              then oldest first
+--   promotional_credit_take    draws (or a hold reserves) an amount of the
+--                              credits no hold reserves, from the lots in
+--                              consumption order: soonest expire_time
+--                              first, never last, then oldest first
+--   promotional_credit_unhold  ends a hold's reservations: what a capture
+--                              draws leaves its lots, the rest is free
 --   promotional_credit_post    writes one ledger entry: closing balance, hash
 --                              chain, its lot (INCREMENT), its events
 --
@@ -25,9 +28,13 @@
 --   SET         amount = the target: one INCREMENT (a lot, expire_time) or
 --               DECREMENT (from the available amount) for the difference
 --   REVERSE     target_id = an entry: its opposite (see promotional_credit_reverse)
---   HOLD        amount > 0 reserved from the available amount until expire_time
+--   HOLD        amount > 0 reserved from the available amount until expire_time:
+--               particular credits, the first in consumption order of the
+--               lots that exist then (the hold's allocations, the lots'
+--               `reserved`). Nothing else draws them; past their lot's
+--               expiry they stay until the hold ends
 --   CAPTURE     target_id = an active hold: DECREMENT of amount (NULL: all of
---               it), drawn from the lots; the rest is released
+--               it), drawn from the credits it reserved; the rest is released
 --   RELEASE     target_id = an active hold: released
 --   SETTLE      only the expirations due
 -- Amounts travel as JSON strings (exact beyond 2^53). validate_only: the item
@@ -41,7 +48,10 @@
 --              reason says why)
 --   reason     INSUFFICIENT_BALANCE, BALANCE_LIMIT_EXCEEDED, NOT_FOUND,
 --              NOT_REVERSIBLE, ALREADY_REVERSED, NOTHING_TO_REVERSE,
---              HOLD_NOT_ACTIVE
+--              HOLD_NOT_ACTIVE, CAPTURE_EXCEEDS_HOLD, EXPIRE_TIME_PASSED
+--              (ADD, SET upwards, HOLD: expire_time is not after the
+--              write's instant; the API checks it against its own clock a
+--              few milliseconds earlier)
 --   balance, held  the balance and its active holds after the item (as they
 --              stand when refused); NULL when the customer has no balance in
 --              that currency. Not always the entry's closing balance: a
@@ -64,7 +74,8 @@ BEGIN
        AND p.proname IN ('promotional_credit_apply', 'promotional_credit_apply_one', 'promotional_credit_sweep', 'promotional_credit_settle',
                          'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
                          'promotional_credit_balance_at', 'promotional_credit_balances_as_of',
-                         'promotional_credit_flush_events', 'promotional_credit_due')
+                         'promotional_credit_flush_events', 'promotional_credit_due', 'promotional_credit_unhold',
+                         'promotional_credit_reserve_unreserved')
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
   END LOOP;
@@ -190,16 +201,13 @@ BEGIN
 END
 $fn$;
 
--- Draws `amount` from the lots of the locked balance in consumption order;
--- answers the allocations [{lot_id, amount}]. What is left of lots that
--- have expired (settled, with `at` past their expire_time) is kept for the
--- holds that were made before they expired (see promotional_credit_settle)
--- and is drawn only by the capture of such a hold (`held_since`: the
--- captured hold's create_time; NULL for a deduction, which draws from
--- unexpired lots alone). The caller has checked that the amount is
--- available (deductions) or held (captures): the lots it may draw from
--- then cover it.
-CREATE FUNCTION promotional_credit_take(b promotional_credit_balances, amount bigint, at timestamptz, held_since timestamptz) RETURNS jsonb
+-- Draws `amount` from the credits of the locked balance that no hold
+-- reserves, in consumption order, from lots that have not expired by `at`;
+-- answers the allocations [{lot_id, amount}]. `reserve`: a hold reserves
+-- them (the lots' `reserved` rises) instead of drawing them (`remaining`
+-- falls). The caller has checked that the amount is available (amount -
+-- held: what no hold reserves of the unexpired lots, once settled).
+CREATE FUNCTION promotional_credit_take(b promotional_credit_balances, amount bigint, at timestamptz, reserve boolean) RETURNS jsonb
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -209,129 +217,147 @@ DECLARE
   allocations jsonb := '[]';
 BEGIN
   FOR lot IN
-    SELECT l.id, l.remaining FROM promotional_credit_lots AS l
+    SELECT l.id, l.remaining - l.reserved AS free FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.open
-       AND (l.expire_time IS NULL OR l.expire_time > at OR l.expire_time > held_since)
+       AND (l.expire_time IS NULL OR l.expire_time > at) AND l.remaining > l.reserved
      ORDER BY l.expire_time, l.seq
   LOOP
     EXIT WHEN left_to_take = 0;
-    part := least(lot.remaining, left_to_take);
-    UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = lot.id;
+    part := least(lot.free, left_to_take);
+    IF reserve THEN
+      UPDATE promotional_credit_lots AS l SET reserved = l.reserved + part WHERE l.id = lot.id;
+    ELSE
+      UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = lot.id;
+    END IF;
     allocations := allocations || jsonb_build_object('lot_id', lot.id, 'amount', part::text);
     left_to_take := left_to_take - part;
   END LOOP;
   IF left_to_take <> 0 THEN
-    RAISE EXCEPTION 'promotional_credit_take: the lots of % % % hold less than %', b.tenant_id, b.customer_id, b.currency_code, amount;
+    RAISE EXCEPTION 'promotional_credit_take: the lots of % % % have less than % free', b.tenant_id, b.customer_id, b.currency_code, amount;
   END IF;
   RETURN allocations;
 END
 $fn$;
 
+-- Ends the reservations of the hold `h` (captured, released or expired):
+-- draws `amount` of what it reserved, in consumption order (a capture; 0
+-- otherwise), and frees the rest. Answers the allocations drawn. What it
+-- frees of a lot past its expiry is then due (promotional_credit_due).
+CREATE FUNCTION promotional_credit_unhold(h promotional_credit_holds, amount bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  r record;
+  part bigint;
+  left_to_take bigint := amount;
+  allocations jsonb := '[]';
+BEGIN
+  FOR r IN
+    SELECT l.id, (a.value->>'amount')::bigint AS reserved
+      FROM jsonb_array_elements(coalesce(h.allocations, '[]')) AS a (value)
+      JOIN promotional_credit_lots AS l ON l.id = (a.value->>'lot_id')::uuid
+     ORDER BY l.expire_time, l.seq
+  LOOP
+    part := least(r.reserved, left_to_take);
+    UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part, reserved = l.reserved - r.reserved WHERE l.id = r.id;
+    IF part > 0 THEN
+      allocations := allocations || jsonb_build_object('lot_id', r.id, 'amount', part::text);
+      left_to_take := left_to_take - part;
+    END IF;
+  END LOOP;
+  IF left_to_take <> 0 THEN
+    RAISE EXCEPTION 'promotional_credit_unhold: hold % reserved less than %', h.id, amount;
+  END IF;
+  RETURN allocations;
+END
+$fn$;
+
+-- Reserves, for the active holds of the locked balance `b` that reserved
+-- nothing, the first free credits in consumption order (lots past their
+-- expiry first), in the order the holds were made: holds made before
+-- definition version 13, when a hold was reckoned as the first credits in
+-- consumption order whenever asked, and any an older replica's call in
+-- flight made while this definition was applied. One statement: each
+-- hold's share of the lots is where its running total overlaps theirs.
+CREATE FUNCTION promotional_credit_reserve_unreserved(b promotional_credit_balances) RETURNS void
+LANGUAGE sql AS $fn$
+  WITH h AS (
+    SELECT y.id, sum(y.amount) OVER w - y.amount AS lo, sum(y.amount) OVER w AS hi
+      FROM promotional_credit_holds AS y
+     WHERE y.tenant_id = b.tenant_id AND y.customer_id = b.customer_id AND y.currency_code = b.currency_code
+       AND y.status = 'ACTIVE' AND y.allocations IS NULL
+    WINDOW w AS (ORDER BY y.create_time, y.seq)
+  ), l AS (
+    SELECT l.id, l.expire_time, l.seq, sum(l.remaining - l.reserved) OVER w - (l.remaining - l.reserved) AS lo,
+           sum(l.remaining - l.reserved) OVER w AS hi
+      FROM promotional_credit_lots AS l
+     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+       AND l.open AND l.remaining > l.reserved
+    WINDOW w AS (ORDER BY l.expire_time, l.seq)
+  ), shares AS (
+    SELECT h.id AS hold_id, l.id AS lot_id, l.expire_time, l.seq, (least(h.hi, l.hi) - greatest(h.lo, l.lo))::bigint AS amount
+      FROM h JOIN l ON least(h.hi, l.hi) > greatest(h.lo, l.lo)
+  ), holds AS (
+    UPDATE promotional_credit_holds AS y
+       SET allocations = s.allocations
+      FROM (SELECT hold_id, jsonb_agg(jsonb_build_object('lot_id', lot_id, 'amount', amount::text) ORDER BY expire_time, seq) AS allocations
+              FROM shares GROUP BY hold_id) AS s
+     WHERE y.id = s.hold_id
+  )
+  UPDATE promotional_credit_lots AS l
+     SET reserved = l.reserved + s.amount
+    FROM (SELECT lot_id, sum(amount)::bigint AS amount FROM shares GROUP BY lot_id) AS s
+   WHERE l.id = s.lot_id
+$fn$;
+
 -- What settling the balance `b` at `at` expires, without writing anything:
 -- one row per lot and instant at which some of it left the balance, in the
 -- order settling writes them. Between two writes of a balance (each
--- settles first) only time changes it, so this replays the instants since
--- the last one, in order: each lot's expire_time, each active hold's
--- expire_time, then `at` itself (where a release or a capture has just
--- changed what holds need). At each instant x, what is left of the lots
--- expired by x leaves the balance, except what the holds still active at
--- x (expire_time > x) and made before the lot expired need: held credits
--- are the first ones in consumption order, so the soonest-expiring
--- credits stay (held over) and expire when no longer held; a hold made
--- after a lot expired was made of other credits (those were gone by then)
--- and keeps none of it. Lots are taken in expiry order, each keeping at
--- most what such holds need beyond what earlier lots keep for them.
--- left_at is x: the lot's expire_time for what no hold kept, the
--- expire_time of the hold that kept the rest, or `at` (the release or
--- capture). Whenever settling runs, the same credits leave at the same
--- instants, and a read at `at` (now or in the past, before anything
--- settled: promotional_credit_balance_at, promotional_credit_balances_as_of)
--- sees what settling then would write. Expects `b` to be the row as it
--- stands (holds as stored: ACTIVE until settled). Cost: one pass over the
--- lots and holds per instant at which a hold stops (and at `at`), the lots
--- expiring at other instants reckoned once each: 1,200 lots expiring 1 ms
--- apart under 1,200 holds settle in 0.2 s (reckoned afresh at every
--- instant, as first written, past the 30 s statement timeout).
+-- settles first) only time changes it: lots reach their expire_time and
+-- holds theirs. What is left of a lot past its expiry leaves then, except
+-- what active holds that outlast that instant reserved of it; that leaves
+-- when each such hold expires, if it has by `at`. A lot settled before (it
+-- keeps only what holds reserve) leaves at `at` what no active hold
+-- reserves any more: a release or capture has just freed it. A hold
+-- reserves credits of the lots that exist when it is made, so it never
+-- keeps a lot made after it. Whenever settling runs, the same credits leave
+-- at the same instants, and a read at `at` (now or in the past, before
+-- anything settled: promotional_credit_balance_at,
+-- promotional_credit_balances_as_of) sees what settling then would write.
+-- Expects `b` to be the row as it stands (holds as stored: ACTIVE until
+-- settled). One pass over the balance's due lots and active holds.
 CREATE FUNCTION promotional_credit_due(b promotional_credit_balances, at timestamptz) RETURNS SETOF promotional_credit_due_part
-LANGUAGE plpgsql STABLE AS $fn$
-#variable_conflict use_variable
-DECLARE
-  lots promotional_credit_lots[];
-  left_in bigint[];
-  h_create timestamptz[];
-  h_expire timestamptz[];
-  h_amount bigint[];
-  n integer;
-  nh integer;
-  x timestamptz;
-  i integer;
-  upto integer := 0;   -- lots[1 .. upto] have expired by the instant (expiry order)
-  hp integer;          -- holds[1 .. hp] were made before lots[upto] expired
-  cover bigint;        -- what those of them still active at the instant hold
-  kept bigint;         -- what lots[1 .. upto] keep for them
-  keep bigint;
-  first boolean := true;
-  part promotional_credit_due_part;
-BEGIN
-  lots := ARRAY(SELECT l FROM promotional_credit_lots AS l
-                 WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-                   AND l.open AND l.expire_time <= at
-                 ORDER BY l.expire_time, l.seq);
-  n := cardinality(lots);
-  IF n = 0 THEN
-    RETURN;
-  END IF;
-  left_in := ARRAY(SELECT l.remaining FROM unnest(lots) AS l);
-  -- Only holds made before the last of these lots expired can keep any of
-  -- them; in the order they were made, so that one pass over the lots (in
-  -- expiry order) adds each hold to the cover once.
-  SELECT coalesce(array_agg(y.create_time ORDER BY y.create_time, y.seq), '{}'),
-         coalesce(array_agg(y.expire_time ORDER BY y.create_time, y.seq), '{}'),
-         coalesce(array_agg(y.amount ORDER BY y.create_time, y.seq), '{}')
-    INTO h_create, h_expire, h_amount
-    FROM promotional_credit_holds AS y
-   WHERE y.tenant_id = b.tenant_id AND y.customer_id = b.customer_id AND y.currency_code = b.currency_code
-     AND y.status = 'ACTIVE' AND y.create_time < (lots[n]).expire_time;
-  nh := cardinality(h_create);
-  FOR x IN
-    SELECT l.expire_time FROM unnest(lots) AS l WHERE NOT l.expired  -- lots settled earlier had their instant then
-    UNION SELECT e FROM unnest(h_expire) AS e WHERE e <= at
-    UNION SELECT at
-    ORDER BY 1
-  LOOP
-    -- What a hold keeps changes only when one stops being active (at its
-    -- expire_time, or at `at`: a release or capture just changed the holds):
-    -- then every expired lot is reckoned again from the first. Otherwise the
-    -- lots reckoned before keep what they kept, and only the lots that expire
-    -- at x are reckoned, going on from where the last instant stopped: one
-    -- pass over lots and holds per change of the holds, not per instant.
-    IF first OR x = at OR x = ANY (h_expire) THEN
-      upto := 0;
-      hp := 0;
-      cover := 0;
-      kept := 0;
-      first := false;
-    END IF;
-    WHILE upto < n AND (lots[upto + 1]).expire_time <= x LOOP
-      upto := upto + 1;
-      i := upto;
-      WHILE hp < nh AND h_create[hp + 1] < (lots[i]).expire_time LOOP
-        hp := hp + 1;
-        IF h_expire[hp] > x THEN
-          cover := cover + h_amount[hp];
-        END IF;
-      END LOOP;
-      CONTINUE WHEN left_in[i] = 0;
-      keep := least(left_in[i], greatest(cover - kept, 0));
-      kept := kept + keep;
-      IF left_in[i] > keep THEN
-        part := ROW((lots[i]).id, (lots[i]).credit_type, x, left_in[i] - keep);
-        RETURN NEXT part;
-        left_in[i] := keep;
-      END IF;
-    END LOOP;
-  END LOOP;
-END
+LANGUAGE sql STABLE AS $fn$
+  WITH due_lots AS (
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired
+      FROM promotional_credit_lots AS l
+     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+       AND l.open AND l.expire_time <= at
+  ), kept AS (
+    -- What each active hold reserved of those lots, and until when.
+    SELECT (a.value->>'lot_id')::uuid AS lot_id, (a.value->>'amount')::bigint AS amount, y.expire_time AS until
+      FROM promotional_credit_holds AS y, jsonb_array_elements(y.allocations) AS a (value)
+     WHERE y.tenant_id = b.tenant_id AND y.customer_id = b.customer_id AND y.currency_code = b.currency_code
+       AND y.status = 'ACTIVE'
+  ), parts AS (
+    -- What no hold keeps past the lot's expiry (a lot settled before: what
+    -- no active hold reserves now) leaves at its expiry (or now).
+    SELECT l.id, l.credit_type, l.expire_time, l.seq,
+           CASE WHEN l.expired THEN at ELSE l.expire_time END AS left_at,
+           l.remaining - coalesce(sum(k.amount) FILTER (WHERE l.expired OR k.until > l.expire_time), 0) AS amount
+      FROM due_lots AS l LEFT JOIN kept AS k ON k.lot_id = l.id
+     GROUP BY l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired
+    UNION ALL
+    -- What a hold kept past the lot's expiry leaves when the hold expires.
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, k.until, k.amount
+      FROM due_lots AS l JOIN kept AS k ON k.lot_id = l.id
+     WHERE k.until <= at AND (l.expired OR k.until > l.expire_time)
+  )
+  SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint
+    FROM parts AS p
+   WHERE p.amount > 0
+   GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq
+   ORDER BY p.left_at, p.expire_time, p.seq
 $fn$;
 
 -- Writes what is due on the locked balance at `at`, before anything else
@@ -340,10 +366,11 @@ $fn$;
 -- lots past their expire_time leaves the balance, one EXPIRATION entry per
 -- lot and instant, its expire_time the instant its credits left (so a
 -- balance as of an earlier instant can tell what had left by then, however
--- late the entry is written). What active holds made before a lot expired
--- still need stays in the lot (it is drawn by those holds' captures alone:
--- promotional_credit_take); run again (a release, a capture), it keeps what
--- is still needed and expires the rest.
+-- late the entry is written). What active holds reserved of a lot stays in
+-- it past its expiry (drawn by those holds' captures alone); run again (a
+-- release, a capture), it expires what no hold reserves any more. A lot cut
+-- short by the reversal of its credit (promotional_credit_apply_one) leaves
+-- the same way, its entries saying so.
 -- Answers the balance row as it is afterwards (b), and adds the events to `events`.
 CREATE FUNCTION promotional_credit_settle(INOUT b promotional_credit_balances, at timestamptz, INOUT events events[])
 LANGUAGE plpgsql AS $fn$
@@ -364,6 +391,7 @@ BEGIN
     RETURNING x.*
   LOOP
     b.held := b.held - h.amount;
+    PERFORM promotional_credit_unhold(h, 0);
     events := events || promotional_credit_event(b, 'HOLD_EXPIRED', NULL, promotional_credit_hold_json(h), at);
   END LOOP;
   UPDATE promotional_credit_balances AS x SET held = b.held
@@ -371,7 +399,10 @@ BEGIN
 
   FOREACH d IN ARRAY due LOOP
     p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', d.amount,
-      'Expired: what was left of lot ' || d.lot_id, d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
+      CASE WHEN EXISTS (SELECT 1 FROM promotional_credits AS x WHERE x.reverses_id = d.lot_id)
+           THEN 'Reversed: what holds kept of lot ' || d.lot_id || ' when its credit was reversed'
+           ELSE 'Expired: what was left of lot ' || d.lot_id END,
+      d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
       jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, events);
     events := p.events;
     b.amount := (p.e).closing_balance;
@@ -425,6 +456,16 @@ BEGIN
   r.customer_id := customer;
   r.currency_code := currency;
   r.outcome := 'written';
+  -- An expire_time already past (the API checked it against its own clock,
+  -- a few milliseconds earlier) is refused before anything is written, a
+  -- new customer's balance row included; and again below at the write's
+  -- own instant. Stored, the credits (or the hold) would have ended before
+  -- they began.
+  IF op IN ('ADD', 'SET', 'HOLD') AND expire_time <= clock_timestamp() THEN
+    r.outcome := 'refused';
+    r.reason := 'EXPIRE_TIME_PASSED';
+    RETURN r;
+  END IF;
 
   SELECT * INTO b FROM promotional_credit_balances AS x
    WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
@@ -450,13 +491,22 @@ BEGIN
   -- before a lot expired that those writes had settled; as_of put its
   -- entry before entries it follows).
   at := date_trunc('milliseconds', greatest(clock_timestamp(), b.update_time));
+  IF b.held > 0 AND EXISTS (SELECT 1 FROM promotional_credit_holds AS x
+                             WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
+                               AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
+    PERFORM promotional_credit_reserve_unreserved(b);
+  END IF;
   IF b.next_expire_time <= at THEN
     s := promotional_credit_settle(b, at, events);
     b := s.b;
     events := s.events;
   END IF;
 
-  IF op = 'ADD' THEN
+  IF op IN ('ADD', 'SET', 'HOLD') AND expire_time <= at THEN
+    r.outcome := 'refused';
+    r.reason := 'EXPIRE_TIME_PASSED';
+
+  ELSIF op = 'ADD' THEN
     IF b.amount > 9223372036854775807 - amount THEN
       r.outcome := 'refused';
       r.reason := 'BALANCE_LIMIT_EXCEEDED';
@@ -475,7 +525,7 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
-      allocations := promotional_credit_take(b, amount, at, NULL);
+      allocations := promotional_credit_take(b, amount, at, false);
       p := promotional_credit_post(b, 'DECREMENT', 'DEDUCT', amount, w->>'description', w->>'credit_type', w->>'reference',
         w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
       e := p.e;
@@ -494,7 +544,7 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
-      allocations := promotional_credit_take(b, b.amount - amount, at, NULL);
+      allocations := promotional_credit_take(b, b.amount - amount, at, false);
       p := promotional_credit_post(b, 'DECREMENT', 'SET', b.amount - amount, w->>'description', w->>'credit_type', w->>'reference',
         w->>'done_by', w->'metadata', NULL, NULL, allocations, false, at, events);
       e := p.e;
@@ -514,17 +564,24 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'ALREADY_REVERSED';
     ELSIF target_entry.type = 'INCREMENT' THEN
-      -- What is left of its lot leaves the balance, as far as holds allow.
-      -- Nothing of a lot past its expiry (settled above): what is left of it
-      -- is kept for the holds made before it expired and serves only their
-      -- captures; taken here, those captures drew other credits instead.
+      -- What is left of its lot leaves the balance: what no hold reserves
+      -- now, what holds reserve when they end (a capture spends it; a
+      -- release or the hold's expiry frees it, and it leaves then, as
+      -- settling writes a lot's expiry: the lot's expire_time becomes this
+      -- instant). Nothing of a lot past its expiry (settled above): what is
+      -- left of it is what holds reserve, and it leaves when they end anyway.
+      -- A lot wholly reserved is refused (nothing would leave now).
       SELECT * INTO lot FROM promotional_credit_lots AS l WHERE l.id = target;
-      part := CASE WHEN lot.expired OR lot.expire_time <= at THEN 0 ELSE least(coalesce(lot.remaining, 0), b.amount - b.held) END;
+      part := CASE WHEN lot.expired OR lot.expire_time <= at THEN 0 ELSE coalesce(lot.remaining - lot.reserved, 0) END;
       IF part <= 0 THEN
         r.outcome := 'refused';
         r.reason := 'NOTHING_TO_REVERSE';
       ELSE
-        UPDATE promotional_credit_lots AS l SET remaining = l.remaining - part WHERE l.id = target;
+        UPDATE promotional_credit_lots AS l
+           SET remaining = l.remaining - part,
+               expire_time = CASE WHEN l.reserved > 0 THEN at ELSE l.expire_time END,
+               expired = l.reserved > 0
+         WHERE l.id = target;
         p := promotional_credit_post(b, 'DECREMENT', 'REVERSAL', part, w->>'description', target_entry.credit_type, w->>'reference',
           w->>'done_by', w->'metadata', NULL, target, jsonb_build_array(jsonb_build_object('lot_id', target, 'amount', part::text)), false, at, events);
         e := p.e;
@@ -599,10 +656,12 @@ BEGIN
       r.outcome := 'refused';
       r.reason := 'INSUFFICIENT_BALANCE';
     ELSE
+      allocations := promotional_credit_take(b, amount, at, true);
       INSERT INTO promotional_credit_holds AS x
-        (tenant_id, customer_id, currency_code, amount, status, description, reference, metadata, done_by, expire_time, create_time, update_time)
+        (tenant_id, customer_id, currency_code, amount, status, description, reference, metadata, done_by, expire_time, create_time, update_time,
+         allocations)
       VALUES (tenant, customer, currency, amount, 'ACTIVE', w->>'description', coalesce(w->>'reference', ''), coalesce(w->'metadata', '{}'),
-              w->>'done_by', expire_time, at, at)
+              w->>'done_by', expire_time, at, at, allocations)
       RETURNING x.* INTO h;
       UPDATE promotional_credit_balances AS x SET held = x.held + amount, next_expire_time = least(x.next_expire_time, expire_time), update_time = at
        WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
@@ -636,10 +695,11 @@ BEGIN
       IF op = 'RELEASE' THEN
         UPDATE promotional_credit_balances AS x SET held = b.held, update_time = at
          WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+        PERFORM promotional_credit_unhold(h, 0);
       END IF;
       IF op = 'CAPTURE' THEN
         amount := coalesce(amount, h.amount);
-        allocations := promotional_credit_take(b, amount, at, h.create_time);
+        allocations := promotional_credit_unhold(h, amount);
         p := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
           h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at, events, b.amount - b.held - h.amount);
         e := p.e;
@@ -657,8 +717,9 @@ BEGIN
         r.outcome := 'unchanged';
       END IF;
       b.update_time := at;
-      -- Credits the hold kept past their lot's expiry expire now (b is the
-      -- row as written: its held, and for a capture its amount and hash).
+      -- Credits the hold kept past their lot's expiry and did not draw
+      -- leave now (b is the row as written: its held, and for a capture its
+      -- amount and hash).
       IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
                   WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
                     AND l.open AND l.expire_time <= at) THEN
@@ -878,3 +939,15 @@ LANGUAGE sql STABLE AS $fn$
     LEFT JOIN unsettled u USING (currency_code)
    ORDER BY le.currency_code
 $fn$;
+
+-- Holds made before this definition reserve their credits now, each under
+-- its balance's lock (a write that finds one the next time does the same).
+DO $reserve$
+DECLARE
+  b promotional_credit_balances;
+BEGIN
+  FOR b IN SELECT * FROM promotional_credit_balances AS x WHERE x.held > 0 FOR UPDATE LOOP
+    PERFORM promotional_credit_reserve_unreserved(b);
+  END LOOP;
+END
+$reserve$;
