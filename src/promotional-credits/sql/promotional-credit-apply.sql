@@ -380,6 +380,7 @@ DECLARE
   due promotional_credit_due_part[];
   d promotional_credit_due_part;
   p record;
+  ev events;
 BEGIN
   -- Reckoned before the holds past their expire_time are marked below: until then they kept credits.
   due := ARRAY(SELECT u FROM promotional_credit_due(b, at) AS u);
@@ -403,15 +404,24 @@ BEGIN
            THEN 'Reversed: what holds kept of lot ' || d.lot_id || ' when its credit was reversed'
            ELSE 'Expired: what was left of lot ' || d.lot_id END,
       d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
-      jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, events);
-    events := p.events;
+      jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, '{}');
+    -- Appended one by one: PL/pgSQL grows `events` in place; handed to
+    -- post and back, it was copied whole at every entry (1,800 expirations
+    -- under 1,200 lapsed holds took 4 ms each, 7.6 s in all).
+    FOREACH ev IN ARRAY p.events LOOP
+      events := events || ev;
+    END LOOP;
     b.amount := (p.e).closing_balance;
     b.last_hash := (p.e).hash;
   END LOOP;
   UPDATE promotional_credit_lots AS l
-     SET remaining = l.remaining - coalesce((SELECT sum(u.amount) FROM unnest(due) AS u WHERE u.lot_id = l.id), 0), expired = true
-   WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-     AND l.open AND l.expire_time <= at;
+     SET remaining = l.remaining - coalesce(u.amount, 0), expired = true
+    FROM (SELECT x.id, g.amount
+            FROM promotional_credit_lots AS x
+            LEFT JOIN (SELECT y.lot_id, sum(y.amount) AS amount FROM unnest(due) AS y GROUP BY y.lot_id) AS g ON g.lot_id = x.id
+           WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+             AND x.open AND x.expire_time <= at) AS u
+   WHERE l.id = u.id;
 
   b.next_expire_time := least(
     (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
