@@ -257,14 +257,16 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     const never = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n })).promotionalCredit!;
     const first = (await pc.holdPromotionalCredits({ ...base, customerId, amount: 6n })).hold!;
     const second = (await pc.holdPromotionalCredits({ ...base, customerId, amount: 8n })).hold!;
+    // First in consumption order, but made after the holds: none of it is theirs.
+    const later = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(1_800_000) })).promotionalCredit!;
     // As a database of the previous version holds them: no reservations.
     const db = t.server.dataSource;
     await db.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE tenant_id = $1 AND customer_id = $2`, [t.tenant.id, customerId]);
     await db.query(`UPDATE promotional_credit_lots SET reserved = 0 WHERE tenant_id = $1 AND customer_id = $2`, [t.tenant.id, customerId]);
     expect((await problems()).map((p) => p.split(':')[0]), 'the audit sees holds that reserve nothing').to.deep.equal(['HOLD_NOT_RESERVED', 'HOLD_NOT_RESERVED']);
     const deducted = await pc.deductPromotionalCredits({ ...base, customerId, amount: 6n });
-    expect(allocationsOf(deducted.promotionalCredit), 'reserved first (6 + 4 of the soonest lot, 4 of the other), then drawn around').to.deep.equal([
-      { lotId: never.id, amount: 6n },
+    expect(allocationsOf(deducted.promotionalCredit), 'reserved first (of the lots made before them), then drawn around').to.deep.equal([
+      { lotId: later.id, amount: 6n },
     ]);
     const reserved: Array<{ id: string; allocations: Array<{ lot_id: string; amount: string }> }> = await db.query(
       `SELECT id, allocations FROM promotional_credit_holds WHERE tenant_id = $1 AND customer_id = $2 ORDER BY seq`,
@@ -280,6 +282,34 @@ describe('holds reserve specific credits: deductions draw around them, captures 
       'LOT_RESERVED_MISMATCH',
     ]);
     await db.query(`UPDATE promotional_credit_lots SET reserved = 4 WHERE id = $1`, [never.id]);
+  });
+
+  it('the sweep reserves for such holds before it settles, as a write does', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'unreserved-swept';
+    const expiry = inMs(900);
+    const soon = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: expiry })).promotionalCredit!;
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(60_000) });
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+    const db = t.server.dataSource;
+    await db.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE tenant_id = $1 AND customer_id = $2`, [t.tenant.id, customerId]);
+    await db.query(`UPDATE promotional_credit_lots SET reserved = 0 WHERE tenant_id = $1 AND customer_id = $2`, [t.tenant.id, customerId]);
+    await pastBy(expiry);
+    await db.query(`SELECT promotional_credit_sweep(1000)`);
+    expect(await balanceOf(customerId), 'the hold reserved the expiring lot (the only one when it was made): kept for it').to.deep.equal({
+      amount: 20n,
+      held: 10n,
+      available: 10n,
+    });
+    const expired = (await ledgerOf(pc, customerId)).filter((e) => e.origin === Origin.ORIGIN_EXPIRATION);
+    expect(expired, 'nothing of the kept lot expired').to.deep.equal([]);
+    const reserved: Array<{ allocations: unknown }> = await db.query(`SELECT allocations FROM promotional_credit_holds WHERE tenant_id = $1 AND customer_id = $2`, [
+      t.tenant.id,
+      customerId,
+    ]);
+    expect(reserved).to.deep.equal([{ allocations: [{ lot_id: soon.id, amount: '10' }] }]);
+    expect(await problems()).to.deep.equal([]);
   });
 
   it('keeps every lot’s reserved credits equal to what active holds reserve of it under 150 mixed calls on two servers while lots expire', async function () {

@@ -17,8 +17,16 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *
  * The active holds of an existing database get their reservations when the
  * write path's definition that reads them is applied (version 13 of
- * promotional_credit_apply), in the same transaction, so that no hold is
- * left unreserved between the two.
+ * promotional_credit_apply), in the same transaction; a hold an older
+ * replica makes meanwhile gets them at its balance's next write or sweep.
+ * Each reserves, as it would have when made, of the lots that existed and
+ * had not expired then (of others only where deductions since drew those).
+ *
+ * Reversals made before keep what they did then: a credit reversed while
+ * holds needed part of its lot took the rest, and that part stays the
+ * customer's once the holds end, as version 12 documented ("as far as
+ * active holds leave it available"). Reversals from now on take it when
+ * the holds end.
  */
 export class HoldReservations1765000000000 implements MigrationInterface {
   name = 'HoldReservations1765000000000';

@@ -49,9 +49,9 @@
 --   reason     INSUFFICIENT_BALANCE, BALANCE_LIMIT_EXCEEDED, NOT_FOUND,
 --              NOT_REVERSIBLE, ALREADY_REVERSED, NOTHING_TO_REVERSE,
 --              HOLD_NOT_ACTIVE, CAPTURE_EXCEEDS_HOLD, EXPIRE_TIME_PASSED
---              (ADD, SET upwards, HOLD: expire_time is not after the
---              write's instant; the API checks it against its own clock a
---              few milliseconds earlier)
+--              (ADD, SET, HOLD: an expire_time not after the write's
+--              instant; the API refuses it, whatever SET's direction,
+--              against its own clock a few milliseconds earlier)
 --   balance, held  the balance and its active holds after the item (as they
 --              stand when refused); NULL when the customer has no balance in
 --              that currency. Not always the entry's closing balance: a
@@ -75,7 +75,7 @@ BEGIN
                          'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
                          'promotional_credit_balance_at', 'promotional_credit_balances_as_of',
                          'promotional_credit_flush_events', 'promotional_credit_due', 'promotional_credit_unhold',
-                         'promotional_credit_reserve_unreserved')
+                         'promotional_credit_reserve_unreserved', 'promotional_credit_reserve_unreserved_if_any')
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
   END LOOP;
@@ -272,42 +272,62 @@ BEGIN
 END
 $fn$;
 
--- Reserves, for the active holds of the locked balance `b` that reserved
--- nothing, the first free credits in consumption order (lots past their
--- expiry first), in the order the holds were made: holds made before
--- definition version 13, when a hold was reckoned as the first credits in
--- consumption order whenever asked, and any an older replica's call in
--- flight made while this definition was applied. One statement: each
--- hold's share of the lots is where its running total overlaps theirs.
+-- Reserves credits for the active holds of the locked balance `b` that
+-- reserved none: holds made before definition version 13 (when a hold was
+-- reckoned, whenever asked, as the first credits in consumption order),
+-- and any an older replica's call in flight made while this definition was
+-- applied. In the order they were made, each from the lots that existed
+-- and had not expired when it was made, in consumption order, as it would
+-- have reserved then; only if deductions since drew those (the old
+-- reckoning let them) from the other lots. Called before anything reads
+-- reservations to settle: by every write (promotional_credit_apply_one)
+-- and by the sweep.
 CREATE FUNCTION promotional_credit_reserve_unreserved(b promotional_credit_balances) RETURNS void
-LANGUAGE sql AS $fn$
-  WITH h AS (
-    SELECT y.id, sum(y.amount) OVER w - y.amount AS lo, sum(y.amount) OVER w AS hi
-      FROM promotional_credit_holds AS y
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_variable
+DECLARE
+  h record;
+  lot record;
+  part bigint;
+  left_to_take bigint;
+  allocations jsonb;
+BEGIN
+  FOR h IN
+    SELECT y.id, y.amount, y.create_time FROM promotional_credit_holds AS y
      WHERE y.tenant_id = b.tenant_id AND y.customer_id = b.customer_id AND y.currency_code = b.currency_code
        AND y.status = 'ACTIVE' AND y.allocations IS NULL
-    WINDOW w AS (ORDER BY y.create_time, y.seq)
-  ), l AS (
-    SELECT l.id, l.expire_time, l.seq, sum(l.remaining - l.reserved) OVER w - (l.remaining - l.reserved) AS lo,
-           sum(l.remaining - l.reserved) OVER w AS hi
-      FROM promotional_credit_lots AS l
-     WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-       AND l.open AND l.remaining > l.reserved
-    WINDOW w AS (ORDER BY l.expire_time, l.seq)
-  ), shares AS (
-    SELECT h.id AS hold_id, l.id AS lot_id, l.expire_time, l.seq, (least(h.hi, l.hi) - greatest(h.lo, l.lo))::bigint AS amount
-      FROM h JOIN l ON least(h.hi, l.hi) > greatest(h.lo, l.lo)
-  ), holds AS (
-    UPDATE promotional_credit_holds AS y
-       SET allocations = s.allocations
-      FROM (SELECT hold_id, jsonb_agg(jsonb_build_object('lot_id', lot_id, 'amount', amount::text) ORDER BY expire_time, seq) AS allocations
-              FROM shares GROUP BY hold_id) AS s
-     WHERE y.id = s.hold_id
-  )
-  UPDATE promotional_credit_lots AS l
-     SET reserved = l.reserved + s.amount
-    FROM (SELECT lot_id, sum(amount)::bigint AS amount FROM shares GROUP BY lot_id) AS s
-   WHERE l.id = s.lot_id
+     ORDER BY y.create_time, y.seq
+  LOOP
+    left_to_take := h.amount;
+    allocations := '[]';
+    FOR lot IN
+      SELECT l.id, l.remaining - l.reserved AS free FROM promotional_credit_lots AS l
+       WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
+         AND l.open AND l.remaining > l.reserved
+       ORDER BY NOT (l.create_time <= h.create_time AND (l.expire_time IS NULL OR l.expire_time > h.create_time)), l.expire_time, l.seq
+    LOOP
+      EXIT WHEN left_to_take = 0;
+      part := least(lot.free, left_to_take);
+      UPDATE promotional_credit_lots AS l SET reserved = l.reserved + part WHERE l.id = lot.id;
+      allocations := allocations || jsonb_build_object('lot_id', lot.id, 'amount', part::text);
+      left_to_take := left_to_take - part;
+    END LOOP;
+    UPDATE promotional_credit_holds AS y SET allocations = allocations WHERE y.id = h.id;
+  END LOOP;
+END
+$fn$;
+
+-- The same, when some active hold of `b` reserves nothing (an index probe;
+-- callers skip it for a balance that holds nothing).
+CREATE FUNCTION promotional_credit_reserve_unreserved_if_any(b promotional_credit_balances) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF b.held > 0 AND EXISTS (SELECT 1 FROM promotional_credit_holds AS x
+                             WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+                               AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
+    PERFORM promotional_credit_reserve_unreserved(b);
+  END IF;
+END
 $fn$;
 
 -- What settling the balance `b` at `at` expires, without writing anything:
@@ -501,10 +521,8 @@ BEGIN
   -- before a lot expired that those writes had settled; as_of put its
   -- entry before entries it follows).
   at := date_trunc('milliseconds', greatest(clock_timestamp(), b.update_time));
-  IF b.held > 0 AND EXISTS (SELECT 1 FROM promotional_credit_holds AS x
-                             WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
-                               AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
-    PERFORM promotional_credit_reserve_unreserved(b);
+  IF b.held > 0 THEN
+    PERFORM promotional_credit_reserve_unreserved_if_any(b);
   END IF;
   IF b.next_expire_time <= at THEN
     s := promotional_credit_settle(b, at, events);
@@ -882,6 +900,7 @@ BEGIN
     -- One balance that cannot be settled (an error) must not stop the
     -- others: it is left for the writes to it, which settle it first.
     BEGIN
+      PERFORM promotional_credit_reserve_unreserved_if_any(b);
       -- Never before the balance's last write (one that committed after
       -- `at` was read, before this row was locked).
       s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(at, b.update_time)), '{}');
