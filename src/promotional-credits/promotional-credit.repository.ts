@@ -416,10 +416,19 @@ export class PromotionalCreditRepository {
       credit_type: CreditType;
       create_time: Date;
     }> = await this.manager.query(
-      `SELECT l.id, l.seq, l.amount, CASE WHEN l.expire_time <= $4 THEN 0 ELSE l.remaining END AS remaining, l.expire_time, l.credit_type, l.create_time
+      // A lot past its end (its expire_time, or the reversal of its credit:
+      // revoke_time) keeps only what holds active at `at` reserve of it.
+      `SELECT l.id, l.seq, l.amount,
+              CASE WHEN least(l.expire_time, l.revoke_time) <= $4
+                   THEN (SELECT coalesce(sum((a.value->>'amount')::bigint), 0)
+                           FROM promotional_credit_holds y, jsonb_array_elements(y.allocations) AS a (value)
+                          WHERE y.tenant_id = l.tenant_id AND y.customer_id = l.customer_id AND y.currency_code = l.currency_code
+                            AND y.status = 'ACTIVE' AND y.expire_time > $4 AND (a.value->>'lot_id')::uuid = l.id)
+                   ELSE l.remaining END AS remaining,
+              l.expire_time, l.credit_type, l.create_time
          FROM promotional_credit_lots l
         WHERE l.tenant_id = $1 AND l.customer_id = $2 AND l.currency_code = $3
-          ${options.includeEmpty ? '' : 'AND l.open AND (l.expire_time IS NULL OR l.expire_time > $4)'}
+          ${options.includeEmpty ? '' : 'AND l.open AND (l.expire_time IS NULL OR l.expire_time > $4) AND l.revoke_time IS NULL'}
           ${position}
         ORDER BY l.expire_time, l.seq
         LIMIT $5`,

@@ -160,6 +160,41 @@ describe('holds reserve specific credits: deductions draw around them, captures 
       expect([last.type, last.amount, allocationsOf(last)], 'the 6 leave in an entry naming lot A').to.deep.equal([DECREMENT, 6n, [{ lotId: a.id, amount: 6n }]]);
       expectChained(ledger);
       await expectError(pc.reversePromotionalCredit({ id: a.id, description: 'again' }), status.FAILED_PRECONDITION, 'ALREADY_REVERSED');
+      const depleted: Array<{ type: string }> = await t.server.dataSource.query(
+        `SELECT type FROM events WHERE tenant_id = $1 AND customer_id = $2 AND type = 'BALANCE_DEPLETED'`,
+        [t.tenant.id, customerId],
+      );
+      expect(depleted.length, 'one BALANCE_DEPLETED (the reversal took the last available); the held credits leaving took nothing available').to.equal(1);
+      expect(await problems()).to.deep.equal([]);
+    });
+
+    it('a capture draws its hold’s credits in the same order whether the grant was reversed before or after it', async () => {
+      const pc = t.promotionalCredits;
+      const run = async (customerId: string, reverseFirst: boolean) => {
+        const sooner = (await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: inMs(86_400_000) })).promotionalCredit!;
+        const later = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(2 * 86_400_000) })).promotionalCredit!;
+        const { hold } = await pc.holdPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(3_600_000) });
+        const reverse = () => pc.reversePromotionalCredit({ id: later.id, description: 'granted by mistake' });
+        if (reverseFirst) {
+          await reverse();
+          const lots = async (includeEmpty: boolean) =>
+            (await pc.listPromotionalCreditLots({ customerId, currencyCode: 'USD', includeEmpty })).lots.map((l) => [l.id, l.remaining]);
+          expect(await lots(false), 'the reversed lot is not listed by default').to.deep.equal([[sooner.id, 5n]]);
+          expect(await lots(true), 'listed with include_empty: what the hold still reserves of it').to.deep.equal([
+            [sooner.id, 5n],
+            [later.id, 5n],
+          ]);
+        }
+        const captured = await pc.capturePromotionalCreditHold({ holdId: hold!.id, amount: 5n });
+        expect(allocationsOf(captured.promotionalCredit), 'the soonest-expiring reserved credits first').to.deep.equal([{ lotId: sooner.id, amount: 5n }]);
+        if (!reverseFirst) await reverse();
+        expectChained(await ledgerOf(pc, customerId));
+        return balanceOf(customerId);
+      };
+      const first = await run('revoked-order-a', true);
+      const second = await run('revoked-order-b', false);
+      expect(first, 'reversal then capture').to.deep.equal({ amount: 0n, held: 0n, available: 0n });
+      expect(second, 'capture then reversal').to.deep.equal(first);
       expect(await problems()).to.deep.equal([]);
     });
 

@@ -380,9 +380,9 @@ export interface CreditLot {
   /** `amount` as a decimal string in major units. */
   amountDecimal: string;
   /**
-   * Minor units left: not yet drawn nor expired. 0 for an expired lot,
-   * except credits an active hold still needs (they stay until the hold is
-   * captured or released).
+   * Minor units left: not yet drawn nor expired. For an expired lot, or one
+   * whose credit was reversed, only what active holds reserve of it (it
+   * stays until they end: captured, released or expired).
    */
   remaining: bigint;
   /** `remaining` as a decimal string in major units. */
@@ -7043,9 +7043,8 @@ export const PromotionalCreditServiceService = {
    * Lists a customer's lots in one currency in consumption order: the order
    * in which deductions and holds draw from them (soonest `expire_time`
    * first, lots that never expire last, then oldest first). By default only
-   * lots with something left that have not expired. A lot whose credit was
-   * reversed while holds reserved some of it reads as expiring at the
-   * reversal (what the holds reserve leaves when they end).
+   * lots with something left that have not expired; a lot whose credit was
+   * reversed is listed, like an expired one, only with `include_empty`.
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.
@@ -7277,9 +7276,8 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * Lists a customer's lots in one currency in consumption order: the order
    * in which deductions and holds draw from them (soonest `expire_time`
    * first, lots that never expire last, then oldest first). By default only
-   * lots with something left that have not expired. A lot whose credit was
-   * reversed while holds reserved some of it reads as expiring at the
-   * reversal (what the holds reserve leaves when they end).
+   * lots with something left that have not expired; a lot whose credit was
+   * reversed is listed, like an expired one, only with `include_empty`.
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.
@@ -7518,9 +7516,8 @@ export interface PromotionalCreditServiceClient extends Client {
    * Lists a customer's lots in one currency in consumption order: the order
    * in which deductions and holds draw from them (soonest `expire_time`
    * first, lots that never expire last, then oldest first). By default only
-   * lots with something left that have not expired. A lot whose credit was
-   * reversed while holds reserved some of it reads as expiring at the
-   * reversal (what the holds reserve leaves when they end).
+   * lots with something left that have not expired; a lot whose credit was
+   * reversed is listed, like an expired one, only with `include_empty`.
    *
    * Errors: INVALID_ARGUMENT for a bad customer id or currency, or a page
    * token that was altered or issued for other parameters.

@@ -14,6 +14,10 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *   before this migration.
  * - `promotional_credit_lots.reserved`: what the active holds reserve of the
  *   lot, at most what is left of it. Deductions draw only the rest.
+ * - `promotional_credit_lots.revoke_time`: when the lot's credit was
+ *   reversed. What holds reserve of it then leaves when they end, as if the
+ *   lot had expired then; its expire_time (and place in consumption order)
+ *   stays.
  *
  * The active holds of an existing database get their reservations when the
  * write path's definition that reads them is applied (version 13 of
@@ -36,9 +40,11 @@ export class HoldReservations1765000000000 implements MigrationInterface {
     await queryRunner.query(
       `ALTER TABLE promotional_credit_lots
          ADD COLUMN reserved bigint NOT NULL DEFAULT 0,
+         ADD COLUMN revoke_time timestamptz,
          DROP CONSTRAINT promotional_credit_lots_remaining,
          ADD CONSTRAINT promotional_credit_lots_remaining
-           CHECK (remaining >= 0 AND remaining <= amount AND reserved >= 0 AND reserved <= remaining AND (NOT expired OR expire_time IS NOT NULL))`,
+           CHECK (remaining >= 0 AND remaining <= amount AND reserved >= 0 AND reserved <= remaining
+                  AND (NOT expired OR expire_time IS NOT NULL OR revoke_time IS NOT NULL))`,
     );
   }
 
@@ -47,6 +53,7 @@ export class HoldReservations1765000000000 implements MigrationInterface {
       `ALTER TABLE promotional_credit_lots
          DROP CONSTRAINT promotional_credit_lots_remaining,
          DROP COLUMN reserved,
+         DROP COLUMN revoke_time,
          ADD CONSTRAINT promotional_credit_lots_remaining CHECK (remaining >= 0 AND remaining <= amount AND (NOT expired OR expire_time IS NOT NULL))`,
     );
     await queryRunner.query(`ALTER TABLE promotional_credit_holds DROP COLUMN allocations`);

@@ -93,7 +93,8 @@ CREATE TYPE promotional_credit_outcome AS (
   events events[], entry_closing_balance bigint);
 
 -- Credits of one lot that left the balance at one instant (left_at).
-CREATE TYPE promotional_credit_due_part AS (lot_id uuid, credit_type text, left_at timestamptz, amount bigint);
+-- kept: credits a hold kept past the lot's end (never available since).
+CREATE TYPE promotional_credit_due_part AS (lot_id uuid, credit_type text, left_at timestamptz, amount bigint, kept boolean);
 
 -- A hold as JSON for the caller and for events; amounts as strings. STABLE,
 -- not IMMUTABLE: its times are rendered in the session's time zone, and
@@ -219,7 +220,7 @@ BEGIN
   FOR lot IN
     SELECT l.id, l.remaining - l.reserved AS free FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code AND l.open
-       AND (l.expire_time IS NULL OR l.expire_time > at) AND l.remaining > l.reserved
+       AND (l.expire_time IS NULL OR l.expire_time > at) AND l.revoke_time IS NULL AND l.remaining > l.reserved
      ORDER BY l.expire_time, l.seq
   LOOP
     EXIT WHEN left_to_take = 0;
@@ -349,10 +350,11 @@ $fn$;
 CREATE FUNCTION promotional_credit_due(b promotional_credit_balances, at timestamptz) RETURNS SETOF promotional_credit_due_part
 LANGUAGE sql STABLE AS $fn$
   WITH due_lots AS (
-    SELECT l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired
+    -- A lot ends at its expire_time, or when its credit was reversed.
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, least(l.expire_time, l.revoke_time) AS ends
       FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-       AND l.open AND l.expire_time <= at
+       AND l.open AND least(l.expire_time, l.revoke_time) <= at
   ), kept AS (
     -- What each active hold reserved of those lots, and until when.
     SELECT (a.value->>'lot_id')::uuid AS lot_id, (a.value->>'amount')::bigint AS amount, y.expire_time AS until
@@ -363,20 +365,21 @@ LANGUAGE sql STABLE AS $fn$
     -- What no hold keeps past the lot's expiry (a lot settled before: what
     -- no active hold reserves now) leaves at its expiry (or now).
     SELECT l.id, l.credit_type, l.expire_time, l.seq,
-           CASE WHEN l.expired THEN at ELSE l.expire_time END AS left_at,
-           l.remaining - coalesce(sum(k.amount) FILTER (WHERE l.expired OR k.until > l.expire_time), 0) AS amount
+           CASE WHEN l.expired THEN at ELSE l.ends END AS left_at,
+           l.remaining - coalesce(sum(k.amount) FILTER (WHERE l.expired OR k.until > l.ends), 0) AS amount,
+           l.expired AS kept
       FROM due_lots AS l LEFT JOIN kept AS k ON k.lot_id = l.id
-     GROUP BY l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired
+     GROUP BY l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, l.ends
     UNION ALL
-    -- What a hold kept past the lot's expiry leaves when the hold expires.
-    SELECT l.id, l.credit_type, l.expire_time, l.seq, k.until, k.amount
+    -- What a hold kept past the lot's end leaves when the hold expires.
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, k.until, k.amount, true
       FROM due_lots AS l JOIN kept AS k ON k.lot_id = l.id
-     WHERE k.until <= at AND (l.expired OR k.until > l.expire_time)
+     WHERE k.until <= at AND (l.expired OR k.until > l.ends)
   )
-  SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint
+  SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint, p.kept
     FROM parts AS p
    WHERE p.amount > 0
-   GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq
+   GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq, p.kept
    ORDER BY p.left_at, p.expire_time, p.seq
 $fn$;
 
@@ -424,7 +427,9 @@ BEGIN
            THEN 'Reversed: what holds kept of lot ' || d.lot_id || ' when its credit was reversed'
            ELSE 'Expired: what was left of lot ' || d.lot_id END,
       d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
-      jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, '{}');
+      jsonb_build_array(jsonb_build_object('lot_id', d.lot_id, 'amount', d.amount::text)), false, at, '{}',
+      -- Credits a hold kept were never available again: their leaving takes nothing available (no BALANCE_DEPLETED).
+      CASE WHEN d.kept THEN b.amount - d.amount - b.held END);
     -- Appended one by one: PL/pgSQL grows `events` in place; handed to
     -- post and back, it was copied whole at every entry (1,800 expirations
     -- under 1,200 lapsed holds took 4 ms each, 7.6 s in all).
@@ -440,13 +445,13 @@ BEGIN
             FROM promotional_credit_lots AS x
             LEFT JOIN (SELECT y.lot_id, sum(y.amount) AS amount FROM unnest(due) AS y GROUP BY y.lot_id) AS g ON g.lot_id = x.id
            WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
-             AND x.open AND x.expire_time <= at) AS u
+             AND x.open AND least(x.expire_time, x.revoke_time) <= at) AS u
    WHERE l.id = u.id;
 
   b.next_expire_time := least(
     (SELECT min(l.expire_time) FROM promotional_credit_lots AS l
       WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
-        AND l.open AND l.expire_time > at),
+        AND l.open AND l.expire_time > at AND l.revoke_time IS NULL),
     (SELECT min(x.expire_time) FROM promotional_credit_holds AS x
       WHERE x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
         AND x.status = 'ACTIVE'));
@@ -595,8 +600,10 @@ BEGIN
       -- What is left of its lot leaves the balance: what no hold reserves
       -- now, what holds reserve when they end (a capture spends it; a
       -- release or the hold's expiry frees it, and it leaves then, as
-      -- settling writes a lot's expiry: the lot's expire_time becomes this
-      -- instant). Nothing of a lot past its expiry (settled above): what is
+      -- settling writes a lot's expiry: the lot's revoke_time is this
+      -- instant, its expire_time and place in consumption order stay, so a
+      -- capture draws its hold's credits in the order it would have).
+      -- Nothing of a lot past its expiry (settled above): what is
       -- left of it is what holds reserve, and it leaves when they end anyway.
       -- A lot wholly reserved is refused (nothing would leave now).
       SELECT * INTO lot FROM promotional_credit_lots AS l WHERE l.id = target;
@@ -607,7 +614,7 @@ BEGIN
       ELSE
         UPDATE promotional_credit_lots AS l
            SET remaining = l.remaining - part,
-               expire_time = CASE WHEN l.reserved > 0 THEN at ELSE l.expire_time END,
+               revoke_time = at,
                expired = l.reserved > 0
          WHERE l.id = target;
         p := promotional_credit_post(b, 'DECREMENT', 'REVERSAL', part, w->>'description', target_entry.credit_type, w->>'reference',
@@ -664,7 +671,7 @@ BEGIN
           p := promotional_credit_post(b, 'DECREMENT', 'EXPIRATION', returned.part,
             'Expired: returned to lot ' || returned.id || ' after it expired', returned.credit_type, '', '(expiry)', '{}',
             at, NULL, jsonb_build_array(jsonb_build_object('lot_id', returned.id, 'amount', returned.part::text)),
-            false, at, p.events);
+            false, at, p.events, b.amount - returned.part - b.held);
           events := p.events;
           b.amount := (p.e).closing_balance;
           b.last_hash := (p.e).hash;
@@ -750,7 +757,7 @@ BEGIN
       -- amount and hash).
       IF EXISTS (SELECT 1 FROM promotional_credit_lots AS l
                   WHERE l.tenant_id = tenant AND l.customer_id = customer AND l.currency_code = currency
-                    AND l.open AND l.expire_time <= at) THEN
+                    AND l.open AND least(l.expire_time, l.revoke_time) <= at) THEN
         s := promotional_credit_settle(b, at, events);
         b := s.b;
         events := s.events;
