@@ -28,6 +28,18 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     return { amount: usd?.amount ?? 0n, held: usd?.held ?? 0n, available: usd?.available ?? 0n };
   };
   const problems = () => ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id);
+  /** Runs `during` with the customer's balance rows locked: no sweep settles them meanwhile (it skips locked rows). */
+  const withBalanceLocked = async (customerId: string, during: () => Promise<unknown>) => {
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
+      await during();
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+  };
 
   it('a hold keeps none of a lot made after it', async function () {
     this.timeout(20_000);
@@ -142,6 +154,29 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     expect(await problems()).to.deep.equal([]);
   });
 
+  it('a lot that expires while a hold still stands takes what was available (BALANCE_DEPLETED), however late the settle comes', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'depleted-late';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: inMs(700) });
+    const holdExpiry = inMs(1_500);
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: holdExpiry }); // reserves the 5, takes the last available
+    const a = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(1_000) })).promotionalCredit!;
+    await withBalanceLocked(customerId, () => pastBy(holdExpiry, 200));
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 1n }); // settles all three instants at once
+    const expirations = (await ledgerOf(pc, customerId)).filter((e) => e.origin === Origin.ORIGIN_EXPIRATION);
+    const ofA = expirations.find((e) => e.allocations.some((x) => x.lotId === a.id))!;
+    const depleted: Array<{ promotional_credit_id: string | null }> = await t.server.dataSource.query(
+      `SELECT promotional_credit_id FROM events WHERE tenant_id = $1 AND customer_id = $2 AND type = 'BALANCE_DEPLETED' ORDER BY position`,
+      [t.tenant.id, customerId],
+    );
+    expect(depleted.map((e) => e.promotional_credit_id), 'the hold took the last available, then the expiry of A (10 available, the hold’s 5 still held)').to.deep.equal([
+      null,
+      ofA.id,
+    ]);
+    expect(await problems()).to.deep.equal([]);
+  });
+
   describe('reversing a grant whose credits a hold reserves', () => {
     it('takes only the unreserved credits; released, the reserved ones leave the balance', async () => {
       const pc = t.promotionalCredits;
@@ -222,21 +257,15 @@ describe('holds reserve specific credits: deductions draw around them, captures 
       await pc.holdPromotionalCredits({ ...base, customerId, amount: 6n, expireTime: expiry });
       const reversal = (await pc.reversePromotionalCredit({ id: a.id, description: 'granted by mistake' })).promotionalCredit!;
       expect(reversal.amount).to.equal(4n);
-      // Hold the balance row so that no sweep settles it: the read comes between the hold's end and any write.
-      const runner = t.server.dataSource.createQueryRunner();
-      await runner.startTransaction();
-      try {
-        await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
+      // The read comes between the hold's end and any write.
+      await withBalanceLocked(customerId, async () => {
         await pastBy(expiry);
         expect(await balanceOf(customerId), 'the hold ended: the reserved credits of the reversed grant are gone, before anything settles').to.deep.equal({
           amount: 0n,
           held: 0n,
           available: 0n,
         });
-      } finally {
-        await runner.rollbackTransaction();
-        await runner.release();
-      }
+      });
       const added = await pc.addPromotionalCredits({ ...base, customerId, amount: 1n });
       expect(added.promotionalCredit!.closingBalance, 'the 6 left before the next write').to.equal(1n);
       expect(await balanceOf(customerId)).to.deep.equal({ amount: 1n, held: 0n, available: 1n });
