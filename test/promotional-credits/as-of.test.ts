@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Origin, type CurrencyBalance, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
-import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -52,17 +52,7 @@ describe('balances as of an instant: credits held, released, captured or reverse
   }
 
   /** Holds the customer's balance rows (no write, no sweep settles them) while `during` runs. */
-  async function withBalancesLocked<T>(customerId: string, during: () => Promise<T>): Promise<T> {
-    const runner = t.server.dataSource.createQueryRunner();
-    await runner.startTransaction();
-    try {
-      await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
-      return await during();
-    } finally {
-      await runner.rollbackTransaction();
-      await runner.release();
-    }
-  }
+  const withBalancesLocked = <T>(customerId: string, during: () => Promise<T>) => withBalanceLocked(t.server.dataSource, t.tenant.id, customerId, during);
 
   const lotExpired = async (lotId: string) =>
     ((await t.server.dataSource.query(`SELECT expired FROM promotional_credit_lots WHERE id = $1`, [lotId])) as Array<{ expired: boolean }>)[0]!.expired;

@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { eventually } from '../support/eventually';
-import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -28,18 +28,7 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     return { amount: usd?.amount ?? 0n, held: usd?.held ?? 0n, available: usd?.available ?? 0n };
   };
   const problems = () => ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id);
-  /** Runs `during` with the customer's balance rows locked: no sweep settles them meanwhile (it skips locked rows). */
-  const withBalanceLocked = async (customerId: string, during: () => Promise<unknown>) => {
-    const runner = t.server.dataSource.createQueryRunner();
-    await runner.startTransaction();
-    try {
-      await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
-      await during();
-    } finally {
-      await runner.rollbackTransaction();
-      await runner.release();
-    }
-  };
+  const locked = <T>(customerId: string, during: () => Promise<T>) => withBalanceLocked(t.server.dataSource, t.tenant.id, customerId, during);
 
   it('a hold keeps none of a lot made after it', async function () {
     this.timeout(20_000);
@@ -162,7 +151,7 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     const holdExpiry = inMs(1_500);
     await pc.holdPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: holdExpiry }); // reserves the 5, takes the last available
     const a = (await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(1_000) })).promotionalCredit!;
-    await withBalanceLocked(customerId, () => pastBy(holdExpiry, 200));
+    await locked(customerId, () => pastBy(holdExpiry, 200));
     await pc.addPromotionalCredits({ ...base, customerId, amount: 1n }); // settles all three instants at once
     const expirations = (await ledgerOf(pc, customerId)).filter((e) => e.origin === Origin.ORIGIN_EXPIRATION);
     const ofA = expirations.find((e) => e.allocations.some((x) => x.lotId === a.id))!;
@@ -258,7 +247,7 @@ describe('holds reserve specific credits: deductions draw around them, captures 
       const reversal = (await pc.reversePromotionalCredit({ id: a.id, description: 'granted by mistake' })).promotionalCredit!;
       expect(reversal.amount).to.equal(4n);
       // The read comes between the hold's end and any write.
-      await withBalanceLocked(customerId, async () => {
+      await locked(customerId, async () => {
         await pastBy(expiry);
         expect(await balanceOf(customerId), 'the hold ended: the reserved credits of the reversed grant are gone, before anything settles').to.deep.equal({
           amount: 0n,

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
-import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { walkPages } from '../support/pages';
 import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
@@ -78,10 +78,7 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     await pc.addPromotionalCredits({ ...base, customerId, amount: 30n });
     expect(usd((await pc.getCustomerBalance({ customerId })).balance?.balances)).to.equal(100n);
     // Hold the balance row so that no sweep settles it: the expiry falls between two writes.
-    const runner = t.server.dataSource.createQueryRunner();
-    await runner.startTransaction();
-    try {
-      await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [t.tenant.id, customerId]);
+    await withBalanceLocked(t.server.dataSource, t.tenant.id, customerId, async () => {
       await sleep(Math.max(0, expiry.getTime() - Date.now()) + 200);
       // Read while the EXPIRATION entry cannot have been written: the balance already leaves the credits out.
       const read = await pc.getCustomerBalance({ customerId });
@@ -93,10 +90,7 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
         [t.tenant.id],
       );
       expect(unwritten[0]!.n).to.equal('0');
-    } finally {
-      await runner.rollbackTransaction();
-      await runner.release();
-    }
+    });
     // The next write (or the sweep, whichever comes first) writes the expiration first.
     const deduct = await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
     expect(deduct.promotionalCredit!.closingBalance).to.equal(20n);

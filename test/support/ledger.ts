@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { ledgerProblems } from '../../src/promotional-credits/ledger-audit';
 import type { PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
@@ -63,4 +63,21 @@ export function expectChained(entries: readonly PromotionalCredit[], what = 'led
     expect(entry.closingBalance, `${what}: entry ${entry.id} chains`).to.equal(running);
   }
   return running;
+}
+
+/**
+ * Runs `during` with a customer's balance rows locked (FOR UPDATE in a
+ * transaction rolled back after): no sweep settles them meanwhile (it skips
+ * locked rows), so a read can fall between an expiry and any write.
+ */
+export async function withBalanceLocked<T>(dataSource: DataSource, tenantId: string, customerId: string, during: () => Promise<T>): Promise<T> {
+  const runner = dataSource.createQueryRunner();
+  await runner.startTransaction();
+  try {
+    await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE`, [tenantId, customerId]);
+    return await during();
+  } finally {
+    await runner.rollbackTransaction();
+    await runner.release();
+  }
 }
