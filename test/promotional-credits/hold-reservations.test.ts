@@ -166,6 +166,33 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     expect(await problems()).to.deep.equal([]);
   });
 
+  it('a lot expiring as a hold on a reversed grant lapses takes the last available (BALANCE_DEPLETED on its entry)', async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'depleted-revoked';
+    const a = (await pc.addPromotionalCredits({ ...base, customerId, amount: 8n, expireTime: inMs(3_600_000) })).promotionalCredit!;
+    const instant = inMs(1_200);
+    await pc.holdPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: instant }); // reserves 5 of A
+    const b = (await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: instant })).promotionalCredit!;
+    await pc.reversePromotionalCredit({ id: a.id, description: 'granted by mistake' }); // takes A's free 3: 10, held 5, available 5
+    await locked(customerId, () => pastBy(instant, 200));
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 1n }); // settles the instant: the hold lapses, A's kept 5 and B leave
+    const expirations = (await ledgerOf(pc, customerId)).filter((e) => e.origin === Origin.ORIGIN_EXPIRATION);
+    expect(
+      expirations.map((e) => [allocationsOf(e)[0]!.lotId, e.amount]),
+      'at one instant, what the hold kept leaves first',
+    ).to.deep.equal([
+      [a.id, 5n],
+      [b.id, 5n],
+    ]);
+    const depleted: Array<{ promotional_credit_id: string | null }> = await t.server.dataSource.query(
+      `SELECT promotional_credit_id FROM events WHERE tenant_id = $1 AND customer_id = $2 AND type = 'BALANCE_DEPLETED' ORDER BY position`,
+      [t.tenant.id, customerId],
+    );
+    expect(depleted.map((e) => e.promotional_credit_id), 'B took the last 5 available').to.deep.equal([expirations[1]!.id]);
+    expect(await problems()).to.deep.equal([]);
+  });
+
   describe('reversing a grant whose credits a hold reserves', () => {
     it('takes only the unreserved credits; released, the reserved ones leave the balance', async () => {
       const pc = t.promotionalCredits;

@@ -376,11 +376,13 @@ LANGUAGE sql STABLE AS $fn$
       FROM due_lots AS l JOIN kept AS k ON k.lot_id = l.id
      WHERE k.until <= at AND (l.expired OR k.until > l.ends)
   )
+  -- At one instant, what holds kept leaves first: it was not available, and
+  -- the entries after it are then judged by what was (BALANCE_DEPLETED).
   SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint, p.kept
     FROM parts AS p
    WHERE p.amount > 0
    GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq, p.kept
-   ORDER BY p.left_at, p.expire_time, p.seq
+   ORDER BY p.left_at, p.kept DESC, p.expire_time, p.seq
 $fn$;
 
 -- Writes what is due on the locked balance at `at`, before anything else
