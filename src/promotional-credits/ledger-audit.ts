@@ -210,21 +210,21 @@ export type LedgerDetailProblemKind =
 function detailAuditSql(tenantFilter: boolean): string {
   const and = (alias: string) => (tenantFilter ? `AND ${alias}.tenant_id = $2` : '');
   const where = (alias: string) => (tenantFilter ? `WHERE ${alias}.tenant_id = $2` : '');
+  // The parts of an allocations column ([{lot_id, amount}]: an entry's, a
+  // hold's), read whatever a tampered row holds without failing: a
+  // malformed part reads as NULL (a problem below).
+  const parts = (column: string) => `jsonb_array_elements(CASE WHEN jsonb_typeof(${column}) = 'array' THEN ${column} ELSE '[]' END) AS a (value)`;
+  const partColumns = `
+           CASE WHEN a.value->>'lot_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (a.value->>'lot_id')::uuid END AS lot_id,
+           CASE WHEN a.value->>'amount' ~ '^-?[0-9]{1,30}$' THEN (a.value->>'amount')::numeric END AS amount`;
   return `
   WITH allocation AS (
-    SELECT e.id AS entry_id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount AS entry_amount,
-           -- Read whatever a tampered row holds without failing: a malformed part reads as NULL (a problem below).
-           CASE WHEN a.value->>'lot_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (a.value->>'lot_id')::uuid END AS lot_id,
-           CASE WHEN a.value->>'amount' ~ '^-?[0-9]{1,30}$' THEN (a.value->>'amount')::numeric END AS amount
-      FROM promotional_credits e,
-           jsonb_array_elements(CASE WHEN jsonb_typeof(e.allocations) = 'array' THEN e.allocations ELSE '[]' END) AS a (value)
+    SELECT e.id AS entry_id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.amount AS entry_amount, ${partColumns}
+      FROM promotional_credits e, ${parts('e.allocations')}
      WHERE e.allocations IS NOT NULL ${and('e')}
   ), reservation AS (
-    SELECT h.id AS hold_id, h.tenant_id, h.customer_id, h.currency_code, h.amount AS hold_amount,
-           CASE WHEN a.value->>'lot_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (a.value->>'lot_id')::uuid END AS lot_id,
-           CASE WHEN a.value->>'amount' ~ '^-?[0-9]{1,30}$' THEN (a.value->>'amount')::numeric END AS amount
-      FROM promotional_credit_holds h
-      LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(h.allocations) = 'array' THEN h.allocations ELSE '[]' END) AS a (value) ON true
+    SELECT h.id AS hold_id, h.tenant_id, h.customer_id, h.currency_code, h.amount AS hold_amount, ${partColumns}
+      FROM promotional_credit_holds h LEFT JOIN LATERAL ${parts('h.allocations')} ON true
      WHERE h.status = 'ACTIVE' ${and('h')}
   ), problems AS (
     SELECT 'LOTS_NOT_SUM_OF_BALANCE' AS kind, b.tenant_id, b.customer_id, b.currency_code,

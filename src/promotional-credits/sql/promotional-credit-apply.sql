@@ -93,8 +93,9 @@ CREATE TYPE promotional_credit_outcome AS (
   events events[], entry_closing_balance bigint);
 
 -- Credits of one lot that left the balance at one instant (left_at).
--- kept: credits a hold kept past the lot's end (never available since).
-CREATE TYPE promotional_credit_due_part AS (lot_id uuid, credit_type text, left_at timestamptz, amount bigint, kept boolean);
+-- kept: credits a hold kept past the lot's end (never available since);
+-- revoked: the lot's credit was reversed (its end was the reversal).
+CREATE TYPE promotional_credit_due_part AS (lot_id uuid, credit_type text, left_at timestamptz, amount bigint, kept boolean, revoked boolean);
 
 -- A hold as JSON for the caller and for events; amounts as strings. STABLE,
 -- not IMMUTABLE: its times are rendered in the session's time zone, and
@@ -351,7 +352,8 @@ CREATE FUNCTION promotional_credit_due(b promotional_credit_balances, at timesta
 LANGUAGE sql STABLE AS $fn$
   WITH due_lots AS (
     -- A lot ends at its expire_time, or when its credit was reversed.
-    SELECT l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, least(l.expire_time, l.revoke_time) AS ends
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, least(l.expire_time, l.revoke_time) AS ends,
+           l.revoke_time IS NOT NULL AS revoked
       FROM promotional_credit_lots AS l
      WHERE l.tenant_id = b.tenant_id AND l.customer_id = b.customer_id AND l.currency_code = b.currency_code
        AND l.open AND least(l.expire_time, l.revoke_time) <= at
@@ -367,21 +369,21 @@ LANGUAGE sql STABLE AS $fn$
     SELECT l.id, l.credit_type, l.expire_time, l.seq,
            CASE WHEN l.expired THEN at ELSE l.ends END AS left_at,
            l.remaining - coalesce(sum(k.amount) FILTER (WHERE l.expired OR k.until > l.ends), 0) AS amount,
-           l.expired AS kept
+           l.expired AS kept, l.revoked
       FROM due_lots AS l LEFT JOIN kept AS k ON k.lot_id = l.id
-     GROUP BY l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, l.ends
+     GROUP BY l.id, l.credit_type, l.expire_time, l.seq, l.remaining, l.expired, l.ends, l.revoked
     UNION ALL
     -- What a hold kept past the lot's end leaves when the hold expires.
-    SELECT l.id, l.credit_type, l.expire_time, l.seq, k.until, k.amount, true
+    SELECT l.id, l.credit_type, l.expire_time, l.seq, k.until, k.amount, true, l.revoked
       FROM due_lots AS l JOIN kept AS k ON k.lot_id = l.id
      WHERE k.until <= at AND (l.expired OR k.until > l.ends)
   )
   -- At one instant, what holds kept leaves first: it was not available, and
   -- the entries after it are then judged by what was (BALANCE_DEPLETED).
-  SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint, p.kept
+  SELECT p.id, p.credit_type, p.left_at, sum(p.amount)::bigint, p.kept, p.revoked
     FROM parts AS p
    WHERE p.amount > 0
-   GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq, p.kept
+   GROUP BY p.id, p.credit_type, p.left_at, p.expire_time, p.seq, p.kept, p.revoked
    ORDER BY p.left_at, p.kept DESC, p.expire_time, p.seq
 $fn$;
 
@@ -446,7 +448,7 @@ BEGIN
     bx.amount := b.amount;
     bx.last_hash := b.last_hash;
     p := promotional_credit_post(bx, 'DECREMENT', 'EXPIRATION', d.amount,
-      CASE WHEN EXISTS (SELECT 1 FROM promotional_credits AS x WHERE x.reverses_id = d.lot_id)
+      CASE WHEN d.revoked
            THEN 'Reversed: what holds kept of lot ' || d.lot_id || ' when its credit was reversed'
            ELSE 'Expired: what was left of lot ' || d.lot_id END,
       d.credit_type, '', '(expiry)', '{}', d.left_at, NULL,
