@@ -8,7 +8,7 @@ import type { EventConsumersResult, FromEchoServer, FromEventConsumers, FromLoad
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'credits.js');
 /** Node flags the server runs with, as `npm start` runs it (package.json). */
-const SERVER_NODE_FLAGS = ['--max-semi-space-size=16', '--heap-growing-percent=30'];
+const SERVER_NODE_FLAGS = ['--max-semi-space-size=16', '--heap-growing-percent=60'];
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,7 +31,7 @@ export interface ServiceProcess {
 }
 
 /**
- * `node --max-semi-space-size=16 --heap-growing-percent=30 bin/credits.js serve` as a process of its own. Its log (pino JSON on
+ * `node --max-semi-space-size=16 --heap-growing-percent=60 bin/credits.js serve` as a process of its own. Its log (pino JSON on
  * stdout) goes to `logFile`, not through this process, so reading it costs
  * the benchmark nothing.
  */
