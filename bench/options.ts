@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { SERVER_NODE_FLAGS } from './processes';
 
 export const BASELINES = ['echo', 'sql', 'pgbench'] as const;
 export type Baseline = (typeof BASELINES)[number];
@@ -28,7 +29,7 @@ export interface BenchOptions {
 export const USAGE = `usage: npm run bench -- [options]
 
 Starts PostgreSQL (embedded in .data/bench, or DATABASE_URL), the server
-(node --max-semi-space-size=16 --heap-growing-percent=60 bin/credits.js serve) and a load generator as separate processes, runs
+(node ${SERVER_NODE_FLAGS.join(' ')} bin/credits.js serve, as npm start runs it) and a load generator as separate processes, runs
 each scenario and its baselines (grpc-js echo, the same SQL through pg, and
 pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}.
 

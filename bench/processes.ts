@@ -7,8 +7,15 @@ import type { EventConsumersResult, FromEchoServer, FromEventConsumers, FromLoad
 
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'credits.js');
-/** Node flags the server runs with, as `npm start` runs it (package.json). */
-const SERVER_NODE_FLAGS = ['--max-semi-space-size=16', '--heap-growing-percent=60'];
+/** Node flags the server runs with: those of `npm start`, so that the bench measures the server as it is run. */
+export const SERVER_NODE_FLAGS = startScriptNodeFlags(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start);
+
+/** The node flags of package.json's start script (`… node <flags> bin/credits.js serve`). */
+export function startScriptNodeFlags(start: string): string[] {
+  const match = /(?:^|&& )node((?: --\S+)*) bin\/credits\.js serve$/.exec(start);
+  if (!match) throw new Error(`package.json's start script does not end "node [flags] bin/credits.js serve": ${start}`);
+  return match[1]!.split(' ').filter((flag) => flag !== '');
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,7 +38,7 @@ export interface ServiceProcess {
 }
 
 /**
- * `node --max-semi-space-size=16 --heap-growing-percent=60 bin/credits.js serve` as a process of its own. Its log (pino JSON on
+ * `node <npm start's flags> bin/credits.js serve` as a process of its own. Its log (pino JSON on
  * stdout) goes to `logFile`, not through this process, so reading it costs
  * the benchmark nothing.
  */
