@@ -315,12 +315,17 @@ export class PromotionalCreditRepository {
     return answers;
   }
 
-  /** A customer's balances as they were at `at` (see promotional_credit_balances_as_of). */
+  /**
+   * A customer's balances as they were at `at` (see
+   * promotional_credit_balances_as_of), once the writes in flight on them
+   * have committed: an answer no later commit changes
+   * (promotional_credit_balances_as_of_final).
+   */
   async balancesAsOf(tenantId: string, customerId: string, at: Date): Promise<Balance[]> {
     const { rows } = await preparedQuery<{ currency_code: string; amount: string; held: string }>(
       this.manager,
-      'promotional_credit_balances_as_of',
-      `SELECT currency_code, amount, held FROM promotional_credit_balances_as_of($1, $2, $3)`,
+      'promotional_credit_balances_as_of_final',
+      `SELECT currency_code, amount, held FROM promotional_credit_balances_as_of_final($1, $2, $3)`,
       [tenantId, customerId, at],
     );
     return rows.map((r) => ({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) }));

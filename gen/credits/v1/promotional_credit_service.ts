@@ -781,7 +781,8 @@ export interface GetCustomerBalanceRequest {
    * that had left the balance by then are left out even if their
    * ORIGIN_EXPIRATION entries were written later (by their expire_time,
    * when they left), and credits a hold still kept then are counted.
-   * Currencies without an entry by then are left out. Absent: now.
+   * Currencies without an entry by then are left out. Waits for changes in
+   * flight dated before it (see GetCustomerBalance). Absent: now.
    */
   asOfTime?: Date | undefined;
 }
@@ -7024,7 +7025,11 @@ export const PromotionalCreditServiceService = {
    * they were at that instant: credits that had left the balance by then are
    * not counted, whenever their EXPIRATION entry was written, and credits
    * that left later are (such as credits a hold kept past their lot's expiry
-   * until the hold ended; see PromotionalCredit.expire_time).
+   * until the hold ended; see PromotionalCredit.expire_time). A change is
+   * dated when it locks its balance, a moment before it commits: a read with
+   * `as_of_time` first waits for the changes to this customer's balances
+   * still in flight, so that what it answers for an instant never changes
+   * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
@@ -7267,7 +7272,11 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * they were at that instant: credits that had left the balance by then are
    * not counted, whenever their EXPIRATION entry was written, and credits
    * that left later are (such as credits a hold kept past their lot's expiry
-   * until the hold ended; see PromotionalCredit.expire_time).
+   * until the hold ended; see PromotionalCredit.expire_time). A change is
+   * dated when it locks its balance, a moment before it commits: a read with
+   * `as_of_time` first waits for the changes to this customer's balances
+   * still in flight, so that what it answers for an instant never changes
+   * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */
@@ -7493,7 +7502,11 @@ export interface PromotionalCreditServiceClient extends Client {
    * they were at that instant: credits that had left the balance by then are
    * not counted, whenever their EXPIRATION entry was written, and credits
    * that left later are (such as credits a hold kept past their lot's expiry
-   * until the hold ended; see PromotionalCredit.expire_time).
+   * until the hold ended; see PromotionalCredit.expire_time). A change is
+   * dated when it locks its balance, a moment before it commits: a read with
+   * `as_of_time` first waits for the changes to this customer's balances
+   * still in flight, so that what it answers for an instant never changes
+   * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
    */

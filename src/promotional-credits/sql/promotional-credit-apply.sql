@@ -73,7 +73,8 @@ BEGIN
      WHERE n.nspname = current_schema()
        AND p.proname IN ('promotional_credit_apply', 'promotional_credit_apply_one', 'promotional_credit_sweep', 'promotional_credit_settle',
                          'promotional_credit_take', 'promotional_credit_post', 'promotional_credit_hold_json', 'promotional_credit_event',
-                         'promotional_credit_balance_at', 'promotional_credit_balances_as_of',
+                         'promotional_credit_balance_at', 'promotional_credit_balances_as_of', 'promotional_credit_balances_as_of_final',
+                         'promotional_credit_creation_lock_class',
                          'promotional_credit_flush_events', 'promotional_credit_due', 'promotional_credit_unhold',
                          'promotional_credit_reserve_unreserved', 'promotional_credit_reserve_unreserved_if_any')
   LOOP
@@ -497,6 +498,7 @@ DECLARE
   r promotional_credit_outcome;
   b promotional_credit_balances;
   found_balance boolean;
+  created boolean := false;
   op text := w->>'op';
   tenant uuid := (w->>'tenant_id')::uuid;
   customer text := w->>'customer_id';
@@ -536,8 +538,15 @@ BEGIN
      FOR UPDATE;
   found_balance := FOUND;
   IF NOT found_balance AND (op = 'ADD' OR (op = 'SET' AND amount > 0)) THEN
+    -- The customer's first write in this currency: its balance row is seen by
+    -- no one until this transaction commits, so no reader can wait for its
+    -- lock; it holds the customer's creation lock instead, which readers as
+    -- of an instant wait for (promotional_credit_balances_as_of_final).
+    PERFORM pg_advisory_xact_lock_shared(promotional_credit_creation_lock_class(), hashtext(tenant::text || '/' || customer));
     INSERT INTO promotional_credit_balances (tenant_id, customer_id, currency_code, amount)
-    VALUES (tenant, customer, currency, 0) ON CONFLICT DO NOTHING;
+    VALUES (tenant, customer, currency, 0) ON CONFLICT DO NOTHING
+    RETURNING true INTO created;
+    created := coalesce(created, false);
     SELECT * INTO b FROM promotional_credit_balances AS x
      WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency
        FOR UPDATE;
@@ -833,6 +842,15 @@ BEGIN
     r.balance := coalesce(e.closing_balance, b.amount);
     r.held := b.held;
   END IF;
+  IF created AND r.outcome = 'refused' THEN
+    -- Nothing was written (an expire_time passed while the row was being
+    -- locked): the balance row this item made goes too, as the customer never
+    -- held this currency.
+    DELETE FROM promotional_credit_balances AS x
+     WHERE x.tenant_id = tenant AND x.customer_id = customer AND x.currency_code = currency;
+    r.balance := NULL;
+    r.held := NULL;
+  END IF;
   r.events := events;
   RETURN r;
 END
@@ -947,6 +965,63 @@ BEGIN
     END;
   END LOOP;
   RETURN settled;
+END
+$fn$;
+
+-- The advisory lock class (first key) of the customers' creation locks, the
+-- second key being hashtext(tenant_id || '/' || customer_id): a first write
+-- in a currency holds it (shared) from before its entry is dated until it
+-- commits. Two keys: apart from the one-key locks of idempotency and
+-- migrations.
+CREATE FUNCTION promotional_credit_creation_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $fn$ SELECT 1635017 $fn$;
+
+-- A customer's balances as of `at` (promotional_credit_balances_as_of) once no
+-- change in flight can alter them. A change (an entry, a hold, a capture) is
+-- dated when its balance row is locked, and seen when its transaction
+-- commits: read in between, a later commit would put it into an instant
+-- already answered. So this waits until every later change is dated after
+-- `at` (the clock past its millisecond), then for the changes in flight on
+-- the customer's balances: first changes in a currency (their creation
+-- lock), then the others (their rows' locks: every change takes its
+-- balance's FOR UPDATE first, which FOR KEY SHARE waits for). It holds none
+-- of those locks while it waits for another, nor after (each is taken in a
+-- subtransaction rolled back at once, the creation lock without waiting in
+-- its queue): a change that waits for one may hold other rows. The reading
+-- statement that follows has a snapshot of its own, taken after those commits.
+CREATE FUNCTION promotional_credit_balances_as_of_final(tenant uuid, customer text, at timestamptz)
+RETURNS TABLE (currency_code text, amount bigint, held bigint)
+LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_variable
+DECLARE
+  creating_key integer := hashtext(tenant::text || '/' || customer);
+  free boolean;
+  currency text;
+BEGIN
+  WHILE clock_timestamp() < date_trunc('milliseconds', at) + interval '1 millisecond' LOOP
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+  LOOP
+    BEGIN
+      free := pg_try_advisory_xact_lock(promotional_credit_creation_lock_class(), creating_key);
+      RAISE SQLSTATE 'P0001' USING MESSAGE = 'let go';
+    EXCEPTION WHEN raise_exception THEN
+      NULL;
+    END;
+    EXIT WHEN free;
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+  FOR currency IN SELECT b.currency_code FROM promotional_credit_balances AS b WHERE b.tenant_id = tenant AND b.customer_id = customer LOOP
+    BEGIN
+      PERFORM 1 FROM promotional_credit_balances AS b
+        WHERE b.tenant_id = tenant AND b.customer_id = customer AND b.currency_code = currency
+          FOR KEY SHARE;
+      RAISE SQLSTATE 'P0001' USING MESSAGE = 'let go';
+    EXCEPTION WHEN raise_exception THEN
+      NULL;
+    END;
+  END LOOP;
+  RETURN QUERY SELECT x.currency_code, x.amount, x.held FROM promotional_credit_balances_as_of(tenant, customer, at) AS x;
 END
 $fn$;
 

@@ -1,0 +1,184 @@
+import { randomUUID } from 'node:crypto';
+import { Metadata, status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import type { CurrencyBalance } from '../../gen/credits/v1/promotional_credit_service';
+import { ledgerProblemsOf } from '../support/ledger';
+import { expectError } from '../support/status';
+import { useTenantClients } from '../support/tenant-clients';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Balances by currency (amount only). */
+const shapeOf = (balances: readonly CurrencyBalance[] | undefined): Record<string, bigint> =>
+  Object.fromEntries((balances ?? []).map((b) => [b.currencyCode, b.amount]));
+
+/** A promise and whether it has settled yet. */
+interface Watched<T> {
+  promise: Promise<T>;
+  settled(): boolean;
+}
+
+/** Watches a promise (a rejection is kept for the await, never unhandled). */
+function watched<T>(promise: Promise<T>): Watched<T> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  return { promise, settled: () => settled };
+}
+
+/** Metadata of a call with an idempotency key of its own. */
+function keyed(): Metadata {
+  const metadata = new Metadata();
+  metadata.set('idempotency-key', randomUUID());
+  return metadata;
+}
+
+/*
+ * An entry (a hold, a capture) is dated when its balance row is locked and
+ * seen when its transaction commits. A write that commits late (here: a
+ * keyed call whose transaction has written its entry and waits to store its
+ * idempotency record) is dated before a read made meanwhile: as of an
+ * instant after its date, that read must wait for it, or the same instant
+ * answers differently once it commits (found in review, with a group commit
+ * waiting for another customer's row).
+ */
+describe('balances as of an instant while writes dated before it are in flight', () => {
+  const t = useTenantClients({ replica: true });
+  const base = { description: 'in flight' };
+
+  const asOf = async (customerId: string, at: Date) => shapeOf((await t.promotionalCredits.getCustomerBalance({ customerId, asOfTime: at })).balance?.balances);
+
+  /**
+   * While keyed calls cannot store their records (idempotency_keys locked
+   * in SHARE mode by another transaction): `writes` sent, each left dated
+   * and uncommitted, then a read of `customerId` as of an instant after
+   * them; `during` looks before the lock goes. Answers the writes, the
+   * instant and the read, each watched.
+   */
+  async function readWhileInFlight(customerId: string, writes: () => Array<Promise<unknown>>, during: (read: Watched<Record<string, bigint>>) => Promise<void>) {
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      await runner.query('LOCK TABLE idempotency_keys IN SHARE MODE');
+      const sent = writes().map((w) => watched(w));
+      await sleep(300);
+      expect(
+        sent.map((w) => w.settled()),
+        'the writes wait to store their records',
+      ).to.deep.equal(sent.map(() => false));
+      const at = new Date();
+      const read = watched(asOf(customerId, at));
+      await during(read);
+      return { sent, at, read };
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+  }
+
+  it("waits for a write to an existing balance and answers it, the same as it does afterwards; other customers' reads do not wait", async function () {
+    this.timeout(30_000);
+    const pc = t.promotionalCredits;
+    await pc.addPromotionalCredits({ ...base, customerId: 'a-cust', amount: 100n });
+    await pc.addPromotionalCredits({ ...base, customerId: 'c-cust', amount: 7n });
+    const { sent, at, read } = await readWhileInFlight(
+      'a-cust',
+      () => [pc.addPromotionalCredits({ ...base, customerId: 'a-cust', amount: 50n }, keyed())],
+      async (read) => {
+        expect(await asOf('c-cust', new Date()), 'another customer, meanwhile').to.deep.equal({ USD: 7n });
+        await sleep(300);
+        expect(read.settled(), 'the read waits for the write in flight').to.equal(false);
+      },
+    );
+    const written = (await sent[0]!.promise) as Awaited<ReturnType<typeof pc.addPromotionalCredits>>;
+    expect(written.promotionalCredit!.createTime!.getTime(), 'the entry is dated before the instant read').to.be.below(at.getTime());
+    expect(await read.promise).to.deep.equal({ USD: 150n });
+    expect(await asOf('a-cust', at), 'the same instant, read again').to.deep.equal({ USD: 150n });
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  for (const { also, usd } of [
+    { also: 'alone', usd: 100n },
+    { also: 'beside a write to an existing balance', usd: 120n },
+  ]) {
+    it(`waits for a customer's first write in a currency (its balance row not yet seen), ${also}`, async function () {
+      this.timeout(30_000);
+      const pc = t.promotionalCredits;
+      await pc.addPromotionalCredits({ ...base, customerId: 'a-cust', amount: 100n });
+      const { sent, at, read } = await readWhileInFlight(
+        'a-cust',
+        () => [
+          pc.addPromotionalCredits({ ...base, customerId: 'a-cust', currencyCode: 'EUR', amount: 50n }, keyed()),
+          ...(usd === 100n ? [] : [pc.addPromotionalCredits({ ...base, customerId: 'a-cust', amount: usd - 100n }, keyed())]),
+        ],
+        async (read) => {
+          await sleep(300);
+          expect(read.settled(), 'the read waits for the writes in flight').to.equal(false);
+        },
+      );
+      const first = (await sent[0]!.promise) as Awaited<ReturnType<typeof pc.addPromotionalCredits>>;
+      expect(first.promotionalCredit!.createTime!.getTime()).to.be.below(at.getTime());
+      expect(await read.promise).to.deep.equal({ EUR: 50n, USD: usd });
+      expect(await asOf('a-cust', at), 'the same instant, read again').to.deep.equal({ EUR: 50n, USD: usd });
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+  }
+
+  it('answers every instant read under 300 parallel keyed and keyless changes on two servers the same once they have all committed', async function () {
+    this.timeout(60_000);
+    const customerId = 'busy';
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1_000_000n });
+    const changes = Array.from({ length: 300 }, (_, i) => {
+      const pc = clients[i % 2]!;
+      const currencyCode = i % 3 === 0 ? 'EUR' : 'USD';
+      const metadata = i % 4 < 2 ? keyed() : new Metadata();
+      return i % 5 === 0
+        ? pc.deductPromotionalCredits({ ...base, customerId, currencyCode: 'USD', amount: 3n }, metadata)
+        : pc.addPromotionalCredits({ ...base, customerId, currencyCode, amount: BigInt(1 + (i % 7)) }, metadata);
+    });
+    const reads: Array<{ at: Date; balances: Record<string, bigint> }> = [];
+    const reading = (async () => {
+      for (let n = 0; n < 40; n++) {
+        const at = new Date();
+        reads.push({ at, balances: await asOf(customerId, at) });
+        await sleep(3);
+      }
+    })();
+    await Promise.all([...changes, reading]);
+    const again = await Promise.all(reads.map(({ at }) => asOf(customerId, at)));
+    expect(again, 'each instant, read again').to.deep.equal(reads.map((r) => r.balances));
+    expect(new Set(reads.map((r) => JSON.stringify(r.balances, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))).size, 'instants while changes ran').to.be.above(2);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it("leaves no balance row behind when a customer's first Add is refused at the write (its expire_time passed while it waited)", async function () {
+    this.timeout(30_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'never-credited';
+    // Another transaction inserting the same row: the Add waits for it past its expire_time.
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    let add: Watched<unknown>;
+    try {
+      await runner.query(`INSERT INTO promotional_credit_balances (tenant_id, customer_id, currency_code, amount) VALUES ($1, $2, 'USD', 0)`, [
+        t.tenant.id,
+        customerId,
+      ]);
+      add = watched(pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: new Date(Date.now() + 300) }));
+      await sleep(600);
+      expect(add.settled(), 'the Add waits for the row').to.equal(false);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+    const refused = await expectError(add!.promise, status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    expect(refused.fields).to.deep.equal({ expire_time: 'must be in the future' });
+    expect(shapeOf((await pc.getCustomerBalance({ customerId })).balance?.balances), 'live').to.deep.equal({});
+    expect(await asOf(customerId, new Date()), 'as of now').to.deep.equal({});
+    const rows = (await t.server.dataSource.query(`SELECT count(*)::int AS n FROM promotional_credit_balances WHERE tenant_id = $1`, [t.tenant.id])) as Array<{ n: number }>;
+    expect(rows[0]!.n, 'no balance row').to.equal(0);
+  });
+});
