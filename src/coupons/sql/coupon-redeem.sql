@@ -379,11 +379,16 @@ BEGIN
     END LOOP;
     -- `c.id = ANY` gives the planner the index path: joined to the
     -- positions alone it hashed a scan of every credit (6 ms at 10,000).
+    -- A credit redeemed here has new uses (added) or a new hold (its
+    -- last_redeem_time moved); never told by the time alone: a statement in
+    -- the same millisecond as the credit's last redemption moves nothing
+    -- (review: its uses were not counted, and the credit redeemed past its
+    -- limit).
     IF cardinality(crs) > 0 THEN
       UPDATE customer_credits c SET redemption_count = c.redemption_count + u.added, last_redeem_time = u.last
         FROM (SELECT (crs[g.pos]).id AS id, cr_added[g.pos] AS added, cr_last[g.pos] AS last
                 FROM generate_series(1, cardinality(crs)) AS g (pos)
-               WHERE cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time) u
+               WHERE cr_added[g.pos] > 0 OR cr_last[g.pos] IS DISTINCT FROM (crs[g.pos]).last_redeem_time) u
        WHERE c.id = u.id AND c.id = ANY (ARRAY(SELECT (x).id FROM unnest(crs) x)) AND c.tenant_id IS NOT DISTINCT FROM tenant;
     END IF;
   END IF;
