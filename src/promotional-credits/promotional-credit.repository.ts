@@ -317,9 +317,10 @@ export class PromotionalCreditRepository {
 
   /**
    * A customer's balances as they were at `at` (see
-   * promotional_credit_balances_as_of), once the writes in flight on them
-   * have committed: an answer no later commit changes
-   * (promotional_credit_balances_as_of_final).
+   * promotional_credit_balances_as_of), once the changes in flight on them
+   * dated before it have committed: an answer no later commit changes
+   * (promotional_credit_balances_as_of_final). It holds its connection
+   * while it waits: see PromotionalCreditsService.balancesAsOf.
    */
   async balancesAsOf(tenantId: string, customerId: string, at: Date): Promise<Balance[]> {
     const { rows } = await preparedQuery<{ currency_code: string; amount: string; held: string }>(

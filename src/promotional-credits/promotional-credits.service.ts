@@ -4,6 +4,7 @@ import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import type { PageTokenCodec } from '../common/page-token';
 import { checkPageSize, Pager, type Page, type PageInput } from '../common/pager';
+import { Semaphore } from '../common/semaphore';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { GroupCommit } from '../db/group-commit';
 import type { SharedWork, WorkRunner } from '../db/unit-of-work';
@@ -95,6 +96,10 @@ export class PromotionalCreditsService {
     },
     { name: 'page_reads' },
   );
+
+  /** Reads as of an instant running at once, and each customer's last one (see balancesAsOf). */
+  private readonly asOfReadsByCustomer = new Map<string, Promise<void>>();
+  private readonly asOfReads = new Semaphore(Math.max(1, Math.min(4, Math.floor(((this.dataSource.options as { poolSize?: number }).poolSize ?? 10) / 4))));
 
   /** Hold lookups of concurrent captures, releases and GetPromotionalCreditHold calls, in one statement (see holdsOfMany). */
   private readonly holdReads = new GroupCommit<HoldRead, HoldRecord | undefined>(
@@ -320,7 +325,33 @@ export class PromotionalCreditsService {
     if (asOf !== undefined && (Number.isNaN(asOf.getTime()) || asOf.getTime() > now.getTime())) v.add('as_of_time', 'must not be in the future');
     v.throwIfAny();
     if (asOf === undefined) return this.balanceReads.submit({ tenantId: principal.tenantId, customerId, at: now });
-    return new PromotionalCreditRepository(this.dataSource.manager).balancesAsOf(principal.tenantId, customerId, asOf);
+    return this.balancesAsOf(principal.tenantId, customerId, asOf);
+  }
+
+  /**
+   * Balances as of `asOf` (see PromotionalCreditRepository.balancesAsOf).
+   * Each waits on its pooled connection for the changes in flight dated
+   * before `asOf`, and a change in flight may need another connection to
+   * commit (a keyed call's transaction reads a hold through the pool). So
+   * they take few connections: one customer's run one after another, and
+   * at most a quarter of the pool (4 at most) run at once; the others wait
+   * here, on no connection (review: 40 readers of one customer held all 20
+   * connections and stalled every call until the pool's checkout timeout).
+   * A customer whose change is stuck delays its own reads, not others'.
+   */
+  private balancesAsOf(tenantId: string, customerId: string, asOf: Date): Promise<Balance[]> {
+    const key = JSON.stringify([tenantId, customerId]);
+    const before = this.asOfReadsByCustomer.get(key) ?? Promise.resolve();
+    const read = before.then(() => this.asOfReads.use(1, () => new PromotionalCreditRepository(this.dataSource.manager).balancesAsOf(tenantId, customerId, asOf)));
+    const done = read.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.asOfReadsByCustomer.set(key, done);
+    void done.then(() => {
+      if (this.asOfReadsByCustomer.get(key) === done) this.asOfReadsByCustomer.delete(key);
+    });
+    return read;
   }
 
   /** Settles balances with expirations due (the background sweep); answers how many it settled. */

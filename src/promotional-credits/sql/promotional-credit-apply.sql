@@ -984,11 +984,16 @@ LANGUAGE sql IMMUTABLE AS $fn$ SELECT 1635017 $fn$;
 -- `at` (the clock past its millisecond), then for the changes in flight on
 -- the customer's balances: first changes in a currency (their creation
 -- lock), then the others (their rows' locks: every change takes its
--- balance's FOR UPDATE first, which FOR KEY SHARE waits for). It holds none
--- of those locks while it waits for another, nor after (each is taken in a
--- subtransaction rolled back at once, the creation lock without waiting in
--- its queue): a change that waits for one may hold other rows. The reading
--- statement that follows has a snapshot of its own, taken after those commits.
+-- balance's FOR UPDATE first, which FOR KEY SHARE waits for, in the rows'
+-- queue: changes that come later wait for this read, not the other way).
+-- It holds none of those locks while it waits for another, nor after (each is
+-- taken in a subtransaction rolled back at once, the creation lock tested
+-- without queueing): a change that waits for one may hold other rows. It
+-- does hold its pooled connection while it waits: the service runs a few of
+-- these at once, never enough to take the connections a change in flight
+-- needs to commit (review: readers filled the pool and stalled every call).
+-- The reading statement that follows has a snapshot of its own, taken after
+-- those commits.
 CREATE FUNCTION promotional_credit_balances_as_of_final(tenant uuid, customer text, at timestamptz)
 RETURNS TABLE (currency_code text, amount bigint, held bigint)
 LANGUAGE plpgsql VOLATILE AS $fn$
