@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { CurrencyBalance } from '../../gen/credits/v1/promotional_credit_service';
 import { ledgerProblemsOf } from '../support/ledger';
 import { expectError } from '../support/status';
+import { keyed } from '../support/idempotency-key';
 import { useTenantClients } from '../support/tenant-clients';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,13 +26,6 @@ function watched<T>(promise: Promise<T>): Watched<T> {
     () => (settled = true),
   );
   return { promise, settled: () => settled };
-}
-
-/** Metadata of a call with an idempotency key of its own. */
-function keyed(): Metadata {
-  const metadata = new Metadata();
-  metadata.set('idempotency-key', randomUUID());
-  return metadata;
 }
 
 /*

@@ -1,19 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { decodeError } from '../support/status';
+import { keyed } from '../support/idempotency-key';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'race', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT } = PromotionalCreditType;
-
-function keyed(): Metadata {
-  const metadata = new Metadata();
-  metadata.set('idempotency-key', randomUUID());
-  return metadata;
-}
 
 /**
  * Whole-balance Deducts and Sets compute their amount from the balance: they
