@@ -3,6 +3,7 @@ import { inBatches } from '../common/batches';
 import { systemClock, type Clock } from '../common/clock';
 import { DomainError, ErrorReason, Violations } from '../common/domain-error';
 import type { PageTokenCodec } from '../common/page-token';
+import { checkTime } from '../common/list-filters';
 import { checkPageSize, Pager, type Page, type PageInput } from '../common/pager';
 import { Semaphore } from '../common/semaphore';
 import { checkCustomerId, checkUuid } from '../common/text';
@@ -322,7 +323,8 @@ export class PromotionalCreditsService {
     const v = new Violations();
     checkCustomerId(v, 'customer_id', customerId);
     const now = this.clock();
-    if (asOf !== undefined && (Number.isNaN(asOf.getTime()) || asOf.getTime() > now.getTime())) v.add('as_of_time', 'must not be in the future');
+    // In Timestamp's range first (review: an instant before PostgreSQL's earliest answered INTERNAL).
+    if (asOf !== undefined && checkTime(v, 'as_of_time', asOf) && asOf.getTime() > now.getTime()) v.add('as_of_time', 'must not be in the future');
     v.throwIfAny();
     if (asOf === undefined) return this.balanceReads.submit({ tenantId: principal.tenantId, customerId, at: now });
     return this.balancesAsOf(principal.tenantId, customerId, asOf);

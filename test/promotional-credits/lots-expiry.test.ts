@@ -1,7 +1,9 @@
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { walkPages } from '../support/pages';
+import { expectError } from '../support/status';
 import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -144,6 +146,11 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     expect(await asOf(new Date())).to.equal(usd((await pc.getCustomerBalance({ customerId })).balance?.balances));
     const err = await pc.getCustomerBalance({ customerId, asOfTime: inMs(60_000) }).catch((e: unknown) => e as { code: number });
     expect((err as { code: number }).code, 'as_of_time in the future').to.equal(3);
+    // Before Timestamp's range (0001-01-01), also before PostgreSQL's earliest instant: refused, not INTERNAL (found in review).
+    for (const at of ['-007537-01-01T00:00:00Z', '0000-12-31T23:59:59Z']) {
+      const refused = await expectError(pc.getCustomerBalance({ customerId, asOfTime: new Date(at) }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+      expect(refused.fields, `as_of_time ${at}`).to.deep.equal({ as_of_time: 'must be a timestamp between 0001-01-01 and 9999-12-31' });
+    }
   });
 
   it('lets both server processes sweep thousands of expiring lots at once: each lot expires exactly once', async function () {

@@ -7031,7 +7031,8 @@ export const PromotionalCreditServiceService = {
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
+   * Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance: {
     path: "/credits.v1.PromotionalCreditService/GetCustomerBalance" as const,
@@ -7278,7 +7279,8 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
+   * Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance: handleUnaryCall<GetCustomerBalanceRequest, GetCustomerBalanceResponse>;
   /**
@@ -7508,7 +7510,8 @@ export interface PromotionalCreditServiceClient extends Client {
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future.
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
+   * Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance(
     request: GetCustomerBalanceRequest,
