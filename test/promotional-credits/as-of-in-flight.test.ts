@@ -137,15 +137,15 @@ describe('balances as of an instant while writes dated before it are in flight',
     const reading = (async () => {
       for (let n = 0; n < 40; n++) {
         const at = new Date();
-        const balances = await asOf(customerId, at);
-        reads.push({ at, balances, changesLeft: watchedChanges.filter((c) => !c.settled()).length });
+        const changesLeft = watchedChanges.filter((c) => !c.settled()).length;
+        reads.push({ at, balances: await asOf(customerId, at), changesLeft });
         await sleep(3);
       }
     })();
     await Promise.all([...changes, reading]);
     const again = await Promise.all(reads.map(({ at }) => asOf(customerId, at)));
     expect(again, 'each instant, read again').to.deep.equal(reads.map((r) => r.balances));
-    expect(reads[0]!.changesLeft, 'a read answered while changes were in flight').to.be.above(0);
+    expect(reads[0]!.changesLeft, 'an instant read while changes were in flight').to.be.above(0);
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
