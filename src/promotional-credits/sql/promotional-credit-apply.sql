@@ -16,6 +16,10 @@
 --                              draws leaves its lots, the rest is free
 --   promotional_credit_post    writes one ledger entry: closing balance, hash
 --                              chain, its lot (INCREMENT), its events
+-- and one shortcut of apply's: promotional_credit_add_many writes a group of
+-- ADDs that need none of the steps above but the last as one INSERT per
+-- table (what post would write for each, in one statement), and hands any
+-- other group back to be applied item by item.
 --
 -- apply's `writes` is a JSON array; item i is
 --   {op, tenant_id, customer_id, currency_code, amount, description,
@@ -76,7 +80,8 @@ BEGIN
                          'promotional_credit_balance_at', 'promotional_credit_balances_as_of', 'promotional_credit_balances_as_of_final',
                          'promotional_credit_creation_lock_class',
                          'promotional_credit_flush_events', 'promotional_credit_due', 'promotional_credit_unhold',
-                         'promotional_credit_reserve_unreserved', 'promotional_credit_reserve_unreserved_if_any')
+                         'promotional_credit_reserve_unreserved', 'promotional_credit_reserve_unreserved_if_any',
+                         'promotional_credit_add_many')
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
   END LOOP;
@@ -875,6 +880,106 @@ BEGIN
 END
 $fn$;
 
+-- A group of ADDs in one statement per table instead of four per item: the
+-- same entries, lots, balances, events and outcomes promotional_credit_apply_one
+-- would write for them one by one, at a third less of PostgreSQL's time
+-- per Add (each statement's executor start, constraint checks built and
+-- plpgsql steps were most of an Add's cost, not the rows). Only for a
+-- group it can write exactly as the items would be one by one: every item
+-- an ADD to be written (not validate_only), each of another balance, and,
+-- once their rows are locked (in the items' order, as one by one), every
+-- balance there already, with nothing to settle (next_expire_time after
+-- the item's instant), no hold made before its reservations (nothing for
+-- promotional_credit_reserve_unreserved to do), an expire_time after the
+-- instant and room below the limit. Anything else answers NULL having
+-- written nothing (the rows stay locked, as they would be by the items),
+-- and promotional_credit_apply takes the items one by one. Each item's
+-- instant is read once its row is locked, as one by one.
+CREATE FUNCTION promotional_credit_add_many(writes jsonb) RETURNS promotional_credit_outcome[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  items integer := jsonb_array_length(writes);
+  fits boolean;
+  bs promotional_credit_balances[];
+  es promotional_credits[];
+  outcomes promotional_credit_outcome[];
+BEGIN
+  IF items = 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(writes) AS x (v)
+                           WHERE x.v->>'op' IS DISTINCT FROM 'ADD' OR coalesce((x.v->>'validate_only')::boolean, false))
+     OR (SELECT count(DISTINCT ((x.v->>'tenant_id')::uuid, x.v->>'customer_id', x.v->>'currency_code'))
+           FROM jsonb_array_elements(writes) AS x (v)) <> items THEN
+    RETURN NULL;
+  END IF;
+  WITH locked AS (
+    SELECT w.n, w.v, l.b,
+           date_trunc('milliseconds', greatest(clock_timestamp(), (l.b).update_time)) AS at,
+           (w.v->>'amount')::bigint AS amount, (w.v->>'expire_time')::timestamptz AS expire_time
+      FROM jsonb_array_elements(writes) WITH ORDINALITY AS w (v, n)
+      LEFT JOIN LATERAL (SELECT x AS b FROM promotional_credit_balances AS x
+                          WHERE x.tenant_id = (w.v->>'tenant_id')::uuid AND x.customer_id = w.v->>'customer_id'
+                            AND x.currency_code = w.v->>'currency_code'
+                            FOR UPDATE) AS l ON true
+  )
+  SELECT bool_and((k.b).tenant_id IS NOT NULL
+                  AND ((k.b).next_expire_time IS NULL OR (k.b).next_expire_time > k.at)
+                  AND (k.expire_time IS NULL OR k.expire_time > k.at)
+                  AND k.closing IS NOT NULL
+                  AND NOT ((k.b).held > 0 AND EXISTS (SELECT 1 FROM promotional_credit_holds AS x
+                                                        WHERE x.tenant_id = (k.b).tenant_id AND x.customer_id = (k.b).customer_id
+                                                          AND x.currency_code = (k.b).currency_code
+                                                          AND x.status = 'ACTIVE' AND x.allocations IS NULL))),
+         array_agg(k.b ORDER BY k.n),
+         array_agg(ROW(k.id, NULL, (k.b).tenant_id, (k.b).customer_id, (k.b).currency_code, 'INCREMENT', k.amount,
+                       k.v->>'description', k.v->>'credit_type', coalesce(k.v->>'reference', ''), k.closing,
+                       k.v->>'done_by', k.at, 'ADD', k.expire_time, NULL, NULL, coalesce(k.v->'metadata', '{}'),
+                       promotional_credit_entry_hash((k.b).last_hash, k.id, (k.b).tenant_id, (k.b).customer_id, (k.b).currency_code,
+                         'INCREMENT', 'ADD', k.amount, k.closing, k.v->>'description', k.v->>'credit_type',
+                         coalesce(k.v->>'reference', ''), k.v->>'done_by', k.at, k.expire_time, NULL, NULL, coalesce(k.v->'metadata', '{}'))
+                   )::promotional_credits ORDER BY k.n)
+    INTO fits, bs, es
+    -- closing: NULL where the Add would pass the limit (the group is then not written here).
+    FROM (SELECT locked.*, gen_random_uuid() AS id,
+                 CASE WHEN (locked.b).amount <= 9223372036854775807 - locked.amount THEN (locked.b).amount + locked.amount END AS closing
+            FROM locked) AS k;
+  IF NOT fits THEN
+    RETURN NULL;
+  END IF;
+  WITH p AS (
+    -- unnest, not generate_subscripts: estimated at 10 rows, not 1,000, the
+    -- balances are updated by their key (a hash join read them all).
+    SELECT bs[u.ordinality] AS b, es[u.ordinality] AS e, u.ordinality AS n FROM unnest(bs) WITH ORDINALITY AS u
+  ), entries AS (
+    INSERT INTO promotional_credits AS x
+      (id, tenant_id, customer_id, currency_code, type, origin, amount, closing_balance, description, credit_type, reference,
+       done_by, create_time, expire_time, reverses_id, allocations, metadata, hash)
+    SELECT (p.e).id, (p.e).tenant_id, (p.e).customer_id, (p.e).currency_code, (p.e).type, (p.e).origin, (p.e).amount,
+           (p.e).closing_balance, (p.e).description, (p.e).credit_type, (p.e).reference, (p.e).done_by, (p.e).create_time,
+           (p.e).expire_time, NULL, NULL, (p.e).metadata, (p.e).hash
+      FROM p ORDER BY p.n
+    RETURNING x.id, x.seq
+  ), balances AS (
+    UPDATE promotional_credit_balances AS x
+       SET amount = (p.e).closing_balance, last_hash = (p.e).hash, update_time = (p.e).create_time,
+           next_expire_time = CASE WHEN (p.e).expire_time IS NOT NULL THEN least(x.next_expire_time, (p.e).expire_time) ELSE x.next_expire_time END
+      FROM p
+     WHERE x.tenant_id = (p.b).tenant_id AND x.customer_id = (p.b).customer_id AND x.currency_code = (p.b).currency_code
+  ), lots AS (
+    INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
+    SELECT (p.e).id, (p.e).tenant_id, (p.e).customer_id, (p.e).currency_code, entries.seq, (p.e).amount, (p.e).amount,
+           (p.e).expire_time, (p.e).credit_type, (p.e).create_time
+      FROM p JOIN entries ON entries.id = (p.e).id ORDER BY p.n
+  )
+  SELECT array_agg(ROW('written', NULL, (p.e).id, entries.seq, (p.e).create_time, (p.e).type, (p.e).origin, (p.e).amount,
+                       (p.e).expire_time, NULL, (p.e).hash, NULL, (p.e).description, (p.e).credit_type, (p.e).reference,
+                       (p.e).metadata, (p.e).customer_id, (p.e).currency_code, (p.e).closing_balance, (p.b).held, NULL,
+                       ARRAY[promotional_credit_event(p.b, 'PROMOTIONAL_CREDIT_CREATED', (p.e).id, NULL, (p.e).create_time)],
+                       (p.e).closing_balance)::promotional_credit_outcome ORDER BY p.n)
+    INTO outcomes
+    FROM p JOIN entries ON entries.id = (p.e).id;
+  RETURN outcomes;
+END
+$fn$;
+
 CREATE FUNCTION promotional_credit_apply(writes jsonb)
 RETURNS TABLE (item integer, outcome text, reason text,
                entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
@@ -889,6 +994,7 @@ DECLARE
   r promotional_credit_outcome;
   at timestamptz;
   pending events[] := '{}';
+  added promotional_credit_outcome[] := promotional_credit_add_many(writes);
 BEGIN
   item := 0;
   FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
@@ -899,7 +1005,10 @@ BEGIN
     -- balance row is locked (promotional_credit_apply_one); this one dates
     -- what it reads of the customer's other currencies.
     at := date_trunc('milliseconds', clock_timestamp());
-    IF (w->>'validate_only')::boolean THEN
+    IF added IS NOT NULL THEN
+      r := added[item];
+      pending := pending || r.events;
+    ELSIF (w->>'validate_only')::boolean THEN
       BEGIN
         r := promotional_credit_apply_one(w, at);
         RAISE EXCEPTION 'validate only' USING ERRCODE = 'CRVAL';

@@ -1,0 +1,267 @@
+import { expect } from 'chai';
+import { Origin } from '../../gen/credits/v1/promotional_credit_service';
+import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { useTenantClients } from '../support/tenant-clients';
+
+/**
+ * A group of Adds is written in one statement per table
+ * (promotional_credit_add_many) when it can be written exactly as its items
+ * would be one by one (promotional_credit_apply_one), and one by one
+ * otherwise. Which way a group went is read from PostgreSQL's function
+ * statistics (track_functions, a superuser setting, as the tests' own
+ * database user is): apply_one's calls in the transaction.
+ */
+describe('a group of Adds in one statement per table', () => {
+  const t = useTenantClients();
+  const base = { description: 'many', currencyCode: 'USD' };
+  const inMs = (ms: number) => new Date(Date.now() + ms);
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const problems = () => ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id);
+
+  interface Item {
+    op: string;
+    customer_id: string;
+    amount: string;
+    expire_time?: string;
+    reference?: string;
+    metadata?: Record<string, string>;
+    credit_type?: string;
+    validate_only?: boolean;
+  }
+  const write = (item: Item) => ({
+    tenant_id: t.tenant.id,
+    currency_code: 'USD',
+    description: `group ${item.customer_id}`,
+    credit_type: 'GENERAL',
+    reference: '',
+    done_by: 'test',
+    metadata: {},
+    with_others: false,
+    validate_only: false,
+    ...item,
+  });
+  interface Row {
+    item: number;
+    outcome: string;
+    reason: string | null;
+    entry_id: string | null;
+    entry_seq: string | null;
+    entry_time: Date | null;
+    entry_type: string | null;
+    entry_origin: string | null;
+    entry_amount: string | null;
+    entry_expire_time: Date | null;
+    entry_hash: string | null;
+    entry_description: string | null;
+    entry_credit_type: string | null;
+    entry_reference: string | null;
+    entry_metadata: Record<string, string> | null;
+    entry_closing_balance: string | null;
+    balance: string | null;
+    held: string | null;
+  }
+
+  /**
+   * Applies `items` in one transaction (after `first`, in it); answers the
+   * rows and how many items apply_one wrote one by one.
+   */
+  async function apply(items: Item[], first?: (query: (sql: string, values: unknown[]) => Promise<unknown>) => Promise<void>): Promise<{ rows: Row[]; oneByOne: number }> {
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.startTransaction();
+      await runner.query(`SET LOCAL track_functions = 'pl'`);
+      await first?.((sql, values) => runner.query(sql, values));
+      // Counts not yet reported from the connection's earlier transactions show too: the difference is this call's.
+      const calls = async () =>
+        (
+          await runner.query(
+            `SELECT coalesce(sum(calls), 0)::int AS calls FROM pg_stat_xact_user_functions
+              WHERE schemaname = current_schema() AND funcname = 'promotional_credit_apply_one'`,
+          )
+        )[0].calls as number;
+      const callsBefore = await calls();
+      const rows: Row[] = await runner.query(`SELECT * FROM promotional_credit_apply($1::jsonb) ORDER BY item`, [JSON.stringify(items.map(write))]);
+      const oneByOne = (await calls()) - callsBefore;
+      await runner.commitTransaction();
+      return { rows, oneByOne };
+    } finally {
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+      await runner.release();
+    }
+  }
+  const seed = async (customerId: string, amount: bigint, extra: Record<string, unknown> = {}) =>
+    (await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount, ...extra })).promotionalCredit!;
+  /** What an outcome says apart from what differs between two writes (ids, instants, hashes). */
+  const shape = (r: Row) => ({
+    outcome: r.outcome,
+    reason: r.reason,
+    type: r.entry_type,
+    origin: r.entry_origin,
+    amount: r.entry_amount,
+    expire: r.entry_expire_time?.toISOString() ?? null,
+    description: r.entry_description,
+    creditType: r.entry_credit_type,
+    reference: r.entry_reference,
+    metadata: r.entry_metadata,
+  });
+
+  it('writes the entries, lots, balances and events the items would write one by one', async () => {
+    const far = inMs(7 * 24 * 3_600_000);
+    await seed('many-a', 10n);
+    await seed('many-b', 20n, { expireTime: inMs(30 * 24 * 3_600_000) });
+    await seed('many-c', 30n);
+    await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId: 'many-c', amount: 5n }); // held, its credits reserved
+    await seed('many-d', 1n);
+    const group: Item[] = [
+      { op: 'ADD', customer_id: 'many-a', amount: '7', reference: 'order-1', metadata: { campaign: 'spring', 'é': 'ü' } },
+      { op: 'ADD', customer_id: 'many-b', amount: '8', expire_time: far.toISOString(), credit_type: 'LOYALTY_CREDITS' },
+      { op: 'ADD', customer_id: 'many-c', amount: '9' },
+    ];
+    const together = await apply(group);
+    expect(together.oneByOne, 'the group was written in one statement per table').to.equal(0);
+    // The same group again, made to go one by one by a SETTLE item of a fourth balance.
+    const alone = await apply([...group, { op: 'SETTLE', customer_id: 'many-d', amount: '0' }]);
+    expect(alone.oneByOne, 'the group with a SETTLE went one by one').to.equal(4);
+
+    expect(together.rows.map(shape), 'each item answers as one by one').to.deep.equal(alone.rows.slice(0, 3).map(shape));
+    expect(together.rows.map((r) => [r.entry_closing_balance, r.balance, r.held])).to.deep.equal([
+      ['17', '17', '0'],
+      ['28', '28', '0'],
+      ['39', '39', '5'],
+    ]);
+    expect(alone.rows.slice(0, 3).map((r) => [r.entry_closing_balance, r.balance, r.held])).to.deep.equal([
+      ['24', '24', '0'],
+      ['36', '36', '0'],
+      ['48', '48', '5'],
+    ]);
+    const seqs = together.rows.map((r) => BigInt(r.entry_seq!));
+    expect(seqs[1]! - seqs[0]!, 'entries numbered in the items’ order').to.equal(1n);
+    expect(seqs[2]! - seqs[1]!).to.equal(1n);
+
+    const db = t.server.dataSource;
+    for (const { rows } of [together, alone]) {
+      const ids = rows.slice(0, 3).map((r) => r.entry_id);
+      const lots: Array<{ id: string; seq: string; amount: string; remaining: string; expire_time: Date | null; credit_type: string; create_time: Date }> =
+        await db.query(
+          `SELECT l.id, l.seq, l.amount, l.remaining, l.expire_time, l.credit_type, l.create_time
+             FROM promotional_credit_lots l JOIN unnest($1::uuid[]) WITH ORDINALITY AS u (id, n) ON u.id = l.id ORDER BY u.n`,
+          [ids],
+        );
+      expect(
+        lots.map((l) => [l.id, l.seq, l.amount, l.remaining, l.expire_time?.toISOString() ?? null, l.credit_type, l.create_time.getTime()]),
+        'each entry opened its lot',
+      ).to.deep.equal(
+        rows
+          .slice(0, 3)
+          .map((r) => [r.entry_id, r.entry_seq, r.entry_amount, r.entry_amount, r.entry_expire_time?.toISOString() ?? null, r.entry_credit_type, r.entry_time!.getTime()]),
+      );
+      const events: Array<{ type: string; customer_id: string; promotional_credit_id: string; create_time: Date }> = await db.query(
+        `SELECT type, customer_id, promotional_credit_id, create_time FROM events
+          WHERE tenant_id = $1 AND promotional_credit_id = ANY ($2::uuid[]) ORDER BY xid, position`,
+        [t.tenant.id, ids],
+      );
+      expect(
+        events.map((e) => [e.type, e.customer_id, e.promotional_credit_id, e.create_time.getTime()]),
+        'one event per entry, in the items’ order',
+      ).to.deep.equal(rows.slice(0, 3).map((r) => ['PROMOTIONAL_CREDIT_CREATED', `many-${'abc'[r.item - 1]}`, r.entry_id, r.entry_time!.getTime()]));
+    }
+    const [balance] = await db.query(`SELECT next_expire_time, last_hash FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'many-b'`, [
+      t.tenant.id,
+    ]);
+    expect((balance.next_expire_time as Date).toISOString(), 'the soonest lot’s expiry is the balance’s next').to.equal(far.toISOString());
+    expect(balance.last_hash, 'the chain ends at the last entry').to.equal(alone.rows[1]!.entry_hash);
+    for (const customerId of ['many-a', 'many-b', 'many-c']) expectChained(await ledgerOf(t.promotionalCredits, customerId), customerId);
+    expect(await problems(), 'hash chains, balances, lots and holds audit clean').to.deep.equal([]);
+  });
+
+  it('goes one by one for a group that needs it, with the answers one by one gives', async function () {
+    this.timeout(20_000);
+    const max = 9223372036854775807n;
+    await seed('one-a', 10n);
+    const expiry = inMs(1_500);
+    await seed('one-expiring', 4n, { expireTime: expiry });
+    await seed('one-expiring', 6n);
+    await seed('one-full', max - 5n);
+    await seed('one-late', 3n);
+    await seed('one-unreserved', 10n);
+    const { hold } = await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId: 'one-unreserved', amount: 4n });
+    const db = t.server.dataSource;
+    // As a database of definition version 12 holds it: a hold that reserves nothing.
+    await db.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE id = $1`, [hold!.id]);
+    await db.query(`UPDATE promotional_credit_lots SET reserved = 0 WHERE tenant_id = $1 AND customer_id = 'one-unreserved'`, [t.tenant.id]);
+
+    // Its row locked before its first lot is due, so that the sweep (which skips locked rows) leaves it to the Add.
+    const due = await apply([{ op: 'ADD', customer_id: 'one-expiring', amount: '1' }], async (query) => {
+      await query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'one-expiring' FOR UPDATE`, [t.tenant.id]);
+      await sleep(Math.max(0, expiry.getTime() - Date.now()) + 100);
+    });
+    expect(due.oneByOne, 'expirations due: one by one').to.equal(1);
+    expect(due.rows.map((r) => [r.outcome, r.reason, r.entry_closing_balance])).to.deep.equal([['written', null, '7']]);
+
+    const groups: Array<{ why: string; items: Item[]; expect: Array<[string, string | null, string | null]> }> = [
+      {
+        why: 'one balance twice',
+        items: [
+          { op: 'ADD', customer_id: 'one-a', amount: '5' },
+          { op: 'ADD', customer_id: 'one-a', amount: '7' },
+        ],
+        expect: [
+          ['written', null, '15'],
+          ['written', null, '22'],
+        ],
+      },
+      { why: 'a new customer', items: [{ op: 'ADD', customer_id: 'one-new', amount: '5' }], expect: [['written', null, '5']] },
+      {
+        why: 'no room below the limit',
+        items: [
+          { op: 'ADD', customer_id: 'one-a', amount: '1' },
+          { op: 'ADD', customer_id: 'one-full', amount: '6' },
+        ],
+        expect: [
+          ['written', null, '23'],
+          ['refused', 'BALANCE_LIMIT_EXCEEDED', null],
+        ],
+      },
+      {
+        why: 'an expire_time past',
+        items: [
+          { op: 'ADD', customer_id: 'one-a', amount: '1' },
+          { op: 'ADD', customer_id: 'one-late', amount: '2', expire_time: new Date(Date.now() - 1_000).toISOString() },
+        ],
+        expect: [
+          ['written', null, '24'],
+          ['refused', 'EXPIRE_TIME_PASSED', null],
+        ],
+      },
+      { why: 'validate_only', items: [{ op: 'ADD', customer_id: 'one-a', amount: '100', validate_only: true }], expect: [['written', null, '124']] },
+      { why: 'a hold that reserves nothing', items: [{ op: 'ADD', customer_id: 'one-unreserved', amount: '1' }], expect: [['written', null, '11']] },
+    ];
+    for (const group of groups) {
+      const { rows, oneByOne } = await apply(group.items);
+      expect(oneByOne, `${group.why}: one by one`).to.equal(group.items.length);
+      expect(
+        rows.map((r) => [r.outcome, r.reason, r.entry_closing_balance]),
+        group.why,
+      ).to.deep.equal(group.expect);
+    }
+
+    const expiring = await ledgerOf(t.promotionalCredits, 'one-expiring');
+    expect(
+      expiring.map((e) => [e.origin, e.amount]),
+      'the lot due expired before the Add, in the same write',
+    ).to.deep.equal([
+      [Origin.ORIGIN_ADD, 4n],
+      [Origin.ORIGIN_ADD, 6n],
+      [Origin.ORIGIN_EXPIRATION, 4n],
+      [Origin.ORIGIN_ADD, 1n],
+    ]);
+    expect((await ledgerOf(t.promotionalCredits, 'one-a')).map((e) => e.closingBalance), 'validate_only wrote nothing').to.deep.equal([10n, 15n, 22n, 23n, 24n]);
+    const [reserved] = await db.query(`SELECT allocations FROM promotional_credit_holds WHERE id = $1`, [hold!.id]);
+    expect(reserved.allocations, 'the Add reserved the hold’s credits first').to.have.length(1);
+    const [full] = await db.query(`SELECT amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'one-full'`, [t.tenant.id]);
+    expect(BigInt(full.amount)).to.equal(max - 5n);
+    for (const customerId of ['one-a', 'one-new', 'one-expiring', 'one-unreserved']) expectChained(await ledgerOf(t.promotionalCredits, customerId), customerId);
+    expect(await problems()).to.deep.equal([]);
+  });
+});
