@@ -24,10 +24,13 @@ describe('a group of Adds in one statement per table', () => {
     amount: string;
     expire_time?: string;
     reference?: string;
-    metadata?: Record<string, string>;
+    metadata?: unknown;
     credit_type?: string;
+    currency_code?: string;
     validate_only?: boolean;
+    with_others?: boolean;
   }
+  /** An item as the repository sends it; a field given as undefined is left out. */
   const write = (item: Item) => ({
     tenant_id: t.tenant.id,
     currency_code: 'USD',
@@ -57,8 +60,12 @@ describe('a group of Adds in one statement per table', () => {
     entry_reference: string | null;
     entry_metadata: Record<string, string> | null;
     entry_closing_balance: string | null;
+    entry_allocations: unknown;
+    entry_reverses_id: string | null;
     balance: string | null;
     held: string | null;
+    hold: unknown;
+    others: Array<{ c: string; a: string; h: string }> | null;
   }
 
   /**
@@ -104,6 +111,10 @@ describe('a group of Adds in one statement per table', () => {
     creditType: r.entry_credit_type,
     reference: r.entry_reference,
     metadata: r.entry_metadata,
+    allocations: r.entry_allocations,
+    reverses: r.entry_reverses_id,
+    hold: r.hold,
+    others: r.others,
   });
 
   it('writes the entries, lots, balances and events the items would write one by one', async () => {
@@ -116,7 +127,7 @@ describe('a group of Adds in one statement per table', () => {
     const group: Item[] = [
       { op: 'ADD', customer_id: 'many-a', amount: '7', reference: 'order-1', metadata: { campaign: 'spring', 'é': 'ü' } },
       { op: 'ADD', customer_id: 'many-b', amount: '8', expire_time: far.toISOString(), credit_type: 'LOYALTY_CREDITS' },
-      { op: 'ADD', customer_id: 'many-c', amount: '9' },
+      { op: 'ADD', customer_id: 'many-c', amount: '9', reference: undefined, metadata: undefined, validate_only: undefined, with_others: undefined },
     ];
     const together = await apply(group);
     expect(together.oneByOne, 'the group was written in one statement per table').to.equal(0);
@@ -166,9 +177,11 @@ describe('a group of Adds in one statement per table', () => {
         'one event per entry, in the items’ order',
       ).to.deep.equal(rows.slice(0, 3).map((r) => ['PROMOTIONAL_CREDIT_CREATED', `many-${'abc'[r.item - 1]}`, r.entry_id, r.entry_time!.getTime()]));
     }
-    const [balance] = await db.query(`SELECT next_expire_time, last_hash FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'many-b'`, [
-      t.tenant.id,
-    ]);
+    const [balance] = await db.query(
+      `SELECT next_expire_time, last_hash, update_time FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'many-b'`,
+      [t.tenant.id],
+    );
+    expect((balance.update_time as Date).getTime(), 'the balance was last written at its last entry’s instant').to.equal(alone.rows[1]!.entry_time!.getTime());
     expect((balance.next_expire_time as Date).toISOString(), 'the soonest lot’s expiry is the balance’s next').to.equal(far.toISOString());
     expect(balance.last_hash, 'the chain ends at the last entry').to.equal(alone.rows[1]!.entry_hash);
     for (const customerId of ['many-a', 'many-b', 'many-c']) expectChained(await ledgerOf(t.promotionalCredits, customerId), customerId);
@@ -234,6 +247,17 @@ describe('a group of Adds in one statement per table', () => {
           ['refused', 'EXPIRE_TIME_PASSED', null],
         ],
       },
+      {
+        why: 'a refusal before a bad field',
+        items: [
+          { op: 'ADD', customer_id: 'one-a', amount: '1', expire_time: new Date(Date.now() - 1_000).toISOString(), metadata: 'not an object' },
+          { op: 'ADD', customer_id: 'one-full', amount: '100', credit_type: 'NO_SUCH_TYPE' },
+        ],
+        expect: [
+          ['refused', 'EXPIRE_TIME_PASSED', null],
+          ['refused', 'BALANCE_LIMIT_EXCEEDED', null],
+        ],
+      },
       { why: 'validate_only', items: [{ op: 'ADD', customer_id: 'one-a', amount: '100', validate_only: true }], expect: [['written', null, '124']] },
       { why: 'a hold that reserves nothing', items: [{ op: 'ADD', customer_id: 'one-unreserved', amount: '1' }], expect: [['written', null, '11']] },
     ];
@@ -262,6 +286,93 @@ describe('a group of Adds in one statement per table', () => {
     const [full] = await db.query(`SELECT amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'one-full'`, [t.tenant.id]);
     expect(BigInt(full.amount)).to.equal(max - 5n);
     for (const customerId of ['one-a', 'one-new', 'one-expiring', 'one-unreserved']) expectChained(await ledgerOf(t.promotionalCredits, customerId), customerId);
+    expect(await problems()).to.deep.equal([]);
+  });
+
+  it('answers a customer’s other currencies as one by one: before the group’s later items', async () => {
+    await seed('others-a', 100n);
+    await seed('others-a', 100n, { currencyCode: 'EUR' });
+    await seed('others-b', 50n);
+    await seed('others-b', 50n, { currencyCode: 'EUR' });
+    const ofTwo = await apply([
+      { op: 'ADD', customer_id: 'others-a', currency_code: 'EUR', amount: '5', with_others: true },
+      { op: 'ADD', customer_id: 'others-a', currency_code: 'USD', amount: '7', with_others: true },
+    ]);
+    expect(ofTwo.oneByOne, 'two currencies of one customer, answering the others: one by one').to.equal(2);
+    expect(ofTwo.rows.map((r) => r.others)).to.deep.equal([[{ c: 'USD', a: '100', h: '0' }], [{ c: 'EUR', a: '105', h: '0' }]]);
+    const ofMany = await apply([
+      { op: 'ADD', customer_id: 'others-a', currency_code: 'EUR', amount: '1', with_others: true },
+      { op: 'ADD', customer_id: 'others-b', currency_code: 'USD', amount: '2', with_others: true },
+    ]);
+    expect(ofMany.oneByOne, 'one item per customer: in one statement per table').to.equal(0);
+    expect(ofMany.rows.map((r) => [r.entry_closing_balance, r.others])).to.deep.equal([
+      ['106', [{ c: 'USD', a: '107', h: '0' }]],
+      ['52', [{ c: 'EUR', a: '50', h: '0' }]],
+    ]);
+    expect(await problems()).to.deep.equal([]);
+  });
+
+  it('locks nothing before a first write in a currency: no deadlock with a group that created that balance and goes on to a later one', async function () {
+    this.timeout(20_000);
+    // Items are sorted by balance key, so groups lock rows in one order. A
+    // group [first write of A, Add to B] must not hold B while it waits for
+    // another transaction's uncommitted insert of A: that transaction's next
+    // statement may need B (A < B, the order every group takes).
+    await seed('lock-b', 10n);
+    const db = t.server.dataSource;
+    const other = db.createQueryRunner();
+    await other.connect();
+    try {
+      await other.startTransaction();
+      const applyIn = (items: Item[]) => other.query(`SELECT outcome, reason FROM promotional_credit_apply($1::jsonb) ORDER BY item`, [JSON.stringify(items.map(write))]);
+      expect(await applyIn([{ op: 'ADD', customer_id: 'lock-a', amount: '3' }])).to.deep.equal([{ outcome: 'written', reason: null }]);
+      const group = apply([
+        { op: 'ADD', customer_id: 'lock-a', amount: '4' },
+        { op: 'ADD', customer_id: 'lock-b', amount: '5' },
+      ]);
+      await sleep(300); // the group now waits for lock-a's row
+      expect(await applyIn([{ op: 'DEDUCT', customer_id: 'lock-b', amount: '1' }]), 'lock-b was not held by the waiting group').to.deep.equal([
+        { outcome: 'written', reason: null },
+      ]);
+      await other.commitTransaction();
+      const { rows, oneByOne } = await group;
+      expect(oneByOne, 'a balance missing when the group began: one by one').to.equal(2);
+      expect(rows.map((r) => [r.outcome, r.entry_closing_balance])).to.deep.equal([
+        ['written', '7'],
+        ['written', '14'],
+      ]);
+    } finally {
+      if (other.isTransactionActive) await other.rollbackTransaction();
+      await other.release();
+    }
+    expect(await problems()).to.deep.equal([]);
+  });
+
+  it('sees a hold left without reservations by a change it waited for', async () => {
+    await seed('waited', 10n);
+    const { hold } = await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId: 'waited', amount: 4n });
+    const db = t.server.dataSource;
+    const other = db.createQueryRunner();
+    await other.connect();
+    let group: Promise<{ rows: Row[]; oneByOne: number }> | undefined;
+    try {
+      await other.startTransaction();
+      // As a replica of definition version 12 leaves a hold (it reserves nothing), with the balance's row locked, as every writer does.
+      await other.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = 'waited' FOR UPDATE`, [t.tenant.id]);
+      await other.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE id = $1`, [hold!.id]);
+      await other.query(`UPDATE promotional_credit_lots SET reserved = 0 WHERE tenant_id = $1 AND customer_id = 'waited'`, [t.tenant.id]);
+      group = apply([{ op: 'ADD', customer_id: 'waited', amount: '1' }]);
+      await sleep(300); // the group now waits for the row
+      await other.commitTransaction();
+    } finally {
+      if (other.isTransactionActive) await other.rollbackTransaction();
+      await other.release();
+    }
+    const { rows, oneByOne } = await group!;
+    expect(oneByOne, 'the hold was read after the lock: one by one, which reserves for it').to.equal(1);
+    expect(rows.map((r) => [r.outcome, r.entry_closing_balance, r.held])).to.deep.equal([['written', '11', '4']]);
+    const [reserved] = await db.query(`SELECT allocations FROM promotional_credit_holds WHERE id = $1`, [hold!.id]);
+    expect(reserved.allocations, 'the hold reserves its credits again').to.have.length(1);
     expect(await problems()).to.deep.equal([]);
   });
 });

@@ -882,100 +882,120 @@ $fn$;
 
 -- A group of ADDs in one statement per table instead of four per item: the
 -- same entries, lots, balances, events and outcomes promotional_credit_apply_one
--- would write for them one by one, at a third less of PostgreSQL's time
--- per Add (each statement's executor start, constraint checks built and
+-- would write for them one by one, at about a third less of PostgreSQL's
+-- time per Add (each statement's executor start, constraint checks built and
 -- plpgsql steps were most of an Add's cost, not the rows). Only for a
--- group it can write exactly as the items would be one by one: every item
--- an ADD to be written (not validate_only), each of another balance, and,
--- once their rows are locked (in the items' order, as one by one), every
--- balance there already, with nothing to settle (next_expire_time after
--- the item's instant), no hold made before its reservations (nothing for
--- promotional_credit_reserve_unreserved to do), an expire_time after the
--- instant and room below the limit. Anything else answers NULL having
--- written nothing (the rows stay locked, as they would be by the items),
--- and promotional_credit_apply takes the items one by one. Each item's
--- instant is read once its row is locked, as one by one.
+-- group it can write exactly as the items would be one by one; anything
+-- else answers NULL having written nothing, and promotional_credit_apply
+-- takes the items one by one. In three steps:
+--   1. Before any lock: every item an ADD of a positive amount to be written
+--      (not validate_only), with no expire_time already past, of another
+--      balance, every balance there already (a first write in a currency
+--      inserts its row, and waits for any other insert of it: holding the
+--      later items' rows then could close a deadlock cycle that one by one,
+--      which locks nothing before it, cannot); and when an item answers the
+--      customer's other currencies (with_others), no two items of one
+--      customer (those balances would include the later item's write).
+--   2. The rows locked in the items' order, as one by one, each item's
+--      instant read once its row is locked; then, read after the locks
+--      (a later snapshot than the locking statement's), nothing to settle
+--      (next_expire_time after the instant), no hold awaiting its
+--      reservations (promotional_credit_reserve_unreserved), an expire_time
+--      after the instant and room below the limit. Failing these, the rows
+--      stay locked, as one by one would lock them.
+--   3. The entries (their hashes), lots and balances written, one INSERT or
+--      UPDATE per table; the outcomes answered with their events.
 CREATE FUNCTION promotional_credit_add_many(writes jsonb) RETURNS promotional_credit_outcome[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
   items integer := jsonb_array_length(writes);
   fits boolean;
   bs promotional_credit_balances[];
-  es promotional_credits[];
+  ats timestamptz[];
   outcomes promotional_credit_outcome[];
 BEGIN
-  IF items = 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(writes) AS x (v)
-                           WHERE x.v->>'op' IS DISTINCT FROM 'ADD' OR coalesce((x.v->>'validate_only')::boolean, false))
-     OR (SELECT count(DISTINCT ((x.v->>'tenant_id')::uuid, x.v->>'customer_id', x.v->>'currency_code'))
-           FROM jsonb_array_elements(writes) AS x (v)) <> items THEN
+  SELECT count(*) = items AND bool_and(g.fits) AND count(DISTINCT g.balance) = items
+         AND (NOT bool_or(g.with_others) OR count(DISTINCT g.customer) = items)
+    INTO fits
+    FROM (SELECT x.v->>'op' = 'ADD' AND NOT coalesce((x.v->>'validate_only')::boolean, false)
+                 AND (x.v->>'amount')::bigint > 0
+                 AND NOT coalesce((x.v->>'expire_time')::timestamptz <= clock_timestamp(), false)
+                 AND found.one IS NOT NULL AS fits,
+                 ((x.v->>'tenant_id')::uuid, x.v->>'customer_id', x.v->>'currency_code') AS balance,
+                 ((x.v->>'tenant_id')::uuid, x.v->>'customer_id') AS customer,
+                 coalesce((x.v->>'with_others')::boolean, false) AS with_others
+            FROM jsonb_array_elements(writes) AS x (v)
+            -- A key lookup per ADD (LIMIT keeps it one: as an EXISTS, or
+            -- pulled up into a join, it was planned as a hash of every
+            -- balance), none for a group of other ops.
+            LEFT JOIN LATERAL (SELECT 1 AS one FROM promotional_credit_balances AS b
+                                WHERE x.v->>'op' = 'ADD' AND b.tenant_id = (x.v->>'tenant_id')::uuid AND b.customer_id = x.v->>'customer_id'
+                                  AND b.currency_code = x.v->>'currency_code'
+                                LIMIT 1) AS found ON true) AS g;
+  IF NOT coalesce(fits, false) THEN
     RETURN NULL;
   END IF;
-  WITH locked AS (
-    SELECT w.n, w.v, l.b,
-           date_trunc('milliseconds', greatest(clock_timestamp(), (l.b).update_time)) AS at,
-           (w.v->>'amount')::bigint AS amount, (w.v->>'expire_time')::timestamptz AS expire_time
-      FROM jsonb_array_elements(writes) WITH ORDINALITY AS w (v, n)
-      LEFT JOIN LATERAL (SELECT x AS b FROM promotional_credit_balances AS x
-                          WHERE x.tenant_id = (w.v->>'tenant_id')::uuid AND x.customer_id = w.v->>'customer_id'
-                            AND x.currency_code = w.v->>'currency_code'
-                            FOR UPDATE) AS l ON true
-  )
-  SELECT bool_and((k.b).tenant_id IS NOT NULL
-                  AND ((k.b).next_expire_time IS NULL OR (k.b).next_expire_time > k.at)
-                  AND (k.expire_time IS NULL OR k.expire_time > k.at)
-                  AND k.closing IS NOT NULL
-                  AND NOT ((k.b).held > 0 AND EXISTS (SELECT 1 FROM promotional_credit_holds AS x
-                                                        WHERE x.tenant_id = (k.b).tenant_id AND x.customer_id = (k.b).customer_id
-                                                          AND x.currency_code = (k.b).currency_code
-                                                          AND x.status = 'ACTIVE' AND x.allocations IS NULL))),
-         array_agg(k.b ORDER BY k.n),
-         array_agg(ROW(k.id, NULL, (k.b).tenant_id, (k.b).customer_id, (k.b).currency_code, 'INCREMENT', k.amount,
-                       k.v->>'description', k.v->>'credit_type', coalesce(k.v->>'reference', ''), k.closing,
-                       k.v->>'done_by', k.at, 'ADD', k.expire_time, NULL, NULL, coalesce(k.v->'metadata', '{}'),
-                       promotional_credit_entry_hash((k.b).last_hash, k.id, (k.b).tenant_id, (k.b).customer_id, (k.b).currency_code,
-                         'INCREMENT', 'ADD', k.amount, k.closing, k.v->>'description', k.v->>'credit_type',
-                         coalesce(k.v->>'reference', ''), k.v->>'done_by', k.at, k.expire_time, NULL, NULL, coalesce(k.v->'metadata', '{}'))
-                   )::promotional_credits ORDER BY k.n)
-    INTO fits, bs, es
-    -- closing: NULL where the Add would pass the limit (the group is then not written here).
-    FROM (SELECT locked.*, gen_random_uuid() AS id,
-                 CASE WHEN (locked.b).amount <= 9223372036854775807 - locked.amount THEN (locked.b).amount + locked.amount END AS closing
-            FROM locked) AS k;
-  IF NOT fits THEN
+
+  SELECT bool_and((l.b).tenant_id IS NOT NULL
+                  AND ((l.b).next_expire_time IS NULL OR (l.b).next_expire_time > l.at)
+                  AND (l.expire_time IS NULL OR l.expire_time > l.at)
+                  AND (l.b).amount <= 9223372036854775807 - l.amount),
+         array_agg(l.b ORDER BY l.n), array_agg(l.at ORDER BY l.n)
+    INTO fits, bs, ats
+    FROM (SELECT w.n, k.b, date_trunc('milliseconds', greatest(clock_timestamp(), (k.b).update_time)) AS at,
+                 (w.v->>'amount')::bigint AS amount, (w.v->>'expire_time')::timestamptz AS expire_time
+            FROM jsonb_array_elements(writes) WITH ORDINALITY AS w (v, n)
+            LEFT JOIN LATERAL (SELECT x AS b FROM promotional_credit_balances AS x
+                                WHERE x.tenant_id = (w.v->>'tenant_id')::uuid AND x.customer_id = w.v->>'customer_id'
+                                  AND x.currency_code = w.v->>'currency_code'
+                                  FOR UPDATE) AS k ON true) AS l;
+  IF NOT fits OR EXISTS (SELECT 1 FROM unnest(bs) AS b JOIN promotional_credit_holds AS x
+                            ON x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+                         WHERE b.held > 0 AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
     RETURN NULL;
   END IF;
-  WITH p AS (
-    -- unnest, not generate_subscripts: estimated at 10 rows, not 1,000, the
-    -- balances are updated by their key (a hash join read them all).
-    SELECT bs[u.ordinality] AS b, es[u.ordinality] AS e, u.ordinality AS n FROM unnest(bs) WITH ORDINALITY AS u
+
+  WITH q AS (
+    -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
+    -- updated by their key (at 1,000 a hash join read them all).
+    SELECT u.ordinality AS n, gen_random_uuid() AS id, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
+           u.held, u.last_hash, ats[u.ordinality] AS at, writes -> (u.ordinality::integer - 1) AS v
+      FROM unnest(bs) WITH ORDINALITY AS u
+  ), p AS MATERIALIZED (
+    SELECT q.n, q.id, q.tenant_id, q.customer_id, q.currency_code, q.held, q.last_hash, q.at,
+           (q.v->>'amount')::bigint AS amount, q.opening + (q.v->>'amount')::bigint AS closing,
+           q.v->>'description' AS description, q.v->>'credit_type' AS credit_type, coalesce(q.v->>'reference', '') AS reference,
+           q.v->>'done_by' AS done_by, (q.v->>'expire_time')::timestamptz AS expire_time, coalesce(q.v->'metadata', '{}') AS metadata
+      FROM q
+  ), e AS MATERIALIZED (
+    SELECT p.*, promotional_credit_entry_hash(p.last_hash, p.id, p.tenant_id, p.customer_id, p.currency_code, 'INCREMENT', 'ADD',
+             p.amount, p.closing, p.description, p.credit_type, p.reference, p.done_by, p.at, p.expire_time, NULL, NULL, p.metadata) AS hash
+      FROM p
   ), entries AS (
     INSERT INTO promotional_credits AS x
       (id, tenant_id, customer_id, currency_code, type, origin, amount, closing_balance, description, credit_type, reference,
        done_by, create_time, expire_time, reverses_id, allocations, metadata, hash)
-    SELECT (p.e).id, (p.e).tenant_id, (p.e).customer_id, (p.e).currency_code, (p.e).type, (p.e).origin, (p.e).amount,
-           (p.e).closing_balance, (p.e).description, (p.e).credit_type, (p.e).reference, (p.e).done_by, (p.e).create_time,
-           (p.e).expire_time, NULL, NULL, (p.e).metadata, (p.e).hash
-      FROM p ORDER BY p.n
+    SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, 'INCREMENT', 'ADD', e.amount, e.closing, e.description, e.credit_type,
+           e.reference, e.done_by, e.at, e.expire_time, NULL, NULL, e.metadata, e.hash
+      FROM e ORDER BY e.n
     RETURNING x.id, x.seq
   ), balances AS (
     UPDATE promotional_credit_balances AS x
-       SET amount = (p.e).closing_balance, last_hash = (p.e).hash, update_time = (p.e).create_time,
-           next_expire_time = CASE WHEN (p.e).expire_time IS NOT NULL THEN least(x.next_expire_time, (p.e).expire_time) ELSE x.next_expire_time END
-      FROM p
-     WHERE x.tenant_id = (p.b).tenant_id AND x.customer_id = (p.b).customer_id AND x.currency_code = (p.b).currency_code
+       SET amount = e.closing, last_hash = e.hash, update_time = e.at,
+           next_expire_time = CASE WHEN e.expire_time IS NOT NULL THEN least(x.next_expire_time, e.expire_time) ELSE x.next_expire_time END
+      FROM e
+     WHERE x.tenant_id = e.tenant_id AND x.customer_id = e.customer_id AND x.currency_code = e.currency_code
   ), lots AS (
     INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
-    SELECT (p.e).id, (p.e).tenant_id, (p.e).customer_id, (p.e).currency_code, entries.seq, (p.e).amount, (p.e).amount,
-           (p.e).expire_time, (p.e).credit_type, (p.e).create_time
-      FROM p JOIN entries ON entries.id = (p.e).id ORDER BY p.n
+    SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, entries.seq, e.amount, e.amount, e.expire_time, e.credit_type, e.at
+      FROM e JOIN entries ON entries.id = e.id ORDER BY e.n
   )
-  SELECT array_agg(ROW('written', NULL, (p.e).id, entries.seq, (p.e).create_time, (p.e).type, (p.e).origin, (p.e).amount,
-                       (p.e).expire_time, NULL, (p.e).hash, NULL, (p.e).description, (p.e).credit_type, (p.e).reference,
-                       (p.e).metadata, (p.e).customer_id, (p.e).currency_code, (p.e).closing_balance, (p.b).held, NULL,
-                       ARRAY[promotional_credit_event(p.b, 'PROMOTIONAL_CREDIT_CREATED', (p.e).id, NULL, (p.e).create_time)],
-                       (p.e).closing_balance)::promotional_credit_outcome ORDER BY p.n)
+  SELECT array_agg(ROW('written', NULL, e.id, entries.seq, e.at, 'INCREMENT', 'ADD', e.amount, e.expire_time, NULL, e.hash, NULL,
+                       e.description, e.credit_type, e.reference, e.metadata, e.customer_id, e.currency_code, e.closing, e.held, NULL,
+                       ARRAY[promotional_credit_event(bs[e.n], 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, e.at)],
+                       e.closing)::promotional_credit_outcome ORDER BY e.n)
     INTO outcomes
-    FROM p JOIN entries ON entries.id = (p.e).id;
+    FROM e JOIN entries ON entries.id = e.id;
   RETURN outcomes;
 END
 $fn$;
