@@ -901,8 +901,9 @@ $fn$;
 --      (a later snapshot than the locking statement's), nothing to settle
 --      (next_expire_time after the instant), no hold awaiting its
 --      reservations (promotional_credit_reserve_unreserved), an expire_time
---      after the instant and room below the limit. Failing these, the rows
---      stay locked, as one by one would lock them.
+--      after the instant and room below the limit. Failing these, the
+--      locks are given back (a subtransaction rolled back), and one by one
+--      takes each at its item.
 --   3. The entries (their hashes), lots and balances written, one INSERT or
 --      UPDATE per table; the outcomes answered with their events.
 CREATE FUNCTION promotional_credit_add_many(writes jsonb) RETURNS promotional_credit_outcome[]
@@ -917,10 +918,10 @@ BEGIN
   SELECT count(*) = items AND bool_and(g.fits) AND count(DISTINCT g.balance) = items
          AND (NOT bool_or(g.with_others) OR count(DISTINCT g.customer) = items)
     INTO fits
-    FROM (SELECT x.v->>'op' = 'ADD' AND NOT coalesce((x.v->>'validate_only')::boolean, false)
-                 AND (x.v->>'amount')::bigint > 0
-                 AND NOT coalesce((x.v->>'expire_time')::timestamptz <= clock_timestamp(), false)
-                 AND found.one IS NOT NULL AS fits,
+    FROM (SELECT coalesce(x.v->>'op' = 'ADD' AND NOT coalesce((x.v->>'validate_only')::boolean, false)
+                          AND (x.v->>'amount')::bigint > 0
+                          AND NOT coalesce((x.v->>'expire_time')::timestamptz <= clock_timestamp(), false)
+                          AND found.one IS NOT NULL, false) AS fits,
                  ((x.v->>'tenant_id')::uuid, x.v->>'customer_id', x.v->>'currency_code') AS balance,
                  ((x.v->>'tenant_id')::uuid, x.v->>'customer_id') AS customer,
                  coalesce((x.v->>'with_others')::boolean, false) AS with_others
@@ -936,24 +937,30 @@ BEGIN
     RETURN NULL;
   END IF;
 
-  SELECT bool_and((l.b).tenant_id IS NOT NULL
-                  AND ((l.b).next_expire_time IS NULL OR (l.b).next_expire_time > l.at)
-                  AND (l.expire_time IS NULL OR l.expire_time > l.at)
-                  AND (l.b).amount <= 9223372036854775807 - l.amount),
-         array_agg(l.b ORDER BY l.n), array_agg(l.at ORDER BY l.n)
-    INTO fits, bs, ats
-    FROM (SELECT w.n, k.b, date_trunc('milliseconds', greatest(clock_timestamp(), (k.b).update_time)) AS at,
-                 (w.v->>'amount')::bigint AS amount, (w.v->>'expire_time')::timestamptz AS expire_time
-            FROM jsonb_array_elements(writes) WITH ORDINALITY AS w (v, n)
-            LEFT JOIN LATERAL (SELECT x AS b FROM promotional_credit_balances AS x
-                                WHERE x.tenant_id = (w.v->>'tenant_id')::uuid AND x.customer_id = w.v->>'customer_id'
-                                  AND x.currency_code = w.v->>'currency_code'
-                                  FOR UPDATE) AS k ON true) AS l;
-  IF NOT fits OR EXISTS (SELECT 1 FROM unnest(bs) AS b JOIN promotional_credit_holds AS x
-                            ON x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
-                         WHERE b.held > 0 AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
+  -- In a subtransaction: a group that does not fit gives its row locks
+  -- back before it goes one by one, which takes each lock at its item.
+  BEGIN
+    SELECT bool_and((l.b).tenant_id IS NOT NULL
+                    AND ((l.b).next_expire_time IS NULL OR (l.b).next_expire_time > l.at)
+                    AND (l.expire_time IS NULL OR l.expire_time > l.at)
+                    AND (l.b).amount <= 9223372036854775807 - l.amount),
+           array_agg(l.b ORDER BY l.n), array_agg(l.at ORDER BY l.n)
+      INTO fits, bs, ats
+      FROM (SELECT w.n, k.b, date_trunc('milliseconds', greatest(clock_timestamp(), (k.b).update_time)) AS at,
+                   (w.v->>'amount')::bigint AS amount, (w.v->>'expire_time')::timestamptz AS expire_time
+              FROM jsonb_array_elements(writes) WITH ORDINALITY AS w (v, n)
+              LEFT JOIN LATERAL (SELECT x AS b FROM promotional_credit_balances AS x
+                                  WHERE x.tenant_id = (w.v->>'tenant_id')::uuid AND x.customer_id = w.v->>'customer_id'
+                                    AND x.currency_code = w.v->>'currency_code'
+                                    FOR UPDATE) AS k ON true) AS l;
+    IF NOT coalesce(fits, false) OR EXISTS (SELECT 1 FROM unnest(bs) AS b JOIN promotional_credit_holds AS x
+                              ON x.tenant_id = b.tenant_id AND x.customer_id = b.customer_id AND x.currency_code = b.currency_code
+                           WHERE b.held > 0 AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
+      RAISE EXCEPTION 'the group does not fit' USING ERRCODE = 'CRADD';
+    END IF;
+  EXCEPTION WHEN SQLSTATE 'CRADD' THEN
     RETURN NULL;
-  END IF;
+  END;
 
   WITH q AS (
     -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
