@@ -13,7 +13,7 @@ import { useTenantClients } from '../support/tenant-clients';
  * database user is): apply_one's calls in the transaction.
  */
 describe('a group of Adds in one statement per table', () => {
-  const t = useTenantClients();
+  const t = useTenantClients({ replica: true });
   const base = { description: 'many', currencyCode: 'USD' };
   const inMs = (ms: number) => new Date(Date.now() + ms);
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -389,5 +389,80 @@ describe('a group of Adds in one statement per table', () => {
     const [reserved] = await db.query(`SELECT allocations FROM promotional_credit_holds WHERE id = $1`, [hold!.id]);
     expect(reserved.allocations, 'the hold reserves its credits again').to.have.length(1);
     expect(await problems()).to.deep.equal([]);
+  });
+
+  it('keeps every balance exact under Adds, first writes, Deducts and expiries raced over two servers and direct groups', async function () {
+    this.timeout(120_000);
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    const expected = new Map<string, bigint>(); // `${customer}/${currency}` → balance at the end
+    const plus = (customerId: string, currencyCode: string, amount: bigint) =>
+      expected.set(`${customerId}/${currencyCode}`, (expected.get(`${customerId}/${currencyCode}`) ?? 0n) + amount);
+    const old = Array.from({ length: 20 }, (_, k) => `race-${String(k).padStart(2, '0')}`);
+    const expiry = inMs(1_500);
+    for (const customerId of old) {
+      await seed(customerId, 100n);
+      plus(customerId, 'USD', 100n);
+    }
+    // The first five also hold 50 that expire during the race (they get only Adds: Deducts would draw the expiring lot first).
+    for (const customerId of old.slice(0, 5)) await seed(customerId, 50n, { expireTime: expiry });
+    for (const customerId of old.slice(10, 15)) {
+      await seed(customerId, 30n, { currencyCode: 'EUR' }); // a second currency: its groups answer the other currency too
+      plus(customerId, 'EUR', 30n);
+    }
+
+    const calls: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 300; i++) {
+      const pc = clients[i % 2]!;
+      const kind = i % 6;
+      if (kind <= 2) {
+        const customerId = old[(i * 7) % 20]!;
+        const amount = BigInt((i % 5) + 1);
+        plus(customerId, 'USD', amount);
+        calls.push(pc.addPromotionalCredits({ ...base, customerId, amount }));
+      } else if (kind === 3) {
+        const customerId = `race-new-${i % 25}`; // first writes in a currency, two or three racing for each
+        const amount = BigInt((i % 3) + 1);
+        plus(customerId, 'USD', amount);
+        calls.push(pc.addPromotionalCredits({ ...base, customerId, amount }));
+      } else if (kind === 4) {
+        const customerId = old[5 + (i % 15)]!;
+        plus(customerId, 'USD', -1n);
+        calls.push(pc.deductPromotionalCredits({ ...base, customerId, amount: 1n }));
+      } else {
+        const customerId = old[10 + (i % 5)]!;
+        plus(customerId, 'EUR', 2n);
+        calls.push(pc.addPromotionalCredits({ ...base, customerId, amount: 2n, currencyCode: 'EUR' }));
+      }
+    }
+    // Meanwhile, groups of 8 Adds of distinct balances sent straight to the write path, one at a time (each holds a pooled connection).
+    const direct = (async () => {
+      const ways: number[] = [];
+      for (let g = 0; g < 12; g++) {
+        const customers = [...new Set(Array.from({ length: 8 }, (_, k) => old[(g * 3 + k * 5) % 20]!))].sort();
+        for (const customerId of customers) plus(customerId, 'USD', 3n);
+        ways.push((await apply(customers.map((customerId) => ({ op: 'ADD', customer_id: customerId, amount: '3' })))).oneByOne);
+      }
+      return ways;
+    })();
+    await Promise.all(calls);
+    const ways = await direct;
+    expect(ways.filter((oneByOne) => oneByOne === 0), 'some direct groups were written in one statement per table').to.not.be.empty;
+
+    await sleep(Math.max(0, expiry.getTime() - Date.now()) + 100);
+    const customers = [...new Set([...expected.keys()].map((key) => key.split('/')[0]!))];
+    for (const customerId of customers) {
+      const balances = (await t.promotionalCredits.getCustomerBalance({ customerId })).balance!.balances;
+      const answered = Object.fromEntries(balances.map((b) => [b.currencyCode, b.amount]));
+      const wanted = Object.fromEntries([...expected].filter(([key]) => key.startsWith(`${customerId}/`)).map(([key, amount]) => [key.split('/')[1]!, amount]));
+      expect(answered, `${customerId}: every Add and Deduct counted once, the expiring 50 gone`).to.deep.equal(wanted);
+    }
+    for (const customerId of customers) {
+      const ledger = await ledgerOf(t.promotionalCredits, customerId);
+      for (const currency of ['USD', 'EUR']) {
+        const entries = ledger.filter((e) => e.currencyCode === currency);
+        if (entries.length > 0) expectChained(entries, `${customerId} ${currency}`);
+      }
+    }
+    expect(await problems(), 'hash chains, balances, lots and holds audit clean').to.deep.equal([]);
   });
 });
