@@ -1,9 +1,9 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CreditType, PromotionalCreditType } from '../../gen/credits/v1/promotional_credit_service';
+import { keyed } from '../support/idempotency-key';
 import { ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { decodeError } from '../support/status';
-import { keyed } from '../support/idempotency-key';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: '', description: 'race', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
