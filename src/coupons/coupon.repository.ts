@@ -125,7 +125,19 @@ export interface RedeemRow {
   cr_metadata: Metadata;
 }
 
-const REDEEM_SQL = `SELECT * FROM coupon_redeem($1::uuid, $2::jsonb)`;
+// Each coupon's terms on its first row only (copied to the rest by redeem()).
+const REDEEM_SQL = `SELECT * FROM coupon_redeem($1::uuid, $2::jsonb, false)`;
+
+/** The columns of a coupon_redeem row that are the coupon's terms: on the first row of each coupon only. */
+const COUPON_TERMS = [
+  'c_seq', 'c_code', 'c_name', 'c_type', 'c_percentage', 'c_fixed_amount', 'c_fixed_currency_code', 'c_frequency', 'c_frequency_interval',
+  'c_max_redemptions', 'c_max_redemptions_per_customer', 'c_expire_time', 'c_limited_to_plans', 'c_excluded_from_plans',
+  'c_limited_to_products', 'c_excluded_from_products', 'c_enabled', 'c_metadata', 'c_create_time', 'c_update_time',
+] as const satisfies ReadonlyArray<keyof RedeemRow>;
+
+function copyColumn<K extends keyof RedeemRow>(to: RedeemRow, from: RedeemRow, column: K): void {
+  to[column] = from[column];
+}
 
 /** The coupon of a coupon_redeem row (c_id set), with its counts after the row's request. */
 export function couponOfRedeemRow(tenantId: string, row: RedeemRow): CouponEntity {
@@ -283,10 +295,18 @@ export class CouponRepository {
    * Decides and records redemptions of one tenant in ONE statement:
    * coupon_redeem (sql/coupon-redeem.sql) locks each credit and coupon once,
    * decides every request in order under those locks and writes the accepted
-   * ones with their events. Rows come back in the order of `requests`.
+   * ones with their events. Rows come back in the order of `requests`, each
+   * with its coupon's terms (sent once per coupon, copied here).
    */
   async redeem(tenantId: string, requests: readonly RedeemRequestJson[]): Promise<RedeemRow[]> {
     const { rows } = await preparedQuery<RedeemRow>(this.manager, 'coupon_redeem', REDEEM_SQL, [tenantId, JSON.stringify(requests)]);
+    const first = new Map<string, RedeemRow>();
+    for (const row of rows) {
+      if (row.c_id === null) continue;
+      const terms = first.get(row.c_id);
+      if (terms === undefined) first.set(row.c_id, row);
+      else for (const column of COUPON_TERMS) copyColumn(row, terms, column);
+    }
     return rows;
   }
 

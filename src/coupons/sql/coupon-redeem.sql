@@ -41,15 +41,22 @@
 -- millisecond, so its payload and every later read of it agree.
 --
 -- One row per item, in the given order: reason (NULL: accepted), the
--- redemption's id, seq, create_time and discount, the coupon's columns with
--- its counts after the item (c_confirmed: confirmed uses, c_live: uses that
--- count), the customer's uses of it before the item (customer_uses, when the
--- coupon has a per-customer limit), and for credit requests the credit's
--- columns with its counts after the item.
+-- redemption's id, seq, create_time and discount, the coupon's id (c_id)
+-- with its counts after the item (c_confirmed: confirmed uses, c_live: uses
+-- that count), the customer's uses of it before the item (customer_uses,
+-- when the coupon has a per-customer limit), and for credit requests the
+-- credit's columns with its counts after the item. With repeat_terms false
+-- the coupon's other columns (its terms, c_seq to c_update_time but the
+-- counts) come on the first row of that coupon only, NULL on the rest: a
+-- group of 31 redemptions of one coupon sent and parsed them 31 times, a
+-- third of the statement's output (CouponRepository.redeem copies them to
+-- the rest). The default, every row, is what replicas of a rolling deploy
+-- that predate the parameter read.
 
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb);
+DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb, boolean);
 
-CREATE FUNCTION coupon_redeem(tenant uuid, requests jsonb)
+CREATE FUNCTION coupon_redeem(tenant uuid, requests jsonb, repeat_terms boolean DEFAULT true)
 RETURNS TABLE (
   item integer, reason text,
   redemption_id uuid, redemption_seq bigint, redemption_time timestamptz, discount bigint, customer_uses bigint,
@@ -398,20 +405,23 @@ BEGIN
   -- item. One query: assigning ~50 output columns per item in PL/pgSQL cost
   -- more than the rest of the walk. Columns of a domain type are cast to the
   -- base type the result declares (RETURN QUERY wants the very same types).
+  -- terms.pos: the coupon whose terms the row carries (cps[0] is NULL, so
+  -- are its fields).
   RETURN QUERY
     SELECT x.n, o_reason[x.n], o_id[x.n], (seqs ->> o_id[x.n]::text)::bigint, o_time[x.n], o_discount[x.n], o_cust[x.n],
-           (cps[ci[x.n]]).id, (cps[ci[x.n]]).seq, (cps[ci[x.n]]).code::text, (cps[ci[x.n]]).name::text, (cps[ci[x.n]]).type::text,
-           (cps[ci[x.n]]).percentage::integer, (cps[ci[x.n]]).fixed_amount::bigint, (cps[ci[x.n]]).fixed_currency_code::text, (cps[ci[x.n]]).frequency::text,
-           (cps[ci[x.n]]).frequency_interval::integer, (cps[ci[x.n]]).max_redemptions::integer, (cps[ci[x.n]]).max_redemptions_per_customer::integer,
-           (cps[ci[x.n]]).expire_time, (cps[ci[x.n]]).limited_to_plans, (cps[ci[x.n]]).excluded_from_plans,
-           (cps[ci[x.n]]).limited_to_products, (cps[ci[x.n]]).excluded_from_products, (cps[ci[x.n]]).enabled,
-           o_c_confirmed[x.n], o_c_live[x.n], o_c_redeemed[x.n], (cps[ci[x.n]]).metadata, (cps[ci[x.n]]).create_time,
-           (cps[ci[x.n]]).update_time,
+           (cps[ci[x.n]]).id, (cps[terms.pos]).seq, (cps[terms.pos]).code::text, (cps[terms.pos]).name::text, (cps[terms.pos]).type::text,
+           (cps[terms.pos]).percentage::integer, (cps[terms.pos]).fixed_amount::bigint, (cps[terms.pos]).fixed_currency_code::text, (cps[terms.pos]).frequency::text,
+           (cps[terms.pos]).frequency_interval::integer, (cps[terms.pos]).max_redemptions::integer, (cps[terms.pos]).max_redemptions_per_customer::integer,
+           (cps[terms.pos]).expire_time, (cps[terms.pos]).limited_to_plans, (cps[terms.pos]).excluded_from_plans,
+           (cps[terms.pos]).limited_to_products, (cps[terms.pos]).excluded_from_products, (cps[terms.pos]).enabled,
+           o_c_confirmed[x.n], o_c_live[x.n], o_c_redeemed[x.n], (cps[terms.pos]).metadata, (cps[terms.pos]).create_time,
+           (cps[terms.pos]).update_time,
            (crs[ki[x.n]]).id, (crs[ki[x.n]]).seq, (crs[ki[x.n]]).customer_id::text, (crs[ki[x.n]]).coupon_id, (crs[ki[x.n]]).membership_id::text,
            (crs[ki[x.n]]).uses_total, (crs[ki[x.n]]).multi_use, o_cr_confirmed[x.n], o_cr_live[x.n], (crs[ki[x.n]]).expire_time,
            (crs[ki[x.n]]).revenue_amount::bigint, (crs[ki[x.n]]).revenue_currency_code::text, (crs[ki[x.n]]).create_time,
            (crs[ki[x.n]]).revoke_time, o_cr_last[x.n], (crs[ki[x.n]]).metadata
-      FROM generate_series(1, size) AS x (n)
+      FROM generate_series(1, size) AS x (n),
+           LATERAL (SELECT CASE WHEN repeat_terms OR array_position(ci, ci[x.n]) = x.n THEN ci[x.n] ELSE 0 END) AS terms (pos)
      ORDER BY x.n;
 END
 $fn$;
