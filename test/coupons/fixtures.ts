@@ -9,6 +9,7 @@ import {
   type UpdateCouponRequest,
 } from '../../gen/credits/v1/coupon_service';
 import type { CouponView } from '../../src/coupons/coupon-redemption.rules';
+import type { RedeemRequestJson } from '../../src/coupons/coupon.repository';
 import { walkPages } from '../support/pages';
 import type { CouponClient } from '../support/server';
 
@@ -76,6 +77,28 @@ export function sameTerms(coupon: Coupon, overrides: Partial<UpdateCouponRequest
 /** A redemption request with empty plan/product and no amount. */
 export function redeemRequest(code: string, customerId: string, overrides: Partial<RedeemCouponRequest> = {}): RedeemCouponRequest {
   return { code, customerId, planId: '', productId: '', metadata: {}, validateOnly: false, ...overrides };
+}
+
+/** One request of coupon_redeem (its JSON) by code or credit, no plan, product, amount or hold; `overrides` replace fields. */
+export function redeemRequestJson(
+  target: { code: string } | { credit_id: string },
+  customerId: string,
+  overrides: Partial<RedeemRequestJson> = {},
+): RedeemRequestJson {
+  return {
+    ...target,
+    customer_id: customerId,
+    plan_id: null,
+    product_id: null,
+    amount: null,
+    currency_code: null,
+    hold_until: null,
+    metadata: {},
+    done_by: 'test',
+    validate_only: false,
+    event: {},
+    ...overrides,
+  };
 }
 
 /** Every redemption of a coupon, newest first, read through ListCouponRedemptions. */

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { CouponRepository, type RedeemRequestJson, type RedeemRow } from '../../src/coupons/coupon.repository';
+import { CouponRepository, type RedeemRow } from '../../src/coupons/coupon.repository';
 import { creditContext, lifetime } from '../credits/fixtures';
-import { fixedCoupon, percentageCoupon } from './fixtures';
+import { fixedCoupon, percentageCoupon, redeemRequestJson as request } from './fixtures';
 
 /*
  * coupon_redeem sends a coupon's terms on the first row of that coupon only
@@ -13,21 +13,6 @@ import { fixedCoupon, percentageCoupon } from './fixtures';
  */
 describe('coupon_redeem: a coupon\'s terms sent once per statement', () => {
   const t = creditContext();
-
-  const request = (target: { code: string } | { credit_id: string }, customerId: string, extra: Partial<RedeemRequestJson> = {}): RedeemRequestJson => ({
-    ...target,
-    customer_id: customerId,
-    plan_id: null,
-    product_id: null,
-    amount: null,
-    currency_code: null,
-    hold_until: null,
-    metadata: {},
-    done_by: 'test',
-    validate_only: false,
-    event: {},
-    ...extra,
-  });
 
   /** The columns that differ between two runs of one group (what each run made, and when) as whether they are set. */
   const made = (row: RedeemRow) => {

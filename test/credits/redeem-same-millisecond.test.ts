@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { CreditState } from '../../gen/credits/v1/credit_service';
 import type { RedeemRequestJson } from '../../src/coupons/coupon.repository';
+import { redeemRequestJson } from '../coupons/fixtures';
 import { expectError } from '../support/status';
 import { creditContext, limited, redeemCreditRequest } from './fixtures';
 import { status } from '@grpc/grpc-js';
@@ -42,19 +43,7 @@ describe('CreditService: redemptions of one credit in the same millisecond', () 
     const coupon = await t.coupon(limited(2));
     const customerId = 'cust-1';
     const credit = await t.issue(coupon.id, customerId);
-    await redeemTwiceInOneMillisecond({
-      credit_id: credit.id,
-      customer_id: customerId,
-      plan_id: null,
-      product_id: null,
-      amount: null,
-      currency_code: null,
-      hold_until: null,
-      metadata: {},
-      done_by: 'test',
-      validate_only: false,
-      event: {},
-    });
+    await redeemTwiceInOneMillisecond(redeemRequestJson({ credit_id: credit.id }, customerId));
     const got = (await t.credits.getCustomerCredit({ customerId, creditId: credit.id })).credit!;
     expect([got.redemptionCount, got.usesRemaining, got.state]).to.deep.equal([2n, 0, CreditState.CREDIT_STATE_REDEEMED]);
     await expectError(t.credits.redeemCustomerCredit(redeemCreditRequest(customerId, credit.id)), status.FAILED_PRECONDITION, 'CREDIT_ALREADY_REDEEMED');
