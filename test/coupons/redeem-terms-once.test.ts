@@ -8,8 +8,8 @@ import { fixedCoupon, percentageCoupon, redeemRequestJson as request } from './f
  * (repeat_terms false) and CouponRepository.redeem copies them to the rest.
  * The rows it answers must be exactly the rows of the statement that repeats
  * them (the default, which replicas of a rolling deploy that predate the
- * parameter call): the same group is run both ways on the same data, the
- * first in a transaction that is rolled back.
+ * parameter call, as checked here too): the same group is run each way on
+ * the same data, each rolled back but the last.
  */
 describe('coupon_redeem: a coupon\'s terms sent once per statement', () => {
   const t = creditContext();
@@ -51,15 +51,22 @@ describe('coupon_redeem: a coupon\'s terms sent once per statement', () => {
     ];
     const json = JSON.stringify(group);
 
-    const { repeated, once } = await t.server.dataSource.transaction(async (manager) => {
-      const rows = async (repeat: boolean) => (await manager.query(`SELECT * FROM coupon_redeem($1::uuid, $2::jsonb, $3)`, [t.tenant.id, json, repeat])) as RedeemRow[];
-      await manager.query('SAVEPOINT both_ways');
-      const repeatedRows = await rows(true);
-      await manager.query('ROLLBACK TO SAVEPOINT both_ways');
-      const onceRows = await rows(false);
-      await manager.query('ROLLBACK TO SAVEPOINT both_ways');
-      return { repeated: repeatedRows, once: onceRows };
+    const { repeated, once, asBefore } = await t.server.dataSource.transaction(async (manager) => {
+      const rows = async (sql: string, values: unknown[]) => (await manager.query(sql, values)) as RedeemRow[];
+      const way = async (sql: string, values: unknown[]) => {
+        await manager.query('SAVEPOINT one_way');
+        const answered = await rows(sql, values);
+        await manager.query('ROLLBACK TO SAVEPOINT one_way');
+        return answered;
+      };
+      return {
+        repeated: await way(`SELECT * FROM coupon_redeem($1::uuid, $2::jsonb, true)`, [t.tenant.id, json]),
+        once: await way(`SELECT * FROM coupon_redeem($1::uuid, $2::jsonb, false)`, [t.tenant.id, json]),
+        // How a replica that predates the parameter calls it.
+        asBefore: await way(`SELECT * FROM coupon_redeem($1::uuid, $2::jsonb)`, [t.tenant.id, json]),
+      };
     });
+    expect(asBefore.map(made), 'without the parameter: every row with its terms').to.deep.equal(repeated.map(made));
     expect(repeated.map((row) => row.reason)).to.deep.equal([
       null, null, null, null, 'COUPON_NOT_APPLICABLE', 'COUPON_CUSTOMER_LIMIT_REACHED', 'COUPON_NOT_FOUND', null, null, null,
     ]);
