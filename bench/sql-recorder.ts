@@ -110,6 +110,13 @@ let installed = false;
  * Wraps pg's Client.query (the driver TypeORM uses) so statements sent while
  * `record` runs are captured. Install it in the process whose server code
  * is to be recorded, before that code sends SQL.
+ *
+ * Only statements of pooled connections (pg-pool gives each client it hands
+ * out a `release`) are the call's: the server's own connections (the
+ * readiness probe, the LISTEN connections' keepalives) send `SELECT 1` on
+ * their own schedule, and one that fell inside a sample made its two
+ * recordings differ, so generated ids went undetected and pgbench replayed
+ * them (a full run failed on batch-credits with a duplicate key).
  */
 export function installSqlRecorder(): void {
   if (installed) return;
@@ -118,7 +125,7 @@ export function installSqlRecorder(): void {
   const original = proto.query;
   proto.query = function (this: unknown, ...args: unknown[]) {
     let entry: RecordedStatement | undefined;
-    if (recording) {
+    if (recording && typeof (this as { release?: unknown }).release === 'function') {
       const [config, values] = args;
       const text = typeof config === 'string' ? config : (config as { text?: string } | undefined)?.text;
       if (typeof text === 'string') {
