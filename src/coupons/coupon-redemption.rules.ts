@@ -196,7 +196,7 @@ export function couponRefusalOf(
       return {
         reason,
         message: `Coupon ${coupon.code} expired at ${coupon.expireTime!.toISOString()}.`,
-        metadata: { ...metadata, expire_time: coupon.expireTime!.toISOString() },
+        metadata: Object.assign({}, metadata, { expire_time: coupon.expireTime!.toISOString() }),
       };
     case ErrorReason.CouponNotApplicable: {
       const why = notApplicableBecause(coupon, request);
@@ -206,7 +206,7 @@ export function couponRefusalOf(
       return {
         reason,
         message: `Coupon ${coupon.code} has been redeemed ${coupon.redemptionCount} times, its limit of ${coupon.maxRedemptions}.`,
-        metadata: { ...metadata, max_redemptions: String(coupon.maxRedemptions) },
+        metadata: Object.assign({}, metadata, { max_redemptions: String(coupon.maxRedemptions) }),
       };
     case ErrorReason.CouponCustomerLimitReached:
       return {

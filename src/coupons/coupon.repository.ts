@@ -56,9 +56,9 @@ const REDEMPTION_FROM = `coupon_redemptions r
 /** One request of coupon_redeem, as its JSON (see sql/coupon-redeem.sql). */
 export interface RedeemRequestJson {
   /** RedeemCoupon: the coupon's code. */
-  code?: string;
+  code?: string | undefined;
   /** RedeemCustomerCredit: the credit (of customer_id) whose coupon is redeemed. */
-  credit_id?: string;
+  credit_id?: string | undefined;
   customer_id: string;
   plan_id: string | null;
   product_id: string | null;
@@ -180,12 +180,11 @@ export class CouponRepository {
       .createQueryBuilder()
       .insert()
       .into(CouponEntity)
-      .values({ ...terms, metadata, tenantId })
+      .values(Object.assign({}, terms, { metadata, tenantId }))
       .returning('id, seq, create_time, update_time')
       .execute();
     const row = inserted.raw[0] as { id: string; seq: string; create_time: Date; update_time: Date };
-    return Object.assign(new CouponEntity(), {
-      ...terms,
+    return Object.assign(new CouponEntity(), terms, {
       metadata,
       tenantId,
       id: row.id,
@@ -249,12 +248,12 @@ export class CouponRepository {
     const updated = await this.manager
       .createQueryBuilder()
       .update(CouponEntity)
-      .set({ ...terms, metadata, updateTime: () => 'clock_timestamp()' })
+      .set(Object.assign({}, terms, { metadata, updateTime: () => 'clock_timestamp()' }))
       .where({ tenantId: coupon.tenantId, id: coupon.id })
       .returning('update_time')
       .execute();
     const row = (updated.raw as Array<{ update_time: Date }>)[0]!;
-    return Object.assign(new CouponEntity(), { ...coupon, ...terms, metadata, updateTime: row.update_time });
+    return Object.assign(new CouponEntity(), coupon, terms, { metadata, updateTime: row.update_time });
   }
 
   /**

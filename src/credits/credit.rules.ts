@@ -176,7 +176,7 @@ export function issueRefusal(coupon: CouponView, now: Date): Refusal | undefined
   // With no plan, product or amount and no "limited to" lists, the
   // applicability check cannot fail: what is left is exactly the above.
   const noScope: Pick<RedemptionRequest, 'planId' | 'productId' | 'amount'> = { planId: undefined, productId: undefined, amount: undefined };
-  return couponRefusal({ ...coupon, limitedToPlans: [], limitedToProducts: [] }, noScope, now);
+  return couponRefusal(Object.assign({}, coupon, { limitedToPlans: [], limitedToProducts: [] }), noScope, now);
 }
 
 /**
@@ -192,19 +192,19 @@ export function creditRefusalOf(reason: CreditRefusal['reason'], credit: CreditC
       return {
         reason,
         message: `Credit ${credit.id} was revoked at ${credit.revokeTime!.toISOString()}.`,
-        metadata: { ...metadata, revoke_time: credit.revokeTime!.toISOString() },
+        metadata: Object.assign({}, metadata, { revoke_time: credit.revokeTime!.toISOString() }),
       };
     case ErrorReason.CreditAlreadyRedeemed:
       return {
         reason,
         message: `Credit ${credit.id} has no use left: it was redeemed ${credit.redemptionCount} of ${credit.usesTotal} times.`,
-        metadata: { ...metadata, redemption_count: credit.redemptionCount.toString() },
+        metadata: Object.assign({}, metadata, { redemption_count: credit.redemptionCount.toString() }),
       };
     case ErrorReason.CreditExpired:
       return {
         reason,
         message: `Credit ${credit.id} expired at ${credit.expireTime!.toISOString()}.`,
-        metadata: { ...metadata, expire_time: credit.expireTime!.toISOString() },
+        metadata: Object.assign({}, metadata, { expire_time: credit.expireTime!.toISOString() }),
       };
   }
 }

@@ -140,7 +140,7 @@ export class CustomerCreditRepository {
       `UPDATE customer_credits SET revoke_time = clock_timestamp() WHERE tenant_id = $1 AND id = $2 RETURNING revoke_time`,
       [credit.tenantId, credit.id],
     );
-    return Object.assign(new CustomerCreditEntity(), { ...credit, revokeTime: rows[0]!.revoke_time });
+    return Object.assign(new CustomerCreditEntity(), credit, { revokeTime: rows[0]!.revoke_time });
   }
 
   /**

@@ -46,7 +46,7 @@ export class ConnectionsInUse {
     this.closed = true;
     const pids = [...this.inUse].map((client) => (client as unknown as { processID?: number }).processID).filter((pid): pid is number => typeof pid === 'number');
     if (pids.length === 0) return 0;
-    const client = new Client({ ...connectionOf(this.dataSource), application_name: 'credits-shutdown' });
+    const client = new Client(Object.assign(connectionOf(this.dataSource), { application_name: 'credits-shutdown' }));
     await client.connect();
     try {
       const { rows } = await client.query<{ ended: number }>(`SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended FROM unnest($1::int[]) AS pid`, [pids]);

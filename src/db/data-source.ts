@@ -60,6 +60,16 @@ export interface DataSourceOptions {
 }
 
 export function createDataSource(options: DataSourceOptions): DataSource {
+  const extra: Record<string, unknown> = {
+    // A database that is down must fail calls promptly (UNAVAILABLE), not hang.
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    // Backstop against a stuck statement holding a balance lock forever.
+    statement_timeout: 30_000,
+    idle_in_transaction_session_timeout: 60_000,
+  };
+  if (options.pgClient) extra.Client = options.pgClient;
+  // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
+  if (options.eventsOff) extra.options = '-c credits.events=off';
   return new DataSource({
     type: 'postgres',
     url: options.url,
@@ -70,16 +80,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
     logging: false,
     poolSize: options.poolSize,
     applicationName: options.applicationName ?? 'credits',
-    extra: {
-      // A database that is down must fail calls promptly (UNAVAILABLE), not hang.
-      connectionTimeoutMillis: options.connectTimeoutMs,
-      // Backstop against a stuck statement holding a balance lock forever.
-      statement_timeout: 30_000,
-      idle_in_transaction_session_timeout: 60_000,
-      ...(options.pgClient ? { Client: options.pgClient } : {}),
-      // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
-      ...(options.eventsOff ? { options: '-c credits.events=off' } : {}),
-    },
+    extra,
   });
 }
 

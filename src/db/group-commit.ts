@@ -67,7 +67,7 @@ export class GroupCommit<M, R> {
     private readonly work: GroupWork<M, R>,
     options: Partial<GroupCommitOptions> = {},
   ) {
-    this.options = { ...DEFAULT_GROUP_COMMIT, ...options };
+    this.options = Object.assign({}, DEFAULT_GROUP_COMMIT, options);
   }
 
   submit(member: M): Promise<R> {

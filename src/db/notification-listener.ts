@@ -84,7 +84,9 @@ export class NotificationListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new Client({ ...this.connection, application_name: this.options.applicationName, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const client = new Client(
+      Object.assign({}, this.connection, { application_name: this.options.applicationName, keepAlive: true, keepAliveInitialDelayMillis: 10_000 }),
+    );
     this.client = client;
     client.on('notification', (message) => {
       if (this.options.channels.includes(message.channel)) this.on.notification(message.channel, message.payload ?? '');

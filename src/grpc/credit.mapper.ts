@@ -39,10 +39,9 @@ export function creditToProto({ credit, state }: CreditView): CustomerCredit {
 }
 
 /** Credits, coupons and redemptions as their events carry them: the proto messages' JSON. */
-export const creditEventSnapshots: CreditEventSnapshots = {
-  ...couponEventSnapshots,
-  customerCredit: (view) => CustomerCredit.toJSON(creditToProto(view)),
-};
+export const creditEventSnapshots: CreditEventSnapshots = Object.assign({}, couponEventSnapshots, {
+  customerCredit: (view: Parameters<CreditEventSnapshots['customerCredit']>[0]) => CustomerCredit.toJSON(creditToProto(view)),
+});
 
 /** One credit to issue: CreateCustomerCreditRequest (without its coupon) or a batch entry. */
 export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchCreateCustomerCreditsEntry): CreditDraftInput {
@@ -55,7 +54,7 @@ export function creditDraftFromProto(entry: CreateCustomerCreditRequest | BatchC
   };
 }
 
-export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest): RedeemCreditInput {
+export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest): RedeemCreditInput & { validateOnly: boolean } {
   return {
     customerId: request.customerId,
     creditId: request.creditId,
@@ -64,6 +63,7 @@ export function redeemCreditInputFromProto(request: RedeemCustomerCreditRequest)
     amount: moneyFromProto(request.amount),
     holdUntil: request.holdUntil,
     metadata: request.metadata,
+    validateOnly: request.validateOnly,
   };
 }
 

@@ -27,11 +27,11 @@ export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (se
   };
   return {
     listEvents: rpc.read(async (request, ctx) => {
-      const { events, nextCursor } = await service.list(ctx.principal, { ...eventQueryFromProto(request), pageSize: request.pageSize });
+      const { events, nextCursor } = await service.list(ctx.principal, Object.assign(eventQueryFromProto(request), { pageSize: request.pageSize }));
       return { events: events.map((event) => eventToProto(event, service.cursorOf(ctx.principal.tenantId, event))), nextCursor };
     }),
     streamEvents: rpc.readStream(async (request, ctx) => {
-      const { startCursor, feed } = await service.stream(ctx.principal, { ...eventQueryFromProto(request), liveOnly: request.liveOnly }, ctx.signal);
+      const { startCursor, feed } = await service.stream(ctx.principal, Object.assign(eventQueryFromProto(request), { liveOnly: request.liveOnly }), ctx.signal);
       try {
         ctx.sendHeaders(startCursor === '' ? {} : { [START_CURSOR_HEADER]: startCursor });
         for await (const events of feed.batches()) {

@@ -34,7 +34,7 @@ export function logCalls(logger: Logger): Middleware {
       key: call.principal?.keyName,
       request_id: call.requestId,
     };
-    if ('error' in outcome && outcome.cause !== undefined) logger.error({ ...line, err: outcome.cause }, 'call failed');
+    if ('error' in outcome && outcome.cause !== undefined) logger.error(Object.assign({}, line, { err: outcome.cause }), 'call failed');
     else logger.info(line, 'call');
     return outcome;
   };
@@ -196,12 +196,18 @@ function isValidateOnly(request: unknown): boolean {
 export function exactlyOnce(idempotency: Idempotency, plain: WorkRunner): Middleware {
   return async (call, next) => {
     const key = call.scope === 'write' ? idempotencyKeyOf(call.metadata) : undefined;
-    if (key === undefined || isValidateOnly(call.request)) return next({ ...call, run: plain });
+    // Set on the call, as authentication sets its principal: `{ ...call, run }`
+    // cost ~2 µs a call on Node 20 (a spread followed by a property it lacks).
+    if (key === undefined || isValidateOnly(call.request)) {
+      call.run = plain;
+      return next(call);
+    }
     const outcome = await idempotency.execute(
       { tenantId: call.principal!.tenantId, key, definition: call.method, request: call.request },
       async (run) => {
         // What follows throws its errors (answerErrors, which turns them into answers, is further out).
-        const inner = await next({ ...call, run });
+        call.run = run;
+        const inner = await next(call);
         if (!('response' in inner)) throw new Error('middleware after exactlyOnce must throw errors, not answer them');
         return inner.response;
       },

@@ -62,7 +62,7 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
     }, shared),
     getPromotionalCreditHold: rpc.read(async (request, ctx) => ({ hold: holdToProto(await service.getHold(ctx.principal, request.holdId)) })),
     listPromotionalCreditHolds: rpc.read(async (request, ctx) =>
-      pageToProto('holds', await service.listHolds(ctx.principal, { ...request, status: holdStatusFromProto(request.status) }), holdToProto),
+      pageToProto('holds', await service.listHolds(ctx.principal, Object.assign({}, request, { status: holdStatusFromProto(request.status) })), holdToProto),
     ),
   };
 }

@@ -77,8 +77,7 @@ export class Rpc {
       this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
       const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
       const reservedKeyAt = this.reservedKeyChecks.get(method.path) ?? (() => undefined);
-      lenient[name] = {
-        ...(method as MethodDefinition<unknown, unknown>),
+      lenient[name] = Object.assign({}, method as MethodDefinition<unknown, unknown>, {
         requestDeserialize: (bytes: Buffer) => {
           let request: unknown;
           try {
@@ -90,7 +89,7 @@ export class Rpc {
           return at === undefined ? request : new MalformedRequest(method.path, at);
         },
         responseSerialize: method.responseStream ? (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) : serialize,
-      };
+      });
     }
     server.addService(lenient, implementation);
   }

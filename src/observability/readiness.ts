@@ -58,7 +58,9 @@ export class DatabaseReadiness {
     let failure: unknown;
     try {
       if (!this.client) {
-        const client = new Client({ ...this.connection, application_name: READINESS_APPLICATION_NAME, query_timeout: this.intervalMs + (this.connection.connectionTimeoutMillis ?? 0) });
+        const client = new Client(
+          Object.assign({}, this.connection, { application_name: READINESS_APPLICATION_NAME, query_timeout: this.intervalMs + (this.connection.connectionTimeoutMillis ?? 0) }),
+        );
         client.on('error', () => this.drop(client)); // a lost connection: the next check connects again
         this.client = client;
         await client.connect();

@@ -1,5 +1,5 @@
 import type { Metadata } from '@grpc/grpc-js';
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanOptions, type TextMapGetter } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanOptions, type TextMapGetter } from '@opentelemetry/api';
 import type { Client as PgClient } from 'pg';
 
 /*
@@ -105,21 +105,15 @@ export function tracedPgClient(Base: typeof PgClient, database: string | undefin
       }
       const operation = /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? 'QUERY';
       const prepared = typeof first === 'object' && typeof first.name === 'string' ? first.name : undefined;
-      const span = tracer.startSpan(
-        prepared ? `${operation} ${prepared}` : operation,
-        {
-          kind: SpanKind.CLIENT,
-          attributes: {
-            'db.system': 'postgresql',
-            'db.system.name': 'postgresql',
-            'db.operation.name': operation,
-            'db.query.text': text.length > MAX_STATEMENT_CHARS ? `${text.slice(0, MAX_STATEMENT_CHARS)}…` : text,
-            ...(database ? { 'db.namespace': database } : {}),
-            ...(prepared ? { 'db.query.summary': prepared } : {}),
-          },
-        },
-        parent,
-      );
+      const attributes: Attributes = {
+        'db.system': 'postgresql',
+        'db.system.name': 'postgresql',
+        'db.operation.name': operation,
+        'db.query.text': text.length > MAX_STATEMENT_CHARS ? `${text.slice(0, MAX_STATEMENT_CHARS)}…` : text,
+      };
+      if (database) attributes['db.namespace'] = database;
+      if (prepared) attributes['db.query.summary'] = prepared;
+      const span = tracer.startSpan(prepared ? `${operation} ${prepared}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
       const finish = (err: unknown) => {
         if (err) {
           span.recordException(err as Error);

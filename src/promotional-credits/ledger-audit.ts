@@ -400,7 +400,7 @@ async function auditHashes(manager: EntityManager, options: { tenantId?: string;
     );
     if (page.length === 0) return problems;
     // Each chain of the page as walked so far: the last seq checked and its hash.
-    let walking = page.map((b) => ({ ...b, seq: '0', previous: '', broken: false }));
+    let walking = page.map((b) => Object.assign({}, b, { seq: '0', previous: '', broken: false }));
     while (walking.length > 0) {
       const rows: HashRow[] = await manager.query(
         `SELECT q.i::int AS i, e.id, e.tenant_id, e.customer_id, e.currency_code, e.type, e.origin, e.amount::text, e.closing_balance::text,
