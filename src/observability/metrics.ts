@@ -33,6 +33,49 @@ interface Inc {
   inc(value?: number): void;
 }
 
+/**
+ * Counts kept as plain numbers and handed to their prom-client Counter when
+ * it is read (a scrape): a labelled child's inc() hashes its labels each
+ * time, ~0.7 µs on Node 20, and every call made five (started, received,
+ * sent, handled, the key cache's hit); a tally's inc() is an addition.
+ */
+class Tallies<L extends string> {
+  private readonly tallies: Array<{ labels: Partial<Record<L, string>>; pending: number }> = [];
+
+  /** The Counter's `collect` option: adds what was counted since the last read. */
+  readonly flush = (counter: Counter<L>): void => {
+    for (const tally of this.tallies) {
+      if (tally.pending === 0) continue;
+      counter.inc(tally.labels, tally.pending);
+      tally.pending = 0;
+    }
+  };
+
+  /** A child counting under `labels` (shown once it counted, as a prom-client child is). */
+  child(labels: Partial<Record<L, string>>): Inc {
+    const tally = { labels, pending: 0 };
+    this.tallies.push(tally);
+    return {
+      inc: (value = 1) => {
+        tally.pending += value;
+      },
+    };
+  }
+}
+
+/** A Counter whose children count as Tallies (see there). */
+function talliedCounter<L extends string>(options: { name: string; help: string; labelNames: L[]; registers: Registry[] }): { counter: Counter<L>; tallies: Tallies<L> } {
+  const tallies = new Tallies<L>();
+  const counter: Counter<L> = new Counter<L>(
+    Object.assign({}, options, {
+      collect() {
+        tallies.flush(counter);
+      },
+    }),
+  );
+  return { counter, tallies };
+}
+
 /** One method's metric children, looked up once: a call then costs a few increments and no label hashing. */
 export interface MethodMetrics {
   started: Inc;
@@ -65,13 +108,12 @@ type MethodLabels = 'grpc_type' | 'grpc_service' | 'grpc_method';
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly started: Counter<MethodLabels>;
-  private readonly handled: Counter<MethodLabels | 'grpc_code'>;
+  private readonly started: Tallies<MethodLabels>;
+  private readonly handled: Tallies<MethodLabels | 'grpc_code'>;
   private readonly handling: Histogram<MethodLabels>;
-  private readonly received: Counter<MethodLabels>;
-  private readonly sent: Counter<MethodLabels>;
-  private readonly replays: Counter<'grpc_service' | 'grpc_method'>;
-  private readonly authCache: Counter<'result'>;
+  private readonly received: Tallies<MethodLabels>;
+  private readonly sent: Tallies<MethodLabels>;
+  private readonly replays: Tallies<'grpc_service' | 'grpc_method'>;
   private readonly groupSizes: Histogram<'group'>;
   private readonly sweeps: Counter<'outcome'>;
   private readonly sweptBalances: Counter;
@@ -86,13 +128,13 @@ export class Metrics {
     const registers = [this.registry];
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     const methodLabels: MethodLabels[] = ['grpc_type', 'grpc_service', 'grpc_method'];
-    this.started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: methodLabels, registers });
-    this.handled = new Counter({
+    this.started = talliedCounter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: methodLabels, registers }).tallies;
+    this.handled = talliedCounter<MethodLabels | 'grpc_code'>({
       name: 'grpc_server_handled_total',
       help: 'Total number of RPCs completed on the server, regardless of success or failure.',
       labelNames: [...methodLabels, 'grpc_code'],
       registers,
-    });
+    }).tallies;
     this.handling = new Histogram({
       name: 'grpc_server_handling_seconds',
       help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
@@ -101,15 +143,15 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.received = new Counter({ name: 'grpc_server_msg_received_total', help: 'Total number of RPC stream messages received on the server.', labelNames: methodLabels, registers });
-    this.sent = new Counter({ name: 'grpc_server_msg_sent_total', help: 'Total number of gRPC stream messages sent by the server.', labelNames: methodLabels, registers });
-    this.replays = new Counter({
+    this.received = talliedCounter({ name: 'grpc_server_msg_received_total', help: 'Total number of RPC stream messages received on the server.', labelNames: methodLabels, registers }).tallies;
+    this.sent = talliedCounter({ name: 'grpc_server_msg_sent_total', help: 'Total number of gRPC stream messages sent by the server.', labelNames: methodLabels, registers }).tallies;
+    this.replays = talliedCounter<'grpc_service' | 'grpc_method'>({
       name: 'credits_idempotent_replays_total',
       help: 'Calls answered from a stored outcome because their idempotency key had been used for the same request.',
       labelNames: ['grpc_service', 'grpc_method'],
       registers,
-    });
-    this.authCache = new Counter({
+    }).tallies;
+    const authCache = talliedCounter<'result'>({
       name: 'credits_auth_cache_lookups_total',
       help: 'API key checks by whether the key cache answered (hit) or the database did (miss).',
       labelNames: ['result'],
@@ -131,10 +173,10 @@ export class Metrics {
     });
     this.databaseUp = new Gauge({ name: 'credits_database_up', help: '1 while the readiness check reaches PostgreSQL, 0 while it does not.', registers });
     this.databaseUp.set(1); // the server starts once the database answered
-    this.authHit = this.authCache.labels('hit');
-    this.authMiss = this.authCache.labels('miss');
-    this.authHit.inc(0);
-    this.authMiss.inc(0);
+    this.authHit = authCache.tallies.child({ result: 'hit' });
+    this.authMiss = authCache.tallies.child({ result: 'miss' });
+    authCache.counter.inc({ result: 'hit' }, 0);
+    authCache.counter.inc({ result: 'miss' }, 0);
     for (const outcome of ['ok', 'failed']) this.sweeps.labels(outcome).inc(0);
   }
 
@@ -145,17 +187,17 @@ export class Metrics {
       const slash = path.lastIndexOf('/');
       const service = path.slice(1, slash);
       const method = path.slice(slash + 1);
-      const labels = ['unary', service, method] as const;
+      const labels = { grpc_type: 'unary', grpc_service: service, grpc_method: method };
       const byCode = new Map<status, Inc>();
       found = {
-        started: this.started.labels(...labels),
-        received: this.received.labels(...labels),
-        sent: this.sent.labels(...labels),
-        replayed: this.replays.labels(service, method),
-        handling: this.handling.labels(...labels),
+        started: this.started.child(labels),
+        received: this.received.child(labels),
+        sent: this.sent.child(labels),
+        replayed: this.replays.child({ grpc_service: service, grpc_method: method }),
+        handling: this.handling.labels(labels),
         handled: (code) => {
           let child = byCode.get(code);
-          if (!child) byCode.set(code, (child = this.handled.labels(...labels, grpcCodeLabel(code))));
+          if (!child) byCode.set(code, (child = this.handled.child(Object.assign({}, labels, { grpc_code: grpcCodeLabel(code) }))));
           return child;
         },
       };
