@@ -1,0 +1,33 @@
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { Metrics } from '../../src/observability/metrics';
+
+/** One series' value in the registry's text exposition (0 when absent). */
+async function valueOf(metrics: Metrics, series: string): Promise<number> {
+  const line = (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+describe('Metrics: per-call counters kept as tallies', () => {
+  const labels = 'grpc_type="unary",grpc_service="credits.v1.PromotionalCreditService",grpc_method="AddPromotionalCredits"';
+
+  it('shows what was counted when read, once: reads in a row agree, counts after a read add to it', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const m = metrics.method('/credits.v1.PromotionalCreditService/AddPromotionalCredits');
+    expect(await valueOf(metrics, `grpc_server_started_total{${labels}}`), 'nothing counted yet').to.equal(0);
+    for (let i = 0; i < 3; i++) m.started.inc();
+    m.handled(status.OK).inc();
+    m.handled(status.OK).inc();
+    m.handled(status.NOT_FOUND).inc();
+    metrics.authLookup(true);
+    expect(await valueOf(metrics, `grpc_server_started_total{${labels}}`)).to.equal(3);
+    expect(await valueOf(metrics, `grpc_server_started_total{${labels}}`), 'a second read').to.equal(3);
+    expect(await valueOf(metrics, `grpc_server_handled_total{${labels},grpc_code="OK"}`)).to.equal(2);
+    expect(await valueOf(metrics, `grpc_server_handled_total{${labels},grpc_code="NotFound"}`)).to.equal(1);
+    expect(await valueOf(metrics, 'credits_auth_cache_lookups_total{result="hit"}')).to.equal(1);
+    m.started.inc(2);
+    expect(await valueOf(metrics, `grpc_server_started_total{${labels}}`)).to.equal(5);
+    expect(await valueOf(metrics, 'credits_auth_cache_lookups_total{result="miss"}'), 'shown at 0 from the start').to.equal(0);
+    expect((await metrics.registry.metrics()).includes('credits_auth_cache_lookups_total{result="miss"} 0')).to.equal(true);
+  });
+});
