@@ -49,12 +49,23 @@ export type Next = (call: Call) => Promise<Outcome>;
 /** One step of the pipeline: does its part, then hands the call to `next` (or answers itself). */
 export type Middleware = (call: Call, next: Next) => Promise<Outcome>;
 
-/** Composes middleware, the first outermost (nice-grpc's composeServerMiddleware, for one call shape). */
+/**
+ * Composes middleware, the first outermost (nice-grpc's composeServerMiddleware,
+ * for one call shape). The chain down to a given `next` is made on its first
+ * call and kept while that `next` lives: a unary method's terminal lives as
+ * long as the server, so its calls no longer make a closure per step (a
+ * stream's terminal is made per call, and so is its chain).
+ */
 export function compose(...middleware: Middleware[]): Middleware {
-  return middleware.reduceRight<Middleware>(
-    (inner, outer) => (call, next) => outer(call, (c) => inner(c, next)),
-    (call, next) => next(call),
-  );
+  const chains = new WeakMap<Next, Next>();
+  return (call, next) => {
+    let chain = chains.get(next);
+    if (chain === undefined) {
+      chain = middleware.reduceRight<Next>((inner, outer) => (c) => outer(c, inner), next);
+      chains.set(next, chain);
+    }
+    return chain(call);
+  };
 }
 
 /**

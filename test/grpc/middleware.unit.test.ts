@@ -73,6 +73,29 @@ describe('call pipeline middleware (unit)', () => {
     expect(seen).to.deep.equal(['a in', 'b in', 'c in', 'handler', 'c out', 'b out', 'a out']);
   });
 
+  it('compose: each call reaches its own next, whether that next was seen before or not, also with calls in flight together', async () => {
+    const tagged: Middleware = async (call, next) => {
+      const outcome = await next(call);
+      return 'response' in outcome ? { replayed: false, response: `${call.requestId}:${String(outcome.response)}` } : outcome;
+    };
+    const pipeline = compose(tagged, tagged);
+    const handler =
+      (name: string): Next =>
+      async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        return { replayed: false, response: name };
+      };
+    const first = handler('first');
+    const second = handler('second');
+    const outcomes = await Promise.all([
+      pipeline(callOf({ requestId: 'a' }), first),
+      pipeline(callOf({ requestId: 'b' }), second),
+      pipeline(callOf({ requestId: 'c' }), first),
+      pipeline(callOf({ requestId: 'd' }), handler('third')),
+    ]);
+    expect(outcomes.map((o) => ('response' in o ? o.response : o.error.code))).to.deep.equal(['a:a:first', 'b:b:second', 'c:c:first', 'd:d:third']);
+  });
+
   it('logCalls writes one line per call with method, code, reason, duration, tenant, key and request id; unexpected errors with their details', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({
