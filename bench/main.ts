@@ -198,6 +198,9 @@ async function measureLoad(
       if (cpu) {
         const parts = Object.entries(cpu.processes).filter(([name]) => /^process\d+$/.test(name));
         cpu.processes.process = parts.some(([, v]) => v === undefined) ? undefined : parts.reduce((sum, [, v]) => sum + v!, 0);
+        // Of several server processes, the busiest JavaScript thread.
+        const threads = Object.entries(cpu.mainThreads).filter(([name]) => /^process\d+$/.test(name));
+        cpu.mainThreads.process = threads.some(([, v]) => v === undefined) ? undefined : Math.max(...threads.map(([, v]) => v!));
       }
       hooks.windowEnd?.();
     } else if (message.type === 'progress') {

@@ -27,10 +27,10 @@ interface ProcStat {
   cpuTicks: number;
 }
 
-function readStat(pid: number): ProcStat | undefined {
+function readStat(pid: number, thread?: number): ProcStat | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
   } catch {
     return undefined;
   }
@@ -42,6 +42,18 @@ function readStat(pid: number): ProcStat | undefined {
 /** CPU seconds a process has used so far (user + system). */
 export function cpuSeconds(pid: number): number | undefined {
   const stat = readStat(pid);
+  return stat && stat.cpuTicks / clockTicksPerSecond();
+}
+
+/**
+ * CPU seconds a process's main thread has used so far: for Node.js the
+ * thread that runs all JavaScript (the garbage collector's and libuv's
+ * helper threads are the rest of cpuSeconds). Near one core, the process
+ * is as busy as it can be; well below, its callers are waiting on
+ * something else.
+ */
+export function mainThreadCpuSeconds(pid: number): number | undefined {
+  const stat = readStat(pid, pid);
   return stat && stat.cpuTicks / clockTicksPerSecond();
 }
 
@@ -98,6 +110,8 @@ function childrenCpu(parentPid: number): Map<number, number> {
 export interface WindowCpu {
   /** CPU of each watched process in the window, % of one core (100 = one core busy). */
   processes: Record<string, number | undefined>;
+  /** CPU of each watched process's main thread in the window, % of one core (see mainThreadCpuSeconds). */
+  mainThreads: Record<string, number | undefined>;
   /** All of PostgreSQL (postmaster and backends), % of one core; undefined when it is not local. */
   postgres: number | undefined;
   /** The whole machine, % of all cores (100 = every core busy). */
@@ -108,6 +122,7 @@ export interface WindowCpu {
 export class CpuWindow {
   private startedAt = 0;
   private start = new Map<string, number | undefined>();
+  private mainStart = new Map<string, number | undefined>();
   private pgStart = new Map<number, number>();
   private machineStart: { busy: number; total: number } | undefined;
 
@@ -118,18 +133,22 @@ export class CpuWindow {
 
   begin(): void {
     this.startedAt = performance.now();
-    for (const [name, pid] of Object.entries(this.watched)) this.start.set(name, pid === undefined ? undefined : cpuSeconds(pid));
+    for (const [name, pid] of Object.entries(this.watched)) {
+      this.start.set(name, pid === undefined ? undefined : cpuSeconds(pid));
+      this.mainStart.set(name, pid === undefined ? undefined : mainThreadCpuSeconds(pid));
+    }
     this.pgStart = this.postmasterPid === undefined ? new Map() : this.postgresCpu();
     this.machineStart = machineTicks();
   }
 
   end(): WindowCpu {
     const seconds = (performance.now() - this.startedAt) / 1000;
+    const share = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined ? undefined : (100 * (after - before)) / seconds);
     const processes: Record<string, number | undefined> = {};
+    const mainThreads: Record<string, number | undefined> = {};
     for (const [name, pid] of Object.entries(this.watched)) {
-      const before = this.start.get(name);
-      const after = pid === undefined ? undefined : cpuSeconds(pid);
-      processes[name] = before === undefined || after === undefined ? undefined : (100 * (after - before)) / seconds;
+      processes[name] = share(this.start.get(name), pid === undefined ? undefined : cpuSeconds(pid));
+      mainThreads[name] = share(this.mainStart.get(name), pid === undefined ? undefined : mainThreadCpuSeconds(pid));
     }
     let postgres: number | undefined;
     if (this.postmasterPid !== undefined) {
@@ -143,7 +162,7 @@ export class CpuWindow {
       this.machineStart && machineEnd && machineEnd.total > this.machineStart.total
         ? (100 * (machineEnd.busy - this.machineStart.busy)) / (machineEnd.total - this.machineStart.total)
         : undefined;
-    return { processes, postgres, machine };
+    return { processes, mainThreads, postgres, machine };
   }
 
   private postgresCpu(): Map<number, number> {

@@ -22,9 +22,12 @@ export interface RunReport {
    * CPU in the window, % of one core: `process` is what is measured (server,
    * echo server, the pg client process, or pgbench), `loadgen` the load
    * generator when it is a separate process, `postgres` every PostgreSQL
-   * process, `machine` the whole box in % of all its cores.
+   * process, `machine` the whole box in % of all its cores;
+   * `processThread` and `loadgenThread` the main thread of the measured
+   * process (the busiest, of several) and of the load generator: a Node.js
+   * process's JavaScript thread, which near 100% is as busy as it can be.
    */
-  cpu: { process?: number; loadgen?: number; postgres?: number; machine?: number };
+  cpu: { process?: number; loadgen?: number; postgres?: number; machine?: number; processThread?: number; loadgenThread?: number };
   /** Peak RSS of the measured process (VmHWM), bytes. */
   peakRssBytes?: number;
   /** Mean encoded response size (gRPC runs). */
@@ -129,6 +132,8 @@ export function toRunReport(
       loadgen: cpu?.processes.loadgen,
       postgres: cpu?.postgres,
       machine: cpu?.machine,
+      processThread: cpu?.mainThreads.process,
+      loadgenThread: cpu?.mainThreads.loadgen,
     },
     ...(result.responseBytes !== undefined ? { responseBytes: result.responseBytes } : {}),
     ...extra,
@@ -145,9 +150,11 @@ const HEADER = [
   'errors',
   'CPU %',
   'CPU µs/call',
+  'thread %',
   'pg %',
   'pg µs/call',
   'loadgen %',
+  'loadgen thread %',
   'box %',
   'peak RSS MB',
   'service ÷',
@@ -178,9 +185,11 @@ function rows(scenarios: ScenarioReport[]): string[][] {
         r.errorCount === 0 ? '0' : `${r.errorCount} (${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ')})`,
         pct(r.cpu.process),
         int(perCall(r.cpu.process, r.callsPerSec)),
+        pct(r.cpu.processThread),
         pct(r.cpu.postgres),
         int(perCall(r.cpu.postgres, r.callsPerSec)),
         pct(r.cpu.loadgen),
+        pct(r.cpu.loadgenThread),
         pct(r.cpu.machine),
         mb(r.peakRssBytes),
         service ? '' : ratio(versus?.value),
@@ -211,8 +220,10 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   lines.push(markdownTable(HEADER, rows(report.scenarios)), '');
   lines.push(
     '`CPU %` is the measured process (server, echo server, the pg client process, or pgbench) in % of one core, and `CPU µs/call` that CPU per ' +
-      'successful call; `pg` the same for all PostgreSQL processes; `loadgen %` the gRPC load generator; `box %` the whole machine in % of all ' +
-      'its cores (other work included). `service ÷` is service calls/s ÷ that row\'s calls/s.',
+      'successful call; `thread %` its main thread (for Node.js the one JavaScript thread: near 100% the process can do no more; well ' +
+      'below, calls wait on something else); `pg` the same for all PostgreSQL processes; `loadgen %` the gRPC load generator and ' +
+      '`loadgen thread %` its main thread; `box %` the whole machine in % of all its cores (other work included). `service ÷` is ' +
+      'service calls/s ÷ that row\'s calls/s.',
     '',
   );
   const streamed = report.scenarios.flatMap((s) => s.runs.filter((r) => r.eventStreams).map((r) => ({ s, r, e: r.eventStreams! })));
