@@ -35,8 +35,6 @@ interface Prepared {
   /** The measurement window's requests, when the scenario has its own (measuredRequest). */
   measuredRequests?: Uint8Array[];
   sample: SampleCall;
-  /** Measured runs so far (a setupEachRun scenario is set up again before each one after the first). */
-  runs: number;
 }
 
 interface Session {
@@ -128,7 +126,7 @@ async function prepareSession(options: BenchOptions): Promise<Session> {
           const measuredRequests = scenario.measuredRequest
             ? encodeRequests(rpc, scenario, scenario.measuredRequest, ctx)
             : undefined;
-          prepared.push({ scenario, rpc, requests, sample, runs: 0, ...(measuredRequests ? { measuredRequests } : {}) });
+          prepared.push({ scenario, rpc, requests, sample, ...(measuredRequests ? { measuredRequests } : {}) });
         } catch (err) {
           if ((err as { code?: unknown }).code === status.UNIMPLEMENTED) {
             // Generated but not served yet (another service's work in progress).
@@ -237,12 +235,14 @@ function encodeRequests(rpc: LoadedRpc, scenario: Scenario, request: Scenario['r
 async function measureService(session: Session, p: Prepared, profileDir: string | undefined): Promise<{ run: RunReport; problems: string[] }> {
   const { options, db, ctx } = session;
   const variant = p.scenario.variantOf;
-  if (p.scenario.setupEachRun && p.runs > 0) {
-    // What the last run used up (captured holds) is made afresh, and the requests with it.
+  if (p.scenario.setupEachRun) {
+    // What the last run used up (captured holds) is made afresh, and the
+    // requests with it; before the first run too, since the sample calls
+    // that recorded its SQL used up two (their holds answered
+    // HOLD_NOT_ACTIVE in the warm-up).
     await p.scenario.setup!(session.env);
     p.requests = encodeRequests(p.rpc, p.scenario, p.scenario.request, ctx);
   }
-  p.runs++;
   const sink = variant?.otlpReceiver ? await startOtlpSink() : undefined;
   const servers: Awaited<ReturnType<typeof startService>>[] = [];
   try {

@@ -82,7 +82,7 @@ export interface Scenario {
   /** Work units per call, when a call does more than one (credits per batch). */
   units?: { perCall: number; name: string };
   setup?(env: SetupEnv): Promise<void>;
-  /** Each measured run uses up what setup made (holds to capture): set up again before every run after the first. */
+  /** Each measured run uses up what setup made (holds to capture), as do the sample calls: set up again before every run. */
   setupEachRun?: boolean;
   /** Checks after the runs; answers the problems found. */
   check?(env: SetupEnv): Promise<string[]>;
