@@ -27,6 +27,7 @@ import { LapsedRedemptionSweep1764750000000 } from './migrations/1764750000000-l
 import { RedemptionCheckDomains1764800000000 } from './migrations/1764800000000-redemption-check-domains';
 import { EventWatermarks1764900000000 } from './migrations/1764900000000-event-watermarks';
 import { HoldReservations1765000000000 } from './migrations/1765000000000-hold-reservations';
+import { UnreservedHoldsIndex1765100000000 } from './migrations/1765100000000-unreserved-holds-index';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -46,6 +47,7 @@ export const MIGRATIONS = [
   RedemptionCheckDomains1764800000000,
   EventWatermarks1764900000000,
   HoldReservations1765000000000,
+  UnreservedHoldsIndex1765100000000,
 ];
 
 export interface DataSourceOptions {

@@ -364,6 +364,29 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     await db.query(`UPDATE promotional_credit_lots SET reserved = 4 WHERE id = $1`, [never.id]);
   });
 
+  it('whether a balance has such holds is asked of an index of them alone, not of every active hold of the balance', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'many-holds';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    for (let i = 0; i < 20; i++) await pc.holdPromotionalCredits({ ...base, customerId, amount: 1n });
+    const db = t.server.dataSource;
+    await db.query(`ANALYZE promotional_credit_holds`);
+    // The question as every write to a balance that holds anything asks it (the function's own text).
+    const [{ src }]: Array<{ src: string }> = await db.query(`SELECT prosrc AS src FROM pg_proc WHERE proname = 'promotional_credit_reserve_unreserved_if_any'`);
+    const probe = /EXISTS \((SELECT 1 FROM promotional_credit_holds AS x[\s\S]*?allocations IS NULL)\)/.exec(src)?.[1];
+    expect(probe, src).to.be.a('string');
+    const question = probe!.replace(/b\.tenant_id/g, '$1').replace(/b\.customer_id/g, '$2').replace(/b\.currency_code/g, '$3');
+    const plan = await db.transaction(async (m) => {
+      // A table this small could be read whole; the point is which index answers.
+      await m.query(`SET LOCAL enable_seqscan = off`);
+      const rows: Array<{ 'QUERY PLAN': string }> = await m.query(`EXPLAIN (ANALYZE, COSTS OFF) SELECT EXISTS (${question})`, [t.tenant.id, customerId, 'USD']);
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan, plan).to.include('promotional_credit_holds_unreserved');
+    expect(plan, plan).not.to.include('Rows Removed by Filter');
+    expect(await balanceOf(customerId)).to.deep.equal({ amount: 100n, held: 20n, available: 80n });
+  });
+
   it('the sweep reserves for such holds before it settles, as a write does', async function () {
     this.timeout(20_000);
     const pc = t.promotionalCredits;
