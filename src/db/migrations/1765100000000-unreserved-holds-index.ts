@@ -7,8 +7,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * asks whether it has one (promotional_credit_reserve_unreserved_if_any);
  * answered from promotional_credit_holds_active, that read every active
  * hold of the balance from the table to look at its allocations (the
- * bench's captures, of customers with 10 active holds each: about 9% of
- * their PostgreSQL time; capture ÷ deduct 0.70-0.74× → 0.77×). This index holds
+ * bench's captures, of customers with 10-20 active holds each: about 9% of
+ * their PostgreSQL time, in runs alternating with and without it). This index holds
  * only such holds (none, once the last legacy one is reserved), so the
  * question is one probe of an empty index, whatever the balance holds; no
  * other statement can use it (each needs both conditions). Holds are made
