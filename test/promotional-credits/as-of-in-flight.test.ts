@@ -2,7 +2,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { CurrencyBalance } from '../../gen/credits/v1/promotional_credit_service';
 import { ledgerProblemsOf } from '../support/ledger';
-import { expectError } from '../support/status';
+import { decodeError, expectError } from '../support/status';
 import { keyed } from '../support/idempotency-key';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -146,6 +146,75 @@ describe('balances as of an instant while writes dated before it are in flight',
     const again = await Promise.all(reads.map(({ at }) => asOf(customerId, at)));
     expect(again, 'each instant, read again').to.deep.equal(reads.map((r) => r.balances));
     expect(reads[0]!.changesLeft, 'an instant read while changes were in flight').to.be.above(0);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  // Found in review: locking the balance FOR KEY SHARE to wait, a read could
+  // deadlock with a write (promotional_credit_balances_as_of_final says how);
+  // the read answered INTERNAL, or the write retried after a second. Load, not
+  // a schedule: with FOR KEY SHARE this failed in 2 of 5 runs.
+  it('waits for the changes in flight to one balance without deadlocking with them: 8 readers and 12 writers over two servers', async function () {
+    this.timeout(60_000);
+    const customerId = 'contended';
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 100_000n });
+    const deadlocks = async () =>
+      Number(((await t.server.dataSource.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)) as Array<{ deadlocks: string }>)[0]!.deadlocks);
+    const before = await deadlocks();
+    const random = (n: number) => Math.floor(Math.random() * n);
+    // Lots and holds that end while the calls go on: writes settle them first.
+    const soon = () => new Date(Date.now() + 50 + random(1500));
+    const holds: Array<{ id: string; amount: bigint }> = [];
+    const failures: string[] = [];
+    // What the contract answers such writes (an expire_time may pass while a write waits for the balance).
+    const refusals = new Set([
+      'FAILED_PRECONDITION INSUFFICIENT_BALANCE {}',
+      'FAILED_PRECONDITION HOLD_NOT_ACTIVE {}',
+      'INVALID_ARGUMENT VALIDATION_FAILED {"expire_time":"must be in the future"}',
+    ]);
+    let reads = 0;
+    let stop = false;
+    const write = async (n: number) => {
+      const pc = clients[n % 2]!;
+      const k = random(10);
+      if (k < 3) await pc.addPromotionalCredits({ ...base, customerId, amount: BigInt(1 + random(100)), expireTime: soon() });
+      else if (k < 5) holds.push((await pc.holdPromotionalCredits({ ...base, customerId, amount: BigInt(1 + random(100)), expireTime: soon() })).hold!);
+      else if (k < 7 || holds.length === 0) await pc.deductPromotionalCredits({ ...base, customerId, amount: BigInt(1 + random(50)) });
+      else {
+        const hold = holds[random(holds.length)]!;
+        if (k < 9) await pc.capturePromotionalCreditHold({ holdId: hold.id, amount: 1n + BigInt(random(Number(hold.amount))) });
+        else await pc.releasePromotionalCreditHold({ holdId: hold.id });
+      }
+    };
+    const loop = async (call: () => Promise<unknown>, pause: number) => {
+      while (!stop) {
+        try {
+          await call();
+        } catch (err) {
+          const { code, reason, fields } = decodeError(err as Parameters<typeof decodeError>[0]);
+          const answer = `${status[code]} ${reason} ${JSON.stringify(fields)}`;
+          if (!refusals.has(answer)) failures.push(answer);
+        }
+        await sleep(random(pause));
+      }
+    };
+    const calls = [
+      ...Array.from({ length: 12 }, (_, n) => loop(() => write(n), 30)),
+      ...Array.from({ length: 8 }, (_, n) =>
+        loop(async () => {
+          await clients[n % 2]!.getCustomerBalance({ customerId, asOfTime: new Date(Date.now() - random(4)) });
+          reads++;
+        }, 20),
+      ),
+    ];
+    await sleep(6000);
+    stop = true;
+    await Promise.all(calls);
+    // A server process's connection reports its deadlocks to the statistics within a second of going idle.
+    await sleep(1500);
+    expect(failures, 'calls that failed').to.deep.equal([]);
+    expect(reads, 'reads as of an instant').to.be.above(100);
+    expect((await deadlocks()) - before, 'deadlocks in the database (writes retry theirs unseen)').to.equal(0);
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 

@@ -66,18 +66,17 @@ export function expectChained(entries: readonly PromotionalCredit[], what = 'led
 }
 
 /**
- * Runs `during` with a customer's balance rows locked (FOR NO KEY UPDATE in a
+ * Runs `during` with a customer's balance rows locked (FOR SHARE in a
  * transaction rolled back after): no sweep settles them meanwhile (it skips
  * locked rows), so a read can fall between an expiry and any write. A lock
  * that writes nothing: writes wait for it (FOR UPDATE), reads as of an
- * instant do not (they wait for writers with FOR KEY SHARE, which FOR NO KEY
- * UPDATE lets through).
+ * instant do not (they wait for writers with FOR SHARE, which shares it).
  */
 export async function withBalanceLocked<T>(dataSource: DataSource, tenantId: string, customerId: string, during: () => Promise<T>): Promise<T> {
   const runner = dataSource.createQueryRunner();
   await runner.startTransaction();
   try {
-    await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR NO KEY UPDATE`, [tenantId, customerId]);
+    await runner.query(`SELECT 1 FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR SHARE`, [tenantId, customerId]);
     return await during();
   } finally {
     await runner.rollbackTransaction();
