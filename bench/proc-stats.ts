@@ -39,9 +39,9 @@ function readStat(pid: number, thread?: number): ProcStat | undefined {
   return { ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
 }
 
-/** CPU seconds a process has used so far (user + system). */
-export function cpuSeconds(pid: number): number | undefined {
-  const stat = readStat(pid);
+/** CPU seconds a process (or one of its threads) has used so far (user + system). */
+export function cpuSeconds(pid: number, thread?: number): number | undefined {
+  const stat = readStat(pid, thread);
   return stat && stat.cpuTicks / clockTicksPerSecond();
 }
 
@@ -53,8 +53,7 @@ export function cpuSeconds(pid: number): number | undefined {
  * something else.
  */
 export function mainThreadCpuSeconds(pid: number): number | undefined {
-  const stat = readStat(pid, pid);
-  return stat && stat.cpuTicks / clockTicksPerSecond();
+  return cpuSeconds(pid, pid);
 }
 
 function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
