@@ -236,7 +236,7 @@ async function measureService(session: Session, p: Prepared, profileDir: string 
   const { options, db, ctx } = session;
   const variant = p.scenario.variantOf;
   if (p.scenario.setupEachRun) {
-    // What the last run used up (captured holds) is made afresh, and the
+    // What the last run used up (captured holds) is made again, and the
     // requests with it; before the first run too, since the sample calls
     // that recorded its SQL used up two (their holds answered
     // HOLD_NOT_ACTIVE in the warm-up).
