@@ -4,9 +4,7 @@ import { createFileRegistry, fromBinary, type DescMessage } from '@bufbuild/prot
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { Server } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 
 /** The descriptor set `npm run generate` writes with buf: proto/ as written, comments included. */
 export const DESCRIPTOR_SET = path.join(__dirname, '..', '..', '..', 'gen', 'credits.binpb');
@@ -45,16 +43,16 @@ export function creditsMethods(): readonly CreditsMethod[] {
  * Serves gRPC server reflection (v1 and v1alpha) from buf's descriptor set,
  * so grpcurl sees the files exactly as written in proto/: snake_case field
  * names and the comments. (proto-loader's own descriptors would camelCase
- * field names and drop comments.)
+ * field names and drop comments.) gRPC's health.proto is in the set too
+ * (proto/grpc/health/v1, a copy of the grpc-health-check package's): the
+ * file proto-loader made of it named its map entry `Statuses` and its types
+ * without their package, which grpcurl refuses ("incorrect implicit map
+ * entry name").
  */
 export function addReflection(server: Server, services: string[]): void {
   const fileDescriptorProtos = splitFileDescriptorSet(fs.readFileSync(DESCRIPTOR_SET));
-  // grpc.health.v1 is not in proto/; its file comes from the health package's
-  // own proto (its field names are single words, so proto-loader keeps them).
-  const health = loadSync(HEALTH_PROTO, { keepCase: true });
-  // ReflectionService reads only `fileDescriptorProtos` of each package definition
-  // entry, and keeps the first file of each name: ours come first.
-  const packageDefinition = { descriptors: { fileDescriptorProtos }, ...health } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+  // ReflectionService reads only `fileDescriptorProtos` of each package definition entry.
+  const packageDefinition = { descriptors: { fileDescriptorProtos } } as unknown as ConstructorParameters<typeof ReflectionService>[0];
   new ReflectionService(packageDefinition, { services }).addToServer(server);
 }
 

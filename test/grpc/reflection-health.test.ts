@@ -1,4 +1,5 @@
-import type { FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { create, createFileRegistry } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema, type DescriptorProto, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { checkHealth } from '../support/health-status';
@@ -89,6 +90,43 @@ describe('server reflection and health', () => {
     const health = files.find((f) => f.service.some((s) => s.name === 'Health'))!;
     expect(health.package).to.equal('grpc.health.v1');
     expect(health.service[0]!.method.map((m) => m.name)).to.include.members(['Check', 'Watch']);
+  });
+
+  it('serves every service in files a protobuf toolchain accepts, as protoc writes them', async () => {
+    // grpcurl (Go's protodesc) refuses a file whose type names do not resolve
+    // or whose map entries are not named <Field>Entry; proto-loader's health
+    // file had both ("Statuses", "HealthCheckResponse").
+    const listed = await discovery.ask({ list_services: '' });
+    const services = listed.list_services_response!.service.map((s) => s.name).filter((name) => !name.startsWith('grpc.reflection.'));
+    expect(services).to.include('grpc.health.v1.Health');
+    for (const service of services) {
+      // As grpcurl does: the symbol's file, then any import still missing by its name.
+      const files = descriptorFiles(await discovery.ask({ file_containing_symbol: service }));
+      for (let missing = files.flatMap((f) => f.dependency).find((d) => !files.some((f) => f.name === d)); missing !== undefined; ) {
+        files.push(...descriptorFiles(await discovery.ask({ file_by_filename: missing })));
+        missing = files.flatMap((f) => f.dependency).find((d) => !files.some((f) => f.name === d));
+      }
+      // Imports first (createFileRegistry's own resolver misorders a shared import).
+      const ordered: FileDescriptorProto[] = [];
+      const place = (file: FileDescriptorProto) => {
+        if (ordered.includes(file)) return;
+        for (const name of file.dependency) place(files.find((f) => f.name === name)!);
+        ordered.push(file);
+      };
+      files.forEach(place);
+      expect(() => createFileRegistry(create(FileDescriptorSetSchema, { file: ordered })), service).to.not.throw();
+      for (const file of files) {
+        const check = (message: DescriptorProto, scope: string) => {
+          for (const field of message.field) {
+            if (field.typeName !== '') expect(field.typeName, `${scope}.${field.name}`).to.match(/^\./);
+            const entry = message.nestedType.find((n) => n.options?.mapEntry && `.${scope}.${n.name}` === field.typeName);
+            if (entry) expect(entry.name, `${scope}.${field.name}`).to.equal(`${field.name.replace(/(^|_)([a-z])/g, (_, __, c: string) => c.toUpperCase())}Entry`);
+          }
+          for (const nested of message.nestedType) check(nested, `${scope}.${nested.name}`);
+        };
+        for (const message of file.messageType) check(message, `${file.package}.${message.name}`);
+      }
+    }
   });
 
   it('answers NOT_FOUND for unknown symbols', async () => {
