@@ -2,7 +2,15 @@
 'use strict';
 // Runs the compiled CLI (`npm run build` writes dist/). `npm start` and
 // `npm test` build first.
-require('../dist/src/cli/main.js')
+const path = require('node:path');
+const fs = require('node:fs');
+
+const compiled = path.join(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
+if (!fs.existsSync(compiled)) {
+  console.error(`credits: ${compiled} is not built yet: run npm run build (npm start and npm test build first).`);
+  process.exit(1);
+}
+require(compiled)
   .main(process.argv.slice(2))
   .then((code) => {
     process.exitCode = code;

@@ -1,4 +1,5 @@
 import type { Config } from './config';
+import { oneLine, StartupError } from './common/startup-error';
 import { openDatabase } from './db/database';
 import { startGrpcServer } from './grpc/server';
 import { createLogger } from './logger';
@@ -39,7 +40,13 @@ export async function serve(config: Config): Promise<void> {
         eventCursorVersion: config.eventCursorVersion,
       },
     );
-    if (metrics) metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!);
+    if (metrics) {
+      metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!).catch((err: unknown) => {
+        throw new StartupError(
+          `Could not listen on CREDITS_METRICS_ADDRESS ${config.metricsAddress!} (${oneLine(err)}): stop what listens there, or set CREDITS_METRICS_ADDRESS to a free host:port or to off.`,
+        );
+      });
+    }
   } catch (err) {
     await server?.shutdown(0);
     await database.close();

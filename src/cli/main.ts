@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DomainError } from '../common/domain-error';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
-import { EmbeddedPostgresError } from '../db/embedded-postgres';
+import { StartupError } from '../common/startup-error';
 import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
 import { verifyRedemptions } from '../coupons/redemption-audit';
@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`credits: ${err.message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof EmbeddedPostgresError || err instanceof DomainError) {
+    if (err instanceof TenantAdminError || err instanceof ConfigError || err instanceof StartupError || err instanceof DomainError) {
       console.error(`credits: ${err.message}`);
       return 1;
     }

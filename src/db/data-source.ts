@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import type { ClientConfig } from 'pg';
 import { DataSource } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
+import { StartupError } from '../common/startup-error';
 import { ApiKeyEntity } from '../tenants/api-key.entity';
 import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
@@ -97,6 +98,18 @@ export async function runMigrations(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   try {
     await runner.connect();
+    // Before anything is written: the ledger's hash chain is over UTF-8
+    // bytes, and the SQL definitions' own text is UTF-8 (a LATIN1 server
+    // refused it after every table had been made).
+    const [{ encoding, name }] = (await runner.query(`SELECT current_setting('server_encoding') AS encoding, current_database() AS name`)) as Array<{
+      encoding: string;
+      name: string;
+    }>;
+    if (encoding !== 'UTF8') {
+      throw new StartupError(
+        `The database ${name} is in the ${encoding} encoding and credits needs UTF8: create one with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0 and point DATABASE_URL at it.`,
+      );
+    }
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
       const applied = await dataSource.runMigrations({ transaction: 'all' });

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config';
+import { oneLine, StartupError } from '../common/startup-error';
 import { createDataSource, runMigrations } from './data-source';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { tracedPgClient } from '../observability/trace-context';
@@ -33,7 +34,13 @@ export async function openDatabase(
     eventsOff: config.eventsOff,
   });
   try {
-    await dataSource.initialize();
+    await dataSource.initialize().catch((err: unknown) => {
+      throw new StartupError(
+        `Could not open the database ${embedded ? `embedded in ${embedded.clusterDir}` : `at ${whereIs(url)}`} (${oneLine(err)}): ${
+          embedded ? 'see its postgres.log beside that folder' : 'start it, create it or fix DATABASE_URL'
+        }.`,
+      );
+    });
     await migrate(dataSource, config);
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy();
@@ -48,6 +55,17 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/** A database URL without its password: host, port and database name. */
+function whereIs(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const host = parsed.hostname || parsed.searchParams.get('host') || 'localhost';
+    return `${host}:${parsed.port || '5432'}${parsed.pathname}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
 }
 
 /**

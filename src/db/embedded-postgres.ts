@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { Client } from 'pg';
+import { oneLine, StartupError } from '../common/startup-error';
 
 /**
  * The embedded PostgreSQL used when no DATABASE_URL is given: the server
@@ -37,11 +38,10 @@ export interface EmbeddedDatabase {
  * words or the log that has the details, so it carries no stack trace (nor a
  * `cause` with one) for the CLI or mocha to print.
  */
-export class EmbeddedPostgresError extends Error {
+export class EmbeddedPostgresError extends StartupError {
   constructor(message: string) {
     super(message);
     this.name = 'EmbeddedPostgresError';
-    this.stack = message;
   }
 }
 
@@ -311,11 +311,6 @@ function canonicalPath(p: string): string {
   } catch {
     return absolute;
   }
-}
-
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n').map((line) => line.trim()).filter((line) => line !== '').join(' ').replace(/[.:;]+$/, '');
 }
 
 function urlFor(port: number): string {

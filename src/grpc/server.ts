@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import http2 from 'node:http2';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -29,6 +30,7 @@ import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
 import { connectionOf } from '../db/data-source';
 import { ConnectionsInUse } from '../db/connections-in-use';
+import { oneLine, StartupError } from '../common/startup-error';
 import type { Metrics } from '../observability/metrics';
 import { observeService } from '../observability/service-metrics';
 import { DatabaseReadiness } from '../observability/readiness';
@@ -174,8 +176,13 @@ export async function startGrpcServer(
 
   let port: number;
   try {
+    const credentials = credentialsFor(options.tls);
     port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(options.address, credentialsFor(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+      server.bindAsync(options.address, credentials, (err, bound) =>
+        err
+          ? reject(new StartupError(`Could not listen on CREDITS_ADDRESS ${options.address} (${oneLine(err)}): stop what listens there or set CREDITS_ADDRESS to a free host:port.`))
+          : resolve(bound),
+      ),
     );
   } catch (err) {
     clearInterval(pruneTimer);
@@ -290,8 +297,17 @@ function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logg
 
 function credentialsFor(tls: Config['tls']): ServerCredentials {
   if (!tls) return ServerCredentials.createInsecure();
-  const ca = tls.clientCaFile ? fs.readFileSync(tls.clientCaFile) : null;
-  return ServerCredentials.createSsl(ca, [{ cert_chain: fs.readFileSync(tls.certFile), private_key: fs.readFileSync(tls.keyFile) }], ca !== null);
+  try {
+    const ca = tls.clientCaFile ? fs.readFileSync(tls.clientCaFile) : null;
+    const cert = fs.readFileSync(tls.certFile);
+    const key = fs.readFileSync(tls.keyFile);
+    // grpc-js reads them only when it binds, and says so as an address it could not add.
+    createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
+    return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], ca !== null);
+  } catch (err) {
+    const files = ['CREDITS_TLS_CERT', 'CREDITS_TLS_KEY', ...(tls.clientCaFile ? ['CREDITS_TLS_CLIENT_CA'] : [])].join(', ');
+    throw new StartupError(`Could not use the TLS files ${files} (${oneLine(err)}): give readable PEM files (certificate chain, its private key${tls.clientCaFile ? ', client CA' : ''}).`);
+  }
 }
 
 async function loadPageTokenKey(dataSource: DataSource): Promise<Buffer> {
