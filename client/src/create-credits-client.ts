@@ -228,8 +228,17 @@ function channelCredentials(tls: CreditsClientOptions['tls']): ChannelCredential
   if (tls === undefined) return credentials.createInsecure();
   if (tls === true) return credentials.createSsl();
   if ((tls.cert === undefined) !== (tls.key === undefined)) throw new TypeError('tls.cert and tls.key must be given together');
-  const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
-  return credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+  const pem = (name: 'ca' | 'key' | 'cert') => {
+    const value = tls[name];
+    if (value === undefined) return null;
+    const bytes = Buffer.from(value);
+    // A path given for the text connected and then failed every attempt as an untrusted certificate.
+    if (!bytes.includes('-----BEGIN')) {
+      throw new TypeError(`tls.${name} must be PEM text (-----BEGIN …), not a file path: pass fs.readFileSync(path)`);
+    }
+    return bytes;
+  };
+  return credentials.createSsl(pem('ca'), pem('key'), pem('cert'));
 }
 
 function checkedDeadline(ms: number, name: string): number {

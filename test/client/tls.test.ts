@@ -74,7 +74,9 @@ describe('credits client over TLS', () => {
     expect(stranger.codeName).to.equal('UNAVAILABLE');
   });
 
-  it('rejects a client certificate without its key before connecting', () => {
+  it('rejects a client certificate without its key, or a file path for PEM text, before connecting', () => {
     expect(() => createCreditsClient({ address: '127.0.0.1:1', apiKey: 'k', tls: { cert: certs.clientCert } })).to.throw(TypeError, /together/);
+    expect(() => createCreditsClient({ address: '127.0.0.1:1', apiKey: 'k', tls: { ca: '/etc/ssl/ca.pem' } })).to.throw(TypeError, /tls\.ca must be PEM text/);
+    expect(() => createCreditsClient({ address: '127.0.0.1:1', apiKey: 'k', tls: { cert: 'client.pem', key: certs.clientKey } })).to.throw(TypeError, /tls\.cert must be PEM text/);
   });
 });
