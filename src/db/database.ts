@@ -44,7 +44,7 @@ export async function openDatabase(
     await migrate(dataSource, config);
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy();
-    await embedded?.stop();
+    await embedded?.release();
     throw err;
   }
   return {
@@ -52,7 +52,7 @@ export async function openDatabase(
     embedded: embedded !== undefined,
     close: async () => {
       await dataSource.destroy();
-      await embedded?.stop();
+      await embedded?.release();
     },
   };
 }

@@ -22,14 +22,21 @@ import { oneLine, StartupError } from '../common/startup-error';
  *
  * Several processes may want it at once (the server and the `credits` CLI):
  * whoever finds a live postmaster in the cluster connects to it; otherwise it
- * starts one and stops it again on `stop()`.
+ * starts one. On `release()` the last of them to let go stops it.
  */
 export interface EmbeddedDatabase {
   url: string;
   /** The cluster's folder (PGDATA). */
   clusterDir: string;
-  /** Stops the server if this process started it; otherwise does nothing. */
+  /** Stops the server if this process started it; otherwise does nothing (tests: an outage). */
   stop(): Promise<void>;
+  /**
+   * Lets go of it, once this process has closed its connections: stops the
+   * server unless another process is still connected, whichever process
+   * started it (last one out). The server that reused a cluster the CLI
+   * started keeps it when the CLI exits, and stops it when it exits itself.
+   */
+  release(): Promise<void>;
 }
 
 /**
@@ -126,7 +133,7 @@ function prepare(dataDir: string, log: (msg: string) => void, options: EmbeddedO
 
 async function start(layout: Layout, log: (msg: string) => void, port: number | undefined): Promise<EmbeddedDatabase> {
   const { clusterDir, logFile } = layout;
-  const reuse = (running: number): EmbeddedDatabase => ({ url: urlFor(running), clusterDir, stop: async () => {} });
+  const reuse = (running: number): EmbeddedDatabase => ({ url: urlFor(running), clusterDir, stop: async () => {}, release: () => release(layout, running) });
   const running = runningPort(clusterDir);
   if (running !== undefined) return reuse(running);
 
@@ -160,14 +167,47 @@ async function start(layout: Layout, log: (msg: string) => void, port: number | 
     url: urlFor(chosenPort),
     clusterDir,
     stop: async () => {
-      const stopOut = openLog(layout);
-      try {
-        await run(layout, 'pg_ctl', ['stop', `--pgdata=${clusterDir}`, '--mode=fast', '--wait', '--timeout=60'], stopOut);
-      } finally {
-        fs.closeSync(stopOut);
-      }
+      await stopCluster(layout);
     },
+    release: () => release(layout, chosenPort),
   };
+}
+
+/** pg_ctl stop; answers whether it stopped the server (false: it was not running). */
+async function stopCluster(layout: Layout): Promise<boolean> {
+  const out = openLog(layout);
+  try {
+    return await run(layout, 'pg_ctl', ['stop', `--pgdata=${layout.clusterDir}`, '--mode=fast', '--wait', '--timeout=60'], out);
+  } finally {
+    fs.closeSync(out);
+  }
+}
+
+/** The application_name of release()'s own look, which other releases do not count. */
+const RELEASING = 'credits-release';
+
+/**
+ * Stops the cluster unless a client of another process is connected. Two
+ * processes letting go at once both stop it (the second pg_ctl finds it
+ * stopped): neither counts the other's look.
+ */
+async function release(layout: Layout, port: number): Promise<void> {
+  let others: number;
+  const client = new Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres', application_name: RELEASING });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM $1`,
+      [RELEASING],
+    );
+    others = rows[0]!.n;
+  } catch {
+    return; // not running any more: nothing to stop
+  } finally {
+    await client.end().catch(() => {});
+  }
+  if (others === 0) await stopCluster(layout);
 }
 
 async function initdb(layout: Layout, out: number): Promise<void> {

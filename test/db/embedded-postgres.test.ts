@@ -87,6 +87,43 @@ describe('embedded PostgreSQL', function () {
     }
   });
 
+  it('is stopped by the last process to let go of it, whichever started it', async () => {
+    // The CLI starts it, a server reuses it, the CLI exits while the server
+    // is connected (it stopped the server's database), the server exits.
+    const parent = tempDir('credits-shared-');
+    const dataDir = path.join(parent, '.data');
+    const options = { rootStateDir: tempDir('credits-state-') };
+    const cli = await startEmbeddedPostgres(dataDir, () => {}, options);
+    const server = await startEmbeddedPostgres(dataDir, () => {}, options);
+    try {
+      expect(server.url, 'reused, not a second server').to.equal(cli.url);
+      const pool = new Client({ connectionString: server.url });
+      await pool.connect();
+      try {
+        await cli.release();
+        expect((await pool.query('SELECT 1 AS one')).rows, 'still serving the server').to.deep.equal([{ one: 1 }]);
+      } finally {
+        await pool.end();
+      }
+      await server.release();
+      const after = await query(server.url, 'SELECT 1').then(
+        () => 'still running',
+        (err: Error) => err.message,
+      );
+      expect(after).to.match(/ECONNREFUSED/);
+
+      // Started again and let go of by a process that did not start it (a server after a SIGKILL).
+      const orphan = await startEmbeddedPostgres(dataDir, () => {}, options);
+      const next = await startEmbeddedPostgres(dataDir, () => {}, options);
+      expect(next.url).to.equal(orphan.url);
+      await next.release();
+      expect(await query(next.url, 'SELECT 1').then(() => 'still running', (err: Error) => err.message)).to.match(/ECONNREFUSED/);
+    } finally {
+      await cli.stop();
+      fs.rmSync(embeddedHome(dataDir, options.rootStateDir), { recursive: true, force: true });
+    }
+  });
+
   it('says in one sentence what to do when its binaries are missing', async () => {
     const noBinaries = tempDir('credits-no-binaries-');
     const err = await startEmbeddedPostgres(path.join(tempDir('credits-data-'), '.data'), () => {}, { binariesPackageDir: noBinaries }).catch((e: unknown) => e);
