@@ -51,16 +51,16 @@ export async function main(argv: string[]): Promise<number> {
           console.log('migrations applied');
         });
       case 'tenant':
-        if (sub !== 'create') throw new UsageError(`unknown tenant command "${sub ?? ''}"`);
+        if (sub !== 'create') throw new UsageError(sub === undefined ? 'tenant needs a command: create' : `unknown tenant command "${sub}"`);
         return await tenantCreate(config, rest);
       case 'api-key':
         if (sub === 'create') return await apiKeyCreate(config, rest);
         if (sub === 'revoke') return await apiKeyRevoke(config, rest);
-        throw new UsageError(`unknown api-key command "${sub ?? ''}"`);
+        throw new UsageError(sub === undefined ? 'api-key needs a command: create or revoke' : `unknown api-key command "${sub}"`);
       case 'verify':
         return await verify(config, argv.slice(1));
       case 'events':
-        if (sub !== 'tail') throw new UsageError(`unknown events command "${sub ?? ''}"`);
+        if (sub !== 'tail') throw new UsageError(sub === undefined ? 'events needs a command: tail' : `unknown events command "${sub}"`);
         return await eventsTail(config, rest);
       case undefined:
       case 'help':

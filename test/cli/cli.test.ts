@@ -161,7 +161,7 @@ describe('the credits command', function () {
     const cases: Array<[args: string[], code: number, message: RegExp]> = [
       [[], 2, /usage: credits <command>/],
       [['frobnicate'], 2, /unknown command "frobnicate"/],
-      [['tenant'], 2, /unknown tenant command ""/],
+      [['tenant'], 2, /tenant needs a command: create/],
       [['tenant', 'delete', 'x'], 2, /unknown tenant command "delete"/],
       [['tenant', 'create'], 2, /tenant create takes exactly one <slug>/],
       [['tenant', 'create', 'a', 'b'], 2, /tenant create takes exactly one <slug>/],
@@ -169,7 +169,7 @@ describe('the credits command', function () {
       [['tenant', 'create', 'x', '--currency'], 2, /currency/],
       [['tenant', 'create', 'Bad_Slug'], 1, /tenant slug must be 1 to 63 characters/],
       [['tenant', 'create', 'ok-slug', '--currency', 'usd'], 1, /currency "usd" is not an ISO 4217 code/],
-      [['api-key'], 2, /unknown api-key command ""/],
+      [['api-key'], 2, /api-key needs a command: create or revoke/],
       [['api-key', 'create', '--tenant', 'x', '--name', 'n'], 2, /api-key create needs --tenant, --name and --scopes/],
       [['api-key', 'create', '--tenant', 'x', '--name', 'n', '--scopes', 'admin'], 1, /scopes must be a comma-separated list of read, write/],
       [['api-key', 'create', '--tenant', 'no-such-tenant-here', '--name', 'n', '--scopes', 'read'], 1, /tenant "no-such-tenant-here" does not exist/],
