@@ -59,7 +59,9 @@ export const DEFAULT_KEEPALIVE_MS = 20_000;
 
 const RETRYABLE_READ: ReadonlySet<status> = new Set([status.UNAVAILABLE]);
 const RETRYABLE_MUTATING: ReadonlySet<status> = new Set([status.UNAVAILABLE, status.ABORTED]);
-const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+// No space at either end: HTTP/2 drops such a header value (RFC 9113 8.2.1)
+// and the call, its retries included, would run without a key.
+const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
 
 interface Settings {
   apiKey: string;
@@ -142,7 +144,7 @@ async function invoke(
   let idempotencyKey: string | undefined;
   if (mutating) {
     idempotencyKey = options.idempotencyKey ?? randomUUID();
-    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new TypeError('idempotencyKey must be 1..255 printable ASCII characters');
+    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new TypeError('idempotencyKey must be 1..255 printable ASCII characters, with no space at either end');
   }
   const retryable = mutating ? RETRYABLE_MUTATING : RETRYABLE_READ;
   const { signal } = options;

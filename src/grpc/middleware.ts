@@ -165,7 +165,9 @@ export function refuseMalformed(): Middleware {
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
 
-const KEY_FORMAT = /^[\x20-\x7e]{1,255}$/;
+// No space at either end: HTTP/2 drops such a value before it gets here
+// (RFC 9113 8.2.1), so no caller can count on one; the rule says so.
+const KEY_FORMAT = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
 
 /** The caller's idempotency key, validated; undefined when none was sent. */
 export function idempotencyKeyOf(metadata: Metadata): string | undefined {
@@ -177,7 +179,7 @@ export function idempotencyKeyOf(metadata: Metadata): string | undefined {
     throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: metadata ${IDEMPOTENCY_KEY_HEADER} ${description}.`, [violation]);
   };
   if (values.length > 1) bad('must be sent once');
-  if (typeof key !== 'string' || !KEY_FORMAT.test(key)) bad('must be 1 to 255 printable ASCII characters');
+  if (typeof key !== 'string' || !KEY_FORMAT.test(key)) bad('must be 1 to 255 printable ASCII characters, with no space at either end');
   return key as string;
 }
 

@@ -89,6 +89,11 @@ describe('credits client calls', () => {
     expect(() => createCreditsClient({ address: 'localhost:1', apiKey: 'k', retry: { maxAttempts: 0 } })).to.throw(TypeError, /maxAttempts/);
     const err = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x' }, { idempotencyKey: 'ü' }).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(TypeError);
+    // HTTP/2 drops a header value with a space at either end: the call would run unkeyed, and each retry write again.
+    for (const idempotencyKey of [' order-7', 'order-7 ']) {
+      const spaced = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 1n, description: 'x' }, { idempotencyKey }).catch((e: unknown) => e);
+      expect(spaced, JSON.stringify(idempotencyKey)).to.be.instanceOf(TypeError).with.property('message').that.includes('no space at either end');
+    }
     // An amount protobuf cannot carry is the caller's mistake, not the service's INTERNAL.
     const tooBig = await t.client.promotionalCredits.addPromotionalCredits({ customerId: 'x', amount: 2n ** 63n, description: 'x' }).catch((e: unknown) => e);
     expect(tooBig).to.be.instanceOf(TypeError);

@@ -242,7 +242,7 @@ describe('call pipeline middleware (unit)', () => {
     ]);
   });
 
-  it('idempotencyKeyOf accepts 1..255 printable ASCII characters (grpc-js refuses others itself), sent once', () => {
+  it('idempotencyKeyOf accepts 1..255 printable ASCII characters, no space at either end (grpc-js refuses others itself), sent once', () => {
     const md = (...values: string[]) => {
       const m = new Metadata();
       for (const v of values) m.add('idempotency-key', v);
@@ -251,7 +251,8 @@ describe('call pipeline middleware (unit)', () => {
     expect(idempotencyKeyOf(new Metadata())).to.equal(undefined);
     expect(idempotencyKeyOf(md('order-7 retry'))).to.equal('order-7 retry');
     expect(idempotencyKeyOf(md('k'.repeat(255)))).to.equal('k'.repeat(255));
-    for (const bad of [md('k'.repeat(256)), md(''), md('a', 'b')]) {
+    expect(idempotencyKeyOf(md('k'))).to.equal('k');
+    for (const bad of [md('k'.repeat(256)), md(''), md('a', 'b'), md(' k'), md('k ')]) {
       expect(() => idempotencyKeyOf(bad)).to.throw(DomainError).with.property('reason', 'VALIDATION_FAILED');
     }
   });

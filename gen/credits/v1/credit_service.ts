@@ -2978,7 +2978,9 @@ export const RedeemCustomerCreditResponse: MessageFns<RedeemCustomerCreditRespon
  * transaction as the change.
  *
  * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
- * printable ASCII, scoped to the tenant, kept 7 days by default). The first
+ * printable ASCII, no space at either end: HTTP/2 drops such a value, and
+ * the call would run without its key; scoped to the tenant, kept 7 days by
+ * default). The first
  * call's response or final error is stored in the same transaction as its
  * effect; a retry with the same key and request answers it again without
  * writing anything, with response metadata `idempotent-replayed: true`. The
