@@ -54,10 +54,15 @@ const UNAVAILABLE_MESSAGES = [
 ];
 
 /**
- * The database cannot be reached or is restarting: SQLSTATE class 08
- * (connection exception), 57P01..57P03 (shutdown, cannot connect now), 53300
- * (too many connections), a socket-level failure of the driver, or TypeORM
- * refusing to go on with a transaction whose connection died.
+ * The database cannot be reached, is restarting or cannot take writes now:
+ * SQLSTATE class 08 (connection exception), class 53 (insufficient
+ * resources: too many connections, disk full, out of memory), 57P01..57P05
+ * (shutdown, cannot connect now, database dropped, idle session timeout),
+ * 25006 (a write on a read-only server: a standby, as after a failover, or
+ * default_transaction_read_only), 55000 refusing connections (ALLOW_CONNECTIONS
+ * false), a socket-level failure of the driver, or TypeORM refusing to go on
+ * with a transaction whose connection died. Each fails the statement before it
+ * writes: the caller may retry.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   // TypeORM releases a transaction's query runner when its connection dies;
@@ -66,9 +71,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (name === 'QueryRunnerAlreadyReleasedError' || name === 'QueryRunnerProviderAlreadyReleasedError') return true;
   const code = sqlState(err);
   if (code !== undefined) {
-    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+    if (code.startsWith('08') || code.startsWith('53') || /^57P0[1-5]$/.test(code) || code === '25006') return true;
     if (UNAVAILABLE_SOCKET_CODES.has(code)) return true;
   }
   const message = typeof err === 'object' && err !== null ? String((err as PgLikeError).message ?? '') : '';
+  // 55000 is also a bug's SQLSTATE (object not in prerequisite state); only this one is an outage.
+  if (code === '55000' && message.includes('is not currently accepting connections')) return true;
   return UNAVAILABLE_MESSAGES.some((m) => message.includes(m));
 }
