@@ -14,9 +14,9 @@ export type ParseResult = { ok: true; minor: bigint } | { ok: false; problem: st
 export function parseDecimalAmount(text: string, currency: string): ParseResult {
   const exponent = currencyExponent(currency);
   if (exponent === undefined) return { ok: false, problem: `cannot be read without a known currency_code` };
-  if (text.length > 40) return { ok: false, problem: 'must be at most 40 characters' };
-  const match = DECIMAL.exec(text);
-  if (!match) return { ok: false, problem: `must be a plain decimal number such as "10.50", got "${text}"` };
+  const problem = decimalSyntaxProblem(text);
+  if (problem !== undefined) return { ok: false, problem };
+  const match = DECIMAL.exec(text)!;
   const whole = match[1]!;
   const fraction = match[2] ?? '';
   if (fraction.length > exponent) {
@@ -31,6 +31,17 @@ export function parseDecimalAmount(text: string, currency: string): ParseResult 
   const minor = BigInt(whole + fraction.padEnd(exponent, '0'));
   if (minor > INT64_MAX) return { ok: false, problem: 'is too large: it must fit in a signed 64-bit count of minor units' };
   return { ok: true, minor };
+}
+
+/**
+ * What is wrong with `text` as a decimal whatever the currency (a sign, an
+ * exponent, too long), or undefined: for a check before the currency is
+ * known (a capture's, read from its hold).
+ */
+export function decimalSyntaxProblem(text: string): string | undefined {
+  if (text.length > 40) return 'must be at most 40 characters';
+  if (!DECIMAL.test(text)) return `must be a plain decimal number such as "10.50", got "${text}"`;
+  return undefined;
 }
 
 /** Formats minor units as a decimal in major units with all minor digits: 1050n, USD → "10.50". */

@@ -2,7 +2,7 @@ import { Violations } from '../common/domain-error';
 import { checkMetadata, type Metadata } from '../common/metadata';
 import { checkCustomerId, checkText, checkUuid } from '../common/text';
 import { checkFutureTime, DAYS } from '../common/time-rules';
-import { parseDecimalAmount } from '../money/decimal';
+import { decimalSyntaxProblem, parseDecimalAmount } from '../money/decimal';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/principal';
 import type { CreditType } from './promotional-credit.entity';
@@ -199,6 +199,10 @@ export function validateCapture(input: CaptureInput): { holdId: string; descript
     v.add('amount_decimal', 'and amount are both set; give at most one');
   } else if (input.amount !== undefined) {
     checkAmount(v, 'amount', input.amount, 'capture'); // listed with the other bad fields, whatever the hold
+  } else if (input.amountDecimal !== undefined) {
+    // Its decimal places need the hold's currency (readCaptureAmount); its form does not.
+    const problem = decimalSyntaxProblem(input.amountDecimal);
+    if (problem !== undefined) v.add('amount_decimal', problem);
   }
   v.throwIfAny();
   return { holdId, description: input.description === '' ? undefined : input.description, validateOnly: input.validateOnly };

@@ -76,6 +76,14 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     );
     expect(Object.keys(bad.fields).sort()).to.deep.equal(['amount', 'description', 'hold_id']);
     await expectError(pc.capturePromotionalCreditHold({ holdId: randomUUID(), amount: -5n }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
+    // So is a decimal amount's form (its decimal places need the hold's currency).
+    const badDecimal = await expectError(
+      pc.capturePromotionalCreditHold({ holdId: 'nope', amountDecimal: '-1', description: 'x'.repeat(300) }),
+      status.INVALID_ARGUMENT,
+      'VALIDATION_FAILED',
+    );
+    expect(Object.keys(badDecimal.fields).sort()).to.deep.equal(['amount_decimal', 'description', 'hold_id']);
+    await expectError(pc.capturePromotionalCreditHold({ holdId: randomUUID(), amountDecimal: '-1' }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED');
     expect((await balanceOf(customerId)).available).to.equal(0n);
     await sleep(1000);
     const read = await pc.getPromotionalCreditHold({ holdId: hold.hold!.id });
