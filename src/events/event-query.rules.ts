@@ -26,7 +26,7 @@ export function checkEventQuery(v: Violations, codec: EventCursorCodec, tenantId
   }
   const types: EventType[] = [];
   input.types.forEach((type, i) => {
-    if (type === undefined || type === 'UNRECOGNIZED') v.add(`types[${i}]`, 'must be an event type other than EVENT_TYPE_UNSPECIFIED');
+    if (type === undefined || type === 'UNRECOGNIZED') v.add(`types[${i}]`, type === undefined ? 'must be an event type other than EVENT_TYPE_UNSPECIFIED' : 'must be one of the EventType values this service knows (an unknown number was sent)');
     else if (!types.includes(type)) types.push(type);
   });
   if (input.customerId !== '') checkCustomerId(v, 'customer_id', input.customerId);

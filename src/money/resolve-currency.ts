@@ -12,7 +12,7 @@ export function resolveCurrency(v: Violations, given: string, principal: Princip
   if (given === '') return principal.defaultCurrency;
   if (!isKnownCurrency(given)) {
     // Echo at most 20 characters, whole ones (no half surrogate pair), with control characters escaped.
-    v.add(field, `must be an ISO 4217 currency code in upper case such as USD, got ${JSON.stringify([...given].slice(0, 20).join(''))}`);
+    v.add(field, `must be the ISO 4217 code of a currency with a minor unit, in upper case, such as USD (not a fund, metal or test code like XAU or XXX), got ${JSON.stringify([...given].slice(0, 20).join(''))}`);
     return undefined;
   }
   if (!principal.multiCurrency && given !== principal.defaultCurrency) {

@@ -218,6 +218,8 @@ describe('EventService.ListEvents', () => {
       'VALIDATION_FAILED',
     );
     expect(Object.keys(error.fields).sort()).to.deep.equal(['after_cursor', 'customer_id', 'page_size', 'types[0]', 'types[2]']);
+    expect(error.fields['types[0]']).to.include('other than EVENT_TYPE_UNSPECIFIED');
+    expect(error.fields['types[2]']).to.include('an unknown number was sent');
   });
 
   it('answers bytes that are no request with INVALID_ARGUMENT, on both RPCs', async () => {

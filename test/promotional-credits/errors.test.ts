@@ -172,6 +172,9 @@ describe('PromotionalCreditService errors', () => {
         const fields = await expectFields(t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'c', amount: 1n, currencyCode }), ['currency_code']);
         expect(fields.currency_code).to.match(/ISO 4217/);
       }
+      // XAU and XXX are ISO 4217 codes, of a metal and of "no currency": the refusal says which codes it takes.
+      const metal = await expectFields(t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'c', amount: 1n, currencyCode: 'XAU' }), ['currency_code']);
+      expect(metal.currency_code).to.include('a currency with a minor unit').and.include('not a fund, metal or test code');
     });
 
     it('currency_code: a tenant that is not multi-currency refuses any currency but its default', async () => {

@@ -11,7 +11,8 @@ import { Timestamp } from "../../google/protobuf/timestamp";
 /**
  * Operators on a string-valued field of a list filter. Every operator that is
  * set must hold (they are combined with AND); a filter with none set matches
- * everything.
+ * everything. Each value is 1..255 characters, or no longer than the field it
+ * filters can be: 1..36 for an `id`, 1..50 for a `customer_id`.
  */
 export interface StringFilter {
   /** Matches the field exactly (case-sensitive). 1..255 characters. */
