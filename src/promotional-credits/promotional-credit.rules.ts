@@ -1,7 +1,7 @@
 import { Violations } from '../common/domain-error';
 import { checkMetadata, type Metadata } from '../common/metadata';
 import { checkCustomerId, checkText, checkUuid } from '../common/text';
-import { checkFutureTime, DAYS } from '../common/time-rules';
+import { checkFutureTime, DAYS, yearsAfter } from '../common/time-rules';
 import { decimalSyntaxProblem, parseDecimalAmount } from '../money/decimal';
 import { resolveCurrency } from '../money/resolve-currency';
 import type { Principal } from '../tenants/principal';
@@ -36,8 +36,8 @@ export interface BalanceChange {
   validateOnly: boolean;
 }
 
-/** How far ahead credits may be set to expire. */
-export const MAX_CREDIT_LIFETIME_MS = DAYS(3653);
+/** How far ahead credits may be set to expire, in calendar years (UTC): not a count of days, which is a day too many after some dates. */
+export const MAX_CREDIT_LIFETIME_YEARS = 10;
 /** How far ahead a hold may be set to expire, and how long it lasts when not told. */
 export const MAX_HOLD_MS = DAYS(7);
 export const DEFAULT_HOLD_MS = 15 * 60 * 1000;
@@ -56,7 +56,7 @@ export function validateBalanceChange(kind: ChangeKind, input: BalanceChangeInpu
   checkText(v, 'description', input.description, 1, 250);
   checkText(v, 'reference', input.reference, 0, 500);
   if (input.creditType === 'UNRECOGNIZED') v.add('credit_type', 'must be one of CREDIT_TYPE_GENERAL, CREDIT_TYPE_LOYALTY_CREDITS, CREDIT_TYPE_REFERRAL_REWARDS');
-  if (input.expireTime !== undefined) checkFutureTime(v, 'expire_time', input.expireTime, now, MAX_CREDIT_LIFETIME_MS, '10 years');
+  if (input.expireTime !== undefined) checkFutureTime(v, 'expire_time', input.expireTime, now, yearsAfter(now, MAX_CREDIT_LIFETIME_YEARS).getTime() - now.getTime(), '10 years');
   const metadata = checkMetadata(v, 'metadata', input.metadata);
   const amount = checkAmountInput(v, input, currencyCode, kind);
   v.throwIfAny();

@@ -96,6 +96,22 @@ describe('balance change rules (unit)', () => {
     expect(violations('add', { amount: 1n, creditType: 'UNRECOGNIZED' })).to.have.keys('credit_type');
   });
 
+  it('expire_time: at most 10 calendar years ahead, not 3,653 days (a day too many when the ten years hold two 29 Februaries)', () => {
+    const refused = (now: string, expire: string) => {
+      try {
+        validateBalanceChange('add', change({ amount: 1n, expireTime: new Date(expire) }), multi, new Date(now));
+      } catch (err) {
+        return Object.fromEntries((err as DomainError).violations.map((v) => [v.field, v.description]));
+      }
+      return {};
+    };
+    expect(refused('2029-03-01T00:00:00Z', '2039-03-01T00:00:00Z')).to.deep.equal({});
+    expect(refused('2029-03-01T00:00:00Z', '2039-03-01T00:00:00.001Z')).to.deep.equal({ expire_time: 'must be at most 10 years ahead' });
+    expect(refused('2029-03-01T00:00:00Z', '2039-03-01T12:00:00Z'), 'within 3,653 days').to.deep.equal({ expire_time: 'must be at most 10 years ahead' });
+    expect(refused('2028-02-29T06:00:00Z', '2038-02-28T06:00:00Z'), 'from a 29 February').to.deep.equal({});
+    expect(refused('2028-02-29T06:00:00Z', '2038-03-01T00:00:00Z')).to.have.keys('expire_time');
+  });
+
   it('reports every bad field at once', () => {
     expect(
       violations('set', { customerId: '!', currencyCode: 'xx', description: '', reference: '\u0007', creditType: 'UNRECOGNIZED', amount: -1n }),
