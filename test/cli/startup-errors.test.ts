@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { Client as PgClient } from 'pg';
 import { freePort } from '../support/child-server';
 import { testDatabaseUrl } from '../support/database';
+import { withScratchDatabase } from '../support/scratch-database';
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'credits.js');
 
@@ -50,17 +51,7 @@ describe('what the credits command says when it cannot start', function () {
   });
 
   it('refuses a database not in UTF8 before it writes anything', async function () {
-    const name = `credits_latin1_${randomBytes(4).toString('hex')}`;
-    const admin = new PgClient({ connectionString: url });
-    await admin.connect();
-    try {
-      try {
-        await admin.query(`CREATE DATABASE ${name} ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`);
-      } catch (err) {
-        if ((err as { code?: string }).code === '42501') this.skip(); // no CREATEDB privilege on this DATABASE_URL
-        throw err;
-      }
-      const latin1 = Object.assign(new URL(url), { pathname: `/${name}` }).href;
+    await withScratchDatabase(this, 'credits_latin1', `ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`, async (latin1, name) => {
       const run = await credits(['migrate'], { DATABASE_URL: latin1 });
       expect(sentence(run)).to.equal(
         `credits: The database ${name} is in the LATIN1 encoding and credits needs UTF8: create one with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0 and point DATABASE_URL at it.`,
@@ -73,10 +64,7 @@ describe('what the credits command says when it cannot start', function () {
       } finally {
         await db.end();
       }
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-      await admin.end();
-    }
+    });
   });
 
   it('names the database it cannot reach, and what to do', async () => {

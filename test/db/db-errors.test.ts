@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Client } from 'pg';
 import { isDatabaseUnavailable } from '../../src/db/db-errors';
 import { toCallerError } from '../../src/grpc/error-status';
 import { testDatabaseUrl } from '../support/database';
+import { withScratchDatabase } from '../support/scratch-database';
 
 /** What `work` on a client of `url` throws. */
 async function thrownBy(url: string, work: (client: Client) => Promise<unknown>): Promise<unknown> {
@@ -49,23 +49,11 @@ describe('database errors a caller may retry', function () {
   });
 
   it('a database that does not accept connections', async function () {
-    const name = `credits_closed_${randomBytes(4).toString('hex')}`;
-    const admin = new Client({ connectionString: url });
-    await admin.connect();
-    try {
-      try {
-        await admin.query(`CREATE DATABASE ${name} ALLOW_CONNECTIONS false`);
-      } catch (err) {
-        if ((err as { code?: string }).code === '42501') this.skip(); // no CREATEDB privilege on this DATABASE_URL
-        throw err;
-      }
-      const err = await thrownBy(Object.assign(new URL(url), { pathname: `/${name}` }).href, async () => {});
+    await withScratchDatabase(this, 'credits_closed', 'ALLOW_CONNECTIONS false', async (closed) => {
+      const err = await thrownBy(closed, async () => {});
       expect((err as { code?: string }).code).to.equal('55000');
       expectUnavailable(err);
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-      await admin.end();
-    }
+    });
   });
 
   it('but not every 55000, nor a bug', async () => {

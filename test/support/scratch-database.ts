@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { testDatabaseUrl } from './database';
+
+/**
+ * Runs `work` on a database of its own beside the test database (`CREATE
+ * DATABASE <prefix>_<random> <options>`), given its URL and name, and drops
+ * it after. Skips `test` when DATABASE_URL's role may not create databases.
+ */
+export async function withScratchDatabase(
+  test: Mocha.Context,
+  prefix: string,
+  options: string,
+  work: (url: string, name: string) => Promise<void>,
+): Promise<void> {
+  const url = await testDatabaseUrl();
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = new Client({ connectionString: url });
+  await admin.connect();
+  try {
+    try {
+      await admin.query(`CREATE DATABASE ${name} ${options}`);
+    } catch (err) {
+      if ((err as { code?: string }).code === '42501') test.skip(); // no CREATEDB privilege on this DATABASE_URL
+      throw err;
+    }
+    await work(Object.assign(new URL(url), { pathname: `/${name}` }).href, name);
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+    await admin.end();
+  }
+}
