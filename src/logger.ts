@@ -15,13 +15,44 @@ const LOG_FLUSH_MS = 100;
  * into few writes instead of one blocking write per call); `flush()` on
  * shutdown. With `traceContext` (tracing on), every line written inside a
  * traced call carries that call's `trace_id` and `span_id`.
- * Never pass secrets or whole payloads to it.
+ * Never pass secrets or whole payloads to it. An `err` is logged by
+ * `loggedError`: what says which statement failed and why, not the row's
+ * values PostgreSQL and TypeORM attach to it.
  */
 export function createLogger(level: string, options: { traceContext?: boolean; fd?: number } = {}): Logger {
   return pino(
-    { level, base: { service: 'credits' }, timestamp: pino.stdTimeFunctions.isoTime, ...(options.traceContext ? { mixin: traceFields } : {}) },
+    {
+      level,
+      base: { service: 'credits' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      serializers: { err: loggedError },
+      ...(options.traceContext ? { mixin: traceFields } : {}),
+    },
     lineDestination(options.fd ?? 1),
   );
+}
+
+/**
+ * Fields of an error that may be logged. pg's errors carry `detail` ("Failing
+ * row contains (…)": a customer's id, a description, an idempotency key),
+ * `where` and `internalQuery`; TypeORM's carry the statement's `parameters`
+ * (the items of a write, as JSON). pino's own serializer logged them all.
+ */
+const LOGGED_ERROR_FIELDS = ['code', 'severity', 'routine', 'schema', 'table', 'column', 'dataType', 'constraint', 'query'] as const;
+
+/** An error as a log line holds it: type, message, stack and LOGGED_ERROR_FIELDS, its driverError and cause the same way. */
+export function loggedError(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error)) return err;
+  const source = err as unknown as Record<string, unknown>;
+  const logged: Record<string, unknown> = { type: err.constructor?.name ?? err.name, message: err.message, stack: err.stack };
+  for (const field of LOGGED_ERROR_FIELDS) {
+    if (source[field] !== undefined && source[field] !== null) logged[field] = source[field];
+  }
+  if (depth < 3) {
+    if (source.driverError !== undefined) logged.driverError = loggedError(source.driverError, depth + 1);
+    if (err.cause !== undefined) logged.cause = loggedError(err.cause, depth + 1);
+  }
+  return logged;
 }
 
 /**
