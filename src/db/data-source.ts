@@ -60,6 +60,8 @@ export interface DataSourceOptions {
   pgClient?: unknown;
   /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
   eventsOff?: boolean;
+  /** Statements may run as long as they take (migrations, and the wait for their lock). */
+  noStatementTimeout?: boolean;
 }
 
 export function createDataSource(options: DataSourceOptions): DataSource {
@@ -67,7 +69,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
     // A database that is down must fail calls promptly (UNAVAILABLE), not hang.
     connectionTimeoutMillis: options.connectTimeoutMs,
     // Backstop against a stuck statement holding a balance lock forever.
-    statement_timeout: 30_000,
+    ...(options.noStatementTimeout ? {} : { statement_timeout: 30_000 }),
     idle_in_transaction_session_timeout: 60_000,
   };
   if (options.pgClient) extra.Client = options.pgClient;

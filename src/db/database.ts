@@ -41,7 +41,7 @@ export async function openDatabase(
         }.`,
       );
     });
-    await migrate(dataSource, config);
+    await migrate(url, config);
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.release();
@@ -69,18 +69,24 @@ function whereIs(url: string): string {
 }
 
 /**
- * Applies pending migrations, under their session-level advisory lock: on a
- * connection of its own to CREDITS_SESSION_DATABASE_URL when set, since
- * behind a transaction-mode pooler the lock and its unlock could land on
- * two server connections (and the lock stay held).
+ * Applies pending migrations, under their session-level advisory lock, on
+ * connections of their own: to CREDITS_SESSION_DATABASE_URL when set (behind
+ * a transaction-mode pooler the lock and its unlock could land on two server
+ * connections, and the lock stay held), else to the database itself. Without
+ * the pool's 30 s statement timeout: a replica waits for the lock as long as
+ * another one migrates, and a migration (an index built on a big table) takes
+ * as long as it takes; both were canceled at 30 s. Two connections, whatever
+ * CREDITS_DB_POOL_SIZE: runMigrations holds one for the lock while TypeORM's
+ * migrations take another (with a pool of 1 the server could never start).
  */
-async function migrate(dataSource: DataSource, config: Config): Promise<void> {
-  if (config.sessionDatabaseUrl === undefined) {
-    await runMigrations(dataSource);
-    return;
-  }
-  // Two connections: runMigrations holds one for the lock while TypeORM's migrations take another.
-  const session = createDataSource({ url: config.sessionDatabaseUrl, poolSize: 2, connectTimeoutMs: config.dbConnectTimeoutMs, applicationName: 'credits-migrate' });
+async function migrate(url: string, config: Config): Promise<void> {
+  const session = createDataSource({
+    url: config.sessionDatabaseUrl ?? url,
+    poolSize: 2,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    applicationName: 'credits-migrate',
+    noStatementTimeout: true,
+  });
   await session.initialize();
   try {
     await runMigrations(session);
