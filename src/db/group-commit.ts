@@ -51,9 +51,9 @@ export interface GroupWork<M, R> {
  * and every member gets that error. Members taken apart by a function run
  * one after another, never more at once than the group was.
  *
- * Traced calls: a group runs in the trace context of its first member, under
- * a span `group commit <name>` that links to every member's span, so its
- * statements show in the first member's trace and the others point to it
+ * Traced calls: a group runs in the trace context of its first sampled
+ * member, under a span `group commit <name>` that links to every member's
+ * span, so its statements show in that member's trace and the others point to it
  * (OpenTelemetry's way to show batching). Without tracing this costs a
  * context lookup per member.
  */
@@ -122,9 +122,14 @@ export class GroupCommit<M, R> {
     });
   }
 
-  /** Runs a group's work in its first member's trace context, under a span linked to every member's (when that member is traced). */
+  /**
+   * Runs a group's work in the trace context of its first sampled member (its
+   * first member when none is), under a span linked to every member's. Under
+   * an unsampled first member, the group's span and statements were dropped
+   * from the trace of a sampled one sharing the group.
+   */
   private async traced<T>(group: GroupCommit<M, R>['queue'], work: () => Promise<T>): Promise<T> {
-    const parent = group[0]!.context;
+    const parent = (group.find((g) => trace.getSpan(g.context)?.isRecording()) ?? group[0]!).context;
     if (trace.getSpan(parent) === undefined) return context.with(parent, work);
     const links: Link[] = [];
     for (const g of group) {

@@ -1,3 +1,6 @@
+import { context, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { AlwaysOnSampler, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { expect } from 'chai';
 import { GroupCommit, type GroupWork, type MemberResult } from '../../src/db/group-commit';
 
@@ -82,5 +85,40 @@ describe('GroupCommit (unit)', () => {
     const results = await Promise.allSettled([1, 2, 3].map((m) => commit.submit(m)));
     expect(results.every((r) => r.status === 'rejected' && r.reason === unreachable)).to.equal(true);
     expect(groups).to.deep.equal([[1, 2, 3]]);
+  });
+});
+
+describe('GroupCommit tracing (unit)', () => {
+  const exporter = new InMemorySpanExporter();
+  before(() => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    trace.setGlobalTracerProvider(
+      new TracerProvider({ sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }), spanProcessors: [new SimpleSpanProcessor({ exporter })] }),
+    );
+  });
+  after(() => {
+    trace.disable();
+    context.disable();
+  });
+
+  it('runs a group under its first sampled member, when the first member is not sampled', async () => {
+    // Two calls' server spans, children of their callers' traceparent: the first unsampled, the second sampled.
+    const tracer = trace.getTracer('test');
+    const caller = (id: string, traceFlags: number) =>
+      trace.setSpanContext(ROOT_CONTEXT, { traceId: id.repeat(32), spanId: id.repeat(16), traceFlags, isRemote: true });
+    const unsampled = tracer.startSpan('call a', {}, caller('a', TraceFlags.NONE));
+    const sampled = tracer.startSpan('call b', {}, caller('b', TraceFlags.SAMPLED));
+    expect([unsampled.isRecording(), sampled.isRecording()]).to.deep.equal([false, true]);
+    const { work, groups } = recording();
+    const commit = new GroupCommit(work, { maxGroups: 1, maxGroupSize: 10, name: 'keyed_calls' });
+    await Promise.all([
+      context.with(trace.setSpan(ROOT_CONTEXT, unsampled), () => commit.submit(1)),
+      context.with(trace.setSpan(ROOT_CONTEXT, sampled), () => commit.submit(2)),
+    ]);
+    expect(groups).to.deep.equal([[1, 2]]);
+    const group = exporter.getFinishedSpans().find((s) => s.name === 'group commit keyed_calls');
+    expect(group, 'the group span was recorded').to.not.equal(undefined);
+    expect(group!.spanContext().traceId).to.equal('b'.repeat(32));
+    expect(group!.parentSpanContext?.spanId).to.equal(sampled.spanContext().spanId);
   });
 });
