@@ -20,7 +20,7 @@ import { parseApiKey } from '../tenants/api-key.secret';
  * tested alone in test/grpc/middleware.unit.test.ts.
  */
 
-/** One log line per call: method, code, reason, duration, tenant, key name, request id; unexpected errors with their details. */
+/** One log line per call: method, code, reason, duration, tenant, key name, request id; unexpected errors with their details, and the database's error (a warning) when it was unavailable. */
 export function logCalls(logger: Logger): Middleware {
   return async (call, next) => {
     const started = process.hrtime.bigint();
@@ -35,6 +35,8 @@ export function logCalls(logger: Logger): Middleware {
       request_id: call.requestId,
     };
     if ('error' in outcome && outcome.cause !== undefined) logger.error(Object.assign({}, line, { err: outcome.cause }), 'call failed');
+    // Why: a read-only server, a full disk, refused connections look alike to the caller.
+    else if ('error' in outcome && outcome.unavailable !== undefined) logger.warn(Object.assign({}, line, { err: outcome.unavailable }), 'call');
     else logger.info(line, 'call');
     return outcome;
   };
@@ -50,7 +52,8 @@ export function answerErrors(): Middleware {
       return await next(call);
     } catch (err) {
       const error = toCallerError(err);
-      return error.expected ? { replayed: false, error } : { replayed: false, error, cause: err };
+      if (!error.expected) return { replayed: false, error, cause: err };
+      return error.reason === ErrorReason.DatabaseUnavailable ? { replayed: false, error, unavailable: err } : { replayed: false, error };
     }
   };
 }

@@ -42,7 +42,11 @@ export interface Call {
  * everything); `cause` is the thrown error behind an unexpected (logged)
  * failure.
  */
-export type Outcome = { replayed: boolean } & ({ response: unknown } | { error: CallerError; cause?: unknown });
+export type Outcome = { replayed: boolean } & (
+  | { response: unknown }
+  /** cause: a bug's error, logged with the call; unavailable: why the database could not take the call, logged as a warning. */
+  | { error: CallerError; cause?: unknown; unavailable?: unknown }
+);
 
 export type Next = (call: Call) => Promise<Outcome>;
 

@@ -122,6 +122,27 @@ describe('call pipeline middleware (unit)', () => {
     expect((lines[2]!.err as { message: string }).message).to.equal('boom');
   });
 
+  it('logCalls says why the database was unavailable, as a warning on the call line (answerErrors keeps that error)', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+        done();
+      },
+    });
+    const readOnly = Object.assign(new Error('cannot execute SELECT FOR UPDATE in a read-only transaction'), { code: '25006' });
+    const outcome = await logCalls(pino({ level: 'info' }, sink))(callOf({ principal: PRINCIPAL }), (call) =>
+      answerErrors()(call, async () => {
+        throw readOnly;
+      }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect('error' in outcome && [outcome.error.code, outcome.error.reason]).to.deep.equal([status.UNAVAILABLE, 'DATABASE_UNAVAILABLE']);
+    expect(lines).to.have.length(1);
+    expect(lines[0]).to.include({ msg: 'call', level: 40, code: 'UNAVAILABLE', reason: 'DATABASE_UNAVAILABLE' });
+    expect(lines[0]!.err).to.deep.include({ code: '25006', message: readOnly.message });
+  });
+
   it('answerErrors turns domain errors into their status and anything else into INTERNAL, keeping the cause for the log', async () => {
     const domain = await answerErrors()(callOf(), async () => {
       throw new DomainError(ErrorReason.InsufficientBalance, 'Not enough.', [], { balance: '1' });
