@@ -218,7 +218,14 @@ export async function startGrpcServer(
           deps.logger.warn({ err }, 'could not end the database work of calls in flight');
           return 0;
         });
-        if (terminated > 0) await Promise.race([quiet, new Promise((resolve) => setTimeout(resolve, ANSWER_AFTER_TERMINATE_MS))]);
+        // Then their answers go out: the last handler to finish leaves the
+        // drain before grpc-js has sent its answer, so closing the connections
+        // as soon as none is in flight dropped that one ("Connection dropped").
+        // tryShutdown ends once every connection has sent its calls' answers.
+        if (terminated > 0) {
+          const answered = quiet.then(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+          await Promise.race([answered, new Promise((resolve) => setTimeout(resolve, ANSWER_AFTER_TERMINATE_MS))]);
+        }
         destroySessions(server);
         server.forceShutdown();
       } else {

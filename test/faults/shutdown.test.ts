@@ -1,4 +1,4 @@
-import { credentials, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
@@ -126,5 +126,38 @@ describe('faults: graceful shutdown', function () {
     );
     expect(rows).to.deep.equal([{ amount: '1000', decrements: 0 }]);
     expect(server.output()).to.include('shutdown grace period over');
+  });
+
+  it('answers every call it cut that held a connection UNAVAILABLE SHUTTING_DOWN, the last one too', async () => {
+    // Found in review: the last cut call to finish often got "Connection dropped"
+    // (its answer was logged, but the connections were closed before it went out).
+    const tenant = await newTenant(dataSource);
+    const server = await spawnServer(await testDatabaseUrl(), await freePort(), { CREDITS_SHUTDOWN_GRACE_MS: '1000' });
+    const client = promotionalCredits(server.address, tenant.rwKey);
+    const base = { customerId: 'cut-all', currencyCode: '', description: 'cut', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
+    await client.addPromotionalCredits({ ...base, amount: 1000n });
+    const runner = dataSource.createQueryRunner();
+    await runner.connect();
+    await runner.startTransaction();
+    try {
+      await runner.query('SELECT amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE', [tenant.id, 'cut-all']);
+      const inFlight: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 6; i++) {
+        const metadata = new Metadata();
+        metadata.set('idempotency-key', `cut-all-${i}`);
+        inFlight.push(client.deductPromotionalCredits({ ...base, amount: 10n }, metadata));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      server.process.kill('SIGTERM');
+      const results = await Promise.allSettled(inFlight);
+      const answers = results.map((r) => (r.status === 'fulfilled' ? 'written' : `${status[decodeError(r.reason as ServiceError).code]} ${decodeError(r.reason as ServiceError).reason ?? r.reason.details}`));
+      expect(answers).to.deep.equal(Array(6).fill('UNAVAILABLE SHUTTING_DOWN'));
+      expect(await server.exited).to.deep.equal({ code: 0, signal: null });
+    } finally {
+      await runner.commitTransaction();
+      await runner.release();
+      client.close();
+    }
   });
 });
