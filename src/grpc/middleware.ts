@@ -234,14 +234,17 @@ function codeOfOutcome(outcome: Outcome): status {
  */
 export function recordCallMetrics(metrics: Metrics): Middleware {
   return async (call, next) => {
-    const m = metrics.method(call.path);
+    // A server stream is counted as go-grpc-prometheus counts one: its own grpc_type, every message sent.
+    const stream = call.ending !== undefined;
+    const m = metrics.method(call.path, stream ? 'server_stream' : 'unary');
     m.started.inc();
     m.received.inc();
+    if (stream) call.sent = (messages) => m.sent.inc(messages);
     const started = performance.now();
     const outcome = await next(call);
     m.handling.observe((performance.now() - started) / 1000);
     m.handled(codeOfOutcome(outcome)).inc();
-    if ('response' in outcome) m.sent.inc();
+    if ('response' in outcome && !stream) m.sent.inc();
     if (outcome.replayed) m.replayed.inc();
     return outcome;
   };

@@ -35,6 +35,8 @@ export interface Call {
    * (CANCELLED) or the server is shutting down (SHUTTING_DOWN, see drain).
    */
   readonly ending?: AbortController;
+  /** Server streams only: counts the messages the stream sent (set by recordCallMetrics). */
+  sent?: (messages: number) => void;
 }
 
 /**

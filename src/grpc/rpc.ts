@@ -151,7 +151,10 @@ export class Rpc {
             for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
             grpcCall.sendMetadata(metadata);
           },
-          sendAll,
+          sendAll: async (messages) => {
+            await sendAll(messages);
+            call.sent?.(messages.length);
+          },
         });
         return { replayed: false, response: undefined };
       };

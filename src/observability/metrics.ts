@@ -180,14 +180,14 @@ export class Metrics {
     for (const outcome of ['ok', 'failed']) this.sweeps.labels(outcome).inc(0);
   }
 
-  /** The metric children of a method ('/package.Service/Method'), made on its first call. */
-  method(path: string): MethodMetrics {
+  /** The metric children of a method ('/package.Service/Method'), made on its first call; `type` as go-grpc-prometheus names it. */
+  method(path: string, type: 'unary' | 'server_stream' = 'unary'): MethodMetrics {
     let found = this.methods.get(path);
     if (!found) {
       const slash = path.lastIndexOf('/');
       const service = path.slice(1, slash);
       const method = path.slice(slash + 1);
-      const labels = { grpc_type: 'unary', grpc_service: service, grpc_method: method };
+      const labels = { grpc_type: type, grpc_service: service, grpc_method: method };
       const byCode = new Map<status, Inc>();
       found = {
         started: this.started.child(labels),

@@ -150,6 +150,12 @@ describe('observability: Prometheus metrics', function () {
       const sent = (s: Scrape) => (s.has('credits_event_stream_lag_seconds_count') ? s.value('credits_event_stream_lag_seconds_count') : 0);
       expect(sent(after) - sent(before)).to.equal(3);
       expect(after.value('credits_event_stream_lag_seconds_bucket', { le: '+Inf' })).to.be.at.least(3);
+      // As go-grpc-prometheus counts a server stream: its own grpc_type, each message sent (found in review: unary, none).
+      const stream_ = { grpc_type: 'server_stream', grpc_service: 'credits.v1.EventService', grpc_method: 'StreamEvents' };
+      const messages = (s: Scrape) => (s.has('grpc_server_msg_sent_total', stream_) ? s.value('grpc_server_msg_sent_total', stream_) : 0);
+      expect(messages(after) - messages(before), 'messages sent').to.equal(3);
+      expect(after.value('grpc_server_started_total', stream_), 'started as a server stream').to.be.at.least(1);
+      expect(after.has('grpc_server_started_total', { ...stream_, grpc_type: 'unary' }), 'not as unary').to.equal(false);
     } finally {
       stream.cancel();
       events.close();
