@@ -262,11 +262,18 @@ export class Metrics {
   observeHolds(read: HoldsReader, timeoutMs = 1000): void {
     // Both gauges of one scrape share one query (the registry collects them at once).
     let pending: Promise<Awaited<ReturnType<HoldsReader>> | undefined> | undefined;
+    // The query itself, until it settles: a scrape while it still runs (a
+    // database that hangs) waits for it again rather than starting another,
+    // which took one more pool connection per scrape until the database answered.
+    let reading: Promise<Awaited<ReturnType<HoldsReader>> | undefined> | undefined;
     const rows = () => {
       if (!pending) {
+        reading ??= read()
+          .catch(() => undefined)
+          .finally(() => (reading = undefined));
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
-        pending = Promise.race([read().catch(() => undefined), timeout]).finally(() => {
+        pending = Promise.race([reading, timeout]).finally(() => {
           clearTimeout(timer);
           pending = undefined;
         });

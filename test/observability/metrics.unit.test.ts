@@ -31,3 +31,20 @@ describe('Metrics: per-call counters kept as tallies', () => {
     expect((await metrics.registry.metrics()).includes('credits_auth_cache_lookups_total{result="miss"} 0')).to.equal(true);
   });
 });
+
+describe('Metrics: active holds read on a scrape', () => {
+  it('a scrape while the last read still runs (a database that hangs) starts no other read', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const rows = [{ currency: 'USD', holds: 2, held: 70n }];
+    let reads = 0;
+    let answer: (value: typeof rows) => void = () => {};
+    // The first read hangs until answered; later ones answer at once.
+    metrics.observeHolds(() => (++reads === 1 ? new Promise((resolve) => (answer = resolve)) : Promise.resolve(rows)), 20);
+    for (let i = 0; i < 3; i++) expect(await valueOf(metrics, 'credits_holds_active{currency="USD"}'), `scrape ${i} without an answer`).to.equal(0);
+    expect(reads, 'one read, however many scrapes').to.equal(1);
+    answer(rows);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await valueOf(metrics, 'credits_holds_active{currency="USD"}'), 'the next scrape reads again').to.equal(2);
+    expect(reads).to.equal(2);
+  });
+});
