@@ -68,10 +68,10 @@ export function createDataSource(options: DataSourceOptions): DataSource {
   const extra: Record<string, unknown> = {
     // A database that is down must fail calls promptly (UNAVAILABLE), not hang.
     connectionTimeoutMillis: options.connectTimeoutMs,
-    // Backstop against a stuck statement holding a balance lock forever.
-    ...(options.noStatementTimeout ? {} : { statement_timeout: 30_000 }),
     idle_in_transaction_session_timeout: 60_000,
   };
+  // Backstop against a stuck statement holding a balance lock forever.
+  if (!options.noStatementTimeout) extra.statement_timeout = 30_000;
   if (options.pgClient) extra.Client = options.pgClient;
   // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
   if (options.eventsOff) extra.options = '-c credits.events=off';
