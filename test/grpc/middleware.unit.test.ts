@@ -96,7 +96,8 @@ describe('call pipeline middleware (unit)', () => {
     expect(outcomes.map((o) => ('response' in o ? o.response : o.error.code))).to.deep.equal(['a:a:first', 'b:b:second', 'c:c:first', 'd:d:third']);
   });
 
-  it('logCalls writes one line per call with method, code, reason, duration, tenant, key and request id; unexpected errors with their details', async () => {
+  /** A pino logger whose lines are parsed into `lines`. */
+  const capturedLogger = () => {
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
@@ -104,7 +105,11 @@ describe('call pipeline middleware (unit)', () => {
         done();
       },
     });
-    const logger = pino({ level: 'info' }, sink);
+    return { logger: pino({ level: 'info' }, sink), lines };
+  };
+
+  it('logCalls writes one line per call with method, code, reason, duration, tenant, key and request id; unexpected errors with their details', async () => {
+    const { logger, lines } = capturedLogger();
     const call = callOf({ principal: PRINCIPAL });
     await logCalls(logger)(call, answer);
     const refused: Outcome = {
@@ -123,15 +128,9 @@ describe('call pipeline middleware (unit)', () => {
   });
 
   it('logCalls says why the database was unavailable, as a warning on the call line (answerErrors keeps that error)', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        done();
-      },
-    });
+    const { logger, lines } = capturedLogger();
     const readOnly = Object.assign(new Error('cannot execute SELECT FOR UPDATE in a read-only transaction'), { code: '25006' });
-    const outcome = await logCalls(pino({ level: 'info' }, sink))(callOf({ principal: PRINCIPAL }), (call) =>
+    const outcome = await logCalls(logger)(callOf({ principal: PRINCIPAL }), (call) =>
       answerErrors()(call, async () => {
         throw readOnly;
       }),
