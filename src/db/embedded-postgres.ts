@@ -166,18 +166,16 @@ async function start(layout: Layout, log: (msg: string) => void, port: number | 
   return {
     url: urlFor(chosenPort),
     clusterDir,
-    stop: async () => {
-      await stopCluster(layout);
-    },
+    stop: () => stopCluster(layout),
     release: () => release(layout, chosenPort),
   };
 }
 
-/** pg_ctl stop; answers whether it stopped the server (false: it was not running). */
-async function stopCluster(layout: Layout): Promise<boolean> {
+/** pg_ctl stop (which fails, harmlessly, when the server is not running). */
+async function stopCluster(layout: Layout): Promise<void> {
   const out = openLog(layout);
   try {
-    return await run(layout, 'pg_ctl', ['stop', `--pgdata=${layout.clusterDir}`, '--mode=fast', '--wait', '--timeout=60'], out);
+    await run(layout, 'pg_ctl', ['stop', `--pgdata=${layout.clusterDir}`, '--mode=fast', '--wait', '--timeout=60'], out);
   } finally {
     fs.closeSync(out);
   }

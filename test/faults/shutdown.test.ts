@@ -6,6 +6,7 @@ import { freePort, healthStatus, spawnServer } from '../support/child-server';
 import { HealthClient } from '../support/health-status';
 import { openTestDataSource, testDatabaseUrl } from '../support/database';
 import { promotionalCredits } from '../support/server';
+import { withBalanceLocked } from '../support/ledger';
 import { decodeError } from '../support/status';
 import { newTenant } from '../support/tenant';
 
@@ -136,27 +137,23 @@ describe('faults: graceful shutdown', function () {
     const client = promotionalCredits(server.address, tenant.rwKey);
     const base = { customerId: 'cut-all', currencyCode: '', description: 'cut', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
     await client.addPromotionalCredits({ ...base, amount: 1000n });
-    const runner = dataSource.createQueryRunner();
-    await runner.connect();
-    await runner.startTransaction();
     try {
-      await runner.query('SELECT amount FROM promotional_credit_balances WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE', [tenant.id, 'cut-all']);
-      const inFlight: Array<Promise<unknown>> = [];
-      for (let i = 0; i < 6; i++) {
-        const metadata = new Metadata();
-        metadata.set('idempotency-key', `cut-all-${i}`);
-        inFlight.push(client.deductPromotionalCredits({ ...base, amount: 10n }, metadata));
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      server.process.kill('SIGTERM');
-      const results = await Promise.allSettled(inFlight);
-      const answers = results.map((r) => (r.status === 'fulfilled' ? 'written' : `${status[decodeError(r.reason as ServiceError).code]} ${decodeError(r.reason as ServiceError).reason ?? r.reason.details}`));
-      expect(answers).to.deep.equal(Array(6).fill('UNAVAILABLE SHUTTING_DOWN'));
-      expect(await server.exited).to.deep.equal({ code: 0, signal: null });
+      await withBalanceLocked(dataSource, tenant.id, 'cut-all', async () => {
+        const inFlight: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 6; i++) {
+          const metadata = new Metadata();
+          metadata.set('idempotency-key', `cut-all-${i}`);
+          inFlight.push(client.deductPromotionalCredits({ ...base, amount: 10n }, metadata));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        server.process.kill('SIGTERM');
+        const results = await Promise.allSettled(inFlight);
+        const answers = results.map((r) => (r.status === 'fulfilled' ? 'written' : `${status[decodeError(r.reason as ServiceError).code]} ${decodeError(r.reason as ServiceError).reason ?? r.reason.details}`));
+        expect(answers).to.deep.equal(Array(6).fill('UNAVAILABLE SHUTTING_DOWN'));
+        expect(await server.exited).to.deep.equal({ code: 0, signal: null });
+      });
     } finally {
-      await runner.commitTransaction();
-      await runner.release();
       client.close();
     }
   });

@@ -102,10 +102,8 @@ describe('server reflection and health', () => {
     for (const service of services) {
       // As grpcurl does: the symbol's file, then any import still missing by its name.
       const files = descriptorFiles(await discovery.ask({ file_containing_symbol: service }));
-      for (let missing = files.flatMap((f) => f.dependency).find((d) => !files.some((f) => f.name === d)); missing !== undefined; ) {
-        files.push(...descriptorFiles(await discovery.ask({ file_by_filename: missing })));
-        missing = files.flatMap((f) => f.dependency).find((d) => !files.some((f) => f.name === d));
-      }
+      const missing = () => files.flatMap((f) => f.dependency).find((d) => !files.some((f) => f.name === d));
+      for (let name = missing(); name !== undefined; name = missing()) files.push(...descriptorFiles(await discovery.ask({ file_by_filename: name })));
       // Imports first (createFileRegistry's own resolver misorders a shared import).
       const ordered: FileDescriptorProto[] = [];
       const place = (file: FileDescriptorProto) => {
