@@ -1,5 +1,6 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { DomainError, ErrorReason } from './domain-error';
+import { HmacSha256 } from './hmac';
 
 /**
  * Opaque keyset page tokens: `<payload>.<mac>`, both base64url. The payload
@@ -9,7 +10,11 @@ import { DomainError, ErrorReason } from './domain-error';
  * token or one sent with other filters is rejected.
  */
 export class PageTokenCodec {
-  constructor(private readonly key: Buffer) {}
+  private readonly hmac: HmacSha256;
+
+  constructor(key: Buffer) {
+    this.hmac = new HmacSha256(key);
+  }
 
   encode(tenantId: string, filterKey: string, position: readonly string[]): string {
     const payload = Buffer.from(JSON.stringify({ p: position, f: filterHash(filterKey) })).toString('base64url');
@@ -41,12 +46,12 @@ export class PageTokenCodec {
   }
 
   private mac(tenantId: string, payload: string): string {
-    return createHmac('sha256', this.key).update(tenantId).update('\0').update(payload).digest().subarray(0, 16).toString('base64url');
+    return this.hmac.digest(tenantId, '\0', payload).subarray(0, 16).toString('base64url');
   }
 }
 
 function filterHash(filterKey: string): string {
-  return createHash('sha256').update(filterKey).digest().subarray(0, 12).toString('base64url');
+  return hash('sha256', filterKey, 'buffer').subarray(0, 12).toString('base64url');
 }
 
 /** The seq a keyset page token points after (tokens are MAC-checked before this). */
