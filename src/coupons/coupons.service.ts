@@ -270,9 +270,12 @@ export class CouponsService {
    * CANCELED and stopped counting from its hold_until on. Answers how many
    * it recorded.
    */
-  async recordLapsedHolds(snapshots: CouponEventSnapshots, { batch = 500, maxPerRun = 5000, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS } = {}): Promise<number> {
+  async recordLapsedHolds(
+    snapshots: CouponEventSnapshots,
+    { batch = 500, maxPerRun = 5000, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS, signal }: { batch?: number; maxPerRun?: number; lockTimeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<number> {
     let recorded = 0;
-    while (recorded < maxPerRun) {
+    while (recorded < maxPerRun && !signal?.aborted) {
       const limit = Math.min(batch, maxPerRun - recorded);
       const { due, canceled } = await inTransaction(this.dataSource, async (manager) => {
         const outcome = await new CouponRepository(manager).cancelLapsedHolds(limit, lockTimeoutMs);

@@ -5,7 +5,8 @@ export const PRUNE_BATCH = 5_000;
 
 /**
  * Deletes events older than `retentionHours`, oldest first, a batch per
- * transaction until none is left (or `maxBatches` ran), and moves the
+ * transaction until none is left (or `maxBatches` ran, or `signal` aborted:
+ * after the batch in progress), and moves the
  * retention watermarks (event_watermarks: per tenant and event type, the
  * newest (xid, position) deleted) in the same transaction as each delete,
  * so that a reader sees both or neither (see EventRepository); and the
@@ -16,9 +17,14 @@ export const PRUNE_BATCH = 5_000;
  * only of rows older than that), which locks that one row, so prunes take
  * turns, and the watermark only ever moves forward.
  */
-export async function pruneEvents(dataSource: DataSource, retentionHours: number, limits = { batch: PRUNE_BATCH, maxBatches: 1_000 }): Promise<number> {
+export async function pruneEvents(
+  dataSource: DataSource,
+  retentionHours: number,
+  limits = { batch: PRUNE_BATCH, maxBatches: 1_000 },
+  signal?: AbortSignal,
+): Promise<number> {
   let deleted = 0;
-  for (let batch = 0; batch < limits.maxBatches; batch++) {
+  for (let batch = 0; batch < limits.maxBatches && !signal?.aborted; batch++) {
     const count = await dataSource.transaction(async (manager) => {
       await manager.query(`UPDATE event_retention SET hours = $1`, [retentionHours]);
       const rows: Array<{ deleted: string }> = await manager.query(

@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { effectivePageSize } from '../common/pager';
+import { runPeriodically, type Periodic } from '../common/periodic';
 import type { Logger } from '../logger';
 import type { Principal } from '../tenants/principal';
 import { BEGINNING, EventCursorCodec, type CursorVersion, type Position } from './event-cursor';
@@ -32,8 +33,7 @@ export interface EventStream {
  */
 export class EventsService {
   private readonly repository: EventRepository;
-  private pruneTimer: NodeJS.Timeout | undefined;
-  private pruning: Promise<unknown> | undefined;
+  private pruning: Periodic | undefined;
 
   private constructor(
     private readonly dataSource: DataSource,
@@ -54,30 +54,33 @@ export class EventsService {
     return service;
   }
 
-  /** Prunes every PRUNE_INTERVAL_MS; a run still going when the next is due is not doubled. */
+  /** Prunes about every PRUNE_INTERVAL_MS (see runPeriodically). */
   private startPruning(logger: Logger): void {
-    this.pruneTimer = setInterval(() => {
-      this.pruning ??= this.prune()
-        .then((deleted) => {
-          if (deleted > 0) logger.info({ deleted, retention_hours: this.options.retentionHours }, 'pruned events past the retention');
-        })
-        .catch((err: unknown) => logger.warn({ err }, 'pruning events failed'))
-        .finally(() => (this.pruning = undefined));
-    }, PRUNE_INTERVAL_MS);
-    this.pruneTimer.unref();
+    this.pruning = runPeriodically(
+      PRUNE_INTERVAL_MS,
+      async (signal) => {
+        const deleted = await this.prune(signal);
+        if (deleted > 0) logger.info({ deleted, retention_hours: this.options.retentionHours }, 'pruned events past the retention');
+      },
+      (err) => logger.warn({ err }, 'pruning events failed'),
+    );
+  }
+
+  /** Stops pruning: a prune in progress ends after its current batch (the server's drain waits for it within the grace). */
+  stopPruning(): Promise<void> {
+    return this.pruning?.stop() ?? Promise.resolve();
   }
 
   /** Stops pruning and listening (streams are ended by the server's drain before). */
   async close(): Promise<void> {
-    clearInterval(this.pruneTimer);
-    await this.pruning;
+    await this.stopPruning();
     await this.hub.close();
   }
 
-  /** Deletes the events past the retention now; answers how many. */
-  prune(): Promise<number> {
+  /** Deletes the events past the retention now (until `signal` aborts); answers how many. */
+  prune(signal?: AbortSignal): Promise<number> {
     if (this.options.retentionHours === undefined) throw new Error('this EventsService has no retention to prune by');
-    return pruneEvents(this.dataSource, this.options.retentionHours);
+    return pruneEvents(this.dataSource, this.options.retentionHours, undefined, signal);
   }
 
   async list(principal: Pick<Principal, 'tenantId'>, input: EventQueryInput & { pageSize: number }): Promise<{ events: EventRecord[]; nextCursor: string }> {

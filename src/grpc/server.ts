@@ -9,6 +9,7 @@ import { CreditServiceService } from '../../gen/credits/v1/credit_service';
 import { EventServiceService } from '../../gen/credits/v1/event_service';
 import { PromotionalCreditServiceService } from '../../gen/credits/v1/promotional_credit_service';
 import { PageTokenCodec } from '../common/page-token';
+import { runPeriodically, type Periodic } from '../common/periodic';
 import { DEFAULT_AUTH_CACHE_MS, DEFAULT_EVENT_RETENTION_HOURS, DEFAULT_EXPIRY_SWEEP_SECONDS, DEFAULT_IDEMPOTENCY_RETENTION_HOURS, type Config } from '../config';
 import { CouponsService } from '../coupons/coupons.service';
 import { CreditsService } from '../credits/credits.service';
@@ -127,10 +128,13 @@ export async function startGrpcServer(
   );
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
-  const pruneTimer = setInterval(() => {
-    idempotency.prune().catch((err: unknown) => deps.logger.warn({ err }, 'pruning idempotency keys failed'));
-  }, PRUNE_INTERVAL_MS);
-  pruneTimer.unref();
+  const keyPruning = runPeriodically(
+    PRUNE_INTERVAL_MS,
+    async (signal) => {
+      await idempotency.prune(undefined, signal);
+    },
+    (err) => deps.logger.warn({ err }, 'pruning idempotency keys failed'),
+  );
 
   const server = new Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
@@ -151,7 +155,10 @@ export async function startGrpcServer(
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
   const coupons = new CouponsService(deps.dataSource, pageTokens);
   const sweeper = startExpirySweep(
-    { balances: () => promotionalCredits.sweepExpired(), lapsedRedemptions: () => coupons.recordLapsedHolds(couponEventSnapshots) },
+    {
+      balances: (signal) => promotionalCredits.sweepExpired(undefined, signal),
+      lapsedRedemptions: (signal) => coupons.recordLapsedHolds(couponEventSnapshots, { signal }),
+    },
     (options.expirySweepSeconds ?? DEFAULT_EXPIRY_SWEEP_SECONDS) * 1000,
     deps.logger,
     metrics,
@@ -185,7 +192,7 @@ export async function startGrpcServer(
       ),
     );
   } catch (err) {
-    clearInterval(pruneTimer);
+    await keyPruning.stop();
     await sweeper.stop();
     await events.close();
     await authenticator.close();
@@ -200,14 +207,13 @@ export async function startGrpcServer(
       // new calls get a clear UNAVAILABLE (SHUTTING_DOWN) instead of a reset.
       accepting = false;
       stopping.abort();
-      clearInterval(pruneTimer);
       for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'over'>((resolve) => (timer = setTimeout(() => resolve('over'), graceMs)));
       // The background work ends within the grace like the calls: a sweep
       // waiting on a row lock must not hold the drain (or health) past it.
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
-      const quiet = Promise.all([idle, sweeper.stop(), readiness.stop()]);
+      const quiet = Promise.all([idle, sweeper.stop(), keyPruning.stop(), events.stopPruning(), readiness.stop()]);
       if ((await Promise.race([quiet, graceOver])) === 'over') {
         deps.logger.warn({ in_flight: inFlight, connections_in_use: connectionsInUse.size }, 'shutdown grace period over; cutting calls still in flight');
         // Their database work first, so that it rolls back rather than
@@ -246,27 +252,23 @@ export async function startGrpcServer(
   };
 }
 
-/** What one run of the expiry sweep does; each answers how many it settled or recorded. */
+/** What one run of the expiry sweep does; each answers how many it settled or recorded, and stops early once `signal` aborts. */
 interface ExpirySweeps {
   /** Balances with expirations due (lots and holds of promotional credits): promotional_credit_sweep. */
-  balances(): Promise<number>;
+  balances(signal: AbortSignal): Promise<number>;
   /** Held redemptions past their hold_until: their cancellation and its event (CouponsService.recordLapsedHolds). */
-  lapsedRedemptions(): Promise<number>;
+  lapsedRedemptions(signal: AbortSignal): Promise<number>;
 }
 
 /**
  * Every replica sweeps expirations due now and then (promotional_credit_sweep
  * skips balances another replica is settling, and settles each from its lots
  * as they stand, so sweeps at once never expire a lot twice; lapsed holds of
- * redemptions are recorded under their coupons' locks, each once). Runs
- * never overlap; the first comes after a random part of the interval, so
- * replicas started together spread out. A run is `failed` when either part
- * failed; the other part still ran.
+ * redemptions are recorded under their coupons' locks, each once), on
+ * runPeriodically's schedule. A run is `failed` when either part failed; the
+ * other part still ran.
  */
-function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logger, metrics: Metrics | undefined): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
+function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logger, metrics: Metrics | undefined): Periodic {
   const part = async (what: string, sweep: () => Promise<number>): Promise<number | undefined> => {
     try {
       return await sweep();
@@ -275,31 +277,18 @@ function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logg
       return undefined;
     }
   };
-  const sweepOnce = async () => {
-    const settled = await part('balances', () => sweeps.balances());
-    const lapsedRedemptions = await part('lapsed redemptions', () => sweeps.lapsedRedemptions());
-    if (settled !== undefined && settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
-    if (lapsedRedemptions !== undefined && lapsedRedemptions > 0) logger.info({ redemptions: lapsedRedemptions }, 'lapsed redemption holds canceled');
-    const failed = settled === undefined || lapsedRedemptions === undefined;
-    metrics?.expirySweep({ failed, settled: settled ?? 0, lapsedRedemptions: lapsedRedemptions ?? 0 });
-  };
-  const schedule = (delay: number) => {
-    timer = setTimeout(() => {
-      running = sweepOnce().finally(() => {
-        running = undefined;
-        if (!stopped) schedule(intervalMs);
-      });
-    }, delay);
-    timer.unref();
-  };
-  schedule(Math.random() * intervalMs);
-  return {
-    stop: async () => {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
+  return runPeriodically(
+    intervalMs,
+    async (signal) => {
+      const settled = await part('balances', () => sweeps.balances(signal));
+      const lapsedRedemptions = await part('lapsed redemptions', () => sweeps.lapsedRedemptions(signal));
+      if (settled !== undefined && settled > 0) logger.info({ balances: settled }, 'expired credits and holds settled');
+      if (lapsedRedemptions !== undefined && lapsedRedemptions > 0) logger.info({ redemptions: lapsedRedemptions }, 'lapsed redemption holds canceled');
+      const failed = settled === undefined || lapsedRedemptions === undefined;
+      metrics?.expirySweep({ failed, settled: settled ?? 0, lapsedRedemptions: lapsedRedemptions ?? 0 });
     },
-  };
+    (err) => logger.warn({ err }, 'expiry sweep failed'),
+  );
 }
 
 function credentialsFor(tls: Config['tls']): ServerCredentials {

@@ -206,10 +206,10 @@ export class Idempotency {
     return answers;
   }
 
-  /** Deletes expired keys in batches; answers how many went. */
-  prune(batch = 1000): Promise<number> {
+  /** Deletes expired keys in batches (until `signal` aborts); answers how many went. */
+  prune(batch = 1000, signal?: AbortSignal): Promise<number> {
     const store = new IdempotencyRepository(this.dataSource.manager);
-    return inBatches(batch, (n) => store.pruneExpired(n));
+    return inBatches(batch, (n) => store.pruneExpired(n), signal);
   }
 }
 

@@ -365,10 +365,10 @@ export class PromotionalCreditsService {
     return read;
   }
 
-  /** Settles balances with expirations due (the background sweep); answers how many it settled. */
-  sweepExpired(maxBalancesPerStatement = 500): Promise<number> {
+  /** Settles balances with expirations due (the background sweep; until `signal` aborts); answers how many it settled. */
+  sweepExpired(maxBalancesPerStatement = 500, signal?: AbortSignal): Promise<number> {
     const repo = new PromotionalCreditRepository(this.dataSource.manager);
-    return inBatches(maxBalancesPerStatement, (n) => repo.sweepExpired(n));
+    return inBatches(maxBalancesPerStatement, (n) => repo.sweepExpired(n), signal);
   }
 }
 
