@@ -133,7 +133,7 @@ export class SharedTransaction {
         // A failed statement aborts the transaction: nothing of it can be kept.
         onGroupFailure: 'share-error',
       },
-      { maxGroups: 1, maxGroupSize: Number.MAX_SAFE_INTEGER },
+      { maxGroups: 1, maxGroupSize: Number.MAX_SAFE_INTEGER, name: 'shared_transaction_items' },
     );
   }
 

@@ -151,7 +151,7 @@ export async function startGrpcServer(
     'grpc.keepalive_time_ms': SERVER_KEEPALIVE_MS,
     'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
   });
-  const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens);
+  const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens, undefined, metrics && ((name) => metrics.groupCommit(name)));
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
   const coupons = new CouponsService(deps.dataSource, pageTokens);
   const sweeper = startExpirySweep(

@@ -159,7 +159,7 @@ export class Metrics {
     });
     this.groupSizes = new Histogram({
       name: 'credits_group_commit_size',
-      help: 'Members per group-committed statement or transaction, by group commit.',
+      help: 'Members per group-committed statement or transaction, by group commit: keyed_calls (transactions), keyless_statements, balance_reads, page_reads, hold_reads.',
       labelNames: ['group'],
       buckets: [1, 2, 4, 8, 16, 24, 32],
       registers,

@@ -86,7 +86,7 @@ export class PromotionalCreditsService {
       runGroup: async (reads) => (await new PromotionalCreditRepository(this.dataSource.manager).balancesOfMany(reads)).map((value) => ({ ok: true, value })),
       onGroupFailure: 'split',
     },
-    { name: 'balance_reads' },
+    { name: 'balance_reads', observeGroupSize: this.groupSizes?.('balance_reads') },
   );
 
   /** Pages of concurrent ListPromotionalCredits calls, in one statement per filter shape (see listMany). */
@@ -95,7 +95,7 @@ export class PromotionalCreditsService {
       runGroup: async (reads) => (await new PromotionalCreditRepository(this.dataSource.manager).listMany(reads)).map((value) => ({ ok: true, value })),
       onGroupFailure: 'split',
     },
-    { name: 'page_reads' },
+    { name: 'page_reads', observeGroupSize: this.groupSizes?.('page_reads') },
   );
 
   /** Reads as of an instant running at once, and each customer's last one (see balancesAsOf). */
@@ -108,13 +108,15 @@ export class PromotionalCreditsService {
       runGroup: async (reads) => (await new PromotionalCreditRepository(this.dataSource.manager).holdsOfMany(reads)).map((value) => ({ ok: true, value })),
       onGroupFailure: 'split',
     },
-    { name: 'hold_reads' },
+    { name: 'hold_reads', observeGroupSize: this.groupSizes?.('hold_reads') },
   );
 
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageTokens: PageTokenCodec,
     private readonly clock: Clock = systemClock,
+    /** Observers of the read group commits' sizes by name (Metrics.groupCommit). */
+    private readonly groupSizes?: (name: string) => (size: number) => void,
   ) {}
 
   async add(principal: Principal, input: BalanceChangeInput, run: WorkRunner): Promise<BalanceChangeResult> {

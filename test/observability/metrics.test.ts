@@ -111,6 +111,9 @@ describe('observability: Prometheus metrics', function () {
     expect(delta('credits_group_commit_size_sum', { group: 'keyless_statements' }), 'keyless members').to.equal(5);
     expect(delta('credits_group_commit_size_count', { group: 'keyless_statements' }), 'keyless groups').to.equal(5);
     expect(delta('credits_group_commit_size_sum', { group: 'keyed_calls' }), 'keyed members').to.equal(2);
+    // The reads share statements too: the two balance reads that got past authentication.
+    expect(delta('credits_group_commit_size_sum', { group: 'balance_reads' }), 'balance reads').to.equal(2);
+    expect(delta('credits_group_commit_size_count', { group: 'balance_reads' }), 'balance read groups').to.equal(2);
   });
 
   it('reports the pool, active holds, the database, the expiry sweep and Node process figures', async () => {

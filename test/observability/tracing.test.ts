@@ -116,6 +116,10 @@ describe('observability: OpenTelemetry tracing', function () {
     expect(group, 'the group commit span').to.not.equal(undefined);
     expect(group!.parentSpanId).to.equal(serverSpan.spanId);
     expect(group!.links.map((l) => l.spanId)).to.include(serverSpan.spanId);
+    // Every group commit is named (the keyed call's own statements: its shared transaction's items).
+    const groups = spans.filter((s) => s.name.startsWith('group commit '));
+    expect(groups.map((s) => s.name)).to.include('group commit shared_transaction_items');
+    expect(groups.map((s) => s.name)).to.not.include('group commit unnamed');
 
     // The call's log line carries the trace and the server span (lines are written within 100 ms of being logged).
     const callLine = () =>
