@@ -1,6 +1,7 @@
 import { Client, type Pool, type PoolClient } from 'pg';
 import type { DataSource } from 'typeorm';
 import { connectionOf } from './data-source';
+import { POOL_WAIT_TIMEOUT, PoolExhaustedError } from './db-errors';
 
 /**
  * The pooled connections this process has checked out (in a statement or a
@@ -9,6 +10,13 @@ import { connectionOf } from './data-source';
  * ended only when given back), and a statement waiting on a lock would run
  * on and commit after the caller had been told to retry (review: a Deduct
  * answered UNAVAILABLE "retry" was written once the lock was released).
+ *
+ * It also tells an exhausted pool from an unreachable database: a wait for a
+ * connection that times out while every connection is checked out fails
+ * with PoolExhaustedError instead of pg-pool's error (while connections are
+ * still being opened, it is the database that does not answer). Both are
+ * UNAVAILABLE DATABASE_UNAVAILABLE; the message and the log line say which,
+ * where the message sent on-call to a database its health check found well.
  */
 export class ConnectionsInUse {
   private readonly inUse = new Set<PoolClient>();
@@ -28,6 +36,19 @@ export class ConnectionsInUse {
     });
     pool.on('release', (_err, client) => this.inUse.delete(client));
     pool.on('remove', (client) => this.inUse.delete(client));
+    this.tellExhaustion(pool);
+  }
+
+  /** Wraps the pool's connect (TypeORM calls it with a callback, pg's own helpers without) to name an exhausted pool's timeouts. */
+  private tellExhaustion(pool: Pool): void {
+    const size = pool.options.max ?? 10;
+    const named = (err: Error | undefined): Error | undefined =>
+      err?.message === POOL_WAIT_TIMEOUT && this.inUse.size >= size ? Object.assign(new PoolExhaustedError(size), { cause: err }) : err;
+    const connect = pool.connect.bind(pool) as (callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: unknown) => void) => void) => Promise<PoolClient> | undefined;
+    Object.assign(pool, {
+      connect: (callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: unknown) => void) => void) =>
+        callback ? connect((err, client, done) => callback(named(err), client, done)) : connect()!.catch((err: Error) => Promise.reject(named(err))),
+    });
   }
 
   get size(): number {

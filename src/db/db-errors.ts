@@ -43,10 +43,28 @@ export function isForeignKeyViolation(err: unknown, constraint?: string): boolea
   return (e.driverError?.constraint ?? e.constraint) === constraint;
 }
 
+/** What pg-pool fails a wait for a connection with, after connectionTimeoutMillis. */
+export const POOL_WAIT_TIMEOUT = 'timeout exceeded when trying to connect';
+
+/**
+ * A wait for a pooled connection that timed out while every connection of
+ * the pool was lent out, connected (see ConnectionsInUse): the calls holding
+ * them were slow or the database did not answer their statements; not a
+ * database that refuses or cannot be reached. Still DATABASE_UNAVAILABLE
+ * (its message says which), and its message keeps pg-pool's.
+ */
+export class PoolExhaustedError extends Error {
+  override readonly name = 'PoolExhaustedError';
+
+  constructor(readonly poolSize: number) {
+    super(`${POOL_WAIT_TIMEOUT}: all ${poolSize} pooled connections were in use`);
+  }
+}
+
 const UNAVAILABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
 const UNAVAILABLE_MESSAGES = [
   'Connection terminated',
-  'timeout exceeded when trying to connect',
+  POOL_WAIT_TIMEOUT,
   'Client has encountered a connection error',
   'Connection ended unexpectedly',
   'Client was closed',

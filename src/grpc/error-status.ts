@@ -4,7 +4,7 @@ import { BadRequest, ErrorInfo } from '../../gen/google/rpc/error_details';
 import { Status } from '../../gen/google/rpc/status';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
-import { isDatabaseUnavailable, isStatementCut } from '../db/db-errors';
+import { isDatabaseUnavailable, isStatementCut, PoolExhaustedError } from '../db/db-errors';
 import type { StoredError } from '../idempotency/idempotency';
 
 export const ERROR_DOMAIN = 'credits.v1';
@@ -78,7 +78,10 @@ export function toCallerError(err: unknown): CallerError {
     return {
       code: status.UNAVAILABLE,
       reason: ErrorReason.DatabaseUnavailable,
-      message: 'The credits database is unavailable; retry with backoff.',
+      message:
+        err instanceof PoolExhaustedError
+          ? "Every database connection of this server was busy (slow calls, or statements the database has not answered); nothing was written; retry with backoff."
+          : 'The credits database is unavailable; retry with backoff.',
       violations: [],
       metadata: {},
       expected: true,
