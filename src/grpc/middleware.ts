@@ -9,7 +9,6 @@ import { inServerSpan } from '../observability/trace-context';
 import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
 import { MalformedRequest, type Middleware, type Outcome } from './pipeline';
-import { RESERVED_MAP_KEY } from './reserved-map-keys';
 import { parseApiKey } from '../tenants/api-key.secret';
 
 /*
@@ -151,10 +150,11 @@ export function refuseGoneCalls(): Middleware {
 export function refuseMalformed(): Middleware {
   return (call, next) => {
     if (call.request instanceof MalformedRequest) {
-      const at = call.request.reservedKeyAt;
-      if (at !== undefined) {
-        const why = `key ${JSON.stringify(RESERVED_MAP_KEY)} is reserved: JavaScript decoders drop it`;
-        throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: ${at}: ${why}; use another key.`, [{ field: at, description: why }]);
+      const { problem } = call.request;
+      if (problem !== undefined) {
+        throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: ${problem.field}: ${problem.description}; ${problem.hint}.`, [
+          { field: problem.field, description: problem.description },
+        ]);
       }
       const message = `${call.path.slice(call.path.lastIndexOf('/') + 1)}Request`;
       throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: the bytes sent are not a valid ${message} protobuf message.`, [

@@ -76,12 +76,14 @@ export function compose(...middleware: Middleware[]): Middleware {
 
 /**
  * Stands in for a request whose bytes are not a valid protobuf encoding of
- * the method's request message, or hold a map key decoding would drop
- * (`reservedKeyAt`: where; see reserved-map-keys.ts).
+ * the method's request message, or that decoding would change without a
+ * word (`problem`: which field, what is wrong, what to do instead): a map
+ * key it drops (reserved-map-keys.ts), a Timestamp out of its type's range
+ * (timestamp-checks.ts).
  */
 export class MalformedRequest {
   constructor(
     readonly path: string,
-    readonly reservedKeyAt?: string,
+    readonly problem?: { field: string; description: string; hint: string },
   ) {}
 }

@@ -74,7 +74,7 @@ function keyOfEntry(entry: Uint8Array): string | undefined {
 }
 
 /** A map entry's value (field 2) as bytes (empty when absent). */
-function valueOfEntry(entry: Uint8Array): Uint8Array {
+export function valueOfEntry(entry: Uint8Array): Uint8Array {
   const reader = new BinaryReader(entry);
   let value: Uint8Array = new Uint8Array(0);
   while (reader.pos < reader.len) {

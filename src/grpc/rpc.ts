@@ -17,7 +17,8 @@ import { toCallerError, toServiceError } from './error-status';
 import { responseSerializers } from './message-encoding';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';
-import { reservedMapKeyChecks } from './reserved-map-keys';
+import { RESERVED_MAP_KEY, reservedMapKeyChecks } from './reserved-map-keys';
+import { timestampChecks } from './timestamp-checks';
 
 /** What a handler knows about the call besides its request. */
 export interface CallContext {
@@ -59,6 +60,7 @@ export class Rpc {
   private readonly methods = new Map<string, MethodDefinition<unknown, unknown>>();
   private readonly serializers = responseSerializers();
   private readonly reservedKeyChecks = reservedMapKeyChecks();
+  private readonly timestampChecks = timestampChecks();
 
   constructor(private readonly pipeline: Middleware) {}
 
@@ -66,7 +68,8 @@ export class Rpc {
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
    * reaches the pipeline as a MalformedRequest (see refuseMalformed), and so
-   * does one with a map key its decoding would drop (reservedMapKeyChecks).
+   * does one with a map key its decoding would drop (reservedMapKeyChecks)
+   * or a Timestamp it would shift (timestampChecks).
    * Responses are encoded with one reused writer (see encodeMessage). A
    * server stream may send a message already encoded (a Buffer): one message
    * sent on many streams is then encoded once.
@@ -77,16 +80,33 @@ export class Rpc {
       this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
       const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
       const reservedKeyAt = this.reservedKeyChecks.get(method.path) ?? (() => undefined);
+      const timestampProblem = this.timestampChecks.get(method.path) ?? (() => undefined);
       lenient[name] = Object.assign({}, method as MethodDefinition<unknown, unknown>, {
         requestDeserialize: (bytes: Buffer) => {
           let request: unknown;
+          let at: string | undefined;
+          let timestamp: ReturnType<typeof timestampProblem>;
           try {
             request = method.requestDeserialize(bytes);
+            // The walks read tags as protobuf defines them: bytes ts-proto took (it stops at a tag of 0) may still be none.
+            at = reservedKeyAt(bytes);
+            timestamp = at === undefined ? timestampProblem(bytes) : undefined;
           } catch {
             return new MalformedRequest(method.path);
           }
-          const at = reservedKeyAt(bytes);
-          return at === undefined ? request : new MalformedRequest(method.path, at);
+          if (at !== undefined) {
+            return new MalformedRequest(method.path, {
+              field: at,
+              description: `key ${JSON.stringify(RESERVED_MAP_KEY)} is reserved: JavaScript decoders drop it`,
+              hint: 'use another key',
+            });
+          }
+          if (timestamp === undefined) return request;
+          return new MalformedRequest(method.path, {
+            field: timestamp.field,
+            description: timestamp.description,
+            hint: 'send one normalized as the type says (whole seconds in `seconds`, nanos 0 to 999999999)',
+          });
         },
         responseSerialize: method.responseStream ? (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) : serialize,
       });

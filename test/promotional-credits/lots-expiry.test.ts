@@ -1,9 +1,11 @@
-import { status } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { expect } from 'chai';
-import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
+import { AddPromotionalCreditsRequest, Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { walkPages } from '../support/pages';
-import { expectError } from '../support/status';
+import { apiKeyInterceptor } from '../support/server';
+import { decodeError, expectError } from '../support/status';
 import { eventually } from '../support/eventually';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -261,5 +263,27 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
       expect(err.details).to.include('expire_time');
     }
     expect((await pc.getCustomerBalance({ customerId: 'x' })).balance!.balances).to.deep.equal([]);
+  });
+
+  it('refuses an expire_time that is no google.protobuf.Timestamp (nanos past 999999999), which decoding shifted by seconds', async () => {
+    // As a Go or Python caller could send it; ts-proto's encoder cannot write one.
+    const request = AddPromotionalCreditsRequest.encode(AddPromotionalCreditsRequest.fromPartial({ ...base, customerId: 'nanos', amount: 1n })).finish();
+    const seconds = BigInt(Math.floor(Date.now() / 1000) + 3600);
+    const expireTime = new BinaryWriter().tag(1, WireType.Varint).int64(seconds).tag(2, WireType.Varint).int32(2_000_000_000).finish();
+    const bytes = Buffer.concat([request, new BinaryWriter().tag(8, WireType.LengthDelimited).bytes(expireTime).finish()]);
+    const raw = new Client(t.server.address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(t.tenant.rwKey)] });
+    const identity = (b: Buffer) => b;
+    try {
+      const err = await new Promise<ServiceError | null>((resolve) =>
+        raw.makeUnaryRequest('/credits.v1.PromotionalCreditService/AddPromotionalCredits', identity, identity, bytes, new Metadata(), {}, (e) => resolve(e)),
+      );
+      expect(err, 'refused').to.not.equal(null);
+      const error = decodeError(err!);
+      expect([status[error.code], error.reason]).to.deep.equal(['INVALID_ARGUMENT', 'VALIDATION_FAILED']);
+      expect(error.fields).to.deep.equal({ expire_time: 'is not a valid google.protobuf.Timestamp: nanos must be 0 to 999999999, not 2000000000' });
+    } finally {
+      raw.close();
+    }
+    expect((await t.promotionalCredits.getCustomerBalance({ customerId: 'nanos' })).balance!.balances).to.deep.equal([]);
   });
 });
