@@ -4,7 +4,7 @@ import { BadRequest, ErrorInfo } from '../../gen/google/rpc/error_details';
 import { Status } from '../../gen/google/rpc/status';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { toWellFormed } from '../common/text';
-import { isDatabaseUnavailable, isStatementCut, PoolExhaustedError } from '../db/db-errors';
+import { isDatabaseUnavailable, isRetryableConflict, isStatementCut, PoolExhaustedError } from '../db/db-errors';
 import type { StoredError } from '../idempotency/idempotency';
 
 export const ERROR_DOMAIN = 'credits.v1';
@@ -82,6 +82,19 @@ export function toCallerError(err: unknown): CallerError {
         err instanceof PoolExhaustedError
           ? "Every database connection of this server was busy (slow calls, or statements the database has not answered); nothing was written; retry with backoff."
           : 'The credits database is unavailable; retry with backoff.',
+      violations: [],
+      metadata: {},
+      expected: true,
+    };
+  }
+  if (isRetryableConflict(err)) {
+    // A deadlock or serialization failure where nothing retried it (the write
+    // paths do, see retryConflicts): the transaction rolled back; a retry may
+    // well go through. Not INTERNAL, which the client does not retry.
+    return {
+      code: status.ABORTED,
+      reason: ErrorReason.ConcurrencyConflict,
+      message: 'The request conflicted with concurrent requests; nothing was written; retry it.',
       violations: [],
       metadata: {},
       expected: true,

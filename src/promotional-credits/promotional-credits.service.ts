@@ -8,6 +8,7 @@ import { checkPageSize, Pager, type Page, type PageInput } from '../common/pager
 import { Semaphore } from '../common/semaphore';
 import { checkCustomerId, checkUuid } from '../common/text';
 import { GroupCommit } from '../db/group-commit';
+import { retryConflicts } from '../db/transaction';
 import type { SharedWork, WorkRunner } from '../db/unit-of-work';
 import { formatMinorUnits } from '../money/decimal';
 import { resolveCurrency } from '../money/resolve-currency';
@@ -355,7 +356,9 @@ export class PromotionalCreditsService {
   private balancesAsOf(tenantId: string, customerId: string, asOf: Date): Promise<Balance[]> {
     const key = JSON.stringify([tenantId, customerId]);
     const before = this.asOfReadsByCustomer.get(key) ?? Promise.resolve();
-    const read = before.then(() => this.asOfReads.use(1, () => new PromotionalCreditRepository(this.dataSource.manager).balancesAsOf(tenantId, customerId, asOf)));
+    const read = before.then(() =>
+      this.asOfReads.use(1, () => retryConflicts(() => new PromotionalCreditRepository(this.dataSource.manager).balancesAsOf(tenantId, customerId, asOf))),
+    );
     const done = read.then(
       () => undefined,
       () => undefined,

@@ -56,6 +56,26 @@ describe('database errors a caller may retry', function () {
     });
   });
 
+  it('a deadlock nothing retried is ABORTED CONCURRENCY_CONFLICT (retry), not INTERNAL', async () => {
+    const [a, b] = [new Client({ connectionString: url }), new Client({ connectionString: url })];
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      await a.query(`CREATE TABLE IF NOT EXISTS deadlock_probe (n int PRIMARY KEY); INSERT INTO deadlock_probe VALUES (1), (2) ON CONFLICT DO NOTHING`);
+      await a.query('BEGIN');
+      await b.query('BEGIN');
+      await a.query('UPDATE deadlock_probe SET n = n WHERE n = 1');
+      await b.query('UPDATE deadlock_probe SET n = n WHERE n = 2');
+      const crossed = await Promise.allSettled([a.query('UPDATE deadlock_probe SET n = n WHERE n = 2'), b.query('UPDATE deadlock_probe SET n = n WHERE n = 1')]);
+      const err = crossed.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as { code?: string };
+      expect(err.code).to.equal('40P01');
+      expect(toCallerError(err)).to.deep.include({ code: status.ABORTED, reason: 'CONCURRENCY_CONFLICT', expected: true });
+    } finally {
+      await Promise.all([a.query('ROLLBACK').catch(() => {}), b.query('ROLLBACK').catch(() => {})]);
+      await a.query('DROP TABLE IF EXISTS deadlock_probe');
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
   it('but not every 55000, nor a bug', async () => {
     const err = await thrownBy(url, (client) => client.query(`SELECT currval('no_such_sequence_' || 'x')`).then(() => client.query('SELECT 1/0')));
     expect(isDatabaseUnavailable(err)).to.equal(false);
