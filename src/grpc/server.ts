@@ -178,7 +178,7 @@ export async function startGrpcServer(
     deps.logger,
     options.readinessIntervalMs,
   );
-  if (metrics) observeService(metrics, deps.dataSource);
+  if (metrics) observeService(metrics, deps.dataSource, () => connectionsInUse.size);
   addReflection(server, [...SERVICE_NAMES, 'grpc.health.v1.Health']);
 
   let port: number;

@@ -241,15 +241,27 @@ export class Metrics {
     this.databaseUp.set(up ? 1 : 0);
   }
 
-  /** Gauges of the connection pool, read from its counters on each scrape. */
-  observeDatabasePool(pool: () => PoolCounters | undefined, size: number): void {
+  /**
+   * Gauges of the connection pool, read from its counters on each scrape.
+   * `lent`: the connections lent out (ConnectionsInUse); the pool's own
+   * total less idle also counts connections still being opened, which a
+   * database that hangs keeps there: in use they looked like an exhausted
+   * pool.
+   */
+  observeDatabasePool(pool: () => PoolCounters | undefined, size: number, lent: () => number): void {
     const registers = [this.registry];
     const read = (pick: (p: PoolCounters) => number) =>
       function (this: Gauge) {
         const counters = pool();
         if (counters) this.set(pick(counters));
       };
-    new Gauge({ name: 'credits_db_pool_connections_in_use', help: 'Pooled connections lent out (running a statement or a transaction).', registers, collect: read((p) => p.totalCount - p.idleCount) });
+    new Gauge({ name: 'credits_db_pool_connections_in_use', help: 'Pooled connections lent out (running a statement or a transaction).', registers, collect: read(() => lent()) });
+    new Gauge({
+      name: 'credits_db_pool_connections_opening',
+      help: 'Pooled connections being opened (many for long: the database does not answer).',
+      registers,
+      collect: read((p) => Math.max(0, p.totalCount - p.idleCount - lent())),
+    });
     new Gauge({ name: 'credits_db_pool_connections_idle', help: 'Pooled connections open and idle.', registers, collect: read((p) => p.idleCount) });
     new Gauge({ name: 'credits_db_pool_waiting', help: 'Requests waiting for a pooled connection.', registers, collect: read((p) => p.waitingCount) });
     new Gauge({ name: 'credits_db_pool_max_connections', help: 'The pool size (CREDITS_DB_POOL_SIZE).', registers }).set(size);

@@ -8,9 +8,9 @@ import type { Metrics, PoolCounters } from './metrics';
  * `master`), and the active holds by one aggregate query over the holds'
  * partial index.
  */
-export function observeService(metrics: Metrics, dataSource: DataSource): void {
+export function observeService(metrics: Metrics, dataSource: DataSource, lent: () => number): void {
   const driver = dataSource.driver as PostgresDriver;
-  metrics.observeDatabasePool(() => driver.master as PoolCounters | undefined, Number(dataSource.options.poolSize ?? 10));
+  metrics.observeDatabasePool(() => driver.master as PoolCounters | undefined, Number(dataSource.options.poolSize ?? 10), lent);
   metrics.observeHolds(async () => {
     const rows: Array<{ currency_code: string; holds: number; held: string }> = await dataSource.query(
       `SELECT currency_code, count(*)::int AS holds, sum(amount - captured_amount)::text AS held

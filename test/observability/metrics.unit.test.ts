@@ -32,6 +32,22 @@ describe('Metrics: per-call counters kept as tallies', () => {
   });
 });
 
+describe('Metrics: the connection pool', () => {
+  it('counts connections lent out as in use, and those still being opened apart (a database that hangs on connect)', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const counters = { totalCount: 5, idleCount: 1, waitingCount: 3 };
+    let lent = 1;
+    metrics.observeDatabasePool(() => counters, 20, () => lent);
+    expect(await valueOf(metrics, 'credits_db_pool_connections_in_use')).to.equal(1);
+    expect(await valueOf(metrics, 'credits_db_pool_connections_opening')).to.equal(3);
+    expect(await valueOf(metrics, 'credits_db_pool_connections_idle')).to.equal(1);
+    expect(await valueOf(metrics, 'credits_db_pool_waiting')).to.equal(3);
+    lent = 4;
+    expect(await valueOf(metrics, 'credits_db_pool_connections_in_use')).to.equal(4);
+    expect(await valueOf(metrics, 'credits_db_pool_connections_opening')).to.equal(0);
+  });
+});
+
 describe('Metrics: active holds read on a scrape', () => {
   it('a scrape while the last read still runs (a database that hangs) starts no other read', async () => {
     const metrics = new Metrics({ processMetrics: false });
