@@ -152,7 +152,8 @@ export function refuseMalformed(): Middleware {
     if (call.request instanceof MalformedRequest) {
       const { problem } = call.request;
       if (problem !== undefined) {
-        throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: ${problem.field}: ${problem.description}; ${problem.hint}.`, [
+        const where = problem.field === '' ? '' : `${problem.field}: `;
+        throw new DomainError(ErrorReason.ValidationFailed, `Invalid request: ${where}${problem.description}; ${problem.hint}.`, [
           { field: problem.field, description: problem.description },
         ]);
       }

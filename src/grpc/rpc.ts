@@ -14,6 +14,7 @@ import type { WorkRunner } from '../db/unit-of-work';
 import type { Scope } from '../tenants/api-key.entity';
 import type { Principal } from '../tenants/principal';
 import { toCallerError, toServiceError } from './error-status';
+import { InvalidUtf8, requestDecoders } from './message-decoding';
 import { responseSerializers } from './message-encoding';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';
@@ -61,6 +62,7 @@ export class Rpc {
   private readonly serializers = responseSerializers();
   private readonly reservedKeyChecks = reservedMapKeyChecks();
   private readonly timestampChecks = timestampChecks();
+  private readonly requestDecoders = requestDecoders();
 
   constructor(private readonly pipeline: Middleware) {}
 
@@ -68,8 +70,9 @@ export class Rpc {
    * Registers a service; its method definitions serve idempotent replays (they
    * encode responses). A request that is not a decodable protobuf message
    * reaches the pipeline as a MalformedRequest (see refuseMalformed), and so
-   * does one with a map key its decoding would drop (reservedMapKeyChecks)
-   * or a Timestamp it would shift (timestampChecks).
+   * does one with a map key its decoding would drop (reservedMapKeyChecks),
+   * a Timestamp it would shift (timestampChecks) or a string that is not
+   * UTF-8 (requestDecoders).
    * Responses are encoded with one reused writer (see encodeMessage). A
    * server stream may send a message already encoded (a Buffer): one message
    * sent on many streams is then encoded once.
@@ -81,17 +84,19 @@ export class Rpc {
       const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
       const reservedKeyAt = this.reservedKeyChecks.get(method.path) ?? (() => undefined);
       const timestampProblem = this.timestampChecks.get(method.path) ?? (() => undefined);
+      const decode = this.requestDecoders.get(method.path) ?? method.requestDeserialize;
       lenient[name] = Object.assign({}, method as MethodDefinition<unknown, unknown>, {
         requestDeserialize: (bytes: Buffer) => {
           let request: unknown;
           let at: string | undefined;
           let timestamp: ReturnType<typeof timestampProblem>;
           try {
-            request = method.requestDeserialize(bytes);
+            request = decode(bytes);
             // The walks read tags as protobuf defines them: bytes ts-proto took (it stops at a tag of 0) may still be none.
             at = reservedKeyAt(bytes);
             timestamp = at === undefined ? timestampProblem(bytes) : undefined;
-          } catch {
+          } catch (err) {
+            if (err instanceof InvalidUtf8) return new MalformedRequest(method.path, { field: '', description: err.message, hint: 'send text as UTF-8' });
             return new MalformedRequest(method.path);
           }
           if (at !== undefined) {

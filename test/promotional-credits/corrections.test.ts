@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { QueryRunner } from 'typeorm';
 import {
@@ -395,6 +395,34 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
       // The same text as a value or a description is only text.
       const added = await pc.addPromotionalCredits({ ...base, customerId: 'proto', amount: 1n, description: '__proto__', metadata: { note: '__proto__' } });
       expect(added.promotionalCredit!.metadata).to.deep.equal({ note: '__proto__' });
+    });
+
+    it('refuses a string that is not UTF-8 (read with U+FFFD before, and stored so), and keeps any UTF-8 text as sent', async () => {
+      const add = AddPromotionalCreditsRequest.encode(AddPromotionalCreditsRequest.fromPartial({ ...base, customerId: 'utf8', amount: 1n })).finish();
+      // description (field 5) once more, as a Go caller with a []byte could send it: a later field wins.
+      const badDescription = Buffer.from([0x2a, 0x03, 0x61, 0xff, 0x62]);
+      const raw = new Client(t.server.address, credentials.createInsecure(), { interceptors: [apiKeyInterceptor(t.tenant.rwKey)] });
+      const identity = (b: Buffer) => b;
+      try {
+        const err = await new Promise<ServiceError | null>((resolve) =>
+          raw.makeUnaryRequest('/credits.v1.PromotionalCreditService/AddPromotionalCredits', identity, identity, Buffer.concat([add, badDescription]), new Metadata(), {}, (e) =>
+            resolve(e),
+          ),
+        );
+        expect(err, 'refused').to.not.equal(null);
+        const error = decodeError(err!);
+        expect([status[error.code], error.reason, error.message]).to.deep.equal([
+          'INVALID_ARGUMENT',
+          'VALIDATION_FAILED',
+          'Invalid request: a string field is not valid UTF-8; send text as UTF-8.',
+        ]);
+      } finally {
+        raw.close();
+      }
+      expect((await t.promotionalCredits.getCustomerBalance({ customerId: 'utf8' })).balance!.balances).to.deep.equal([]);
+      const text = '\uFEFFnoël 🎁 \uFFFD';
+      const added = await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'utf8', amount: 1n, description: text, metadata: { note: text } });
+      expect([added.promotionalCredit!.description, added.promotionalCredit!.metadata.note]).to.deep.equal([text, text]);
     });
 
     it("serves a one-pair filter from the metadata index, not from the tenant's whole ledger", async function () {
