@@ -195,6 +195,21 @@ describe('corrections and audit: reversal, hash chain, metadata, validate_only',
   });
 
   describe('time of a write', () => {
+    it('checks the balance limit against what a reversal gives back, not against the whole deduction', async () => {
+      const pc = t.promotionalCredits;
+      const customerId = 'limit-back';
+      const MAX = 9_223_372_036_854_775_807n;
+      await pc.addPromotionalCredits({ ...base, customerId, amount: 5n, expireTime: new Date(Date.now() + 86_400_000) });
+      const grant = await pc.addPromotionalCredits({ ...base, customerId, amount: 100n, expireTime: new Date(Date.now() + 2 * 86_400_000) });
+      const spent = await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n }); // 5 of each lot
+      await pc.reversePromotionalCredit({ id: grant.promotionalCredit!.id, description: 'grant taken back' }); // its 95 left leave
+      await pc.addPromotionalCredits({ ...base, customerId, amount: MAX - 7n });
+      // Only the 5 from the first lot come back (the grant's part does not): MAX - 2 fits.
+      const reversal = await pc.reversePromotionalCredit({ id: spent.promotionalCredit!.id, description: 'refund' });
+      expect([reversal.promotionalCredit!.amount, usd(reversal.balance?.balances)]).to.deep.equal([5n, MAX - 2n]);
+      expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+    });
+
     it('is read once the balance row is locked: a call that waited is dated after the write it waited for', async function () {
       this.timeout(20_000);
       const pc = t.promotionalCredits;

@@ -255,6 +255,24 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     }
   });
 
+  it("answers a write's other currencies as of after its wait for the row lock: credits that expired meanwhile are not counted", async function () {
+    this.timeout(20_000);
+    const pc = t.promotionalCredits;
+    const customerId = 'others-waited';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    await pc.addPromotionalCredits({ ...base, customerId, currencyCode: 'EUR', amount: 50n, expireTime: inMs(1_000) });
+    let deduct: ReturnType<typeof pc.deductPromotionalCredits> | undefined;
+    await withBalanceLocked(t.server.dataSource, t.tenant.id, customerId, async () => {
+      deduct = pc.deductPromotionalCredits({ ...base, customerId, amount: 1n }); // waits for the lock past the EUR lot's expiry
+      await new Promise((r) => setTimeout(r, 2_000));
+    });
+    const deducted = await deduct!;
+    expect(deducted.balance!.balances.map((b) => [b.currencyCode, b.amount, b.available])).to.deep.equal([
+      ['EUR', 0n, 0n],
+      ['USD', 99n, 99n],
+    ]);
+  });
+
   it('refuses an expire_time that is not in the future or more than 10 years ahead', async () => {
     const pc = t.promotionalCredits;
     for (const expireTime of [new Date(Date.now() - 1000), inMs(3660 * 86_400_000)]) {

@@ -665,15 +665,17 @@ BEGIN
         e := p.e;
         events := p.events;
       END IF;
-    ELSIF b.amount > 9223372036854775807 - target_entry.amount THEN
-      r.outcome := 'refused';
-      r.reason := 'BALANCE_LIMIT_EXCEEDED';
     ELSIF target_entry.allocations IS NULL THEN
       -- A deduction written before lots existed: its credits come back as a lot of their own.
-      p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
-        w->>'reference', w->>'done_by', w->'metadata', NULL, target, NULL, true, at, events);
-      e := p.e;
-      events := p.events;
+      IF b.amount > 9223372036854775807 - target_entry.amount THEN
+        r.outcome := 'refused';
+        r.reason := 'BALANCE_LIMIT_EXCEEDED';
+      ELSE
+        p := promotional_credit_post(b, 'INCREMENT', 'REVERSAL', target_entry.amount, w->>'description', target_entry.credit_type,
+          w->>'reference', w->>'done_by', w->'metadata', NULL, target, NULL, true, at, events);
+        e := p.e;
+        events := p.events;
+      END IF;
     ELSE
       -- Not what came from a lot whose own credit was reversed since: that
       -- grant was taken back, so its credits are not given back (returned,
@@ -686,6 +688,12 @@ BEGIN
       IF back = 0 THEN
         r.outcome := 'refused';
         r.reason := 'NOTHING_TO_REVERSE';
+      ELSIF b.amount > 9223372036854775807 - back THEN
+        -- What comes back, not what was deducted (review: a deduction half of
+        -- whose credits came from a grant reversed since was refused near
+        -- the limit, though only the other half would come back).
+        r.outcome := 'refused';
+        r.reason := 'BALANCE_LIMIT_EXCEEDED';
       ELSE
         target_entry.allocations := live;
         -- Back into the lots they came from, each with its own expire_time. A
@@ -1029,8 +1037,7 @@ BEGIN
     -- Whole milliseconds, the precision every time is answered with: an
     -- entry's hash (over create_time) can then be recomputed from the entry
     -- as the API answers it. The item's own instant is read again once its
-    -- balance row is locked (promotional_credit_apply_one); this one dates
-    -- what it reads of the customer's other currencies.
+    -- balance row is locked (promotional_credit_apply_one).
     at := date_trunc('milliseconds', clock_timestamp());
     IF added IS NOT NULL THEN
       r := added[item];
@@ -1055,6 +1062,10 @@ BEGIN
     customer_id := r.customer_id; currency_code := r.currency_code; balance := r.balance; held := r.held; hold := r.hold;
     others := NULL;
     IF (w->>'with_others')::boolean THEN
+      -- The other currencies as of now, after the item (which may have
+      -- waited for its row lock): read as of the instant before, they
+      -- counted credits that expired during the wait (found in review).
+      at := date_trunc('milliseconds', clock_timestamp());
       SELECT coalesce(json_agg(json_build_object('c', o.currency_code, 'a', v.amount::text, 'h', v.held::text) ORDER BY o.currency_code), '[]')
         INTO others
         FROM promotional_credit_balances AS o, promotional_credit_balance_at(o, at) AS v
