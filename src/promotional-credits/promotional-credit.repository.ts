@@ -31,11 +31,10 @@ export interface EntryWithBalances {
   balances: Balance[];
 }
 
-/** One customer's balances to read as readers see them at `at` (see balancesOfMany). */
+/** One customer's balances to read as readers see them now (see balancesOfMany). */
 export interface BalanceRead {
   tenantId: string;
   customerId: string;
-  at: Date;
 }
 
 /** One hold to read by id (see holdsOfMany). */
@@ -278,22 +277,23 @@ export class PromotionalCreditRepository {
 
   /**
    * The balances of many customers (of any tenants) by currency code in ONE
-   * prepared statement, each as readers see them at its own `at` (expired
-   * credits and holds left out even before a write or the sweep settles
-   * them); answers one list per read, in the order of `reads`. Concurrent
+   * prepared statement, as readers see them when it runs, by the database's
+   * clock as the write path's (expired credits and holds left out even
+   * before a write or the sweep settles them; a server's own `now`, taken
+   * before the read waited for its group or a connection, counted credits
+   * that expired meanwhile, and more of them on a server whose clock is
+   * behind); answers one list per read, in the order of `reads`. Concurrent
    * GetCustomerBalance calls share it (see PromotionalCreditsService): a
    * round trip per call, not the read, was most of a call's cost.
    */
   async balancesOfMany(reads: readonly BalanceRead[]): Promise<Balance[][]> {
     const tenantIds = new Array<string>(reads.length);
     const customerIds = new Array<string>(reads.length);
-    const ats = new Array<Date>(reads.length);
     const answers = new Array<Balance[]>(reads.length);
     for (let i = 0; i < reads.length; i++) {
       const read = reads[i]!;
       tenantIds[i] = read.tenantId;
       customerIds[i] = read.customerId;
-      ats[i] = read.at;
       answers[i] = [];
     }
     const { rows } = await preparedQuery<{ i: number; currency_code: string; amount: string; held: string }>(
@@ -305,11 +305,12 @@ export class PromotionalCreditRepository {
       // where it filtered after calling), and (f(b)).amount, (f(b)).held
       // called it twice.
       `SELECT q.i::int AS i, b.currency_code, coalesce(due.amount, b.amount) AS amount, coalesce(due.held, b.held) AS held
-         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS q(tenant_id, customer_id, at, i)
+         FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(tenant_id, customer_id, i)
+         CROSS JOIN (SELECT date_trunc('milliseconds', clock_timestamp()) AS at) AS now
          JOIN promotional_credit_balances b ON b.tenant_id = q.tenant_id AND b.customer_id = q.customer_id
-         LEFT JOIN LATERAL (SELECT d.amount, d.held FROM promotional_credit_balance_at(b, q.at) AS d WHERE b.next_expire_time <= q.at OFFSET 0) AS due ON true
+         LEFT JOIN LATERAL (SELECT d.amount, d.held FROM promotional_credit_balance_at(b, now.at) AS d WHERE b.next_expire_time <= now.at OFFSET 0) AS due ON true
         ORDER BY q.i, b.currency_code`,
-      [tenantIds, customerIds, ats],
+      [tenantIds, customerIds],
     );
     for (const r of rows) answers[r.i - 1]!.push({ currencyCode: r.currency_code, amount: BigInt(r.amount), held: BigInt(r.held) });
     return answers;

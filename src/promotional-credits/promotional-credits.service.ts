@@ -338,7 +338,7 @@ export class PromotionalCreditsService {
     // In Timestamp's range first (review: an instant before PostgreSQL's earliest answered INTERNAL).
     if (asOf !== undefined && checkTime(v, 'as_of_time', asOf) && asOf.getTime() > now.getTime()) v.add('as_of_time', 'must not be in the future');
     v.throwIfAny();
-    if (asOf === undefined) return this.balanceReads.submit({ tenantId: principal.tenantId, customerId, at: now });
+    if (asOf === undefined) return this.balanceReads.submit({ tenantId: principal.tenantId, customerId });
     return this.balancesAsOf(principal.tenantId, customerId, asOf);
   }
 

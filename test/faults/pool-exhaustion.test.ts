@@ -65,4 +65,34 @@ describe('faults: an exhausted connection pool', function () {
       await server.exited;
     }
   });
+
+  it('reads a balance as of when the read runs: credits that expired while it waited for a connection are not counted', async function () {
+    const tenant = await newTenant(dataSource);
+    const server = await spawnServer(await testDatabaseUrl(), await freePort(), {
+      CREDITS_DB_POOL_SIZE: '1',
+      CREDITS_DB_CONNECT_TIMEOUT_MS: '5000',
+      CREDITS_EXPIRY_SWEEP_SECONDS: '3600',
+    });
+    const client = promotionalCredits(server.address, tenant.rwKey);
+    const base = { currencyCode: '', description: 'pool', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
+    try {
+      await client.addPromotionalCredits({ ...base, customerId: 'pool-held', amount: 100n });
+      await client.addPromotionalCredits({ ...base, customerId: 'pool-reader', amount: 50n, expireTime: new Date(Date.now() + 1_500) });
+      let read: ReturnType<typeof client.getCustomerBalance> | undefined;
+      let deduct: Promise<unknown> | undefined;
+      await withBalanceLocked(dataSource, tenant.id, 'pool-held', async () => {
+        deduct = client.deductPromotionalCredits({ ...base, customerId: 'pool-held', amount: 10n }); // holds the one connection
+        await new Promise((r) => setTimeout(r, 200));
+        read = client.getCustomerBalance({ customerId: 'pool-reader' }); // asked before the lot expires, waits for the connection
+        await new Promise((r) => setTimeout(r, 2_500));
+      });
+      await deduct;
+      const balances = (await read!).balance!.balances;
+      expect(balances.map((b) => [b.currencyCode, b.amount])).to.deep.equal([['USD', 0n]]);
+    } finally {
+      client.close();
+      server.process.kill('SIGTERM');
+      await server.exited;
+    }
+  });
 });
