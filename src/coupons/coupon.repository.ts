@@ -1,7 +1,7 @@
 import type { EntityManager } from 'typeorm';
 import { likePrefix } from '../common/list-filters';
 import type { Metadata } from '../common/metadata';
-import { isForeignKeyViolation } from '../db/db-errors';
+import { isForeignKeyViolation, isLockNotAvailable } from '../db/db-errors';
 import { preparedQuery } from '../db/prepared-query';
 import type { CouponListFilter, RedemptionListFilter } from './coupon-list.rules';
 import type { CouponTerms } from './coupon.rules';
@@ -359,29 +359,38 @@ export class CouponRepository {
    * written (the status read as CANCELED from hold_until already). Two
    * processes sweeping at once wait for each other on those locks, and the
    * second finds nothing left to write: a lapse is recorded exactly once.
-   * A coupon's lock is waited for `lockTimeoutMs` at most (then this
-   * throws lock_not_available and writes nothing); a busy coupon's locks are
-   * held for milliseconds, so skipping locked coupons instead would starve
-   * the lapses of the hottest ones.
+   * A coupon's lock is waited for `lockTimeoutMs` at most; a coupon that
+   * stays locked longer (a stuck transaction) is left for a later run and
+   * answered in `skipped`, and the others' lapses are recorded (review: one
+   * coupon kept locked stopped every tenant's lapses from being recorded,
+   * as long as it stayed locked: the run gave up whole, and the stuck hold,
+   * the oldest, came first in every run). Coupons in `skip` (skipped by the
+   * caller's earlier batches) are not looked at. A busy coupon's locks are
+   * held for milliseconds, so skipping locked coupons at once (SKIP LOCKED)
+   * would starve the lapses of the hottest ones.
    * The coupons' stored counters count CONFIRMED uses only, so a lapse
    * changes none.
    */
-  async cancelLapsedHolds(limit: number, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS): Promise<{ due: number; canceled: CouponRedemptionEntity[] }> {
+  async cancelLapsedHolds(
+    limit: number,
+    lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS,
+    skip: readonly string[] = [],
+  ): Promise<{ due: number; canceled: CouponRedemptionEntity[]; skipped: string[] }> {
     const due: Array<{ redemption_id: string; coupon_id: string }> = await this.manager.query(
       `SELECT redemption_id, coupon_id FROM coupon_redemption_states
-        WHERE status = 'HELD' AND hold_until <= clock_timestamp()
+        WHERE status = 'HELD' AND hold_until <= clock_timestamp() AND coupon_id <> ALL ($2::uuid[])
         ORDER BY hold_until LIMIT $1`,
-      [limit],
+      [limit, skip],
     );
-    if (due.length === 0) return { due: 0, canceled: [] };
+    if (due.length === 0) return { due: 0, canceled: [], skipped: [] };
     const couponIds = [...new Set(due.map((d) => d.coupon_id))];
-    // Waiting at most lockTimeoutMs for each: a coupon locked for long
-    // (a stuck transaction) fails this run (55P03; the next one tries again)
-    // instead of stalling it, the balance sweep after it and a shutdown, all
-    // while holding the locks of the coupons before it (a redemption of one
-    // of those waited 12 s in review).
+    // Waiting at most lockTimeoutMs for each: a coupon locked for long must
+    // not stall the run, the balance sweep after it and a shutdown, all while
+    // holding the locks of the coupons before it (a redemption of one of
+    // those waited 12 s in review).
     await this.manager.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(lockTimeoutMs))}`);
-    await this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]);
+    const locked = await this.lockCouponsWaitingBriefly(couponIds);
+    const skipped = couponIds.filter((id) => !locked.has(id));
     const canceled: Array<{ redemption_id: string }> = await this.manager.query(
       // A SELECT around the UPDATE: TypeORM answers an UPDATE's rows with its row count.
       `WITH canceled AS (
@@ -390,15 +399,47 @@ export class CouponRepository {
           RETURNING redemption_id
        )
        SELECT redemption_id FROM canceled`,
-      [due.map((d) => d.redemption_id)],
+      [due.filter((d) => locked.has(d.coupon_id)).map((d) => d.redemption_id)],
     );
-    if (canceled.length === 0) return { due: due.length, canceled: [] };
+    if (canceled.length === 0) return { due: due.length, canceled: [], skipped };
     const rows: RedemptionRow[] = await this.manager.query(
       `SELECT ${REDEMPTION_COLUMNS} FROM ${REDEMPTION_FROM} WHERE r.id = ANY ($1::uuid[]) ORDER BY r.hold_until, r.seq`,
       [canceled.map((c) => c.redemption_id)],
     );
     const now = new Date();
-    return { due: due.length, canceled: rows.map((row) => redemptionFromRow(row, now)) };
+    return { due: due.length, canceled: rows.map((row) => redemptionFromRow(row, now)), skipped };
+  }
+
+  /**
+   * Locks the coupons, in id order as every path takes them, each waited for
+   * at most the transaction's lock_timeout; answers the ones it holds. All
+   * at once first (one statement); when one of them times out, that
+   * statement is taken back (a savepoint: the transaction goes on) and they
+   * are locked one by one, each under a savepoint of its own, leaving out
+   * those that time out again.
+   */
+  private async lockCouponsWaitingBriefly(couponIds: readonly string[]): Promise<Set<string>> {
+    const attempt = async (statement: () => Promise<unknown>): Promise<boolean> => {
+      await this.manager.query('SAVEPOINT lapse_lock');
+      try {
+        await statement();
+        await this.manager.query('RELEASE SAVEPOINT lapse_lock');
+        return true;
+      } catch (err) {
+        if (!isLockNotAvailable(err)) throw err;
+        await this.manager.query('ROLLBACK TO SAVEPOINT lapse_lock');
+        return false;
+      }
+    };
+    if (await attempt(() => this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]))) {
+      return new Set(couponIds);
+    }
+    const locked = new Set<string>();
+    // uuid text in lowercase compares as PostgreSQL orders uuids (byte by byte).
+    for (const id of [...couponIds].sort()) {
+      if (await attempt(() => this.manager.query(`SELECT id FROM coupons WHERE id = $1 FOR UPDATE`, [id]))) locked.add(id);
+    }
+    return locked;
   }
 
   /** One page of redemptions, newest first, strictly before the `beforeSeq` cursor, with their status at `now`. */

@@ -275,16 +275,19 @@ export class CouponsService {
     { batch = 500, maxPerRun = 5000, lockTimeoutMs = LAPSE_LOCK_TIMEOUT_MS, signal }: { batch?: number; maxPerRun?: number; lockTimeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<number> {
     let recorded = 0;
+    // Coupons that stayed locked (see cancelLapsedHolds): the later batches of this run pass them by.
+    const skipped: string[] = [];
     while (recorded < maxPerRun && !signal?.aborted) {
       const limit = Math.min(batch, maxPerRun - recorded);
-      const { due, canceled } = await inTransaction(this.dataSource, async (manager) => {
-        const outcome = await new CouponRepository(manager).cancelLapsedHolds(limit, lockTimeoutMs);
-        await appendEvents(manager, outcome.canceled.map((redemption) => redemptionEvent('REDEMPTION_CANCELED', redemption, snapshots)));
-        return outcome;
+      const outcome = await inTransaction(this.dataSource, async (manager) => {
+        const lapsed = await new CouponRepository(manager).cancelLapsedHolds(limit, lockTimeoutMs, skipped);
+        await appendEvents(manager, lapsed.canceled.map((redemption) => redemptionEvent('REDEMPTION_CANCELED', redemption, snapshots)));
+        return lapsed;
       });
-      recorded += canceled.length;
-      // Fewer due than asked: none left. All taken by another process meanwhile: it goes on with them.
-      if (due < limit || canceled.length === 0) break;
+      recorded += outcome.canceled.length;
+      skipped.push(...outcome.skipped);
+      // Fewer due than asked: none left. Nothing recorded and nothing passed by: another process took them and goes on with them.
+      if (outcome.due < limit || (outcome.canceled.length === 0 && outcome.skipped.length === 0)) break;
     }
     return recorded;
   }

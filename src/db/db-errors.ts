@@ -22,6 +22,11 @@ export function isStatementCut(err: unknown): boolean {
   return code === '57014' || code === '55P03';
 }
 
+/** A lock waited for longer than lock_timeout (55P03): the statement failed, and its transaction unless a savepoint takes it back. */
+export function isLockNotAvailable(err: unknown): boolean {
+  return sqlState(err) === '55P03';
+}
+
 /** Deadlock or serialization failure: the transaction may simply be run again. */
 export function isRetryableConflict(err: unknown): boolean {
   const code = sqlState(err);

@@ -202,7 +202,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
     expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(1n);
   });
 
-  it('gives a run up after a second on a coupon a stuck transaction keeps locked (nothing written), and a later run records the lapse once', async function () {
+  it('passes by a coupon a stuck transaction keeps locked (after a second) and records the other lapses; a later run records its lapse once', async function () {
     this.timeout(60_000);
     const coupons = await Promise.all([0, 1].map(async () => (await t.coupons.createCoupon(percentageCoupon())).coupon!));
     const holdUntil = inMs(1_500);
@@ -222,8 +222,14 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
         (recorded) => `recorded ${recorded}`,
         (err: { code?: string; driverError?: { code?: string } }) => `failed ${err.driverError?.code ?? err.code}`,
       );
-      expect(outcome).to.equal('failed 55P03');
-      expect([...(await stateRows(holds.map((h) => h.id))).values()].map((r) => r.status), 'nothing written').to.not.include('CANCELED');
+      // Before: the whole run failed (55P03) and wrote nothing, run after run (the processes' sweeps too), for as long as
+      // the coupon stayed locked. Now the free coupon's lapse is recorded, by this run or a process's sweep just before it.
+      expect(outcome).to.match(/^recorded [01]$/);
+      const states = await stateRows(holds.map((h) => h.id));
+      expect([states.get(holds[0]!.id)?.status, states.get(holds[1]!.id)?.status], 'the free coupon\'s lapse recorded, the locked one\'s left').to.deep.equal([
+        'CANCELED',
+        'HELD',
+      ]);
     } finally {
       await released;
       await stuck.release();
