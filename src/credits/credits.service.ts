@@ -215,7 +215,9 @@ export class CreditsService {
       try {
         return await runOrRehearse(run, validateOnly,
           async (manager) => {
-            const now = this.clock();
+            // Whether the coupon has expired, by the database's clock as redemptions judge it (a server whose
+            // clock was behind issued credits from a coupon that had expired, which no redemption then accepted).
+            const now = await databaseNow(manager);
             const coupon = await findCoupon(manager, principal.tenantId, couponId, now).catch((err: unknown) => {
               pending.throwIfAny();
               throw err;

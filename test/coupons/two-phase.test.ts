@@ -221,6 +221,26 @@ describe('two-phase redemptions', () => {
       expect(confirmed.redemption!.status).to.equal(CONFIRMED);
     });
 
+    it('refuses to issue a credit from a coupon expired by the database clock, from a server whose clock is behind', async function () {
+      this.timeout(20_000);
+      const coupon = (await t.coupons.createCoupon(once({ expireTime: inMs(1_000) }))).coupon!;
+      await waitUntilPast(coupon.expireTime!);
+      // By its own clock, 5 s behind, the coupon has not expired; by the database's it has.
+      const behind = new CreditsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 5_000));
+      const issuing = behind.create(
+        principalOf(),
+        { couponId: coupon.id, validateOnly: false, customerId: 'behind', membershipId: '', expireTime: undefined, revenue: undefined, metadata: {} },
+        new PlainRunner(t.server.dataSource),
+        creditEventSnapshots,
+      );
+      const refusal = await issuing.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect((refusal as DomainError | undefined)?.reason, 'no credit from an expired coupon').to.equal('COUPON_EXPIRED');
+      expect((await t.credits.listCustomerCredits({ customerId: 'behind', includeExpired: true, includeRedeemed: true, includeRevoked: true, pageSize: 0, pageToken: '', metadata: {} })).credits).to.deep.equal([]);
+    });
+
     it('confirms a credit hold (the use stays), and a canceled confirmed use makes the credit ACTIVE again', async () => {
       const coupon = (await t.coupons.createCoupon(once({ maxRedemptions: 1 }))).coupon!;
       const credit = (await t.credits.createCustomerCredit(issueRequest(coupon.id, 'cust'))).credit!;
