@@ -359,15 +359,16 @@ export class CouponRepository {
    * written (the status read as CANCELED from hold_until already). Two
    * processes sweeping at once wait for each other on those locks, and the
    * second finds nothing left to write: a lapse is recorded exactly once.
-   * A coupon's lock is waited for `lockTimeoutMs` at most; a coupon that
-   * stays locked longer (a stuck transaction) is left for a later run and
-   * answered in `skipped`, and the others' lapses are recorded (review: one
-   * coupon kept locked stopped every tenant's lapses from being recorded,
-   * as long as it stayed locked: the run gave up whole, and the stuck hold,
-   * the oldest, came first in every run). Coupons in `skip` (skipped by the
-   * caller's earlier batches) are not looked at. A busy coupon's locks are
-   * held for milliseconds, so skipping locked coupons at once (SKIP LOCKED)
-   * would starve the lapses of the hottest ones.
+   * The coupons' locks are waited for `lockTimeoutMs` at most; when one
+   * stays locked longer (a stuck transaction), the coupons free at that
+   * moment are taken and the others are left for a later run, answered in
+   * `skipped` (review: one coupon kept locked stopped every tenant's lapses
+   * from being recorded, as long as it stayed locked: the run gave up whole,
+   * and the stuck hold, the oldest, came first in every run). Coupons in
+   * `skip` (skipped by the caller's earlier batches) are not looked at. A
+   * busy coupon's locks are held for milliseconds, so skipping locked
+   * coupons from the start (SKIP LOCKED alone) would starve the lapses of
+   * the hottest ones.
    * The coupons' stored counters count CONFIRMED uses only, so a lapse
    * changes none.
    */
@@ -411,35 +412,30 @@ export class CouponRepository {
   }
 
   /**
-   * Locks the coupons, in id order as every path takes them, each waited for
-   * at most the transaction's lock_timeout; answers the ones it holds. All
-   * at once first (one statement); when one of them times out, that
-   * statement is taken back (a savepoint: the transaction goes on) and they
-   * are locked one by one, each under a savepoint of its own, leaving out
-   * those that time out again.
+   * Locks the coupons, in id order as every path takes them, waiting at most
+   * the transaction's lock_timeout; answers the ones it holds. All at once
+   * first (one statement, under a savepoint); when a lock times out, that
+   * statement is taken back (the transaction goes on) and the coupons free
+   * at that moment are locked without waiting (SKIP LOCKED): waiting for
+   * each busy one in turn held the free ones' locks for a second per busy
+   * coupon (found in review), and held by another process's sweep, they
+   * are recorded by it.
    */
   private async lockCouponsWaitingBriefly(couponIds: readonly string[]): Promise<Set<string>> {
-    const attempt = async (statement: () => Promise<unknown>): Promise<boolean> => {
-      await this.manager.query('SAVEPOINT lapse_lock');
-      try {
-        await statement();
-        await this.manager.query('RELEASE SAVEPOINT lapse_lock');
-        return true;
-      } catch (err) {
-        if (!isLockNotAvailable(err)) throw err;
-        await this.manager.query('ROLLBACK TO SAVEPOINT lapse_lock');
-        return false;
-      }
-    };
-    if (await attempt(() => this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]))) {
+    await this.manager.query('SAVEPOINT lapse_locks');
+    try {
+      await this.manager.query(`SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`, [couponIds]);
+      await this.manager.query('RELEASE SAVEPOINT lapse_locks');
       return new Set(couponIds);
+    } catch (err) {
+      if (!isLockNotAvailable(err)) throw err;
+      await this.manager.query('ROLLBACK TO SAVEPOINT lapse_locks');
     }
-    const locked = new Set<string>();
-    // uuid text in lowercase compares as PostgreSQL orders uuids (byte by byte).
-    for (const id of [...couponIds].sort()) {
-      if (await attempt(() => this.manager.query(`SELECT id FROM coupons WHERE id = $1 FOR UPDATE`, [id]))) locked.add(id);
-    }
-    return locked;
+    const free: Array<{ id: string }> = await this.manager.query(
+      `SELECT id FROM coupons WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE SKIP LOCKED`,
+      [couponIds],
+    );
+    return new Set(free.map((c) => c.id));
   }
 
   /** One page of redemptions, newest first, strictly before the `beforeSeq` cursor, with their status at `now`. */

@@ -90,14 +90,16 @@ export function toCallerError(err: unknown): CallerError {
   if (isRetryableConflict(err)) {
     // A deadlock or serialization failure where nothing retried it (the write
     // paths do, see retryConflicts): the transaction rolled back; a retry may
-    // well go through. Not INTERNAL, which the client does not retry.
+    // well go through. Not INTERNAL, which the client does not retry; but a
+    // path without retries or locks out of order is a bug: logged as one,
+    // with PostgreSQL's error.
     return {
       code: status.ABORTED,
       reason: ErrorReason.ConcurrencyConflict,
       message: 'The request conflicted with concurrent requests; nothing was written; retry it.',
       violations: [],
       metadata: {},
-      expected: true,
+      expected: false,
     };
   }
   if (isStatementCut(err)) {

@@ -9,6 +9,18 @@ import { promotionalCredits } from '../support/server';
 import { decodeError } from '../support/status';
 import { newTenant } from '../support/tenant';
 
+/** Resolves once a backend of the server (application_name credits) waits on a row lock: its one pooled connection is taken. */
+async function untilWaitingOnLock(dataSource: DataSource): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const [{ n }] = (await dataSource.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'credits' AND wait_event_type = 'Lock' AND query LIKE '%promotional_credit_apply%'`,
+    )) as Array<{ n: number }>;
+    if (n > 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the deduction never waited on the row lock');
+}
+
 /**
  * Every pooled connection busy is not a database that is down: the call that
  * waited too long for one is still UNAVAILABLE DATABASE_UNAVAILABLE (retry),
@@ -44,7 +56,7 @@ describe('faults: an exhausted connection pool', function () {
       await withBalanceLocked(dataSource, tenant.id, 'pool-held', async () => {
         // Takes the one pooled connection and waits on the row lock.
         deduct = client.deductPromotionalCredits({ ...base, customerId: 'pool-held', amount: 10n });
-        await new Promise((r) => setTimeout(r, 300));
+        await untilWaitingOnLock(dataSource);
         let refused: ServiceError | undefined;
         await client.getCustomerBalance({ customerId: 'pool-other' }).catch((err: ServiceError) => (refused = err));
         expect(refused, 'the read waited for a connection and gave up').to.not.equal(undefined);
@@ -77,14 +89,15 @@ describe('faults: an exhausted connection pool', function () {
     const base = { currencyCode: '', description: 'pool', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
     try {
       await client.addPromotionalCredits({ ...base, customerId: 'pool-held', amount: 100n });
-      await client.addPromotionalCredits({ ...base, customerId: 'pool-reader', amount: 50n, expireTime: new Date(Date.now() + 1_500) });
+      const expiry = new Date(Date.now() + 1_500);
+      await client.addPromotionalCredits({ ...base, customerId: 'pool-reader', amount: 50n, expireTime: expiry });
       let read: ReturnType<typeof client.getCustomerBalance> | undefined;
       let deduct: Promise<unknown> | undefined;
       await withBalanceLocked(dataSource, tenant.id, 'pool-held', async () => {
         deduct = client.deductPromotionalCredits({ ...base, customerId: 'pool-held', amount: 10n }); // holds the one connection
-        await new Promise((r) => setTimeout(r, 200));
-        read = client.getCustomerBalance({ customerId: 'pool-reader' }); // asked before the lot expires, waits for the connection
-        await new Promise((r) => setTimeout(r, 2_500));
+        await untilWaitingOnLock(dataSource);
+        read = client.getCustomerBalance({ customerId: 'pool-reader' }); // waits for the connection past the lot's expiry
+        await new Promise((r) => setTimeout(r, Math.max(0, expiry.getTime() - Date.now()) + 500));
       });
       await deduct;
       const balances = (await read!).balance!.balances;
