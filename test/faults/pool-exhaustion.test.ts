@@ -40,14 +40,19 @@ describe('faults: an exhausted connection pool', function () {
     await dataSource.destroy();
   });
 
-  it('answers UNAVAILABLE saying every connection was busy, logs it, stays SERVING, and the waiting call still completes', async () => {
+  /** A server of its own with ONE pooled connection (no sweep to take it), a tenant and a client of it. */
+  async function serverWithPoolOfOne(connectTimeoutMs: number) {
     const tenant = await newTenant(dataSource);
     const server = await spawnServer(await testDatabaseUrl(), await freePort(), {
       CREDITS_DB_POOL_SIZE: '1',
-      CREDITS_DB_CONNECT_TIMEOUT_MS: '500',
+      CREDITS_DB_CONNECT_TIMEOUT_MS: String(connectTimeoutMs),
       CREDITS_EXPIRY_SWEEP_SECONDS: '3600',
     });
-    const client = promotionalCredits(server.address, tenant.rwKey);
+    return { tenant, server, client: promotionalCredits(server.address, tenant.rwKey) };
+  }
+
+  it('answers UNAVAILABLE saying every connection was busy, logs it, stays SERVING, and the waiting call still completes', async () => {
+    const { tenant, server, client } = await serverWithPoolOfOne(500);
     const base = { currencyCode: '', description: 'pool', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
     try {
       // Creates the balance and puts the key in the server's cache (its lookup needs no connection after).
@@ -79,13 +84,7 @@ describe('faults: an exhausted connection pool', function () {
   });
 
   it('reads a balance as of when the read runs: credits that expired while it waited for a connection are not counted', async function () {
-    const tenant = await newTenant(dataSource);
-    const server = await spawnServer(await testDatabaseUrl(), await freePort(), {
-      CREDITS_DB_POOL_SIZE: '1',
-      CREDITS_DB_CONNECT_TIMEOUT_MS: '5000',
-      CREDITS_EXPIRY_SWEEP_SECONDS: '3600',
-    });
-    const client = promotionalCredits(server.address, tenant.rwKey);
+    const { tenant, server, client } = await serverWithPoolOfOne(5_000);
     const base = { currencyCode: '', description: 'pool', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
     try {
       await client.addPromotionalCredits({ ...base, customerId: 'pool-held', amount: 100n });
