@@ -1,11 +1,17 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import * as v1 from '../../gen/index.credits.v1';
+import type { RequestProblem } from './pipeline';
 import { creditsMethods } from './reflection';
 
 /** A request whose string field's bytes are not UTF-8 (protobuf's `string` must be). */
 export class InvalidUtf8 extends Error {
   constructor() {
     super('a string field is not valid UTF-8');
+  }
+
+  /** The problem to answer: the decoder cannot tell which field it was reading. */
+  get problem(): RequestProblem {
+    return { field: '', description: this.message, hint: 'send text as UTF-8' };
   }
 }
 

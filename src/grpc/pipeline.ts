@@ -74,16 +74,23 @@ export function compose(...middleware: Middleware[]): Middleware {
   };
 }
 
+/** What is wrong with a request's bytes: which field (proto field names; '' when it cannot be told), what, and what to send instead. */
+export interface RequestProblem {
+  field: string;
+  description: string;
+  hint: string;
+}
+
 /**
  * Stands in for a request whose bytes are not a valid protobuf encoding of
  * the method's request message, or that decoding would change without a
- * word (`problem`: which field, what is wrong, what to do instead): a map
+ * word (`problem`): a string that is not UTF-8 (message-decoding.ts), a map
  * key it drops (reserved-map-keys.ts), a Timestamp out of its type's range
  * (timestamp-checks.ts).
  */
 export class MalformedRequest {
   constructor(
     readonly path: string,
-    readonly problem?: { field: string; description: string; hint: string },
+    readonly problem?: RequestProblem,
   ) {}
 }

@@ -1,5 +1,6 @@
 import type { DescMessage } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import type { RequestProblem } from './pipeline';
 import { creditsMethods } from './reflection';
 
 /**
@@ -12,17 +13,21 @@ export const RESERVED_MAP_KEY = '__proto__';
 const NEEDLE = Buffer.from(RESERVED_MAP_KEY, 'utf8');
 
 /**
- * For each credits.v1 method path, a check of its request's bytes: the path
- * of the first map entry whose key is RESERVED_MAP_KEY (proto field names,
- * e.g. `metadata`), or undefined. It walks the wire format only when the
- * bytes contain the key at all (a memory search: the usual request pays
- * nothing more). The walk follows the request's message type from buf's
- * descriptor set, so it sees every map at any depth.
+ * For each credits.v1 method path, a check of its request's bytes: the
+ * first map entry whose key is RESERVED_MAP_KEY, named by its path (proto
+ * field names, e.g. `metadata["__proto__"]`), or undefined. It walks the
+ * wire format only when the bytes contain the key at all (a memory search:
+ * the usual request pays nothing more). The walk follows the request's
+ * message type from buf's descriptor set, so it sees every map at any depth.
  */
-export function reservedMapKeyChecks(): Map<string, (bytes: Buffer) => string | undefined> {
-  const checks = new Map<string, (bytes: Buffer) => string | undefined>();
+export function reservedMapKeyChecks(): Map<string, (bytes: Buffer) => RequestProblem | undefined> {
+  const checks = new Map<string, (bytes: Buffer) => RequestProblem | undefined>();
   for (const { path, input } of creditsMethods()) {
-    checks.set(path, (bytes) => (bytes.includes(NEEDLE) ? reservedKeyIn(input, bytes, '') : undefined));
+    checks.set(path, (bytes) => {
+      const field = bytes.includes(NEEDLE) ? reservedKeyIn(input, bytes, '') : undefined;
+      if (field === undefined) return undefined;
+      return { field, description: `key ${JSON.stringify(RESERVED_MAP_KEY)} is reserved: JavaScript decoders drop it`, hint: 'use another key' };
+    });
   }
   return checks;
 }

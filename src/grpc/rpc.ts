@@ -18,7 +18,7 @@ import { InvalidUtf8, requestDecoders } from './message-decoding';
 import { responseSerializers } from './message-encoding';
 import { REPLAYED_HEADER } from './middleware';
 import { MalformedRequest, type Call, type Middleware, type Outcome } from './pipeline';
-import { RESERVED_MAP_KEY, reservedMapKeyChecks } from './reserved-map-keys';
+import { reservedMapKeyChecks } from './reserved-map-keys';
 import { timestampChecks } from './timestamp-checks';
 
 /** What a handler knows about the call besides its request. */
@@ -82,36 +82,19 @@ export class Rpc {
     for (const [name, method] of Object.entries(definition)) {
       this.methods.set(method.path, method as MethodDefinition<unknown, unknown>);
       const serialize = this.serializers.get(method.path) ?? method.responseSerialize;
-      const reservedKeyAt = this.reservedKeyChecks.get(method.path) ?? (() => undefined);
-      const timestampProblem = this.timestampChecks.get(method.path) ?? (() => undefined);
+      const reservedKey = this.reservedKeyChecks.get(method.path);
+      const timestamp = this.timestampChecks.get(method.path);
       const decode = this.requestDecoders.get(method.path) ?? method.requestDeserialize;
       lenient[name] = Object.assign({}, method as MethodDefinition<unknown, unknown>, {
         requestDeserialize: (bytes: Buffer) => {
-          let request: unknown;
-          let at: string | undefined;
-          let timestamp: ReturnType<typeof timestampProblem>;
           try {
-            request = decode(bytes);
-            // The walks read tags as protobuf defines them: bytes ts-proto took (it stops at a tag of 0) may still be none.
-            at = reservedKeyAt(bytes);
-            timestamp = at === undefined ? timestampProblem(bytes) : undefined;
+            const request = decode(bytes);
+            // The checks read tags as protobuf defines them: bytes ts-proto took (it stops at a tag of 0) may still be none.
+            const problem = reservedKey?.(bytes) ?? timestamp?.(bytes);
+            return problem === undefined ? request : new MalformedRequest(method.path, problem);
           } catch (err) {
-            if (err instanceof InvalidUtf8) return new MalformedRequest(method.path, { field: '', description: err.message, hint: 'send text as UTF-8' });
-            return new MalformedRequest(method.path);
+            return new MalformedRequest(method.path, err instanceof InvalidUtf8 ? err.problem : undefined);
           }
-          if (at !== undefined) {
-            return new MalformedRequest(method.path, {
-              field: at,
-              description: `key ${JSON.stringify(RESERVED_MAP_KEY)} is reserved: JavaScript decoders drop it`,
-              hint: 'use another key',
-            });
-          }
-          if (timestamp === undefined) return request;
-          return new MalformedRequest(method.path, {
-            field: timestamp.field,
-            description: timestamp.description,
-            hint: 'send one normalized as the type says (whole seconds in `seconds`, nanos 0 to 999999999)',
-          });
         },
         responseSerialize: method.responseStream ? (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) : serialize,
       });

@@ -1,16 +1,11 @@
 import type { DescField, DescMessage } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import type { RequestProblem } from './pipeline';
 import { creditsMethods } from './reflection';
 import { valueOfEntry } from './reserved-map-keys';
 
 const TIMESTAMP = 'google.protobuf.Timestamp';
 const MAX_NANOS = 999_999_999;
-
-/** A Timestamp in a request that is not one: where (proto field names) and why. */
-export interface TimestampProblem {
-  field: string;
-  description: string;
-}
 
 /**
  * For each credits.v1 method whose request holds a google.protobuf.Timestamp
@@ -24,8 +19,8 @@ export interface TimestampProblem {
  * request's other violations (checkTime). The walk reads only the fields
  * that can lead to a Timestamp: ~0.4 µs for an Add (its decoding ~0.3).
  */
-export function timestampChecks(): Map<string, (bytes: Uint8Array) => TimestampProblem | undefined> {
-  const checks = new Map<string, (bytes: Uint8Array) => TimestampProblem | undefined>();
+export function timestampChecks(): Map<string, (bytes: Uint8Array) => RequestProblem | undefined> {
+  const checks = new Map<string, (bytes: Uint8Array) => RequestProblem | undefined>();
   const routes = new Map<DescMessage, Route | undefined>();
   for (const { path, input } of creditsMethods()) {
     const route = routeOf(input, routes);
@@ -64,7 +59,7 @@ function messageOf(field: DescField): DescMessage | undefined {
   return undefined;
 }
 
-function problemIn(route: Route, bytes: Uint8Array, prefix: string): TimestampProblem | undefined {
+function problemIn(route: Route, bytes: Uint8Array, prefix: string): RequestProblem | undefined {
   const reader = new BinaryReader(bytes);
   let seen: Map<number, number> | undefined; // elements of each repeated field so far
   while (reader.pos < reader.len) {
@@ -94,7 +89,7 @@ function problemIn(route: Route, bytes: Uint8Array, prefix: string): TimestampPr
   return undefined;
 }
 
-function timestampProblem(bytes: Uint8Array, field: string): TimestampProblem | undefined {
+function timestampProblem(bytes: Uint8Array, field: string): RequestProblem | undefined {
   const reader = new BinaryReader(bytes);
   let nanos = 0;
   while (reader.pos < reader.len) {
@@ -103,5 +98,9 @@ function timestampProblem(bytes: Uint8Array, field: string): TimestampProblem | 
     else reader.skip(wireType, number);
   }
   if (nanos >= 0 && nanos <= MAX_NANOS) return undefined;
-  return { field, description: `is not a valid google.protobuf.Timestamp: nanos must be 0 to 999999999, not ${nanos}` };
+  return {
+    field,
+    description: `is not a valid google.protobuf.Timestamp: nanos must be 0 to 999999999, not ${nanos}`,
+    hint: 'send one normalized as the type says (whole seconds in `seconds`, nanos 0 to 999999999)',
+  };
 }

@@ -11,9 +11,13 @@ describe('reserved map keys (unit)', () => {
     const batch = BatchCreateCustomerCreditsRequest.fromPartial({ couponId: 'c', credits: [{ customerId: 'a' }, { customerId: 'b' }] });
     batch.credits[1]!.metadata = reserved();
     const bytes = Buffer.from(BatchCreateCustomerCreditsRequest.encode(batch).finish());
-    expect(checks.get('/credits.v1.CreditService/BatchCreateCustomerCredits')!(bytes)).to.equal('credits[1].metadata["__proto__"]');
+    expect(checks.get('/credits.v1.CreditService/BatchCreateCustomerCredits')!(bytes)).to.deep.equal({
+      field: 'credits[1].metadata["__proto__"]',
+      description: 'key "__proto__" is reserved: JavaScript decoders drop it',
+      hint: 'use another key',
+    });
     const add = { ...AddPromotionalCreditsRequest.fromPartial({ customerId: 'a' }), metadata: reserved() };
-    expect(checks.get('/credits.v1.PromotionalCreditService/AddPromotionalCredits')!(Buffer.from(AddPromotionalCreditsRequest.encode(add).finish()))).to.equal(
+    expect(checks.get('/credits.v1.PromotionalCreditService/AddPromotionalCredits')!(Buffer.from(AddPromotionalCreditsRequest.encode(add).finish()))?.field).to.equal(
       'metadata["__proto__"]',
     );
   });

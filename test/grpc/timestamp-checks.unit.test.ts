@@ -47,6 +47,7 @@ describe('Timestamp checks (unit)', () => {
     expect(checks.get(ADD)!(withField(add, expireTime, timestamp(1_700_000_000n, 2_000_000_000)))).to.deep.equal({
       field: 'expire_time',
       description: 'is not a valid google.protobuf.Timestamp: nanos must be 0 to 999999999, not 2000000000',
+      hint: 'send one normalized as the type says (whole seconds in `seconds`, nanos 0 to 999999999)',
     });
     expect(checks.get(ADD)!(withField(add, expireTime, timestamp(1_700_000_000n, -1)))?.description).to.include('not -1');
     // Seconds past the type's years show in the Date: the use cases' checks answer them with the other violations.
