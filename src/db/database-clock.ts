@@ -1,4 +1,5 @@
-import type { EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
+import type { Clock } from '../common/clock';
 
 /**
  * The database's clock now. What decides a write is judged by it: whether a
@@ -6,11 +7,65 @@ import type { EntityManager } from 'typeorm';
  * clock_timestamp() in SQL; Confirm, Cancel and Revoke call this once their
  * locks are held) and whether a coupon has expired when credits are issued
  * from it, so that a server whose clock is off cannot count a hold the
- * database already counts as lapsed, or the other way round. Reads (Get,
- * List, ValidateCoupon) still show states by the server's clock: with clocks
- * apart, they may disagree with a write for that long.
+ * database already counts as lapsed, or the other way round. Reads and
+ * input checks take DatabaseClock's estimate instead of a round trip.
  */
 export async function databaseNow(manager: EntityManager): Promise<Date> {
   const [row] = (await manager.query(`SELECT clock_timestamp() AS now`)) as Array<{ now: Date }>;
   return row!.now;
+}
+
+/** Round trips per measure; the shortest one's reading is kept (the least time for the clocks to be read apart). */
+const SAMPLES = 3;
+
+/** Offsets within this of the measure's uncertainty (half its round trip) are taken as none: the clocks agree as far as can be told. */
+const AGREE_WITHIN_MS = 1;
+
+/**
+ * The database's clock as this server estimates it: its own clock plus the
+ * offset last measured against clock_timestamp() (synchronize; the server
+ * measures at start and then every minute). What a server shows and checks
+ * by its clock (a coupon's or a hold's status, the lots still available,
+ * whether an expire_time or an as_of_time is in the future) then agrees
+ * with what the database decides for writes, even on a host whose clock is
+ * seconds off: a server 5 s behind showed a coupon that had expired for the
+ * database as ACTIVE, answered ValidateCoupon that it would apply where
+ * RedeemCoupon refused it, and refused as "in the future" an as_of_time
+ * its own write had just answered.
+ *
+ * The estimate is off by at most half a round trip plus the drift since the
+ * last measure; an offset within that (a database on the same host) is
+ * taken as none, so the server's clock is used as it is.
+ */
+export class DatabaseClock {
+  private offsetMs = 0;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    /** This server's clock in epoch milliseconds (tests pass one that is off). */
+    private readonly local: () => number = Date.now,
+  ) {}
+
+  /** Now, by the database's clock as last measured. */
+  readonly now: Clock = () => new Date(this.local() + this.offsetMs);
+
+  /** How far ahead of this server's clock the database's is, in milliseconds (negative: behind), as last measured. */
+  get offset(): number {
+    return this.offsetMs;
+  }
+
+  /** Measures the offset again (SAMPLES round trips); answers it. Throws, keeping the last one, when the database does not answer. */
+  async synchronize(): Promise<number> {
+    let best: { roundTripMs: number; offsetMs: number } | undefined;
+    for (let i = 0; i < SAMPLES; i++) {
+      const sent = this.local();
+      const [row] = (await this.dataSource.query(`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS now`)) as Array<{ now: number }>;
+      const received = this.local();
+      const roundTripMs = received - sent;
+      if (best === undefined || roundTripMs < best.roundTripMs) best = { roundTripMs, offsetMs: row!.now - (sent + received) / 2 };
+    }
+    const { roundTripMs, offsetMs } = best!;
+    this.offsetMs = Math.abs(offsetMs) <= roundTripMs / 2 + AGREE_WITHIN_MS ? 0 : Math.round(offsetMs);
+    return this.offsetMs;
+  }
 }

@@ -1,4 +1,5 @@
 import { Event, type EventServiceServer } from '../../gen/credits/v1/event_service';
+import { systemClock, type Clock } from '../common/clock';
 import type { EventRecord } from '../events/event.repository';
 import type { EventsService } from '../events/events.service';
 import { eventQueryFromProto, eventToProto } from './event.mapper';
@@ -11,9 +12,10 @@ export const START_CURSOR_HEADER = 'start-cursor';
 /** EventService: translation between proto and the use cases, nothing else. */
 /**
  * `observeLag`: told, for each event a stream sends, how long after its
- * commit time it went out (the event stream lag metric).
+ * commit time it went out (the event stream lag metric), by `clock` (the
+ * database's, which dated the event).
  */
-export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (seconds: number) => void): EventServiceServer {
+export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (seconds: number) => void, clock: Clock = systemClock): EventServiceServer {
   // Streams at the same place share their reads (EventHub.read, one
   // tenant's), so the records they send are the same objects: each is
   // mapped and encoded once.
@@ -37,7 +39,7 @@ export function eventHandlers(service: EventsService, rpc: Rpc, observeLag?: (se
         for await (const events of feed.batches()) {
           await ctx.sendAll(events.map((event) => bytesOf(ctx.principal.tenantId, event)));
           if (observeLag) {
-            const now = Date.now();
+            const now = clock().getTime();
             for (const event of events) observeLag((now - event.createTime.getTime()) / 1000);
           }
         }

@@ -31,6 +31,7 @@ import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
 import { connectionOf } from '../db/data-source';
 import { ConnectionsInUse } from '../db/connections-in-use';
+import { DatabaseClock } from '../db/database-clock';
 import { oneLine, StartupError } from '../common/startup-error';
 import type { Metrics } from '../observability/metrics';
 import { observeService } from '../observability/service-metrics';
@@ -39,6 +40,9 @@ import { DatabaseReadiness } from '../observability/readiness';
 export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1.CouponService', 'credits.v1.CreditService', 'credits.v1.EventService'];
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
+
+/** How often the database's clock is measured again (see DatabaseClock): drift between two measures is well under a millisecond. */
+const CLOCK_SYNC_INTERVAL_MS = 60 * 1000;
 
 /** How long calls whose database work a shutdown ended get to answer before the connections close. */
 const ANSWER_AFTER_TERMINATE_MS = 500;
@@ -85,6 +89,10 @@ export async function startGrpcServer(
     observeGroupSize: metrics?.groupCommit('keyed_calls'),
   });
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
+  // Times shown and checked by the database's clock, as writes are judged.
+  const clock = new DatabaseClock(deps.dataSource);
+  await synchronizeClock(clock, deps.logger);
+  metrics?.observeDatabaseClock(() => clock.offset);
   const authenticator = new Authenticator(deps.dataSource, {
     cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
     logger: deps.logger,
@@ -128,6 +136,7 @@ export async function startGrpcServer(
   );
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
+  const clockSync = runPeriodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
   const keyPruning = runPeriodically(
     PRUNE_INTERVAL_MS,
     async (signal) => {
@@ -151,9 +160,9 @@ export async function startGrpcServer(
     'grpc.keepalive_time_ms': SERVER_KEEPALIVE_MS,
     'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
   });
-  const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens, undefined, metrics && ((name) => metrics.groupCommit(name)));
+  const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens, clock.now, metrics && ((name) => metrics.groupCommit(name)));
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
-  const coupons = new CouponsService(deps.dataSource, pageTokens);
+  const coupons = new CouponsService(deps.dataSource, pageTokens, clock.now);
   const sweeper = startExpirySweep(
     {
       balances: (signal) => promotionalCredits.sweepExpired(undefined, signal),
@@ -164,8 +173,8 @@ export async function startGrpcServer(
     metrics,
   );
   rpc.addService(server, CouponServiceService, couponHandlers(coupons, rpc));
-  rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens), rpc));
-  rpc.addService(server, EventServiceService, eventHandlers(events, rpc, metrics?.eventStreamLag()));
+  rpc.addService(server, CreditServiceService, creditHandlers(new CreditsService(deps.dataSource, pageTokens, clock.now), rpc));
+  rpc.addService(server, EventServiceService, eventHandlers(events, rpc, metrics?.eventStreamLag(), clock.now));
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   // Readiness: every service NOT_SERVING while the database does not answer.
@@ -192,6 +201,7 @@ export async function startGrpcServer(
       ),
     );
   } catch (err) {
+    await clockSync.stop();
     await keyPruning.stop();
     await sweeper.stop();
     await events.close();
@@ -213,7 +223,7 @@ export async function startGrpcServer(
       // The background work ends within the grace like the calls: a sweep
       // waiting on a row lock must not hold the drain (or health) past it.
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
-      const quiet = Promise.all([idle, sweeper.stop(), keyPruning.stop(), events.stopPruning(), readiness.stop()]);
+      const quiet = Promise.all([idle, sweeper.stop(), keyPruning.stop(), clockSync.stop(), events.stopPruning(), readiness.stop()]);
       if ((await Promise.race([quiet, graceOver])) === 'over') {
         deps.logger.warn({ in_flight: inFlight, connections_in_use: connectionsInUse.size }, 'shutdown grace period over; cutting calls still in flight');
         // Their database work first, so that it rolls back rather than
@@ -250,6 +260,24 @@ export async function startGrpcServer(
       await authenticator.close();
     },
   };
+}
+
+/**
+ * Measures the database's clock again (DatabaseClock.synchronize). Says so
+ * when the offset moved by a tenth of a second or more (a host whose clock
+ * is off, or was set), and when it could not measure (the last offset
+ * stays; readiness reports the database itself).
+ */
+async function synchronizeClock(clock: DatabaseClock, logger: Logger): Promise<void> {
+  const before = clock.offset;
+  try {
+    const offset = await clock.synchronize();
+    if (Math.abs(offset - before) < 100) return;
+    if (offset === 0) logger.info({ offset_ms: 0 }, "the database's clock agrees with this server's again");
+    else logger.warn({ offset_ms: offset }, `the database's clock is ${Math.abs(offset)} ms ${offset > 0 ? 'ahead of' : 'behind'} this server's; times are shown and checked by the database's`);
+  } catch (err) {
+    logger.warn({ err }, "could not measure the database's clock");
+  }
 }
 
 /** What one run of the expiry sweep does; each answers how many it settled or recorded, and stops early once `signal` aborts. */

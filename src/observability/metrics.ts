@@ -267,6 +267,18 @@ export class Metrics {
     new Gauge({ name: 'credits_db_pool_max_connections', help: 'The pool size (CREDITS_DB_POOL_SIZE).', registers }).set(size);
   }
 
+  /** The database clock's offset from this server's, as DatabaseClock last measured it (read on each scrape). */
+  observeDatabaseClock(offsetMs: () => number): void {
+    new Gauge({
+      name: 'credits_db_clock_offset_seconds',
+      help: "How far the database's clock is ahead of this server's (negative: behind), as last measured; 0 when they agree within the measure.",
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(offsetMs() / 1000);
+      },
+    });
+  }
+
   /**
    * Active holds per currency, by one query per scrape (bounded by
    * `timeoutMs`: a scrape while the database is away answers without them).

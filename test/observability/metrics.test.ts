@@ -133,6 +133,8 @@ describe('observability: Prometheus metrics', function () {
     expect(found.value('credits_db_pool_connections_idle') + found.value('credits_db_pool_connections_in_use')).to.be.within(1, 10);
     expect(found.has('credits_db_pool_waiting')).to.equal(true);
     expect(found.value('credits_database_up')).to.equal(1);
+    // The database on this host: its clock and the server's agree (DatabaseClock).
+    expect(found.value('credits_db_clock_offset_seconds')).to.equal(0);
     // Holds of every tenant in the test database: at least this one's.
     expect(found.value('credits_holds_active', { currency: 'USD' })).to.be.at.least(1);
     expect(found.value('credits_holds_active_amount', { currency: 'USD' })).to.be.at.least(70);

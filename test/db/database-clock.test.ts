@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { PageTokenCodec } from '../../src/common/page-token';
+import { CouponsService } from '../../src/coupons/coupons.service';
+import { DatabaseClock } from '../../src/db/database-clock';
+import { PromotionalCreditsService } from '../../src/promotional-credits/promotional-credits.service';
+import type { Principal } from '../../src/tenants/principal';
+import { once } from '../credits/fixtures';
+import { inMs, waitUntilPast } from '../coupons/footprint';
+import { useTenantClients } from '../support/tenant-clients';
+
+/** How far the measure may be off on this host: a few round trips to a local database. */
+const TOLERANCE_MS = 50;
+
+describe('DatabaseClock: times by the database clock, from a server whose own clock is off', function () {
+  this.timeout(20_000);
+  const t = useTenantClients();
+  /** The test tenant's read+write key, as a service sees its caller. */
+  const principalOf = (): Principal => ({
+    tenantId: t.tenant.id,
+    tenantSlug: t.tenant.slug,
+    defaultCurrency: 'USD',
+    multiCurrency: true,
+    keyName: 'rw-key',
+    keyId: '00000000-0000-4000-8000-000000000001',
+    scopes: new Set(['read', 'write']),
+  });
+  /** The database's clock, as seen from a server whose clock is `behindMs` behind this host's (the database's: it runs here). */
+  const measured = async (behindMs: number) => {
+    const clock = new DatabaseClock(t.server.dataSource, () => Date.now() - behindMs);
+    await clock.synchronize();
+    return clock;
+  };
+
+  it('measures how far the database is ahead of a server 5 s behind, and tells the time by it', async () => {
+    const clock = await measured(5_000);
+    expect(clock.offset).to.be.closeTo(5_000, TOLERANCE_MS);
+    expect(clock.now().getTime()).to.be.closeTo(Date.now(), TOLERANCE_MS);
+    const ahead = await measured(-3_000);
+    expect(ahead.offset).to.be.closeTo(-3_000, TOLERANCE_MS);
+  });
+
+  it('takes clocks that agree within the measure as agreeing: the server clock as it is', async () => {
+    const clock = await measured(0);
+    expect(clock.offset).to.equal(0);
+  });
+
+  it('answers ValidateCoupon of a coupon expired by the database clock as expired, as RedeemCoupon does', async () => {
+    const coupon = (await t.coupons.createCoupon(once({ expireTime: inMs(1_000) }))).coupon!;
+    await waitUntilPast(coupon.expireTime!);
+    const input = { code: coupon.code, customerId: 'clock-behind', planId: '', productId: '', amount: undefined };
+    // By its own clock, 5 s behind, the coupon has not expired (what the server answered before it measured the database's).
+    const own = new CouponsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 5_000));
+    expect((await own.validate(principalOf(), input)).refusal, 'by the server clock').to.equal(undefined);
+    const service = new CouponsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), (await measured(5_000)).now);
+    expect((await service.validate(principalOf(), input)).refusal?.reason).to.equal('COUPON_EXPIRED');
+  });
+
+  it('takes an as_of_time its own write just answered from a server 5 s behind', async () => {
+    const added = await t.promotionalCredits.addPromotionalCredits({ customerId: 'clock-as-of', amount: 40n, currencyCode: 'USD', description: 'clock test' });
+    const at = added.promotionalCredit!.createTime!;
+    const service = new PromotionalCreditsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), (await measured(5_000)).now);
+    const balances = await service.balances(principalOf(), 'clock-as-of', at);
+    expect(balances.map((b) => [b.currencyCode, b.amount])).to.deep.equal([['USD', 40n]]);
+    // By its own clock the instant was 5 s in the future: refused.
+    const own = new PromotionalCreditsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 5_000));
+    const refusal = await own.balances(principalOf(), 'clock-as-of', at).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(refusal?.message).to.match(/as_of_time/);
+  });
+});
