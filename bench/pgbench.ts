@@ -72,7 +72,9 @@ export async function runPgbench(options: PgbenchOptions): Promise<LoadResult & 
       }
     });
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    const aborted = [...stderr.matchAll(/client \d+ aborted/g)].length;
+    // pgbench words it "client N aborted in command …" or "client N script M aborted in command …".
+    const abortLines = [...stderr.matchAll(/client \d+ (?:script \d+ )?aborted[^\n]*/g)].map((m) => m[0]);
+    const aborted = abortLines.length;
     if (code !== 0 && aborted === 0) throw new Error(`pgbench exited with ${code}: ${stderr.trim().split('\n').slice(-5).join('\n')}`);
 
     // Per-transaction log lines: client_id transaction_no latency_us script_no epoch_s epoch_us
@@ -102,7 +104,8 @@ export async function runPgbench(options: PgbenchOptions): Promise<LoadResult & 
     const histogram = new Histogram();
     for (const [at, latency] of completions) if (at >= windowStart && at <= windowEnd) histogram.record(latency);
     const errors: Record<string, number> = {};
-    if (aborted > 0) errors.ABORTED_CLIENTS = aborted;
+    // With why the first one aborted: a baseline that fails must say what its SQL did.
+    if (aborted > 0) errors[`ABORTED_CLIENTS (${abortLines[0]!.replace(/\s+/g, ' ').slice(0, 300)})`] = aborted;
     if (failed > 0) errors.FAILED_TRANSACTIONS = failed;
     return {
       calls: histogram.count,

@@ -25,7 +25,8 @@ export interface SampleCall {
  */
 export async function startRecordingServer(dataSource: DataSource, apiKey: string) {
   installSqlRecorder();
-  const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0' });
+  // No housekeeping: its statements (an expiry sweep's transaction) would be recorded as the sampled call's.
+  const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', housekeeping: false });
   const client = new Client(`127.0.0.1:${grpc.port}`, credentials.createInsecure());
 
   const invoke = (method: MethodDefinition<unknown, unknown>, request: unknown) =>

@@ -41,6 +41,9 @@ export const SERVICE_NAMES = ['credits.v1.PromotionalCreditService', 'credits.v1
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
+/** What runs instead of each periodic job without housekeeping: nothing. */
+const NO_HOUSEKEEPING: Periodic = { stop: () => Promise.resolve() };
+
 /** How often the database's clock is measured again (see DatabaseClock): drift between two measures is well under a millisecond. */
 const CLOCK_SYNC_INTERVAL_MS = 60 * 1000;
 
@@ -81,9 +84,19 @@ export async function startGrpcServer(
     eventRetentionHours?: number;
     /** The event cursors handed out (CREDITS_EVENT_CURSOR_VERSION; default 1). */
     eventCursorVersion?: 1 | 2;
+    /**
+     * false: none of the periodic housekeeping runs (the expiry sweep,
+     * pruning keys and events, measuring the database's clock after the
+     * first time). For the bench's recording server, which takes every
+     * statement of a pooled connection for the call's: a sweep that fell
+     * inside a sample was replayed as part of the call (default true).
+     */
+    housekeeping?: boolean;
   },
 ): Promise<GrpcServer> {
   const { metrics } = deps;
+  const housekeeping = options.housekeeping ?? true;
+  const periodically: typeof runPeriodically = housekeeping ? runPeriodically : () => NO_HOUSEKEEPING;
   const idempotency = new Idempotency(deps.dataSource, options.idempotencyRetentionHours ?? DEFAULT_IDEMPOTENCY_RETENTION_HOURS, finalErrorOf, {
     name: 'keyed_calls',
     observeGroupSize: metrics?.groupCommit('keyed_calls'),
@@ -103,7 +116,7 @@ export async function startGrpcServer(
   });
   await authenticator.start();
   const events = await EventsService.start(deps.dataSource, deps.logger, {
-    retentionHours: options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS,
+    retentionHours: housekeeping ? (options.eventRetentionHours ?? DEFAULT_EVENT_RETENTION_HOURS) : undefined,
     cursorVersion: options.eventCursorVersion,
   });
   const connectionsInUse = new ConnectionsInUse(deps.dataSource);
@@ -136,8 +149,8 @@ export async function startGrpcServer(
   );
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
-  const clockSync = runPeriodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
-  const keyPruning = runPeriodically(
+  const clockSync = periodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
+  const keyPruning = periodically(
     PRUNE_INTERVAL_MS,
     async (signal) => {
       await idempotency.prune(undefined, signal);
@@ -164,6 +177,7 @@ export async function startGrpcServer(
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));
   const coupons = new CouponsService(deps.dataSource, pageTokens, clock.now);
   const sweeper = startExpirySweep(
+    periodically,
     {
       balances: (signal) => promotionalCredits.sweepExpired(undefined, signal),
       lapsedRedemptions: (signal) => coupons.recordLapsedHolds(couponEventSnapshots, { signal }),
@@ -296,7 +310,7 @@ interface ExpirySweeps {
  * runPeriodically's schedule. A run is `failed` when either part failed; the
  * other part still ran.
  */
-function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logger, metrics: Metrics | undefined): Periodic {
+function startExpirySweep(periodically: typeof runPeriodically, sweeps: ExpirySweeps, intervalMs: number, logger: Logger, metrics: Metrics | undefined): Periodic {
   const part = async (what: string, sweep: () => Promise<number>): Promise<number | undefined> => {
     try {
       return await sweep();
@@ -305,7 +319,7 @@ function startExpirySweep(sweeps: ExpirySweeps, intervalMs: number, logger: Logg
       return undefined;
     }
   };
-  return runPeriodically(
+  return periodically(
     intervalMs,
     async (signal) => {
       const settled = await part('balances', () => sweeps.balances(signal));
