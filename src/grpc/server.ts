@@ -147,9 +147,9 @@ export async function startGrpcServer(
       exactlyOnce(idempotency, new PlainRunner(deps.dataSource, { name: 'keyless_statements', observeGroupSize: metrics?.groupCommit('keyless_statements') })),
     ),
   );
+  const clockSync = periodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
-  const clockSync = periodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
   const keyPruning = periodically(
     PRUNE_INTERVAL_MS,
     async (signal) => {
