@@ -10,9 +10,9 @@ import { CreditsService } from '../../src/credits/credits.service';
 import { PlainRunner } from '../../src/db/unit-of-work';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { creditEventSnapshots } from '../../src/grpc/credit.mapper';
-import type { Principal } from '../../src/tenants/principal';
 import { issueRequest, once, redeemCreditRequest } from '../credits/fixtures';
 import { expectError } from '../support/status';
+import { rwPrincipal } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 import { allRedemptions, percentageCoupon, redeemRequest, sameTerms } from './fixtures';
 import { inMs, waitUntilPast } from './footprint';
@@ -22,15 +22,7 @@ const { REDEMPTION_STATUS_HELD: HELD, REDEMPTION_STATUS_CONFIRMED: CONFIRMED, RE
 describe('two-phase redemptions', () => {
   const t = useTenantClients();
   /** The test tenant's read+write key, as a service sees its caller. */
-  const principalOf = (): Principal => ({
-    tenantId: t.tenant.id,
-    tenantSlug: t.tenant.slug,
-    defaultCurrency: 'USD',
-    multiCurrency: true,
-    keyName: 'rw-key',
-    keyId: '00000000-0000-4000-8000-000000000001',
-    scopes: new Set(['read', 'write']),
-  });
+  const principalOf = () => rwPrincipal(t.tenant);
   const hold = (code: string, customerId: string, ms = 60_000) => t.coupons.redeemCoupon(redeemRequest(code, customerId, { holdUntil: inMs(ms) }));
 
   it('holds a use that counts toward the limit, then confirms it', async () => {

@@ -4,9 +4,9 @@ import { PageTokenCodec } from '../../src/common/page-token';
 import { CouponsService } from '../../src/coupons/coupons.service';
 import { DatabaseClock } from '../../src/db/database-clock';
 import { PromotionalCreditsService } from '../../src/promotional-credits/promotional-credits.service';
-import type { Principal } from '../../src/tenants/principal';
 import { once } from '../credits/fixtures';
 import { inMs, waitUntilPast } from '../coupons/footprint';
+import { rwPrincipal } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 
 /** How far the measure may be off on this host: a few round trips to a local database. */
@@ -16,15 +16,7 @@ describe('DatabaseClock: times by the database clock, from a server whose own cl
   this.timeout(20_000);
   const t = useTenantClients();
   /** The test tenant's read+write key, as a service sees its caller. */
-  const principalOf = (): Principal => ({
-    tenantId: t.tenant.id,
-    tenantSlug: t.tenant.slug,
-    defaultCurrency: 'USD',
-    multiCurrency: true,
-    keyName: 'rw-key',
-    keyId: '00000000-0000-4000-8000-000000000001',
-    scopes: new Set(['read', 'write']),
-  });
+  const principalOf = () => rwPrincipal(t.tenant);
   /** The database's clock, as seen from a server whose clock is `behindMs` behind this host's (the database's: it runs here). */
   const measured = async (behindMs: number) => {
     const clock = new DatabaseClock(t.server.dataSource, () => Date.now() - behindMs);

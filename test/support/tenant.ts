@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
+import type { Principal } from '../../src/tenants/principal';
 import { createApiKey, createTenant } from '../../src/tenants/tenants.service';
 
 export interface TestTenant {
@@ -22,5 +23,18 @@ export async function newTenant(dataSource: DataSource, options: { currency?: st
     rwKey: await key('rw-key', ['read', 'write']),
     readKey: await key('read-key', ['read']),
     writeKey: await key('write-key', ['write']),
+  };
+}
+
+/** The tenant's read+write key as a use case sees its caller (tests that call a service directly, past the gRPC layer). */
+export function rwPrincipal(tenant: Pick<TestTenant, 'id' | 'slug'>): Principal {
+  return {
+    tenantId: tenant.id,
+    tenantSlug: tenant.slug,
+    defaultCurrency: 'USD',
+    multiCurrency: true,
+    keyName: 'rw-key',
+    keyId: '00000000-0000-4000-8000-000000000001',
+    scopes: new Set(['read', 'write']),
   };
 }
