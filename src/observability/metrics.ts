@@ -223,13 +223,13 @@ export class Metrics {
   }
 
   /**
-   * An observer of how long after its create_time each event went out on a
+   * An observer of how long after its create_time an event went out on a
    * stream (seconds): the event stream lag, made on first use.
    */
   eventStreamLag(): (seconds: number) => void {
     this.streamLag ??= new Histogram({
       name: 'credits_event_stream_lag_seconds',
-      help: 'Seconds from an event being written to a stream sending it (StreamEvents).',
+      help: 'Seconds from an event being written to a stream sending it (StreamEvents), for events written while the stream was open (not those it replays from its cursor).',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });

@@ -167,6 +167,25 @@ describe('observability: Prometheus metrics', function () {
     }
   });
 
+  it('observes no lag for the events a stream replays from its cursor, only for those written while it is open', async () => {
+    const address = `127.0.0.1:${grpc.port}`;
+    for (let i = 0; i < 3; i++) await rw.addPromotionalCredits({ customerId: 'metrics-4', amount: 1n, currencyCode: 'USD', description: 'metrics replay' });
+    const before = await scrape(metricsAddress);
+    const events = eventsClient(address, tenant.readKey);
+    const stream = events.stream({ customerId: 'metrics-4' }); // from the oldest kept: the three above are a replay
+    try {
+      await stream.until((got) => got.length === 3, 5000, 'the three replayed events');
+      await rw.addPromotionalCredits({ customerId: 'metrics-4', amount: 1n, currencyCode: 'USD', description: 'metrics live' });
+      await stream.until((got) => got.length === 4, 5000, 'the live event');
+      const after = await scrape(metricsAddress);
+      const sent = (s: Scrape) => (s.has('credits_event_stream_lag_seconds_count') ? s.value('credits_event_stream_lag_seconds_count') : 0);
+      expect(sent(after) - sent(before), 'the live event only').to.equal(1);
+    } finally {
+      stream.cancel();
+      events.close();
+    }
+  });
+
   it('answers 404 for anything but GET /metrics', async () => {
     const code = await new Promise<number | undefined>((resolve, reject) =>
       http.get(`http://${metricsAddress}/`, (res) => {
