@@ -1,5 +1,7 @@
+import { Client, type ClientConfig } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Clock } from '../common/clock';
+import { connectionOf } from './data-source';
 
 /**
  * The database's clock now. What decides a write is judged by it: whether a
@@ -16,10 +18,20 @@ export async function databaseNow(manager: EntityManager): Promise<Date> {
 }
 
 /** Round trips per measure; the shortest one's reading is kept (the least time for the clocks to be read apart). */
-const SAMPLES = 3;
+const SAMPLES = 5;
+
+/**
+ * A measure whose shortest round trip took longer is not used (the last
+ * offset stays): the reading is off by up to half of it, and on a busy
+ * server a round trip is mostly waiting for the event loop.
+ */
+const MAX_ROUND_TRIP_MS = 50;
 
 /** Offsets within this of the measure's uncertainty (half its round trip) are taken as none: the clocks agree as far as can be told. */
 const AGREE_WITHIN_MS = 1;
+
+/** How the measuring connection shows in pg_stat_activity. */
+const APPLICATION_NAME = 'credits-clock';
 
 /**
  * The database's clock as this server estimates it: its own clock plus the
@@ -33,18 +45,25 @@ const AGREE_WITHIN_MS = 1;
  * RedeemCoupon refused it, and refused as "in the future" an as_of_time
  * its own write had just answered.
  *
- * The estimate is off by at most half a round trip plus the drift since the
- * last measure; an offset within that (a database on the same host) is
- * taken as none, so the server's clock is used as it is.
+ * Each measure opens a connection of its own, outside the pool (a wait for
+ * a pooled connection counted as round trip, and made the database look
+ * ahead by half of it), and keeps the reading of its shortest round trip.
+ * The estimate is off by at most half that round trip (≤ 25 ms: slower
+ * measures are not used) plus the drift since the last measure; an offset
+ * within that (a database on the same host) is taken as none, so the
+ * server's clock is used as it is.
  */
 export class DatabaseClock {
   private offsetMs = 0;
+  private readonly connection: ClientConfig;
 
   constructor(
-    private readonly dataSource: DataSource,
+    dataSource: DataSource,
     /** This server's clock in epoch milliseconds (tests pass one that is off). */
     private readonly local: () => number = Date.now,
-  ) {}
+  ) {
+    this.connection = Object.assign({}, connectionOf(dataSource), { application_name: APPLICATION_NAME });
+  }
 
   /** Now, by the database's clock as last measured. */
   readonly now: Clock = () => new Date(this.local() + this.offsetMs);
@@ -54,17 +73,31 @@ export class DatabaseClock {
     return this.offsetMs;
   }
 
-  /** Measures the offset again (SAMPLES round trips); answers it. Throws, keeping the last one, when the database does not answer. */
+  /**
+   * Measures the offset again (SAMPLES round trips on a connection of its
+   * own); answers it. Throws, keeping the last one, when the database does
+   * not answer or every round trip was slower than MAX_ROUND_TRIP_MS.
+   */
   async synchronize(): Promise<number> {
+    const client = new Client(this.connection);
+    client.on('error', () => undefined); // a connection lost between queries fails the query in progress
     let best: { roundTripMs: number; offsetMs: number } | undefined;
-    for (let i = 0; i < SAMPLES; i++) {
-      const sent = this.local();
-      const [row] = (await this.dataSource.query(`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS now`)) as Array<{ now: number }>;
-      const received = this.local();
-      const roundTripMs = received - sent;
-      if (best === undefined || roundTripMs < best.roundTripMs) best = { roundTripMs, offsetMs: row!.now - (sent + received) / 2 };
+    try {
+      await client.connect();
+      for (let i = 0; i < SAMPLES; i++) {
+        const sent = this.local();
+        const { rows } = await client.query<{ now: number }>(`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS now`);
+        const received = this.local();
+        const roundTripMs = received - sent;
+        if (best === undefined || roundTripMs < best.roundTripMs) best = { roundTripMs, offsetMs: rows[0]!.now - (sent + received) / 2 };
+      }
+    } finally {
+      await client.end().catch(() => undefined);
     }
     const { roundTripMs, offsetMs } = best!;
+    if (roundTripMs > MAX_ROUND_TRIP_MS) {
+      throw new Error(`every round trip to the database took over ${MAX_ROUND_TRIP_MS} ms (the shortest ${roundTripMs} ms): too slow to tell its clock from this server's`);
+    }
     this.offsetMs = Math.abs(offsetMs) <= roundTripMs / 2 + AGREE_WITHIN_MS ? 0 : Math.round(offsetMs);
     return this.offsetMs;
   }

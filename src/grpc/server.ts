@@ -44,7 +44,7 @@ const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 /** What runs instead of each periodic job without housekeeping: nothing. */
 const NO_HOUSEKEEPING: Periodic = { stop: () => Promise.resolve() };
 
-/** How often the database's clock is measured again (see DatabaseClock): drift between two measures is well under a millisecond. */
+/** How often the database's clock is measured again (see DatabaseClock): a clock NTP keeps drifts well under a millisecond meanwhile, one it does not a few. */
 const CLOCK_SYNC_INTERVAL_MS = 60 * 1000;
 
 /** How long calls whose database work a shutdown ended get to answer before the connections close. */
@@ -104,7 +104,8 @@ export async function startGrpcServer(
   const pageTokens = new PageTokenCodec(await loadPageTokenKey(deps.dataSource));
   // Times shown and checked by the database's clock, as writes are judged.
   const clock = new DatabaseClock(deps.dataSource);
-  await synchronizeClock(clock, deps.logger);
+  const measureClock = clockMeasure(clock, deps.logger);
+  await measureClock();
   metrics?.observeDatabaseClock(() => clock.offset);
   const authenticator = new Authenticator(deps.dataSource, {
     cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
@@ -147,7 +148,7 @@ export async function startGrpcServer(
       exactlyOnce(idempotency, new PlainRunner(deps.dataSource, { name: 'keyless_statements', observeGroupSize: metrics?.groupCommit('keyless_statements') })),
     ),
   );
-  const clockSync = periodically(CLOCK_SYNC_INTERVAL_MS, () => synchronizeClock(clock, deps.logger), () => undefined);
+  const clockSync = periodically(CLOCK_SYNC_INTERVAL_MS, measureClock, () => undefined);
   // Every replica prunes expired idempotency keys now and then; DELETEs of
   // disjoint or already-deleted rows are harmless when two do it at once.
   const keyPruning = periodically(
@@ -277,21 +278,26 @@ export async function startGrpcServer(
 }
 
 /**
- * Measures the database's clock again (DatabaseClock.synchronize). Says so
- * when the offset moved by a tenth of a second or more (a host whose clock
- * is off, or was set), and when it could not measure (the last offset
- * stays; readiness reports the database itself).
+ * One measure of the database's clock (DatabaseClock.synchronize), as the
+ * server takes them: at start, then every CLOCK_SYNC_INTERVAL_MS. Says so
+ * when the offset is a tenth of a second or more away from what it last
+ * said (a host whose clock is off, drifts or was set; 0 at start), and when
+ * it could not measure (the last offset stays; readiness reports the
+ * database itself).
  */
-async function synchronizeClock(clock: DatabaseClock, logger: Logger): Promise<void> {
-  const before = clock.offset;
-  try {
-    const offset = await clock.synchronize();
-    if (Math.abs(offset - before) < 100) return;
-    if (offset === 0) logger.info({ offset_ms: 0 }, "the database's clock agrees with this server's again");
-    else logger.warn({ offset_ms: offset }, `the database's clock is ${Math.abs(offset)} ms ${offset > 0 ? 'ahead of' : 'behind'} this server's; times are shown and checked by the database's`);
-  } catch (err) {
-    logger.warn({ err }, "could not measure the database's clock");
-  }
+function clockMeasure(clock: DatabaseClock, logger: Logger): () => Promise<void> {
+  let said = 0;
+  return async () => {
+    try {
+      const offset = await clock.synchronize();
+      if (Math.abs(offset - said) < 100) return;
+      said = offset;
+      if (offset === 0) logger.info({ offset_ms: 0 }, "the database's clock agrees with this server's again");
+      else logger.warn({ offset_ms: offset }, `the database's clock is ${Math.abs(offset)} ms ${offset > 0 ? 'ahead of' : 'behind'} this server's; times are shown and checked by the database's`);
+    } catch (err) {
+      logger.warn({ err }, "could not measure the database's clock");
+    }
+  };
 }
 
 /** What one run of the expiry sweep does; each answers how many it settled or recorded, and stops early once `signal` aborts. */

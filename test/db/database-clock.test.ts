@@ -6,6 +6,7 @@ import { DatabaseClock } from '../../src/db/database-clock';
 import { PromotionalCreditsService } from '../../src/promotional-credits/promotional-credits.service';
 import { once } from '../credits/fixtures';
 import { inMs, waitUntilPast } from '../coupons/footprint';
+import { openTestDataSource } from '../support/database';
 import { rwPrincipal } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 
@@ -35,6 +36,37 @@ describe('DatabaseClock: times by the database clock, from a server whose own cl
   it('takes clocks that agree within the measure as agreeing: the server clock as it is', async () => {
     const clock = await measured(0);
     expect(clock.offset).to.equal(0);
+  });
+
+  it('measures on a connection of its own: a pool with none free does not hold it up nor count as round trip', async () => {
+    const dataSource = await openTestDataSource(1);
+    const holder = dataSource.createQueryRunner();
+    try {
+      await holder.connect();
+      await holder.startTransaction(); // the pool's only connection, lent out throughout
+      const clock = new DatabaseClock(dataSource, () => Date.now() - 5_000);
+      expect(await clock.synchronize()).to.be.closeTo(5_000, TOLERANCE_MS);
+    } finally {
+      await holder.rollbackTransaction();
+      await holder.release();
+      await dataSource.destroy();
+    }
+  });
+
+  it('keeps the last offset when every round trip was too slow to tell the clocks apart', async () => {
+    // A server 5 s behind whose clock readings can be made to advance 60 ms each: every round trip then looks that long.
+    let stepMs = 0;
+    let reads = 0;
+    const clock = new DatabaseClock(t.server.dataSource, () => Date.now() - 5_000 + stepMs * reads++);
+    await clock.synchronize();
+    expect(clock.offset).to.be.closeTo(5_000, TOLERANCE_MS);
+    stepMs = 60;
+    const refused = await clock.synchronize().then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(refused?.message).to.match(/too slow to tell/);
+    expect(clock.offset, 'the last measure stays').to.be.closeTo(5_000, TOLERANCE_MS);
   });
 
   it('answers ValidateCoupon of a coupon expired by the database clock as expired, as RedeemCoupon does', async () => {
