@@ -23,10 +23,12 @@ export interface SampleCall {
  * through it, and one call of each scenario is recorded with every SQL
  * statement it sends (the same-SQL baselines replay exactly those).
  */
+/** How the recording server starts: without housekeeping, whose statements (an expiry sweep's transaction) would be recorded as the sampled call's. */
+export const RECORDING_SERVER_OPTIONS = { address: '127.0.0.1:0', housekeeping: false };
+
 export async function startRecordingServer(dataSource: DataSource, apiKey: string) {
   installSqlRecorder();
-  // No housekeeping: its statements (an expiry sweep's transaction) would be recorded as the sampled call's.
-  const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', housekeeping: false });
+  const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, RECORDING_SERVER_OPTIONS);
   const client = new Client(`127.0.0.1:${grpc.port}`, credentials.createInsecure());
 
   const invoke = (method: MethodDefinition<unknown, unknown>, request: unknown) =>
