@@ -10,7 +10,7 @@ import { bigintColumn } from '../db/bigint-column';
  */
 @Entity({ name: 'customer_credits' })
 export class CustomerCreditEntity {
-  /** Made by the service (randomUUID) so a batch maps rows back without relying on insert order. */
+  /** Made by the service (uuidV7: time-ordered) so a batch maps rows back without relying on insert order. */
   @PrimaryColumn('uuid')
   id!: string;
 

@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Metadata } from '../common/metadata';
+import { uuidV7 } from '../common/uuid-v7';
 import { countHeld, type RedeemRow } from '../coupons/coupon.repository';
 import type { CreditListFilter } from './credit-list.rules';
 import { CustomerCreditEntity } from './customer-credit.entity';
@@ -41,7 +41,7 @@ export class CustomerCreditRepository {
    * answers the credits in the order of `drafts`.
    */
   async insertCredits(tenantId: string, couponId: string, usesTotal: number | null, drafts: readonly CreditRowDraft[]): Promise<CustomerCreditEntity[]> {
-    const ids = drafts.map(() => randomUUID());
+    const ids = drafts.map(() => uuidV7());
     const rows: Array<{ id: string; seq: string; multi_use: boolean; create_time: Date }> = await this.manager.query(
       `INSERT INTO customer_credits
          (id, tenant_id, customer_id, coupon_id, membership_id, uses_total, expire_time, revenue_amount, revenue_currency_code, metadata)

@@ -29,6 +29,7 @@ import { RedemptionCheckDomains1764800000000 } from './migrations/1764800000000-
 import { EventWatermarks1764900000000 } from './migrations/1764900000000-event-watermarks';
 import { HoldReservations1765000000000 } from './migrations/1765000000000-hold-reservations';
 import { UnreservedHoldsIndex1765100000000 } from './migrations/1765100000000-unreserved-holds-index';
+import { TimeOrderedIds1765200000000 } from './migrations/1765200000000-time-ordered-ids';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -49,6 +50,7 @@ export const MIGRATIONS = [
   EventWatermarks1764900000000,
   HoldReservations1765000000000,
   UnreservedHoldsIndex1765100000000,
+  TimeOrderedIds1765200000000,
 ];
 
 export interface DataSourceOptions {

@@ -314,7 +314,7 @@ BEGIN
           o_cr_last[n] := t;
         END IF;
       ELSE
-        o_id[n] := gen_random_uuid();
+        o_id[n] := credits_uuid_v7();
         w_n := w_n || n;
         cp_live[i] := cp_live[i] + 1;
         cp_redeemed[i] := true;

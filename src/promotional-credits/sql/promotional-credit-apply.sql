@@ -168,7 +168,7 @@ CREATE FUNCTION promotional_credit_post(
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_variable
 BEGIN
-  e.id := gen_random_uuid();
+  e.id := credits_uuid_v7();
   e.tenant_id := b.tenant_id;
   e.customer_id := b.customer_id;
   e.currency_code := b.currency_code;
@@ -973,7 +973,7 @@ BEGIN
   WITH q AS (
     -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
     -- updated by their key (at 1,000 a hash join read them all).
-    SELECT u.ordinality AS n, gen_random_uuid() AS id, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
+    SELECT u.ordinality AS n, credits_uuid_v7() AS id, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
            u.held, u.last_hash, ats[u.ordinality] AS at, writes -> (u.ordinality::integer - 1) AS v
       FROM unnest(bs) WITH ORDINALITY AS u
   ), p AS MATERIALIZED (
