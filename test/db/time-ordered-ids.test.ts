@@ -3,10 +3,18 @@ import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { issueRequest, lifetime } from '../credits/fixtures';
 import { redeemRequest } from '../coupons/fixtures';
 import { useTenantClients } from '../support/tenant-clients';
-import { msOfUuidV7 as msOf, UUID_V7 } from '../support/uuid-v7';
+import { TimeOrderedIds1765200000000 } from '../../src/db/migrations/1765200000000-time-ordered-ids';
+import { fairBitRange, msOfUuidV7 as msOf, randomBitCounts, UUID_V7 } from '../support/uuid-v7';
 
-/** How far an id's time may be from its row's create_time: the same write, a statement or a round trip apart. */
-const SAME_WRITE_MS = 1_000;
+/**
+ * How far an id's time may be from its row's create_time. The database
+ * reads its clock for the id after it took the row's time (or, for a
+ * column default, just before: a millisecond's rounding), within one
+ * statement; the service makes a customer credit's id a round trip before
+ * the database stamps the row, on the host's clock.
+ */
+const MADE_BY_DATABASE_MS: [number, number] = [-1, 200];
+const MADE_BY_SERVICE_MS: [number, number] = [-200, 200];
 
 describe('ids are time-ordered (UUIDv7): every row the service makes lands at the end of its primary key', function () {
   this.timeout(20_000);
@@ -22,13 +30,50 @@ describe('ids are time-ordered (UUIDv7): every row the service makes lands at th
     return rows.map((r) => ({ id: r.id, created: Number(r.created) }));
   };
 
-  const expectTimeOrdered = (rows: Array<{ id: string; created: number }>, what: string) => {
+  const expectTimeOrdered = (rows: Array<{ id: string; created: number }>, what: string, [early, late] = MADE_BY_DATABASE_MS) => {
     expect(rows, what).to.not.be.empty;
     for (const row of rows) {
       expect(row.id, what).to.match(UUID_V7);
-      expect(msOf(row.id), `${what}: ${row.id} made at its create_time`).to.be.closeTo(row.created, SAME_WRITE_MS);
+      expect(msOf(row.id) - row.created, `${what}: ${row.id} made when its row was (ms after create_time)`).to.be.within(early, late);
     }
   };
+
+  it('credits_uuid_v7(): version 7, variant 10, never decreasing within a backend, 62 fair random bits', async () => {
+    const rows: Array<{ id: string; n: string }> = await t.server.dataSource.query(
+      `SELECT credits_uuid_v7()::text AS id, n::text FROM generate_series(1, 4000) WITH ORDINALITY AS g(x, n) ORDER BY n`,
+    );
+    const ids = rows.map((r) => r.id);
+    expect(ids).to.have.length(4_000);
+    for (const id of ids) expect(id).to.match(UUID_V7);
+    // The first 64 bits are the time to the 1/4096 ms: made one after
+    // another, they never go back (the rest is random, so equal times may
+    // sort either way).
+    const times = ids.map((id) => id.slice(0, 18));
+    times.slice(1).forEach((time, i) => expect(time >= times[i]!, `${ids[i]} then ${ids[i + 1]}`).to.equal(true));
+    expect(new Set(times).size, 'not one time for all: the microseconds move').to.be.above(1);
+    const [low, high] = fairBitRange(ids.length);
+    randomBitCounts(ids).forEach((count, bit) => expect(count, `bit ${bit}`).to.be.within(low, high));
+  });
+
+  it('reverting the migration puts random defaults back but keeps credits_uuid_v7(), which the installed SQL calls', async () => {
+    const runner = t.server.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.startTransaction();
+      await new TimeOrderedIds1765200000000().down(runner);
+      const defaults: Array<{ table_name: string; column_default: string }> = await runner.query(
+        `SELECT table_name, column_default FROM information_schema.columns
+          WHERE column_name = 'id' AND table_name = ANY ($1) ORDER BY table_name`,
+        [['coupon_redemptions', 'coupons', 'customer_credits', 'promotional_credit_holds', 'promotional_credits']],
+      );
+      expect(defaults.map((d) => d.column_default)).to.deep.equal(new Array(5).fill('gen_random_uuid()'));
+      const [made] = await runner.query(`SELECT credits_uuid_v7()::text AS id`);
+      expect(made.id).to.match(UUID_V7);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+  });
 
   it('makes ledger entries, lots and holds with UUIDv7 ids, in the order they were written', async () => {
     const pc = t.promotionalCredits;
@@ -64,7 +109,7 @@ describe('ids are time-ordered (UUIDv7): every row the service makes lands at th
     expectTimeOrdered(await rowsOf('coupon_redemptions', 'create_time'), 'redemptions');
     const credits = await rowsOf('customer_credits', 'seq');
     expect(credits).to.have.length(6);
-    expectTimeOrdered(credits, 'customer credits');
+    expectTimeOrdered(credits, 'customer credits', MADE_BY_SERVICE_MS);
     const batchIds = batch.credits.map((c) => c.id);
     expect(batchIds, 'a batch: ids in request order').to.deep.equal(batchIds.slice().sort());
   });

@@ -1,6 +1,12 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
-/** The tables whose ids the database makes, by its column default, and whose primary key indexes grow with use. */
+/**
+ * The tables whose id columns default to a time-ordered id. Holds and
+ * coupons take their ids from the default; entries, lots and redemptions
+ * get theirs from credits_uuid_v7() in apply.sql and coupon-redeem.sql, and
+ * customer credits from the service (uuidV7), so for those the default is
+ * for whoever inserts by hand.
+ */
 const TIME_ORDERED_TABLES = ['promotional_credits', 'promotional_credit_holds', 'coupons', 'coupon_redemptions', 'customer_credits'];
 
 /**
@@ -19,19 +25,28 @@ const TIME_ORDERED_TABLES = ['promotional_credits', 'promotional_credit_holds', 
  * create_time says anyway. Existing ids are kept: they are in hashes,
  * events and callers' records. PostgreSQL 18 has uuidv7(); this is the
  * same layout for 15 to 17, one text for every version. The 12 bits after
- * the version keep the ids of one millisecond in order (to the
- * microsecond), so they too land at the index's end: a million ids made
- * in one statement built a primary key of 30 MB, against 43 MB with random
- * bits there and 38 MB for v4 ids. PL/pgSQL, not SQL: a SQL function that
- * reads the clock once and uses it twice is not inlined, and runs no
- * faster; either costs about 2.5 µs more than gen_random_uuid().
+ * the version keep the ids of one millisecond in order to the microsecond
+ * (ids of the same microsecond, or of two backends at once, are in random
+ * order; uuidv7() of PostgreSQL 18 also orders one backend's ids within a
+ * microsecond), so they too land at the index's end: a million ids made in
+ * one statement built a primary key of 30 MB, against 43 MB with random
+ * bits there and 38 MB for v4 ids. PL/pgSQL, not SQL: it costs about 2.2 µs
+ * more per id than gen_random_uuid(), the SQL variants tried 3.8 and 4.3 µs
+ * (one that reads the clock once and uses it twice is not inlined).
+ *
+ * down() puts the v4 defaults back but keeps the function: apply.sql and
+ * coupon-redeem.sql call it, and an older binary does not install its own
+ * text again while sql_definitions records these versions, so dropping it
+ * would fail every write after a revert. The ALTERs take an ACCESS
+ * EXCLUSIVE lock on each table for a catalog change only (no rewrite),
+ * like the other migrations' ALTERs; they wait behind long transactions.
  */
 export class TimeOrderedIds1765200000000 implements MigrationInterface {
   name = 'TimeOrderedIds1765200000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`
-      CREATE FUNCTION credits_uuid_v7() RETURNS uuid
+      CREATE OR REPLACE FUNCTION credits_uuid_v7() RETURNS uuid
       LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $fn$
       DECLARE
         us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
@@ -54,6 +69,5 @@ export class TimeOrderedIds1765200000000 implements MigrationInterface {
     for (const table of TIME_ORDERED_TABLES) {
       await queryRunner.query(`ALTER TABLE ${table} ALTER COLUMN id SET DEFAULT gen_random_uuid()`);
     }
-    await queryRunner.query(`DROP FUNCTION credits_uuid_v7()`);
   }
 }
