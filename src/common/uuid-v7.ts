@@ -41,7 +41,9 @@ export function uuidV7Maker(): (now?: number) => string {
   };
 }
 
-/** The service's maker of UUIDv7s (see uuidV7Maker). */
-export const uuidV7 = uuidV7Maker();
+const serviceMaker = uuidV7Maker();
+
+/** A UUIDv7 made now by the service's maker (see uuidV7Maker); takes no argument, so `.map(uuidV7)` cannot pass it a time. */
+export const uuidV7 = (): string => serviceMaker();
 
 const hex = (n: number, digits: number) => n.toString(16).padStart(digits, '0');

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { uuidV7, uuidV7Maker } from '../../src/common/uuid-v7';
-import { msOfUuidV7 as msOf, UUID_V7 } from '../support/uuid-v7';
+import { fairBitRange, msOfUuidV7 as msOf, randomBitCounts, UUID_V7 } from '../support/uuid-v7';
 
 describe('uuidV7: time-ordered ids made in the service', () => {
   it('is a version 7, variant 10 UUID whose first 48 bits are the milliseconds it was made at', () => {
@@ -23,8 +23,10 @@ describe('uuidV7: time-ordered ids made in the service', () => {
     expect(msOf(ids[4_096]!), 'the 4,097th borrows the next millisecond').to.equal(at + 1);
   });
 
-  it('draws the other 62 bits at random', () => {
-    const tails = new Set(Array.from({ length: 1_000 }, () => uuidV7().slice(19)));
-    expect(tails.size).to.equal(1_000);
+  it('draws the other 62 bits at random: each set in about half of the ids, none repeated', () => {
+    const ids = Array.from({ length: 4_000 }, () => uuidV7());
+    expect(new Set(ids.map((id) => id.slice(19))).size).to.equal(ids.length);
+    const [low, high] = fairBitRange(ids.length);
+    randomBitCounts(ids).forEach((count, bit) => expect(count, `bit ${bit}`).to.be.within(low, high));
   });
 });
