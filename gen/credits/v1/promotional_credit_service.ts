@@ -257,7 +257,13 @@ export function creditTypeToJSON(object: CreditType): string {
 
 /** One immutable ledger entry. */
 export interface PromotionalCredit {
-  /** Server-assigned UUID of the entry. */
+  /**
+   * Server-assigned UUID of the entry. Entries written since December 2026
+   * have version 7 ids (as do holds, coupons, redemptions and customer
+   * credits): the first 48 bits are the milliseconds the id was made at, so
+   * an id's prefix names a span of time and later ids mostly sort after
+   * earlier ones. Read times from `create_time`, not from the id.
+   */
   id: string;
   /** The caller's opaque customer id: 1..50 characters of [A-Za-z0-9_.@:-]. */
   customerId: string;
@@ -716,7 +722,11 @@ export interface ListPromotionalCreditsRequest {
    * be sent with the same filters as the request that produced it.
    */
   pageToken: string;
-  /** Filter on the entry id (is, is_not, starts_with). */
+  /**
+   * Filter on the entry id (is, is_not, starts_with). Ids are time-ordered
+   * (see PromotionalCredit.id): a short `starts_with` prefix matches the
+   * entries made in a span of time, not a random share of them.
+   */
   id?:
     | StringFilter
     | undefined;
