@@ -55,6 +55,7 @@ const APPLICATION_NAME = 'credits-clock';
  */
 export class DatabaseClock {
   private offsetMs = 0;
+  private measuredAtMs: number | undefined;
   private readonly connection: ClientConfig;
 
   constructor(
@@ -71,6 +72,15 @@ export class DatabaseClock {
   /** How far ahead of this server's clock the database's is, in milliseconds (negative: behind), as last measured. */
   get offset(): number {
     return this.offsetMs;
+  }
+
+  /**
+   * When the offset was last measured, by this server's clock (epoch
+   * milliseconds); undefined until a measure succeeded, when `offset` is 0
+   * for want of one rather than because the clocks agree.
+   */
+  get measuredAt(): number | undefined {
+    return this.measuredAtMs;
   }
 
   /**
@@ -99,6 +109,7 @@ export class DatabaseClock {
       throw new Error(`every round trip to the database took over ${MAX_ROUND_TRIP_MS} ms (the shortest ${roundTripMs} ms): too slow to tell its clock from this server's`);
     }
     this.offsetMs = Math.abs(offsetMs) <= roundTripMs / 2 + AGREE_WITHIN_MS ? 0 : Math.round(offsetMs);
+    this.measuredAtMs = this.local();
     return this.offsetMs;
   }
 }

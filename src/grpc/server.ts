@@ -106,7 +106,7 @@ export async function startGrpcServer(
   const clock = new DatabaseClock(deps.dataSource);
   const measureClock = clockMeasure(clock, deps.logger);
   await measureClock();
-  metrics?.observeDatabaseClock(() => clock.offset);
+  metrics?.observeDatabaseClock(clock);
   const authenticator = new Authenticator(deps.dataSource, {
     cacheMs: options.authCacheMs ?? DEFAULT_AUTH_CACHE_MS,
     logger: deps.logger,

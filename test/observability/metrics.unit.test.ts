@@ -64,3 +64,16 @@ describe('Metrics: active holds read on a scrape', () => {
     expect(reads).to.equal(2);
   });
 });
+
+describe("Metrics: the database's clock", () => {
+  it('shows the offset and when it was measured, 0 for both until a measure succeeds', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const clock: { offset: number; measuredAt: number | undefined } = { offset: 0, measuredAt: undefined };
+    metrics.observeDatabaseClock(clock);
+    expect((await metrics.registry.metrics()).includes('credits_db_clock_measured_timestamp_seconds 0\n'), 'never measured').to.equal(true);
+    clock.offset = -1_250;
+    clock.measuredAt = Date.UTC(2026, 11, 4, 6, 0, 0, 500);
+    expect(await valueOf(metrics, 'credits_db_clock_offset_seconds')).to.equal(-1.25);
+    expect(await valueOf(metrics, 'credits_db_clock_measured_timestamp_seconds')).to.equal(Date.UTC(2026, 11, 4, 6, 0, 0, 500) / 1000);
+  });
+});
