@@ -51,7 +51,10 @@ const APPLICATION_NAME = 'credits-clock';
  * The estimate is off by at most half that round trip (≤ 25 ms: slower
  * measures are not used) plus the drift since the last measure; an offset
  * within that (a database on the same host) is taken as none, so the
- * server's clock is used as it is.
+ * server's clock is used as it is. The as_of_time check allows for the
+ * error (AS_OF_TIME_SLACK_MS); the others (an expire_time in the future,
+ * a coupon's or a hold's status) may be that far off at the boundary, where
+ * the write that follows decides by the database's own clock.
  */
 export class DatabaseClock {
   private offsetMs = 0;

@@ -68,6 +68,17 @@ export const LEDGER_WRITES: SharedWork<LedgerWrite, LedgerWriteOutcome> = {
   wrote: (outcome) => outcome.written !== undefined || (outcome.hold !== undefined && !('refused' in outcome)),
 };
 
+/**
+ * How far ahead of now (by DatabaseClock's estimate of the database's clock)
+ * an as_of_time may be and still not count as in the future: the estimate
+ * may be off by half a measure's round trip (at most 25 ms) and drifts until
+ * the next, so an instant a write has just answered, dated by the database,
+ * could read as a few milliseconds ahead. Such a read stays exact: the
+ * database waits until the instant has passed by its own clock
+ * (promotional_credit_balances_as_of_final) before it reads.
+ */
+export const AS_OF_TIME_SLACK_MS = 50;
+
 /** The status a hold reads as at `now`: an ACTIVE one past its expire_time is EXPIRED at once, swept or not. */
 export function holdStatusAt(hold: HoldRecord, now: Date): HoldStatus {
   return hold.status === 'ACTIVE' && hold.expireTime.getTime() <= now.getTime() ? 'EXPIRED' : hold.status;
@@ -336,7 +347,7 @@ export class PromotionalCreditsService {
     checkCustomerId(v, 'customer_id', customerId);
     const now = this.clock();
     // In Timestamp's range first (review: an instant before PostgreSQL's earliest answered INTERNAL).
-    if (asOf !== undefined && checkTime(v, 'as_of_time', asOf) && asOf.getTime() > now.getTime()) v.add('as_of_time', 'must not be in the future');
+    if (asOf !== undefined && checkTime(v, 'as_of_time', asOf) && asOf.getTime() > now.getTime() + AS_OF_TIME_SLACK_MS) v.add('as_of_time', 'must not be in the future');
     v.throwIfAny();
     if (asOf === undefined) return this.balanceReads.submit({ tenantId: principal.tenantId, customerId });
     return this.balancesAsOf(principal.tenantId, customerId, asOf);

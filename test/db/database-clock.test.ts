@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { PageTokenCodec } from '../../src/common/page-token';
 import { CouponsService } from '../../src/coupons/coupons.service';
 import { DatabaseClock } from '../../src/db/database-clock';
-import { PromotionalCreditsService } from '../../src/promotional-credits/promotional-credits.service';
+import { AS_OF_TIME_SLACK_MS, PromotionalCreditsService } from '../../src/promotional-credits/promotional-credits.service';
 import { once } from '../credits/fixtures';
 import { inMs, waitUntilPast } from '../coupons/footprint';
 import { openTestDataSource } from '../support/database';
@@ -98,5 +98,28 @@ describe('DatabaseClock: times by the database clock, from a server whose own cl
       (err: unknown) => err as Error,
     );
     expect(refusal?.message).to.match(/as_of_time/);
+  });
+
+  it('takes an as_of_time up to AS_OF_TIME_SLACK_MS ahead of its estimate (what the estimate may be off by) and reads it once it has passed', async () => {
+    const pc = t.promotionalCredits;
+    await pc.addPromotionalCredits({ customerId: 'clock-slack', amount: 70n, currencyCode: 'USD', description: 'clock test' });
+    // A server whose estimate is 25 ms behind the database's clock (half of the slowest round trip a measure keeps).
+    const service = new PromotionalCreditsService(t.server.dataSource, new PageTokenCodec(randomBytes(32)), () => new Date(Date.now() - 25));
+    const added = await pc.addPromotionalCredits({ customerId: 'clock-slack', amount: 5n, currencyCode: 'USD', description: 'clock test' });
+    const written = added.promotionalCredit!.createTime!;
+    expect((await service.balances(principalOf(), 'clock-slack', written)).map((b) => b.amount), 'the write it was just answered').to.deep.equal([75n]);
+    // An instant still ahead of the database's clock: the read waits for it, so a write dated before it is counted.
+    const ahead = new Date(Date.now() + 20);
+    const reading = service.balances(principalOf(), 'clock-slack', ahead);
+    const during = await pc.addPromotionalCredits({ customerId: 'clock-slack', amount: 1n, currencyCode: 'USD', description: 'clock test' });
+    const expected = during.promotionalCredit!.createTime!.getTime() <= ahead.getTime() ? 76n : 75n;
+    expect((await reading).map((b) => b.amount)).to.deep.equal([expected]);
+    expect((await service.balances(principalOf(), 'clock-slack', ahead)).map((b) => b.amount), 'and the same afterwards').to.deep.equal([expected]);
+    // Beyond the slack: in the future.
+    const refusal = await service.balances(principalOf(), 'clock-slack', new Date(Date.now() - 25 + AS_OF_TIME_SLACK_MS + 1_000)).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(refusal?.message).to.match(/as_of_time must not be in the future/);
   });
 });

@@ -7043,8 +7043,10 @@ export const PromotionalCreditServiceService = {
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
-   * Timestamp's range (0001-01-01 to 9999-12-31).
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
+   * 50 ms ahead of the database's clock as the server estimates it, which
+   * may be that far off; a nearer instant is read once it has passed) or
+   * outside Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance: {
     path: "/credits.v1.PromotionalCreditService/GetCustomerBalance" as const,
@@ -7291,8 +7293,10 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
-   * Timestamp's range (0001-01-01 to 9999-12-31).
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
+   * 50 ms ahead of the database's clock as the server estimates it, which
+   * may be that far off; a nearer instant is read once it has passed) or
+   * outside Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance: handleUnaryCall<GetCustomerBalanceRequest, GetCustomerBalanceResponse>;
   /**
@@ -7522,8 +7526,10 @@ export interface PromotionalCreditServiceClient extends Client {
    * still in flight, so that what it answers for an instant never changes
    * afterwards (a read without it answers what has committed).
    *
-   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future or outside
-   * Timestamp's range (0001-01-01 to 9999-12-31).
+   * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
+   * 50 ms ahead of the database's clock as the server estimates it, which
+   * may be that far off; a nearer instant is read once it has passed) or
+   * outside Timestamp's range (0001-01-01 to 9999-12-31).
    */
   getCustomerBalance(
     request: GetCustomerBalanceRequest,
