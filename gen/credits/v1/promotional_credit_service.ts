@@ -7044,9 +7044,10 @@ export const PromotionalCreditServiceService = {
    * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
-   * 50 ms ahead of the database's clock as the server estimates it, which
-   * may be that far off; a nearer instant is read once it has passed) or
-   * outside Timestamp's range (0001-01-01 to 9999-12-31).
+   * 50 ms ahead of the database's clock as the server estimates it, to
+   * within half a round trip and the drift of a minute; a nearer instant is
+   * read once it has passed) or outside Timestamp's range (0001-01-01 to
+   * 9999-12-31).
    */
   getCustomerBalance: {
     path: "/credits.v1.PromotionalCreditService/GetCustomerBalance" as const,
@@ -7294,9 +7295,10 @@ export interface PromotionalCreditServiceServer extends UntypedServiceImplementa
    * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
-   * 50 ms ahead of the database's clock as the server estimates it, which
-   * may be that far off; a nearer instant is read once it has passed) or
-   * outside Timestamp's range (0001-01-01 to 9999-12-31).
+   * 50 ms ahead of the database's clock as the server estimates it, to
+   * within half a round trip and the drift of a minute; a nearer instant is
+   * read once it has passed) or outside Timestamp's range (0001-01-01 to
+   * 9999-12-31).
    */
   getCustomerBalance: handleUnaryCall<GetCustomerBalanceRequest, GetCustomerBalanceResponse>;
   /**
@@ -7527,9 +7529,10 @@ export interface PromotionalCreditServiceClient extends Client {
    * afterwards (a read without it answers what has committed).
    *
    * Errors: INVALID_ARGUMENT for an `as_of_time` in the future (more than
-   * 50 ms ahead of the database's clock as the server estimates it, which
-   * may be that far off; a nearer instant is read once it has passed) or
-   * outside Timestamp's range (0001-01-01 to 9999-12-31).
+   * 50 ms ahead of the database's clock as the server estimates it, to
+   * within half a round trip and the drift of a minute; a nearer instant is
+   * read once it has passed) or outside Timestamp's range (0001-01-01 to
+   * 9999-12-31).
    */
   getCustomerBalance(
     request: GetCustomerBalanceRequest,
