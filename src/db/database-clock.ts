@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Client, type ClientConfig } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Clock } from '../common/clock';
@@ -49,7 +50,8 @@ const APPLICATION_NAME = 'credits-clock';
  * a pooled connection counted as round trip, and made the database look
  * ahead by half of it), and keeps the reading of its shortest round trip.
  * The estimate is off by at most half that round trip (≤ 25 ms: slower
- * measures are not used) plus the drift since the last measure; an offset
+ * measures are not used; 1 ms more where an offset is taken as none) plus
+ * the drift since the last measure; an offset
  * within that (a database on the same host) is taken as none, so the
  * server's clock is used as it is. The as_of_time check allows for the
  * error (AS_OF_TIME_SLACK_MS); the others (an expire_time in the future,
@@ -58,7 +60,8 @@ const APPLICATION_NAME = 'credits-clock';
  */
 export class DatabaseClock {
   private offsetMs = 0;
-  private measuredAtMs: number | undefined;
+  /** performance.now() of the last measure that succeeded, or of this clock's making before one did. */
+  private measuredMonotonicMs = performance.now();
   private readonly connection: ClientConfig;
 
   constructor(
@@ -78,12 +81,13 @@ export class DatabaseClock {
   }
 
   /**
-   * When the offset was last measured, by this server's clock (epoch
-   * milliseconds); undefined until a measure succeeded, when `offset` is 0
-   * for want of one rather than because the clocks agree.
+   * Milliseconds since the offset was last measured, or since this clock was
+   * made while no measure has succeeded (then `offset` is 0 for want of one,
+   * not because the clocks agree). By a monotonic clock: the host's own may
+   * be the one that is off.
    */
-  get measuredAt(): number | undefined {
-    return this.measuredAtMs;
+  get sinceMeasured(): number {
+    return performance.now() - this.measuredMonotonicMs;
   }
 
   /**
@@ -112,7 +116,7 @@ export class DatabaseClock {
       throw new Error(`every round trip to the database took over ${MAX_ROUND_TRIP_MS} ms (the shortest ${roundTripMs} ms): too slow to tell its clock from this server's`);
     }
     this.offsetMs = Math.abs(offsetMs) <= roundTripMs / 2 + AGREE_WITHIN_MS ? 0 : Math.round(offsetMs);
-    this.measuredAtMs = this.local();
+    this.measuredMonotonicMs = performance.now();
     return this.offsetMs;
   }
 }

@@ -267,8 +267,8 @@ export class Metrics {
     new Gauge({ name: 'credits_db_pool_max_connections', help: 'The pool size (CREDITS_DB_POOL_SIZE).', registers }).set(size);
   }
 
-  /** The database clock's offset from this server's and when DatabaseClock last measured it (read on each scrape). */
-  observeDatabaseClock(clock: { readonly offset: number; readonly measuredAt: number | undefined }): void {
+  /** The database clock's offset from this server's and how long ago DatabaseClock measured it (read on each scrape). */
+  observeDatabaseClock(clock: { readonly offset: number; readonly sinceMeasured: number }): void {
     new Gauge({
       name: 'credits_db_clock_offset_seconds',
       help: "How far the database's clock is ahead of this server's (negative: behind), as last measured; 0 when they agree within the measure.",
@@ -278,11 +278,11 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'credits_db_clock_measured_timestamp_seconds',
-      help: "When this server last measured the database's clock (by its own clock, Unix seconds); 0 until a measure succeeded, when the offset reads 0 for want of one.",
+      name: 'credits_db_clock_measure_age_seconds',
+      help: "Seconds since this server last measured the database's clock (it does every minute), or since it started while no measure has succeeded; the offset is as old.",
       registers: [this.registry],
       collect(this: Gauge) {
-        this.set((clock.measuredAt ?? 0) / 1000);
+        this.set(clock.sinceMeasured / 1000);
       },
     });
   }
