@@ -71,17 +71,20 @@ describe('ListPromotionalCredits', () => {
       expect(await list({ id: { is: target.id.toUpperCase() } })).to.deep.equal([target.id]);
       expect(await list({ id: { isNot: target.id } })).to.deep.equal(expected((e) => e.id !== target.id));
       // Ids are time-ordered, so entries written together share their first
-      // digits: the shortest prefix of the target's id that some entry does
-      // not share is the one that shows the filter filters.
+      // digits (a 1- or 9-character prefix matches them all): a prefix that
+      // some but not all entries share, two at least, shows the filter
+      // filters, and with is_not still leaves one.
       const lengths = Array.from({ length: target.id.length }, (_, i) => i + 1);
-      const splitting = target.id.slice(0, lengths.find((n) => entries.some((e) => !e.id.startsWith(target.id.slice(0, n))))!);
-      expect(expected((e) => e.id.startsWith(splitting)).length, splitting).to.be.within(1, entries.length - 1);
-      for (const prefix of [target.id.slice(0, 1), target.id.slice(0, 9), splitting, splitting.toUpperCase()]) {
+      const shared = entries
+        .flatMap((e) => lengths.map((n) => e.id.slice(0, n)))
+        .find((prefix) => expected((e) => e.id.startsWith(prefix)).length >= 2 && expected((e) => e.id.startsWith(prefix)).length < entries.length);
+      expect(shared, 'a prefix some entries share').to.be.a('string');
+      const member = entries.find((e) => e.id.startsWith(shared!))!;
+      for (const prefix of [target.id.slice(0, 1), shared!, shared!.toUpperCase()]) {
         expect(await list({ id: { startsWith: prefix } }), prefix).to.deep.equal(expected((e) => e.id.startsWith(prefix.toLowerCase())));
       }
-      expect(await list({ id: { startsWith: splitting, isNot: target.id } })).to.deep.equal(
-        expected((e) => e.id.startsWith(splitting) && e.id !== target.id),
-      );
+      expect(await list({ id: { startsWith: shared!, isNot: member.id } })).to.deep.equal(expected((e) => e.id.startsWith(shared!) && e.id !== member.id));
+      expect(expected((e) => e.id.startsWith(shared!) && e.id !== member.id)).to.not.be.empty;
     });
 
     it('customer_id: is, is_not, starts_with, with _ taken literally', async () => {
