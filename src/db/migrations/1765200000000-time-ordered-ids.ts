@@ -39,7 +39,10 @@ const TIME_ORDERED_TABLES = ['promotional_credits', 'promotional_credit_holds', 
  * text again while sql_definitions records these versions, so dropping it
  * would fail every write after a revert. The ALTERs take an ACCESS
  * EXCLUSIVE lock on each table for a catalog change only (no rewrite),
- * like the other migrations' ALTERs; they wait behind long transactions.
+ * like the other migrations' ALTERs; they wait behind long transactions,
+ * and a write that already holds one of these tables and wants another can
+ * deadlock with them: PostgreSQL aborts one side (the start fails and the
+ * next start migrates, or the call answers ABORTED, which clients retry).
  */
 export class TimeOrderedIds1765200000000 implements MigrationInterface {
   name = 'TimeOrderedIds1765200000000';
