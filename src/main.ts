@@ -1,7 +1,8 @@
+import { listenProblem } from './common/address-probe';
 import type { Config } from './config';
 import { oneLine, StartupError } from './common/startup-error';
 import { openDatabase } from './db/database';
-import { startGrpcServer } from './grpc/server';
+import { cannotListenOnAddress, startGrpcServer } from './grpc/server';
 import { createLogger } from './logger';
 import { Metrics } from './observability/metrics';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server';
@@ -19,6 +20,15 @@ export async function serve(config: Config): Promise<void> {
   // The SDK is loaded only when tracing is on; it starts before the database so the pool's connections trace statements.
   const tracing: Tracing | undefined = config.tracing ? (require('./observability/tracing') as typeof import('./observability/tracing')).startTracing(config.tracing) : undefined;
   const metrics = config.metricsAddress === undefined ? undefined : new Metrics();
+  // Taken addresses are told before the database is opened (an embedded one
+  // starts, a new one is migrated: seconds), not after; the binds below
+  // still say so when one is taken meanwhile.
+  const addressTaken = await listenProblem(config.address);
+  const metricsTaken = config.metricsAddress === undefined ? undefined : await listenProblem(config.metricsAddress);
+  if (addressTaken || metricsTaken) {
+    await tracing?.shutdown();
+    throw addressTaken ? cannotListenOnAddress(config.address, addressTaken) : cannotListenOnMetricsAddress(config.metricsAddress!, metricsTaken);
+  }
   const database = await openDatabase(config, { log: (msg) => logger.info(msg), traceStatements: tracing !== undefined }).catch(async (err: unknown) => {
     await tracing?.shutdown();
     throw err;
@@ -42,9 +52,7 @@ export async function serve(config: Config): Promise<void> {
     );
     if (metrics) {
       metricsServer = await startMetricsServer(metrics.registry, config.metricsAddress!).catch((err: unknown) => {
-        throw new StartupError(
-          `Could not listen on CREDITS_METRICS_ADDRESS ${config.metricsAddress!} (${oneLine(err)}): stop what listens there, or set CREDITS_METRICS_ADDRESS to a free host:port or to off.`,
-        );
+        throw cannotListenOnMetricsAddress(config.metricsAddress!, err);
       });
     }
   } catch (err) {
@@ -102,5 +110,12 @@ async function bootstrapDefaultTenant(dataSource: import('typeorm').DataSource):
       'Call the service with metadata "authorization: Bearer <key>" (see README.md).',
       '',
     ].join('\n') + '\n',
+  );
+}
+
+/** The error of a CREDITS_METRICS_ADDRESS the server cannot listen on. */
+function cannotListenOnMetricsAddress(address: string, err: unknown): StartupError {
+  return new StartupError(
+    `Could not listen on CREDITS_METRICS_ADDRESS ${address} (${oneLine(err)}): stop what listens there, or set CREDITS_METRICS_ADDRESS to a free host:port or to off.`,
   );
 }

@@ -211,7 +211,7 @@ export async function startGrpcServer(
     port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(options.address, credentials, (err, bound) =>
         err
-          ? reject(new StartupError(`Could not listen on CREDITS_ADDRESS ${options.address} (${oneLine(err)}): stop what listens there or set CREDITS_ADDRESS to a free host:port.`))
+          ? reject(cannotListenOnAddress(options.address, err))
           : resolve(bound),
       ),
     );
@@ -275,6 +275,11 @@ export async function startGrpcServer(
       await authenticator.close();
     },
   };
+}
+
+/** The error of a CREDITS_ADDRESS the server cannot listen on (taken, not this host's, a privileged port). */
+export function cannotListenOnAddress(address: string, err: unknown): StartupError {
+  return new StartupError(`Could not listen on CREDITS_ADDRESS ${address} (${oneLine(err)}): stop what listens there or set CREDITS_ADDRESS to a free host:port.`);
 }
 
 /**

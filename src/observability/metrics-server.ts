@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { hostAndPort } from '../common/address-probe';
 
 export interface MetricsServer {
   /** The port actually bound (useful with port 0). */
@@ -14,9 +15,7 @@ export interface MetricsServer {
  * be bound, like the gRPC server.
  */
 export async function startMetricsServer(registry: Registry, address: string): Promise<MetricsServer> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(address.slice(colon + 1));
+  const { host, port } = hostAndPort(address);
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method !== 'GET' || path !== '/metrics') {

@@ -113,6 +113,19 @@ describe('what the credits command says when it cannot start', function () {
       );
     });
 
+    it('tells a taken address before it opens the database (which may take seconds to start or migrate)', async () => {
+      const address = `127.0.0.1:${taken.port}`;
+      // No database listens there: had it been opened first, that would be the error.
+      const nowhere = `postgres://credits@127.0.0.1:${await freePort()}/credits`;
+      const grpcTaken = await credits(['serve'], await serveEnv({ DATABASE_URL: nowhere, CREDITS_ADDRESS: address }));
+      expect(sentence(grpcTaken)).to.match(new RegExp(`^credits: Could not listen on CREDITS_ADDRESS ${address} \\(.*EADDRINUSE.*\\): stop what listens there`));
+      const metricsTaken = await credits(['serve'], await serveEnv({ DATABASE_URL: nowhere, CREDITS_METRICS_ADDRESS: address }));
+      expect(sentence(metricsTaken)).to.match(new RegExp(`^credits: Could not listen on CREDITS_METRICS_ADDRESS ${address} \\(.*EADDRINUSE.*\\): stop what listens there`));
+      // Free addresses: on to the database, which is not there.
+      const free = await credits(['serve'], await serveEnv({ DATABASE_URL: nowhere }));
+      expect(sentence(free)).to.match(/^credits: Could not open the database at /);
+    });
+
     it('names the TLS files when they are not PEM', async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'credits-tls-'));
       try {
