@@ -269,21 +269,22 @@ export class Metrics {
 
   /** The database clock's offset from this server's and how long ago DatabaseClock measured it (read on each scrape). */
   observeDatabaseClock(clock: { readonly offset: number; readonly sinceMeasured: number }): void {
+    const registers = [this.registry];
+    const inSeconds = (ms: () => number) =>
+      function (this: Gauge) {
+        this.set(ms() / 1000);
+      };
     new Gauge({
       name: 'credits_db_clock_offset_seconds',
       help: "How far the database's clock is ahead of this server's (negative: behind), as last measured; 0 when they agree within the measure.",
-      registers: [this.registry],
-      collect(this: Gauge) {
-        this.set(clock.offset / 1000);
-      },
+      registers,
+      collect: inSeconds(() => clock.offset),
     });
     new Gauge({
       name: 'credits_db_clock_measure_age_seconds',
       help: "Seconds since this server last measured the database's clock (it does every minute), or since it started while no measure has succeeded; the offset is as old.",
-      registers: [this.registry],
-      collect(this: Gauge) {
-        this.set(clock.sinceMeasured / 1000);
-      },
+      registers,
+      collect: inSeconds(() => clock.sinceMeasured),
     });
   }
 
