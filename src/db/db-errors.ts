@@ -18,8 +18,7 @@ function sqlState(err: unknown): string | undefined {
  * (55P03: lock_timeout). Its transaction rolls back: nothing was written.
  */
 export function isStatementCut(err: unknown): boolean {
-  const code = sqlState(err);
-  return code === '57014' || code === '55P03';
+  return sqlState(err) === '57014' || isLockNotAvailable(err);
 }
 
 /** A lock waited for longer than lock_timeout (55P03): the statement failed, and its transaction unless a savepoint takes it back. */
