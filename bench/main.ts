@@ -15,8 +15,8 @@ import { CpuWindow, describeMachine, peakRssBytes, rssBytes, type WindowCpu } fr
 import { runLoad, startEcho, startEventConsumers, startService, type EchoProcess, type EventConsumersProcess } from './processes';
 import type { FromLoadGenerator, LoadResult, LoadSpec } from './protocol';
 import { startRecordingServer, type SampleCall } from './recording-server';
-import { describeComparison, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type EventStreamsReport, type RunReport, type ScenarioReport } from './report';
-import { COMPARISONS, SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
+import { describeComparison, describeEchoRounds, perCall, renderMarkdown, renderTextTable, toRunReport, type BenchReport, type EventStreamsReport, type RunReport, type ScenarioReport } from './report';
+import { COMPARISONS, ECHO_TARGETS, SCENARIOS, type BenchContext, type Scenario, type SetupEnv } from './scenarios';
 import { startOtlpSink } from './otlp-sink';
 import { seed } from './seed';
 import { analyzeRss, renderSoakMarkdown, type SoakSummary } from './soak-report';
@@ -536,6 +536,7 @@ async function bench(session: Session): Promise<number> {
         for (const problem of report.checkProblems) log(`  ${s.name} CHECK FAILED: ${problem}`);
       }
     }
+    if (echo && options.echoRounds > 0) await echoInRounds(session, echo, reports, options.echoRounds);
   } finally {
     await echo?.stop();
   }
@@ -635,6 +636,7 @@ async function bench(session: Session): Promise<number> {
 
   log(`\n${renderTextTable(all)}\n`);
   for (const s of all.filter((x) => x.ratios.length > 0)) log(`${s.name}: ${s.ratios.map((r) => `service ÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
+  for (const s of all.filter((x) => x.echoRounds)) log(describeEchoRounds(s.name, s.echoRounds!).replace(/\*\*/g, ''));
   for (const c of comparisons) log(describeComparison(c).replace(/\*\*/g, ''));
   for (const n of notes) log(`note: ${n}`);
   log(`\nwrote ${path.relative(process.cwd(), base)}.{json,md,svg}${profileDir ? ` and ${path.relative(process.cwd(), base)}-profile.md` : ''}`);
@@ -682,6 +684,43 @@ async function compareInRounds(session: Session, rounds: number): Promise<NonNul
     });
   }
   return found;
+}
+
+/**
+ * Service ÷ echo, robust to a machine whose speed drifts: each scenario with
+ * a target against echo (ECHO_TARGETS) runs `rounds` more pairs, each pair
+ * in the other order than the one before (the first pair ran service, then
+ * echo), and its ratio is of the calls summed over every pair. One pair
+ * swung by a third between runs minutes apart (redeem-credit 0.46× and
+ * 0.67× echo on the same code).
+ */
+async function echoInRounds(session: Session, echo: EchoProcess, reports: ScenarioReport[], rounds: number): Promise<void> {
+  for (const report of reports) {
+    const target = ECHO_TARGETS[report.name];
+    const p = session.prepared.find((x) => x.scenario.name === report.name);
+    const first = { service: report.runs.find((r) => r.kind === 'service'), echo: report.runs.find((r) => r.kind === 'echo') };
+    if (target === undefined || !p || report.status !== 'ok' || !first.service || !first.echo) continue;
+    log(`\n== ${report.name} ÷ echo: ${rounds} more alternating rounds`);
+    const sums = { service: first.service.callsPerSec, echo: first.echo.callsPerSec };
+    const each = [first.service.callsPerSec / first.echo.callsPerSec];
+    try {
+      for (let round = 1; round <= rounds; round++) {
+        const order: Array<'service' | 'echo'> = round % 2 === 1 ? ['echo', 'service'] : ['service', 'echo'];
+        const rates = { service: 0, echo: 0 };
+        for (const side of order) {
+          rates[side] = side === 'service' ? (await measureService(session, p, undefined)).run.callsPerSec : (await measureEcho(session, p, echo)).callsPerSec;
+          sums[side] += rates[side];
+        }
+        each.push(rates.service / rates.echo);
+      }
+    } catch (err) {
+      report.status = 'failed';
+      report.note = `${report.note ? `${report.note}; ` : ''}echo rounds failed: ${(err as Error).message.split('\n')[0]}`;
+      log(`  ${report.name} · echo rounds FAILED: ${(err as Error).message}`);
+      continue;
+    }
+    report.echoRounds = { value: sums.service / sums.echo, rounds: each, target };
+  }
 }
 
 /** Summaries of the service's CPU profiles, slowest scenario first (in full), the others shorter. */

@@ -24,6 +24,8 @@ export interface BenchOptions {
   sampleSec: number;
   /** Extra alternating runs of each service-to-service comparison (see COMPARISONS); 0: none. */
   compareRounds: number;
+  /** Extra alternating service and echo runs of each scenario with a target against echo (see ECHO_TARGETS); 0: none. */
+  echoRounds: number;
 }
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -51,6 +53,12 @@ pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}
                        lots, hold, event streams; see COMPARISONS) n more
                        times, alternating ABBA, and report it from those rounds
                        (default 0: from the single runs above)
+  --echo-rounds <n>    after the runs, measure each scenario with a target
+                       against echo (add, redeem-coupon, redeem-credit,
+                       get-balance, list-page; see ECHO_TARGETS) and its echo
+                       n more times, alternating which goes first, and report
+                       its ÷ echo from all of its rounds (default 0: from the
+                       single pair above); needs the echo baseline
   --out <dir>          results folder (default bench/results)
   -h, --help`;
 
@@ -72,6 +80,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'cpu-prof': { type: 'boolean' },
       sample: { type: 'string' },
       'compare-rounds': { type: 'string' },
+      'echo-rounds': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -92,6 +101,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       baselines.add(b as Baseline);
     }
   }
+  const echoRounds = number('echo-rounds', values['echo-rounds'], 0, 0);
+  if (echoRounds > 0 && !baselines.has('echo')) throw new UsageError('--echo-rounds needs the echo baseline (--baselines with echo)');
   const logLevel = values['log-level'] ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not a pino level`);
   return {
@@ -108,5 +119,6 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     outDir: path.resolve(values.out ?? path.join(__dirname, '..', '..', 'bench', 'results')),
     sampleSec: number('sample', values.sample, 5, 1),
     compareRounds: number('compare-rounds', values['compare-rounds'], 0, 0),
+    echoRounds,
   };
 }

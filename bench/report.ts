@@ -82,6 +82,11 @@ export interface ScenarioReport {
   ratios: Array<{ against: string; value: number }>;
   /** Problems found by the scenario's own checks after its runs. */
   checkProblems: string[];
+  /**
+   * `--echo-rounds`: service ÷ echo over alternating rounds (the first pair
+   * above included), as the calls of every round summed on each side.
+   */
+  echoRounds?: { value: number; rounds: number[]; target?: number };
 }
 
 export interface BenchReport {
@@ -245,6 +250,12 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
     for (const s of ratios) lines.push(`- **${s.name}**${s.baselinesOf ? ` (baselines of ${s.baselinesOf})` : ''}: ${s.ratios.map((r) => `÷ ${r.against} ${ratio(r.value)}`).join(', ')}`);
     lines.push('');
   }
+  const inRounds = report.scenarios.filter((s) => s.echoRounds);
+  if (inRounds.length > 0) {
+    lines.push('## Service ÷ echo in alternating rounds (--echo-rounds)', '');
+    for (const s of inRounds) lines.push(`- ${describeEchoRounds(s.name, s.echoRounds!)}`);
+    lines.push('');
+  }
   if (report.comparisons && report.comparisons.length > 0) {
     lines.push('## Service against service (calls/s, within this run)', '');
     for (const c of report.comparisons) lines.push(`- ${describeComparison(c)}`);
@@ -269,6 +280,15 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   if (report.failures.length > 0) lines.push('', '**Run failed:**', '', ...report.failures.map((f) => `- ${f}`));
   if (report.notes.length > 0) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** "**add** ÷ echo: 0.52× (target ≥ 0.6×: NOT met; 4 alternating rounds, each 0.48×, …)". */
+export function describeEchoRounds(name: string, r: NonNullable<ScenarioReport['echoRounds']>): string {
+  const details = [
+    ...(r.target === undefined ? [] : [`target ≥ ${r.target}×: ${r.value >= r.target ? 'met' : 'NOT met'}`]),
+    `${r.rounds.length} alternating rounds, each ${r.rounds.map((x) => ratio(x)).join(', ')}`,
+  ];
+  return `**${name}** ÷ echo: ${ratio(r.value)} (${details.join('; ')})`;
 }
 
 /** "**name**: 0.97× (target ≥ 0.95×: met; rounds 0.95×, 0.99×)". */

@@ -1,0 +1,30 @@
+import { expect } from 'chai';
+import { parseOptions, UsageError, type BenchOptions } from '../../bench/options';
+import { describeEchoRounds } from '../../bench/report';
+import { ECHO_TARGETS, SCENARIOS } from '../../bench/scenarios';
+
+describe('bench options (unit)', () => {
+  const parse = (argv: string[]) => parseOptions(argv) as BenchOptions;
+
+  it('--echo-rounds: 0 unless given, needs the echo baseline', () => {
+    expect(parse([]).echoRounds).to.equal(0);
+    expect(parse(['--baselines', 'echo', '--echo-rounds', '3']).echoRounds).to.equal(3);
+    expect(parse(['--echo-rounds', '2']).echoRounds, 'every baseline by default, echo among them').to.equal(2);
+    expect(() => parse(['--baselines', 'none', '--echo-rounds', '2'])).to.throw(UsageError, /needs the echo baseline/);
+    expect(() => parse(['--baselines', 'pgbench', '--echo-rounds', '1'])).to.throw(UsageError, /needs the echo baseline/);
+    expect(parse(['--baselines', 'none', '--echo-rounds', '0']).echoRounds).to.equal(0);
+    expect(() => parse(['--echo-rounds=-1'])).to.throw(UsageError, /--echo-rounds must be an integer >= 0/);
+  });
+
+  it('echo targets name scenarios that have an echo run (not variants), and say met or not', () => {
+    for (const name of Object.keys(ECHO_TARGETS)) {
+      const scenario = SCENARIOS.find((s) => s.name === name);
+      expect(scenario, name).to.not.equal(undefined);
+      expect(scenario!.variantOf, `${name} is a variant: it has no echo run of its own`).to.equal(undefined);
+    }
+    expect(describeEchoRounds('add', { value: 0.52, rounds: [0.5, 0.55], target: 0.6 })).to.equal(
+      '**add** ÷ echo: 0.52× (target ≥ 0.6×: NOT met; 2 alternating rounds, each 0.50×, 0.55×)',
+    );
+    expect(describeEchoRounds('get-balance', { value: 0.7, rounds: [0.7], target: 0.7 })).to.contain('target ≥ 0.7×: met;');
+  });
+});
