@@ -282,13 +282,24 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * A ratio against its target: to as many places as show a ratio below the
+ * target below it ("0.498×", not "0.50×" beside "NOT met").
+ */
+export function ratioAgainst(value: number, target: number | undefined): string {
+  if (target === undefined || value >= target) return ratio(value);
+  let places = 2;
+  while (places < 6 && Number(value.toFixed(places)) >= target) places++;
+  return `${value.toFixed(places)}×`;
+}
+
 /** "**add** ÷ echo: 0.52× (target ≥ 0.6×: NOT met; 4 alternating rounds, each 0.48×, …)". */
 export function describeEchoRounds(name: string, r: NonNullable<ScenarioReport['echoRounds']>): string {
   const details = [
     ...(r.target === undefined ? [] : [`target ≥ ${r.target}×: ${r.value >= r.target ? 'met' : 'NOT met'}`]),
     `${r.rounds.length} alternating rounds, each ${r.rounds.map((x) => ratio(x)).join(', ')}`,
   ];
-  return `**${name}** ÷ echo: ${ratio(r.value)} (${details.join('; ')})`;
+  return `**${name}** ÷ echo: ${ratioAgainst(r.value, r.target)} (${details.join('; ')})`;
 }
 
 /** "**name**: 0.97× (target ≥ 0.95×: met; rounds 0.95×, 0.99×)". */
@@ -300,5 +311,5 @@ export function describeComparison(c: NonNullable<BenchReport['comparisons']>[nu
       ? [`server CPU per call ${int(c.cpuUsPerCall[0])} µs ÷ ${int(c.cpuUsPerCall[1])} µs = ${ratio(c.cpuUsPerCall[0] / c.cpuUsPerCall[1])}`]
       : []),
   ];
-  return `**${c.name}**: ${ratio(c.value)} (${details.join('; ')})`;
+  return `**${c.name}**: ${ratioAgainst(c.value, c.target)} (${details.join('; ')})`;
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { parseOptions, UsageError, type BenchOptions } from '../../bench/options';
-import { describeEchoRounds } from '../../bench/report';
+import { describeEchoRounds, ratioAgainst } from '../../bench/report';
 import { ECHO_TARGETS, SCENARIOS } from '../../bench/scenarios';
 
 describe('bench options (unit)', () => {
@@ -16,7 +16,7 @@ describe('bench options (unit)', () => {
     expect(() => parse(['--echo-rounds=-1'])).to.throw(UsageError, /--echo-rounds must be an integer >= 0/);
   });
 
-  it('echo targets name scenarios that have an echo run (not variants), and say met or not', () => {
+  it('echo targets name scenarios that have an echo run (not variants), and say met or not in figures that agree', () => {
     for (const name of Object.keys(ECHO_TARGETS)) {
       const scenario = SCENARIOS.find((s) => s.name === name);
       expect(scenario, name).to.not.equal(undefined);
@@ -26,5 +26,14 @@ describe('bench options (unit)', () => {
       '**add** ÷ echo: 0.52× (target ≥ 0.6×: NOT met; 2 alternating rounds, each 0.50×, 0.55×)',
     );
     expect(describeEchoRounds('get-balance', { value: 0.7, rounds: [0.7], target: 0.7 })).to.contain('target ≥ 0.7×: met;');
+    // Below the target by less than two places show: three places, not "0.50×" beside "NOT met".
+    expect(describeEchoRounds('redeem-credit', { value: 0.49847, rounds: [0.49, 0.53], target: 0.5 })).to.equal(
+      '**redeem-credit** ÷ echo: 0.498× (target ≥ 0.5×: NOT met; 2 alternating rounds, each 0.49×, 0.53×)',
+    );
+    expect(ratioAgainst(0.5, 0.5)).to.equal('0.50×');
+    expect(ratioAgainst(0.523, 0.6)).to.equal('0.52×');
+    expect(ratioAgainst(0.9449, 0.95)).to.equal('0.94×');
+    expect(ratioAgainst(0.94996, 0.95)).to.equal('0.94996×');
+    expect(ratioAgainst(0.97, 0.95)).to.equal('0.97×');
   });
 });
