@@ -701,17 +701,15 @@ async function echoInRounds(session: Session, echo: EchoProcess, reports: Scenar
     const first = { service: report.runs.find((r) => r.kind === 'service'), echo: report.runs.find((r) => r.kind === 'echo') };
     if (target === undefined || !p || report.status !== 'ok' || !first.service || !first.echo) continue;
     log(`\n== ${report.name} ÷ echo: ${rounds} more alternating rounds`);
-    const sums = { service: first.service.callsPerSec, echo: first.echo.callsPerSec };
-    const each = [first.service.callsPerSec / first.echo.callsPerSec];
+    const pairs = [{ service: first.service.callsPerSec, echo: first.echo.callsPerSec }];
     try {
       for (let round = 1; round <= rounds; round++) {
         const order: Array<'service' | 'echo'> = round % 2 === 1 ? ['echo', 'service'] : ['service', 'echo'];
         const rates = { service: 0, echo: 0 };
         for (const side of order) {
           rates[side] = side === 'service' ? (await measureService(session, p, undefined)).run.callsPerSec : (await measureEcho(session, p, echo)).callsPerSec;
-          sums[side] += rates[side];
         }
-        each.push(rates.service / rates.echo);
+        pairs.push(rates);
       }
     } catch (err) {
       report.status = 'failed';
@@ -719,7 +717,8 @@ async function echoInRounds(session: Session, echo: EchoProcess, reports: Scenar
       log(`  ${report.name} · echo rounds FAILED: ${(err as Error).message}`);
       continue;
     }
-    report.echoRounds = { value: sums.service / sums.echo, rounds: each, target };
+    const sum = (side: 'service' | 'echo') => pairs.reduce((total, pair) => total + pair[side], 0);
+    report.echoRounds = { value: sum('service') / sum('echo'), rounds: pairs.map((pair) => pair.service / pair.echo), callsPerSec: pairs, target };
   }
 }
 

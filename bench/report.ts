@@ -86,7 +86,14 @@ export interface ScenarioReport {
    * `--echo-rounds`: service ÷ echo over alternating rounds (the first pair
    * above included), as the calls of every round summed on each side.
    */
-  echoRounds?: { value: number; rounds: number[]; target?: number };
+  echoRounds?: {
+    value: number;
+    /** Each pair's service ÷ echo, in the order run. */
+    rounds: number[];
+    /** Each pair's calls/s, service's and echo's. */
+    callsPerSec: Array<{ service: number; echo: number }>;
+    target?: number;
+  };
 }
 
 export interface BenchReport {
@@ -298,6 +305,7 @@ export function describeEchoRounds(name: string, r: NonNullable<ScenarioReport['
   const details = [
     ...(r.target === undefined ? [] : [`target ≥ ${r.target}×: ${r.value >= r.target ? 'met' : 'NOT met'}`]),
     `${r.rounds.length} alternating rounds, each ${r.rounds.map((x) => ratio(x)).join(', ')}`,
+    ...(r.callsPerSec.length === 0 ? [] : [`echo at ${int(Math.min(...r.callsPerSec.map((p) => p.echo)))}–${int(Math.max(...r.callsPerSec.map((p) => p.echo)))} calls/s`]),
   ];
   return `**${name}** ÷ echo: ${ratioAgainst(r.value, r.target)} (${details.join('; ')})`;
 }
