@@ -1081,13 +1081,19 @@ $fn$;
 -- due, skipping rows another transaction holds (a replica sweeping at the
 -- same time, or a call writing it, which settles it itself). Each is
 -- settled under its row lock and from its lots as they stand, so however
--- many replicas sweep at once, each lot expires exactly once. Answers how
--- many balances it settled.
+-- many replicas sweep at once, each lot expires exactly once. Each is
+-- dated when its row is locked (after the rows before it were settled), as
+-- every other change is (see promotional_credit_balances_as_of_final):
+-- dated at the sweep's start, a balance reached later got entries dated
+-- before an instant whose as-of read had already been answered. Answers
+-- how many balances it settled.
 CREATE FUNCTION promotional_credit_sweep(max_balances integer) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
   b promotional_credit_balances;
+  -- Which balances are due: those due when the sweep began.
   at timestamptz := date_trunc('milliseconds', clock_timestamp());
+  locked_at timestamptz;
   settled integer := 0;
   s record;
 BEGIN
@@ -1098,13 +1104,14 @@ BEGIN
      LIMIT max_balances
        FOR UPDATE SKIP LOCKED
   LOOP
+    -- The loop's query locks a row when it fetches it, before its turn here.
+    locked_at := date_trunc('milliseconds', clock_timestamp());
     -- One balance that cannot be settled (an error) must not stop the
     -- others: it is left for the writes to it, which settle it first.
     BEGIN
       PERFORM promotional_credit_reserve_unreserved_if_any(b);
-      -- Never before the balance's last write (one that committed after
-      -- `at` was read, before this row was locked).
-      s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(at, b.update_time)), '{}');
+      -- Never before the balance's last write (the clock read back).
+      s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(locked_at, b.update_time)), '{}');
       PERFORM promotional_credit_flush_events(s.events);
       settled := settled + 1;
     EXCEPTION WHEN OTHERS THEN
