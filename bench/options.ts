@@ -24,7 +24,7 @@ export interface BenchOptions {
   sampleSec: number;
   /** Extra alternating runs of each service-to-service comparison (see COMPARISONS); 0: none. */
   compareRounds: number;
-  /** Extra alternating service and echo runs of each scenario with a target against echo (see ECHO_TARGETS); 0: none. */
+  /** Pairs of service and echo runs, alternating, of each scenario with a target against echo (see ECHO_TARGETS); 0: none. */
   echoRounds: number;
 }
 
@@ -56,9 +56,11 @@ pgbench), runs \`credits verify\`, and writes bench/results/<date>.{json,md,svg}
   --echo-rounds <n>    after the runs, measure each scenario with a target
                        against echo (add, redeem-coupon, redeem-credit,
                        get-balance, list-page; see ECHO_TARGETS) and its echo
-                       n more times, alternating which goes first, and report
-                       its ÷ echo from all of its rounds (default 0: from the
-                       single pair above); needs the echo baseline
+                       in n more pairs back to back, echo first, then service
+                       first, ... (even n balances them), and report its ÷
+                       echo from those pairs, summed, with their median
+                       (default 0: from the single pair above); needs the
+                       echo baseline
   --out <dir>          results folder (default bench/results)
   -h, --help`;
 

@@ -83,15 +83,18 @@ export interface ScenarioReport {
   /** Problems found by the scenario's own checks after its runs. */
   checkProblems: string[];
   /**
-   * `--echo-rounds`: service ÷ echo over alternating rounds (the first pair
-   * above included), as the calls of every round summed on each side.
+   * `--echo-rounds`: service ÷ echo over pairs run back to back in
+   * alternating order (not the first pair above), as the calls of every
+   * pair summed on each side.
    */
   echoRounds?: {
     value: number;
+    /** The median of the pairs' ratios. */
+    median: number;
     /** Each pair's service ÷ echo, in the order run. */
     rounds: number[];
-    /** Each pair's calls/s, service's and echo's. */
-    callsPerSec: Array<{ service: number; echo: number }>;
+    /** Each pair's calls/s, service's and echo's, and the calls that failed in either. */
+    callsPerSec: Array<{ service: number; echo: number; errors: number }>;
     target?: number;
   };
 }
@@ -294,7 +297,7 @@ export function renderMarkdown(report: BenchReport, chartFile: string | undefine
  * target below it ("0.498×", not "0.50×" beside "NOT met").
  */
 export function ratioAgainst(value: number, target: number | undefined): string {
-  if (target === undefined || value >= target) return ratio(value);
+  if (target === undefined || value >= target || !Number.isFinite(value)) return ratio(value);
   let places = 2;
   while (places < 6 && Number(value.toFixed(places)) >= target) places++;
   return `${value.toFixed(places)}×`;
@@ -304,8 +307,9 @@ export function ratioAgainst(value: number, target: number | undefined): string 
 export function describeEchoRounds(name: string, r: NonNullable<ScenarioReport['echoRounds']>): string {
   const details = [
     ...(r.target === undefined ? [] : [`target ≥ ${r.target}×: ${r.value >= r.target ? 'met' : 'NOT met'}`]),
-    `${r.rounds.length} alternating rounds, each ${r.rounds.map((x) => ratio(x)).join(', ')}`,
+    `${r.rounds.length} alternating rounds, each ${r.rounds.map((x) => ratio(x)).join(', ')}, median ${ratio(r.median)}`,
     ...(r.callsPerSec.length === 0 ? [] : [`echo at ${int(Math.min(...r.callsPerSec.map((p) => p.echo)))}–${int(Math.max(...r.callsPerSec.map((p) => p.echo)))} calls/s`]),
+    ...(r.callsPerSec.some((p) => p.errors > 0) ? [`${int(r.callsPerSec.reduce((n, p) => n + p.errors, 0))} calls failed`] : []),
   ];
   return `**${name}** ÷ echo: ${ratioAgainst(r.value, r.target)} (${details.join('; ')})`;
 }
