@@ -78,8 +78,11 @@ describe('server: times checked by the database clock it measured', function () 
           credit.close();
         }
       } finally {
-        await grpc?.shutdown(5_000);
-        await dataSource.destroy();
+        try {
+          await grpc?.shutdown(5_000);
+        } finally {
+          await dataSource.destroy(); // else the scratch database cannot be dropped
+        }
       }
     });
   });

@@ -1082,8 +1082,9 @@ $fn$;
 -- same time, or a call writing it, which settles it itself). Each is
 -- settled under its row lock and from its lots as they stand, so however
 -- many replicas sweep at once, each lot expires exactly once. Each is
--- dated when its row is locked (after the rows before it were settled), as
--- every other change is (see promotional_credit_balances_as_of_final):
+-- dated at its turn, after its row is locked (the loop's query locks rows
+-- as it fetches them, 10 then 50 at a time), as every other change is
+-- dated after its lock (see promotional_credit_balances_as_of_final):
 -- dated at the sweep's start, a balance reached later got entries dated
 -- before an instant whose as-of read had already been answered. Answers
 -- how many balances it settled.
@@ -1104,7 +1105,7 @@ BEGIN
      LIMIT max_balances
        FOR UPDATE SKIP LOCKED
   LOOP
-    -- The loop's query locks a row when it fetches it, before its turn here.
+    -- Locked since its fetch, before its turn here.
     locked_at := date_trunc('milliseconds', clock_timestamp());
     -- One balance that cannot be settled (an error) must not stop the
     -- others: it is left for the writes to it, which settle it first.
