@@ -8,6 +8,15 @@ import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { currencyCode: 'USD', description: 'retention test' };
+/**
+ * The retention these tests prune by, and their old events' ages: shorter
+ * than the servers' own (168 h), so that a server's background prune, which
+ * may run at any time, never deletes an event a test counts on deleting
+ * itself (the deleted count, or one event less, came out short then).
+ */
+const TEST_RETENTION_HOURS = 48;
+const OLD_HOURS = 60;
+const YOUNG_HOURS = 20;
 
 describe('events: retention', function () {
   this.timeout(60_000);
@@ -35,8 +44,8 @@ describe('events: retention', function () {
 
   it('deletes events past the retention in batches, refuses a younger one, and answers CURSOR_EXPIRED for a cursor behind what was deleted', async () => {
     // 250 old events: three batches of 100.
-    await backdated(Array.from({ length: 250 }, (_, i) => `old${i}`), 200);
-    await backdated(['kept'], 100);
+    await backdated(Array.from({ length: 250 }, (_, i) => `old${i}`), OLD_HOURS);
+    await backdated(['kept'], YOUNG_HOURS);
     await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'young', amount: 10n });
     const { events: before } = await listAll(events);
     expect(before.map((e) => e.customerId).slice(-2)).to.deep.equal(['kept', 'young']);
@@ -49,7 +58,7 @@ describe('events: retention', function () {
 
     // Two replicas pruning at once take turns; together they delete each old event once.
     const limits = { batch: 100, maxBatches: 1_000 };
-    const deleted = await Promise.all([pruneEvents(t.server.dataSource, 168, limits), pruneEvents(t.server.dataSource, 168, limits)]);
+    const deleted = await Promise.all([pruneEvents(t.server.dataSource, TEST_RETENTION_HOURS, limits), pruneEvents(t.server.dataSource, TEST_RETENTION_HOURS, limits)]);
     expect(deleted[0] + deleted[1]).to.be.at.least(250);
     const [{ n }] = (await t.server.dataSource.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [t.tenant.id])) as Array<{ n: number }>;
     expect(n).to.equal(2);
@@ -68,20 +77,20 @@ describe('events: retention', function () {
 
   it("keeps a cursor when retention deletes only other tenants' events or events of types the reader does not read", async () => {
     const kept = () => t.server.dataSource.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [t.tenant.id]);
-    await backdated(['quiet'], 100);
+    await backdated(['quiet'], YOUNG_HOURS);
     const { events: before } = await listAll(events);
     const quiet = before.at(-1)!;
     expect(quiet.customerId).to.equal('quiet');
     // After it in the order, deleted by retention: another tenant's event, and one of this tenant's of another type.
     await t.server.dataSource.query(
       `INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, payload)
-       VALUES (gen_random_uuid(), 'CUSTOMER_CREDIT_CREATED', 'other-tenant', now() - interval '200 hours', 'customer_credit', '{}'),
-              ($1, 'COUPON_DELETED', NULL, now() - interval '200 hours', 'coupon', '{}')`,
-      [t.tenant.id],
+       VALUES (gen_random_uuid(), 'CUSTOMER_CREDIT_CREATED', 'other-tenant', now() - make_interval(hours => $2), 'customer_credit', '{}'),
+              ($1, 'COUPON_DELETED', NULL, now() - make_interval(hours => $2), 'coupon', '{}')`,
+      [t.tenant.id, OLD_HOURS],
     );
     await t.promotionalCredits.addPromotionalCredits({ ...base, customerId: 'later', amount: 10n });
     const [{ n: beforePrune }] = (await kept()) as Array<{ n: number }>;
-    await pruneEvents(t.server.dataSource, 168);
+    await pruneEvents(t.server.dataSource, TEST_RETENTION_HOURS);
     const [{ n: afterPrune }] = (await kept()) as Array<{ n: number }>;
     expect(afterPrune, 'the coupon event was deleted').to.equal(beforePrune - 1);
 
