@@ -1,13 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Client } from 'pg';
-import { createDataSource, runMigrations } from '../../src/db/data-source';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { issueRequest, once } from '../credits/fixtures';
 import { coupons, credits, promotionalCredits } from '../support/server';
 import { expectError } from '../support/status';
-import { withScratchDatabase } from '../support/scratch-database';
+import { withMigratedScratchDatabase } from '../support/scratch-database';
 import { newTenant } from '../support/tenant';
 
 const HOUR_MS = 3_600_000;
@@ -28,62 +27,56 @@ describe('server: times checked by the database clock it measured', function () 
   this.timeout(60_000);
 
   it('refuses a time 30 minutes ahead of this host as past, and reads a balance as of it, when the database is an hour ahead', async function () {
-    await withScratchDatabase(this, 'clock_ahead', '', async (url, name) => {
-      const admin = new Client({ connectionString: url });
-      await admin.connect();
-      try {
-        await admin.query(`CREATE SCHEMA ahead`);
-        await admin.query(`CREATE FUNCTION ahead.clock_timestamp() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$ SELECT pg_catalog.clock_timestamp() + interval '1 hour' $$`);
-        // public first: it stays where tables are made.
-        await admin.query(`ALTER DATABASE ${name} SET search_path = public, ahead, pg_catalog`);
-      } finally {
-        await admin.end();
-      }
-      const dataSource = createDataSource({ url, poolSize: 4, connectTimeoutMs: 5_000 });
-      await dataSource.initialize();
-      let grpc: GrpcServer | undefined;
-      try {
-        const [{ ahead }] = (await dataSource.query(`SELECT extract(epoch FROM clock_timestamp() - pg_catalog.clock_timestamp()) AS ahead`)) as Array<{ ahead: string }>;
-        expect(Math.round(Number(ahead))).to.equal(3_600, "the scratch database's clock");
-        await runMigrations(dataSource);
-        const tenant = await newTenant(dataSource);
-        grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0 });
-        const address = `127.0.0.1:${grpc.port}`;
-        const promo = promotionalCredits(address, tenant.rwKey);
-        const coupon = coupons(address, tenant.rwKey);
-        const credit = credits(address, tenant.rwKey);
+    const prepare = async (admin: Client, name: string) => {
+      await admin.query(`CREATE SCHEMA ahead`);
+      await admin.query(`CREATE FUNCTION ahead.clock_timestamp() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$ SELECT pg_catalog.clock_timestamp() + interval '1 hour' $$`);
+      // public first: it stays where tables are made.
+      await admin.query(`ALTER DATABASE ${name} SET search_path = public, ahead, pg_catalog`);
+    };
+    await withMigratedScratchDatabase(
+      this,
+      'clock_ahead',
+      async (dataSource) => {
+        let grpc: GrpcServer | undefined;
         try {
-          const halfHourAhead = () => new Date(Date.now() + HOUR_MS / 2);
-          const past = (fields: Record<string, string>, field: string) => expect(fields[field], field).to.contain('must be in the future');
+          const [{ ahead }] = (await dataSource.query(`SELECT extract(epoch FROM clock_timestamp() - pg_catalog.clock_timestamp()) AS ahead`)) as Array<{ ahead: string }>;
+          expect(Math.round(Number(ahead))).to.equal(3_600, "the scratch database's clock");
+          const tenant = await newTenant(dataSource);
+          grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0 });
+          const address = `127.0.0.1:${grpc.port}`;
+          const promo = promotionalCredits(address, tenant.rwKey);
+          const coupon = coupons(address, tenant.rwKey);
+          const credit = credits(address, tenant.rwKey);
+          try {
+            const halfHourAhead = () => new Date(Date.now() + HOUR_MS / 2);
+            const past = (fields: Record<string, string>, field: string) => expect(fields[field], field).to.contain('must be in the future');
 
-          // PromotionalCreditService: an expiry (the write path refuses it too, by the database's
-          // own clock), and a balance as of an instant, which only the service's clock judges.
-          const add = { customerId: 'c1', currencyCode: 'USD', amount: 100n, description: 'clock' };
-          past((await expectError(promo.addPromotionalCredits({ ...add, expireTime: halfHourAhead() }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
-          const written = (await promo.addPromotionalCredits(add)).promotionalCredit!;
-          expect(written.createTime!.getTime() - Date.now(), "an entry's create_time: the database's clock").to.be.closeTo(HOUR_MS, 60_000);
-          // Read, not refused as in the future: the database has passed it, before it dated the Add.
-          const asOf = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: halfHourAhead() });
-          expect(asOf.balance!.balances, 'as of an instant before the Add').to.deep.equal([]);
-          const later = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: written.createTime! });
-          expect(later.balance!.balances.map((b) => [b.currencyCode, b.amount]), "as of the Add's create_time").to.deep.equal([['USD', 100n]]);
+            // PromotionalCreditService: an expiry (the write path refuses it too, by the database's
+            // own clock), and a balance as of an instant, which only the service's clock judges.
+            const add = { customerId: 'c1', currencyCode: 'USD', amount: 100n, description: 'clock' };
+            past((await expectError(promo.addPromotionalCredits({ ...add, expireTime: halfHourAhead() }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+            const written = (await promo.addPromotionalCredits(add)).promotionalCredit!;
+            expect(written.createTime!.getTime() - Date.now(), "an entry's create_time: the database's clock").to.be.closeTo(HOUR_MS, 60_000);
+            // Read, not refused as in the future: the database has passed it, before it dated the Add.
+            const asOf = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: halfHourAhead() });
+            expect(asOf.balance!.balances, 'as of an instant before the Add').to.deep.equal([]);
+            const later = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: written.createTime! });
+            expect(later.balance!.balances.map((b) => [b.currencyCode, b.amount]), "as of the Add's create_time").to.deep.equal([['USD', 100n]]);
 
-          // CouponService and CreditService: a coupon's and a credit's expiry.
-          past((await expectError(coupon.createCoupon(once({ code: 'AHEAD-1', expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
-          const made = (await coupon.createCoupon(once({ code: 'AHEAD-2' }))).coupon!;
-          past((await expectError(credit.createCustomerCredit(issueRequest(made.id, 'c1', { expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+            // CouponService and CreditService: a coupon's and a credit's expiry.
+            past((await expectError(coupon.createCoupon(once({ code: 'AHEAD-1', expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+            const made = (await coupon.createCoupon(once({ code: 'AHEAD-2' }))).coupon!;
+            past((await expectError(credit.createCustomerCredit(issueRequest(made.id, 'c1', { expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+          } finally {
+            promo.close();
+            coupon.close();
+            credit.close();
+          }
         } finally {
-          promo.close();
-          coupon.close();
-          credit.close();
+          await grpc?.shutdown(5_000); // the helper destroys the data source after, whatever this threw
         }
-      } finally {
-        try {
-          await grpc?.shutdown(5_000);
-        } finally {
-          await dataSource.destroy(); // else the scratch database cannot be dropped
-        }
-      }
-    });
+      },
+      { poolSize: 4, prepare },
+    );
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Origin } from '../../gen/credits/v1/promotional_credit_service';
 import { eventually } from '../support/eventually';
-import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
+import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
 import { useTenantClients } from '../support/tenant-clients';
 
 /**
@@ -19,31 +19,8 @@ describe('a group of Adds in one statement per table', () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const problems = () => ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id);
 
-  interface Item {
-    op: string;
-    customer_id: string;
-    amount: string;
-    expire_time?: string;
-    reference?: string;
-    metadata?: unknown;
-    credit_type?: string;
-    currency_code?: string;
-    validate_only?: boolean;
-    with_others?: boolean;
-  }
   /** An item as the repository sends it; a field given as undefined is left out. */
-  const write = (item: Item) => ({
-    tenant_id: t.tenant.id,
-    currency_code: 'USD',
-    description: `group ${item.customer_id}`,
-    credit_type: 'GENERAL',
-    reference: '',
-    done_by: 'test',
-    metadata: {},
-    with_others: false,
-    validate_only: false,
-    ...item,
-  });
+  const write = (item: ApplyItem) => applyItem(t.tenant.id, Object.assign({ description: `group ${item.customer_id}` }, item));
   interface Row {
     item: number;
     outcome: string;
@@ -73,7 +50,7 @@ describe('a group of Adds in one statement per table', () => {
    * Applies `items` in one transaction (after `first`, in it); answers the
    * rows and how many items apply_one wrote one by one.
    */
-  async function apply(items: Item[], first?: (query: (sql: string, values: unknown[]) => Promise<unknown>) => Promise<void>): Promise<{ rows: Row[]; oneByOne: number }> {
+  async function apply(items: ApplyItem[], first?: (query: (sql: string, values: unknown[]) => Promise<unknown>) => Promise<void>): Promise<{ rows: Row[]; oneByOne: number }> {
     const runner = t.server.dataSource.createQueryRunner();
     await runner.connect();
     try {
@@ -135,7 +112,7 @@ describe('a group of Adds in one statement per table', () => {
     await seed('many-c', 30n);
     await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId: 'many-c', amount: 5n }); // held, its credits reserved
     await seed('many-d', 1n);
-    const group: Item[] = [
+    const group: ApplyItem[] = [
       { op: 'ADD', customer_id: 'many-a', amount: '7', reference: 'order-1', metadata: { campaign: 'spring', 'é': 'ü' } },
       { op: 'ADD', customer_id: 'many-b', amount: '8', expire_time: far.toISOString(), credit_type: 'LOYALTY_CREDITS' },
       { op: 'ADD', customer_id: 'many-c', amount: '9', reference: undefined, metadata: undefined, validate_only: undefined, with_others: undefined },
@@ -222,7 +199,7 @@ describe('a group of Adds in one statement per table', () => {
     expect(due.oneByOne, 'expirations due: one by one').to.equal(1);
     expect(due.rows.map((r) => [r.outcome, r.reason, r.entry_closing_balance])).to.deep.equal([['written', null, '7']]);
 
-    const groups: Array<{ why: string; items: Item[]; expect: Array<[string, string | null, string | null]> }> = [
+    const groups: Array<{ why: string; items: ApplyItem[]; expect: Array<[string, string | null, string | null]> }> = [
       {
         why: 'one balance twice',
         items: [
@@ -339,7 +316,7 @@ describe('a group of Adds in one statement per table', () => {
     await other.connect();
     try {
       await other.startTransaction();
-      const applyIn = (items: Item[]) => other.query(`SELECT outcome, reason FROM promotional_credit_apply($1::jsonb) ORDER BY item`, [JSON.stringify(items.map(write))]);
+      const applyIn = (items: ApplyItem[]) => other.query(`SELECT outcome, reason FROM promotional_credit_apply($1::jsonb) ORDER BY item`, [JSON.stringify(items.map(write))]);
       expect(await applyIn([{ op: 'ADD', customer_id: 'lock-a', amount: '3' }])).to.deep.equal([{ outcome: 'written', reason: null }]);
       const group = apply([
         { op: 'ADD', customer_id: 'lock-a', amount: '4' },

@@ -2,11 +2,10 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { eventually } from '../support/eventually';
-import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
+import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
-import { withScratchDatabase } from '../support/scratch-database';
-import { createDataSource, runMigrations } from '../../src/db/data-source';
+import { withMigratedScratchDatabase } from '../support/scratch-database';
 import { createTenant } from '../../src/tenants/tenants.service';
 
 const { PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
@@ -376,54 +375,34 @@ describe('holds reserve specific credits: deductions draw around them, captures 
     // holds on purpose): run with this file alone, its table small and a
     // tenth unreserved, the planner took the active holds' index and
     // filtered the balance's 20 holds.
-    await withScratchDatabase(this, 'unreserved_plan', '', async (url) => {
-      const db = createDataSource({ url, poolSize: 2, connectTimeoutMs: 5_000 });
-      await db.initialize();
-      try {
-        await runMigrations(db);
-        const tenant = await createTenant(db, { slug: 'unreserved-plan', currency: 'USD', multiCurrency: false });
-        const holdUntil = inMs(3_600_000).toISOString();
-        const item = (op: 'ADD' | 'HOLD', customerId: string, amount: number) => ({
-          op,
-          tenant_id: tenant.id,
-          customer_id: customerId,
-          currency_code: 'USD',
-          amount: String(amount),
-          description: 'plan',
-          credit_type: 'GENERAL',
-          reference: '',
-          done_by: 'test',
-          metadata: {},
-          expire_time: op === 'HOLD' ? holdUntil : undefined,
-          validate_only: false,
-          with_others: false,
-        });
-        const customerId = 'many-holds';
-        const items = [];
-        for (const customer of [customerId, ...Array.from({ length: 99 }, (_, i) => `c${String(i).padStart(2, '0')}`)]) {
-          items.push(item('ADD', customer, 100));
-          for (let i = 0; i < 20; i++) items.push(item('HOLD', customer, 1));
-        }
-        const outcomes: Array<{ outcome: string }> = await db.query(`SELECT outcome FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(items)]);
-        expect(outcomes.filter((o) => o.outcome === 'refused')).to.deep.equal([]);
-        await db.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE tenant_id = $1 AND customer_id IN ('c01', 'c02')`, [tenant.id]);
-        await db.query(`ANALYZE promotional_credit_holds`);
-        // The question as every write to a balance that holds anything asks it (the function's own text).
-        const [{ src }]: Array<{ src: string }> = await db.query(`SELECT prosrc AS src FROM pg_proc WHERE proname = 'promotional_credit_reserve_unreserved_if_any'`);
-        const probe = /EXISTS \((SELECT 1 FROM promotional_credit_holds AS x[\s\S]*?allocations IS NULL)\)/.exec(src)?.[1];
-        expect(probe, src).to.be.a('string');
-        const question = probe!.replace(/b\.tenant_id/g, '$1').replace(/b\.customer_id/g, '$2').replace(/b\.currency_code/g, '$3');
-        const plan = await db.transaction(async (m) => {
-          // A table this small could be read whole; the point is which index answers.
-          await m.query(`SET LOCAL enable_seqscan = off`);
-          const rows: Array<{ 'QUERY PLAN': string }> = await m.query(`EXPLAIN (ANALYZE, COSTS OFF) SELECT EXISTS (${question})`, [tenant.id, customerId, 'USD']);
-          return rows.map((r) => r['QUERY PLAN']).join('\n');
-        });
-        expect(plan, plan).to.include('promotional_credit_holds_unreserved');
-        expect(plan, plan).not.to.include('Rows Removed by Filter');
-      } finally {
-        await db.destroy();
+    await withMigratedScratchDatabase(this, 'unreserved_plan', async (db) => {
+      const tenant = await createTenant(db, { slug: 'unreserved-plan', currency: 'USD', multiCurrency: false });
+      const holdUntil = inMs(3_600_000).toISOString();
+      const item = (op: 'ADD' | 'HOLD', customerId: string, amount: number) =>
+        applyItem(tenant.id, { op, customer_id: customerId, amount: String(amount), description: 'plan', expire_time: op === 'HOLD' ? holdUntil : undefined });
+      const customerId = 'many-holds';
+      const items = [];
+      for (const customer of [customerId, ...Array.from({ length: 99 }, (_, i) => `c${String(i).padStart(2, '0')}`)]) {
+        items.push(item('ADD', customer, 100));
+        for (let i = 0; i < 20; i++) items.push(item('HOLD', customer, 1));
       }
+      const outcomes: Array<{ outcome: string }> = await db.query(`SELECT outcome FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(items)]);
+      expect(outcomes.filter((o) => o.outcome === 'refused')).to.deep.equal([]);
+      await db.query(`UPDATE promotional_credit_holds SET allocations = NULL WHERE tenant_id = $1 AND customer_id IN ('c01', 'c02')`, [tenant.id]);
+      await db.query(`ANALYZE promotional_credit_holds`);
+      // The question as every write to a balance that holds anything asks it (the function's own text).
+      const [{ src }]: Array<{ src: string }> = await db.query(`SELECT prosrc AS src FROM pg_proc WHERE proname = 'promotional_credit_reserve_unreserved_if_any'`);
+      const probe = /EXISTS \((SELECT 1 FROM promotional_credit_holds AS x[\s\S]*?allocations IS NULL)\)/.exec(src)?.[1];
+      expect(probe, src).to.be.a('string');
+      const question = probe!.replace(/b\.tenant_id/g, '$1').replace(/b\.customer_id/g, '$2').replace(/b\.currency_code/g, '$3');
+      const plan = await db.transaction(async (m) => {
+        // A table this small could be read whole; the point is which index answers.
+        await m.query(`SET LOCAL enable_seqscan = off`);
+        const rows: Array<{ 'QUERY PLAN': string }> = await m.query(`EXPLAIN (ANALYZE, COSTS OFF) SELECT EXISTS (${question})`, [tenant.id, customerId, 'USD']);
+        return rows.map((r) => r['QUERY PLAN']).join('\n');
+      });
+      expect(plan, plan).to.include('promotional_credit_holds_unreserved');
+      expect(plan, plan).not.to.include('Rows Removed by Filter');
     });
   });
 

@@ -2,7 +2,7 @@ import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { expect } from 'chai';
 import { AddPromotionalCreditsRequest, Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
-import { expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
+import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
 import { walkPages } from '../support/pages';
 import { apiKeyInterceptor } from '../support/server';
 import { decodeError, expectError } from '../support/status';
@@ -226,10 +226,8 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     const runner = t.server.dataSource.createQueryRunner();
     await runner.startTransaction();
     try {
-      const add = (customerId: string) => ({
-        op: 'ADD', tenant_id: t.tenant.id, customer_id: customerId, currency_code: 'USD', amount: '10', description: 'due', credit_type: 'GENERAL',
-        reference: '', done_by: 'test', metadata: {}, with_others: false, expire_time: new Date(Date.now() + 3_600_000).toISOString(),
-      });
+      const add = (customerId: string) =>
+        applyItem(t.tenant.id, { op: 'ADD', customer_id: customerId, amount: '10', description: 'due', expire_time: new Date(Date.now() + 3_600_000).toISOString() });
       await runner.query(`SELECT count(*) FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify([add('sweep-ok'), add('sweep-broken')])]);
       for (const table of ['promotional_credit_lots', 'promotional_credit_balances']) {
         const column = table === 'promotional_credit_lots' ? 'expire_time' : 'next_expire_time';

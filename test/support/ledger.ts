@@ -83,3 +83,29 @@ export async function withBalanceLocked<T>(dataSource: DataSource, tenantId: str
     await runner.release();
   }
 }
+
+/** A field of one `promotional_credit_apply` item (its JSON, as the repository sends it; see the SQL's header). */
+export interface ApplyItem {
+  op: string;
+  customer_id: string;
+  amount?: string;
+  tenant_id?: string;
+  currency_code?: string;
+  description?: string;
+  credit_type?: string;
+  reference?: string;
+  done_by?: string;
+  metadata?: unknown;
+  expire_time?: string;
+  target_id?: string;
+  validate_only?: boolean;
+  with_others?: boolean;
+}
+
+/** An item for `promotional_credit_apply` called straight in SQL: the tenant's, in USD, by "test", with the defaults the repository sends; a field given as undefined is left out. */
+export function applyItem(tenantId: string, item: ApplyItem): ApplyItem {
+  return Object.assign(
+    { tenant_id: tenantId, currency_code: 'USD', description: 'test', credit_type: 'GENERAL', reference: '', done_by: 'test', metadata: {}, validate_only: false, with_others: false },
+    item,
+  );
+}
