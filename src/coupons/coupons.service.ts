@@ -267,8 +267,10 @@ export class CouponsService {
    * event CancelCouponRedemption writes (the redemption as it now reads), in
    * one transaction per `batch`; at most `maxPerRun` per call, the rest is
    * left to the next. Readers never waited for this: a lapsed hold read
-   * CANCELED and stopped counting from its hold_until on. Answers how many
-   * it recorded.
+   * CANCELED and stopped counting from its hold_until on. A redemption of
+   * the coupon that comes first records them itself, before its own event,
+   * with the same payload rendered in SQL (coupon_record_lapses in
+   * sql/coupon-redeem.sql). Answers how many it recorded.
    */
   async recordLapsedHolds(
     snapshots: CouponEventSnapshots,

@@ -1,6 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { RedemptionStatus, type CouponRedemption } from '../../gen/credits/v1/coupon_service';
+import { CouponRedemption, RedemptionStatus } from '../../gen/credits/v1/coupon_service';
 import { CreditState } from '../../gen/credits/v1/credit_service';
 import { EventType, type Event } from '../../gen/credits/v1/event_service';
 import { PageTokenCodec } from '../../src/common/page-token';
@@ -10,9 +10,14 @@ import { CouponsService } from '../../src/coupons/coupons.service';
 import { verifyRedemptions } from '../../src/coupons/redemption-audit';
 import { appendEvents } from '../../src/events/outbox';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
+import { startGrpcServer } from '../../src/grpc/server';
+import { createLogger } from '../../src/logger';
 import { issueRequest, once, redeemCreditRequest, sleep } from '../credits/fixtures';
 import { eventsClient, listAll, type EventsClient } from '../support/events';
+import { withMigratedScratchDatabase } from '../support/scratch-database';
+import { coupons, credits } from '../support/server';
 import { decodeError, expectError } from '../support/status';
+import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 import { allRedemptions, percentageCoupon, redeemRequest } from './fixtures';
 import { eventsOf, inMs, waitUntilPast } from './footprint';
@@ -297,5 +302,99 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
       else expect(now.updateTime).to.deep.equal(holdUntil);
     }
     expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(BigInt(confirmedIds.size));
+  });
+});
+
+/**
+ * A redemption that a lapse made room for (the coupon's cap, a credit's
+ * uses) comes after that lapse's REDEMPTION_CANCELED in the event stream,
+ * whenever the sweep runs: coupon_redeem records the lapsed holds of the
+ * coupons it redeems first (coupon_record_lapses). On a database of its own
+ * with a server that does not sweep (its first sweep is a random instant of
+ * a day away), so that no sweep records the lapses first: before, the
+ * stream read REDEMPTION_CREATED of the new redemption, then nothing for
+ * the lapsed hold until a sweep ran, a cap or a credit's uses exceeded on
+ * the way.
+ */
+describe('lapsed redemption holds: recorded before a redemption of their coupon, with no sweep running', function () {
+  this.timeout(60_000);
+
+  it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place, as the sweep renders it, once", async function () {
+    await withMigratedScratchDatabase(
+      this,
+      'lapse_order',
+      async (dataSource) => {
+        const tenant = await newTenant(dataSource);
+        const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0, expirySweepSeconds: 86_400 });
+        const address = `127.0.0.1:${grpc.port}`;
+        const couponsClient = coupons(address, tenant.rwKey);
+        const creditsClient = credits(address, tenant.rwKey);
+        const events = eventsClient(address, tenant.readKey);
+        try {
+          const capped = (await couponsClient.createCoupon(percentageCoupon({ maxRedemptions: 1 }))).coupon!;
+          const creditCoupon = (await couponsClient.createCoupon(once())).coupon!;
+          const credit = (await creditsClient.createCustomerCredit(issueRequest(creditCoupon.id, 'k0'))).credit!;
+          const holdUntil = inMs(1_500);
+          // Every field of the payload set, so that each is rendered: plan, product, amount, discount, metadata, credit.
+          const fields = { holdUntil, planId: 'plan-1', productId: 'product-1', metadata: { order: 'o-1' }, amount: { amount: 1999n, currencyCode: 'USD' } };
+          const couponHold = (await couponsClient.redeemCoupon(redeemRequest(capped.code, 'c0', fields))).redemption!;
+          const creditHold = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id, fields))).redemption!;
+          await expectError(couponsClient.redeemCoupon(redeemRequest(capped.code, 'c1')), status.FAILED_PRECONDITION, 'COUPON_MAX_REDEMPTIONS_REACHED');
+
+          await waitUntilPast(holdUntil);
+          // Room made by the lapses alone: the cap of one, the credit's one use.
+          const taken = (await couponsClient.redeemCoupon(redeemRequest(capped.code, 'c1'))).redemption!;
+          const again = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id))).redemption!;
+
+          const found = (await listAll(events)).events.filter((e) => e.redemption !== undefined);
+          const stream = found.map((e) => `${EventType[e.type]} ${e.redemption!.id}`);
+          const created = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CREATED]} ${id}`;
+          const canceled = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CANCELED]} ${id}`;
+          expect(stream).to.deep.equal([
+            created(couponHold.id),
+            created(creditHold.id),
+            canceled(couponHold.id),
+            created(taken.id),
+            canceled(creditHold.id),
+            created(again.id),
+          ]);
+
+          // Each lapse's event carries the redemption as it now reads, rendered in SQL as TypeScript renders it for the sweep.
+          const listed = new Map<string, CouponRedemption>();
+          for (const id of [capped.id, creditCoupon.id]) for (const r of await allRedemptions(couponsClient, id)) listed.set(r.id, r);
+          const stored = (await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED');
+          for (const held of [couponHold, creditHold]) {
+            expect(found.find((e) => e.type === EventType.EVENT_TYPE_REDEMPTION_CANCELED && e.redemption!.id === held.id)!.redemption).to.deep.equal({
+              ...held,
+              status: CANCELED,
+              updateTime: held.holdUntil,
+            });
+            const payload = stored.find((e) => e.payload.id === held.id)!.payload;
+            // What couponEventSnapshots.redemption makes of the redemption as the API reads it.
+            expect(payload, 'the stored payload').to.deep.equal(CouponRedemption.toJSON(listed.get(held.id)!));
+          }
+          const states: Array<{ status: string; at_hold_until: boolean }> = await dataSource.query(
+            `SELECT status, update_time = hold_until AS at_hold_until FROM coupon_redemption_states WHERE redemption_id = ANY ($1::uuid[])`,
+            [[couponHold.id, creditHold.id]],
+          );
+          expect(states, 'stored as the sweep stores a lapse').to.deep.equal([
+            { status: 'CANCELED', at_hold_until: true },
+            { status: 'CANCELED', at_hold_until: true },
+          ]);
+
+          // The sweep finds nothing left to record: one event per lapse.
+          const service = new CouponsService(dataSource, new PageTokenCodec(Buffer.alloc(32)));
+          expect(await service.recordLapsedHolds(couponEventSnapshots)).to.equal(0);
+          expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(2);
+          expect(await verifyRedemptions(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
+        } finally {
+          couponsClient.close();
+          creditsClient.close();
+          events.close();
+          await grpc.shutdown(5_000);
+        }
+      },
+      { poolSize: 4 },
+    );
   });
 });

@@ -4963,12 +4963,14 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * ConfirmCouponRedemption and CancelCouponRedemption write
  * EVENT_TYPE_REDEMPTION_CREATED, _CONFIRMED and _CANCELED with the redemption
  * and its customer, in the same transaction as the change. A hold that
- * lapses at `hold_until` reads CANCELED from that instant; the expiry sweep
- * (every CREDITS_EXPIRY_SWEEP_SECONDS, by every replica) then records it and
- * writes its one EVENT_TYPE_REDEMPTION_CANCELED, as CancelCouponRedemption
- * would, with the redemption CANCELED and `update_time` = `hold_until` (the
- * event's `create_time` is when the sweep wrote it). A refused call writes
- * no event.
+ * lapses at `hold_until` reads CANCELED from that instant; its lapse is then
+ * recorded, with its one EVENT_TYPE_REDEMPTION_CANCELED as
+ * CancelCouponRedemption would write it (the redemption CANCELED,
+ * `update_time` = `hold_until`; the event's `create_time` is when it was
+ * written), by the next redemption of its coupon, before that redemption's
+ * own event (so a redemption the lapse made room for comes after it), or by
+ * the expiry sweep (every CREDITS_EXPIRY_SWEEP_SECONDS, by every replica),
+ * whichever comes first. A refused call writes no event.
  *
  * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
  * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500

@@ -18,7 +18,9 @@
 -- and an accepted one counts at once for the requests after it (the total,
 -- the customer's and the credit's uses), so caps hold exactly however many
 -- requests share the statement and however many statements race. The
--- accepted ones are then written set-wise: redemptions, state rows (held),
+-- lapsed holds of the coupons redeemed are recorded first (their events
+-- before the new ones; see coupon_record_lapses), then the accepted ones
+-- are written set-wise: redemptions, state rows (held),
 -- credit links, REDEMPTION_CREATED events, one counter update per coupon
 -- and one for the credits. Credits and coupons are found by index lookups
 -- of the ids and codes named (test/credits/redeem-footprint.test.ts), never
@@ -55,6 +57,60 @@
 
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb);
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb, boolean);
+DROP FUNCTION IF EXISTS coupon_record_lapses(uuid, uuid[], timestamptz, boolean);
+DROP FUNCTION IF EXISTS coupon_redemption_json(coupon_redemptions, uuid, text, timestamptz);
+
+-- A redemption as the API shows it: CouponRedemption's proto JSON, field
+-- for field as CouponEventSnapshots.redemption renders it in TypeScript
+-- (defaults left out, int64 as strings, instants in milliseconds with a Z;
+-- test/coupons/lapse-events.test.ts compares the two), with the status and
+-- update_time given (its state row's, or what it becomes).
+CREATE FUNCTION coupon_redemption_json(r coupon_redemptions, credit_id uuid, status text, update_time timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE AS $fn$
+  SELECT jsonb_strip_nulls(jsonb_build_object(
+    'id', r.id, 'couponId', r.coupon_id, 'customerId', nullif(r.customer_id, ''),
+    'planId', nullif(r.plan_id, ''), 'productId', nullif(r.product_id, ''),
+    'amount', CASE WHEN r.amount IS NOT NULL AND r.currency_code IS NOT NULL
+                   THEN jsonb_build_object('amount', CASE WHEN r.amount <> 0 THEN r.amount::text END, 'currencyCode', nullif(r.currency_code, '')) END,
+    'discount', CASE WHEN r.discount IS NOT NULL AND r.currency_code IS NOT NULL
+                     THEN jsonb_build_object('amount', CASE WHEN r.discount <> 0 THEN r.discount::text END, 'currencyCode', nullif(r.currency_code, '')) END,
+    'doneBy', nullif(r.done_by, ''),
+    'createTime', to_char(r.create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'status', 'REDEMPTION_STATUS_' || status,
+    'holdUntil', to_char(r.hold_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'customerCreditId', credit_id,
+    'metadata', CASE WHEN r.metadata <> '{}' THEN r.metadata END,
+    'updateTime', to_char(update_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))
+$fn$;
+
+-- Records the lapse of the held redemptions of `coupon_ids` (the caller
+-- holds their locks) whose hold_until is at or before `at`, as the expiry
+-- sweep records them (CouponsService.recordLapsedHolds): CANCELED as of
+-- hold_until, with a REDEMPTION_CANCELED event each, in the order they
+-- lapsed. coupon_redeem records them before what it writes: a redemption
+-- that a lapse made room for (the coupon's cap, the customer's limit, a
+-- credit's uses) then comes after that lapse in the event stream, not
+-- before it, whenever the sweep runs. Answers how many it recorded.
+CREATE FUNCTION coupon_record_lapses(tenant uuid, coupon_ids uuid[], at timestamptz, events_on boolean) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  recorded integer;
+BEGIN
+  WITH lapsed AS (
+    UPDATE coupon_redemption_states AS s SET status = 'CANCELED', update_time = s.hold_until
+     WHERE s.tenant_id = tenant AND s.coupon_id = ANY (coupon_ids) AND s.status = 'HELD' AND s.hold_until <= at
+    RETURNING s.redemption_id, s.customer_credit_id, s.hold_until
+  ), written AS (
+    INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
+    SELECT tenant, 'REDEMPTION_CANCELED', r.customer_id, 'redemption', coupon_redemption_json(r, l.customer_credit_id, 'CANCELED', l.hold_until)
+      FROM lapsed AS l JOIN coupon_redemptions AS r ON r.id = l.redemption_id
+     WHERE events_on
+     ORDER BY l.hold_until, r.seq
+  )
+  SELECT count(*) INTO recorded FROM lapsed;
+  RETURN recorded;
+END
+$fn$;
 
 CREATE FUNCTION coupon_redeem(tenant uuid, requests jsonb, repeat_terms boolean DEFAULT true)
 RETURNS TABLE (
@@ -354,6 +410,11 @@ BEGIN
 
   -- The writes, set-wise: one statement per table.
   IF cardinality(w_n) > 0 THEN
+    -- First the lapses of the coupons redeemed (the walk counted them out
+    -- already): their REDEMPTION_CANCELED events before the
+    -- REDEMPTION_CREATED ones that may rely on them.
+    PERFORM coupon_record_lapses(tenant, ARRAY(SELECT DISTINCT (cps[ci[x]]).id FROM unnest(w_n) AS x), at, events_on);
+
     WITH inserted AS (
       INSERT INTO coupon_redemptions
         (id, tenant_id, coupon_id, customer_id, plan_id, product_id, amount, discount, currency_code, done_by, create_time, hold_until, metadata)
