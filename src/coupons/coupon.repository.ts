@@ -226,6 +226,23 @@ export class CouponRepository {
     return q;
   }
 
+  /**
+   * Records the lapse of the coupons' held redemptions whose hold_until is
+   * at or before `at` (the caller holds the coupons' locks): CANCELED as of
+   * hold_until, with their REDEMPTION_CANCELED events, in the order they
+   * lapsed, as the sweep and coupon_redeem record them
+   * (coupon_record_lapses): written before an event of the coupon whose
+   * counts at `at` leave them out, they come before it in the stream.
+   * Answers how many it recorded.
+   */
+  async recordLapses(tenantId: string, couponIds: readonly string[], at: Date): Promise<number> {
+    const rows: Array<{ recorded: number }> = await this.manager.query(
+      `SELECT coupon_record_lapses($1, $2::uuid[], $3, current_setting('credits.events', true) IS DISTINCT FROM 'off') AS recorded`,
+      [tenantId, couponIds, at],
+    );
+    return rows[0]!.recorded;
+  }
+
   /** Fills in each coupon's `redemptionCount` at `now`: confirmed plus unexpired holds. */
   async withUses(tenantId: string, coupons: CouponEntity[], now: Date): Promise<CouponEntity[]> {
     const held = await countHeld(this.manager, tenantId, 'coupon_id', coupons, now);

@@ -111,7 +111,9 @@ export class CouponsService {
         const current = await repo.lockCoupon(principal.tenantId, { id: couponId });
         const terms = validateCouponTerms(v, input, principal, now, current?.expireTime ?? null);
         if (!current) throw couponNotFound({ id: couponId });
-        await repo.withUses(principal.tenantId, [current], this.clock());
+        // The database's clock, read once the lock is held: the one lapses are judged by.
+        const at = await databaseNow(manager);
+        await repo.withUses(principal.tenantId, [current], at);
         const changed = changedFields(current, terms);
         const frozen = changed.filter((field) => field !== 'enabled');
         if (current.redeemed && frozen.length > 0) {
@@ -124,6 +126,8 @@ export class CouponsService {
         }
         if (changed.length === 0 && sameMetadata(current.metadata, metadata)) return current;
         const updated = await repo.updateCoupon(current, terms, metadata);
+        // Its redemption_count leaves out the holds lapsed by `at`: their REDEMPTION_CANCELED first.
+        await repo.recordLapses(principal.tenantId, [current.id], at);
         await appendEvents(manager, [couponEvent('COUPON_UPDATED', updated, snapshots)]);
         return updated;
       }),
@@ -267,10 +271,11 @@ export class CouponsService {
    * event CancelCouponRedemption writes (the redemption as it now reads), in
    * one transaction per `batch`; at most `maxPerRun` per call, the rest is
    * left to the next. Readers never waited for this: a lapsed hold read
-   * CANCELED and stopped counting from its hold_until on. A redemption of
-   * the coupon that comes first records them itself, before its own event,
-   * with the same payload rendered in SQL (coupon_record_lapses in
-   * sql/coupon-redeem.sql). Answers how many it recorded.
+   * CANCELED and stopped counting from its hold_until on. A redemption or
+   * an update of the coupon that comes first records them itself, before
+   * its own event, with the same payload rendered in SQL
+   * (coupon_record_lapses in sql/coupon-redeem.sql). Answers how many it
+   * recorded.
    */
   async recordLapsedHolds(
     snapshots: CouponEventSnapshots,

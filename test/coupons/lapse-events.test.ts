@@ -19,7 +19,7 @@ import { coupons, credits } from '../support/server';
 import { decodeError, expectError } from '../support/status';
 import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
-import { allRedemptions, percentageCoupon, redeemRequest } from './fixtures';
+import { allRedemptions, percentageCoupon, redeemRequest, sameTerms } from './fixtures';
 import { eventsOf, inMs, waitUntilPast } from './footprint';
 
 const { REDEMPTION_STATUS_CONFIRMED: CONFIRMED, REDEMPTION_STATUS_CANCELED: CANCELED } = RedemptionStatus;
@@ -316,10 +316,10 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
  * the lapsed hold until a sweep ran, a cap or a credit's uses exceeded on
  * the way.
  */
-describe('lapsed redemption holds: recorded before a redemption of their coupon, with no sweep running', function () {
+describe('lapsed redemption holds: recorded before a redemption or an update of their coupon, with no sweep running', function () {
   this.timeout(60_000);
 
-  it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place, as the sweep renders it, once", async function () {
+  it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place and the COUPON_UPDATED that counts it out, as the sweep renders it, once", async function () {
     await withMigratedScratchDatabase(
       this,
       'lapse_order',
@@ -340,24 +340,33 @@ describe('lapsed redemption holds: recorded before a redemption of their coupon,
           const couponHold = (await couponsClient.redeemCoupon(redeemRequest(capped.code, 'c0', fields))).redemption!;
           const creditHold = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id, fields))).redemption!;
           await expectError(couponsClient.redeemCoupon(redeemRequest(capped.code, 'c1')), status.FAILED_PRECONDITION, 'COUPON_MAX_REDEMPTIONS_REACHED');
+          // UpdateCoupon's COUPON_UPDATED carries the coupon's redemption_count, which leaves a lapsed hold out.
+          const updated = (await couponsClient.createCoupon(percentageCoupon())).coupon!;
+          const updatedHold = (await couponsClient.redeemCoupon(redeemRequest(updated.code, 'c2', { holdUntil }))).redemption!;
 
           await waitUntilPast(holdUntil);
           // Room made by the lapses alone: the cap of one, the credit's one use.
           const taken = (await couponsClient.redeemCoupon(redeemRequest(capped.code, 'c1'))).redemption!;
           const again = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id))).redemption!;
+          const disabled = (await couponsClient.updateCoupon(sameTerms((await couponsClient.getCoupon({ id: updated.id })).coupon!, { enabled: false }))).coupon!;
+          expect(disabled.redemptionCount, "the updated coupon's count, without its lapsed hold").to.equal(0n);
 
-          const found = (await listAll(events)).events.filter((e) => e.redemption !== undefined);
-          const stream = found.map((e) => `${EventType[e.type]} ${e.redemption!.id}`);
+          const found = (await listAll(events)).events.filter((e) => e.redemption !== undefined || e.type === EventType.EVENT_TYPE_COUPON_UPDATED);
+          const stream = found.map((e) => `${EventType[e.type]} ${e.redemption?.id ?? e.coupon!.id}`);
           const created = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CREATED]} ${id}`;
           const canceled = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CANCELED]} ${id}`;
           expect(stream).to.deep.equal([
             created(couponHold.id),
             created(creditHold.id),
+            created(updatedHold.id),
             canceled(couponHold.id),
             created(taken.id),
             canceled(creditHold.id),
             created(again.id),
+            canceled(updatedHold.id),
+            `${EventType[EventType.EVENT_TYPE_COUPON_UPDATED]} ${updated.id}`,
           ]);
+          expect(found.at(-1)!.coupon!.redemptionCount).to.equal(0n);
 
           // Each lapse's event carries the redemption as it now reads, rendered in SQL as TypeScript renders it for the sweep.
           const listed = new Map<string, CouponRedemption>();
@@ -375,9 +384,10 @@ describe('lapsed redemption holds: recorded before a redemption of their coupon,
           }
           const states: Array<{ status: string; at_hold_until: boolean }> = await dataSource.query(
             `SELECT status, update_time = hold_until AS at_hold_until FROM coupon_redemption_states WHERE redemption_id = ANY ($1::uuid[])`,
-            [[couponHold.id, creditHold.id]],
+            [[couponHold.id, creditHold.id, updatedHold.id]],
           );
           expect(states, 'stored as the sweep stores a lapse').to.deep.equal([
+            { status: 'CANCELED', at_hold_until: true },
             { status: 'CANCELED', at_hold_until: true },
             { status: 'CANCELED', at_hold_until: true },
           ]);
@@ -385,7 +395,7 @@ describe('lapsed redemption holds: recorded before a redemption of their coupon,
           // The sweep finds nothing left to record: one event per lapse.
           const service = new CouponsService(dataSource, new PageTokenCodec(Buffer.alloc(32)));
           expect(await service.recordLapsedHolds(couponEventSnapshots)).to.equal(0);
-          expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(2);
+          expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(3);
           expect(await verifyRedemptions(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
         } finally {
           couponsClient.close();
