@@ -3,7 +3,9 @@ import { expect } from 'chai';
 import { Client } from 'pg';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
+import { Metrics } from '../../src/observability/metrics';
 import { issueRequest, once } from '../credits/fixtures';
+import { eventsClient } from '../support/events';
 import { coupons, credits, promotionalCredits } from '../support/server';
 import { expectError } from '../support/status';
 import { withMigratedScratchDatabase } from '../support/scratch-database';
@@ -20,8 +22,8 @@ const HOUR_MS = 3_600_000;
  * (every table default, write path and id reads it there, as a database on
  * a host whose clock is an hour ahead would). A service handed the host's
  * clock instead would take a time half an hour from now as the future (each
- * of the three services' checks below fails so). The event stream's lag
- * metric, the fourth user of the clock, is not covered here.
+ * of the four services' checks below fails so, the event stream's lag
+ * metric with a negative hour).
  */
 describe('server: times checked by the database clock it measured', function () {
   this.timeout(60_000);
@@ -42,11 +44,13 @@ describe('server: times checked by the database clock it measured', function () 
           const [{ ahead }] = (await dataSource.query(`SELECT extract(epoch FROM clock_timestamp() - pg_catalog.clock_timestamp()) AS ahead`)) as Array<{ ahead: string }>;
           expect(Math.round(Number(ahead))).to.equal(3_600, "the scratch database's clock");
           const tenant = await newTenant(dataSource);
-          grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0 });
+          const metrics = new Metrics();
+          grpc = await startGrpcServer({ dataSource, logger: createLogger('silent'), metrics }, { address: '127.0.0.1:0', authCacheMs: 0 });
           const address = `127.0.0.1:${grpc.port}`;
           const promo = promotionalCredits(address, tenant.rwKey);
           const coupon = coupons(address, tenant.rwKey);
           const credit = credits(address, tenant.rwKey);
+          const events = eventsClient(address, tenant.readKey);
           try {
             const halfHourAhead = () => new Date(Date.now() + HOUR_MS / 2);
             const past = (fields: Record<string, string>, field: string) => expect(fields[field], field).to.contain('must be in the future');
@@ -63,6 +67,19 @@ describe('server: times checked by the database clock it measured', function () 
             const later = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: written.createTime! });
             expect(later.balance!.balances.map((b) => [b.currencyCode, b.amount]), "as of the Add's create_time").to.deep.equal([['USD', 100n]]);
 
+            // EventService: a stream's lag, from the event's create_time (the database's clock) to
+            // when the stream sent it; by the host's clock it read an hour early, a negative lag.
+            const stream = events.stream({ liveOnly: true });
+            try {
+              await stream.headers;
+              await promo.addPromotionalCredits({ ...add, customerId: 'c2' });
+              await stream.until((got) => got.length === 1, 10_000, 'the Add event');
+            } finally {
+              stream.cancel();
+            }
+            const lag = /^credits_event_stream_lag_seconds_sum (\S+)$/m.exec(await metrics.registry.getSingleMetricAsString('credits_event_stream_lag_seconds'));
+            expect(Number(lag?.[1]), 'the event stream lag (s)').to.be.within(0, 60);
+
             // CouponService and CreditService: a coupon's and a credit's expiry.
             past((await expectError(coupon.createCoupon(once({ code: 'AHEAD-1', expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
             const made = (await coupon.createCoupon(once({ code: 'AHEAD-2' }))).coupon!;
@@ -71,6 +88,7 @@ describe('server: times checked by the database clock it measured', function () 
             promo.close();
             coupon.close();
             credit.close();
+            events.close();
           }
         } finally {
           await grpc?.shutdown(5_000); // the helper destroys the data source after, whatever this threw
