@@ -2,10 +2,16 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
+import { startGrpcServer } from '../../src/grpc/server';
+import { createLogger } from '../../src/logger';
+import { withMigratedScratchDatabase } from '../support/scratch-database';
+import { coupons } from '../support/server';
+import { newTenant } from '../support/tenant';
 import { creditContext, lifetime } from './fixtures';
 
 const CREDITS = 2_000;
 const COUPONS = 300;
+const REDEMPTIONS_KEPT = 500;
 
 /** One redemption of the footprint tests, by credit or by code. */
 function redemption(tenantId: string, target: RedemptionItem['target'], customerId: string): RedemptionItem {
@@ -100,5 +106,47 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
     // and the foreign key check of its redemption: 12 rows, not 300 (an OR
     // of ids and codes in the lock's condition read 306).
     expect(read, `rows of coupons read for ${picked.length} redemptions among ${COUPONS} coupons`).to.be.at.most(picked.length * 4);
+  });
+
+  // Before it writes, a group records the lapsed holds of the coupons it
+  // redeems (coupon_record_lapses), reading each lapsed redemption for its
+  // event: joined to them alone, the generic plan hashed a scan of every
+  // redemption (of every tenant). On a database of its own with a server
+  // that does not sweep (its first sweep is a random instant of a day
+  // away), so that the statement, not a sweep, records the lapses.
+  it("reads only the lapsed redemptions of the coupon it records before redeeming, not the coupon's others", async function () {
+    this.timeout(60_000);
+    await withMigratedScratchDatabase(
+      this,
+      'lapse_footprint',
+      async (dataSource) => {
+        const tenant = await newTenant(dataSource);
+        const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0, expirySweepSeconds: 86_400 });
+        const client = coupons(`127.0.0.1:${grpc.port}`, tenant.rwKey);
+        try {
+          const coupon = (await client.createCoupon(lifetime())).coupon!;
+          const byCode = (customerId: string) => redemption(tenant.id, { code: coupon.code }, customerId);
+          for (let start = 0; start < REDEMPTIONS_KEPT; start += 100) {
+            await REDEMPTIONS.runAll(dataSource.manager, Array.from({ length: 100 }, (_, k) => byCode(`r-${start + k}`)));
+          }
+          const holdUntil = new Date(Date.now() + 500);
+          const held = Array.from({ length: 3 }, (_, k) => byCode(`h-${k}`));
+          for (const item of held) item.request.holdUntil = holdUntil;
+          await REDEMPTIONS.runAll(dataSource.manager, held);
+          await dataSource.query(`ANALYZE coupon_redemptions`);
+          await new Promise((resolve) => setTimeout(resolve, holdUntil.getTime() - Date.now() + 50));
+
+          const { results, read } = await redeemCountingReads(dataSource, 'coupon_redemptions', [byCode('after')]);
+          expect(results.map((r) => ('redemption' in r ? r.coupon.id : r.refused))).to.deep.equal([coupon.id]);
+          const canceled: Array<{ n: string }> = await dataSource.query(`SELECT count(*) AS n FROM events WHERE type = 'REDEMPTION_CANCELED'`);
+          expect(Number(canceled[0]!.n), 'the lapses recorded, one REDEMPTION_CANCELED each').to.equal(held.length);
+          expect(read, `rows of coupon_redemptions read recording ${held.length} lapses among ${REDEMPTIONS_KEPT} redemptions`).to.equal(held.length);
+        } finally {
+          client.close();
+          await grpc.shutdown(5_000);
+        }
+      },
+      { poolSize: 4 },
+    );
   });
 });

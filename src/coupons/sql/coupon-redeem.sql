@@ -104,7 +104,10 @@ BEGIN
     INSERT INTO events (tenant_id, type, customer_id, payload_kind, payload)
     SELECT tenant, 'REDEMPTION_CANCELED', r.customer_id, 'redemption', coupon_redemption_json(r, l.customer_credit_id, 'CANCELED', l.hold_until)
       FROM lapsed AS l JOIN coupon_redemptions AS r ON r.id = l.redemption_id
-     WHERE events_on
+     -- `r.id = ANY` gives the planner the index path: under the generic
+     -- plan (guessing ~100 lapsed) it hashed a scan of every redemption of
+     -- every tenant below some 35,000 (review: 5 ms at 21,000).
+     WHERE events_on AND r.id = ANY (ARRAY(SELECT x.redemption_id FROM lapsed AS x))
      ORDER BY l.hold_until, r.seq
   )
   SELECT count(*) INTO recorded FROM lapsed;
