@@ -272,8 +272,9 @@ export class CouponsService {
    * one transaction per `batch`; at most `maxPerRun` per call, the rest is
    * left to the next. Readers never waited for this: a lapsed hold read
    * CANCELED and stopped counting from its hold_until on. A redemption or
-   * an update of the coupon that comes first records them itself, before
-   * its own event, with the same payload rendered in SQL
+   * an update of the coupon (or a revoke of a credit of it) that comes
+   * first records them itself, before its own event, with the same payload
+   * rendered in SQL
    * (coupon_record_lapses in sql/coupon-redeem.sql). Answers how many it
    * recorded.
    */

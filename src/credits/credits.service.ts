@@ -135,7 +135,13 @@ export class CreditsService {
     return { items: page.items.map((credit) => this.view(credit, now)), nextPageToken: page.nextPageToken };
   }
 
-  /** Revokes a credit none of whose uses counts, under its row lock; the row stays, with revoke_time. */
+  /**
+   * Revokes a credit none of whose uses counts, under its row lock; the row
+   * stays, with revoke_time. Its coupon's lock too (credit, then coupon, the
+   * order every path takes): a hold of it that lapsed is recorded, with its
+   * REDEMPTION_CANCELED, before the CUSTOMER_CREDIT_REVOKED that counts it
+   * out (see CouponRepository.recordLapses).
+   */
   async revoke(
     principal: Principal,
     input: CreditLocatorInput & { validateOnly: boolean },
@@ -147,11 +153,14 @@ export class CreditsService {
       const repo = new CustomerCreditRepository(manager);
       const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
       if (!credit) throw creditNotFound(locator);
+      const coupons = new CouponRepository(manager);
+      await coupons.lockCoupon(principal.tenantId, { id: credit.couponId });
       // Held uses count until their hold lapses by the database's clock, as Confirm sees it.
       const now = await databaseNow(manager);
       await repo.withUses(principal.tenantId, [credit], now);
       const refusal = revokeRefusal(credit);
       if (refusal) throw creditRefusalError(refusal);
+      await coupons.recordLapses(principal.tenantId, [credit.couponId], now);
       const revoked = this.view(await repo.revoke(credit), now);
       await appendEvents(manager, [creditEvent('CUSTOMER_CREDIT_REVOKED', revoked, snapshots)]);
       return revoked;

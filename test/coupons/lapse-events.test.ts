@@ -316,10 +316,10 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
  * the lapsed hold until a sweep ran, a cap or a credit's uses exceeded on
  * the way.
  */
-describe('lapsed redemption holds: recorded before a redemption or an update of their coupon, with no sweep running', function () {
+describe('lapsed redemption holds: recorded before a redemption or an update of their coupon or a revoke of their credit, with no sweep running', function () {
   this.timeout(60_000);
 
-  it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place and the COUPON_UPDATED that counts it out, as the sweep renders it, once", async function () {
+  it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place and the COUPON_UPDATED or CUSTOMER_CREDIT_REVOKED that counts it out, as the sweep renders it, once", async function () {
     await withMigratedScratchDatabase(
       this,
       'lapse_order',
@@ -334,7 +334,9 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           const capped = (await couponsClient.createCoupon(percentageCoupon({ maxRedemptions: 1 }))).coupon!;
           const creditCoupon = (await couponsClient.createCoupon(once())).coupon!;
           const credit = (await creditsClient.createCustomerCredit(issueRequest(creditCoupon.id, 'k0'))).credit!;
-          const holdUntil = inMs(1_500);
+          const revokedCoupon = (await couponsClient.createCoupon(once())).coupon!;
+          const revokedCredit = (await creditsClient.createCustomerCredit(issueRequest(revokedCoupon.id, 'k1'))).credit!;
+          const holdUntil = inMs(2_500);
           // Every field of the payload set, so that each is rendered: plan, product, amount, discount, metadata, credit.
           const fields = { holdUntil, planId: 'plan-1', productId: 'product-1', metadata: { order: 'o-1' }, amount: { amount: 1999n, currencyCode: 'USD' } };
           const couponHold = (await couponsClient.redeemCoupon(redeemRequest(capped.code, 'c0', fields))).redemption!;
@@ -343,6 +345,9 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           // UpdateCoupon's COUPON_UPDATED carries the coupon's redemption_count, which leaves a lapsed hold out.
           const updated = (await couponsClient.createCoupon(percentageCoupon())).coupon!;
           const updatedHold = (await couponsClient.redeemCoupon(redeemRequest(updated.code, 'c2', { holdUntil }))).redemption!;
+          // RevokeCustomerCredit's CUSTOMER_CREDIT_REVOKED: refused while a hold counts, accepted once it lapsed.
+          const revokedHold = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k1', revokedCredit.id, { holdUntil }))).redemption!;
+          await expectError(creditsClient.revokeCustomerCredit({ customerId: 'k1', creditId: revokedCredit.id }), status.FAILED_PRECONDITION, 'CREDIT_ALREADY_REDEEMED');
 
           await waitUntilPast(holdUntil);
           // Room made by the lapses alone: the cap of one, the credit's one use.
@@ -350,23 +355,30 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           const again = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id))).redemption!;
           const disabled = (await couponsClient.updateCoupon(sameTerms((await couponsClient.getCoupon({ id: updated.id })).coupon!, { enabled: false }))).coupon!;
           expect(disabled.redemptionCount, "the updated coupon's count, without its lapsed hold").to.equal(0n);
+          await creditsClient.revokeCustomerCredit({ customerId: 'k1', creditId: revokedCredit.id });
 
-          const found = (await listAll(events)).events.filter((e) => e.redemption !== undefined || e.type === EventType.EVENT_TYPE_COUPON_UPDATED);
-          const stream = found.map((e) => `${EventType[e.type]} ${e.redemption?.id ?? e.coupon!.id}`);
+          const found = (await listAll(events)).events.filter(
+            (e) => e.redemption !== undefined || e.type === EventType.EVENT_TYPE_COUPON_UPDATED || e.type === EventType.EVENT_TYPE_CUSTOMER_CREDIT_REVOKED,
+          );
+          const stream = found.map((e) => `${EventType[e.type]} ${e.redemption?.id ?? e.coupon?.id ?? e.customerCredit!.id}`);
           const created = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CREATED]} ${id}`;
           const canceled = (id: string) => `${EventType[EventType.EVENT_TYPE_REDEMPTION_CANCELED]} ${id}`;
           expect(stream).to.deep.equal([
             created(couponHold.id),
             created(creditHold.id),
             created(updatedHold.id),
+            created(revokedHold.id),
             canceled(couponHold.id),
             created(taken.id),
             canceled(creditHold.id),
             created(again.id),
             canceled(updatedHold.id),
             `${EventType[EventType.EVENT_TYPE_COUPON_UPDATED]} ${updated.id}`,
+            canceled(revokedHold.id),
+            `${EventType[EventType.EVENT_TYPE_CUSTOMER_CREDIT_REVOKED]} ${revokedCredit.id}`,
           ]);
-          expect(found.at(-1)!.coupon!.redemptionCount).to.equal(0n);
+          expect(found.find((e) => e.type === EventType.EVENT_TYPE_COUPON_UPDATED)!.coupon!.redemptionCount).to.equal(0n);
+          expect(found.at(-1)!.customerCredit!.redemptionCount).to.equal(0n);
 
           // Each lapse's event carries the redemption as it now reads, rendered in SQL as TypeScript renders it for the sweep.
           const listed = new Map<string, CouponRedemption>();
@@ -384,9 +396,10 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           }
           const states: Array<{ status: string; at_hold_until: boolean }> = await dataSource.query(
             `SELECT status, update_time = hold_until AS at_hold_until FROM coupon_redemption_states WHERE redemption_id = ANY ($1::uuid[])`,
-            [[couponHold.id, creditHold.id, updatedHold.id]],
+            [[couponHold.id, creditHold.id, updatedHold.id, revokedHold.id]],
           );
           expect(states, 'stored as the sweep stores a lapse').to.deep.equal([
+            { status: 'CANCELED', at_hold_until: true },
             { status: 'CANCELED', at_hold_until: true },
             { status: 'CANCELED', at_hold_until: true },
             { status: 'CANCELED', at_hold_until: true },
@@ -395,7 +408,7 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           // The sweep finds nothing left to record: one event per lapse.
           const service = new CouponsService(dataSource, new PageTokenCodec(Buffer.alloc(32)));
           expect(await service.recordLapsedHolds(couponEventSnapshots)).to.equal(0);
-          expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(3);
+          expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(4);
           expect(await verifyRedemptions(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);
         } finally {
           couponsClient.close();

@@ -4967,11 +4967,14 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * recorded, with its one EVENT_TYPE_REDEMPTION_CANCELED as
  * CancelCouponRedemption would write it (the redemption CANCELED,
  * `update_time` = `hold_until`; the event's `create_time` is when it was
- * written), by the next redemption or update of its coupon, before that
- * call's own event (so a redemption the lapse made room for, or a
- * redemption_count that leaves it out, comes after it), or by the expiry
- * sweep (every CREDITS_EXPIRY_SWEEP_SECONDS, by every replica), whichever
- * comes first. A refused call writes no event.
+ * written), by the next accepted redemption (not validate_only) or change
+ * (UpdateCoupon) of its coupon, or RevokeCustomerCredit of its credit, before
+ * that call's own event, or by the expiry sweep (every
+ * CREDITS_EXPIRY_SWEEP_SECONDS, by every replica), whichever comes first. So
+ * a redemption the lapse made room for, or a count that leaves it out, comes
+ * after it in the event stream; except when the sweep recorded it while that
+ * call's transaction, begun earlier, waited for a lock (events are in the
+ * order of their transactions' ids). A refused call writes no event.
  *
  * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
  * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500
