@@ -10,14 +10,11 @@ import { CouponsService } from '../../src/coupons/coupons.service';
 import { verifyRedemptions } from '../../src/coupons/redemption-audit';
 import { appendEvents } from '../../src/events/outbox';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
-import { startGrpcServer } from '../../src/grpc/server';
-import { createLogger } from '../../src/logger';
 import { issueRequest, once, redeemCreditRequest, sleep } from '../credits/fixtures';
 import { eventsClient, listAll, type EventsClient } from '../support/events';
-import { withMigratedScratchDatabase } from '../support/scratch-database';
+import { NO_SWEEP_SECONDS, withScratchServer } from '../support/scratch-server';
 import { coupons, credits } from '../support/server';
 import { decodeError, expectError } from '../support/status';
-import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 import { allRedemptions, percentageCoupon, redeemRequest, sameTerms } from './fixtures';
 import { eventsOf, inMs, waitUntilPast } from './footprint';
@@ -307,26 +304,23 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
 
 /**
  * A redemption that a lapse made room for (the coupon's cap, a credit's
- * uses) comes after that lapse's REDEMPTION_CANCELED in the event stream,
- * whenever the sweep runs: coupon_redeem records the lapsed holds of the
- * coupons it redeems first (coupon_record_lapses). On a database of its own
- * with a server that does not sweep (its first sweep is a random instant of
- * a day away), so that no sweep records the lapses first: before, the
- * stream read REDEMPTION_CREATED of the new redemption, then nothing for
- * the lapsed hold until a sweep ran, a cap or a credit's uses exceeded on
- * the way.
+ * uses), and a COUPON_UPDATED or CUSTOMER_CREDIT_REVOKED whose counts leave
+ * the lapsed hold out, come after that lapse's REDEMPTION_CANCELED in the
+ * event stream, whenever the sweep runs: the call records the lapsed holds
+ * of its coupon first (coupon_record_lapses). On a database of its own with
+ * a server that does not sweep, so that no sweep records the lapses first:
+ * before, the stream read REDEMPTION_CREATED of the new redemption, then
+ * nothing for the lapsed hold until a sweep ran, a cap or a credit's uses
+ * exceeded on the way.
  */
 describe('lapsed redemption holds: recorded before a redemption or an update of their coupon or a revoke of their credit, with no sweep running', function () {
   this.timeout(60_000);
 
   it("writes a lapse's REDEMPTION_CANCELED before the REDEMPTION_CREATED that took its place and the COUPON_UPDATED or CUSTOMER_CREDIT_REVOKED that counts it out, as the sweep renders it, once", async function () {
-    await withMigratedScratchDatabase(
+    await withScratchServer(
       this,
       'lapse_order',
-      async (dataSource) => {
-        const tenant = await newTenant(dataSource);
-        const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0, expirySweepSeconds: 86_400 });
-        const address = `127.0.0.1:${grpc.port}`;
+      async ({ dataSource, address, tenant }) => {
         const couponsClient = coupons(address, tenant.rwKey);
         const creditsClient = credits(address, tenant.rwKey);
         const events = eventsClient(address, tenant.readKey);
@@ -414,10 +408,9 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           couponsClient.close();
           creditsClient.close();
           events.close();
-          await grpc.shutdown(5_000);
         }
       },
-      { poolSize: 4 },
+      { expirySweepSeconds: NO_SWEEP_SECONDS },
     );
   });
 });

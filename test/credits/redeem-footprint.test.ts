@@ -2,11 +2,8 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
-import { startGrpcServer } from '../../src/grpc/server';
-import { createLogger } from '../../src/logger';
-import { withMigratedScratchDatabase } from '../support/scratch-database';
+import { NO_SWEEP_SECONDS, withScratchServer } from '../support/scratch-server';
 import { coupons } from '../support/server';
-import { newTenant } from '../support/tenant';
 import { creditContext, lifetime } from './fixtures';
 
 const CREDITS = 2_000;
@@ -112,17 +109,15 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
   // redeems (coupon_record_lapses), reading each lapsed redemption for its
   // event: joined to them alone, the generic plan hashed a scan of every
   // redemption (of every tenant). On a database of its own with a server
-  // that does not sweep (its first sweep is a random instant of a day
-  // away), so that the statement, not a sweep, records the lapses.
+  // that does not sweep, so that the statement, not a sweep, records the
+  // lapses.
   it("reads only the lapsed redemptions of the coupon it records before redeeming, not the coupon's others", async function () {
     this.timeout(60_000);
-    await withMigratedScratchDatabase(
+    await withScratchServer(
       this,
       'lapse_footprint',
-      async (dataSource) => {
-        const tenant = await newTenant(dataSource);
-        const grpc = await startGrpcServer({ dataSource, logger: createLogger('silent') }, { address: '127.0.0.1:0', authCacheMs: 0, expirySweepSeconds: 86_400 });
-        const client = coupons(`127.0.0.1:${grpc.port}`, tenant.rwKey);
+      async ({ dataSource, address, tenant }) => {
+        const client = coupons(address, tenant.rwKey);
         try {
           const coupon = (await client.createCoupon(lifetime())).coupon!;
           const byCode = (customerId: string) => redemption(tenant.id, { code: coupon.code }, customerId);
@@ -143,10 +138,9 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
           expect(read, `rows of coupon_redemptions read recording ${held.length} lapses among ${REDEMPTIONS_KEPT} redemptions`).to.equal(held.length);
         } finally {
           client.close();
-          await grpc.shutdown(5_000);
         }
       },
-      { poolSize: 4 },
+      { expirySweepSeconds: NO_SWEEP_SECONDS },
     );
   });
 });

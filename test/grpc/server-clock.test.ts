@@ -1,15 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { Client } from 'pg';
-import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
-import { createLogger } from '../../src/logger';
+import type { Client } from 'pg';
 import { Metrics } from '../../src/observability/metrics';
 import { issueRequest, once } from '../credits/fixtures';
 import { eventsClient } from '../support/events';
+import { withScratchServer } from '../support/scratch-server';
 import { coupons, credits, promotionalCredits } from '../support/server';
 import { expectError } from '../support/status';
-import { withMigratedScratchDatabase } from '../support/scratch-database';
-import { newTenant } from '../support/tenant';
 
 const HOUR_MS = 3_600_000;
 
@@ -35,66 +32,58 @@ describe('server: times checked by the database clock it measured', function () 
       // public first: it stays where tables are made.
       await admin.query(`ALTER DATABASE ${name} SET search_path = public, ahead, pg_catalog`);
     };
-    await withMigratedScratchDatabase(
+    const metrics = new Metrics();
+    await withScratchServer(
       this,
       'clock_ahead',
-      async (dataSource) => {
-        let grpc: GrpcServer | undefined;
+      async ({ dataSource, address, tenant }) => {
+        const [{ ahead }] = (await dataSource.query(`SELECT extract(epoch FROM clock_timestamp() - pg_catalog.clock_timestamp()) AS ahead`)) as Array<{ ahead: string }>;
+        expect(Math.round(Number(ahead))).to.equal(3_600, "the scratch database's clock");
+        const promo = promotionalCredits(address, tenant.rwKey);
+        const coupon = coupons(address, tenant.rwKey);
+        const credit = credits(address, tenant.rwKey);
+        const events = eventsClient(address, tenant.readKey);
         try {
-          const [{ ahead }] = (await dataSource.query(`SELECT extract(epoch FROM clock_timestamp() - pg_catalog.clock_timestamp()) AS ahead`)) as Array<{ ahead: string }>;
-          expect(Math.round(Number(ahead))).to.equal(3_600, "the scratch database's clock");
-          const tenant = await newTenant(dataSource);
-          const metrics = new Metrics();
-          grpc = await startGrpcServer({ dataSource, logger: createLogger('silent'), metrics }, { address: '127.0.0.1:0', authCacheMs: 0 });
-          const address = `127.0.0.1:${grpc.port}`;
-          const promo = promotionalCredits(address, tenant.rwKey);
-          const coupon = coupons(address, tenant.rwKey);
-          const credit = credits(address, tenant.rwKey);
-          const events = eventsClient(address, tenant.readKey);
+          const halfHourAhead = () => new Date(Date.now() + HOUR_MS / 2);
+          const past = (fields: Record<string, string>, field: string) => expect(fields[field], field).to.contain('must be in the future');
+
+          // PromotionalCreditService: an expiry (the write path refuses it too, by the database's
+          // own clock), and a balance as of an instant, which only the service's clock judges.
+          const add = { customerId: 'c1', currencyCode: 'USD', amount: 100n, description: 'clock' };
+          past((await expectError(promo.addPromotionalCredits({ ...add, expireTime: halfHourAhead() }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+          const written = (await promo.addPromotionalCredits(add)).promotionalCredit!;
+          expect(written.createTime!.getTime() - Date.now(), "an entry's create_time: the database's clock").to.be.closeTo(HOUR_MS, 60_000);
+          // Read, not refused as in the future: the database has passed it, before it dated the Add.
+          const asOf = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: halfHourAhead() });
+          expect(asOf.balance!.balances, 'as of an instant before the Add').to.deep.equal([]);
+          const later = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: written.createTime! });
+          expect(later.balance!.balances.map((b) => [b.currencyCode, b.amount]), "as of the Add's create_time").to.deep.equal([['USD', 100n]]);
+
+          // EventService: a stream's lag, from the event's create_time (the database's clock) to
+          // when the stream sent it; by the host's clock it read an hour early, a negative lag.
+          const stream = events.stream({ liveOnly: true });
           try {
-            const halfHourAhead = () => new Date(Date.now() + HOUR_MS / 2);
-            const past = (fields: Record<string, string>, field: string) => expect(fields[field], field).to.contain('must be in the future');
-
-            // PromotionalCreditService: an expiry (the write path refuses it too, by the database's
-            // own clock), and a balance as of an instant, which only the service's clock judges.
-            const add = { customerId: 'c1', currencyCode: 'USD', amount: 100n, description: 'clock' };
-            past((await expectError(promo.addPromotionalCredits({ ...add, expireTime: halfHourAhead() }), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
-            const written = (await promo.addPromotionalCredits(add)).promotionalCredit!;
-            expect(written.createTime!.getTime() - Date.now(), "an entry's create_time: the database's clock").to.be.closeTo(HOUR_MS, 60_000);
-            // Read, not refused as in the future: the database has passed it, before it dated the Add.
-            const asOf = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: halfHourAhead() });
-            expect(asOf.balance!.balances, 'as of an instant before the Add').to.deep.equal([]);
-            const later = await promo.getCustomerBalance({ customerId: 'c1', asOfTime: written.createTime! });
-            expect(later.balance!.balances.map((b) => [b.currencyCode, b.amount]), "as of the Add's create_time").to.deep.equal([['USD', 100n]]);
-
-            // EventService: a stream's lag, from the event's create_time (the database's clock) to
-            // when the stream sent it; by the host's clock it read an hour early, a negative lag.
-            const stream = events.stream({ liveOnly: true });
-            try {
-              await stream.headers;
-              await promo.addPromotionalCredits({ ...add, customerId: 'c2' });
-              await stream.until((got) => got.length === 1, 10_000, 'the Add event');
-            } finally {
-              stream.cancel();
-            }
-            const lag = /^credits_event_stream_lag_seconds_sum (\S+)$/m.exec(await metrics.registry.getSingleMetricAsString('credits_event_stream_lag_seconds'));
-            expect(Number(lag?.[1]), 'the event stream lag (s)').to.be.within(0, 60);
-
-            // CouponService and CreditService: a coupon's and a credit's expiry.
-            past((await expectError(coupon.createCoupon(once({ code: 'AHEAD-1', expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
-            const made = (await coupon.createCoupon(once({ code: 'AHEAD-2' }))).coupon!;
-            past((await expectError(credit.createCustomerCredit(issueRequest(made.id, 'c1', { expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+            await stream.headers;
+            await promo.addPromotionalCredits({ ...add, customerId: 'c2' });
+            await stream.until((got) => got.length === 1, 10_000, 'the Add event');
           } finally {
-            promo.close();
-            coupon.close();
-            credit.close();
-            events.close();
+            stream.cancel();
           }
+          const lag = /^credits_event_stream_lag_seconds_sum (\S+)$/m.exec(await metrics.registry.getSingleMetricAsString('credits_event_stream_lag_seconds'));
+          expect(Number(lag?.[1]), 'the event stream lag (s)').to.be.within(0, 60);
+
+          // CouponService and CreditService: a coupon's and a credit's expiry.
+          past((await expectError(coupon.createCoupon(once({ code: 'AHEAD-1', expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
+          const made = (await coupon.createCoupon(once({ code: 'AHEAD-2' }))).coupon!;
+          past((await expectError(credit.createCustomerCredit(issueRequest(made.id, 'c1', { expireTime: halfHourAhead() })), status.INVALID_ARGUMENT, 'VALIDATION_FAILED')).fields, 'expire_time');
         } finally {
-          await grpc?.shutdown(5_000); // the helper destroys the data source after, whatever this threw
+          promo.close();
+          coupon.close();
+          credit.close();
+          events.close();
         }
       },
-      { poolSize: 4, prepare },
+      { prepare, metrics },
     );
   });
 });
