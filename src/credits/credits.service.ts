@@ -137,10 +137,12 @@ export class CreditsService {
 
   /**
    * Revokes a credit none of whose uses counts, under its row lock; the row
-   * stays, with revoke_time. Its coupon's lock too (credit, then coupon, the
-   * order every path takes): a hold of it that lapsed is recorded, with its
-   * REDEMPTION_CANCELED, before the CUSTOMER_CREDIT_REVOKED that counts it
-   * out (see CouponRepository.recordLapses).
+   * stays, with revoke_time. Once it may, its coupon's lock too (credit,
+   * then coupon, the order every path takes; a refused revoke never waits
+   * for a busy coupon): the coupon's lapsed holds, the credit's among them,
+   * are recorded with their REDEMPTION_CANCELED before the
+   * CUSTOMER_CREDIT_REVOKED that counts them out (see
+   * CouponRepository.recordLapses).
    */
   async revoke(
     principal: Principal,
@@ -153,13 +155,15 @@ export class CreditsService {
       const repo = new CustomerCreditRepository(manager);
       const credit = await repo.lockCredit(principal.tenantId, locator.customerId, locator.creditId);
       if (!credit) throw creditNotFound(locator);
-      const coupons = new CouponRepository(manager);
-      await coupons.lockCoupon(principal.tenantId, { id: credit.couponId });
-      // Held uses count until their hold lapses by the database's clock, as Confirm sees it.
+      // Held uses count until their hold lapses by the database's clock, as
+      // Confirm sees it; every writer of the credit's uses holds its lock.
       const now = await databaseNow(manager);
       await repo.withUses(principal.tenantId, [credit], now);
       const refusal = revokeRefusal(credit);
       if (refusal) throw creditRefusalError(refusal);
+      // The holds lapsed by `now` are lapsed still: recorded under the coupon's lock, as every writer of its states.
+      const coupons = new CouponRepository(manager);
+      await coupons.lockCoupon(principal.tenantId, { id: credit.couponId });
       await coupons.recordLapses(principal.tenantId, [credit.couponId], now);
       const revoked = this.view(await repo.revoke(credit), now);
       await appendEvents(manager, [creditEvent('CUSTOMER_CREDIT_REVOKED', revoked, snapshots)]);

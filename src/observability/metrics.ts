@@ -168,7 +168,7 @@ export class Metrics {
     this.sweptBalances = new Counter({ name: 'credits_expiry_settled_balances_total', help: 'Balances whose due expirations (lots and holds) the sweep settled.', registers });
     this.lapsedRedemptions = new Counter({
       name: 'credits_expiry_lapsed_redemptions_total',
-      help: 'Held coupon redemptions past hold_until whose cancellation (and REDEMPTION_CANCELED event) the sweep recorded (a redemption or update of the coupon, or a revoke of its credit, records them first when it comes before the sweep).',
+      help: 'Held coupon redemptions past hold_until whose cancellation (and REDEMPTION_CANCELED event) the sweep recorded (a redemption or update of the coupon, or a revoke of a credit issued from it, records them first when it comes before the sweep).',
       registers,
     });
     this.databaseUp = new Gauge({ name: 'credits_database_up', help: '1 while the readiness check reaches PostgreSQL, 0 while it does not.', registers });

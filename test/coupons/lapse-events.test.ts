@@ -12,7 +12,7 @@ import { appendEvents } from '../../src/events/outbox';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { issueRequest, once, redeemCreditRequest, sleep } from '../credits/fixtures';
 import { eventsClient, listAll, type EventsClient } from '../support/events';
-import { NO_SWEEP_SECONDS, withScratchServer } from '../support/scratch-server';
+import { withScratchServer } from '../support/scratch-server';
 import { coupons, credits } from '../support/server';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
@@ -349,6 +349,11 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           const again = (await creditsClient.redeemCustomerCredit(redeemCreditRequest('k0', credit.id))).redemption!;
           const disabled = (await couponsClient.updateCoupon(sameTerms((await couponsClient.getCoupon({ id: updated.id })).coupon!, { enabled: false }))).coupon!;
           expect(disabled.redemptionCount, "the updated coupon's count, without its lapsed hold").to.equal(0n);
+          // validate_only records nothing: the lapse stays for the revoke itself.
+          await creditsClient.revokeCustomerCredit({ customerId: 'k1', creditId: revokedCredit.id, validateOnly: true });
+          const storedStatus = async (id: string) =>
+            ((await dataSource.query(`SELECT status FROM coupon_redemption_states WHERE redemption_id = $1`, [id])) as Array<{ status: string }>)[0]!.status;
+          expect(await storedStatus(revokedHold.id), 'after a validate_only revoke').to.equal('HELD');
           await creditsClient.revokeCustomerCredit({ customerId: 'k1', creditId: revokedCredit.id });
 
           const found = (await listAll(events)).events.filter(
@@ -410,7 +415,7 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           events.close();
         }
       },
-      { expirySweepSeconds: NO_SWEEP_SECONDS },
+      { sweeps: false },
     );
   });
 });

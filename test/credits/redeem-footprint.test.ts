@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
-import { NO_SWEEP_SECONDS, withScratchServer } from '../support/scratch-server';
+import { withScratchServer } from '../support/scratch-server';
 import { coupons } from '../support/server';
 import { creditContext, lifetime } from './fixtures';
 
@@ -140,7 +140,7 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
           client.close();
         }
       },
-      { expirySweepSeconds: NO_SWEEP_SECONDS },
+      { sweeps: false },
     );
   });
 });

@@ -6,9 +6,6 @@ import type { Metrics } from '../../src/observability/metrics';
 import { withMigratedScratchDatabase } from './scratch-database';
 import { newTenant, type TestTenant } from './tenant';
 
-/** An expiry sweep interval whose first run (at a random instant of it) a test never meets: the server does not sweep. */
-export const NO_SWEEP_SECONDS = 86_400;
-
 /** A server of a test's own, on its own database, with a tenant. */
 export interface ScratchServer {
   dataSource: DataSource;
@@ -20,14 +17,16 @@ export interface ScratchServer {
  * Runs `work` against a server on a migrated scratch database (see
  * withMigratedScratchDatabase) with one tenant, for tests the suite's
  * servers must not touch: their background sweeps, their database's clock.
- * The server is shut down after, whatever `work` threw, before the
- * database is dropped.
+ * With `sweeps: false` the server runs no housekeeping (no expiry sweep: a
+ * lapse or an expiry is written only by the calls themselves). The server
+ * is shut down after, whatever `work` threw, before the database is
+ * dropped.
  */
 export async function withScratchServer(
   test: Mocha.Context,
   prefix: string,
   work: (server: ScratchServer) => Promise<void>,
-  options: { expirySweepSeconds?: number; metrics?: Metrics; prepare?: (admin: Client, name: string) => Promise<void> } = {},
+  options: { sweeps?: boolean; metrics?: Metrics; prepare?: (admin: Client, name: string) => Promise<void> } = {},
 ): Promise<void> {
   await withMigratedScratchDatabase(
     test,
@@ -36,7 +35,7 @@ export async function withScratchServer(
       const tenant = await newTenant(dataSource);
       const grpc = await startGrpcServer(
         { dataSource, logger: createLogger('silent'), metrics: options.metrics },
-        { address: '127.0.0.1:0', authCacheMs: 0, expirySweepSeconds: options.expirySweepSeconds },
+        { address: '127.0.0.1:0', authCacheMs: 0, housekeeping: options.sweeps ?? true },
       );
       try {
         await work({ dataSource, address: `127.0.0.1:${grpc.port}`, tenant });

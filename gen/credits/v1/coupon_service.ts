@@ -4968,13 +4968,15 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * CancelCouponRedemption would write it (the redemption CANCELED,
  * `update_time` = `hold_until`; the event's `create_time` is when it was
  * written), by the next accepted redemption (not validate_only) or change
- * (UpdateCoupon) of its coupon, or RevokeCustomerCredit of its credit, before
- * that call's own event, or by the expiry sweep (every
+ * (UpdateCoupon) of its coupon, or CreditService.RevokeCustomerCredit of a
+ * credit issued from it, each of which records every lapsed hold of the
+ * coupon before its own event; or by the expiry sweep (every
  * CREDITS_EXPIRY_SWEEP_SECONDS, by every replica), whichever comes first. So
  * a redemption the lapse made room for, or a count that leaves it out, comes
- * after it in the event stream; except when the sweep recorded it while that
- * call's transaction, begun earlier, waited for a lock (events are in the
- * order of their transactions' ids). A refused call writes no event.
+ * after it in the event stream, with one exception: events are in the order
+ * of their transactions' ids, taken at a transaction's first lock, so a call
+ * that had locked a row before the sweep recorded the lapse sorts before
+ * it. A refused call writes no event.
  *
  * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
  * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500

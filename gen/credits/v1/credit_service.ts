@@ -2975,7 +2975,9 @@ export const RedeemCustomerCreditResponse: MessageFns<RedeemCustomerCreditRespon
  * EVENT_TYPE_CUSTOMER_CREDIT_CREATED per credit, Revoke
  * EVENT_TYPE_CUSTOMER_CREDIT_REVOKED (with the credit and its customer),
  * Redeem EVENT_TYPE_REDEMPTION_CREATED (with the redemption), in the same
- * transaction as the change.
+ * transaction as the change. Revoke and Redeem first record the lapsed holds
+ * of the credit's coupon not yet recorded, with their
+ * EVENT_TYPE_REDEMPTION_CANCELED (see CouponService).
  *
  * Retries: every mutating RPC accepts metadata `idempotency-key` (1..255
  * printable ASCII, no space at either end: HTTP/2 drops such a value, and
@@ -3091,7 +3093,8 @@ export const CreditServiceService = {
    * Revokes a credit none of whose uses counts (never redeemed, or every
    * redemption canceled or lapsed): it stays stored with state REVOKED and
    * `revoke_time` set, and can no longer be redeemed. An expired credit can
-   * be revoked too.
+   * be revoked too. Decided under the credit's lock; once it may, the
+   * coupon's lock is taken too, to record its lapsed holds first.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when
@@ -3203,7 +3206,8 @@ export interface CreditServiceServer extends UntypedServiceImplementation {
    * Revokes a credit none of whose uses counts (never redeemed, or every
    * redemption canceled or lapsed): it stays stored with state REVOKED and
    * `revoke_time` set, and can no longer be redeemed. An expired credit can
-   * be revoked too.
+   * be revoked too. Decided under the credit's lock; once it may, the
+   * coupon's lock is taken too, to record its lapsed holds first.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when
@@ -3351,7 +3355,8 @@ export interface CreditServiceClient extends Client {
    * Revokes a credit none of whose uses counts (never redeemed, or every
    * redemption canceled or lapsed): it stays stored with state REVOKED and
    * `revoke_time` set, and can no longer be redeemed. An expired credit can
-   * be revoked too.
+   * be revoked too. Decided under the credit's lock; once it may, the
+   * coupon's lock is taken too, to record its lapsed holds first.
    *
    * Errors: NOT_FOUND (CREDIT_NOT_FOUND); FAILED_PRECONDITION
    * CREDIT_REVOKED when it is already revoked, CREDIT_ALREADY_REDEEMED when

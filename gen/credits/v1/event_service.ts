@@ -64,10 +64,10 @@ export enum EventType {
    * EVENT_TYPE_REDEMPTION_CANCELED - A redemption was canceled: by CancelCouponRedemption, or a hold that
    * passed its `hold_until` unconfirmed (its `update_time` is `hold_until`),
    * written by the next accepted redemption or change of its coupon, or
-   * revoke of its credit, before that call's own event, or by the expiry
-   * sweep within CREDITS_EXPIRY_SWEEP_SECONDS of it, whichever comes first
-   * (see CouponService). Once per redemption. Payload: `redemption`, as
-   * canceled.
+   * revoke of a credit issued from it, before that call's own event, or by
+   * the expiry sweep within CREDITS_EXPIRY_SWEEP_SECONDS of it, whichever
+   * comes first (see CouponService). Once per redemption. Payload:
+   * `redemption`, as canceled.
    */
   EVENT_TYPE_REDEMPTION_CANCELED = 12,
   /** EVENT_TYPE_CUSTOMER_CREDIT_CREATED - Payload: `customer_credit`, as issued. */
