@@ -274,9 +274,8 @@ export class CouponsService {
    * CANCELED and stopped counting from its hold_until on. A redemption or
    * an update of the coupon (or a revoke of a credit of it) that comes
    * first records them itself, before its own event, with the same payload
-   * rendered in SQL
-   * (coupon_record_lapses in sql/coupon-redeem.sql). Answers how many it
-   * recorded.
+   * rendered in SQL (coupon_record_lapses in sql/coupon-redeem.sql).
+   * Answers how many it recorded.
    */
   async recordLapsedHolds(
     snapshots: CouponEventSnapshots,

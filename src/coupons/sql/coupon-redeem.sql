@@ -87,9 +87,11 @@ $fn$;
 -- holds their locks) whose hold_until is at or before `at`, as the expiry
 -- sweep records them (CouponsService.recordLapsedHolds): CANCELED as of
 -- hold_until, with a REDEMPTION_CANCELED event each, in the order they
--- lapsed. coupon_redeem records them before what it writes: a redemption
--- that a lapse made room for (the coupon's cap, the customer's limit, a
--- credit's uses) then comes after that lapse in the event stream, not
+-- lapsed. coupon_redeem records them before what it writes (and
+-- UpdateCoupon and RevokeCustomerCredit before their events, through
+-- CouponRepository.recordLapses): a redemption that a lapse made room for
+-- (the coupon's cap, the customer's limit, a credit's uses), or a count
+-- that leaves it out, then comes after that lapse in the event stream, not
 -- before it, whenever the sweep runs. Answers how many it recorded.
 CREATE FUNCTION coupon_record_lapses(tenant uuid, coupon_ids uuid[], at timestamptz, events_on boolean) RETURNS integer
 LANGUAGE plpgsql AS $fn$
