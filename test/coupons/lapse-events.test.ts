@@ -300,6 +300,66 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
     }
     expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount).to.equal(BigInt(confirmedIds.size));
   });
+
+  // Calls that record lapses themselves (coupon_redeem, RevokeCustomerCredit
+  // after its credit's lock, UpdateCoupon) beside the sweeps and Confirm and
+  // Cancel, all on one coupon's credits, on both processes, some revoked and
+  // redeemed at once: nothing deadlocks (each takes credits before coupons),
+  // each lapse is recorded once, and a revoke or redemption the lapse
+  // allowed is accepted.
+  it('races revokes, redemptions, updates, confirms and cancels on one coupon after its holds lapsed, with the sweeps: no deadlock, each lapse recorded once', async function () {
+    this.timeout(90_000);
+    const deadlocks = async () =>
+      Number(((await t.server.dataSource.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)) as Array<{ deadlocks: string }>)[0]!.deadlocks);
+    const coupon = (await t.coupons.createCoupon(once({ maxRedemptions: 30 }))).coupon!;
+    const credits = (
+      await t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: Array.from({ length: 24 }, (_, i) => ({ customerId: `k${i}`, membershipId: '' })) })
+    ).credits;
+    const lapsing = credits.slice(0, 12);
+    const kept = credits.slice(12, 18);
+    const fresh = credits.slice(18);
+    const holdUntil = inMs(2_000);
+    const redeem = (i: number, credit: (typeof credits)[number], hold?: Date) =>
+      (i % 2 === 0 ? t.credits : t.replica.credits).redeemCustomerCredit(redeemCreditRequest(credit.customerId, credit.id, hold ? { holdUntil: hold } : {}));
+    const lapsed = await Promise.all(lapsing.map(async (credit, i) => (await redeem(i, credit, holdUntil)).redemption!));
+    const held = await Promise.all(kept.map(async (credit, i) => (await redeem(i, credit, inMs(60_000))).redemption!));
+    await waitUntilPast(holdUntil);
+    const before = await deadlocks();
+
+    // The lapses gave the credits their use back: half revoked and redeemed at once (one of the two wins), half redeemed again.
+    const contested = lapsing.slice(0, 6).map((credit, i) => [
+      (i % 2 === 0 ? t.credits : t.replica.credits).revokeCustomerCredit({ customerId: credit.customerId, creditId: credit.id }),
+      redeem(i + 1, credit),
+    ]);
+    const results = await Promise.allSettled([
+      ...lapsing.slice(6).map((credit, i) => redeem(i, credit)),
+      ...held.map((r, i) => (i % 2 === 0 ? on(i).confirmCouponRedemption({ redemptionId: r.id }) : on(i).cancelCouponRedemption({ redemptionId: r.id }))),
+      ...fresh.map((credit, i) => redeem(i, credit)),
+      t.coupons.getCoupon({ id: coupon.id }).then(({ coupon: c }) => t.replica.coupons.updateCoupon(sameTerms(c!, { metadata: { raced: 'yes' } }))),
+      new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32))).recordLapsedHolds(couponEventSnapshots),
+    ]);
+    const failed = results.flatMap((r) => (r.status === 'rejected' ? [decodeError(r.reason as ServiceError)] : []));
+    expect(failed, 'calls that failed').to.deep.equal([]);
+    let redeemedAgain = 0;
+    for (const pair of contested) {
+      const [revoked, redeemed] = (await Promise.allSettled(pair)).map((r) => (r.status === 'fulfilled' ? 'OK' : decodeError(r.reason as ServiceError).reason));
+      expect([
+        ['OK', 'CREDIT_REVOKED'],
+        ['CREDIT_ALREADY_REDEEMED', 'OK'],
+      ]).to.deep.include([revoked, redeemed]);
+      if (redeemed === 'OK') redeemedAgain++;
+    }
+    // A server process's connection reports its deadlocks to the statistics within a second of going idle.
+    await sleep(1_500);
+    expect((await deadlocks()) - before, 'deadlocks in the database (a group retries its own unseen)').to.equal(0);
+
+    const canceled = perRedemption(await untilCanceledEvents(lapsed.length + 3));
+    expect(Object.fromEntries(canceled)).to.deep.equal(Object.fromEntries([...lapsed, ...held.filter((_, i) => i % 2 === 1)].map((r) => [r.id, 1])));
+    expect((await t.coupons.getCoupon({ id: coupon.id })).coupon!.redemptionCount, 'confirmed: 3 held, 6 and those contested redeemed again, 6 fresh').to.equal(
+      BigInt(15 + redeemedAgain),
+    );
+    expect(await verifyRedemptions(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
+  });
 });
 
 /**
