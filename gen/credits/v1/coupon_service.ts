@@ -4975,8 +4975,10 @@ export const ListCouponRedemptionsResponse: MessageFns<ListCouponRedemptionsResp
  * a redemption the lapse made room for, or a count that leaves it out, comes
  * after it in the event stream, with one exception: events are in the order
  * of their transactions' ids, taken at a transaction's first lock, so a call
- * that had locked a row before the sweep recorded the lapse sorts before
- * it. A refused call writes no event.
+ * that had locked a row (a credit, another coupon) before the transaction
+ * that recorded the lapse (the sweep's, or another call's) took its id, and
+ * reached the coupon only after that one committed, sorts before it. A
+ * refused call writes no event.
  *
  * Metadata: coupons and redemptions carry the caller's `metadata`: at most 20
  * pairs; a key is 1..40 characters of [A-Za-z0-9_.-] but __proto__, a value 0..500
