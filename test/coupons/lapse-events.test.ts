@@ -1,5 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import type { DataSource } from 'typeorm';
 import { CouponRedemption, RedemptionStatus } from '../../gen/credits/v1/coupon_service';
 import { CreditState } from '../../gen/credits/v1/credit_service';
 import { EventType, type Event } from '../../gen/credits/v1/event_service';
@@ -11,6 +12,7 @@ import { verifyRedemptions } from '../../src/coupons/redemption-audit';
 import { appendEvents } from '../../src/events/outbox';
 import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { issueRequest, once, redeemCreditRequest, sleep } from '../credits/fixtures';
+import { deadlocksIn } from '../support/database';
 import { eventsClient, listAll, type EventsClient } from '../support/events';
 import { withScratchServer } from '../support/scratch-server';
 import { coupons, credits } from '../support/server';
@@ -20,6 +22,8 @@ import { allRedemptions, percentageCoupon, redeemRequest, sameTerms } from './fi
 import { eventsOf, inMs, waitUntilPast } from './footprint';
 
 const { REDEMPTION_STATUS_CONFIRMED: CONFIRMED, REDEMPTION_STATUS_CANCELED: CANCELED } = RedemptionStatus;
+/** A CouponsService of this process, for its recordLapsedHolds: the expiry sweep's part for redemptions, run by the test itself. */
+const lapseSweeper = (dataSource: DataSource) => new CouponsService(dataSource, new PageTokenCodec(Buffer.alloc(32)));
 /** Longer than two sweep intervals of every process (the suites sweep every second). */
 const SWEEPS_AGAIN_MS = 2_500;
 
@@ -155,7 +159,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
       const current = (await repo.findRedemption(t.tenant.id, confirmedLate!.id, new Date()))!;
       expect(current.status, 'read before hold_until').to.equal('HELD');
       await waitUntilPast(holdUntil);
-      const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+      const service = lapseSweeper(t.server.dataSource);
       // Patient sweeps (a sweep waits a second by default, then gives the run up): these queue behind the confirm.
       for (let i = 0; i < 3; i++) sweeps.push(service.recordLapsedHolds(couponEventSnapshots, { lockTimeoutMs: 60_000 }));
       confirm = t.replica.coupons.confirmCouponRedemption({ redemptionId: refusedLate!.id }).then(
@@ -216,7 +220,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
       // Locked before the holds lapse, so that no process's sweep records them first.
       await new CouponRepository(stuck.manager).lockCoupon(t.tenant.id, { id: coupons[1]!.id });
       await waitUntilPast(holdUntil);
-      const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+      const service = lapseSweeper(t.server.dataSource);
       const outcome = await service.recordLapsedHolds(couponEventSnapshots).then(
         (recorded) => `recorded ${recorded}`,
         (err: { code?: string; driverError?: { code?: string } }) => `failed ${err.driverError?.code ?? err.code}`,
@@ -246,7 +250,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
     const coupon = (await t.coupons.createCoupon(percentageCoupon({ maxRedemptions: n }))).coupon!;
     const holdUntil = inMs(4_000);
     const holds = await Promise.all(Array.from({ length: n }, async (_, i) => (await on(i).redeemCoupon(redeemRequest(coupon.code, `c${i}`, { holdUntil }))).redemption!));
-    const service = new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32)));
+    const service = lapseSweeper(t.server.dataSource);
     const at = (offsetMs: number) => sleep(Math.max(0, holdUntil.getTime() + offsetMs - Date.now()));
     // A confirm or a cancel of each hold, one every 40 ms from 1.2 s before hold_until on (they queue on the coupon's lock
     // and take a while on a busy machine: some come before the lapse, some after), on both processes, with sweeps of this
@@ -309,8 +313,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
   // allowed is accepted.
   it('races revokes, redemptions, updates, confirms and cancels on one coupon after its holds lapsed, with the sweeps: no deadlock, each lapse recorded once', async function () {
     this.timeout(90_000);
-    const deadlocks = async () =>
-      Number(((await t.server.dataSource.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)) as Array<{ deadlocks: string }>)[0]!.deadlocks);
+    const deadlocks = () => deadlocksIn(t.server.dataSource);
     const coupon = (await t.coupons.createCoupon(once({ maxRedemptions: 30 }))).coupon!;
     const credits = (
       await t.credits.batchCreateCustomerCredits({ couponId: coupon.id, credits: Array.from({ length: 24 }, (_, i) => ({ customerId: `k${i}`, membershipId: '' })) })
@@ -336,7 +339,7 @@ describe('lapsed redemption holds: recorded by the expiry sweep, one REDEMPTION_
       ...held.map((r, i) => (i % 2 === 0 ? on(i).confirmCouponRedemption({ redemptionId: r.id }) : on(i).cancelCouponRedemption({ redemptionId: r.id }))),
       ...fresh.map((credit, i) => redeem(i, credit)),
       t.coupons.getCoupon({ id: coupon.id }).then(({ coupon: c }) => t.replica.coupons.updateCoupon(sameTerms(c!, { metadata: { raced: 'yes' } }))),
-      new CouponsService(t.server.dataSource, new PageTokenCodec(Buffer.alloc(32))).recordLapsedHolds(couponEventSnapshots),
+      lapseSweeper(t.server.dataSource).recordLapsedHolds(couponEventSnapshots),
     ]);
     const failed = results.flatMap((r) => (r.status === 'rejected' ? [decodeError(r.reason as ServiceError)] : []));
     expect(failed, 'calls that failed').to.deep.equal([]);
@@ -465,7 +468,7 @@ describe('lapsed redemption holds: recorded before a redemption or an update of 
           ]);
 
           // The sweep finds nothing left to record: one event per lapse.
-          const service = new CouponsService(dataSource, new PageTokenCodec(Buffer.alloc(32)));
+          const service = lapseSweeper(dataSource);
           expect(await service.recordLapsedHolds(couponEventSnapshots)).to.equal(0);
           expect((await eventsOf(dataSource, tenant.id)).filter((e) => e.type === 'REDEMPTION_CANCELED')).to.have.length(4);
           expect(await verifyRedemptions(dataSource.manager, { tenantId: tenant.id })).to.deep.equal([]);

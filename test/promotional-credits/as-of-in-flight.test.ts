@@ -1,6 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { CurrencyBalance } from '../../gen/credits/v1/promotional_credit_service';
+import { deadlocksIn } from '../support/database';
 import { ledgerProblemsOf } from '../support/ledger';
 import { decodeError, expectError } from '../support/status';
 import { keyed } from '../support/idempotency-key';
@@ -158,8 +159,7 @@ describe('balances as of an instant while writes dated before it are in flight',
     const customerId = 'contended';
     const clients = [t.promotionalCredits, t.replica.promotionalCredits];
     await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 100_000n });
-    const deadlocks = async () =>
-      Number(((await t.server.dataSource.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)) as Array<{ deadlocks: string }>)[0]!.deadlocks);
+    const deadlocks = () => deadlocksIn(t.server.dataSource);
     const before = await deadlocks();
     const random = (n: number) => Math.floor(Math.random() * n);
     // Lots and holds that end while the calls go on: writes settle them first.

@@ -1,12 +1,12 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Origin, PromotionalCreditType, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
+import { createTenant } from '../../src/tenants/tenants.service';
 import { eventually } from '../support/eventually';
 import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, withBalanceLocked } from '../support/ledger';
+import { withMigratedScratchDatabase } from '../support/scratch-database';
 import { decodeError, expectError } from '../support/status';
 import { useTenantClients } from '../support/tenant-clients';
-import { withMigratedScratchDatabase } from '../support/scratch-database';
-import { createTenant } from '../../src/tenants/tenants.service';
 
 const { PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
 const base = { description: 'reservations', currencyCode: 'USD' };

@@ -44,3 +44,14 @@ export async function stopTestDatabase(): Promise<void> {
   embedded = undefined;
   url = undefined;
 }
+
+/**
+ * Deadlocks PostgreSQL has detected in the database `dataSource` is on, so
+ * far (pg_stat_database): a race test compares it before and after, since a
+ * write retries its deadlocks unseen. A server's connection reports its own
+ * within a second of going idle: wait that long before the second read.
+ */
+export async function deadlocksIn(dataSource: DataSource): Promise<number> {
+  const [row] = (await dataSource.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)) as Array<{ deadlocks: string }>;
+  return Number(row!.deadlocks);
+}

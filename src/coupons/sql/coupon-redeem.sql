@@ -59,6 +59,14 @@ DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb);
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb, boolean);
 DROP FUNCTION IF EXISTS coupon_record_lapses(uuid, uuid[], timestamptz, boolean);
 DROP FUNCTION IF EXISTS coupon_redemption_json(coupon_redemptions, uuid, text, timestamptz);
+DROP FUNCTION IF EXISTS coupon_json_time(timestamptz);
+
+-- An instant as the transport's JSON writes it (Date.toISOString: UTC,
+-- whole milliseconds, a Z); NULL stays NULL.
+CREATE FUNCTION coupon_json_time(t timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $fn$
+  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$fn$;
 
 -- A redemption as the API shows it: CouponRedemption's proto JSON, field
 -- for field as CouponEventSnapshots.redemption renders it in TypeScript
@@ -75,12 +83,12 @@ LANGUAGE sql STABLE AS $fn$
     'discount', CASE WHEN r.discount IS NOT NULL AND r.currency_code IS NOT NULL
                      THEN jsonb_build_object('amount', CASE WHEN r.discount <> 0 THEN r.discount::text END, 'currencyCode', nullif(r.currency_code, '')) END,
     'doneBy', nullif(r.done_by, ''),
-    'createTime', to_char(r.create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'createTime', coupon_json_time(r.create_time),
     'status', 'REDEMPTION_STATUS_' || status,
-    'holdUntil', to_char(r.hold_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'holdUntil', coupon_json_time(r.hold_until),
     'customerCreditId', credit_id,
     'metadata', CASE WHEN r.metadata <> '{}' THEN r.metadata END,
-    'updateTime', to_char(update_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))
+    'updateTime', coupon_json_time(update_time)))
 $fn$;
 
 -- Records the lapse of the held redemptions of `coupon_ids` (the caller
@@ -453,7 +461,7 @@ BEGIN
                               'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
                               'currencyCode', r ->> 'currency_code'))) END
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o), LATERAL jsonb_array_element(requests, x - 1) AS r,
-             LATERAL to_char(o_time[x] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS made
+             LATERAL coupon_json_time(o_time[x]) AS made
        ORDER BY w.o;
     END IF;
 
