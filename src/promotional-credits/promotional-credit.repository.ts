@@ -597,16 +597,17 @@ function pageStatementOf(read: PageRead): { text: string; values: unknown[] } {
   const columns = types.map((_, k) => `p${k + 1}`).join(', ');
   const arrays = types.map((type, k) => `$${k + 1}::${type}[]`).join(', ');
   const text = `SELECT q.i::int AS i,
-       (SELECT json_agg(${PAGE_ENTRY} ORDER BY e.seq DESC)
+       (SELECT array_to_json(array_agg(${PAGE_ENTRY} ORDER BY e.seq DESC))
           FROM (SELECT ${ENTRY_COLUMNS} FROM promotional_credits e WHERE ${where.join(' AND ')} ORDER BY e.seq DESC LIMIT ${limit}) e) AS page
   FROM unnest(${arrays}) WITH ORDINALITY AS q(${columns}, i)`;
   return { text, values };
 }
 
 /**
- * One entry of a list page as the statement's JSON holds it: numbers that
- * may exceed 2^53 as text, times as whole milliseconds since the epoch (the
- * precision they are answered with, truncated as pg's own parsing does).
+ * One entry of a list page as the statement's JSON holds it: every field as
+ * text (or null), the way PostgreSQL writes it; times as whole milliseconds
+ * since the epoch (the precision they are answered with, truncated as pg's
+ * own parsing does), metadata and allocations as their JSON text.
  */
 type PageEntry = [
   id: string,
@@ -620,18 +621,25 @@ type PageEntry = [
   reference: string,
   closingBalance: string,
   doneBy: string,
-  createTime: number,
+  createTime: string,
   origin: Origin | null,
-  expireTime: number | null,
-  allocations: Array<{ lot_id: string; amount: string }> | null,
+  expireTime: string | null,
+  allocations: string | null,
   reversesId: string | null,
-  metadata: Metadata,
+  metadata: string,
   hash: string | null,
 ];
 
-const PAGE_ENTRY = `json_build_array(e.id, e.seq::text, e.customer_id, e.currency_code, e.type, e.amount::text, e.description, e.credit_type,
-  e.reference, e.closing_balance::text, e.done_by, floor(extract(epoch FROM e.create_time) * 1000), e.origin,
-  floor(extract(epoch FROM e.expire_time) * 1000), e.allocations, e.reverses_id, e.metadata, e.hash)`;
+/**
+ * An entry as a text array; a page is their two-dimensional array, which
+ * array_to_json writes having looked up how to write text once. The
+ * json_build_array it replaces looked up the writer of each of its 18
+ * arguments again for every entry: 2.0 → 1.4 ms of PostgreSQL's time for
+ * 16 pages of 21 (pgbench, PostgreSQL 18; 1.7 → 1.2 ms on 15).
+ */
+const PAGE_ENTRY = `ARRAY[e.id::text, e.seq::text, e.customer_id, e.currency_code, e.type::text, e.amount::text, e.description, e.credit_type::text,
+  e.reference, e.closing_balance::text, e.done_by, floor(extract(epoch FROM e.create_time) * 1000)::text, e.origin::text,
+  floor(extract(epoch FROM e.expire_time) * 1000)::text, e.allocations::text, e.reverses_id::text, e.metadata::text, e.hash]`;
 
 function entryOfPage(tenantId: string, p: PageEntry): PromotionalCreditEntity {
   return {
@@ -647,12 +655,13 @@ function entryOfPage(tenantId: string, p: PageEntry): PromotionalCreditEntity {
     reference: p[8],
     closingBalance: BigInt(p[9]),
     doneBy: p[10],
-    createTime: new Date(p[11]),
+    createTime: new Date(Number(p[11])),
     origin: p[12],
-    expireTime: p[13] === null ? null : new Date(p[13]),
-    allocations: allocationsFromJson(p[14]),
+    expireTime: p[13] === null ? null : new Date(Number(p[13])),
+    allocations: allocationsFromJson(p[14] === null ? null : (JSON.parse(p[14]) as Array<{ lot_id: string; amount: string }>)),
     reversesId: p[15],
-    metadata: p[16],
+    // Most entries have none: skip a parse for them.
+    metadata: p[16] === '{}' ? {} : (JSON.parse(p[16]) as Metadata),
     hash: p[17],
   };
 }
