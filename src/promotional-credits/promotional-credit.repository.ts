@@ -634,8 +634,8 @@ type PageEntry = [
  * An entry as a text array; a page is their two-dimensional array, which
  * array_to_json writes having looked up how to write text once. The
  * json_build_array it replaces looked up the writer of each of its 18
- * arguments again for every entry: 2.0 → 1.4 ms of PostgreSQL's time for
- * 16 pages of 21 (pgbench, PostgreSQL 18; 1.7 → 1.2 ms on 15).
+ * arguments again for every entry: 2.07 → 1.40 ms for 16 pages of 21
+ * (pgbench, medians of three; the same on PostgreSQL 15: 1.71 → 1.40).
  */
 const PAGE_ENTRY = `ARRAY[e.id::text, e.seq::text, e.customer_id, e.currency_code, e.type::text, e.amount::text, e.description, e.credit_type::text,
   e.reference, e.closing_balance::text, e.done_by, floor(extract(epoch FROM e.create_time) * 1000)::text, e.origin::text,
