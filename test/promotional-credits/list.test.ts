@@ -347,8 +347,19 @@ describe('ListPromotionalCredits', () => {
         written.push(entry!);
         return entry!;
       };
-      // Beyond 2^53 (exact), expiring with metadata, a deduct drawing from both lots, its reversal, other currencies.
-      keep((await c.addPromotionalCredits({ ...base, customerId, amount: 2n ** 60n + 1n, reference: 'big' })).promotionalCredit);
+      // Beyond 2^53 (exact), free text with what JSON escapes, expiring with metadata, a deduct drawing from both lots, its reversal, other currencies.
+      keep(
+        (
+          await c.addPromotionalCredits({
+            ...base,
+            customerId,
+            amount: 2n ** 60n + 1n,
+            description: 'line one\n\t"two" \\ three\r\n😀 é \u2028',
+            reference: 'big\t{"not": "json"}',
+            metadata: { empty: '{}', 'new.line': 'a\nb \\"\t' },
+          })
+        ).promotionalCredit,
+      );
       keep(
         (
           await c.addPromotionalCredits({
