@@ -360,7 +360,8 @@ export class PromotionalCreditRepository {
    * statement per filter shape: concurrent calls share a round trip (a
    * call's own was a fifth of the server's CPU, in writev) and answer ONE
    * row each, the page as a JSON array of entries (see PageEntry), which one
-   * JSON.parse reads, instead of `limit` rows whose every column pg parses on
+   * JSON.parse reads (plus one for an entry's metadata or allocations when
+   * it has any), instead of `limit` rows whose every column pg parses on
    * its own (a Date and a string per field: most of a page's CPU and
    * garbage). Answers one page per read, in the order of `reads`.
    */
@@ -658,7 +659,7 @@ function entryOfPage(tenantId: string, p: PageEntry): PromotionalCreditEntity {
     createTime: new Date(Number(p[11])),
     origin: p[12],
     expireTime: p[13] === null ? null : new Date(Number(p[13])),
-    allocations: allocationsFromJson(p[14] === null ? null : (JSON.parse(p[14]) as Array<{ lot_id: string; amount: string }>)),
+    allocations: allocationsFromJson(p[14] === null ? null : JSON.parse(p[14])),
     reversesId: p[15],
     // Most entries have none: skip a parse for them.
     metadata: p[16] === '{}' ? {} : (JSON.parse(p[16]) as Metadata),
