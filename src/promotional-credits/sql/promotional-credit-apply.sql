@@ -896,22 +896,28 @@ $fn$;
 -- group it can write exactly as the items would be one by one; anything
 -- else answers NULL having written nothing, and promotional_credit_apply
 -- takes the items one by one. In three steps:
---   1. Before any lock: every item an ADD of a positive amount to be written
---      (not validate_only), with no expire_time already past, of another
---      balance, every balance there already (a first write in a currency
---      inserts its row, and waits for any other insert of it: holding the
---      later items' rows then could close a deadlock cycle that one by one,
---      which locks nothing before it, cannot); and when an item answers the
---      customer's other currencies (with_others), no two items of one
---      customer (those balances would include the later item's write).
+--   1. Before any lock, from the items alone: every item an ADD of a
+--      positive amount to be written (not validate_only), with no
+--      expire_time already past, of another balance; and when an item
+--      answers the customer's other currencies (with_others), no two items
+--      of one customer (those balances would include the later item's
+--      write).
 --   2. The rows locked in the items' order, as one by one, each item's
---      instant read once its row is locked; then, read after the locks
---      (a later snapshot than the locking statement's), nothing to settle
---      (next_expire_time after the instant), no hold awaiting its
---      reservations (promotional_credit_reserve_unreserved), an expire_time
---      after the instant and room below the limit. Failing these, the
---      locks are given back (a subtransaction rolled back), and one by one
---      takes each at its item.
+--      instant read once its row is locked; then every balance there (a
+--      first write in a currency inserts its row, one by one), and, read
+--      after the locks (a later snapshot than the locking statement's),
+--      nothing to settle (next_expire_time after the instant), no hold
+--      awaiting its reservations (promotional_credit_reserve_unreserved),
+--      an expire_time after the instant and room below the limit. Failing
+--      these, the locks are given back (a subtransaction rolled back)
+--      before one by one takes each at its item: holding the later items'
+--      rows while one by one inserts an earlier item's row, which waits for
+--      any other insert of it, could close a deadlock cycle that one by
+--      one alone cannot. (Step 1 also looked each balance up before any
+--      lock, to go one by one at once when one was missing: every group
+--      read its balances twice, about 4% of its PostgreSQL instructions,
+--      0.9 of 23.5 M for 32 Adds, to spare first writes a locking
+--      statement; a missing row takes no lock and waits for none.)
 --   3. The entries (their hashes), lots and balances written, one INSERT or
 --      UPDATE per table; the outcomes answered with their events.
 CREATE FUNCTION promotional_credit_add_many(writes jsonb) RETURNS promotional_credit_outcome[]
@@ -928,19 +934,11 @@ BEGIN
     INTO fits
     FROM (SELECT coalesce(x.v->>'op' = 'ADD' AND NOT coalesce((x.v->>'validate_only')::boolean, false)
                           AND (x.v->>'amount')::bigint > 0
-                          AND NOT coalesce((x.v->>'expire_time')::timestamptz <= clock_timestamp(), false)
-                          AND found.one IS NOT NULL, false) AS fits,
+                          AND NOT coalesce((x.v->>'expire_time')::timestamptz <= clock_timestamp(), false), false) AS fits,
                  ((x.v->>'tenant_id')::uuid, x.v->>'customer_id', x.v->>'currency_code') AS balance,
                  ((x.v->>'tenant_id')::uuid, x.v->>'customer_id') AS customer,
                  coalesce((x.v->>'with_others')::boolean, false) AS with_others
-            FROM jsonb_array_elements(writes) AS x (v)
-            -- A key lookup per ADD (LIMIT keeps it one: as an EXISTS, or
-            -- pulled up into a join, it was planned as a hash of every
-            -- balance), none for a group of other ops.
-            LEFT JOIN LATERAL (SELECT 1 AS one FROM promotional_credit_balances AS b
-                                WHERE x.v->>'op' = 'ADD' AND b.tenant_id = (x.v->>'tenant_id')::uuid AND b.customer_id = x.v->>'customer_id'
-                                  AND b.currency_code = x.v->>'currency_code'
-                                LIMIT 1) AS found ON true) AS g;
+            FROM jsonb_array_elements(writes) AS x (v)) AS g;
   IF NOT coalesce(fits, false) THEN
     RETURN NULL;
   END IF;
