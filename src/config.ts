@@ -20,6 +20,8 @@ export interface Config {
   dbPoolSize: number;
   /** How long a new connection may take before the call fails with UNAVAILABLE. */
   dbConnectTimeoutMs: number;
+  /** The most one statement of a call may take (a backstop against a stuck statement holding a balance lock); not for migrations or `credits verify`. */
+  dbStatementTimeoutMs: number;
   /** How long in-flight calls may take to finish on SIGTERM before they are cut. */
   shutdownGraceMs: number;
   /** How long idempotency keys and their stored responses are kept. */
@@ -143,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     dbPoolSize: int('CREDITS_DB_POOL_SIZE', 20, 1, 500),
     dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
+    dbStatementTimeoutMs: int('CREDITS_DB_STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),

@@ -62,7 +62,13 @@ export interface DataSourceOptions {
   pgClient?: unknown;
   /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
   eventsOff?: boolean;
-  /** Statements may run as long as they take (migrations, and the wait for their lock). */
+  /** The most one statement may take, 30 s by default (CREDITS_DB_STATEMENT_TIMEOUT_MS for the service's pool). */
+  statementTimeoutMs?: number;
+  /**
+   * Statements may run as long as they take (migrations and the wait for
+   * their lock, `credits verify`): no `statement_timeout` is set (one the
+   * role or database sets still applies).
+   */
   noStatementTimeout?: boolean;
 }
 
@@ -73,7 +79,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
     idle_in_transaction_session_timeout: 60_000,
   };
   // Backstop against a stuck statement holding a balance lock forever.
-  if (!options.noStatementTimeout) extra.statement_timeout = 30_000;
+  if (!options.noStatementTimeout) extra.statement_timeout = options.statementTimeoutMs ?? 30_000;
   if (options.pgClient) extra.Client = options.pgClient;
   // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
   if (options.eventsOff) extra.options = '-c credits.events=off';

@@ -20,8 +20,12 @@ export interface Database {
  */
 export async function openDatabase(
   config: Config,
-  /** `traceStatements`: each statement of a traced call is a span (tracing is on). */
-  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number; traceStatements?: boolean } = {},
+  /**
+   * `traceStatements`: each statement of a traced call is a span (tracing is
+   * on). `noStatementTimeout`: statements run as long as they take, not
+   * CREDITS_DB_STATEMENT_TIMEOUT_MS (an audit that locks nothing).
+   */
+  options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number; traceStatements?: boolean; noStatementTimeout?: boolean } = {},
 ): Promise<Database> {
   const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(config.dataDir, options.log) : undefined;
   const url = config.databaseUrl ?? embedded!.url;
@@ -29,6 +33,8 @@ export async function openDatabase(
     url,
     poolSize: options.poolSize ?? config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    noStatementTimeout: options.noStatementTimeout,
     applicationName: options.applicationName,
     pgClient: options.traceStatements ? tracedPgClient(pg.Client, new URL(url).pathname.slice(1) || undefined) : undefined,
     eventsOff: config.eventsOff,

@@ -20,9 +20,9 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `node bin/credits.js <args>` against the test database (or `databaseUrl`). */
-async function credits(args: string[], databaseUrl?: string): Promise<Run> {
-  const env = { ...process.env, DATABASE_URL: databaseUrl ?? (await testDatabaseUrl()), LOG_LEVEL: 'silent' };
+/** Runs `node bin/credits.js <args>` against the test database (or `databaseUrl`), with `extraEnv` set too. */
+async function credits(args: string[], databaseUrl?: string, extraEnv: Record<string, string> = {}): Promise<Run> {
+  const env = Object.assign({}, process.env, { DATABASE_URL: databaseUrl ?? (await testDatabaseUrl()), LOG_LEVEL: 'silent' }, extraEnv);
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
@@ -153,6 +153,48 @@ describe('the credits command', function () {
       ]);
       expect(run.stderr).to.include('ledger broken: 1 of 2 balances (3 entries checked) have problems; 4 lot, hold or hash chain problems');
     } finally {
+      await server.dataSource.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
+  });
+
+  it('verify runs its statements as long as they take, not within the statement timeout of calls', async function () {
+    // A database of its own: the lock below would hold up everything else on it.
+    const name = `credits_verify_${randomBytes(4).toString('hex')}`;
+    try {
+      await server.dataSource.query(`CREATE DATABASE ${name}`);
+    } catch (err) {
+      if ((err as { code?: string }).code === '42501') this.skip(); // no CREATEDB privilege on this DATABASE_URL
+      throw err;
+    }
+    const url = Object.assign(new URL(await testDatabaseUrl()), { pathname: `/${name}` }).href;
+    const holder = new PgClient({ connectionString: url });
+    try {
+      expect((await credits(['migrate'], url)).code).to.equal(0);
+      await holder.connect();
+      // What a slow audit looks like to the timeout: a statement that has not
+      // finished. verify's reads wait for this lock, far past 200 ms.
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE promotional_credit_balances IN ACCESS EXCLUSIVE MODE');
+      let ended = false;
+      const run = credits(['verify'], url, { CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' }).finally(() => (ended = true));
+      let waits = 0;
+      while (waits < 3 && !ended) {
+        // Seen waiting for the lock three times, 200 ms apart: over 400 ms in
+        // one statement. (Read on another connection: within the holder's
+        // transaction pg_stat_activity stays as it first read it.)
+        const [{ n }] = await server.dataSource.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'credits-cli' AND wait_event_type = 'Lock'`,
+          [name],
+        );
+        waits = n > 0 ? waits + 1 : 0;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await holder.query('COMMIT');
+      const done = await run;
+      expect(done.code, done.stderr).to.equal(0);
+      expect(done.stdout).to.equal('ledger ok: 0 balances, 0 entries checked\n');
+    } finally {
+      await holder.end().catch(() => undefined);
       await server.dataSource.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     }
   });

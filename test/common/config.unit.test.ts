@@ -13,6 +13,14 @@ describe('configuration (unit)', () => {
     }
   });
 
+  it('times statements out after 30 s unless told otherwise (CREDITS_DB_STATEMENT_TIMEOUT_MS)', () => {
+    expect(loadConfig({}).dbStatementTimeoutMs).to.equal(30_000);
+    expect(loadConfig({ CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' }).dbStatementTimeoutMs).to.equal(200);
+    for (const raw of ['0', '99', '3600001']) {
+      expect(() => loadConfig({ CREDITS_DB_STATEMENT_TIMEOUT_MS: raw }), raw).to.throw(ConfigError, /CREDITS_DB_STATEMENT_TIMEOUT_MS/);
+    }
+  });
+
   it('hands out version-1 event cursors unless told 2 (every version reads both)', () => {
     expect(loadConfig({}).eventCursorVersion).to.equal(1);
     expect(loadConfig({ CREDITS_EVENT_CURSOR_VERSION: '2' }).eventCursorVersion).to.equal(2);

@@ -49,9 +49,12 @@ describe('migrations at start', function () {
   });
 
   it('without the pool statement timeout', () => {
-    const extra = (noStatementTimeout: boolean) =>
-      createDataSource({ url: 'postgres://x@127.0.0.1/x', poolSize: 2, connectTimeoutMs: 1000, noStatementTimeout }).options.extra as Record<string, unknown>;
+    const extra = (noStatementTimeout: boolean, statementTimeoutMs?: number) =>
+      createDataSource({ url: 'postgres://x@127.0.0.1/x', poolSize: 2, connectTimeoutMs: 1000, noStatementTimeout, statementTimeoutMs }).options
+        .extra as Record<string, unknown>;
     expect(extra(false).statement_timeout).to.equal(30_000);
+    expect(extra(false, 200).statement_timeout).to.equal(200);
     expect(extra(true)).to.not.have.property('statement_timeout');
+    expect(extra(true, 200)).to.not.have.property('statement_timeout');
   });
 });
