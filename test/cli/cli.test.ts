@@ -7,6 +7,7 @@ import { Client as PgClient } from 'pg';
 import { CreditType } from '../../gen/credits/v1/promotional_credit_service';
 import { freePort } from '../support/child-server';
 import { testDatabaseUrl } from '../support/database';
+import { withScratchDatabase } from '../support/scratch-database';
 import { promotionalCredits, sharedServer, type TestServer } from '../support/server';
 import { expectError } from '../support/status';
 
@@ -159,44 +160,37 @@ describe('the credits command', function () {
 
   it('verify runs its statements as long as they take, not within the statement timeout of calls', async function () {
     // A database of its own: the lock below would hold up everything else on it.
-    const name = `credits_verify_${randomBytes(4).toString('hex')}`;
-    try {
-      await server.dataSource.query(`CREATE DATABASE ${name}`);
-    } catch (err) {
-      if ((err as { code?: string }).code === '42501') this.skip(); // no CREATEDB privilege on this DATABASE_URL
-      throw err;
-    }
-    const url = Object.assign(new URL(await testDatabaseUrl()), { pathname: `/${name}` }).href;
-    const holder = new PgClient({ connectionString: url });
-    try {
-      expect((await credits(['migrate'], url)).code).to.equal(0);
-      await holder.connect();
-      // What a slow audit looks like to the timeout: a statement that has not
-      // finished. verify's reads wait for this lock, far past 200 ms.
-      await holder.query('BEGIN');
-      await holder.query('LOCK TABLE promotional_credit_balances IN ACCESS EXCLUSIVE MODE');
-      let ended = false;
-      const run = credits(['verify'], url, { CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' }).finally(() => (ended = true));
-      let waits = 0;
-      while (waits < 3 && !ended) {
-        // Seen waiting for the lock three times, 200 ms apart: over 400 ms in
-        // one statement. (Read on another connection: within the holder's
-        // transaction pg_stat_activity stays as it first read it.)
-        const [{ n }] = await server.dataSource.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'credits-cli' AND wait_event_type = 'Lock'`,
-          [name],
-        );
-        waits = n > 0 ? waits + 1 : 0;
-        await new Promise((resolve) => setTimeout(resolve, 200));
+    await withScratchDatabase(this, 'credits_verify', '', async (url, name) => {
+      const holder = new PgClient({ connectionString: url });
+      try {
+        expect((await credits(['migrate'], url)).code).to.equal(0);
+        await holder.connect();
+        // What a slow audit looks like to the timeout: a statement that has not
+        // finished. verify's reads wait for this lock, far past 200 ms.
+        await holder.query('BEGIN');
+        await holder.query('LOCK TABLE promotional_credit_balances IN ACCESS EXCLUSIVE MODE');
+        let ended = false;
+        const run = credits(['verify'], url, { CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' }).finally(() => (ended = true));
+        let waits = 0;
+        while (waits < 3 && !ended) {
+          // Seen waiting for the lock three times, 200 ms apart: over 400 ms in
+          // one statement. (Read on another connection: within the holder's
+          // transaction pg_stat_activity stays as it first read it.)
+          const [{ n }] = await server.dataSource.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'credits-cli' AND wait_event_type = 'Lock'`,
+            [name],
+          );
+          waits = n > 0 ? waits + 1 : 0;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        await holder.query('COMMIT');
+        const done = await run;
+        expect(done.code, done.stderr).to.equal(0);
+        expect(done.stdout).to.equal('ledger ok: 0 balances, 0 entries checked\n');
+      } finally {
+        await holder.end().catch(() => undefined);
       }
-      await holder.query('COMMIT');
-      const done = await run;
-      expect(done.code, done.stderr).to.equal(0);
-      expect(done.stdout).to.equal('ledger ok: 0 balances, 0 entries checked\n');
-    } finally {
-      await holder.end().catch(() => undefined);
-      await server.dataSource.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    }
+    });
   });
 
   describe('bad arguments exit non-zero with a clear message', () => {
