@@ -23,7 +23,7 @@ export async function openDatabase(
   /**
    * `traceStatements`: each statement of a traced call is a span (tracing is
    * on). `noStatementTimeout`: statements run as long as they take, not
-   * CREDITS_DB_STATEMENT_TIMEOUT_MS (an audit that locks nothing).
+   * CREDITS_DB_STATEMENT_TIMEOUT_MS (`credits verify`: one snapshot, no row a call needs locked).
    */
   options: { log?: (msg: string) => void; applicationName?: string; poolSize?: number; traceStatements?: boolean; noStatementTimeout?: boolean } = {},
 ): Promise<Database> {
