@@ -56,6 +56,8 @@ export interface TracingConfig {
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 export const DEFAULT_AUTH_CACHE_MS = 5_000;
 export const DEFAULT_EXPIRY_SWEEP_SECONDS = 60;
+/** The most one statement may take (CREDITS_DB_STATEMENT_TIMEOUT_MS): a backstop against a stuck statement holding a balance lock. */
+export const DEFAULT_DB_STATEMENT_TIMEOUT_MS = 30_000;
 export const DEFAULT_EVENT_RETENTION_HOURS = 7 * 24;
 
 export class ConfigError extends Error {}
@@ -145,7 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     dbPoolSize: int('CREDITS_DB_POOL_SIZE', 20, 1, 500),
     dbConnectTimeoutMs: int('CREDITS_DB_CONNECT_TIMEOUT_MS', 3000, 100, 600_000),
-    dbStatementTimeoutMs: int('CREDITS_DB_STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    dbStatementTimeoutMs: int('CREDITS_DB_STATEMENT_TIMEOUT_MS', DEFAULT_DB_STATEMENT_TIMEOUT_MS, 100, 3_600_000),
     shutdownGraceMs: int('CREDITS_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     idempotencyRetentionHours: int('CREDITS_IDEMPOTENCY_RETENTION_HOURS', DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 1, 24 * 3650),
     authCacheMs: int('CREDITS_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS, 0, 300_000),

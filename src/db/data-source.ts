@@ -3,6 +3,7 @@ import type { ClientConfig } from 'pg';
 import { DataSource } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
 import { StartupError } from '../common/startup-error';
+import { DEFAULT_DB_STATEMENT_TIMEOUT_MS } from '../config';
 import { ApiKeyEntity } from '../tenants/api-key.entity';
 import { TenantEntity } from '../tenants/tenant.entity';
 import { PromotionalCreditEntity } from '../promotional-credits/promotional-credit.entity';
@@ -62,7 +63,7 @@ export interface DataSourceOptions {
   pgClient?: unknown;
   /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
   eventsOff?: boolean;
-  /** The most one statement may take, 30 s by default (CREDITS_DB_STATEMENT_TIMEOUT_MS for the service's pool). */
+  /** The most one statement may take: DEFAULT_DB_STATEMENT_TIMEOUT_MS unless given (the service's pool gives CREDITS_DB_STATEMENT_TIMEOUT_MS). */
   statementTimeoutMs?: number;
   /**
    * Statements may run as long as they take (migrations and the wait for
@@ -79,7 +80,7 @@ export function createDataSource(options: DataSourceOptions): DataSource {
     idle_in_transaction_session_timeout: 60_000,
   };
   // Backstop against a stuck statement holding a balance lock forever.
-  if (!options.noStatementTimeout) extra.statement_timeout = options.statementTimeoutMs ?? 30_000;
+  if (!options.noStatementTimeout) extra.statement_timeout = options.statementTimeoutMs ?? DEFAULT_DB_STATEMENT_TIMEOUT_MS;
   if (options.pgClient) extra.Client = options.pgClient;
   // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
   if (options.eventsOff) extra.options = '-c credits.events=off';
