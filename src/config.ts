@@ -56,7 +56,7 @@ export interface TracingConfig {
 export const DEFAULT_IDEMPOTENCY_RETENTION_HOURS = 7 * 24;
 export const DEFAULT_AUTH_CACHE_MS = 5_000;
 export const DEFAULT_EXPIRY_SWEEP_SECONDS = 60;
-/** The most one statement may take (CREDITS_DB_STATEMENT_TIMEOUT_MS): a backstop against a stuck statement holding a balance lock. */
+/** CREDITS_DB_STATEMENT_TIMEOUT_MS's default, and createDataSource's when it is given none (tests, the benchmark). */
 export const DEFAULT_DB_STATEMENT_TIMEOUT_MS = 30_000;
 export const DEFAULT_EVENT_RETENTION_HOURS = 7 * 24;
 
