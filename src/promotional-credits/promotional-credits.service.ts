@@ -167,19 +167,18 @@ export class PromotionalCreditsService {
     };
     const outcome = await this.write(write, run);
     // A Set is refused only below what holds keep: its amount is a target, not an amount taken.
-    if ('refused' in outcome) throw refusalError(outcome, draft, op.op === 'SET' ? undefined : op.amount);
+    if ('refused' in outcome) throw refusalError(outcome, op.op === 'SET' ? undefined : op.amount);
     return resultOf(outcome);
   }
 
   /** Writes the opposite of an entry (see ReversePromotionalCredit). */
   async reverse(principal: Principal, input: ReversalInput, run: WorkRunner): Promise<BalanceChangeResult> {
     const reversal = validateReversal(input);
-    const key = await new PromotionalCreditRepository(this.dataSource.manager).entryBalanceKey(principal.tenantId, reversal.id);
-    if (!key) throw entryNotFound(reversal.id);
     const draft: EntryDraft = {
       tenantId: principal.tenantId,
-      customerId: key.customerId,
-      currencyCode: key.currencyCode,
+      // The entry's balance, which the write path reads with the write.
+      customerId: '',
+      currencyCode: '',
       description: reversal.description,
       creditType: 'GENERAL',
       reference: reversal.reference,
@@ -187,10 +186,17 @@ export class PromotionalCreditsService {
       metadata: reversal.metadata,
     };
     const outcome = await this.write(
-      { op: 'REVERSE', targetId: reversal.id, draft, validateOnly: reversal.validateOnly, withOtherCurrencies: principal.multiCurrency },
+      {
+        op: 'REVERSE',
+        targetId: reversal.id,
+        draft,
+        validateOnly: reversal.validateOnly,
+        withOtherCurrencies: principal.multiCurrency,
+        balanceOfTarget: true,
+      },
       run,
     );
-    if ('refused' in outcome) throw refusalError(outcome, draft, undefined, reversal.id);
+    if ('refused' in outcome) throw refusalError(outcome, undefined, reversal.id);
     return resultOf(outcome);
   }
 
@@ -217,27 +223,38 @@ export class PromotionalCreditsService {
       },
       run,
     );
-    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount);
+    if ('refused' in outcome) throw refusalError(outcome, request.amount);
     const hold = outcome.hold!;
     return { hold: { hold: request.validateOnly ? Object.assign({}, hold, { id: '' }) : hold, status: 'ACTIVE' }, entry: undefined, balances: balancesOf(outcome) };
   }
 
   async capture(principal: Principal, input: CaptureInput, run: WorkRunner): Promise<HoldResult> {
     const request = validateCapture(input);
-    const found = await this.findHold(principal, request.holdId);
+    const { holdId, description, validateOnly } = request;
+    if (input.amountDecimal === undefined) {
+      // amount (minor units, checked above) or none: all of the hold.
+      return this.settleHold(principal, holdId, undefined, { op: 'CAPTURE', amount: input.amount, amountField: 'amount', description, validateOnly }, run);
+    }
+    // Its decimal places are the hold's currency's: the hold is read first.
+    const found = await this.findHold(principal, holdId);
     const amount = readCaptureAmount(input, found.currencyCode);
-    const amountField = input.amountDecimal !== undefined ? 'amount_decimal' : 'amount';
-    return this.settleHold(principal, found, { op: 'CAPTURE', amount, amountField, description: request.description, validateOnly: request.validateOnly }, run);
+    return this.settleHold(principal, holdId, found, { op: 'CAPTURE', amount, amountField: 'amount_decimal', description, validateOnly }, run);
   }
 
   async release(principal: Principal, input: { holdId: string; validateOnly: boolean }, run: WorkRunner): Promise<HoldResult> {
-    const found = await this.findHold(principal, validateHoldId(input.holdId));
-    return this.settleHold(principal, found, { op: 'RELEASE', amount: undefined, description: undefined, validateOnly: input.validateOnly }, run);
+    const holdId = validateHoldId(input.holdId);
+    return this.settleHold(principal, holdId, undefined, { op: 'RELEASE', amount: undefined, description: undefined, validateOnly: input.validateOnly }, run);
   }
 
+  /**
+   * Captures or releases a hold in one statement with its write. `found`:
+   * the hold as read before (its balance then goes with the write); without
+   * it the write path reads the hold's balance itself.
+   */
   private async settleHold(
     principal: Principal,
-    found: HoldRecord,
+    holdId: string,
+    found: HoldRecord | undefined,
     request: {
       op: 'CAPTURE' | 'RELEASE';
       amount: bigint | undefined;
@@ -248,21 +265,30 @@ export class PromotionalCreditsService {
     },
     run: WorkRunner,
   ): Promise<HoldResult> {
+    // The entry's description (when none is given), reference and metadata are the hold's, which the write path reads.
     const draft: EntryDraft = {
       tenantId: principal.tenantId,
-      customerId: found.customerId,
-      currencyCode: found.currencyCode,
-      description: request.description ?? found.description,
+      customerId: found?.customerId ?? '',
+      currencyCode: found?.currencyCode ?? '',
+      description: request.description ?? '',
       creditType: 'GENERAL',
-      reference: found.reference,
+      reference: '',
       doneBy: principal.keyName,
-      metadata: found.metadata,
+      metadata: {},
     };
     const outcome = await this.write(
-      { op: request.op, amount: request.amount, targetId: found.id, draft, validateOnly: request.validateOnly, withOtherCurrencies: principal.multiCurrency },
+      {
+        op: request.op,
+        amount: request.amount,
+        targetId: holdId,
+        draft,
+        validateOnly: request.validateOnly,
+        withOtherCurrencies: principal.multiCurrency,
+        balanceOfTarget: found === undefined,
+      },
       run,
     );
-    if ('refused' in outcome) throw refusalError(outcome, draft, request.amount, found.id, 'hold', request.amountField);
+    if ('refused' in outcome) throw refusalError(outcome, request.amount, holdId, 'hold', request.amountField);
     const hold = outcome.hold!;
     return { hold: { hold, status: hold.status }, entry: outcome.written?.entry, balances: balancesOf(outcome) };
   }
@@ -426,13 +452,12 @@ function holdNotFound(holdId: string): DomainError {
 /** The error a refusal of the write path answers, with a sentence that says why. */
 function refusalError(
   outcome: Extract<LedgerWriteOutcome, { refused: LedgerRefusal }>,
-  draft: EntryDraft,
   amount: bigint | undefined,
   targetId?: string,
   kind: 'entry' | 'hold' = 'entry',
   amountField: 'amount' | 'amount_decimal' = 'amount',
 ): DomainError {
-  const { currencyCode, customerId } = draft;
+  const { currencyCode, customerId } = outcome;
   const fmt = (value: bigint) => `${formatMinorUnits(value, currencyCode)} ${currencyCode}`;
   const available = outcome.balance - outcome.held;
   switch (outcome.refused) {
@@ -459,7 +484,7 @@ function refusalError(
         `This change would take the balance of customer ${customerId} in ${currencyCode} past the largest amount a balance can hold.`,
       );
     case 'NOT_FOUND':
-      // Looked up before the write; gone only if it was never this balance's.
+      // No such entry or hold of this tenant (read with the write, or before it for a decimal capture).
       return kind === 'hold' ? holdNotFound(targetId!) : entryNotFound(targetId!);
     case 'NOT_REVERSIBLE':
       return new DomainError(ErrorReason.NotReversible, `Promotional credit ${targetId} is an expiration or a reversal, which cannot be reversed.`, [], {

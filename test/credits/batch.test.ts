@@ -1,21 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import type { DataSource } from 'typeorm';
 import { CreditState, type BatchCreateCustomerCreditsEntry } from '../../gen/credits/v1/credit_service';
+import { recordStatements } from '../support/statements';
 import { expectError } from '../support/status';
 import { creditContext, limited, listRequest, once, withIdempotencyKey } from './fixtures';
-
-/** Records the SQL the data source sends (every statement goes through its logger's logQuery) until stopped. */
-function recordStatements(dataSource: DataSource): { statements: string[]; stop(): void } {
-  const logger = dataSource.logger;
-  const original = logger.logQuery;
-  const statements: string[] = [];
-  logger.logQuery = function (query, parameters, queryRunner) {
-    statements.push(query);
-    return original.call(this, query, parameters, queryRunner);
-  };
-  return { statements, stop: () => void (logger.logQuery = original) };
-}
 
 const entry = (customerId: string, overrides: Partial<BatchCreateCustomerCreditsEntry> = {}): BatchCreateCustomerCreditsEntry => ({
   customerId,

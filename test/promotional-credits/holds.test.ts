@@ -4,7 +4,10 @@ import { expect } from 'chai';
 import { HoldStatus, Origin, type PromotionalCredit } from '../../gen/credits/v1/promotional_credit_service';
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { walkPages } from '../support/pages';
+import { promotionalCredits } from '../support/server';
+import { recordStatements } from '../support/statements';
 import { decodeError, expectError } from '../support/status';
+import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
 
 const base = { description: 'checkout', currencyCode: 'USD' };
@@ -211,6 +214,103 @@ describe('holds: credits reserved during a checkout, captured or released', () =
       'PROMOTIONAL_CREDIT_CREATED',
       'HOLD_CAPTURED',
     ]);
+  });
+
+  it('captures, releases and reverses in ONE statement that reads the target with the write; only a decimal capture reads its hold first', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'one-statement';
+    await pc.addPromotionalCredits({ ...base, customerId, amount: 100n });
+    const first = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n, reference: 'order-1', metadata: { cart: 'c-1' } });
+    const second = await pc.holdPromotionalCredits({ ...base, customerId, amount: 20n });
+    const third = await pc.holdPromotionalCredits({ ...base, customerId, amount: 10n });
+    /** The statements of one call that read holds or entries, and its writes through the write path. */
+    const statementsOf = async <T>(call: () => Promise<T>) => {
+      const recorder = recordStatements(t.server.dataSource);
+      try {
+        const answer = await call();
+        const reads = recorder.statements.filter((sql) => /promotional_credit_holds|FROM promotional_credits\b/.test(sql));
+        const writes = recorder.statements.filter((sql) => /promotional_credit_apply\(/.test(sql));
+        return { answer, reads, writes };
+      } finally {
+        recorder.stop();
+      }
+    };
+
+    const capture = await statementsOf(() => pc.capturePromotionalCreditHold({ holdId: first.hold!.id, amount: 25n }));
+    expect(capture.reads, 'no read of the hold before the write').to.deep.equal([]);
+    expect(capture.writes).to.have.length(1);
+    // The entry takes the hold's description (none given), reference and metadata, and its balance.
+    expect(capture.answer.promotionalCredit!).to.deep.include({
+      customerId,
+      currencyCode: 'USD',
+      amount: 25n,
+      closingBalance: 75n,
+      description: 'checkout',
+      reference: 'order-1',
+      metadata: { cart: 'c-1' },
+    });
+    expect(capture.answer.balance!.balances).to.have.length(1);
+    expect(capture.answer.balance!.balances[0]).to.deep.include({ currencyCode: 'USD', amount: 75n, held: 30n, available: 45n });
+
+    const release = await statementsOf(() => pc.releasePromotionalCreditHold({ holdId: second.hold!.id }));
+    expect(release.reads).to.deep.equal([]);
+    expect(release.writes).to.have.length(1);
+    expect(release.answer.balance!.balances[0]).to.deep.include({ currencyCode: 'USD', amount: 75n, held: 10n });
+
+    const reversal = await statementsOf(() => pc.reversePromotionalCredit({ id: capture.answer.promotionalCredit!.id, description: 'refund' }));
+    expect(reversal.reads, 'no read of the entry before the write').to.deep.equal([]);
+    expect(reversal.writes).to.have.length(1);
+    expect(reversal.answer.promotionalCredit!).to.deep.include({ customerId, currencyCode: 'USD', amount: 25n, closingBalance: 100n });
+
+    const decimal = await statementsOf(() => pc.capturePromotionalCreditHold({ holdId: third.hold!.id, amountDecimal: '0.04', description: 'part' }));
+    expect(decimal.reads, 'its decimal places are the hold currency\'s').to.have.length(1);
+    expect(decimal.writes).to.have.length(1);
+    expect(decimal.answer.promotionalCredit!).to.deep.include({ amount: 4n, description: 'part', closingBalance: 96n });
+
+    // Another tenant's hold and entry are not found, as unknown ids are, and stay as they were.
+    const other = await newTenant(t.server.dataSource);
+    const otherClient = promotionalCredits(t.server.address, other.rwKey);
+    try {
+      await otherClient.addPromotionalCredits({ ...base, customerId, amount: 10n });
+      const theirs = await otherClient.holdPromotionalCredits({ ...base, customerId, amount: 5n });
+      const theirEntry = (await otherClient.deductPromotionalCredits({ ...base, customerId, amount: 1n })).promotionalCredit!;
+      await expectError(pc.capturePromotionalCreditHold({ holdId: theirs.hold!.id }), status.NOT_FOUND, 'HOLD_NOT_FOUND');
+      await expectError(pc.releasePromotionalCreditHold({ holdId: theirs.hold!.id }), status.NOT_FOUND, 'HOLD_NOT_FOUND');
+      await expectError(pc.reversePromotionalCredit({ id: theirEntry.id, description: 'x' }), status.NOT_FOUND, 'PROMOTIONAL_CREDIT_NOT_FOUND');
+      await expectError(pc.reversePromotionalCredit({ id: randomUUID(), description: 'x' }), status.NOT_FOUND, 'PROMOTIONAL_CREDIT_NOT_FOUND');
+      expect((await otherClient.getPromotionalCreditHold({ holdId: theirs.hold!.id })).hold!.status).to.equal(HoldStatus.HOLD_STATUS_ACTIVE);
+      expect((await otherClient.getCustomerBalance({ customerId })).balance!.balances[0]).to.deep.include({ amount: 9n, held: 5n });
+    } finally {
+      otherClient.close();
+    }
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
+  it('applies a write whose balance its target names in balance-key order among the others, so that concurrent statements cannot deadlock', async () => {
+    const pc = t.promotionalCredits;
+    for (const customerId of ['key-a', 'key-m', 'key-z']) await pc.addPromotionalCredits({ ...base, customerId, amount: 10n });
+    const { hold } = await pc.holdPromotionalCredits({ ...base, customerId: 'key-m', amount: 5n });
+    const item = (fields: Record<string, unknown>) =>
+      Object.assign({ tenant_id: t.tenant.id, description: 'order', credit_type: 'GENERAL', done_by: 'test', with_others: false, validate_only: true }, fields);
+    // As the API sends them: sorted by key, the capture (no key yet) first.
+    const writes = [
+      item({ op: 'CAPTURE', target_id: hold!.id }),
+      item({ op: 'DEDUCT', customer_id: 'key-a', currency_code: 'USD', amount: '1' }),
+      item({ op: 'DEDUCT', customer_id: 'key-z', currency_code: 'USD', amount: '1' }),
+      item({ op: 'RELEASE', target_id: randomUUID() }),
+    ];
+    const rows: Array<{ item: number; customer_id: string | null; outcome: string; reason: string | null }> = await t.server.dataSource.query(
+      `SELECT item, customer_id, outcome, reason FROM promotional_credit_apply($1::jsonb)`,
+      [JSON.stringify(writes)],
+    );
+    expect(rows.map((r) => [r.item, r.customer_id, r.outcome, r.reason])).to.deep.equal([
+      [2, 'key-a', 'written', null],
+      [1, 'key-m', 'written', null],
+      [3, 'key-z', 'written', null],
+      // A target not found names no balance: nothing locked, refused.
+      [4, null, 'refused', 'NOT_FOUND'],
+    ]);
+    expect((await pc.getPromotionalCreditHold({ holdId: hold!.id })).hold!.status, 'validate_only wrote nothing').to.equal(HoldStatus.HOLD_STATUS_ACTIVE);
   });
 
   it('answers the entry of a capture as the ledger holds it when credits of an expired lot expire right after it', async function () {

@@ -78,8 +78,8 @@ describe('ledger batcher (group commit of balance changes)', () => {
       ].map((w) => batcher.apply(w)),
     );
     expect(outcomes.map(closing)).to.deep.equal([5n, 2n, undefined, 0n, undefined]);
-    expect(outcomes[2]).to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 2n, held: 0n });
-    expect(outcomes[4], 'a customer never seen has a zero balance').to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 0n, held: 0n });
+    expect(outcomes[2]).to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 2n, held: 0n, customerId: 'c1', currencyCode: 'USD' });
+    expect(outcomes[4], 'a customer never seen has a zero balance').to.deep.equal({ written: undefined, refused: 'INSUFFICIENT_BALANCE', balance: 0n, held: 0n, customerId: 'c2', currencyCode: 'USD' });
     const [{ n }] = await dataSource.query(`SELECT count(*)::int AS n FROM promotional_credits WHERE tenant_id = $1`, [tenant.id]);
     expect(n).to.equal(3);
   });
@@ -95,7 +95,7 @@ describe('ledger batcher (group commit of balance changes)', () => {
       ].map((w) => batcher.apply(w)),
     );
     expect(outcomes.map(closing)).to.deep.equal([INT64_MAX - 1n, undefined, INT64_MAX]);
-    expect(outcomes[1]).to.deep.equal({ written: undefined, refused: 'BALANCE_LIMIT_EXCEEDED', balance: INT64_MAX - 1n, held: 0n });
+    expect(outcomes[1]).to.deep.equal({ written: undefined, refused: 'BALANCE_LIMIT_EXCEEDED', balance: INT64_MAX - 1n, held: 0n, customerId: 'rich', currencyCode: 'USD' });
   });
 
   it('answers the balances in the other currencies after each write when asked, and only its own otherwise', async () => {

@@ -41,11 +41,15 @@
 --               it), drawn from the credits it reserved; the rest is released
 --   RELEASE     target_id = an active hold: released
 --   SETTLE      only the expirations due
+-- REVERSE, CAPTURE and RELEASE may leave customer_id and currency_code out:
+-- their target's are read here (its balance never changes), so the API
+-- needs no read of its own before the write. A target not found leaves the
+-- item without a balance: it locks nothing and is refused NOT_FOUND.
 -- Amounts travel as JSON strings (exact beyond 2^53). validate_only: the item
 -- runs in a subtransaction that is rolled back; it answers what it would have
 -- done (its entry's id included, which is then never used).
 --
--- One row per item, in the given order:
+-- One row per item, in balance-key order (item = its place in `writes`):
 --   outcome    'written' (entry_* set: the entry as stored, its closing
 --              balance included), 'unchanged' (nothing to write; for
 --              HOLD/RELEASE: done, no entry) or 'refused' (nothing written;
@@ -64,8 +68,12 @@
 --   hold       the hold (HOLD, CAPTURE, RELEASE, and HOLD_NOT_ACTIVE), as JSON
 --   others     with_others: the customer's balances in the other currencies
 --
--- Items are applied in the given order; callers sort them by balance key so
--- that concurrent batches lock rows in one order and cannot deadlock.
+-- Items are applied in balance-key order (tenant, customer, currency, then
+-- their order in `writes`), so that concurrent batches lock rows in one
+-- order and cannot deadlock. Callers send them sorted that way (bytewise,
+-- as COLLATE "C": the keys are ASCII), which add_many's one-pass locking
+-- relies on; the items whose balance is read from their target take their
+-- place among them here.
 
 -- Everything below is (re)created as one: drop what an earlier text made, whatever its signatures.
 DO $drop$
@@ -786,7 +794,7 @@ BEGIN
       IF op = 'CAPTURE' THEN
         amount := coalesce(amount, h.amount);
         allocations := promotional_credit_unhold(h, amount);
-        p := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(w->>'description', h.description), 'GENERAL',
+        p := promotional_credit_post(b, 'DECREMENT', 'HOLD_CAPTURE', amount, coalesce(nullif(w->>'description', ''), h.description), 'GENERAL',
           h.reference, w->>'done_by', h.metadata, NULL, NULL, allocations, false, at, events, b.amount - b.held - h.amount);
         e := p.e;
         events := p.events;
@@ -1029,9 +1037,22 @@ DECLARE
   pending events[] := '{}';
   added promotional_credit_outcome[] := promotional_credit_add_many(writes);
 BEGIN
-  item := 0;
-  FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
-    item := item + 1;
+  FOR w, item IN
+    SELECT CASE WHEN t.customer_id IS NULL THEN x.v
+                ELSE x.v || jsonb_build_object('customer_id', t.customer_id, 'currency_code', t.currency_code) END,
+           x.n::integer
+      FROM jsonb_array_elements(writes) WITH ORDINALITY AS x (v, n)
+      -- A one-time filter per item: an item that names its balance reads nothing.
+      LEFT JOIN LATERAL (SELECT h.customer_id, h.currency_code FROM promotional_credit_holds AS h
+                          WHERE x.v->>'customer_id' IS NULL AND x.v->>'op' IN ('CAPTURE', 'RELEASE')
+                            AND h.id = (x.v->>'target_id')::uuid AND h.tenant_id = (x.v->>'tenant_id')::uuid
+                         UNION ALL
+                         SELECT c.customer_id, c.currency_code FROM promotional_credits AS c
+                          WHERE x.v->>'customer_id' IS NULL AND x.v->>'op' = 'REVERSE'
+                            AND c.id = (x.v->>'target_id')::uuid AND c.tenant_id = (x.v->>'tenant_id')::uuid) AS t ON true
+     ORDER BY (x.v->>'tenant_id')::uuid, coalesce(t.customer_id, x.v->>'customer_id') COLLATE "C",
+              coalesce(t.currency_code, x.v->>'currency_code') COLLATE "C", x.n
+  LOOP
     -- Whole milliseconds, the precision every time is answered with: an
     -- entry's hash (over create_time) can then be recomputed from the entry
     -- as the API answers it. The item's own instant is read again once its
