@@ -602,10 +602,6 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
-/**
- * Service runs compared with each other within one run (numerator ÷
- * denominator calls/s), with the target issue 19 set where there is one.
- */
 /** Creates a 100 USD fixed-amount coupon of lifetime frequency, capped at `maxRedemptions` uses when given; answers its id. */
 async function createBenchCoupon(env: SetupEnv, code: string, name: string, maxRedemptions?: number): Promise<string> {
   const res = await env.call(
@@ -622,6 +618,10 @@ async function createBenchCoupon(env: SetupEnv, code: string, name: string, maxR
   return (res.coupon as { id: string }).id;
 }
 
+/**
+ * Service runs compared with each other within one run (numerator ÷
+ * denominator calls/s), with the target issue 19 set where there is one.
+ */
 export const COMPARISONS: Array<{ name: string; numerator: string; denominator: string; target?: number }> = [
   { name: 'metrics on ÷ metrics off', numerator: 'add', denominator: 'add-metrics-off', target: 0.95 },
   { name: 'tracing to OTLP ÷ tracing off', numerator: 'add-otlp', denominator: 'add', target: 0.8 },
