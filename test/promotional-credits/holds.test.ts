@@ -5,7 +5,7 @@ import { HoldStatus, Origin, type PromotionalCredit } from '../../gen/credits/v1
 import { expectChained, ledgerOf, ledgerProblemsOf } from '../support/ledger';
 import { walkPages } from '../support/pages';
 import { promotionalCredits } from '../support/server';
-import { recordStatements } from '../support/statements';
+import { mentions, recordStatements } from '../support/statements';
 import { decodeError, expectError } from '../support/status';
 import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
@@ -223,20 +223,25 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     const first = await pc.holdPromotionalCredits({ ...base, customerId, amount: 30n, reference: 'order-1', metadata: { cart: 'c-1' } });
     const second = await pc.holdPromotionalCredits({ ...base, customerId, amount: 20n });
     const third = await pc.holdPromotionalCredits({ ...base, customerId, amount: 10n });
-    /** The statements of one call that read holds or entries, and its writes through the write path. */
-    const statementsOf = async <T>(call: () => Promise<T>) => {
+    /**
+     * The statements of one call that name its target (by its id, a
+     * parameter) other than its write through the write path: reads of the
+     * target; and its writes.
+     */
+    const statementsOf = async <T>(targetId: string, call: () => Promise<T>) => {
       const recorder = recordStatements(t.server.dataSource);
       try {
         const answer = await call();
-        const reads = recorder.statements.filter((sql) => /promotional_credit_holds|FROM promotional_credits\b/.test(sql));
-        const writes = recorder.statements.filter((sql) => /promotional_credit_apply\(/.test(sql));
+        const isWrite = (sql: string) => /promotional_credit_apply\(/.test(sql);
+        const reads = recorder.recorded.filter((s) => !isWrite(s.sql) && mentions(s, targetId)).map((s) => s.sql);
+        const writes = recorder.recorded.filter((s) => isWrite(s.sql) && mentions(s, targetId)).map((s) => s.sql);
         return { answer, reads, writes };
       } finally {
         recorder.stop();
       }
     };
 
-    const capture = await statementsOf(() => pc.capturePromotionalCreditHold({ holdId: first.hold!.id, amount: 25n }));
+    const capture = await statementsOf(first.hold!.id, () => pc.capturePromotionalCreditHold({ holdId: first.hold!.id, amount: 25n }));
     expect(capture.reads, 'no read of the hold before the write').to.deep.equal([]);
     expect(capture.writes).to.have.length(1);
     // The entry takes the hold's description (none given), reference and metadata, and its balance.
@@ -252,17 +257,19 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     expect(capture.answer.balance!.balances).to.have.length(1);
     expect(capture.answer.balance!.balances[0]).to.deep.include({ currencyCode: 'USD', amount: 75n, held: 30n, available: 45n });
 
-    const release = await statementsOf(() => pc.releasePromotionalCreditHold({ holdId: second.hold!.id }));
+    const release = await statementsOf(second.hold!.id, () => pc.releasePromotionalCreditHold({ holdId: second.hold!.id }));
     expect(release.reads).to.deep.equal([]);
     expect(release.writes).to.have.length(1);
     expect(release.answer.balance!.balances[0]).to.deep.include({ currencyCode: 'USD', amount: 75n, held: 10n });
 
-    const reversal = await statementsOf(() => pc.reversePromotionalCredit({ id: capture.answer.promotionalCredit!.id, description: 'refund' }));
+    const reversal = await statementsOf(capture.answer.promotionalCredit!.id, () =>
+      pc.reversePromotionalCredit({ id: capture.answer.promotionalCredit!.id, description: 'refund' }),
+    );
     expect(reversal.reads, 'no read of the entry before the write').to.deep.equal([]);
     expect(reversal.writes).to.have.length(1);
     expect(reversal.answer.promotionalCredit!).to.deep.include({ customerId, currencyCode: 'USD', amount: 25n, closingBalance: 100n });
 
-    const decimal = await statementsOf(() => pc.capturePromotionalCreditHold({ holdId: third.hold!.id, amountDecimal: '0.04', description: 'part' }));
+    const decimal = await statementsOf(third.hold!.id, () => pc.capturePromotionalCreditHold({ holdId: third.hold!.id, amountDecimal: '0.04', description: 'part' }));
     expect(decimal.reads, 'its decimal places are the hold currency\'s').to.have.length(1);
     expect(decimal.writes).to.have.length(1);
     expect(decimal.answer.promotionalCredit!).to.deep.include({ amount: 4n, description: 'part', closingBalance: 96n });

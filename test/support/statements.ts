@@ -1,13 +1,30 @@
 import type { DataSource } from 'typeorm';
 
-/** Records the SQL the data source sends (every statement goes through its logger's logQuery) until stopped. */
-export function recordStatements(dataSource: DataSource): { statements: string[]; stop(): void } {
+/** One statement the data source sent, with its parameters. */
+export interface RecordedStatement {
+  sql: string;
+  parameters: unknown;
+}
+
+/**
+ * Records the SQL the data source sends (every statement goes through its
+ * logger's logQuery) until stopped: `statements` their text, `recorded`
+ * each with its parameters.
+ */
+export function recordStatements(dataSource: DataSource): { statements: string[]; recorded: RecordedStatement[]; stop(): void } {
   const logger = dataSource.logger;
   const original = logger.logQuery;
   const statements: string[] = [];
+  const recorded: RecordedStatement[] = [];
   logger.logQuery = function (query, parameters, queryRunner) {
     statements.push(query);
+    recorded.push({ sql: query, parameters: parameters ?? [] });
     return original.call(this, query, parameters, queryRunner);
   };
-  return { statements, stop: () => void (logger.logQuery = original) };
+  return { statements, recorded, stop: () => void (logger.logQuery = original) };
+}
+
+/** Whether a recorded statement's parameters (a JSON text one included) hold `text`. */
+export function mentions(statement: RecordedStatement, text: string): boolean {
+  return JSON.stringify(statement.parameters, (_, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)).includes(text);
 }
