@@ -27,6 +27,7 @@ import { finalErrorOf } from './error-status';
 import { answerErrors, authenticate, drain, exactlyOnce, logCalls, recordCallMetrics, refuseGoneCalls, refuseMalformed, requireScope, traceCalls } from './middleware';
 import { compose, type Middleware } from './pipeline';
 import { addReflection } from './reflection';
+import { standardServiceMetrics } from './standard-service-metrics';
 import { Rpc } from './rpc';
 import { Authenticator } from '../tenants/authenticator';
 import { connectionOf } from '../db/data-source';
@@ -173,6 +174,8 @@ export async function startGrpcServer(
     // are open) are answered whatever their rate: grpc-js sets no limit.
     'grpc.keepalive_time_ms': SERVER_KEEPALIVE_MS,
     'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
+    // Health and reflection bypass the call pipeline, and with it recordCallMetrics.
+    interceptors: metrics ? [standardServiceMetrics(metrics)] : [],
   });
   const promotionalCredits = new PromotionalCreditsService(deps.dataSource, pageTokens, clock.now, metrics && ((name) => metrics.groupCommit(name)));
   rpc.addService(server, PromotionalCreditServiceService, promotionalCreditHandlers(promotionalCredits, rpc));

@@ -98,6 +98,9 @@ export type HoldsReader = () => Promise<Array<{ currency: string; holds: number;
 
 type MethodLabels = 'grpc_type' | 'grpc_service' | 'grpc_method';
 
+/** A method's kind as go-grpc-prometheus's grpc_type label names it. */
+export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
+
 /**
  * The process's Prometheus metrics, in a registry of its own (several servers
  * in one process, as in the tests, do not mix their figures). The gRPC ones
@@ -181,7 +184,7 @@ export class Metrics {
   }
 
   /** The metric children of a method ('/package.Service/Method'), made on its first call; `type` as go-grpc-prometheus names it. */
-  method(path: string, type: 'unary' | 'server_stream' = 'unary'): MethodMetrics {
+  method(path: string, type: GrpcType = 'unary'): MethodMetrics {
     let found = this.methods.get(path);
     if (!found) {
       const slash = path.lastIndexOf('/');

@@ -1,14 +1,17 @@
 import http from 'node:http';
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
 import { Metrics } from '../../src/observability/metrics';
 import { eventsClient } from '../support/events';
+import { eventually } from '../support/eventually';
+import { checkHealth, HealthClient } from '../support/health-status';
 import { startMetricsServer, type MetricsServer } from '../../src/observability/metrics-server';
 import { openTestDataSource } from '../support/database';
 import { scrape, type Scrape } from '../support/prometheus';
+import { askReflection, reflectionClient } from '../support/reflection';
 import { promotionalCredits, type PromotionalCreditClient } from '../support/server';
 import { newTenant, type TestTenant } from '../support/tenant';
 
@@ -116,6 +119,57 @@ describe('observability: Prometheus metrics', function () {
     // The reads share statements too: the two balance reads that got past authentication.
     expect(delta('credits_group_commit_size_sum', { group: 'balance_reads' }), 'balance reads').to.equal(2);
     expect(delta('credits_group_commit_size_count', { group: 'balance_reads' }), 'balance read groups').to.equal(2);
+  });
+
+  it('counts health checks and reflection calls, which bypass the call pipeline, in the same series by their kind', async () => {
+    const address = `127.0.0.1:${grpc.port}`;
+    const before = await scrape(metricsAddress);
+    expect(await checkHealth(address, '')).to.equal('SERVING');
+    expect(await checkHealth(address, PROMO)).to.equal('SERVING');
+    expect(await codeOf(checkHealth(address, 'no.such.Service'))).to.equal('NOT_FOUND');
+    const reflection = reflectionClient(address);
+    try {
+      expect((await askReflection(reflection, { list_services: '' })).list_services_response!.service.map((s) => s.name)).to.include(PROMO);
+    } finally {
+      reflection.close();
+    }
+    // A Watch: its first status, then the client cancels it.
+    const health = new HealthClient(address, credentials.createInsecure());
+    try {
+      const watch = health.watch({ service: '' });
+      await new Promise<void>((resolve, reject) => {
+        watch.once('data', () => resolve());
+        watch.once('error', reject);
+      });
+      watch.on('error', () => undefined); // the cancellation
+      watch.cancel();
+    } finally {
+      health.close();
+    }
+
+    const HEALTH = 'grpc.health.v1.Health';
+    const REFLECTION = 'grpc.reflection.v1.ServerReflection';
+    const expected: Array<[type: string, service: string, method: string, started: number, received: number, sent: number, handled: Record<string, number>]> = [
+      ['unary', HEALTH, 'Check', 3, 3, 2, { OK: 2, NotFound: 1 }],
+      ['bidi_stream', REFLECTION, 'ServerReflectionInfo', 1, 1, 1, { OK: 1 }],
+      ['server_stream', HEALTH, 'Watch', 1, 1, 1, { Canceled: 1 }],
+    ];
+    // The server counts a stream's end once it has ended on its side, after the client's.
+    const ended = (s: Scrape) => s.value('grpc_server_handled_total', { grpc_type: 'server_stream', grpc_service: HEALTH, grpc_method: 'Watch', grpc_code: 'Canceled' }) > before.value('grpc_server_handled_total', { grpc_type: 'server_stream', grpc_service: HEALTH, grpc_method: 'Watch', grpc_code: 'Canceled' });
+    const after = await eventually(5000, () => scrape(metricsAddress), ended);
+    for (const [grpc_type, grpc_service, grpc_method, started, received, sent, handled] of expected) {
+      const labels = { grpc_type, grpc_service, grpc_method };
+      const delta = (name: string, more: Record<string, string> = {}) => after.value(name, Object.assign({}, labels, more)) - before.value(name, Object.assign({}, labels, more));
+      expect(delta('grpc_server_started_total'), `started ${grpc_method}`).to.equal(started);
+      expect(delta('grpc_server_msg_received_total'), `received ${grpc_method}`).to.equal(received);
+      expect(delta('grpc_server_msg_sent_total'), `sent ${grpc_method}`).to.equal(sent);
+      expect(delta('grpc_server_handling_seconds_count'), `timed ${grpc_method}`).to.equal(started);
+      const codes = after
+        .series('grpc_server_handled_total', labels)
+        .map((s) => [s.labels.grpc_code!, s.value - before.value('grpc_server_handled_total', s.labels)] as const)
+        .filter(([, n]) => n !== 0);
+      expect(Object.fromEntries(codes), `handled ${grpc_method}`).to.deep.equal(handled);
+    }
   });
 
   it('reports the pool, active holds, the database, the expiry sweep and Node process figures', async () => {

@@ -1,4 +1,4 @@
-import { credentials, makeGenericClientConstructor, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { service } from 'grpc-health-check';
 
 /** grpc.health.v1 serving states (grpc-health-check loads enums as strings). */
@@ -10,6 +10,7 @@ interface HealthClientInstance {
     options: Partial<CallOptions>,
     callback: (err: ServiceError | null, response: { status: string }) => void,
   ): void;
+  watch(request: { service: string }): ClientReadableStream<{ status: string }>;
   close(): void;
 }
 

@@ -18,7 +18,7 @@ type ReflectionClient = Client & {
 };
 
 /** A plain grpc.reflection.v1 client, as grpcurl would be: keepCase so the wire names are used. */
-function reflectionClient(address: string): ReflectionClient {
+export function reflectionClient(address: string): ReflectionClient {
   const definition = loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   const grpcObject = loadPackageDefinition(definition) as unknown as {
     grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient } } };
@@ -27,7 +27,7 @@ function reflectionClient(address: string): ReflectionClient {
 }
 
 /** Sends one reflection request on a fresh stream (no API key) and answers the one response. */
-function ask(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
+export function askReflection(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
   return new Promise((resolve, reject) => {
     const stream = client.ServerReflectionInfo();
     stream.once('data', (response: ReflectionResponse) => {
@@ -68,6 +68,6 @@ export function useReflection(): Discovery {
     get server() {
       return ready(server);
     },
-    ask: (request) => ask(ready(client), request),
+    ask: (request) => askReflection(ready(client), request),
   };
 }
