@@ -395,6 +395,48 @@ describe('holds: credits reserved during a checkout, captured or released', () =
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
+  it('keeps every balance exact when captures, releases and reversals (balance read with the write) race deducts across 12 customers on two servers', async function () {
+    this.timeout(120_000);
+    const clients = [t.promotionalCredits, t.replica.promotionalCredits];
+    const customers = Array.from({ length: 12 }, (_, i) => `mixed-${i}`);
+    const holds: string[] = [];
+    const deducted: string[] = [];
+    for (const customerId of customers) {
+      await t.promotionalCredits.addPromotionalCredits({ ...base, customerId, amount: 1000n });
+      for (let k = 0; k < 6; k++) holds.push((await t.promotionalCredits.holdPromotionalCredits({ ...base, customerId, amount: 20n })).hold!.id);
+      for (let k = 0; k < 4; k++) deducted.push((await t.promotionalCredits.deductPromotionalCredits({ ...base, customerId, amount: 7n })).promotionalCredit!.id);
+    }
+    // Each hold is captured or released by two calls at once, each deduction reversed by two, among deducts on every balance.
+    const ops = [
+      ...holds.flatMap((holdId, i) => [0, 1].map(() => (pc: (typeof clients)[number]) =>
+        i % 2 === 0 ? pc.capturePromotionalCreditHold({ holdId, amount: 15n }) : pc.releasePromotionalCreditHold({ holdId }),
+      )),
+      ...deducted.flatMap((id) => [0, 1].map(() => (pc: (typeof clients)[number]) => pc.reversePromotionalCredit({ id, description: 'refund' }))),
+      ...customers.flatMap((customerId) => [0, 1, 2, 3].map(() => (pc: (typeof clients)[number]) => pc.deductPromotionalCredits({ ...base, customerId, amount: 3n }))),
+    ];
+    const results = await Promise.allSettled(ops.map((op, i) => op(clients[i % 2]!)));
+    const refused = results.filter((r) => r.status === 'rejected').map((r) => decodeError((r as PromiseRejectedResult).reason as ServiceError).reason);
+    // Exactly one of each pair of captures, releases and reversals went through.
+    expect(refused.filter((r) => r === 'HOLD_NOT_ACTIVE')).to.have.length(holds.length);
+    expect(refused.filter((r) => r === 'ALREADY_REVERSED')).to.have.length(deducted.length);
+    expect(refused).to.have.length(holds.length + deducted.length);
+    for (const customerId of customers) {
+      const balance = await balanceOf(customerId);
+      // 1000 - 3 captures of 15 - 4 deducts of 7 reversed - 4 deducts of 3; nothing held.
+      expect(balance).to.deep.include({ amount: 1000n - 45n - 12n, held: 0n });
+      expect(balance.amount).to.equal(expectChained(await ledgerOf(t.promotionalCredits, customerId)));
+    }
+    const states: Array<{ status: string; n: number }> = await t.server.dataSource.query(
+      `SELECT status, count(*)::int AS n FROM promotional_credit_holds WHERE tenant_id = $1 AND id = ANY ($2::uuid[]) GROUP BY status ORDER BY status`,
+      [t.tenant.id, holds],
+    );
+    expect(states).to.deep.equal([
+      { status: 'CAPTURED', n: holds.length / 2 },
+      { status: 'RELEASED', n: holds.length / 2 },
+    ]);
+    expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
+  });
+
   it('a hold expiring while captures race it is either captured or expired, never both', async function () {
     this.timeout(60_000);
     const customerId = 'photo-finish';
