@@ -6,22 +6,16 @@ export interface RecordedStatement {
   parameters: unknown;
 }
 
-/**
- * Records the SQL the data source sends (every statement goes through its
- * logger's logQuery) until stopped: `statements` their text, `recorded`
- * each with its parameters.
- */
-export function recordStatements(dataSource: DataSource): { statements: string[]; recorded: RecordedStatement[]; stop(): void } {
+/** Records the SQL the data source sends (every statement goes through its logger's logQuery), with its parameters, until stopped. */
+export function recordStatements(dataSource: DataSource): { recorded: RecordedStatement[]; stop(): void } {
   const logger = dataSource.logger;
   const original = logger.logQuery;
-  const statements: string[] = [];
   const recorded: RecordedStatement[] = [];
   logger.logQuery = function (query, parameters, queryRunner) {
-    statements.push(query);
     recorded.push({ sql: query, parameters: parameters ?? [] });
     return original.call(this, query, parameters, queryRunner);
   };
-  return { statements, recorded, stop: () => void (logger.logQuery = original) };
+  return { recorded, stop: () => void (logger.logQuery = original) };
 }
 
 /** Whether a recorded statement's parameters (a JSON text one included) hold `text`. */
