@@ -25,7 +25,7 @@ export interface SqlDefinition {
 
 export const SQL_DEFINITIONS: SqlDefinition[] = [
   { name: 'promotional_credit_entry_hash', version: 2, file: 'promotional-credits/sql/promotional-credit-entry-hash.sql' },
-  { name: 'promotional_credit_apply', version: 21, file: 'promotional-credits/sql/promotional-credit-apply.sql' },
+  { name: 'promotional_credit_apply', version: 22, file: 'promotional-credits/sql/promotional-credit-apply.sql' },
   { name: 'coupon_redeem', version: 10, file: 'coupons/sql/coupon-redeem.sql' },
 ];
 

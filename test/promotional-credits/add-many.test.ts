@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { PoolClient } from 'pg';
 import { Origin } from '../../gen/credits/v1/promotional_credit_service';
 import { eventually } from '../support/eventually';
 import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
@@ -366,6 +367,50 @@ describe('a group of Adds in one statement per table', () => {
     const [reserved] = await db.query(`SELECT allocations FROM promotional_credit_holds WHERE id = $1`, [hold!.id]);
     expect(reserved.allocations, 'the hold reserves its credits again').to.have.length(1);
     expect(await problems()).to.deep.equal([]);
+  });
+
+  it('plans the statements of a one-Add group once per connection, not again on every call', async () => {
+    // PostgreSQL reports each plan it makes (debug_print_plan, to this
+    // client at client_min_messages = log). The session asks for a fresh
+    // plan on every execution (force_custom_plan), as `auto` chose for a
+    // one-Add group's INSERTs and UPDATE on a database of many balances
+    // (the tests' has too few for it): the function plans its statements
+    // once all the same (see the comment of promotional_credit_apply).
+    await seed('plan-a', 1n);
+    const runner = t.server.dataSource.createQueryRunner();
+    const client = (await runner.connect()) as PoolClient;
+    let planned = 0;
+    const onNotice = (notice: { message?: string }) => {
+      if (notice.message === 'plan:') planned++;
+    };
+    client.on('notice', onNotice);
+    const plansPerCall: number[] = [];
+    try {
+      await runner.startTransaction();
+      await runner.query(`SET LOCAL client_min_messages = log`);
+      await runner.query(`SET LOCAL debug_print_plan = on`);
+      await runner.query(`SET LOCAL plan_cache_mode = force_custom_plan`);
+      for (let call = 0; call < 10; call++) {
+        planned = 0;
+        const { rows } = await client.query({
+          name: 'test-one-add-plans',
+          text: `SELECT outcome FROM promotional_credit_apply($1::jsonb)`,
+          values: [JSON.stringify([write({ op: 'ADD', customer_id: 'plan-a', amount: '1' })])],
+        });
+        expect(rows, `call ${call + 1}`).to.deep.equal([{ outcome: 'written' }]);
+        plansPerCall.push(planned);
+      }
+      await runner.commitTransaction();
+    } finally {
+      client.off('notice', onNotice);
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+      await runner.release();
+    }
+    // The prepared statement itself, outside the function, is planned on
+    // every execution; the first call also plans what this pooled
+    // connection has not run before.
+    expect(plansPerCall.slice(1), 'plans made by calls 2-10: the call’s own statement only').to.deep.equal([1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect((await t.promotionalCredits.getCustomerBalance({ customerId: 'plan-a' })).balance!.balances[0]!.amount).to.equal(11n);
   });
 
   it('keeps every balance exact under Adds, first writes, Deducts and expiries raced over two servers and direct groups', async function () {
