@@ -1034,7 +1034,7 @@ $fn$;
 -- balances, instructions per statement: 1 Add 4.53 M -> 2.62 M (-42%),
 -- 4 Adds 6.61 M -> 4.73 M (-28%), 16 Adds 13.40-13.50 M -> 13.31-13.38 M,
 -- 1 Deduct 2.66 M -> 2.57 M, 16 Deducts 21.91-21.96 M -> 21.82-21.86 M.
--- (coupon_redeem gains nothing from it: 1 and 16 redemptions +1%.)
+-- coupon_redeem has run its statements so since session 7.
 CREATE FUNCTION promotional_credit_apply(writes jsonb)
 RETURNS TABLE (item integer, outcome text, reason text,
                entry_id uuid, entry_seq bigint, entry_time timestamptz, entry_type text, entry_origin text, entry_amount bigint,
