@@ -1027,9 +1027,9 @@ $fn$;
 -- a session's first 5 executions, and then on every execution whose plan
 -- it estimates cheaper than the generic one. On a database of 10,000
 -- balances (debug_print_plan), a group of one Add was planned again on
--- every call: add_many's statement of INSERTs and UPDATE (its unnest of
--- the locked balances estimated at 1 row for the values, at 10 in the
--- generic plan), which the generic plan runs as well. Counted with callgrind on a
+-- every call: add_many's statement of INSERTs and UPDATE, its unnest of
+-- the locked balances estimated at 1 row for the values and at 10 in the
+-- generic plan, which runs it no worse. Counted with callgrind on a
 -- single-user PostgreSQL 18 backend (the embedded binaries) over 10,000
 -- balances, instructions per statement: 1 Add 4.53 M -> 2.62 M (-42%),
 -- 4 Adds 6.61 M -> 4.73 M (-28%), 16 Adds 13.40-13.50 M -> 13.31-13.38 M,
