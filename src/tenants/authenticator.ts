@@ -46,6 +46,8 @@ interface StoredKey {
  */
 export class Authenticator {
   private readonly cache = new Map<string, { key: StoredKey; expires: number }>();
+  /** The lookups in flight, per key id, with the generation each began in: see lookUp. */
+  private readonly lookups = new Map<string, { generation: number; key: Promise<StoredKey | undefined> }>();
   private readonly listener: NotificationListener | undefined;
   /** Changes on every revocation, loss and new connection: see generation(). */
   private epoch = 0;
@@ -190,7 +192,7 @@ export class Authenticator {
     if (entry && entry.expires > now) this.onLookup?.(true);
     else {
       this.onLookup?.(false);
-      const key = await findKey(this.manager, keyId);
+      const key = await this.lookUp(keyId, listening);
       if (!key) {
         this.cache.delete(keyId);
         return undefined;
@@ -205,6 +207,29 @@ export class Authenticator {
       }
     }
     return timingSafeEqual(entry.key.secretHash, parsed.secretHash) ? entry.key.principal : undefined;
+  }
+
+  /**
+   * The key as the database has it. The calls that miss it in the cache
+   * while a lookup of it begun in the same generation is in flight share
+   * that lookup: when a cached key expired, every call in flight looked it
+   * up at once (32-64 queries every 5 s under the bench's add). A call
+   * after a revocation was heard (a new generation) looks it up anew, since
+   * a lookup begun before may have read the key before it was revoked; and
+   * so does every call while nothing is listening. (Until a revocation is
+   * heard, a call sharing a lookup is as late as a cached key would be.)
+   */
+  private lookUp(keyId: string, listening: number | undefined): Promise<StoredKey | undefined> {
+    if (listening === undefined) return findKey(this.manager, keyId);
+    const inFlight = this.lookups.get(keyId);
+    if (inFlight !== undefined && inFlight.generation === listening) return inFlight.key;
+    const lookup = { generation: listening, key: findKey(this.manager, keyId) };
+    this.lookups.set(keyId, lookup);
+    const done = () => {
+      if (this.lookups.get(keyId) === lookup) this.lookups.delete(keyId);
+    };
+    lookup.key.then(done, done);
+    return lookup.key;
   }
 }
 

@@ -165,6 +165,51 @@ describe('Authenticator: key cache and revocation listener', () => {
     expect(await auth.authenticate(tenant.rwKey)).to.equal(undefined);
   });
 
+  it('looks a key up once for the calls that miss it at once, and anew for a call after a revocation', async () => {
+    const tenant = await newTenant(dataSource);
+    // A pool with room for every call's own lookup, as under load.
+    const pool = await openTestDataSource(8);
+    const { logger } = memoryLogger();
+    const auth = new Authenticator(pool, { cacheMs: 60_000, logger });
+    started.push(auth);
+    const locker = dataSource.createQueryRunner();
+    try {
+      await auth.start();
+      // Lookups wait on the lock, so the ones begun can be counted.
+      await locker.connect();
+      await locker.startTransaction();
+      await locker.query('LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE');
+      const [{ pid: lockerPid }]: Array<{ pid: number }> = await locker.query('SELECT pg_backend_pid() AS pid');
+      // Asked outside the locker's transaction, which would see its first snapshot of pg_stat_activity throughout.
+      const waiting = async () => {
+        const [{ n }]: Array<{ n: string }> = await dataSource.query('SELECT count(*) AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))', [lockerPid]);
+        return Number(n);
+      };
+      const calls = Array.from({ length: 8 }, () => auth.authenticate(tenant.rwKey));
+      expect(await within(5000, async () => (await waiting()) >= 1), 'a lookup waits').to.equal(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await waiting(), 'one lookup for 8 calls').to.equal(1);
+      // A revocation (of another key) begins a new generation: a call after
+      // it does not trust a lookup begun before it. Sent from outside the
+      // locker's transaction: a NOTIFY goes out at commit.
+      const epoch = () => (auth as unknown as { epoch: number }).epoch;
+      const before = epoch();
+      await dataSource.query(`SELECT pg_notify('credits_api_key_revoked', gen_random_uuid()::text)`);
+      expect(await within(5000, async () => epoch() > before), 'the revocation is heard').to.equal(true);
+      calls.push(auth.authenticate(tenant.rwKey), auth.authenticate(tenant.rwKey));
+      expect(await within(5000, async () => (await waiting()) >= 2), 'a second lookup waits').to.equal(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await waiting(), 'one more lookup for the 2 calls after it').to.equal(2);
+      await locker.commitTransaction();
+      expect((await Promise.all(calls)).map((p) => p?.keyName)).to.deep.equal(Array(10).fill('rw-key'));
+    } finally {
+      if (locker.isTransactionActive) await locker.rollbackTransaction();
+      await locker.release();
+      await auth.close();
+      await pool.destroy();
+    }
+  });
+
   it('checks the secret on every call, cached or not', async () => {
     const tenant = await newTenant(dataSource);
     const { auth } = await authenticator();
