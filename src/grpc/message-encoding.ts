@@ -34,6 +34,37 @@ export function encodeMessage<T>(type: MessageType<T>, message: T): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** Encodings of frozen entry messages, by message: see LIST_PROMOTIONAL_CREDITS_RESPONSE. */
+const ENTRY_ENCODINGS = new WeakMap<v1.PromotionalCredit, Buffer>();
+
+/**
+ * ListPromotionalCreditsResponse, encoded as its generated encode does
+ * (each entry as field 1, then the other fields), but with a frozen entry
+ * message (promotionalCreditMessage: one per entry object, which the
+ * repository keeps for an entry read lately) encoded once and copied from
+ * then on. The other fields are the generated encode's, of the response
+ * without its entries: protobuf reads fields in any order and the entries
+ * come first, so the bytes are the same.
+ */
+const LIST_PROMOTIONAL_CREDITS_RESPONSE: MessageType<v1.ListPromotionalCreditsResponse> = {
+  encode(message, w = new BinaryWriter()) {
+    for (const credit of message.promotionalCredits) {
+      const bytes = ENTRY_ENCODINGS.get(credit);
+      if (bytes !== undefined) w.uint32(10).bytes(bytes);
+      else v1.PromotionalCredit.encode(credit, w.uint32(10).fork()).join();
+    }
+    return v1.ListPromotionalCreditsResponse.encode(Object.assign({}, message, { promotionalCredits: [] }), w);
+  },
+};
+
+/** A ListPromotionalCredits response's encoding: its frozen entries' first (kept), then the response's (see LIST_PROMOTIONAL_CREDITS_RESPONSE). */
+export function encodeListPromotionalCreditsResponse(message: v1.ListPromotionalCreditsResponse): Buffer {
+  for (const credit of message.promotionalCredits) {
+    if (Object.isFrozen(credit) && !ENTRY_ENCODINGS.has(credit)) ENTRY_ENCODINGS.set(credit, encodeMessage(v1.PromotionalCredit, credit));
+  }
+  return encodeMessage(LIST_PROMOTIONAL_CREDITS_RESPONSE, message);
+}
+
 /**
  * The response serializer of every credits.v1 method (by its path,
  * `/credits.v1.EventService/StreamEvents`) that encodes with encodeMessage:
@@ -50,5 +81,8 @@ export function responseSerializers(): Map<string, (message: unknown) => Buffer>
     if (typeof type?.encode !== 'function') throw new Error(`${path}: no generated message ${outputType}`);
     serializers.set(path, (message) => encodeMessage(type, message));
   }
+  const list = '/credits.v1.PromotionalCreditService/ListPromotionalCredits';
+  if (!serializers.has(list)) throw new Error(`${list}: no such method`);
+  serializers.set(list, (message) => encodeListPromotionalCreditsResponse(message as v1.ListPromotionalCreditsResponse));
   return serializers;
 }

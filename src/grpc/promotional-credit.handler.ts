@@ -7,6 +7,7 @@ import {
   holdToProto,
   listInputFromProto,
   lotToProto,
+  promotionalCreditMessage,
   promotionalCreditToProto,
 } from './promotional-credit.mapper';
 import { pageToProto } from './page.mapper';
@@ -44,7 +45,7 @@ export function promotionalCreditHandlers(service: PromotionalCreditsService, rp
       promotionalCredit: promotionalCreditToProto(await service.get(ctx.principal, request.id)),
     })),
     listPromotionalCredits: rpc.read(async (request, ctx) =>
-      pageToProto('promotionalCredits', await service.list(ctx.principal, listInputFromProto(request)), promotionalCreditToProto),
+      pageToProto('promotionalCredits', await service.list(ctx.principal, listInputFromProto(request)), promotionalCreditMessage),
     ),
     getCustomerBalance: rpc.read(async (request, ctx) => ({
       balance: customerBalanceToProto(request.customerId, await service.balances(ctx.principal, request.customerId, request.asOfTime)),

@@ -111,6 +111,29 @@ export function promotionalCreditToProto(entry: PromotionalCreditEntity): Promot
   };
 }
 
+/** Messages of entries, by entry: see promotionalCreditMessage. */
+const ENTRY_MESSAGES = new WeakMap<PromotionalCreditEntity, PromotionalCredit>();
+
+/**
+ * An entry's message, frozen, made once per entry object: an entry never
+ * changes, and the repository answers the same object for an entry it read
+ * lately (READ_ENTRIES), so a page read again and again maps each of its
+ * entries once, and encodes each once (a frozen message cannot change: see
+ * encodeListPromotionalCreditsResponse).
+ */
+export function promotionalCreditMessage(entry: PromotionalCreditEntity): PromotionalCredit {
+  let message = ENTRY_MESSAGES.get(entry);
+  if (message === undefined) {
+    message = promotionalCreditToProto(entry);
+    Object.freeze(message.metadata);
+    for (const allocation of message.allocations) Object.freeze(allocation);
+    Object.freeze(message.allocations);
+    Object.freeze(message);
+    ENTRY_MESSAGES.set(entry, message);
+  }
+  return message;
+}
+
 export function customerBalanceToProto(customerId: string, balances: Balance[]): CustomerBalance {
   return {
     customerId,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { ledgerProblemsOf } from '../support/ledger';
 import { status } from '@grpc/grpc-js';
@@ -13,6 +14,7 @@ import { expectError } from '../support/status';
 import { walkPages } from '../support/pages';
 import { newTenant } from '../support/tenant';
 import { useTenantClients } from '../support/tenant-clients';
+import { READ_ENTRIES } from '../../src/promotional-credits/recent-entries';
 
 const base = { currencyCode: '', description: 'goodwill', creditType: CreditType.CREDIT_TYPE_UNSPECIFIED, reference: '' };
 const { PROMOTIONAL_CREDIT_TYPE_INCREMENT: INCREMENT, PROMOTIONAL_CREDIT_TYPE_DECREMENT: DECREMENT } = PromotionalCreditType;
@@ -381,6 +383,24 @@ describe('ListPromotionalCredits', () => {
       const listed = await walk(c, { customerId: { is: customerId } }, 2);
       expect(listed).to.deep.equal([...written].reverse());
       for (const entry of listed) expect((await c.getPromotionalCredit({ id: entry.id })).promotionalCredit).to.deep.equal(entry);
+    });
+
+    it('answers a page read again from the entries it kept, as the first time, and takes none kept under another tenant', async () => {
+      const c = t.promotionalCredits;
+      for (let i = 1; i <= 3; i++) {
+        await c.addPromotionalCredits({ ...base, customerId: 'again', amount: BigInt(i), description: `line ${i}\n"next"`, metadata: { n: `${i}` } });
+      }
+      const first = await walk(c, { customerId: { is: 'again' } }, 2);
+      expect(first).to.have.length(3);
+      const kept = first.map((entry) => READ_ENTRIES.get(entry.id));
+      expect(kept.map((entry) => entry?.tenantId), 'kept once read').to.deep.equal(first.map(() => t.tenant.id));
+      // The same id kept for another tenant (as no real entry is): must be read, not taken.
+      READ_ENTRIES.remember(Object.assign({}, kept[0]!, { tenantId: randomUUID(), description: 'not this tenant' }));
+
+      expect(await walk(c, { customerId: { is: 'again' } }, 3)).to.deep.equal(first);
+      expect(READ_ENTRIES.get(first[1]!.id), 'taken as kept: the same object, not read again').to.equal(kept[1]);
+      expect(READ_ENTRIES.get(first[0]!.id)).to.deep.include({ tenantId: t.tenant.id, description: first[0]!.description });
+      for (const entry of first) expect((await c.getPromotionalCredit({ id: entry.id })).promotionalCredit).to.deep.equal(entry);
     });
   });
 

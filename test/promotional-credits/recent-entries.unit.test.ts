@@ -38,4 +38,15 @@ describe('RecentEntries', () => {
     kept.remember(entry('e'));
     expect(['c', 'd', 'e'].map((id) => kept.get(id)?.id)).to.deep.equal([undefined, 'd', 'e']);
   });
+
+  it('replaces an entry kept again where it is, so that it leaves with its first slot and not before the others', () => {
+    const kept = new RecentEntries(3);
+    kept.remember(entry('a'));
+    kept.remember(entry('b'));
+    kept.remember(entry('a', { description: 'again' }));
+    kept.remember(entry('c'));
+    expect(['a', 'b', 'c'].map((id) => kept.get(id)?.description)).to.deep.equal(['again', 'd', 'd']);
+    kept.remember(entry('d'));
+    expect(['a', 'b', 'c', 'd'].map((id) => kept.get(id)?.id)).to.deep.equal([undefined, 'b', 'c', 'd']);
+  });
 });
