@@ -10,10 +10,10 @@ export const RECENT_ENTRIES_KEPT = 4_096;
 /**
  * Entries whose free text (description, reference, metadata) and lots
  * drawn weigh more than this many characters are not kept, so that the
- * whole of each stays within some 30 MB whatever callers write (an entry may carry
- * 20 metadata values of 500 characters, a deduction hundreds of lots; 4,096
- * entries of 2,000 one-byte characters measured 17 MB of heap); the
- * readers read those back. Usual entries weigh a few dozen.
+ * whole of each stays within some 30 MB whatever callers write (an entry
+ * may carry 20 metadata values of 500 characters, a deduction hundreds of
+ * lots; 4,096 entries of 2,000 one-byte characters measured 17 MB of
+ * heap); the readers read those back. Usual entries weigh a few dozen.
  */
 export const RECENT_ENTRY_MAX_WEIGHT = 2_048;
 
@@ -88,8 +88,8 @@ export const RECENT_ENTRIES = new RecentEntries(RECENT_ENTRIES_KEPT);
  * screen) answers the same entry objects, which are then neither parsed
  * nor made again, and whose messages are mapped and encoded once (see
  * promotionalCreditMessage). The bench's list-page reads 2,000 entries
- * over and over: 217-271 → 164-194 µs of the server's CPU per call. Full,
- * with their messages and encodings: 8 MB of usual entries, 25 MB of
- * entries of 2,000 characters.
+ * over and over: 217-229 → 174-196 µs of the server's CPU per call (README,
+ * "What moved the figures"). Full, with their messages and encodings: 8 MB
+ * of usual entries, 25 MB of entries of 2,000 characters.
  */
 export const READ_ENTRIES = new RecentEntries(RECENT_ENTRIES_KEPT);
