@@ -72,6 +72,10 @@ export interface RedeemRequestJson {
   validate_only: boolean;
   /** The REDEMPTION_CREATED payload but for what the statement adds (id, couponId, discount, createTime, updateTime). */
   event: unknown;
+  /** The redemption's id if it is recorded (a UUIDv7); null or absent: the statement makes one. */
+  id?: string | null | undefined;
+  /** Its REDEMPTION_CREATED event's id; null or absent: the statement makes one. */
+  event_id?: string | null | undefined;
 }
 
 /** One row of coupon_redeem: the request's outcome, the coupon after it and (credit requests) the credit after it. */

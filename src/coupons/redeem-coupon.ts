@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import { DomainError, ErrorReason } from '../common/domain-error';
+import { uuidV7 } from '../common/uuid-v7';
 import type { SharedWork } from '../db/unit-of-work';
 import type { CouponEventSnapshots } from './coupon-events';
 import { CouponRedemptionEntity } from './coupon-redemption.entity';
@@ -121,6 +123,9 @@ function requestJson(item: RedemptionItem): RedeemRequestJson {
     validate_only: item.validateOnly,
     // What the statement cannot know is its own to add (see the SQL).
     event: item.validateOnly ? null : item.snapshots.redemption(redemptionOf(item, { id: '', couponId: '', discount: null, createTime: new Date(0) })),
+    // Ids are made here, not by the statement (see the SQL); a refused request's go unused.
+    id: item.validateOnly ? null : uuidV7(),
+    event_id: item.validateOnly ? null : randomUUID(),
   };
 }
 

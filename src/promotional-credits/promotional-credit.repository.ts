@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import { likePrefix, type StringFilter, type TimeWindow } from '../common/list-filters';
 import type { Metadata } from '../common/metadata';
+import { uuidV7 } from '../common/uuid-v7';
 import { preparedQuery } from '../db/prepared-query';
 import { allocationsFromJson, PromotionalCreditEntity, type CreditType, type EntryType, type Origin } from './promotional-credit.entity';
 import { READ_ENTRIES, RECENT_ENTRIES } from './recent-entries';
@@ -249,6 +250,7 @@ export class PromotionalCreditRepository {
     const items = order.map((i) => {
       const w = writes[i]!;
       const { draft } = w;
+      const written = w.op === 'ADD' && w.validateOnly !== true;
       return {
         op: w.op,
         tenant_id: draft.tenantId,
@@ -264,6 +266,9 @@ export class PromotionalCreditRepository {
         target_id: w.targetId,
         validate_only: w.validateOnly === true,
         with_others: w.withOtherCurrencies,
+        // An ADD's entry and event ids, made here (see the SQL): add_many takes them.
+        id: written ? uuidV7() : undefined,
+        event_id: written ? randomUUID() : undefined,
       };
     });
     const { rows } = await preparedQuery<ApplyRow>(this.manager, 'promotional_credit_apply', APPLY_SQL, [JSON.stringify(items)]);

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { PoolClient } from 'pg';
 import { Origin } from '../../gen/credits/v1/promotional_credit_service';
+import { uuidV7 } from '../../src/common/uuid-v7';
 import { eventually } from '../support/eventually';
 import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
 import { useTenantClients } from '../support/tenant-clients';
@@ -173,6 +175,47 @@ describe('a group of Adds in one statement per table', () => {
     expect((balance.next_expire_time as Date).toISOString(), 'the soonest lot’s expiry is the balance’s next').to.equal(far.toISOString());
     expect(balance.last_hash, 'the chain ends at the last entry').to.equal(alone.rows[1]!.entry_hash);
     for (const customerId of ['many-a', 'many-b', 'many-c']) expectChained(await ledgerOf(t.promotionalCredits, customerId), customerId);
+    expect(await problems(), 'hash chains, balances, lots and holds audit clean').to.deep.equal([]);
+  });
+
+  it('writes a group’s entries, lots and events under the ids the service made, and makes them for items without', async () => {
+    await seed('ids-a', 1n);
+    await seed('ids-b', 1n);
+    await seed('ids-c', 1n);
+    const given = [0, 1, 2].map(() => ({ id: uuidV7(), event_id: randomUUID() }));
+    const { rows, oneByOne } = await apply([
+      { op: 'ADD', customer_id: 'ids-a', amount: '5', ...given[0] },
+      { op: 'ADD', customer_id: 'ids-b', amount: '6' },
+      { op: 'ADD', customer_id: 'ids-c', amount: '7', ...given[2] },
+    ]);
+    expect(oneByOne, 'the group was written in one statement per table').to.equal(0);
+    expect(rows[0]!.entry_id).to.equal(given[0]!.id);
+    expect(rows[2]!.entry_id).to.equal(given[2]!.id);
+    const made = rows[1]!.entry_id!;
+    expect(made, 'made by the statement: a UUIDv7').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const db = t.server.dataSource;
+    const lots: Array<{ id: string }> = await db.query(`SELECT id FROM promotional_credit_lots WHERE id = ANY ($1::uuid[])`, [rows.map((r) => r.entry_id)]);
+    expect(lots.map((l) => l.id).sort(), 'each lot under its entry’s id').to.deep.equal(rows.map((r) => r.entry_id!).sort());
+    const events: Array<{ id: string; promotional_credit_id: string }> = await db.query(
+      `SELECT id, promotional_credit_id FROM events WHERE tenant_id = $1 AND promotional_credit_id = ANY ($2::uuid[])`,
+      [t.tenant.id, rows.map((r) => r.entry_id)],
+    );
+    const eventOf = new Map(events.map((e) => [e.promotional_credit_id, e.id]));
+    expect(eventOf.get(given[0]!.id)).to.equal(given[0]!.event_id);
+    expect(eventOf.get(given[2]!.id)).to.equal(given[2]!.event_id);
+    expect(eventOf.get(made), 'an event id made by the statement').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+
+    // One by one (a SETTLE in the group), the entries' ids are made where they are written.
+    const again = [0, 1].map(() => ({ id: uuidV7(), event_id: randomUUID() }));
+    const alone = await apply([
+      { op: 'ADD', customer_id: 'ids-a', amount: '5', ...again[0] },
+      { op: 'SETTLE', customer_id: 'ids-b', amount: '0' },
+      { op: 'ADD', customer_id: 'ids-c', amount: '7', ...again[1] },
+    ]);
+    expect(alone.oneByOne).to.equal(3);
+    const written = alone.rows.filter((r) => r.entry_id !== null);
+    expect(written).to.have.length(2);
+    for (const r of written) expect(again.map((g) => g.id), 'not the ids given').to.not.include(r.entry_id);
     expect(await problems(), 'hash chains, balances, lots and holds audit clean').to.deep.equal([]);
   });
 

@@ -100,6 +100,9 @@ export interface ApplyItem {
   target_id?: string;
   validate_only?: boolean;
   with_others?: boolean;
+  /** An ADD's entry id and its event's, as the repository makes them. */
+  id?: string;
+  event_id?: string;
 }
 
 /** An item for `promotional_credit_apply` called straight in SQL: the tenant's, in USD, by "test", with the defaults the repository sends; a field given as undefined is left out. */

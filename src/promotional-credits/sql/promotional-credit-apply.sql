@@ -24,7 +24,7 @@
 -- apply's `writes` is a JSON array; item i is
 --   {op, tenant_id, customer_id, currency_code, amount, description,
 --    credit_type, reference, done_by, with_others, expire_time, metadata,
---    target_id, validate_only}
+--    target_id, validate_only, id, event_id}
 -- with op one of
 --   ADD         amount > 0: INCREMENT opening a lot (expiring at expire_time)
 --   DEDUCT      amount > 0: DECREMENT from the available amount
@@ -47,7 +47,13 @@
 -- item without a balance: it locks nothing and is refused NOT_FOUND.
 -- Amounts travel as JSON strings (exact beyond 2^53). validate_only: the item
 -- runs in a subtransaction that is rolled back; it answers what it would have
--- done (its entry's id included, which is then never used).
+-- done (its entry's id included, which is then never used). id and
+-- event_id (ADD): the ids of its entry (a UUIDv7, its lot's too) and of its
+-- PROMOTIONAL_CREDIT_CREATED event (a v4), made by the service, taken by
+-- promotional_credit_add_many; absent (or written one by one) they are made
+-- here. credits_uuid_v7() costs 4 µs and gen_random_uuid() 2 µs, nearly
+-- all of it OpenSSL's generator asking getpid() for every id; Node draws
+-- its random bytes in batches.
 --
 -- One row per item, in balance-key order (item = its place in `writes`):
 --   outcome    'written' (entry_* set: the entry as stored, its closing
@@ -129,11 +135,13 @@ $fn$;
 -- them with one INSERT at its end (in the order gathered): one statement
 -- and one firing of the outbox's NOTIFY trigger per call of
 -- promotional_credit_apply, however many items and events it has.
-CREATE FUNCTION promotional_credit_event(b promotional_credit_balances, event_type text, entry_id uuid, hold jsonb, at timestamptz) RETURNS events
+CREATE FUNCTION promotional_credit_event(b promotional_credit_balances, event_type text, entry_id uuid, hold jsonb, at timestamptz,
+                                         event_id uuid DEFAULT NULL) RETURNS events
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
   ev events;
 BEGIN
+  ev.id := event_id; -- NULL: promotional_credit_flush_events makes one
   ev.tenant_id := b.tenant_id;
   ev.type := event_type;
   ev.customer_id := b.customer_id;
@@ -151,8 +159,8 @@ CREATE FUNCTION promotional_credit_flush_events(pending events[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
   IF cardinality(pending) > 0 AND current_setting('credits.events', true) IS DISTINCT FROM 'off' THEN
-    INSERT INTO events (tenant_id, type, customer_id, create_time, payload_kind, promotional_credit_id, payload)
-    SELECT u.tenant_id, u.type, u.customer_id, u.create_time, u.payload_kind, u.promotional_credit_id, u.payload
+    INSERT INTO events (id, tenant_id, type, customer_id, create_time, payload_kind, promotional_credit_id, payload)
+    SELECT coalesce(u.id, gen_random_uuid()), u.tenant_id, u.type, u.customer_id, u.create_time, u.payload_kind, u.promotional_credit_id, u.payload
       FROM unnest(pending) WITH ORDINALITY AS u
      ORDER BY u.ordinality;
   END IF;
@@ -979,14 +987,15 @@ BEGIN
   WITH q AS (
     -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
     -- updated by their key (at 1,000 a hash join read them all).
-    SELECT u.ordinality AS n, credits_uuid_v7() AS id, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
+    SELECT u.ordinality AS n, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
            u.held, u.last_hash, ats[u.ordinality] AS at, writes -> (u.ordinality::integer - 1) AS v
       FROM unnest(bs) WITH ORDINALITY AS u
   ), p AS MATERIALIZED (
-    SELECT q.n, q.id, q.tenant_id, q.customer_id, q.currency_code, q.held, q.last_hash, q.at,
+    SELECT q.n, coalesce((q.v->>'id')::uuid, credits_uuid_v7()) AS id, q.tenant_id, q.customer_id, q.currency_code, q.held, q.last_hash, q.at,
            (q.v->>'amount')::bigint AS amount, q.opening + (q.v->>'amount')::bigint AS closing,
            q.v->>'description' AS description, q.v->>'credit_type' AS credit_type, coalesce(q.v->>'reference', '') AS reference,
-           q.v->>'done_by' AS done_by, (q.v->>'expire_time')::timestamptz AS expire_time, coalesce(q.v->'metadata', '{}') AS metadata
+           q.v->>'done_by' AS done_by, (q.v->>'expire_time')::timestamptz AS expire_time, coalesce(q.v->'metadata', '{}') AS metadata,
+           (q.v->>'event_id')::uuid AS event_id
       FROM q
   ), e AS MATERIALIZED (
     SELECT p.*, promotional_credit_entry_hash(p.last_hash, p.id, p.tenant_id, p.customer_id, p.currency_code, 'INCREMENT', 'ADD',
@@ -1013,7 +1022,7 @@ BEGIN
   )
   SELECT array_agg(ROW('written', NULL, e.id, entries.seq, e.at, 'INCREMENT', 'ADD', e.amount, e.expire_time, NULL, e.hash, NULL,
                        e.description, e.credit_type, e.reference, e.metadata, e.customer_id, e.currency_code, e.closing, e.held, NULL,
-                       ARRAY[promotional_credit_event(bs[e.n], 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, e.at)],
+                       ARRAY[promotional_credit_event(bs[e.n], 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, e.at, e.event_id)],
                        e.closing)::promotional_credit_outcome ORDER BY e.n)
     INTO outcomes
     FROM e JOIN entries ON entries.id = e.id;
