@@ -10,15 +10,15 @@ let poolOffset = pool.length;
  * makes itself: customer credits (a batch maps its rows back by id),
  * redemptions and grouped Adds' entries (each id made in PostgreSQL cost
  * its statement 4 µs, nearly all in OpenSSL's generator, see
- * coupon-redeem.sql); the database makes the others with credits_uuid_v7()
- * (migration 1765200000000, which says why ids are time-ordered). The same layout: 48
- * bits of Unix milliseconds, the version (7), 12 bits that keep the ids of
- * one millisecond in order, the variant (10) and 62 random bits. Those 12
- * bits are a counter here (RFC 9562 §6.2, method 1) rather than the
- * microseconds, which Date.now() does not give: it starts at 0 each
- * millisecond, and past 4095 ids in one the next ones borrow the following
- * millisecond, so that one maker's ids are in the order it made them, even
- * when the clock steps back.
+ * coupon-redeem.sql); the database makes the others with
+ * credits_uuid_v7() (migration 1765200000000, which says why ids are
+ * time-ordered). The same layout: 48 bits of Unix milliseconds, the
+ * version (7), 12 bits that keep the ids of one millisecond in order, the
+ * variant (10) and 62 random bits. Those 12 bits are a counter here (RFC
+ * 9562 §6.2, method 1) rather than the microseconds, which Date.now() does
+ * not give: it starts at 0 each millisecond, and past 4095 ids in one the
+ * next ones borrow the following millisecond, so that one maker's ids are
+ * in the order it made them, even when the clock steps back.
  */
 export function uuidV7Maker(): (now?: number) => string {
   let lastMs = -1;
