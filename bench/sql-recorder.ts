@@ -36,7 +36,7 @@ export interface RecordedStatement {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const UUIDS_IN_TEXT = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+const UUIDS_IN_TEXT = new RegExp(UUID.source.slice(1, -1), 'gi');
 const UUID_ARRAY = /^\{"?[0-9a-f-]{36}"?(,"?[0-9a-f-]{36}"?)*\}$/i;
 
 /**

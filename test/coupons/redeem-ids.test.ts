@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { uuidV7 } from '../../src/common/uuid-v7';
 import { type RedeemRow } from '../../src/coupons/coupon.repository';
 import { creditContext, lifetime } from '../credits/fixtures';
+import { UUID_V4, UUID_V7 } from '../support/uuid-v7';
 import { percentageCoupon, redeemRequestJson as request } from './fixtures';
 
 /*
@@ -49,7 +50,7 @@ describe('coupon_redeem: ids made by the service', () => {
     expect(rows[3]!.redemption_id, 'validate_only: no id').to.equal(null);
     const made = [rows[4]!.redemption_id!, rows[5]!.redemption_id!];
     for (const id of made) {
-      expect(id, 'made by the statement: a UUIDv7').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(id, 'made by the statement: a UUIDv7').to.match(UUID_V7);
       expect(given.map((g) => g.id)).to.not.include(id);
     }
 
@@ -64,7 +65,7 @@ describe('coupon_redeem: ids made by the service', () => {
     expect(events.get(given[2]!.id)).to.equal(given[2]!.event_id);
     expect(events.has(given[1]!.id) || events.has(given[3]!.id), 'no event for a refused or validate_only request').to.equal(false);
     const madeEvents = made.map((id) => events.get(id));
-    for (const id of madeEvents) expect(id, 'an event id made by the statement').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    for (const id of madeEvents) expect(id, 'an event id made by the statement').to.match(UUID_V4);
     expect(new Set(madeEvents).size).to.equal(2);
   });
 });

@@ -6,6 +6,7 @@ import { uuidV7 } from '../../src/common/uuid-v7';
 import { eventually } from '../support/eventually';
 import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
 import { useTenantClients } from '../support/tenant-clients';
+import { UUID_V4, UUID_V7 } from '../support/uuid-v7';
 
 /**
  * A group of Adds is written in one statement per table
@@ -192,7 +193,7 @@ describe('a group of Adds in one statement per table', () => {
     expect(rows[0]!.entry_id).to.equal(given[0]!.id);
     expect(rows[2]!.entry_id).to.equal(given[2]!.id);
     const made = rows[1]!.entry_id!;
-    expect(made, 'made by the statement: a UUIDv7').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(made, 'made by the statement: a UUIDv7').to.match(UUID_V7);
     const db = t.server.dataSource;
     const lots: Array<{ id: string }> = await db.query(`SELECT id FROM promotional_credit_lots WHERE id = ANY ($1::uuid[])`, [rows.map((r) => r.entry_id)]);
     expect(lots.map((l) => l.id).sort(), 'each lot under its entry’s id').to.deep.equal(rows.map((r) => r.entry_id!).sort());
@@ -203,7 +204,7 @@ describe('a group of Adds in one statement per table', () => {
     const eventOf = new Map(events.map((e) => [e.promotional_credit_id, e.id]));
     expect(eventOf.get(given[0]!.id)).to.equal(given[0]!.event_id);
     expect(eventOf.get(given[2]!.id)).to.equal(given[2]!.event_id);
-    expect(eventOf.get(made), 'an event id made by the statement').to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(eventOf.get(made), 'an event id made by the statement').to.match(UUID_V4);
 
     // One by one (a SETTLE in the group), the entries' ids are made where they are written.
     const again = [0, 1].map(() => ({ id: uuidV7(), event_id: randomUUID() }));
