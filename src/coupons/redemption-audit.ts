@@ -13,7 +13,11 @@ export type RedemptionProblemKind =
   /** A credit's uses that count exceed its uses. */
   | 'CREDIT_OVER_USES'
   /** A coupon with redemptions is not marked redeemed (its terms would not be frozen). */
-  | 'COUPON_NOT_MARKED_REDEEMED';
+  | 'COUPON_NOT_MARKED_REDEEMED'
+  /** A redemption of a coupon that does not exist (of its tenant). */
+  | 'REDEMPTION_COUPON_MISSING'
+  /** A credit link (customer_credit_redemptions) whose redemption or credit does not exist (of its tenant). */
+  | 'CREDIT_LINK_BROKEN';
 
 /**
  * One broken redemption invariant, in the shape of the ledger's
@@ -39,8 +43,10 @@ const MAX_LISTED = 1000;
  * its CONFIRMED redemptions, so that each `redemption_count` the API shows
  * (confirmed plus held ones whose hold_until has not passed) equals those
  * redemptions; no limit is passed by the uses that count; a coupon with
- * redemptions is marked redeemed. Runs in one REPEATABLE READ snapshot (or
- * the caller's transaction).
+ * redemptions is marked redeemed; every redemption's coupon and every credit
+ * link's redemption and credit exist (what foreign keys checked at every
+ * write until migration 1765300000000). Runs in one REPEATABLE READ snapshot
+ * (or the caller's transaction).
  */
 export async function verifyRedemptions(manager: EntityManager, options: { tenantId?: string } = {}): Promise<RedemptionProblem[]> {
   const run = async (m: EntityManager): Promise<RedemptionProblem[]> => {
@@ -98,6 +104,21 @@ export async function verifyRedemptions(manager: EntityManager, options: { tenan
          UNION ALL
          SELECT 'CREDIT_OVER_USES', tenant_id, format('credit %s of %s', id, customer_id), format('%s held or confirmed uses, over its %s uses', counted, uses_total)
            FROM credit_uses WHERE counted > uses_total
+         UNION ALL
+         SELECT 'REDEMPTION_COUPON_MISSING', r.tenant_id, 'redemption ' || r.id, format('of coupon %s, which does not exist', r.coupon_id)
+           FROM coupon_redemptions r
+          WHERE ${tenant('r')} AND NOT EXISTS (SELECT 1 FROM coupons c WHERE c.tenant_id = r.tenant_id AND c.id = r.coupon_id)
+         UNION ALL
+         SELECT 'CREDIT_LINK_BROKEN', l.tenant_id, 'redemption ' || l.redemption_id,
+                concat_ws(' and ',
+                  CASE WHEN NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = l.redemption_id AND r.tenant_id = l.tenant_id)
+                       THEN 'linked to a credit, but the redemption does not exist' END,
+                  CASE WHEN NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.tenant_id = l.tenant_id AND c.id = l.credit_id)
+                       THEN format('linked to credit %s, which does not exist', l.credit_id) END)
+           FROM customer_credit_redemptions l
+          WHERE ${tenant('l')}
+            AND (NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = l.redemption_id AND r.tenant_id = l.tenant_id)
+                 OR NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.tenant_id = l.tenant_id AND c.id = l.credit_id))
        )
        SELECT p.kind, p.tenant_id, t.slug AS tenant_slug, p.subject, p.detail
          FROM problems p LEFT JOIN tenants t ON t.id = p.tenant_id

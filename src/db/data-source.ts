@@ -31,6 +31,7 @@ import { EventWatermarks1764900000000 } from './migrations/1764900000000-event-w
 import { HoldReservations1765000000000 } from './migrations/1765000000000-hold-reservations';
 import { UnreservedHoldsIndex1765100000000 } from './migrations/1765100000000-unreserved-holds-index';
 import { TimeOrderedIds1765200000000 } from './migrations/1765200000000-time-ordered-ids';
+import { RedemptionForeignKeys1765300000000 } from './migrations/1765300000000-redemption-foreign-keys';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -52,6 +53,7 @@ export const MIGRATIONS = [
   HoldReservations1765000000000,
   UnreservedHoldsIndex1765100000000,
   TimeOrderedIds1765200000000,
+  RedemptionForeignKeys1765300000000,
 ];
 
 export interface DataSourceOptions {

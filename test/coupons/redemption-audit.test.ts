@@ -70,4 +70,56 @@ describe('redemption counts audit (credits verify)', function () {
     }
     expect(await verifyRedemptions(t.server.dataSource.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
   });
+
+  // No foreign key checks these at each write any more (migration
+  // 1765300000000): the audit does. The broken rows are written and audited
+  // in one transaction that is rolled back (redemptions are append-only).
+  it('names a redemption whose coupon does not exist and credit links whose redemption or credit does not exist', async () => {
+    const { credit } = await scenario();
+    const ds = t.server.dataSource;
+    const [{ id: redemptionId }] = (await ds.query(
+      `SELECT r.id FROM coupon_redemptions r JOIN customer_credit_redemptions l ON l.redemption_id = r.id WHERE r.tenant_id = $1`,
+      [t.tenant.id],
+    )) as Array<{ id: string }>;
+    const ghostCoupon = '00000000-0000-4000-8000-00000000c0de';
+    const ghostCredit = '00000000-0000-4000-8000-00000000c4ed';
+    const ghostRedemption = '00000000-0000-4000-8000-0000000000ed';
+    const rolledBack = new Error('rolled back');
+    let problems: Awaited<ReturnType<typeof verifyRedemptions>> = [];
+    await ds
+      .transaction(async (manager) => {
+        const [{ id: orphan }] = (await manager.query(
+          `INSERT INTO coupon_redemptions (tenant_id, coupon_id, customer_id, done_by) VALUES ($1, $2, 'ghost', 'audit-test') RETURNING id`,
+          [t.tenant.id, ghostCoupon],
+        )) as Array<{ id: string }>;
+        await manager.query(`UPDATE customer_credit_redemptions SET credit_id = $2 WHERE redemption_id = $1`, [redemptionId, ghostCredit]);
+        await manager.query(`INSERT INTO customer_credit_redemptions (redemption_id, tenant_id, credit_id) VALUES ($1, $2, $3)`, [
+          ghostRedemption,
+          t.tenant.id,
+          credit.id,
+        ]);
+        problems = await verifyRedemptions(manager, { tenantId: t.tenant.id });
+        expect(problems.map((p) => p.kind).filter((k) => k === 'REDEMPTION_COUPON_MISSING' || k === 'CREDIT_LINK_BROKEN').sort()).to.deep.equal([
+          'CREDIT_LINK_BROKEN',
+          'CREDIT_LINK_BROKEN',
+          'REDEMPTION_COUPON_MISSING',
+        ]);
+        const message = (kind: string, subject: string) => problems.find((p) => p.kind === kind && p.customerId === subject)?.message;
+        expect(message('REDEMPTION_COUPON_MISSING', `redemption ${orphan}`)).to.equal(
+          `tenant ${t.tenant.slug}, redemption ${orphan}: of coupon ${ghostCoupon}, which does not exist`,
+        );
+        expect(message('CREDIT_LINK_BROKEN', `redemption ${redemptionId}`)).to.equal(
+          `tenant ${t.tenant.slug}, redemption ${redemptionId}: linked to credit ${ghostCredit}, which does not exist`,
+        );
+        expect(message('CREDIT_LINK_BROKEN', `redemption ${ghostRedemption}`)).to.equal(
+          `tenant ${t.tenant.slug}, redemption ${ghostRedemption}: linked to a credit, but the redemption does not exist`,
+        );
+        throw rolledBack;
+      })
+      .catch((err: unknown) => {
+        if (err !== rolledBack) throw err;
+      });
+    expect(problems).to.not.deep.equal([]);
+    expect(await verifyRedemptions(ds.manager, { tenantId: t.tenant.id })).to.deep.equal([]);
+  });
 });
