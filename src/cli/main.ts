@@ -22,9 +22,11 @@ const USAGE = `usage: credits <command>
                                      chain, lots and holds add up; and the
                                      redemptions: every coupon's and credit's
                                      redemption_count equals its held and
-                                     confirmed redemptions, within its limits;
-                                     exits 1 and names each problem otherwise,
-                                     3 when it could not finish (no verdict)
+                                     confirmed redemptions, within its limits,
+                                     and every redemption's coupon and credit
+                                     link exist; exits 1 and names each
+                                     problem otherwise, 3 when it could not
+                                     finish (no verdict)
   events tail --tenant <slug> [--after CURSOR] [--type TYPE ...] [--customer ID]
                                      print the tenant's events (after CURSOR, or
                                      from the oldest kept), one proto JSON line
