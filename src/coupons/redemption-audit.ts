@@ -109,16 +109,16 @@ export async function verifyRedemptions(manager: EntityManager, options: { tenan
            FROM coupon_redemptions r
           WHERE ${tenant('r')} AND NOT EXISTS (SELECT 1 FROM coupons c WHERE c.tenant_id = r.tenant_id AND c.id = r.coupon_id)
          UNION ALL
-         SELECT 'CREDIT_LINK_BROKEN', l.tenant_id, 'redemption ' || l.redemption_id,
+         SELECT 'CREDIT_LINK_BROKEN', b.tenant_id, 'redemption ' || b.redemption_id,
                 concat_ws(' and ',
-                  CASE WHEN NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = l.redemption_id AND r.tenant_id = l.tenant_id)
-                       THEN 'linked to a credit, but the redemption does not exist' END,
-                  CASE WHEN NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.tenant_id = l.tenant_id AND c.id = l.credit_id)
-                       THEN format('linked to credit %s, which does not exist', l.credit_id) END)
-           FROM customer_credit_redemptions l
-          WHERE ${tenant('l')}
-            AND (NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = l.redemption_id AND r.tenant_id = l.tenant_id)
-                 OR NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.tenant_id = l.tenant_id AND c.id = l.credit_id))
+                  CASE WHEN b.no_redemption THEN 'linked to a credit, but the redemption does not exist' END,
+                  CASE WHEN b.no_credit THEN format('linked to credit %s, which does not exist', b.credit_id) END)
+           FROM (SELECT l.tenant_id, l.redemption_id, l.credit_id,
+                        NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = l.redemption_id AND r.tenant_id = l.tenant_id) AS no_redemption,
+                        NOT EXISTS (SELECT 1 FROM customer_credits c WHERE c.tenant_id = l.tenant_id AND c.id = l.credit_id) AS no_credit
+                   FROM customer_credit_redemptions l
+                  WHERE ${tenant('l')}) b
+          WHERE b.no_redemption OR b.no_credit
        )
        SELECT p.kind, p.tenant_id, t.slug AS tenant_slug, p.subject, p.detail
          FROM problems p LEFT JOIN tenants t ON t.id = p.tenant_id
