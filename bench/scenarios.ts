@@ -497,7 +497,6 @@ export const SCENARIOS: Scenario[] = [
                 done_by: env.ctx.keyName,
                 metadata: {},
                 validate_only: false,
-                event: { customerId: `k-after-${first + k}`, doneBy: env.ctx.keyName, status: 'REDEMPTION_STATUS_CONFIRMED', amount: { amount: '1000', currencyCode: 'USD' } },
               }));
               const rows = await env.sql<{ reason: string | null }>(`SELECT reason FROM coupon_redeem($1::uuid, $2::jsonb)`, [env.ctx.tenantId, JSON.stringify(requests)]);
               for (const row of rows) outcomes[row.reason ?? 'OK'] = (outcomes[row.reason ?? 'OK'] ?? 0) + 1;

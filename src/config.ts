@@ -36,6 +36,13 @@ export interface Config {
   eventCursorVersion: 1 | 2;
   /** CREDITS_EVENTS=off, the benchmark's switch: changes write no events (readers miss them for good). */
   eventsOff: boolean;
+  /**
+   * CREDITS_REDEMPTION_EVENT_SNAPSHOTS=on: REDEMPTION_CREATED events store
+   * their payload, as versions before 1765400000000 did, instead of naming
+   * their redemption; for a rolling deploy while replicas of those versions
+   * still serve event streams (they cannot read a reference). Default off.
+   */
+  redemptionEventSnapshots: boolean;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** host:port of the Prometheus /metrics endpoint; undefined when `CREDITS_METRICS_ADDRESS=off`. */
   metricsAddress: string | undefined;
@@ -100,6 +107,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const events = env.CREDITS_EVENTS || 'on';
   if (events !== 'on' && events !== 'off') problems.push(`CREDITS_EVENTS must be on or off, got "${events}"`);
+  const redemptionSnapshots = env.CREDITS_REDEMPTION_EVENT_SNAPSHOTS || 'off';
+  if (redemptionSnapshots !== 'on' && redemptionSnapshots !== 'off') {
+    problems.push(`CREDITS_REDEMPTION_EVENT_SNAPSHOTS must be on or off, got "${redemptionSnapshots}"`);
+  }
 
   const certFile = env.CREDITS_TLS_CERT || undefined;
   const keyFile = env.CREDITS_TLS_KEY || undefined;
@@ -155,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionHours: int('CREDITS_EVENT_RETENTION_HOURS', DEFAULT_EVENT_RETENTION_HOURS, 1, 24 * 3650),
     eventCursorVersion: int('CREDITS_EVENT_CURSOR_VERSION', 1, 1, 2) as 1 | 2,
     eventsOff: events === 'off',
+    redemptionEventSnapshots: redemptionSnapshots === 'on',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     metricsAddress: metricsAddress === 'off' ? undefined : metricsAddress,
     tracing,

@@ -24,7 +24,8 @@ const USAGE = `usage: credits <command>
                                      redemption_count equals its held and
                                      confirmed redemptions, within its limits,
                                      and every redemption's coupon and credit
-                                     link exist; exits 1 and names each
+                                     link exist, as does every redemption a
+                                     REDEMPTION_CREATED event names; exits 1 and names each
                                      problem otherwise, 3 when it could not
                                      finish (no verdict)
   events tail --tenant <slug> [--after CURSOR] [--type TYPE ...] [--customer ID]

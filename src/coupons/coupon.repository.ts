@@ -70,8 +70,13 @@ export interface RedeemRequestJson {
   metadata: Metadata;
   done_by: string;
   validate_only: boolean;
-  /** The REDEMPTION_CREATED payload but for what the statement adds (id, couponId, discount, createTime, updateTime). */
-  event: unknown;
+  /**
+   * Only from replicas of the versions before REDEMPTION_CREATED was stored
+   * by reference (and tests that act as one): its payload but for what the
+   * statement adds (id, couponId, discount, createTime, updateTime), stored
+   * as the event's payload.
+   */
+  event?: unknown;
   /** The redemption's id if it is recorded (a UUIDv7); null or absent: the statement makes one. */
   id?: string | null | undefined;
   /** Its REDEMPTION_CREATED event's id; null or absent: the statement makes one. */

@@ -199,10 +199,9 @@ export class CouponsService {
     principal: Principal,
     input: RedemptionInput & { validateOnly: boolean },
     run: WorkRunner,
-    snapshots: CouponEventSnapshots,
   ): Promise<RedemptionOutcome> {
     const { code, request } = validateRedemptionInput(input, principal, this.clock());
-    const item: RedemptionItem = { tenantId: principal.tenantId, target: { code }, request, doneBy: principal.keyName, validateOnly: input.validateOnly, snapshots };
+    const item: RedemptionItem = { tenantId: principal.tenantId, target: { code }, request, doneBy: principal.keyName, validateOnly: input.validateOnly };
     const result = await run.submit(REDEMPTIONS, item);
     if ('refused' in result) throw couponRedemptionError(item, { code }, result);
     return { coupon: result.coupon, redemption: result.redemption };

@@ -3,7 +3,6 @@ import type { EntityManager } from 'typeorm';
 import { DomainError, ErrorReason } from '../common/domain-error';
 import { uuidV7 } from '../common/uuid-v7';
 import type { SharedWork } from '../db/unit-of-work';
-import type { CouponEventSnapshots } from './coupon-events';
 import { CouponRedemptionEntity } from './coupon-redemption.entity';
 import { couponRefusalOf, type RedemptionRequest, type RefusalReason } from './coupon-redemption.rules';
 import type { CouponEntity } from './coupon.entity';
@@ -27,8 +26,6 @@ export interface RedemptionItem {
   doneBy: string;
   /** Decide and answer, write nothing. */
   validateOnly: boolean;
-  /** How the REDEMPTION_CREATED event's payload is made (the transport's JSON). */
-  snapshots: CouponEventSnapshots;
 }
 
 /**
@@ -121,8 +118,7 @@ function requestJson(item: RedemptionItem): RedeemRequestJson {
     metadata: request.metadata,
     done_by: item.doneBy,
     validate_only: item.validateOnly,
-    // What the statement cannot know is its own to add (see the SQL).
-    event: item.validateOnly ? null : item.snapshots.redemption(redemptionOf(item, { id: '', couponId: '', discount: null, createTime: new Date(0) })),
+    // No `event`: REDEMPTION_CREATED is stored by reference to the redemption (see the SQL).
     // Ids are made here, not by the statement (see the SQL); a refused request's go unused.
     id: item.validateOnly ? null : uuidV7(),
     event_id: item.validateOnly ? null : randomUUID(),

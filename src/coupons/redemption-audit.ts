@@ -17,7 +17,9 @@ export type RedemptionProblemKind =
   /** A redemption of a coupon that does not exist (of its tenant). */
   | 'REDEMPTION_COUPON_MISSING'
   /** A credit link (customer_credit_redemptions) whose redemption or credit does not exist (of its tenant). */
-  | 'CREDIT_LINK_BROKEN';
+  | 'CREDIT_LINK_BROKEN'
+  /** A REDEMPTION_CREATED event stored by reference whose redemption does not exist (of its tenant): readers cannot render it. */
+  | 'EVENT_REDEMPTION_MISSING';
 
 /**
  * One broken redemption invariant, in the shape of the ledger's
@@ -45,7 +47,8 @@ const MAX_LISTED = 1000;
  * redemptions; no limit is passed by the uses that count; a coupon with
  * redemptions is marked redeemed; every redemption's coupon and every credit
  * link's redemption and credit exist (what foreign keys checked at every
- * write until migration 1765300000000). Runs in one REPEATABLE READ snapshot
+ * write until migration 1765300000000), and so does every redemption a
+ * REDEMPTION_CREATED event names (stored by reference since 1765400000000). Runs in one REPEATABLE READ snapshot
  * (or the caller's transaction).
  */
 export async function verifyRedemptions(manager: EntityManager, options: { tenantId?: string } = {}): Promise<RedemptionProblem[]> {
@@ -119,6 +122,11 @@ export async function verifyRedemptions(manager: EntityManager, options: { tenan
                    FROM customer_credit_redemptions l
                   WHERE ${tenant('l')}) b
           WHERE b.no_redemption OR b.no_credit
+         UNION ALL
+         SELECT 'EVENT_REDEMPTION_MISSING', e.tenant_id, 'event ' || e.id, format('REDEMPTION_CREATED of redemption %s, which does not exist', e.redemption_id)
+           FROM events e
+          WHERE ${tenant('e')} AND e.redemption_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM coupon_redemptions r WHERE r.id = e.redemption_id AND r.tenant_id = e.tenant_id)
        )
        SELECT p.kind, p.tenant_id, t.slug AS tenant_slug, p.subject, p.detail
          FROM problems p LEFT JOIN tenants t ON t.id = p.tenant_id

@@ -183,7 +183,6 @@ export class CreditsService {
     principal: Principal,
     input: RedeemCreditInput & { validateOnly: boolean },
     run: WorkRunner,
-    snapshots: CreditEventSnapshots,
   ): Promise<CreditRedemptionOutcome> {
     const { locator, request } = validateRedeemInput(input, principal, this.clock());
     const item: RedemptionItem = {
@@ -192,7 +191,6 @@ export class CreditsService {
       request,
       doneBy: principal.keyName,
       validateOnly: input.validateOnly,
-      snapshots,
     };
     const result = await run.submit(REDEMPTIONS, item);
     const credit = result.row.cr_id === null ? undefined : creditOfRedeemRow(principal.tenantId, result.row);

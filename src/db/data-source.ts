@@ -32,6 +32,7 @@ import { HoldReservations1765000000000 } from './migrations/1765000000000-hold-r
 import { UnreservedHoldsIndex1765100000000 } from './migrations/1765100000000-unreserved-holds-index';
 import { TimeOrderedIds1765200000000 } from './migrations/1765200000000-time-ordered-ids';
 import { RedemptionForeignKeys1765300000000 } from './migrations/1765300000000-redemption-foreign-keys';
+import { RedemptionEventsByReference1765400000000 } from './migrations/1765400000000-redemption-events-by-reference';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -54,6 +55,7 @@ export const MIGRATIONS = [
   UnreservedHoldsIndex1765100000000,
   TimeOrderedIds1765200000000,
   RedemptionForeignKeys1765300000000,
+  RedemptionEventsByReference1765400000000,
 ];
 
 export interface DataSourceOptions {
@@ -65,6 +67,8 @@ export interface DataSourceOptions {
   pgClient?: unknown;
   /** Sessions skip writing events (`credits.events = off`): the benchmark's switch, never for production. */
   eventsOff?: boolean;
+  /** Sessions write REDEMPTION_CREATED with its payload, not by reference (`credits.redemption_event_snapshots = on`; Config.redemptionEventSnapshots). */
+  redemptionEventSnapshots?: boolean;
   /** The most one statement may take: DEFAULT_DB_STATEMENT_TIMEOUT_MS unless given (the service's pool gives CREDITS_DB_STATEMENT_TIMEOUT_MS). */
   statementTimeoutMs?: number;
   /**
@@ -84,8 +88,9 @@ export function createDataSource(options: DataSourceOptions): DataSource {
   // Backstop against a stuck statement holding a balance lock forever.
   if (!options.noStatementTimeout) extra.statement_timeout = options.statementTimeoutMs ?? DEFAULT_DB_STATEMENT_TIMEOUT_MS;
   if (options.pgClient) extra.Client = options.pgClient;
-  // Read by the outbox writers (appendEvents, promotional_credit_flush_events).
-  if (options.eventsOff) extra.options = '-c credits.events=off';
+  // Read by the outbox writers (appendEvents, promotional_credit_flush_events, coupon_redeem).
+  const settings = [...(options.eventsOff ? ['-c credits.events=off'] : []), ...(options.redemptionEventSnapshots ? ['-c credits.redemption_event_snapshots=on'] : [])];
+  if (settings.length > 0) extra.options = settings.join(' ');
   return new DataSource({
     type: 'postgres',
     url: options.url,

@@ -38,6 +38,7 @@ export async function openDatabase(
     applicationName: options.applicationName,
     pgClient: options.traceStatements ? tracedPgClient(pg.Client, new URL(url).pathname.slice(1) || undefined) : undefined,
     eventsOff: config.eventsOff,
+    redemptionEventSnapshots: config.redemptionEventSnapshots,
   });
   try {
     await dataSource.initialize().catch((err: unknown) => {

@@ -58,6 +58,20 @@ interface EventRow {
   event_entry_id: string | null;
   payload_kind: EventRecord['payload']['kind'];
   payload: unknown;
+  event_redemption_id: string | null;
+}
+
+/**
+ * The payload of the event `alias`: as stored, or, for a REDEMPTION_CREATED
+ * stored by reference (`redemption_id`, no payload: coupon_redeem), its
+ * redemption as it was created (coupon_redemption_created_json, with the
+ * credit it redeemed): the payload it would have stored. NULL only when
+ * that redemption does not exist (`credits verify`: EVENT_REDEMPTION_MISSING).
+ */
+export function eventPayloadSql(alias: string): string {
+  return `coalesce(${alias}.payload, (SELECT coupon_redemption_created_json(r, l.credit_id)
+                     FROM coupon_redemptions r LEFT JOIN customer_credit_redemptions l ON l.redemption_id = r.id
+                    WHERE r.id = ${alias}.redemption_id))`;
 }
 
 /**
@@ -86,7 +100,8 @@ interface EventRow {
  * next page, for ever (found in review). An entry event names
  * its entry (the ledger writes the event with the entry); entries are
  * immutable, so the reader takes it as this process wrote it
- * (RECENT_ENTRIES) or reads it afterwards (ENTRIES_SQL).
+ * (RECENT_ENTRIES) or reads it afterwards (ENTRIES_SQL). A REDEMPTION_CREATED
+ * stored by reference is rendered in the statement (eventPayloadSql).
  *
  * `meta` is one row whatever the statistics, the watermark a LATERAL
  * subquery with LIMIT 1: read as a plain `FROM event_retention`, a table
@@ -116,7 +131,7 @@ WITH meta AS (
 SELECT m.horizon::text AS horizon, m.expired,
        ev.xid::text AS event_xid, ev.position::text AS event_position, ev.id AS event_id, ev.type AS event_type,
        ev.customer_id AS event_customer_id, ev.create_time AS event_create_time, ev.promotional_credit_id AS event_entry_id,
-       ev.payload_kind, ev.payload
+       ev.payload_kind, ${eventPayloadSql('ev')} AS payload, ev.redemption_id AS event_redemption_id
   FROM meta m
   LEFT JOIN LATERAL (
     SELECT * FROM events e
@@ -233,6 +248,13 @@ function eventOfRow(tenantId: string, row: EventRow, entries: ReadonlyMap<string
   } else if (row.payload_kind === 'hold') {
     payload = { kind: 'hold', hold: holdOfJson(tenantId, row.payload as HoldJson) };
   } else {
+    if (row.payload === null) {
+      throw new Error(
+        row.event_redemption_id === null
+          ? `event ${row.event_id} has no payload`
+          : `event ${row.event_id} names a redemption that does not exist (${row.event_redemption_id})`,
+      );
+    }
     payload = { kind: row.payload_kind, json: row.payload };
   }
   return {

@@ -45,7 +45,7 @@ export function couponHandlers(service: CouponsService, rpc: Rpc): CouponService
     }),
     // Its database work is one submitted item (REDEMPTIONS): keyed calls may share a transaction.
     redeemCoupon: rpc.write(
-      async (request, ctx) => redemptionOutcomeToProto(await service.redeem(ctx.principal, redeemInputFromProto(request), ctx.run, events)),
+      async (request, ctx) => redemptionOutcomeToProto(await service.redeem(ctx.principal, redeemInputFromProto(request), ctx.run)),
       { sharedTransaction: true },
     ),
     confirmCouponRedemption: rpc.write(async (request, ctx) =>

@@ -34,7 +34,7 @@ export function creditHandlers(service: CreditsService, rpc: Rpc): CreditService
       ),
     })),
     redeemCustomerCredit: rpc.write(async (request, ctx) => {
-      const outcome = await service.redeem(ctx.principal, redeemCreditInputFromProto(request), ctx.run, events);
+      const outcome = await service.redeem(ctx.principal, redeemCreditInputFromProto(request), ctx.run);
       return { credit: creditToProto(outcome.credit), redemption: couponRedemptionToProto(outcome.redemption), revenue: outcome.revenue };
     }, { sharedTransaction: true }),
   };

@@ -27,6 +27,13 @@ describe('configuration (unit)', () => {
     expect(() => loadConfig({ CREDITS_EVENT_CURSOR_VERSION: '3' })).to.throw(ConfigError, /CREDITS_EVENT_CURSOR_VERSION/);
   });
 
+  it('stores REDEMPTION_CREATED by reference unless told to store snapshots (CREDITS_REDEMPTION_EVENT_SNAPSHOTS)', () => {
+    expect(loadConfig({}).redemptionEventSnapshots).to.equal(false);
+    expect(loadConfig({ CREDITS_REDEMPTION_EVENT_SNAPSHOTS: 'on' }).redemptionEventSnapshots).to.equal(true);
+    expect(loadConfig({ CREDITS_REDEMPTION_EVENT_SNAPSHOTS: 'off' }).redemptionEventSnapshots).to.equal(false);
+    expect(() => loadConfig({ CREDITS_REDEMPTION_EVENT_SNAPSHOTS: 'yes' })).to.throw(ConfigError, /CREDITS_REDEMPTION_EVENT_SNAPSHOTS must be on or off/);
+  });
+
   it('takes ports from 0 to 65535 only, before anything binds', () => {
     expect(loadConfig({ CREDITS_ADDRESS: '127.0.0.1:65535' }).address).to.equal('127.0.0.1:65535');
     expect(() => loadConfig({ CREDITS_ADDRESS: '127.0.0.1:99999' })).to.throw(ConfigError, /CREDITS_ADDRESS must be host:port \(port 0 to 65535\)/);

@@ -96,7 +96,6 @@ export function redeemRequestJson(
     metadata: {},
     done_by: 'test',
     validate_only: false,
-    event: {},
     ...overrides,
   };
 }

@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { eventPayloadSql } from '../../src/events/event.repository';
 
 /**
  * Everything a tenant has in the tables coupons and credits write (rows,
@@ -26,9 +27,12 @@ export interface StoredEvent {
   payload: Record<string, unknown>;
 }
 
-/** The tenant's events in cursor order. */
+/** The tenant's events in cursor order, their payloads as the event read renders them (a REDEMPTION_CREATED stored by reference too). */
 export async function eventsOf(dataSource: DataSource, tenantId: string): Promise<StoredEvent[]> {
-  return dataSource.query(`SELECT type, customer_id, payload_kind, payload FROM events WHERE tenant_id = $1 ORDER BY xid, position`, [tenantId]);
+  return dataSource.query(
+    `SELECT e.type, e.customer_id, e.payload_kind, ${eventPayloadSql('e')} AS payload FROM events e WHERE e.tenant_id = $1 ORDER BY e.xid, e.position`,
+    [tenantId],
+  );
 }
 
 /** The instant `ms` milliseconds from now. */

@@ -2,7 +2,6 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CouponRepository } from '../../src/coupons/coupon.repository';
 import { REDEMPTIONS, type RedemptionItem } from '../../src/coupons/redeem-coupon';
-import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { issueRequest, lifetime, listRequest, redeemCreditRequest } from '../credits/fixtures';
 import { walkPages } from '../support/pages';
 import { expectError } from '../support/status';
@@ -95,7 +94,6 @@ describe('metadata on coupons, customer credits and redemptions', () => {
       request: { customerId, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata },
       doneBy: 'index-test',
       validateOnly: false,
-      snapshots: couponEventSnapshots,
     });
     for (let start = 0; start < 2_000; start += 500) {
       await REDEMPTIONS.runAll(

@@ -18,8 +18,8 @@ describe('coupon_redeem: ids made by the service', () => {
 
   const eventIdsOf = async (redemptionIds: string[]) => {
     const rows: Array<{ id: string; redemption_id: string }> = await t.server.dataSource.query(
-      `SELECT e.id, e.payload ->> 'id' AS redemption_id FROM events e
-        WHERE e.tenant_id = $1 AND e.type = 'REDEMPTION_CREATED' AND e.payload ->> 'id' = ANY ($2::text[])`,
+      `SELECT e.id, e.redemption_id FROM events e
+        WHERE e.tenant_id = $1 AND e.type = 'REDEMPTION_CREATED' AND e.redemption_id = ANY ($2::uuid[])`,
       [t.tenant.id, redemptionIds],
     );
     return new Map(rows.map((row) => [row.redemption_id, row.id]));

@@ -1,7 +1,6 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { Coupon } from '../../gen/credits/v1/coupon_service';
-import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { verifyRedemptions } from '../../src/coupons/redemption-audit';
 import { PlainRunner } from '../../src/db/unit-of-work';
@@ -167,7 +166,6 @@ describe('RedeemCoupon and RedeemCustomerCredit: 240 mixed parallel redemptions 
       request: { customerId, planId, productId: undefined, amount: undefined, holdUntil: undefined, metadata: {} },
       doneBy: 'group-test',
       validateOnly: false,
-      snapshots: couponEventSnapshots,
     });
     const submitted = [item('a'), item('b'), item('bad', 'not a valid plan id!'), item('c'), item('d')].map((i) => runner.submit(REDEMPTIONS, i));
     const results = await Promise.allSettled(submitted);

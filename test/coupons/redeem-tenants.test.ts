@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem } from '../../src/coupons/redeem-coupon';
 import { PlainRunner } from '../../src/db/unit-of-work';
-import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { openTestDataSource } from '../support/database';
 import { newTenant } from '../support/tenant';
 
@@ -27,7 +26,6 @@ describe('coupon redemptions of several tenants in one group', () => {
     request: { customerId, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata },
     doneBy: 'test',
     validateOnly: false,
-    snapshots: couponEventSnapshots,
   });
 
   it('redeems each call once when a later tenant statement of the group fails (the group is split)', async () => {

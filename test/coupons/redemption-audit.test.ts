@@ -74,7 +74,7 @@ describe('redemption counts audit (credits verify)', function () {
   // No foreign key checks these at each write any more (migration
   // 1765300000000): the audit does. The broken rows are written and audited
   // in one transaction that is rolled back (redemptions are append-only).
-  it('names a redemption whose coupon does not exist and credit links whose redemption or credit does not exist', async () => {
+  it('names a redemption whose coupon does not exist, credit links whose redemption or credit does not exist, and an event of a redemption that does not exist', async () => {
     const { credit } = await scenario();
     const ds = t.server.dataSource;
     const [{ id: redemptionId }] = (await ds.query(
@@ -98,10 +98,16 @@ describe('redemption counts audit (credits verify)', function () {
           t.tenant.id,
           credit.id,
         ]);
+        const [{ id: ghostEvent }] = (await manager.query(
+          `INSERT INTO events (tenant_id, type, customer_id, payload_kind, redemption_id) VALUES ($1, 'REDEMPTION_CREATED', 'ghost', 'redemption', $2) RETURNING id`,
+          [t.tenant.id, ghostRedemption],
+        )) as Array<{ id: string }>;
         problems = await verifyRedemptions(manager, { tenantId: t.tenant.id });
-        expect(problems.map((p) => p.kind).filter((k) => k === 'REDEMPTION_COUPON_MISSING' || k === 'CREDIT_LINK_BROKEN').sort()).to.deep.equal([
+        const audited = ['REDEMPTION_COUPON_MISSING', 'CREDIT_LINK_BROKEN', 'EVENT_REDEMPTION_MISSING'];
+        expect(problems.map((p) => p.kind).filter((k) => audited.includes(k)).sort()).to.deep.equal([
           'CREDIT_LINK_BROKEN',
           'CREDIT_LINK_BROKEN',
+          'EVENT_REDEMPTION_MISSING',
           'REDEMPTION_COUPON_MISSING',
         ]);
         const message = (kind: string, subject: string) => problems.find((p) => p.kind === kind && p.customerId === subject)?.message;
@@ -113,6 +119,9 @@ describe('redemption counts audit (credits verify)', function () {
         );
         expect(message('CREDIT_LINK_BROKEN', `redemption ${ghostRedemption}`)).to.equal(
           `tenant ${t.tenant.slug}, redemption ${ghostRedemption}: linked to a credit, but the redemption does not exist`,
+        );
+        expect(message('EVENT_REDEMPTION_MISSING', `event ${ghostEvent}`)).to.equal(
+          `tenant ${t.tenant.slug}, event ${ghostEvent}: REDEMPTION_CREATED of redemption ${ghostRedemption}, which does not exist`,
         );
         throw rolledBack;
       })

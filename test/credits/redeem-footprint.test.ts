@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
-import { couponEventSnapshots } from '../../src/grpc/coupon.mapper';
 import { withScratchServer } from '../support/scratch-server';
 import { coupons } from '../support/server';
 import { creditContext, lifetime } from './fixtures';
@@ -18,7 +17,6 @@ function redemption(tenantId: string, target: RedemptionItem['target'], customer
     request: { customerId, planId: undefined, productId: undefined, amount: undefined, holdUntil: undefined, metadata: {} },
     doneBy: 'footprint-test',
     validateOnly: false,
-    snapshots: couponEventSnapshots,
   };
 }
 

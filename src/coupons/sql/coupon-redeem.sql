@@ -21,7 +21,8 @@
 -- lapsed holds of the coupons redeemed are recorded first (their events
 -- before the new ones; see coupon_record_lapses), then the accepted ones
 -- are written set-wise: redemptions, state rows (held),
--- credit links, REDEMPTION_CREATED events, one counter update per coupon
+-- credit links, REDEMPTION_CREATED events (by reference to the
+-- redemption: see the writes), one counter update per coupon
 -- and one for the credits. Credits and coupons are found by index lookups
 -- of the ids and codes named (test/credits/redeem-footprint.test.ts), never
 -- by a scan of the tenant's rows.
@@ -35,11 +36,13 @@
 --    hold_until, metadata, done_by, validate_only, event, id, event_id}
 -- amount as a JSON string (exact beyond 2^53); hold_until an ISO instant or
 -- null (confirmed at once); validate_only: decided and answered like the
--- others, written and counted never; event: the REDEMPTION_CREATED payload
--- without what only this statement knows (id, couponId, discount,
+-- others, written and counted never; event (sent only by replicas of the
+-- versions before REDEMPTION_CREATED was stored by reference): the event's
+-- payload without what only this statement knows (id, couponId, discount,
 -- createTime, updateTime), which are added here in the same JSON form
 -- (proto JSON: int64 as strings, a zero amount left out, instants in
--- milliseconds with a Z). A redemption's create_time is kept to the
+-- milliseconds with a Z); stored as the payload, not by reference, for
+-- their readers. A redemption's create_time is kept to the
 -- millisecond, so its payload and every later read of it agree. id and
 -- event_id: the ids of the redemption (a UUIDv7) and of its
 -- REDEMPTION_CREATED event (a v4), made by the service (uuid-v7.ts,
@@ -66,6 +69,7 @@
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb);
 DROP FUNCTION IF EXISTS coupon_redeem(uuid, jsonb, boolean);
 DROP FUNCTION IF EXISTS coupon_record_lapses(uuid, uuid[], timestamptz, boolean);
+DROP FUNCTION IF EXISTS coupon_redemption_created_json(coupon_redemptions, uuid);
 DROP FUNCTION IF EXISTS coupon_redemption_json(coupon_redemptions, uuid, text, timestamptz);
 DROP FUNCTION IF EXISTS coupon_json_time(timestamptz);
 
@@ -97,6 +101,17 @@ LANGUAGE sql STABLE AS $fn$
     'customerCreditId', credit_id,
     'metadata', CASE WHEN r.metadata <> '{}' THEN r.metadata END,
     'updateTime', coupon_json_time(update_time)))
+$fn$;
+
+-- A redemption as its REDEMPTION_CREATED event shows it: as it was
+-- recorded, HELD if it has a hold_until (else CONFIRMED), updated when
+-- created. Its row never changes (its state row does), so this is, at any
+-- later time, the payload the event once stored: the event read renders
+-- events stored by reference with it (src/events/event.repository.ts;
+-- test/coupons/created-event-by-reference.test.ts compares the ways).
+CREATE FUNCTION coupon_redemption_created_json(r coupon_redemptions, credit_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $fn$
+  SELECT coupon_redemption_json(r, credit_id, CASE WHEN r.hold_until IS NULL THEN 'CONFIRMED' ELSE 'HELD' END, r.create_time)
 $fn$;
 
 -- Records the lapse of the held redemptions of `coupon_ids` (the caller
@@ -161,6 +176,7 @@ DECLARE
   req jsonb;
   at timestamptz;
   events_on boolean := current_setting('credits.events', true) IS DISTINCT FROM 'off';
+  snapshots_on boolean := current_setting('credits.redemption_event_snapshots', true) IS NOT DISTINCT FROM 'on';
   -- Locked rows and their counts, by position in these arrays.
   cps coupons[];
   cp coupons;
@@ -458,16 +474,26 @@ BEGIN
     SELECT o_id[x], tenant, (crs[ki[x]]).id, (crs[ki[x]]).revenue_amount, (crs[ki[x]]).revenue_currency_code
       FROM unnest(w_n) AS x WHERE ki[x] > 0;
 
+    -- REDEMPTION_CREATED by reference (redemption_id, no payload; the read
+    -- renders it with coupon_redemption_created_json), unless the request
+    -- brings its snapshot (`event`, a replica of a version before
+    -- references) or the session asks for snapshots
+    -- (credits.redemption_event_snapshots = on, while replicas that cannot
+    -- read references still serve streams).
     IF events_on THEN
-      INSERT INTO events (id, tenant_id, type, customer_id, payload_kind, payload)
+      INSERT INTO events (id, tenant_id, type, customer_id, payload_kind, payload, redemption_id)
       SELECT coalesce((r ->> 'event_id')::uuid, gen_random_uuid()), tenant, 'REDEMPTION_CREATED', r ->> 'customer_id', 'redemption',
-             coalesce(r -> 'event', '{}')
-               || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id,
-                    'createTime', made, 'updateTime', made)
-               || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
-                       ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
-                              'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
-                              'currencyCode', r ->> 'currency_code'))) END
+             CASE WHEN jsonb_typeof(r -> 'event') = 'object' THEN
+                    (r -> 'event')
+                      || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id, 'createTime', made, 'updateTime', made)
+                      || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
+                              ELSE jsonb_build_object('discount', jsonb_strip_nulls(jsonb_build_object(
+                                     'amount', CASE WHEN o_discount[x] <> 0 THEN o_discount[x]::text END,
+                                     'currencyCode', r ->> 'currency_code'))) END
+                  WHEN snapshots_on THEN
+                    (SELECT coupon_redemption_created_json(d, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END) FROM coupon_redemptions d WHERE d.id = o_id[x])
+             END,
+             CASE WHEN jsonb_typeof(r -> 'event') = 'object' OR snapshots_on THEN NULL ELSE o_id[x] END
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o), LATERAL jsonb_array_element(requests, x - 1) AS r,
              LATERAL coupon_json_time(o_time[x]) AS made
        ORDER BY w.o;
