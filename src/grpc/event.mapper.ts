@@ -5,6 +5,7 @@ import type { EventQueryInput } from '../events/event-query.rules';
 import type { EventRecord } from '../events/event.repository';
 import type { EventType } from '../events/outbox';
 import { enumFromProto } from './enum.mapper';
+import { couponRedemptionToProto } from './coupon.mapper';
 import { holdToProto, promotionalCreditToProto } from './promotional-credit.mapper';
 
 const EVENT_TYPE_TO_PROTO: Record<EventType, EventTypeProto> = {
@@ -34,7 +35,9 @@ export function eventQueryFromProto(request: ListEventsRequest | StreamEventsReq
 /**
  * An event in proto form, its payload in the one field its kind names. Hold
  * events carry the hold as it was written (its status then); coupons,
- * redemptions and customer credits were stored in their proto JSON form.
+ * redemptions and customer credits were stored in their proto JSON form,
+ * but for a REDEMPTION_CREATED stored by reference (the redemption as it
+ * was created, read with the page).
  */
 export function eventToProto(event: EventRecord, cursor: string): Event {
   const proto: Event = {
@@ -61,6 +64,11 @@ export function eventToProto(event: EventRecord, cursor: string): Event {
     case 'customer_credit':
       proto.customerCredit = CustomerCredit.fromJSON(payload.json);
       break;
+    case 'created_redemption':
+      proto.redemption = couponRedemptionToProto(payload.redemption);
+      break;
+    default:
+      throw new Error(`event ${event.id} has a payload of no known kind`);
   }
   return proto;
 }

@@ -18,11 +18,13 @@ import { inMs } from './footprint';
 /*
  * REDEMPTION_CREATED is stored by reference (events.redemption_id, no
  * payload: coupon_redeem) and rendered by the event read from the
- * redemption (coupon_redemption_created_json). What a reader gets must be
- * what the call answered, and what a replica of the previous version (its
- * request brings the snapshot, `event`) or a session asking for snapshots
- * (CREDITS_REDEMPTION_EVENT_SNAPSHOTS=on) stores, text for text: the three
- * ways are compared on redemptions that set every field the payload has.
+ * redemption (CouponRepository.redemptionsAsCreated). What a reader gets
+ * must be what the call answered; that is what the SQL rendering
+ * (coupon_redemption_created_json) gives; and that is what a replica of the
+ * previous version (its request brings the snapshot, `event`) or a session
+ * asking for snapshots (CREDITS_REDEMPTION_EVENT_SNAPSHOTS=on) stores, text
+ * for text. Compared on redemptions that set every field the payload has,
+ * and leave each out.
  */
 describe('REDEMPTION_CREATED by reference', () => {
   const t = creditContext();
@@ -69,6 +71,9 @@ describe('REDEMPTION_CREATED by reference', () => {
     expect(stored.map((row) => [row.reference, row.stored]).sort(), 'by reference, no payload').to.deep.equal(
       answered.map((r) => [r.id, null]).sort(),
     );
+    // The SQL rendering (what the other ways store, below) is the transport's JSON of the answer.
+    const renderedInSql = new Map(stored.map((row) => [row.redemption_id, JSON.parse(row.rendered) as unknown]));
+    for (const redemption of answered) expect(renderedInSql.get(redemption.id), redemption.customerId).to.deep.equal(CouponRedemption.toJSON(redemption));
 
     const events = eventsClient(t.server.address, t.tenant.readKey);
     try {
@@ -87,14 +92,22 @@ describe('REDEMPTION_CREATED by reference', () => {
       events.close();
     }
 
-    // A redemption confirmed later: its REDEMPTION_CREATED still shows it as created (HELD).
-    const held = answered[2]!;
-    await t.coupons.confirmCouponRedemption({ redemptionId: held.id });
-    const [again] = await storedEvents([held.id]);
-    expect(CouponRedemption.fromJSON(JSON.parse(again!.rendered))).to.deep.equal(held);
+    // Redemptions confirmed and canceled later: their REDEMPTION_CREATED still show them as created (HELD).
+    await t.coupons.confirmCouponRedemption({ redemptionId: answered[2]!.id });
+    await t.coupons.cancelCouponRedemption({ redemptionId: answered[5]!.id });
+    const events2 = eventsClient(t.server.address, t.tenant.readKey);
+    try {
+      const created = (await listAll(events2, { types: [EventType.EVENT_TYPE_REDEMPTION_CREATED] })).events;
+      expect(created.map((e) => e.redemption)).to.deep.equal(answered);
+    } finally {
+      events2.close();
+    }
+    for (const row of await storedEvents([answered[2]!.id, answered[5]!.id])) {
+      expect(JSON.parse(row.rendered), 'in SQL too').to.deep.equal(CouponRedemption.toJSON(answered.find((r) => r.id === row.redemption_id)!));
+    }
   });
 
-  it("stores, text for text, the payload the read renders when a request brings its snapshot (the previous version's) or the session asks for snapshots", async () => {
+  it("stores, text for text, the payload the SQL rendering gives when a request brings its snapshot (the previous version's) or the session asks for snapshots", async () => {
     const { percent, fixed, credit, everything } = await shapes();
     const json = (customerId: string, fields: typeof everything | Record<string, never>, holdUntil?: Date) => ({
       customer_id: customerId,

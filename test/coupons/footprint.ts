@@ -1,5 +1,4 @@
 import type { DataSource } from 'typeorm';
-import { eventPayloadSql } from '../../src/events/event.repository';
 
 /**
  * Everything a tenant has in the tables coupons and credits write (rows,
@@ -27,10 +26,19 @@ export interface StoredEvent {
   payload: Record<string, unknown>;
 }
 
-/** The tenant's events in cursor order, their payloads as the event read renders them (a REDEMPTION_CREATED stored by reference too). */
+/**
+ * The tenant's events in cursor order, straight from the table, with the
+ * payload a REDEMPTION_CREATED stored by reference would have stored (its
+ * SQL rendering, coupon_redemption_created_json; the event read renders it
+ * in TypeScript, and created-event-by-reference.test.ts compares the two).
+ */
 export async function eventsOf(dataSource: DataSource, tenantId: string): Promise<StoredEvent[]> {
   return dataSource.query(
-    `SELECT e.type, e.customer_id, e.payload_kind, ${eventPayloadSql('e')} AS payload FROM events e WHERE e.tenant_id = $1 ORDER BY e.xid, e.position`,
+    `SELECT e.type, e.customer_id, e.payload_kind,
+            coalesce(e.payload, (SELECT coupon_redemption_created_json(r, l.credit_id)
+                                   FROM coupon_redemptions r LEFT JOIN customer_credit_redemptions l ON l.redemption_id = r.id
+                                  WHERE r.id = e.redemption_id)) AS payload
+       FROM events e WHERE e.tenant_id = $1 ORDER BY e.xid, e.position`,
     [tenantId],
   );
 }

@@ -106,9 +106,12 @@ $fn$;
 -- A redemption as its REDEMPTION_CREATED event shows it: as it was
 -- recorded, HELD if it has a hold_until (else CONFIRMED), updated when
 -- created. Its row never changes (its state row does), so this is, at any
--- later time, the payload the event once stored: the event read renders
--- events stored by reference with it (src/events/event.repository.ts;
--- test/coupons/created-event-by-reference.test.ts compares the ways).
+-- later time, the payload the event once stored. The event read renders an
+-- event stored by reference the same way in TypeScript
+-- (CouponRepository.redemptionsAsCreated: here it cost PostgreSQL 140,000
+-- instructions an event read); this is what a session at
+-- credits.redemption_event_snapshots = on stores
+-- (test/coupons/created-event-by-reference.test.ts compares the ways).
 CREATE FUNCTION coupon_redemption_created_json(r coupon_redemptions, credit_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE AS $fn$
   SELECT coupon_redemption_json(r, credit_id, CASE WHEN r.hold_until IS NULL THEN 'CONFIRMED' ELSE 'HELD' END, r.create_time)
@@ -475,7 +478,7 @@ BEGIN
       FROM unnest(w_n) AS x WHERE ki[x] > 0;
 
     -- REDEMPTION_CREATED by reference (redemption_id, no payload; the read
-    -- renders it with coupon_redemption_created_json), unless the request
+    -- renders the redemption as created), unless the request
     -- brings its snapshot (`event`, a replica of a version before
     -- references) or the session asks for snapshots
     -- (credits.redemption_event_snapshots = on, while replicas that cannot
