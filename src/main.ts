@@ -66,6 +66,9 @@ export async function serve(config: Config): Promise<void> {
     'credits serving',
   );
   if (config.eventsOff) logger.warn('CREDITS_EVENTS=off (a benchmark switch): changes write no events, and event readers will never see them');
+  if (config.redemptionEventSnapshots) {
+    logger.info('CREDITS_REDEMPTION_EVENT_SNAPSHOTS=on: REDEMPTION_CREATED events store their payload, for replicas of earlier versions; set it off once none is left');
+  }
 
   await new Promise<void>((resolve) => {
     let stopping = false;

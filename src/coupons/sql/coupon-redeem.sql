@@ -108,10 +108,11 @@ $fn$;
 -- created. Its row never changes (its state row does), so this is, at any
 -- later time, the payload the event once stored. The event read renders an
 -- event stored by reference the same way in TypeScript
--- (CouponRepository.redemptionsAsCreated: here it cost PostgreSQL 140,000
--- instructions an event read); this is what a session at
--- credits.redemption_event_snapshots = on stores
--- (test/coupons/created-event-by-reference.test.ts compares the ways).
+-- (CouponRepository.redemptionsAsCreated; rendered with this function in
+-- the read statement, an event read cost PostgreSQL 140,000 instructions
+-- more); this is what a session at credits.redemption_event_snapshots = on
+-- stores (test/coupons/created-event-by-reference.test.ts compares the
+-- ways).
 CREATE FUNCTION coupon_redemption_created_json(r coupon_redemptions, credit_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE AS $fn$
   SELECT coupon_redemption_json(r, credit_id, CASE WHEN r.hold_until IS NULL THEN 'CONFIRMED' ELSE 'HELD' END, r.create_time)
