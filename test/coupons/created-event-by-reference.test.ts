@@ -40,7 +40,7 @@ describe('REDEMPTION_CREATED by reference', () => {
     return { percent, fixed, creditCoupon, credit, everything };
   }
 
-  /** The stored rows of the REDEMPTION_CREATED events of these redemptions, with the rendering the read gives each. */
+  /** The stored rows of the REDEMPTION_CREATED events of these redemptions, with the SQL rendering of each (coupon_redemption_created_json). */
   async function storedEvents(redemptionIds: string[]) {
     return (await t.server.dataSource.query(
       `SELECT r.id AS redemption_id, e.redemption_id AS reference, e.payload::text AS stored,
