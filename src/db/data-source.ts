@@ -33,6 +33,7 @@ import { UnreservedHoldsIndex1765100000000 } from './migrations/1765100000000-un
 import { TimeOrderedIds1765200000000 } from './migrations/1765200000000-time-ordered-ids';
 import { RedemptionForeignKeys1765300000000 } from './migrations/1765300000000-redemption-foreign-keys';
 import { RedemptionEventsByReference1765400000000 } from './migrations/1765400000000-redemption-events-by-reference';
+import { CreditsFillfactor1765500000000 } from './migrations/1765500000000-credits-fillfactor';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -56,6 +57,7 @@ export const MIGRATIONS = [
   TimeOrderedIds1765200000000,
   RedemptionForeignKeys1765300000000,
   RedemptionEventsByReference1765400000000,
+  CreditsFillfactor1765500000000,
 ];
 
 export interface DataSourceOptions {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { DataSource } from 'typeorm';
 import { REDEMPTIONS, type RedemptionItem, type RedemptionResult } from '../../src/coupons/redeem-coupon';
 import { withScratchServer } from '../support/scratch-server';
-import { coupons } from '../support/server';
+import { coupons, credits } from '../support/server';
 import { creditContext, lifetime } from './fixtures';
 
 const CREDITS = 2_000;
@@ -140,5 +140,48 @@ describe('coupon_redeem: what a group of redemptions reads', () => {
       },
       { sweeps: false },
     );
+  });
+
+  // Credits are issued in batches, into pages as full as the table lets
+  // them be; a redemption updates its credit's counts, no indexed column,
+  // and with room on the page (fillfactor 80, migration 1765500000000)
+  // that update is HOT: no new entry in any of the credits' six indexes.
+  // On a database of its own, so that the batch fills the table's first
+  // page and the credits redeemed are on it.
+  it('updates the credits it redeems in place (HOT), where issuing left them on a full page', async function () {
+    this.timeout(60_000);
+    await withScratchServer(this, 'credits_hot', async ({ dataSource, address, tenant }) => {
+      const couponsClient = coupons(address, tenant.rwKey);
+      const creditsClient = credits(address, tenant.rwKey);
+      try {
+        const coupon = (await couponsClient.createCoupon(lifetime())).coupon!;
+        await creditsClient.batchCreateCustomerCredits({ couponId: coupon.id, credits: Array.from({ length: 100 }, (_, i) => ({ customerId: `hot-${i}` })) });
+        const onFirstPage: Array<{ id: string; customer_id: string }> = await dataSource.query(
+          `SELECT id, customer_id FROM customer_credits WHERE tenant_id = $1 AND (ctid::text::point)[0] = 0 ORDER BY ctid LIMIT 8`,
+          [tenant.id],
+        );
+        expect(onFirstPage).to.have.length(8);
+        const { updated, hot } = await dataSource.transaction(async (manager) => {
+          const counts = async () => {
+            const [row]: Array<{ n_tup_upd: string; n_tup_hot_upd: string }> = await manager.query(
+              `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'customer_credits'::regclass`,
+            );
+            return { updated: Number(row!.n_tup_upd), hot: Number(row!.n_tup_hot_upd) };
+          };
+          const before = await counts();
+          const results = await REDEMPTIONS.runAll(
+            manager,
+            onFirstPage.map((c) => redemption(tenant.id, { creditId: c.id }, c.customer_id)),
+          );
+          expect(results.map((r) => ('refused' in r ? r.refused : 'ok'))).to.deep.equal(onFirstPage.map(() => 'ok'));
+          const after = await counts();
+          return { updated: after.updated - before.updated, hot: after.hot - before.hot };
+        });
+        expect({ updated, hot }, 'credit rows updated, and of them in place').to.deep.equal({ updated: 8, hot: 8 });
+      } finally {
+        couponsClient.close();
+        creditsClient.close();
+      }
+    });
   });
 });
