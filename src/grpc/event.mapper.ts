@@ -4,8 +4,8 @@ import { EventType as EventTypeProto, type Event, type ListEventsRequest, type S
 import type { EventQueryInput } from '../events/event-query.rules';
 import type { EventRecord } from '../events/event.repository';
 import type { EventType } from '../events/outbox';
-import { enumFromProto } from './enum.mapper';
 import { couponRedemptionToProto } from './coupon.mapper';
+import { enumFromProto } from './enum.mapper';
 import { holdToProto, promotionalCreditToProto } from './promotional-credit.mapper';
 
 const EVENT_TYPE_TO_PROTO: Record<EventType, EventTypeProto> = {
