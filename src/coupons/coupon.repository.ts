@@ -46,6 +46,9 @@ interface RedemptionRow {
   state_update_time: Date | null;
 }
 
+/** A redemption's row and its credit (RECORDED_COLUMNS), without its state row. */
+type RecordedRow = Omit<RedemptionRow, 'state_status' | 'state_update_time'>;
+
 /** A redemption's row and its credit (`r`, `l`): what it was recorded with. */
 const RECORDED_COLUMNS = `r.id, r.seq, r.tenant_id, r.coupon_id, r.customer_id, r.plan_id, r.product_id, r.amount, r.discount,
   r.currency_code, r.done_by, r.create_time, r.hold_until, r.metadata, l.credit_id AS customer_credit_id`;
@@ -358,7 +361,7 @@ export class CouponRepository {
    * statement for a page.
    */
   async redemptionsAsCreated(tenantId: string, ids: readonly string[]): Promise<Map<string, CouponRedemptionEntity>> {
-    const { rows } = await preparedQuery<RedemptionRow>(
+    const { rows } = await preparedQuery<RecordedRow>(
       this.manager,
       'redemptions_as_created',
       // The tenant is a filter on the rows found by id (IS NOT DISTINCT
@@ -558,11 +561,11 @@ function redemptionFromRow(row: RedemptionRow, now: Date): CouponRedemptionEntit
  * became of it since. coupon_redemption_created_json is the same in SQL
  * (test/coupons/created-event-by-reference.test.ts compares them).
  */
-function redemptionAsCreated(row: Omit<RedemptionRow, 'state_status' | 'state_update_time'>): CouponRedemptionEntity {
+function redemptionAsCreated(row: RecordedRow): CouponRedemptionEntity {
   return redemptionOfRow(row, row.hold_until === null ? 'CONFIRMED' : 'HELD', row.create_time);
 }
 
-function redemptionOfRow(row: Omit<RedemptionRow, 'state_status' | 'state_update_time'>, status: RedemptionStatus, updateTime: Date): CouponRedemptionEntity {
+function redemptionOfRow(row: RecordedRow, status: RedemptionStatus, updateTime: Date): CouponRedemptionEntity {
   const redemption: CouponRedemptionEntity = {
     id: row.id,
     seq: BigInt(row.seq),
