@@ -34,6 +34,7 @@ import { TimeOrderedIds1765200000000 } from './migrations/1765200000000-time-ord
 import { RedemptionForeignKeys1765300000000 } from './migrations/1765300000000-redemption-foreign-keys';
 import { RedemptionEventsByReference1765400000000 } from './migrations/1765400000000-redemption-events-by-reference';
 import { CreditsFillfactor1765500000000 } from './migrations/1765500000000-credits-fillfactor';
+import { ClosedLotsIndex1765600000000 } from './migrations/1765600000000-closed-lots-index';
 import { applySqlDefinitions } from './sql-definitions';
 
 export const ENTITIES = [TenantEntity, ApiKeyEntity, PromotionalCreditEntity, CouponEntity, CouponRedemptionEntity, CustomerCreditEntity];
@@ -58,6 +59,7 @@ export const MIGRATIONS = [
   RedemptionForeignKeys1765300000000,
   RedemptionEventsByReference1765400000000,
   CreditsFillfactor1765500000000,
+  ClosedLotsIndex1765600000000,
 ];
 
 export interface DataSourceOptions {

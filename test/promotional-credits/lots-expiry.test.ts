@@ -73,6 +73,39 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     expect(await ledgerProblemsOf(t.server.dataSource.manager, t.tenant.id)).to.deep.equal([]);
   });
 
+  it('lists every lot with include_empty in consumption order, lots with nothing left between open ones, at any page size', async () => {
+    const pc = t.promotionalCredits;
+    const customerId = 'interleaved';
+    // Consumption order: soon (used up), mid (open), late (reversed: nothing left), never (open).
+    const soon = await pc.addPromotionalCredits({ ...base, customerId, amount: 10n, expireTime: inMs(10 * 86_400_000) });
+    const mid = await pc.addPromotionalCredits({ ...base, customerId, amount: 20n, expireTime: inMs(20 * 86_400_000) });
+    const late = await pc.addPromotionalCredits({ ...base, customerId, amount: 30n, expireTime: inMs(30 * 86_400_000) });
+    const never = await pc.addPromotionalCredits({ ...base, customerId, amount: 40n });
+    await pc.deductPromotionalCredits({ ...base, customerId, amount: 10n });
+    await pc.reversePromotionalCredit({ id: late.promotionalCredit!.id, description: 'granted by mistake' });
+    const ids = [soon, mid, late, never].map((r) => r.promotionalCredit!.id);
+    const open = await pc.listPromotionalCreditLots({ customerId });
+    expect(open.lots.map((l) => [l.id, l.remaining])).to.deep.equal([
+      [ids[1], 20n],
+      [ids[3], 40n],
+    ]);
+    for (const pageSize of [1, 2, 3, 4, 10]) {
+      const all = await walkPages(
+        (pageToken) => pc.listPromotionalCreditLots({ customerId, includeEmpty: true, pageSize, pageToken }),
+        (page) => page.lots,
+      );
+      expect(
+        all.map((l) => [l.id, l.remaining]),
+        `page size ${pageSize}`,
+      ).to.deep.equal([
+        [ids[0], 0n],
+        [ids[1], 20n],
+        [ids[2], 0n],
+        [ids[3], 40n],
+      ]);
+    }
+  });
+
   it('never counts expired credits, and writes the EXPIRATION entry before the next change of the balance, so the chain stays true', async function () {
     this.timeout(30_000);
     const pc = t.promotionalCredits;
