@@ -434,15 +434,19 @@ export class PromotionalCreditRepository {
       params.push(options.after.expireTime, options.after.seq.toString());
       position = `AND (l.expire_time IS NULL OR l.expire_time > $6 OR (l.expire_time = $6 AND l.seq > $7))`;
     }
-    // Every lot (includeEmpty): a page of the open lots and one of the
-    // others, each read in order from its own partial index, then merged. No
-    // index holds all of a balance's lots: each Add would write an entry in
-    // it too (3% of an Add's instructions, migration 1765600000000).
+    // A page of the balance's lots that meet `which`, in order from the
+    // partial index of open or of used-up lots. Every lot (includeEmpty) is
+    // a page of each, merged: no index holds all of a balance's lots (each
+    // Add would write an entry in it too: 3% of an Add's instructions,
+    // migration 1765600000000).
     const page = (which: string) =>
       `(SELECT * FROM promotional_credit_lots l
          WHERE l.tenant_id = $1 AND l.customer_id = $2 AND l.currency_code = $3 AND ${which} ${position}
          ORDER BY l.expire_time, l.seq
          LIMIT $5)`;
+    const lots = options.includeEmpty
+      ? `${page('l.open')} UNION ALL ${page('NOT l.open')}`
+      : page('l.open AND (l.expire_time IS NULL OR l.expire_time > $4) AND l.revoke_time IS NULL');
     const rows: Array<{
       id: string;
       seq: string;
@@ -462,10 +466,7 @@ export class PromotionalCreditRepository {
                             AND y.status = 'ACTIVE' AND y.expire_time > $4 AND (a.value->>'lot_id')::uuid = l.id)
                    ELSE l.remaining END AS remaining,
               l.expire_time, l.credit_type, l.create_time
-         FROM ${options.includeEmpty ? `(${page('l.open')} UNION ALL ${page('NOT l.open')}) AS l` : 'promotional_credit_lots l'}
-        WHERE l.tenant_id = $1 AND l.customer_id = $2 AND l.currency_code = $3
-          ${options.includeEmpty ? '' : 'AND l.open AND (l.expire_time IS NULL OR l.expire_time > $4) AND l.revoke_time IS NULL'}
-          ${position}
+         FROM (${lots}) AS l
         ORDER BY l.expire_time, l.seq
         LIMIT $5`,
       params,
