@@ -23,6 +23,14 @@ export interface ReadCallOptions {
   deadlineMs?: number;
   /** Aborting it cancels the call (and any retry); the call then throws a CreditsError CANCELLED. */
   signal?: AbortSignal;
+  /**
+   * Sent as `x-request-id` metadata on every attempt (1..100 printable ASCII,
+   * no space). Default: a random UUID per call. The service logs it with the
+   * call (`request_id`) and answers it in its trailers; a failed call's
+   * CreditsError carries it as `requestId`, so one id finds the call in the
+   * service's logs, its retries included.
+   */
+  requestId?: string;
 }
 
 /** Options of one mutating call (Add, Deduct, Set, Create, Update, Delete, Redeem, Revoke, ...). */

@@ -62,6 +62,8 @@ const RETRYABLE_MUTATING: ReadonlySet<status> = new Set([status.UNAVAILABLE, sta
 // No space at either end: HTTP/2 drops such a header value (RFC 9113 8.2.1)
 // and the call, its retries included, would run without a key.
 const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
+// What the service takes as the call's request id (any other value it replaces with one of its own).
+const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
 
 interface Settings {
   apiKey: string;
@@ -75,7 +77,8 @@ interface Settings {
  * Connects to the credits service. Every method returns a promise, takes a
  * partial request (unset fields get their proto defaults) and throws
  * `CreditsError`. Mutating calls carry an `idempotency-key` (a random UUID
- * unless given) that their automatic retries reuse.
+ * unless given) that their automatic retries reuse; every call carries an
+ * `x-request-id` (likewise) that its retries reuse.
  */
 export function createCreditsClient(options: CreditsClientOptions): CreditsClient {
   if (typeof options.address !== 'string' || options.address === '') throw new TypeError('address is required (host:port)');
@@ -146,16 +149,19 @@ async function invoke(
     idempotencyKey = options.idempotencyKey ?? randomUUID();
     if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new TypeError('idempotencyKey must be 1..255 printable ASCII characters, with no space at either end');
   }
+  const requestId = options.requestId ?? randomUUID();
+  if (!REQUEST_ID.test(requestId)) throw new TypeError('requestId must be 1..100 printable ASCII characters, with no space');
   const retryable = mutating ? RETRYABLE_MUTATING : RETRYABLE_READ;
   const { signal } = options;
   const cancelled = (attempts: number) =>
-    new CreditsError({ code: status.CANCELLED, message: 'The call was cancelled by its AbortSignal.', method: method.path, attempts, cause: signal?.reason });
+    new CreditsError({ code: status.CANCELLED, message: 'The call was cancelled by its AbortSignal.', method: method.path, attempts, requestId, cause: signal?.reason });
 
   for (let attempt = 1; ; attempt++) {
     if (signal?.aborted) throw cancelled(attempt - 1);
-    if (settings.closed.aborted) throw clientClosed(method.path, attempt - 1);
+    if (settings.closed.aborted) throw clientClosed(method.path, attempt - 1, requestId);
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${settings.apiKey}`);
+    metadata.set('x-request-id', requestId);
     if (idempotencyKey !== undefined) metadata.set('idempotency-key', idempotencyKey);
     addTraceContext(metadata);
     let error: CreditsError;
@@ -163,9 +169,9 @@ async function invoke(
       return await unaryCall(channel, method, request, metadata, new Date(deadline), signal);
     } catch (err) {
       if (signal?.aborted) throw cancelled(attempt);
-      if (settings.closed.aborted) throw clientClosed(method.path, attempt);
+      if (settings.closed.aborted) throw clientClosed(method.path, attempt, requestId);
       if (!isServiceError(err)) throw err;
-      error = toCreditsError(err, { method: method.path, attempts: attempt });
+      error = toCreditsError(err, { method: method.path, attempts: attempt, requestId });
     }
     if (!retryable.has(error.code) || attempt >= settings.retry.maxAttempts) throw error;
     const wait = backoffMs(settings.retry, attempt);

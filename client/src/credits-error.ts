@@ -37,6 +37,13 @@ export class CreditsError extends Error {
   readonly method: string | undefined;
   /** How many attempts were made (more than 1 when the client retried). */
   readonly attempts: number;
+  /**
+   * The call's `x-request-id`: the service's log line of each attempt that
+   * reached it carries it as `request_id`. The one the service answered in
+   * its trailers, else the one the client sent; undefined for errors made
+   * without a call.
+   */
+  readonly requestId: string | undefined;
   /** The response trailers as grpc-js received them (undefined for client-side failures). */
   readonly grpcMetadata: Metadata | undefined;
 
@@ -49,6 +56,7 @@ export class CreditsError extends Error {
     fieldViolations?: FieldViolation[];
     method?: string;
     attempts?: number;
+    requestId?: string;
     grpcMetadata?: Metadata;
     cause?: unknown;
   }) {
@@ -62,6 +70,7 @@ export class CreditsError extends Error {
     this.fieldViolations = init.fieldViolations ?? [];
     this.method = init.method;
     this.attempts = init.attempts ?? 1;
+    this.requestId = init.requestId;
     this.grpcMetadata = init.grpcMetadata;
   }
 }
@@ -72,7 +81,7 @@ export function isServiceError(err: unknown): err is ServiceError {
 }
 
 /** Decodes google.rpc.Status (ErrorInfo, BadRequest) from a grpc-js error's trailers. */
-export function toCreditsError(err: ServiceError, context: { method?: string; attempts?: number } = {}): CreditsError {
+export function toCreditsError(err: ServiceError, context: { method?: string; attempts?: number; requestId?: string } = {}): CreditsError {
   let reason: string | undefined;
   let domain: string | undefined;
   let metadata: Record<string, string> = {};
@@ -103,12 +112,19 @@ export function toCreditsError(err: ServiceError, context: { method?: string; at
     fieldViolations,
     method: context.method,
     attempts: context.attempts,
+    requestId: answeredRequestId(err.metadata) ?? context.requestId,
     grpcMetadata: err.metadata,
     cause: err,
   });
 }
 
+/** The `x-request-id` the service answered in a call's trailers. */
+function answeredRequestId(metadata: Metadata | undefined): string | undefined {
+  const value = metadata?.get('x-request-id')[0];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
 /** What a call or stream of a closed client ends with. */
-export function clientClosed(method: string, attempts: number): CreditsError {
-  return new CreditsError({ code: status.CANCELLED, message: 'The client was closed.', method, attempts });
+export function clientClosed(method: string, attempts: number, requestId?: string): CreditsError {
+  return new CreditsError({ code: status.CANCELLED, message: 'The client was closed.', method, attempts, requestId });
 }

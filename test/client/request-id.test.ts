@@ -1,0 +1,154 @@
+import { Client, credentials, Metadata, type StatusObject } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import pino from 'pino';
+import type { DataSource } from 'typeorm';
+import { createCreditsClient, status, type CreditsClient } from '../../client/src';
+import { GetCustomerBalanceRequest } from '../../gen/credits/v1/promotional_credit_service';
+import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
+import { openTestDataSource } from '../support/database';
+import { eventually } from '../support/eventually';
+import { newTenant, type TestTenant } from '../support/tenant';
+import { rejection } from './fixtures';
+import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
+
+const ADD = '/credits.v1.PromotionalCreditService/AddPromotionalCredits';
+const DEDUCT = '/credits.v1.PromotionalCreditService/DeductPromotionalCredits';
+const GET_BALANCE = '/credits.v1.PromotionalCreditService/GetCustomerBalance';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The service's log line of a call, as its logger wrote it. */
+interface CallLine {
+  msg: string;
+  method: string;
+  code: string;
+  reason?: string;
+  request_id: string;
+}
+
+describe('request ids: one per call, from the client to the service log and back', () => {
+  let dataSource: DataSource;
+  let server: GrpcServer;
+  let address: string;
+  let tenant: TestTenant;
+  let proxy: RecordingProxy;
+  const lines: CallLine[] = [];
+  const clients: CreditsClient[] = [];
+
+  before(async () => {
+    dataSource = await openTestDataSource(4);
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as CallLine) });
+    server = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0' });
+    address = `127.0.0.1:${server.port}`;
+  });
+  after(async () => {
+    await server.shutdown(1000);
+    await dataSource.destroy();
+  });
+  beforeEach(async () => {
+    tenant = await newTenant(dataSource);
+    proxy = await startRecordingProxy(address);
+  });
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await proxy.close();
+  });
+
+  function client(target: string): CreditsClient {
+    const made = createCreditsClient({ address: target, apiKey: tenant.rwKey, retry: { initialBackoffMs: 10, maxBackoffMs: 50 } });
+    clients.push(made);
+    return made;
+  }
+
+  /** The service's log lines of `method` with request id `requestId`, once there are `count` (a line is written as its call ends). */
+  const loggedWith = (method: string, requestId: string, count = 1) =>
+    eventually(
+      5_000,
+      async () => lines.filter((l) => l.msg === 'call' && l.method === method && l.request_id === requestId),
+      (found) => found.length >= count,
+    );
+
+  it('sends one x-request-id on every attempt of a call and a new one for the next call, which the service logs', async () => {
+    const credits = client(proxy.address).promotionalCredits;
+    proxy.failNext(2, status.UNAVAILABLE);
+    await credits.addPromotionalCredits({ customerId: 'retried', amount: 5n, description: 'retried twice' });
+    await credits.getCustomerBalance({ customerId: 'retried' });
+
+    const adds = proxy.calls.filter((c) => c.path === ADD);
+    expect(adds.map((a) => status[a.code])).to.deep.equal(['UNAVAILABLE', 'UNAVAILABLE', 'OK']);
+    const ids = new Set(adds.map((a) => a.metadata['x-request-id']));
+    expect(ids.size, 'one request id for every attempt').to.equal(1);
+    const [addId] = [...ids];
+    expect(addId).to.match(UUID);
+    const [read] = proxy.calls.filter((c) => c.path === GET_BALANCE);
+    expect(read!.metadata['x-request-id'], 'a read has its own').to.match(UUID).and.not.equal(addId);
+
+    expect((await loggedWith(ADD, addId!)).map((l) => l.code), 'the attempt that reached the service').to.deep.equal(['OK']);
+    expect((await loggedWith(GET_BALANCE, read!.metadata['x-request-id']!)).map((l) => l.code)).to.deep.equal(['OK']);
+  });
+
+  it("answers a failed call's request id in its CreditsError: the caller's own, or the one the client made", async () => {
+    const credits = client(address).promotionalCredits;
+    const own = await rejection(credits.deductPromotionalCredits({ customerId: 'poor', amount: 1n, description: 'too much' }, { requestId: 'checkout-991/try-1' }));
+    expect([own.reason, own.requestId]).to.deep.equal(['INSUFFICIENT_BALANCE', 'checkout-991/try-1']);
+    expect((await loggedWith(DEDUCT, 'checkout-991/try-1')).map((l) => [l.code, l.reason])).to.deep.equal([['FAILED_PRECONDITION', 'INSUFFICIENT_BALANCE']]);
+
+    const made = await rejection(credits.deductPromotionalCredits({ customerId: 'poor', amount: 1n, description: 'too much' }));
+    expect(made.requestId).to.match(UUID);
+    expect(made.grpcMetadata?.get('x-request-id'), 'as the service answered it').to.deep.equal([made.requestId]);
+    expect(await loggedWith(DEDUCT, made.requestId!)).to.have.length(1);
+
+    // Not sent (the proxy answers for the service): the one the client sent.
+    proxy.failNext(1, status.NOT_FOUND);
+    const unanswered = await rejection(client(proxy.address).promotionalCredits.getCustomerBalance({ customerId: 'poor' }, { requestId: 'mine' }));
+    expect([unanswered.codeName, unanswered.requestId]).to.deep.equal(['NOT_FOUND', 'mine']);
+  });
+
+  it('refuses a request id the service would not take, before anything is sent', async () => {
+    const credits = client(proxy.address).promotionalCredits;
+    for (const requestId of ['', 'with space', 'x'.repeat(101), 'café']) {
+      const err = await credits.getCustomerBalance({ customerId: 'c' }, { requestId }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, JSON.stringify(requestId)).to.be.instanceOf(TypeError);
+      expect((err as TypeError).message).to.match(/requestId must be 1\.\.100 printable ASCII characters/);
+    }
+    expect(proxy.calls).to.deep.equal([]);
+    await credits.getCustomerBalance({ customerId: 'c' }, { requestId: 'x'.repeat(100) });
+    expect(proxy.calls.map((c) => c.metadata['x-request-id'])).to.deep.equal(['x'.repeat(100)]);
+  });
+
+  it('answers the x-request-id trailer to a caller that sent none, the id its log line has', async () => {
+    const raw = new Client(address, credentials.createInsecure());
+    try {
+      const trailerOf = (metadata: Metadata) =>
+        new Promise<StatusObject>((resolve) => {
+          const call = raw.makeUnaryRequest(
+            GET_BALANCE,
+            (r: GetCustomerBalanceRequest) => Buffer.from(GetCustomerBalanceRequest.encode(r).finish()),
+            (b: Buffer) => b,
+            GetCustomerBalanceRequest.fromPartial({ customerId: 'raw' }),
+            metadata,
+            () => undefined,
+          );
+          call.on('status', resolve);
+        });
+      const keyed = new Metadata();
+      keyed.set('authorization', `Bearer ${tenant.rwKey}`);
+      const answered = await trailerOf(keyed);
+      const [generated] = answered.metadata.get('x-request-id');
+      expect(answered.code).to.equal(status.OK);
+      expect(generated).to.match(UUID);
+      expect(await loggedWith(GET_BALANCE, generated as string)).to.have.length(1);
+
+      // Refused before authentication passed: the trailer still names the call.
+      const refused = await trailerOf(new Metadata());
+      const [refusedId] = refused.metadata.get('x-request-id');
+      expect(refused.code).to.equal(status.UNAUTHENTICATED);
+      expect(refusedId).to.match(UUID).and.not.equal(generated);
+      expect((await loggedWith(GET_BALANCE, refusedId as string)).map((l) => l.code)).to.deep.equal(['UNAUTHENTICATED']);
+    } finally {
+      raw.close();
+    }
+  });
+});
