@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Metadata, status, type Client, type ClientReadableStream } from '@grpc/grpc-js';
 import {
   EventServiceService,
@@ -104,17 +105,20 @@ async function* follow(
   const method = EventServiceService.streamEvents;
   let afterCursor = request.afterCursor ?? '';
   let liveOnly = request.liveOnly === true;
+  // One request id for the iteration, sent on every connection: the service's log line of each carries it.
+  const requestId = randomUUID();
   const cancelled = (attempts: number) =>
-    new CreditsError({ code: status.CANCELLED, message: 'The event stream was cancelled by its AbortSignal.', method: method.path, attempts, cause: signal?.reason });
+    new CreditsError({ code: status.CANCELLED, message: 'The event stream was cancelled by its AbortSignal.', method: method.path, attempts, requestId, cause: signal?.reason });
   // `failures`: attempts since the last event or answer (backoff, onReconnect);
   // `refused`: connections in a row the server never answered (maxReconnectAttempts).
   for (let failures = 0, refused = 0; ; ) {
     if (signal?.aborted) throw cancelled(failures);
-    if (settings.closed.aborted) throw clientClosed(method.path, failures);
+    if (settings.closed.aborted) throw clientClosed(method.path, failures, requestId);
     const metadata = new Metadata();
     let answered = false;
     let connectError: { error: unknown } | undefined;
     metadata.set('authorization', `Bearer ${settings.apiKey}`);
+    metadata.set('x-request-id', requestId);
     const call: ClientReadableStream<Event> = channel.makeServerStreamRequest(
       method.path,
       method.requestSerialize,
@@ -153,13 +157,13 @@ async function* follow(
         yield event;
       }
       // Streams do not end with OK; a proxy that ends one cleanly is a reason to reconnect, not to stop.
-      error = new CreditsError({ code: status.UNAVAILABLE, message: 'The event stream ended; reconnecting.', method: method.path });
+      error = new CreditsError({ code: status.UNAVAILABLE, message: 'The event stream ended; reconnecting.', method: method.path, requestId });
     } catch (err) {
       if (connectError) throw connectError.error;
       if (signal?.aborted) throw cancelled(failures + 1);
-      if (settings.closed.aborted) throw clientClosed(method.path, failures + 1);
+      if (settings.closed.aborted) throw clientClosed(method.path, failures + 1, requestId);
       if (!isServiceError(err)) throw err;
-      error = toCreditsError(err, { method: method.path, attempts: failures + 1 });
+      error = toCreditsError(err, { method: method.path, attempts: failures + 1, requestId });
     } finally {
       signal?.removeEventListener('abort', abort);
       settings.closed.removeEventListener('abort', abort);

@@ -14,6 +14,7 @@ import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
 const ADD = '/credits.v1.PromotionalCreditService/AddPromotionalCredits';
 const DEDUCT = '/credits.v1.PromotionalCreditService/DeductPromotionalCredits';
 const GET_BALANCE = '/credits.v1.PromotionalCreditService/GetCustomerBalance';
+const STREAM_EVENTS = '/credits.v1.EventService/StreamEvents';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The service's log line of a call, as its logger wrote it. */
@@ -32,12 +33,12 @@ describe('request ids: one per call, from the client to the service log and back
   let tenant: TestTenant;
   let proxy: RecordingProxy;
   const lines: CallLine[] = [];
+  const serverLogger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as CallLine) });
   const clients: CreditsClient[] = [];
 
   before(async () => {
     dataSource = await openTestDataSource(4);
-    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as CallLine) });
-    server = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0' });
+    server = await startGrpcServer({ dataSource, logger: serverLogger }, { address: '127.0.0.1:0' });
     address = `127.0.0.1:${server.port}`;
   });
   after(async () => {
@@ -116,6 +117,34 @@ describe('request ids: one per call, from the client to the service log and back
     expect(proxy.calls).to.deep.equal([]);
     await credits.getCustomerBalance({ customerId: 'c' }, { requestId: 'x'.repeat(100) });
     expect(proxy.calls.map((c) => c.metadata['x-request-id'])).to.deep.equal(['x'.repeat(100)]);
+  });
+
+  it('sends one x-request-id on every connection of an event stream, which its errors carry', async () => {
+    const events = client(address).events;
+    const connects: string[] = [];
+    const reconnects: Array<string | undefined> = [];
+    const stop = new AbortController();
+    const iteration = (async () => {
+      for await (const _ of events.stream({ liveOnly: true }, { signal: stop.signal, onConnect: ({ afterCursor }) => connects.push(afterCursor), onReconnect: ({ error }) => reconnects.push(error.requestId) })) {
+        // no events are written: the stream only connects, is dropped and connects again
+      }
+    })().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await eventually(5_000, async () => connects.length, (n) => n >= 1);
+    // A restart ends the stream with UNAVAILABLE SHUTTING_DOWN: the client reconnects.
+    await server.shutdown(1000);
+    server = await startGrpcServer({ dataSource, logger: serverLogger }, { address });
+    await eventually(10_000, async () => connects.length, (n) => n >= 2);
+    stop.abort();
+    const end = (await iteration) as { codeName?: string; requestId?: string };
+    expect(end.codeName).to.equal('CANCELLED');
+    expect(end.requestId).to.match(UUID);
+    expect(reconnects.length, 'reconnected').to.be.at.least(1);
+    expect(new Set(reconnects), 'the errors it reconnected after').to.deep.equal(new Set([end.requestId]));
+    const connections = await loggedWith(STREAM_EVENTS, end.requestId!, 2);
+    expect(connections.map((l) => l.code), "each connection's log line").to.include('UNAVAILABLE');
   });
 
   it('answers the x-request-id trailer to a caller that sent none, the id its log line has', async () => {
