@@ -1,14 +1,11 @@
 import { Client, credentials, Metadata, type StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import pino from 'pino';
-import type { DataSource } from 'typeorm';
 import { createCreditsClient, status, type CreditsClient } from '../../client/src';
 import { GetCustomerBalanceRequest } from '../../gen/credits/v1/promotional_credit_service';
-import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
-import { openTestDataSource } from '../support/database';
 import { eventually } from '../support/eventually';
 import { newTenant, type TestTenant } from '../support/tenant';
-import { rejection } from './fixtures';
+import { rejection, useOwnServer } from './fixtures';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
 
 const ADD = '/credits.v1.PromotionalCreditService/AddPromotionalCredits';
@@ -27,27 +24,16 @@ interface CallLine {
 }
 
 describe('request ids: one per call, from the client to the service log and back', () => {
-  let dataSource: DataSource;
-  let server: GrpcServer;
-  let address: string;
+  const lines: CallLine[] = [];
+  // A server of its own: its log lines are read here, and a test restarts it.
+  const own = useOwnServer(pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as CallLine) }));
   let tenant: TestTenant;
   let proxy: RecordingProxy;
-  const lines: CallLine[] = [];
-  const serverLogger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as CallLine) });
   const clients: CreditsClient[] = [];
 
-  before(async () => {
-    dataSource = await openTestDataSource(4);
-    server = await startGrpcServer({ dataSource, logger: serverLogger }, { address: '127.0.0.1:0' });
-    address = `127.0.0.1:${server.port}`;
-  });
-  after(async () => {
-    await server.shutdown(1000);
-    await dataSource.destroy();
-  });
   beforeEach(async () => {
-    tenant = await newTenant(dataSource);
-    proxy = await startRecordingProxy(address);
+    tenant = await newTenant(own.dataSource);
+    proxy = await startRecordingProxy(own.address);
   });
   afterEach(async () => {
     for (const client of clients.splice(0)) client.close();
@@ -88,9 +74,9 @@ describe('request ids: one per call, from the client to the service log and back
   });
 
   it("answers a failed call's request id in its CreditsError: the caller's own, or the one the client made", async () => {
-    const credits = client(address).promotionalCredits;
-    const own = await rejection(credits.deductPromotionalCredits({ customerId: 'poor', amount: 1n, description: 'too much' }, { requestId: 'checkout-991/try-1' }));
-    expect([own.reason, own.requestId]).to.deep.equal(['INSUFFICIENT_BALANCE', 'checkout-991/try-1']);
+    const credits = client(own.address).promotionalCredits;
+    const given = await rejection(credits.deductPromotionalCredits({ customerId: 'poor', amount: 1n, description: 'too much' }, { requestId: 'checkout-991/try-1' }));
+    expect([given.reason, given.requestId]).to.deep.equal(['INSUFFICIENT_BALANCE', 'checkout-991/try-1']);
     expect((await loggedWith(DEDUCT, 'checkout-991/try-1')).map((l) => [l.code, l.reason])).to.deep.equal([['FAILED_PRECONDITION', 'INSUFFICIENT_BALANCE']]);
 
     const made = await rejection(credits.deductPromotionalCredits({ customerId: 'poor', amount: 1n, description: 'too much' }));
@@ -120,7 +106,7 @@ describe('request ids: one per call, from the client to the service log and back
   });
 
   it('sends one x-request-id on every connection of an event stream, which its errors carry', async () => {
-    const events = client(address).events;
+    const events = client(own.address).events;
     const connects: string[] = [];
     const reconnects: Array<string | undefined> = [];
     const stop = new AbortController();
@@ -134,8 +120,7 @@ describe('request ids: one per call, from the client to the service log and back
     );
     await eventually(5_000, async () => connects.length, (n) => n >= 1);
     // A restart ends the stream with UNAVAILABLE SHUTTING_DOWN: the client reconnects.
-    await server.shutdown(1000);
-    server = await startGrpcServer({ dataSource, logger: serverLogger }, { address });
+    await own.restart();
     await eventually(10_000, async () => connects.length, (n) => n >= 2);
     stop.abort();
     const end = (await iteration) as { codeName?: string; requestId?: string };
@@ -148,7 +133,7 @@ describe('request ids: one per call, from the client to the service log and back
   });
 
   it('answers the x-request-id trailer to a caller that sent none, the id its log line has', async () => {
-    const raw = new Client(address, credentials.createInsecure());
+    const raw = new Client(own.address, credentials.createInsecure());
     try {
       const trailerOf = (metadata: Metadata) =>
         new Promise<StatusObject>((resolve) => {

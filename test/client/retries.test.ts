@@ -1,11 +1,8 @@
 import { expect } from 'chai';
-import type { DataSource } from 'typeorm';
 import { createCreditsClient, status, type CreditsClient } from '../../client/src';
-import { startGrpcServer, type GrpcServer } from '../../src/grpc/server';
 import { createLogger } from '../../src/logger';
-import { openTestDataSource } from '../support/database';
 import { newTenant, type TestTenant } from '../support/tenant';
-import { rejection } from './fixtures';
+import { rejection, useOwnServer } from './fixtures';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy';
 
 const ADD = '/credits.v1.PromotionalCreditService/AddPromotionalCredits';
@@ -14,24 +11,13 @@ const logger = createLogger('silent');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('credits client retries', () => {
-  let dataSource: DataSource;
-  let server: GrpcServer;
-  let address: string;
+  // A server of its own: this suite stops and restarts it.
+  const own = useOwnServer(logger);
   let tenant: TestTenant;
   const clients: CreditsClient[] = [];
 
-  /** A server of its own (this suite stops and restarts it) over the test database. */
-  before(async () => {
-    dataSource = await openTestDataSource(4);
-    server = await startGrpcServer({ dataSource, logger }, { address: '127.0.0.1:0' });
-    address = `127.0.0.1:${server.port}`;
-  });
-  after(async () => {
-    await server.shutdown(1000);
-    await dataSource.destroy();
-  });
   beforeEach(async () => {
-    tenant = await newTenant(dataSource);
+    tenant = await newTenant(own.dataSource);
   });
   afterEach(() => {
     for (const client of clients.splice(0)) client.close();
@@ -43,23 +29,16 @@ describe('credits client retries', () => {
     return made;
   }
 
-  /** Stops the server, and starts it again on the same port after `downMs`. */
-  async function restartServer(downMs: number): Promise<void> {
-    await server.shutdown(1000);
-    await delay(downMs);
-    server = await startGrpcServer({ dataSource, logger }, { address });
-  }
-
   async function balanceOf(customerId: string): Promise<bigint | undefined> {
-    const res = await client(address).promotionalCredits.getCustomerBalance({ customerId });
+    const res = await client(own.address).promotionalCredits.getCustomerBalance({ customerId });
     return res.balance?.balances[0]?.amount;
   }
 
   it('completes mutating and read calls made while the server restarts on the same port, applying each once', async () => {
-    const credits = client(address, { maxAttempts: 20, initialBackoffMs: 100, maxBackoffMs: 400 }).promotionalCredits;
+    const credits = client(own.address, { maxAttempts: 20, initialBackoffMs: 100, maxBackoffMs: 400 }).promotionalCredits;
     await credits.addPromotionalCredits({ customerId: 'restart', amount: 1n, description: 'before the restart' });
 
-    const restarted = restartServer(700);
+    const restarted = own.restart(700);
     await delay(100); // the server is down now
     const added = credits.addPromotionalCredits({ customerId: 'restart', amount: 100n, description: 'during the restart' });
     const read = credits.getCustomerBalance({ customerId: 'restart' });
@@ -75,7 +54,7 @@ describe('credits client retries', () => {
   describe('through a recording proxy', () => {
     let proxy: RecordingProxy;
     beforeEach(async () => {
-      proxy = await startRecordingProxy(address);
+      proxy = await startRecordingProxy(own.address);
     });
     afterEach(() => proxy.close());
 
@@ -85,7 +64,7 @@ describe('credits client retries', () => {
       const credits = client(proxy.address, { maxAttempts: 20, initialBackoffMs: 100, maxBackoffMs: 400 }).promotionalCredits;
       await credits.addPromotionalCredits({ customerId: 'proxied', amount: 5n, description: 'first' });
 
-      const restarted = restartServer(700);
+      const restarted = own.restart(700);
       await delay(100);
       const res = await credits.addPromotionalCredits({ customerId: 'proxied', amount: 7n, description: 'second' });
       await restarted;
