@@ -68,3 +68,33 @@ export async function applySqlDefinitions(runner: QueryRunner, definitions = SQL
   }
   return applied;
 }
+
+/**
+ * The functions and types a definition's text makes (its `CREATE FUNCTION`
+ * and `CREATE TYPE` statements).
+ */
+export function objectsOf(text: string): { functions: string[]; types: string[] } {
+  const names = (pattern: RegExp) => [...new Set([...text.matchAll(pattern)].map((m) => m[1]!))];
+  return { functions: names(/^CREATE (?:OR REPLACE )?FUNCTION (\w+)\(/gm), types: names(/^CREATE TYPE (\w+)/gm) };
+}
+
+/**
+ * Takes the SQL definitions out of the database: their functions (every
+ * overload), then their types, then their rows in sql_definitions. For a
+ * down migration that removes something they use: PostgreSQL refuses to
+ * drop a table whose row type a function takes. With the rows gone, the
+ * binary that migrates next installs its own text (applySqlDefinitions:
+ * missing). Until then every call that runs them fails, so a revert that
+ * needs this is one for a stopped service.
+ */
+export async function dropSqlDefinitions(runner: QueryRunner, definitions = SQL_DEFINITIONS): Promise<void> {
+  const objects = definitions.map((definition) => objectsOf(readSqlDefinition(definition)));
+  const functions: Array<{ f: string }> = await runner.query(
+    `SELECT p.oid::regprocedure::text AS f FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+      WHERE n.nspname = current_schema() AND p.proname = ANY($1)`,
+    [objects.flatMap((o) => o.functions)],
+  );
+  for (const { f } of functions) await runner.query(`DROP FUNCTION ${f}`);
+  for (const type of objects.flatMap((o) => o.types)) await runner.query(`DROP TYPE IF EXISTS ${type}`);
+  await runner.query(`DELETE FROM sql_definitions WHERE name = ANY($1)`, [definitions.map((definition) => definition.name)]);
+}

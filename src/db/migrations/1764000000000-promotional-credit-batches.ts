@@ -71,6 +71,9 @@ export class PromotionalCreditBatches1764000000000 implements MigrationInterface
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query(`DROP FUNCTION promotional_credit_apply(uuid[], text[], text[], text[], bigint[], text[], text[], text[], text[], boolean[])`);
+    // The SQL definition promotional_credit_apply replaced this function
+    // (its text drops every earlier signature), and Events' down took the
+    // definitions out (dropSqlDefinitions).
+    await queryRunner.query(`DROP FUNCTION IF EXISTS promotional_credit_apply(uuid[], text[], text[], text[], bigint[], text[], text[], text[], text[], boolean[])`);
   }
 }

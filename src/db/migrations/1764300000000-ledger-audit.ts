@@ -94,7 +94,9 @@ export class LedgerAudit1764300000000 implements MigrationInterface {
 
   async down(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`ALTER TABLE promotional_credit_balances DROP COLUMN last_hash`);
-    await queryRunner.query(`DROP FUNCTION promotional_credit_entry_hash(text, uuid, uuid, text, text, text, text, bigint, bigint, text, text, text, text, timestamptz, timestamptz, uuid, jsonb, jsonb)`);
+    // The SQL definition promotional_credit_entry_hash took this function
+    // over; Events' down took the definitions out (dropSqlDefinitions).
+    await queryRunner.query(`DROP FUNCTION IF EXISTS promotional_credit_entry_hash(text, uuid, uuid, text, text, text, text, bigint, bigint, text, text, text, text, timestamptz, timestamptz, uuid, jsonb, jsonb)`);
     await queryRunner.query(`DROP FUNCTION credits_netstring(text)`);
     await queryRunner.query(`ALTER TABLE promotional_credits DROP COLUMN hash, DROP COLUMN metadata, DROP COLUMN reverses_id`);
   }

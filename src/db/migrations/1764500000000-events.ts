@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { dropSqlDefinitions } from '../sql-definitions';
 
 /**
  * The outbox: one row per event, written in the same transaction as the
@@ -82,6 +83,8 @@ export class Events1764500000000 implements MigrationInterface {
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
+    // The write path's functions take events (a row type): they go first.
+    await dropSqlDefinitions(queryRunner);
     await queryRunner.query(`DROP TABLE events`);
     await queryRunner.query(`DROP TABLE event_retention`);
     await queryRunner.query(`DROP FUNCTION events_notify()`);
