@@ -4,7 +4,7 @@ import type { WorkRunner } from '../db/unit-of-work';
 import { isDatabaseUnavailable } from '../db/db-errors';
 import type { Idempotency } from '../idempotency/idempotency';
 import type { Logger } from '../logger';
-import type { Metrics } from '../observability/metrics';
+import { CallFigures, type Metrics } from '../observability/metrics';
 import { inServerSpan } from '../observability/trace-context';
 import type { Authenticator } from '../tenants/authenticator';
 import { fromStoredError, toCallerError } from './error-status';
@@ -238,14 +238,12 @@ export function recordCallMetrics(metrics: Metrics): Middleware {
     // A server stream is counted as go-grpc-prometheus counts one: its own grpc_type, every message sent.
     const stream = call.ending !== undefined;
     const m = metrics.method(call.path, stream ? 'server_stream' : 'unary');
-    m.started.inc();
-    m.received.inc();
-    if (stream) call.sent = (messages) => m.sent.inc(messages);
-    const started = performance.now();
+    const figures = new CallFigures(m);
+    figures.received();
+    if (stream) call.sent = (messages) => figures.sent(messages);
     const outcome = await next(call);
-    m.handling.observe((performance.now() - started) / 1000);
-    m.handled(codeOfOutcome(outcome)).inc();
-    if ('response' in outcome && !stream) m.sent.inc();
+    figures.handled(codeOfOutcome(outcome));
+    if ('response' in outcome && !stream) figures.sent();
     if (outcome.replayed) m.replayed.inc();
     return outcome;
   };

@@ -1,5 +1,5 @@
 import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
-import type { GrpcType, Metrics } from '../observability/metrics';
+import { CallFigures, type GrpcType, type Metrics } from '../observability/metrics';
 
 /** The services the server answers without the call pipeline: health checks and server reflection. */
 export const STANDARD_SERVICE_PATHS = ['/grpc.health.v1.Health/', '/grpc.reflection.v1.ServerReflection/', '/grpc.reflection.v1alpha.ServerReflection/'];
@@ -18,33 +18,24 @@ export function standardServiceMetrics(metrics: Metrics, prefixes: readonly stri
     // grpc-js types the answer as its class, but the server only uses the interface:
     // the call itself, unwrapped, costs the other calls nothing.
     if (!prefixes.some((prefix) => method.path.startsWith(prefix))) return call as ServerInterceptingCall;
-    const m = metrics.method(method.path, grpcTypeOf(method));
-    let startedAt = 0;
-    let handled = false;
-    const end = (code: status) => {
-      if (handled) return;
-      handled = true;
-      m.handling.observe((performance.now() - startedAt) / 1000);
-      m.handled(code).inc();
-    };
+    let figures: CallFigures;
     return new ServerInterceptingCall(call, {
       start: (next) => {
-        startedAt = performance.now();
-        m.started.inc();
+        figures = new CallFigures(metrics.method(method.path, grpcTypeOf(method)));
         next({
           onReceiveMessage: (message, nextMessage) => {
-            m.received.inc();
+            figures.received();
             nextMessage(message);
           },
-          onCancel: () => end(status.CANCELLED),
+          onCancel: () => figures.handled(status.CANCELLED),
         });
       },
       sendMessage: (message, next) => {
-        m.sent.inc();
+        figures.sent();
         next(message);
       },
       sendStatus: (sent, next) => {
-        end(sent.code ?? status.UNKNOWN);
+        figures.handled(sent.code ?? status.UNKNOWN);
         next(sent);
       },
     });

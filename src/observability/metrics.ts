@@ -86,6 +86,37 @@ export interface MethodMetrics {
   handled(code: status): Inc;
 }
 
+/**
+ * One call's figures, go-grpc-prometheus style, as the call pipeline
+ * (recordCallMetrics) and the calls it never sees (standardServiceMetrics)
+ * count them: started when begun, its messages in and out, and once its
+ * handling time and code.
+ */
+export class CallFigures {
+  private readonly startedAt = performance.now();
+  private ended = false;
+
+  constructor(private readonly m: MethodMetrics) {
+    m.started.inc();
+  }
+
+  received(): void {
+    this.m.received.inc();
+  }
+
+  sent(messages = 1): void {
+    this.m.sent.inc(messages);
+  }
+
+  /** The call ended with `code`: counted the first time only (a cancel after the status counts nothing). */
+  handled(code: status): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.m.handling.observe((performance.now() - this.startedAt) / 1000);
+    this.m.handled(code).inc();
+  }
+}
+
 /** What the pool gauges read (a pg Pool's own counters; see observeDatabasePool). */
 export interface PoolCounters {
   totalCount: number;
