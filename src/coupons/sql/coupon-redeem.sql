@@ -487,7 +487,7 @@ BEGIN
     IF events_on THEN
       INSERT INTO events (id, tenant_id, type, customer_id, payload_kind, payload, redemption_id)
       SELECT coalesce((r ->> 'event_id')::uuid, gen_random_uuid()), tenant, 'REDEMPTION_CREATED', r ->> 'customer_id', 'redemption',
-             CASE WHEN jsonb_typeof(r -> 'event') = 'object' THEN
+             CASE WHEN brought THEN
                     (r -> 'event')
                       || jsonb_build_object('id', o_id[x], 'couponId', (cps[ci[x]]).id, 'createTime', made, 'updateTime', made)
                       || CASE WHEN o_discount[x] IS NULL THEN '{}'::jsonb
@@ -497,9 +497,9 @@ BEGIN
                   WHEN snapshots_on THEN
                     (SELECT coupon_redemption_created_json(d, CASE WHEN ki[x] > 0 THEN (crs[ki[x]]).id END) FROM coupon_redemptions d WHERE d.id = o_id[x])
              END,
-             CASE WHEN jsonb_typeof(r -> 'event') = 'object' OR snapshots_on THEN NULL ELSE o_id[x] END
+             CASE WHEN brought OR snapshots_on THEN NULL ELSE o_id[x] END
         FROM unnest(w_n) WITH ORDINALITY AS w (x, o), LATERAL jsonb_array_element(requests, x - 1) AS r,
-             LATERAL coupon_json_time(o_time[x]) AS made
+             LATERAL coupon_json_time(o_time[x]) AS made, LATERAL (SELECT jsonb_typeof(r -> 'event') = 'object') AS e (brought)
        ORDER BY w.o;
     END IF;
 
