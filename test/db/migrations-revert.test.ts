@@ -5,10 +5,10 @@ import { withMigratedScratchDatabase } from '../support/scratch-database';
 
 /**
  * Every migration's down, newest first, down to an empty schema, and up
- * again. Found in review: the revert stopped at Events1764500000000, whose
- * table's row type the SQL definitions' functions take (PostgreSQL refused
- * to drop it), and two older downs dropped functions the definitions had
- * replaced since.
+ * again. A full revert used to stop at Events1764500000000, whose table's
+ * row type the SQL definitions' functions take (PostgreSQL refused to drop
+ * it), and two older downs dropped functions the definitions had replaced
+ * since.
  */
 describe('migrations revert', function () {
   this.timeout(60_000);
