@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DomainError } from '../common/domain-error';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openDatabase } from '../db/database';
+import { inAuditSnapshot } from '../db/transaction';
 import { StartupError } from '../common/startup-error';
 import { serve } from '../main';
 import { verifyLedger } from '../promotional-credits/ledger-audit';
@@ -183,8 +184,11 @@ async function verify(config: Config, args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError('verify takes no arguments but --tenant <slug>');
   return auditing(() => withDatabase(config, async ({ dataSource }) => {
     const tenantId = values.tenant === undefined ? undefined : (await findTenant(dataSource.manager, values.tenant as string)).id;
-    const { audit, details: ledgerDetails } = await verifyLedger(dataSource.manager, { tenantId });
-    const redemptions = await verifyRedemptions(dataSource.manager, { tenantId });
+    const { ledger, redemptions } = await inAuditSnapshot(dataSource, async (manager) => ({
+      ledger: await verifyLedger(manager, { tenantId }),
+      redemptions: await verifyRedemptions(manager, { tenantId }),
+    }));
+    const { audit, details: ledgerDetails } = ledger;
     const details = [...ledgerDetails, ...redemptions];
     if (audit.brokenBalances === 0 && details.length === 0) {
       console.log(`ledger ok: ${audit.balancesChecked} balances, ${audit.entriesChecked} entries checked`);

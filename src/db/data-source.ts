@@ -78,7 +78,8 @@ export interface DataSourceOptions {
   /**
    * Statements may run as long as they take (migrations and the wait for
    * their lock, `credits verify`): no `statement_timeout` is set (one the
-   * role or database sets still applies).
+   * role or database sets still applies, but to verify's audit, whose
+   * transaction turns it off: inAuditSnapshot).
    */
   noStatementTimeout?: boolean;
 }

@@ -30,3 +30,17 @@ export async function retryConflicts<T>(attempt: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+/**
+ * One REPEATABLE READ transaction for an audit (`credits verify`): every
+ * part of it reads the same snapshot while writes go on, and no
+ * statement_timeout cuts it, not even one its role or database sets (SET
+ * LOCAL overrides those for the transaction, and unlike a startup
+ * parameter works through a transaction-mode pooler).
+ */
+export function inAuditSnapshot<T>(dataSource: DataSource, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+  return dataSource.transaction('REPEATABLE READ', async (manager) => {
+    await manager.query('SET LOCAL statement_timeout = 0');
+    return work(manager);
+  });
+}

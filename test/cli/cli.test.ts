@@ -158,19 +158,23 @@ describe('the credits command', function () {
     }
   });
 
-  it('verify runs its statements as long as they take, not within the statement timeout of calls', async function () {
+  /**
+   * verify against a scratch database whose audit reads wait far past 200 ms
+   * (a lock held on the balances: what a slow audit looks like to a
+   * statement timeout); `prepare` sets a timeout on the migrated database.
+   */
+  const verifyWhileLocked = async (test: Mocha.Context, prepare: (url: string, name: string) => Promise<void>, env: Record<string, string> = {}) => {
     // A database of its own: the lock below would hold up everything else on it.
-    await withScratchDatabase(this, 'credits_verify', '', async (url, name) => {
+    await withScratchDatabase(test, 'credits_verify', '', async (url, name) => {
       const holder = new PgClient({ connectionString: url });
       try {
         expect((await credits(['migrate'], url)).code).to.equal(0);
+        await prepare(url, name);
         await holder.connect();
-        // What a slow audit looks like to the timeout: a statement that has not
-        // finished. verify's reads wait for this lock, far past 200 ms.
         await holder.query('BEGIN');
         await holder.query('LOCK TABLE promotional_credit_balances IN ACCESS EXCLUSIVE MODE');
         let ended = false;
-        const run = credits(['verify'], url, { CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' }).finally(() => (ended = true));
+        const run = credits(['verify'], url, env).finally(() => (ended = true));
         let waits = 0;
         while (waits < 3 && !ended) {
           // Seen waiting for the lock three times, 200 ms apart: over 400 ms in
@@ -190,6 +194,18 @@ describe('the credits command', function () {
       } finally {
         await holder.end().catch(() => undefined);
       }
+    });
+  };
+
+  it('verify runs its statements as long as they take, not within the statement timeout of calls', async function () {
+    await verifyWhileLocked(this, async () => undefined, { CREDITS_DB_STATEMENT_TIMEOUT_MS: '200' });
+  });
+
+  it('verify runs its statements as long as they take, whatever statement_timeout the database or role sets', async function () {
+    // A role's (or database's) statement_timeout used to apply to the
+    // audit, which sets none of its own, and cut it on a large ledger.
+    await verifyWhileLocked(this, async (_url, name) => {
+      await server.dataSource.query(`ALTER DATABASE ${name} SET statement_timeout = '200ms'`);
     });
   });
 
