@@ -531,4 +531,28 @@ describe('a group of Adds in one statement per table', () => {
     }
     expect(await problems(), 'hash chains, balances, lots and holds audit clean').to.deep.equal([]);
   });
+
+  it('locks and writes the balances with one transaction id, so that their old versions get no MultiXact', async () => {
+    // A row that one transaction id locks and another updates (a
+    // subtransaction and its parent are two) has its old version's xmax
+    // made a MultiXact of both, and its new version keeps the lock (xmax,
+    // lock only) of the id that took it. Locked and written by one
+    // subtransaction, that lock is the writer's own: xmax is xmin (or none).
+    await seed('mx-a', 1n);
+    await seed('mx-b', 2n);
+    const together = await apply([
+      { op: 'ADD', customer_id: 'mx-a', amount: '3' },
+      { op: 'ADD', customer_id: 'mx-b', amount: '4' },
+    ]);
+    expect(together.oneByOne, 'the group was written in one statement per table').to.equal(0);
+    const versions: Array<{ customer_id: string; xmin: string; xmax: string }> = await t.server.dataSource.query(
+      `SELECT customer_id, xmin::text AS xmin, xmax::text AS xmax FROM promotional_credit_balances
+        WHERE tenant_id = $1 AND customer_id = ANY ($2) ORDER BY customer_id`,
+      [t.tenant.id, ['mx-a', 'mx-b']],
+    );
+    expect(versions.map((v) => [v.customer_id, v.xmax === '0' || v.xmax === v.xmin]), 'no lock of another transaction id').to.deep.equal([
+      ['mx-a', true],
+      ['mx-b', true],
+    ]);
+  });
 });

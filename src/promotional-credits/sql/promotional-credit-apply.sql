@@ -935,7 +935,8 @@ $fn$;
 --      0.9 of 23.5 M for 32 Adds, to spare first writes a locking
 --      statement; a missing row takes no lock and waits for none.)
 --   3. The entries (their hashes), lots and balances written, one INSERT or
---      UPDATE per table; the outcomes answered with their events.
+--      UPDATE per table, in step 2's subtransaction; the outcomes answered
+--      with their events.
 CREATE FUNCTION promotional_credit_add_many(writes jsonb) RETURNS promotional_credit_outcome[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -960,7 +961,12 @@ BEGIN
   END IF;
 
   -- In a subtransaction: a group that does not fit gives its row locks
-  -- back before it goes one by one, which takes each lock at its item.
+  -- back before it goes one by one, which takes each lock at its item. A
+  -- group that fits is written in the same subtransaction: a row that one
+  -- transaction id locks and another updates (a subtransaction and its
+  -- parent are two) has its old version's xmax made a MultiXact of both, so
+  -- written after the block every Add made a MultiXact (WAL, SLRU pages,
+  -- and multixact ids that anti-wraparound vacuums must freeze).
   BEGIN
     SELECT bool_and((l.b).tenant_id IS NOT NULL
                     AND ((l.b).next_expire_time IS NULL OR (l.b).next_expire_time > l.at)
@@ -980,52 +986,52 @@ BEGIN
                            WHERE b.held > 0 AND x.status = 'ACTIVE' AND x.allocations IS NULL) THEN
       RAISE EXCEPTION 'the group does not fit' USING ERRCODE = 'CRADD';
     END IF;
+
+    WITH q AS (
+      -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
+      -- updated by their key (at 1,000 a hash join read them all).
+      SELECT u.ordinality AS n, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
+             u.held, u.last_hash, ats[u.ordinality] AS at, writes -> (u.ordinality::integer - 1) AS v
+        FROM unnest(bs) WITH ORDINALITY AS u
+    ), p AS MATERIALIZED (
+      SELECT q.n, coalesce((q.v->>'id')::uuid, credits_uuid_v7()) AS id, q.tenant_id, q.customer_id, q.currency_code, q.held, q.last_hash, q.at,
+             (q.v->>'amount')::bigint AS amount, q.opening + (q.v->>'amount')::bigint AS closing,
+             q.v->>'description' AS description, q.v->>'credit_type' AS credit_type, coalesce(q.v->>'reference', '') AS reference,
+             q.v->>'done_by' AS done_by, (q.v->>'expire_time')::timestamptz AS expire_time, coalesce(q.v->'metadata', '{}') AS metadata,
+             (q.v->>'event_id')::uuid AS event_id
+        FROM q
+    ), e AS MATERIALIZED (
+      SELECT p.*, promotional_credit_entry_hash(p.last_hash, p.id, p.tenant_id, p.customer_id, p.currency_code, 'INCREMENT', 'ADD',
+               p.amount, p.closing, p.description, p.credit_type, p.reference, p.done_by, p.at, p.expire_time, NULL, NULL, p.metadata) AS hash
+        FROM p
+    ), entries AS (
+      INSERT INTO promotional_credits AS x
+        (id, tenant_id, customer_id, currency_code, type, origin, amount, closing_balance, description, credit_type, reference,
+         done_by, create_time, expire_time, reverses_id, allocations, metadata, hash)
+      SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, 'INCREMENT', 'ADD', e.amount, e.closing, e.description, e.credit_type,
+             e.reference, e.done_by, e.at, e.expire_time, NULL, NULL, e.metadata, e.hash
+        FROM e ORDER BY e.n
+      RETURNING x.id, x.seq
+    ), balances AS (
+      UPDATE promotional_credit_balances AS x
+         SET amount = e.closing, last_hash = e.hash, update_time = e.at,
+             next_expire_time = CASE WHEN e.expire_time IS NOT NULL THEN least(x.next_expire_time, e.expire_time) ELSE x.next_expire_time END
+        FROM e
+       WHERE x.tenant_id = e.tenant_id AND x.customer_id = e.customer_id AND x.currency_code = e.currency_code
+    ), lots AS (
+      INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
+      SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, entries.seq, e.amount, e.amount, e.expire_time, e.credit_type, e.at
+        FROM e JOIN entries ON entries.id = e.id ORDER BY e.n
+    )
+    SELECT array_agg(ROW('written', NULL, e.id, entries.seq, e.at, 'INCREMENT', 'ADD', e.amount, e.expire_time, NULL, e.hash, NULL,
+                         e.description, e.credit_type, e.reference, e.metadata, e.customer_id, e.currency_code, e.closing, e.held, NULL,
+                         ARRAY[promotional_credit_event(bs[e.n], 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, e.at, e.event_id)],
+                         e.closing)::promotional_credit_outcome ORDER BY e.n)
+      INTO outcomes
+      FROM e JOIN entries ON entries.id = e.id;
   EXCEPTION WHEN SQLSTATE 'CRADD' THEN
     RETURN NULL;
   END;
-
-  WITH q AS (
-    -- unnest, not the JSON: estimated at 10 rows, not 100, the balances are
-    -- updated by their key (at 1,000 a hash join read them all).
-    SELECT u.ordinality AS n, u.tenant_id, u.customer_id, u.currency_code, u.amount AS opening,
-           u.held, u.last_hash, ats[u.ordinality] AS at, writes -> (u.ordinality::integer - 1) AS v
-      FROM unnest(bs) WITH ORDINALITY AS u
-  ), p AS MATERIALIZED (
-    SELECT q.n, coalesce((q.v->>'id')::uuid, credits_uuid_v7()) AS id, q.tenant_id, q.customer_id, q.currency_code, q.held, q.last_hash, q.at,
-           (q.v->>'amount')::bigint AS amount, q.opening + (q.v->>'amount')::bigint AS closing,
-           q.v->>'description' AS description, q.v->>'credit_type' AS credit_type, coalesce(q.v->>'reference', '') AS reference,
-           q.v->>'done_by' AS done_by, (q.v->>'expire_time')::timestamptz AS expire_time, coalesce(q.v->'metadata', '{}') AS metadata,
-           (q.v->>'event_id')::uuid AS event_id
-      FROM q
-  ), e AS MATERIALIZED (
-    SELECT p.*, promotional_credit_entry_hash(p.last_hash, p.id, p.tenant_id, p.customer_id, p.currency_code, 'INCREMENT', 'ADD',
-             p.amount, p.closing, p.description, p.credit_type, p.reference, p.done_by, p.at, p.expire_time, NULL, NULL, p.metadata) AS hash
-      FROM p
-  ), entries AS (
-    INSERT INTO promotional_credits AS x
-      (id, tenant_id, customer_id, currency_code, type, origin, amount, closing_balance, description, credit_type, reference,
-       done_by, create_time, expire_time, reverses_id, allocations, metadata, hash)
-    SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, 'INCREMENT', 'ADD', e.amount, e.closing, e.description, e.credit_type,
-           e.reference, e.done_by, e.at, e.expire_time, NULL, NULL, e.metadata, e.hash
-      FROM e ORDER BY e.n
-    RETURNING x.id, x.seq
-  ), balances AS (
-    UPDATE promotional_credit_balances AS x
-       SET amount = e.closing, last_hash = e.hash, update_time = e.at,
-           next_expire_time = CASE WHEN e.expire_time IS NOT NULL THEN least(x.next_expire_time, e.expire_time) ELSE x.next_expire_time END
-      FROM e
-     WHERE x.tenant_id = e.tenant_id AND x.customer_id = e.customer_id AND x.currency_code = e.currency_code
-  ), lots AS (
-    INSERT INTO promotional_credit_lots (id, tenant_id, customer_id, currency_code, seq, amount, remaining, expire_time, credit_type, create_time)
-    SELECT e.id, e.tenant_id, e.customer_id, e.currency_code, entries.seq, e.amount, e.amount, e.expire_time, e.credit_type, e.at
-      FROM e JOIN entries ON entries.id = e.id ORDER BY e.n
-  )
-  SELECT array_agg(ROW('written', NULL, e.id, entries.seq, e.at, 'INCREMENT', 'ADD', e.amount, e.expire_time, NULL, e.hash, NULL,
-                       e.description, e.credit_type, e.reference, e.metadata, e.customer_id, e.currency_code, e.closing, e.held, NULL,
-                       ARRAY[promotional_credit_event(bs[e.n], 'PROMOTIONAL_CREDIT_CREATED', e.id, NULL, e.at, e.event_id)],
-                       e.closing)::promotional_credit_outcome ORDER BY e.n)
-    INTO outcomes
-    FROM e JOIN entries ON entries.id = e.id;
   RETURN outcomes;
 END
 $fn$;
