@@ -25,7 +25,7 @@ export interface SqlDefinition {
 
 export const SQL_DEFINITIONS: SqlDefinition[] = [
   { name: 'promotional_credit_entry_hash', version: 3, file: 'promotional-credits/sql/promotional-credit-entry-hash.sql' },
-  { name: 'promotional_credit_apply', version: 24, file: 'promotional-credits/sql/promotional-credit-apply.sql' },
+  { name: 'promotional_credit_apply', version: 25, file: 'promotional-credits/sql/promotional-credit-apply.sql' },
   { name: 'coupon_redeem', version: 13, file: 'coupons/sql/coupon-redeem.sql' },
 ];
 

@@ -286,6 +286,43 @@ describe('credits that expire: lots, consumption order, expiration entries, as-o
     }
   });
 
+  it('settles a balance with the transaction id that locked it, so that its old version gets no MultiXact', async () => {
+    // As for a group of Adds (add-many.test.ts): a balance locked by the
+    // sweep's transaction and settled in a subtransaction of it (two ids)
+    // had its old version's xmax made a MultiXact of both, and its new
+    // version kept the lock of the id that took it.
+    const customers = ['mx-sweep-a', 'mx-sweep-b'];
+    const add = (customerId: string) =>
+      applyItem(t.tenant.id, { op: 'ADD', customer_id: customerId, amount: '10', description: 'due', expire_time: new Date(Date.now() + 3_600_000).toISOString() });
+    const db = t.server.dataSource;
+    await db.query(`SELECT count(*) FROM promotional_credit_apply($1::jsonb)`, [JSON.stringify(customers.map(add))]);
+    // Made due through the SQL (the write path refuses a past expire_time), each in a statement of its own.
+    await db.query(`UPDATE promotional_credit_lots SET expire_time = now() - interval '1 second' WHERE tenant_id = $1 AND customer_id = ANY ($2)`, [
+      t.tenant.id,
+      customers,
+    ]);
+    await db.query(`UPDATE promotional_credit_balances SET next_expire_time = now() - interval '1 second' WHERE tenant_id = $1 AND customer_id = ANY ($2)`, [
+      t.tenant.id,
+      customers,
+    ]);
+    // This sweep or the servers' own (each settles what the other has locked or settled).
+    await db.query(`SELECT promotional_credit_sweep(1000)`);
+    const versions: Array<{ customer_id: string; amount: string; xmin: string; xmax: string }> = await eventually(
+      5_000,
+      () =>
+        db.query(
+          `SELECT customer_id, amount::text AS amount, xmin::text AS xmin, xmax::text AS xmax FROM promotional_credit_balances
+            WHERE tenant_id = $1 AND customer_id = ANY ($2) ORDER BY customer_id`,
+          [t.tenant.id, customers],
+        ),
+      (rows: Array<{ amount: string }>) => rows.every((v) => v.amount === '0'),
+    );
+    expect(versions.map((v) => [v.customer_id, v.amount, v.xmax === '0' || v.xmax === v.xmin]), 'settled, with no lock of another transaction id').to.deep.equal([
+      ['mx-sweep-a', '0', true],
+      ['mx-sweep-b', '0', true],
+    ]);
+  });
+
   it("answers a write's other currencies as of after its wait for the row lock: credits that expired meanwhile are not counted", async function () {
     this.timeout(20_000);
     const pc = t.promotionalCredits;

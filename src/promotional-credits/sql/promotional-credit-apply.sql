@@ -1131,9 +1131,15 @@ $fn$;
 -- due, skipping rows another transaction holds (a replica sweeping at the
 -- same time, or a call writing it, which settles it itself). Each is
 -- settled under its row lock and from its lots as they stand, so however
--- many replicas sweep at once, each lot expires exactly once. Each is
--- dated at its turn, after its row is locked (the loop's query locks rows
--- as it fetches them, 10 then 50 at a time), as every other change is
+-- many replicas sweep at once, each lot expires exactly once. The loop's
+-- query only finds the balances due (in due order, as it goes); each is
+-- locked in the subtransaction that settles it, so that one transaction
+-- id locks and writes it: locked by the sweep and written by its
+-- subtransaction (definitions up to 24), every settled balance's old
+-- version got a MultiXact of the two, which later lockers looked up and
+-- vacuum had to freeze. A balance a replica or a call has locked, or has
+-- settled since the query found it, is skipped and not counted. Each is
+-- dated at its turn, after its row is locked, as every other change is
 -- dated after its lock (see promotional_credit_balances_as_of_final):
 -- dated at the sweep's start, a balance reached later got entries dated
 -- before an instant whose as-of read had already been answered. Answers
@@ -1141,32 +1147,40 @@ $fn$;
 CREATE FUNCTION promotional_credit_sweep(max_balances integer) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  due record;
   b promotional_credit_balances;
   -- Which balances are due: those due when the sweep began.
   at timestamptz := date_trunc('milliseconds', clock_timestamp());
   locked_at timestamptz;
   settled integer := 0;
+  -- Settled and failed: the balances this sweep took, at most max_balances.
+  taken integer := 0;
   s record;
 BEGIN
-  FOR b IN
-    SELECT * FROM promotional_credit_balances AS x
+  FOR due IN
+    SELECT x.tenant_id, x.customer_id, x.currency_code FROM promotional_credit_balances AS x
      WHERE x.next_expire_time <= at
      ORDER BY x.next_expire_time
-     LIMIT max_balances
-       FOR UPDATE SKIP LOCKED
   LOOP
-    -- Locked since its fetch, before its turn here.
-    locked_at := date_trunc('milliseconds', clock_timestamp());
+    EXIT WHEN taken >= max_balances;
     -- One balance that cannot be settled (an error) must not stop the
     -- others: it is left for the writes to it, which settle it first.
     BEGIN
-      PERFORM promotional_credit_reserve_unreserved_if_any(b);
-      -- Never before the balance's last write (the clock read back).
-      s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(locked_at, b.update_time)), '{}');
-      PERFORM promotional_credit_flush_events(s.events);
-      settled := settled + 1;
+      SELECT * INTO b FROM promotional_credit_balances AS x
+       WHERE x.tenant_id = due.tenant_id AND x.customer_id = due.customer_id AND x.currency_code = due.currency_code
+         AND x.next_expire_time <= at
+         FOR UPDATE SKIP LOCKED;
+      IF FOUND THEN
+        taken := taken + 1;
+        locked_at := date_trunc('milliseconds', clock_timestamp());
+        PERFORM promotional_credit_reserve_unreserved_if_any(b);
+        -- Never before the balance's last write (the clock read back).
+        s := promotional_credit_settle(b, date_trunc('milliseconds', greatest(locked_at, b.update_time)), '{}');
+        PERFORM promotional_credit_flush_events(s.events);
+        settled := settled + 1;
+      END IF;
     EXCEPTION WHEN OTHERS THEN
-      RAISE WARNING 'expiry sweep: balance (%, %, %) not settled: % (SQLSTATE %)', b.tenant_id, b.customer_id, b.currency_code, SQLERRM, SQLSTATE;
+      RAISE WARNING 'expiry sweep: balance (%, %, %) not settled: % (SQLSTATE %)', due.tenant_id, due.customer_id, due.currency_code, SQLERRM, SQLSTATE;
     END;
   END LOOP;
   RETURN settled;
