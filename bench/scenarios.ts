@@ -357,7 +357,17 @@ export const SCENARIOS: Scenario[] = [
     title: 'HoldPromotionalCredits of 1, 10,000 customers',
     rpc: { ...PROMO, method: 'holdPromotionalCredits', requestType: 'HoldPromotionalCreditsRequest' },
     cycle: CUSTOMERS,
-    request: (i) => ({ customerId: customerId(i % CUSTOMERS), amount: 1n, currencyCode: 'USD', description: 'bench hold' }),
+    // Two days ahead, as capture's holds: with the default 15 minutes, the
+    // holds of a run expired in the middle of the scenarios run 15 minutes
+    // later (get-balance's rounds), whose server then swept them and read
+    // those balances as of their expiry (PostgreSQL 49% busy against 7%).
+    request: (i) => ({
+      customerId: customerId(i % CUSTOMERS),
+      amount: 1n,
+      currencyCode: 'USD',
+      description: 'bench hold',
+      expireTime: new Date(Date.now() + 2 * 86_400_000),
+    }),
     varying: (i) => [customerId(i % CUSTOMERS)],
     pgbenchVarying: roundRobinCustomer,
     variantOf: { scenario: 'deduct', serverEnv: {}, label: 'hold' },
