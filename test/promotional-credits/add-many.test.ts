@@ -4,7 +4,7 @@ import type { PoolClient } from 'pg';
 import { Origin } from '../../gen/credits/v1/promotional_credit_service';
 import { uuidV7 } from '../../src/common/uuid-v7';
 import { eventually } from '../support/eventually';
-import { applyItem, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
+import { applyItem, balanceLockOwners, expectChained, ledgerOf, ledgerProblemsOf, type ApplyItem } from '../support/ledger';
 import { useTenantClients } from '../support/tenant-clients';
 import { UUID_V4, UUID_V7 } from '../support/uuid-v7';
 
@@ -533,11 +533,9 @@ describe('a group of Adds in one statement per table', () => {
   });
 
   it('locks and writes the balances with one transaction id, so that their old versions get no MultiXact', async () => {
-    // A row that one transaction id locks and another updates (a
-    // subtransaction and its parent are two) has its old version's xmax
-    // made a MultiXact of both, and its new version keeps the lock (xmax,
-    // lock only) of the id that took it. Locked and written by one
-    // subtransaction, that lock is the writer's own: xmax is xmin (or none).
+    // Locked by the group's subtransaction and written by its parent, the
+    // balances got a MultiXact (see balanceLockOwners); locked and written
+    // by one subtransaction, any lock left is the writer's own.
     await seed('mx-a', 1n);
     await seed('mx-b', 2n);
     const together = await apply([
@@ -545,12 +543,8 @@ describe('a group of Adds in one statement per table', () => {
       { op: 'ADD', customer_id: 'mx-b', amount: '4' },
     ]);
     expect(together.oneByOne, 'the group was written in one statement per table').to.equal(0);
-    const versions: Array<{ customer_id: string; xmin: string; xmax: string }> = await t.server.dataSource.query(
-      `SELECT customer_id, xmin::text AS xmin, xmax::text AS xmax FROM promotional_credit_balances
-        WHERE tenant_id = $1 AND customer_id = ANY ($2) ORDER BY customer_id`,
-      [t.tenant.id, ['mx-a', 'mx-b']],
-    );
-    expect(versions.map((v) => [v.customer_id, v.xmax === '0' || v.xmax === v.xmin]), 'no lock of another transaction id').to.deep.equal([
+    const versions = await balanceLockOwners(t.server.dataSource, t.tenant.id, ['mx-a', 'mx-b']);
+    expect(versions.map((v) => [v.customerId, v.lockedByWriter]), 'no lock of another transaction id').to.deep.equal([
       ['mx-a', true],
       ['mx-b', true],
     ]);

@@ -85,6 +85,27 @@ export async function withBalanceLocked<T>(dataSource: DataSource, tenantId: str
 }
 
 /** A field of one `promotional_credit_apply` item (its JSON, as the repository sends it; see the SQL's header). */
+/**
+ * Customers' balances as stored (every currency), each with whether its row
+ * carries no lock of a transaction id other than the one that wrote it
+ * (xmax is 0 or xmin). A row that one transaction id locks and another
+ * updates (a subtransaction and its parent are two) has its old version's
+ * xmax made a MultiXact of both, and its new version keeps the lock of the
+ * id that took it.
+ */
+export async function balanceLockOwners(
+  dataSource: DataSource,
+  tenantId: string,
+  customerIds: readonly string[],
+): Promise<Array<{ customerId: string; amount: string; lockedByWriter: boolean }>> {
+  const rows: Array<{ customer_id: string; amount: string; xmin: string; xmax: string }> = await dataSource.query(
+    `SELECT customer_id, amount::text AS amount, xmin::text AS xmin, xmax::text AS xmax FROM promotional_credit_balances
+      WHERE tenant_id = $1 AND customer_id = ANY ($2) ORDER BY customer_id, currency_code`,
+    [tenantId, customerIds],
+  );
+  return rows.map((r) => ({ customerId: r.customer_id, amount: r.amount, lockedByWriter: r.xmax === '0' || r.xmax === r.xmin }));
+}
+
 export interface ApplyItem {
   op: string;
   customer_id: string;
